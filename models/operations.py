@@ -1,0 +1,65 @@
+"""History of manager actions, the mail outbox and the policy revision counter."""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, CheckConstraint, ForeignKey, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from .base import Base, utcnow
+from .structures import _in
+
+MAIL_STATUSES = ("pending", "sent")
+
+
+class HistoryEntry(Base):
+    """One action on a structure. Written once, never updated through the API."""
+
+    __tablename__ = "history_entries"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    structure_id: Mapped[int | None] = mapped_column(ForeignKey("structures.id"), index=True)
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    # Machine-readable action name (e.g. "structure.created").
+    action: Mapped[str] = mapped_column(String(60), index=True)
+    target_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    request_kind: Mapped[str | None] = mapped_column(String(20))
+    request_id: Mapped[int | None] = mapped_column(Integer)
+    # Vocabulary shown to managers: Validated, Refused, Deactivated, Deleted…
+    comment: Mapped[str | None] = mapped_column(Text)
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+
+
+class OutboxMail(Base):
+    """A mail to send, written in the transaction of the change that causes it."""
+
+    __tablename__ = "outbox_mails"
+    __table_args__ = (CheckConstraint(_in("status", MAIL_STATUSES), name="status"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    to_address: Mapped[str] = mapped_column(String(254))
+    subject: Mapped[str] = mapped_column(String(300))
+    body: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(10), default="pending", index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+    # A sender claims a row by moving this forward (conditional update).
+    claimed_until: Mapped[dt.datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    sent_at: Mapped[dt.datetime | None]
+
+
+class PolicyRevision(Base):
+    """Single row: bumped in the transaction of every change of rights."""
+
+    __tablename__ = "policy_revision"
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, default=1)
+    revision: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
