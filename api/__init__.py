@@ -1,0 +1,77 @@
+"""The HTTP layer: create_app, errors → HTTP, identity, one blueprint per resource."""
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import swagger_ui_bundle
+from flask import Blueprint, Flask, send_from_directory
+
+from authz.config import Settings, load_settings
+from authz.db import schema_is_current
+from authz.runtime import build_runtime, sync_catalogue
+
+from . import errors, identity
+
+API_TITLE = "Authorization service"
+
+
+def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
+    """Build the service. `config`: settings overrides (or a Settings), on top of
+    the AUTHZ_* environment and the defaults of authz/config.py."""
+    settings = config if isinstance(config, Settings) else load_settings(config)
+    logging.basicConfig(level=settings.log_level,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    rt = build_runtime(settings)
+    if not schema_is_current(rt.engine):
+        raise RuntimeError("The database schema is not at the latest migration: "
+                           "run `authz db upgrade` first.")
+    sync_catalogue(rt)
+
+    app = Flask(__name__)
+    app.config.update(
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
+        API_TITLE=API_TITLE,
+        API_VERSION="1",
+        OPENAPI_VERSION="3.1.0",
+        OPENAPI_URL_PREFIX="/",
+        OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="docs",
+        OPENAPI_SWAGGER_UI_URL="/docs/assets/",
+        API_SPEC_OPTIONS={
+            "info": {"description": "Who may do what on the structures of an e-invoicing "
+                                    "portal. Errors are application/problem+json."},
+            "security": [{"bearer": []}],
+        },
+    )
+    app.extensions["authz"] = rt
+    errors.register(app)
+    api = errors.ProblemApi(app)
+    api.spec.components.security_scheme(
+        "bearer", {"type": "http", "scheme": "bearer",
+                   "description": "A token from POST /v1/auth/token."})
+    identity.register(app)
+
+    from . import auth, catalogue, health, structures
+    for module in (health, auth, structures, catalogue):
+        api.register_blueprint(module.blp)
+    app.register_blueprint(_docs_assets())
+
+    if settings.mail_background:
+        from authz.mail import MailDispatcher
+
+        rt.dispatcher = MailDispatcher(rt.sessions, settings)
+        rt.dispatcher.start()
+    return app
+
+
+def _docs_assets() -> Blueprint:
+    """Swagger UI's files, served locally (no CDN)."""
+    assets = Blueprint("docs_assets", __name__)
+
+    @assets.route("/docs/assets/<path:filename>")
+    def asset(filename: str):
+        return send_from_directory(swagger_ui_bundle.swagger_ui_path, filename)
+
+    return assets

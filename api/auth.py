@@ -1,0 +1,83 @@
+"""Log-in, log-out, sign-up, activation and one's own account."""
+from __future__ import annotations
+
+from flask import g, request
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from authz import accounts
+
+from . import schemas as s
+from .identity import current_user, db, public, runtime
+
+blp = Blueprint("auth", __name__, url_prefix="/v1", description="Accounts and log-in")
+
+
+@blp.route("/auth/token")
+class Token(MethodView):
+    @public
+    @blp.arguments(s.LoginSchema)
+    @blp.response(201, s.TokenSchema)
+    @blp.alt_response(401, schema=s.Problem, description="Wrong email or password")
+    @blp.alt_response(429, schema=s.Problem, description="Too many failed log-ins")
+    def post(self, body):
+        """Log in with login email and password: a bearer token, shown once."""
+        token, row = accounts.log_in(db(), runtime(), login_email=body["login_email"],
+                                     password=body["password"], address=request.remote_addr)
+        return {"access_token": token, "token_type": "Bearer", "expires_at": row.expires_at}
+
+    @blp.response(204)
+    def delete(self):
+        """Log out: the presented token stops working at once."""
+        accounts.log_out(db(), runtime(), g.token_row)
+
+
+
+@blp.route("/accounts")
+class Accounts(MethodView):
+    @public
+    @blp.arguments(s.SignUpSchema)
+    @blp.response(201, s.UserSchema)
+    @blp.alt_response(409, schema=s.Problem, description="Login email already used")
+    def post(self, body):
+        """Create an account (logged out): it is pending until activated by the
+        link mailed to the login email."""
+        return accounts.sign_up(db(), runtime(), **body)
+
+
+@blp.route("/accounts/activation")
+class Activation(MethodView):
+    @public
+    @blp.arguments(s.ActivationSchema)
+    @blp.response(200, s.UserSchema)
+    @blp.alt_response(422, schema=s.Problem,
+                      description="Link invalid, expired or used; or weak password")
+    def post(self, body):
+        """Activate an account with the mailed token and choose its password."""
+        return accounts.activate(db(), runtime(), token=body["token"],
+                                 password=body["password"])
+
+
+@blp.route("/accounts/activation-email")
+class ResendActivation(MethodView):
+    @public
+    @blp.arguments(s.ResendActivationSchema)
+    @blp.response(202)
+    def post(self, body):
+        """Send a new activation link to a pending account. Always answers 202,
+        whether or not the email belongs to a pending account."""
+        accounts.resend_activation(db(), runtime(), body["login_email"])
+
+
+@blp.route("/me")
+class Me(MethodView):
+    @blp.response(200, s.UserSchema)
+    def get(self):
+        """One's own account."""
+        return current_user()
+
+    @blp.arguments(s.ProfilePatchSchema)
+    @blp.response(200, s.UserSchema)
+    def patch(self, body):
+        """Change one's contact email, names or phone (not the login email)."""
+        return accounts.update_profile(db(), runtime(), current_user(), body)

@@ -1,0 +1,35 @@
+"""Liveness and readiness probes (public)."""
+from __future__ import annotations
+
+from flask_smorest import Blueprint
+from sqlalchemy import text
+
+from authz.db import schema_is_current
+
+from .errors import problem
+from .identity import public, runtime
+
+blp = Blueprint("health", __name__, url_prefix="/health", description="Probes")
+
+
+@blp.route("/live")
+@public
+def live():
+    """The process answers."""
+    return {"status": "ok"}
+
+
+@blp.route("/ready")
+@public
+def ready():
+    """The database answers and its schema is at the latest migration."""
+    engine = runtime().engine
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        current = schema_is_current(engine)
+    except Exception:  # any failure to reach the database means not ready
+        return problem(503, "database_unavailable", "Not ready", "The database does not answer.")
+    if not current:
+        return problem(503, "schema_outdated", "Not ready", "Run `authz db upgrade`.")
+    return {"status": "ok"}

@@ -1,0 +1,104 @@
+"""Who is calling. Every route requires a valid bearer token unless its view is
+marked @public: the default is deny, decided before any view runs."""
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any, Callable
+
+from flask import Flask, Response, current_app, g, request
+from sqlalchemy.orm import Session
+
+from authz import accounts
+from authz.errors import Unauthenticated
+from authz.runtime import Runtime
+from models import User
+
+# Blueprints whose routes are public: the OpenAPI document and its docs page.
+PUBLIC_BLUEPRINTS = {"api-docs", "docs_assets"}
+REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+
+
+def public(view: Any) -> Any:
+    """Mark a view (function or MethodView class) as open to anonymous callers."""
+    view._authz_public = True
+    return view
+
+
+def runtime() -> Runtime:
+    return current_app.extensions["authz"]
+
+
+def db() -> Session:
+    """The request's session (opened on first use, closed when the request ends)."""
+    if "db_session" not in g:
+        g.db_session = runtime().sessions()
+    return g.db_session
+
+
+def current_user() -> User:
+    user = g.get("user")
+    if user is None:  # only reachable from a public view
+        raise Unauthenticated("Log in first.")
+    return user
+
+
+def _is_public() -> bool:
+    if request.blueprint in PUBLIC_BLUEPRINTS:
+        return True
+    view = current_app.view_functions.get(request.endpoint or "")
+    if view is None:  # no route: let Flask answer 404 / 405
+        return True
+    cls = getattr(view, "view_class", None)
+    if cls is not None:  # a MethodView: the class or the method may be public
+        method = getattr(cls, request.method.lower(), None)
+        return bool(getattr(cls, "_authz_public", False)
+                    or getattr(method, "_authz_public", False))
+    return bool(getattr(view, "_authz_public", False))
+
+
+def _bearer() -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return None
+
+
+def _authenticate() -> None:
+    g.user = None
+    g.token_row = None
+    token = _bearer()
+    if token is not None:
+        found = accounts.authenticate(db(), token)
+        if found is not None:
+            g.user, g.token_row = found
+    if g.user is None and not _is_public():
+        raise Unauthenticated("A valid bearer token is required.",
+                              code="unauthenticated" if token is None else "invalid_token")
+
+
+def _request_id() -> None:
+    incoming = request.headers.get("X-Request-ID", "")
+    g.request_id = incoming if REQUEST_ID_RE.match(incoming) else str(uuid.uuid4())
+
+
+def _echo_request_id(response: Response) -> Response:
+    response.headers["X-Request-ID"] = g.get("request_id") or str(uuid.uuid4())
+    response.headers.setdefault("Cache-Control", "no-store")
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    return response
+
+
+def _close_session(_exc: BaseException | None) -> None:
+    session = g.pop("db_session", None)
+    if session is not None:
+        session.close()
+
+
+def register(app: Flask) -> None:
+    hooks: list[Callable[[], None]] = [_request_id, _authenticate]
+    for hook in hooks:
+        app.before_request(hook)
+    app.after_request(_echo_request_id)
+    app.teardown_request(_close_session)

@@ -1,0 +1,171 @@
+"""Marshmallow schemas: the API's contract. Unknown fields in a body are refused."""
+from __future__ import annotations
+
+from marshmallow import Schema, fields, validate
+
+from models import IDENTIFIER_TYPES, STRUCTURE_KINDS
+
+Name = lambda **kw: fields.String(validate=validate.Length(min=1, max=100), **kw)  # noqa: E731
+Email = lambda **kw: fields.Email(validate=validate.Length(max=254), **kw)  # noqa: E731
+
+
+class Problem(Schema):
+    type = fields.String()
+    title = fields.String()
+    status = fields.Integer()
+    code = fields.String(metadata={"description": "Stable machine-readable error code."})
+    detail = fields.String()
+    instance = fields.String()
+    request_id = fields.String()
+    errors = fields.Dict(metadata={"description": "Field name → messages."})
+
+
+class PageArgs(Schema):
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=1_000_000))
+    page_size = fields.Integer(load_default=None, validate=validate.Range(min=1),
+                               metadata={"description": "Capped at AUTHZ_PAGE_SIZE_MAX."})
+
+
+def page_of(item_schema: type[Schema]) -> type[Schema]:
+    """A page envelope: {items, page, page_size, total}."""
+    return Schema.from_dict({
+        "items": fields.List(fields.Nested(item_schema)),
+        "page": fields.Integer(), "page_size": fields.Integer(), "total": fields.Integer(),
+    }, name=f"{item_schema.__name__.removesuffix('Schema')}Page")
+
+
+# --- accounts -----------------------------------------------------------------
+
+class LoginSchema(Schema):
+    login_email = fields.String(required=True, validate=validate.Length(min=1, max=254))
+    password = fields.String(required=True, validate=validate.Length(min=1, max=1024),
+                             load_only=True)
+
+
+class TokenSchema(Schema):
+    access_token = fields.String()
+    token_type = fields.String(dump_default="Bearer")
+    expires_at = fields.DateTime()
+
+
+class SignUpSchema(Schema):
+    login_email = Email(required=True)
+    contact_email = Email(metadata={"description": "Defaults to the login email."})
+    last_name = Name(required=True)
+    first_name = Name(required=True)
+    phone = fields.String(validate=validate.Length(max=40), allow_none=True)
+
+
+class ActivationSchema(Schema):
+    token = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    password = fields.String(required=True, load_only=True,
+                             validate=validate.Length(min=1, max=1024))
+
+
+class ResendActivationSchema(Schema):
+    login_email = fields.String(required=True, validate=validate.Length(min=1, max=254))
+
+
+class UserSchema(Schema):
+    id = fields.Integer()
+    login_email = fields.String()
+    contact_email = fields.String()
+    last_name = fields.String()
+    first_name = fields.String()
+    phone = fields.String(allow_none=True)
+    kind = fields.String()
+    status = fields.String()
+    platform_role = fields.String(allow_none=True)
+    created_at = fields.DateTime()
+    activated_at = fields.DateTime(allow_none=True)
+
+
+class ProfilePatchSchema(Schema):
+    contact_email = Email()
+    last_name = Name()
+    first_name = Name()
+    phone = fields.String(validate=validate.Length(max=40), allow_none=True)
+
+
+# --- structures ---------------------------------------------------------------
+
+class StructureSettingsFields(Schema):
+    invoice_requires_service = fields.Boolean()
+    legal_commitment_required = fields.Boolean()
+    default_spaces = fields.List(fields.String(validate=validate.Length(max=64)),
+                                 validate=validate.Length(max=50))
+
+
+class StructureCreateSchema(StructureSettingsFields):
+    identifier_type = fields.String(required=True, validate=validate.OneOf(IDENTIFIER_TYPES))
+    identifier_value = fields.String(required=True, validate=validate.Length(min=1, max=80))
+    designation = fields.String(required=True, validate=validate.Length(min=1, max=200))
+
+
+class StructurePatchSchema(StructureSettingsFields):
+    designation = fields.String(validate=validate.Length(min=1, max=200))
+
+
+class StructureSchema(Schema):
+    id = fields.Integer()
+    identifier_type = fields.String()
+    identifier_value = fields.String()
+    designation = fields.String()
+    kind = fields.String()
+    status = fields.String()
+    centrally_managed = fields.Boolean()
+    invoice_requires_service = fields.Boolean()
+    legal_commitment_required = fields.Boolean()
+    default_spaces = fields.Method("_default_spaces")
+    origin_id = fields.Integer(allow_none=True)
+    successor_id = fields.Integer(allow_none=True)
+    created_at = fields.DateTime()
+    updated_at = fields.DateTime()
+
+    def _default_spaces(self, obj) -> list[str]:
+        return [d.space_code for d in obj.default_spaces]
+
+
+class StructureQuerySchema(PageArgs):
+    q = fields.String(validate=validate.Length(min=1, max=200),
+                      metadata={"description": "Part of the designation or identifier."})
+    identifier_value = fields.String(validate=validate.Length(min=1, max=80))
+    status = fields.String(validate=validate.OneOf(("active", "inactive")))
+    kind = fields.String(validate=validate.OneOf(STRUCTURE_KINDS))
+
+
+class ServiceSchema(Schema):
+    id = fields.Integer(dump_only=True)
+    structure_id = fields.Integer(dump_only=True)
+    code = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    label = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    active = fields.Boolean(load_default=True)
+
+
+class ServicePatchSchema(Schema):
+    label = fields.String(validate=validate.Length(min=1, max=200))
+    active = fields.Boolean()
+
+
+class ServiceQuerySchema(PageArgs):
+    active = fields.Boolean()
+
+
+class OpenedSpaceSchema(Schema):
+    space = fields.String(required=True, attribute="space_code",
+                          validate=validate.Length(min=1, max=64))
+    service_id = fields.Integer(allow_none=True, load_default=None,
+                                metadata={"description": "null: the whole structure."})
+
+
+class OpenedSpacesSchema(Schema):
+    spaces = fields.List(fields.Nested(OpenedSpaceSchema), required=True,
+                         validate=validate.Length(max=2000))
+
+
+class SpaceSchema(Schema):
+    code = fields.String()
+    label = fields.String()
+    public_only = fields.Boolean()
+    opened_by_default = fields.Boolean()
+    granted_by_default = fields.Dict(keys=fields.String(), values=fields.String())

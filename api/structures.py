@@ -1,0 +1,104 @@
+"""Structures, their services and the spaces opened on them."""
+from __future__ import annotations
+
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from authz import structures
+
+from . import schemas as s
+from .identity import current_user, db, runtime
+from .paging import page_args
+
+blp = Blueprint("structures", __name__, url_prefix="/v1/structures",
+                description="Structures, services and opened spaces")
+
+NOT_VISIBLE = "Unknown, or not visible to the caller"
+
+
+@blp.route("")
+class Structures(MethodView):
+    @blp.arguments(s.StructureQuerySchema, location="query")
+    @blp.response(200, s.page_of(s.StructureSchema))
+    def get(self, args):
+        """Search the structures the caller may see."""
+        return structures.list_visible(db(), runtime(), current_user(), **page_args(args),
+                                       **args)
+
+    @blp.arguments(s.StructureCreateSchema)
+    @blp.response(201, s.StructureSchema)
+    @blp.alt_response(409, schema=s.Problem, description="Identifier already registered")
+    def post(self, body):
+        """Create a private structure; the caller becomes its principal manager."""
+        settings = {k: body.pop(k) for k in ("invoice_requires_service",
+                                             "legal_commitment_required", "default_spaces")
+                    if k in body}
+        return structures.create_private(db(), runtime(), current_user(), settings=settings,
+                                         **body)
+
+
+@blp.route("/<int:structure_id>")
+class StructureById(MethodView):
+    @blp.response(200, s.StructureSchema)
+    @blp.alt_response(404, schema=s.Problem, description=NOT_VISIBLE)
+    def get(self, structure_id):
+        """One structure the caller may see."""
+        return structures.get(db(), runtime(), current_user(), structure_id)
+
+    @blp.arguments(s.StructurePatchSchema)
+    @blp.response(200, s.StructureSchema)
+    @blp.alt_response(403, schema=s.Problem, description="Caller does not manage it")
+    @blp.alt_response(404, schema=s.Problem, description=NOT_VISIBLE)
+    def patch(self, body, structure_id):
+        """Change the designation or settings (managers of the structure)."""
+        return structures.update(db(), runtime(), current_user(), structure_id, body)
+
+
+@blp.route("/<int:structure_id>/services")
+class Services(MethodView):
+    @blp.arguments(s.ServiceQuerySchema, location="query")
+    @blp.response(200, s.page_of(s.ServiceSchema))
+    @blp.alt_response(404, schema=s.Problem, description=NOT_VISIBLE)
+    def get(self, args, structure_id):
+        """The structure's services."""
+        return structures.list_services(db(), runtime(), current_user(), structure_id,
+                                        active=args.pop("active", None), **page_args(args))
+
+    @blp.arguments(s.ServiceSchema)
+    @blp.response(201, s.ServiceSchema)
+    @blp.alt_response(409, schema=s.Problem, description="Code already used here")
+    def post(self, body, structure_id):
+        """Create a service (code unique within the structure)."""
+        return structures.create_service(db(), runtime(), current_user(), structure_id,
+                                         **body)
+
+
+@blp.route("/<int:structure_id>/services/<int:service_id>")
+class ServiceById(MethodView):
+    @blp.arguments(s.ServicePatchSchema)
+    @blp.response(200, s.ServiceSchema)
+    @blp.alt_response(404, schema=s.Problem, description=NOT_VISIBLE)
+    def patch(self, body, structure_id, service_id):
+        """Rename, activate or deactivate a service."""
+        return structures.update_service(db(), runtime(), current_user(), structure_id,
+                                         service_id, body)
+
+
+@blp.route("/<int:structure_id>/spaces")
+class OpenedSpaces(MethodView):
+    @blp.response(200, s.OpenedSpacesSchema)
+    @blp.alt_response(404, schema=s.Problem, description=NOT_VISIBLE)
+    def get(self, structure_id):
+        """Spaces opened on the structure (service_id null) and on its services."""
+        return {"spaces": structures.opened_spaces(db(), runtime(), current_user(),
+                                                   structure_id)}
+
+    @blp.arguments(s.OpenedSpacesSchema)
+    @blp.response(200, s.OpenedSpacesSchema)
+    @blp.alt_response(422, schema=s.Problem,
+                      description="Unknown space or service, or public-only space on a "
+                                  "private structure")
+    def put(self, body, structure_id):
+        """Set exactly which spaces are opened, on the structure or its services."""
+        return {"spaces": structures.replace_opened_spaces(
+            db(), runtime(), current_user(), structure_id, body["spaces"])}

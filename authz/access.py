@@ -1,0 +1,76 @@
+"""Who holds which role on a structure, and the management check every route uses.
+
+Roles come from the tables (validated attachment of an active user, inside its
+dates); what a role may do comes from policies/roles.yaml through the engine.
+"""
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import and_, or_, select, tuple_
+from sqlalchemy.orm import Session, aliased
+
+from models import ROLES, Attachment, Structure, User
+
+from .errors import Forbidden, NotFound
+from .policy import STATES
+from .runtime import Runtime
+
+# When a user holds several attachments on one structure, the strongest role counts.
+ROLE_RANK = {role: rank for rank, role in enumerate(reversed(ROLES))}
+
+
+def today() -> dt.date:
+    return dt.datetime.now(dt.timezone.utc).date()
+
+
+def effective_attachments(user_id: int, on: dt.date):
+    """Condition: validated attachments of `user_id` in force on date `on`."""
+    return and_(Attachment.user_id == user_id, Attachment.status == "validated",
+                Attachment.valid_from <= on,
+                or_(Attachment.valid_until.is_(None), Attachment.valid_until >= on))
+
+
+def role_on(session: Session, user: User, structure_id: int) -> str | None:
+    """The role `user` holds on the structure today, or None."""
+    if user.status != "active":
+        return None
+    roles = session.scalars(select(Attachment.role).where(
+        effective_attachments(user.id, today()),
+        Attachment.structure_id == structure_id)).all()
+    return max(roles, key=ROLE_RANK.__getitem__) if roles else None
+
+
+def authorize(session: Session, rt: Runtime, actor: User, structure_id: int,
+              action: str) -> Structure:
+    """The structure, if `actor` may perform `action` on it.
+
+    Raises NotFound when the actor may not even see the structure (unknown and
+    invisible are not told apart), Forbidden when they see it but may not act.
+    """
+    structure = session.get(Structure, structure_id)
+    if structure is None:
+        raise NotFound("No such structure.")
+    role = role_on(session, actor, structure.id)
+    if not rt.management.allows(role, "structure.view", structure.status):
+        raise NotFound("No such structure.")
+    if not rt.management.allows(role, action, structure.status):
+        raise Forbidden(f"Your role on this structure does not allow {action}.",
+                        code="action_not_allowed")
+    return structure
+
+
+def visible_structures(rt: Runtime, actor: User):
+    """Condition on Structure: the structures `actor` may see (structure.view)."""
+    if actor.status != "active":
+        return Structure.id.is_(None)
+    pairs = [(role, state) for role in ROLES for state in STATES
+             if rt.management.allows(role, "structure.view", state)]
+    if not pairs:
+        return Structure.id.is_(None)
+    target = aliased(Structure)
+    attached = (select(Attachment.structure_id)
+                .join(target, target.id == Attachment.structure_id)
+                .where(effective_attachments(actor.id, today()),
+                       tuple_(Attachment.role, target.status).in_(pairs)))
+    return Structure.id.in_(attached)

@@ -1,0 +1,255 @@
+"""People's accounts: sign-up, activation, log-in, log-out and one's own profile.
+
+Every workflow here owns its transaction: it commits what it did, or raises and
+leaves nothing behind.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from models import ActivationToken, AuthToken, LoginThrottle, User, utcnow
+
+from .errors import Conflict, Forbidden, Invalid, TooManyAttempts, Unauthenticated
+from .records import commit, queue_mail
+from .runtime import Runtime
+from .security import digest, new_token
+
+EMAIL_RE = re.compile(r"^[^@\s\x00-\x1f]{1,64}@[^@\s\x00-\x1f]+\.[^@\s\x00-\x1f]+$")
+PASSWORD_MIN = 12
+PASSWORD_MAX = 256
+PROFILE_FIELDS = ("contact_email", "last_name", "first_name", "phone")
+
+
+def normalize_email(value: str, field: str = "login_email") -> str:
+    email = (value or "").strip().lower()
+    if len(email) > 254 or not EMAIL_RE.match(email):
+        raise Invalid("Not a valid email address.", errors={field: ["Not a valid email address."]})
+    return email
+
+
+def check_password(password: str) -> None:
+    if not PASSWORD_MIN <= len(password) <= PASSWORD_MAX:
+        raise Invalid(f"The password must have {PASSWORD_MIN} to {PASSWORD_MAX} characters.",
+                      errors={"password": [f"Length must be {PASSWORD_MIN} to {PASSWORD_MAX}."]},
+                      code="weak_password")
+
+
+def find_by_login(session: Session, login_email: str) -> User | None:
+    return session.scalar(select(User).where(User.login_email == login_email.strip().lower()))
+
+
+def create_account(session: Session, rt: Runtime, *, login_email: str, last_name: str,
+                   first_name: str, contact_email: str | None = None,
+                   phone: str | None = None) -> User:
+    """Create a pending person account and mail its activation link.
+
+    Raises Invalid (bad email), Conflict `login_email_taken` (any letter case).
+    Does not commit: sign_up() and the manager workflow commit with their own writes.
+    """
+    login = normalize_email(login_email)
+    contact = normalize_email(contact_email, "contact_email") if contact_email else login
+    if find_by_login(session, login) is not None:
+        raise Conflict("An account already uses this login email.", code="login_email_taken")
+    user = User(login_email=login, contact_email=contact, last_name=last_name.strip(),
+                first_name=first_name.strip(), phone=(phone or "").strip() or None,
+                kind="person", status="pending")
+    session.add(user)
+    try:
+        session.flush()
+    except IntegrityError as exc:  # a concurrent sign-up won the unique key
+        session.rollback()
+        raise Conflict("An account already uses this login email.",
+                       code="login_email_taken") from exc
+    _issue_activation(session, rt, user)
+    return user
+
+
+def sign_up(session: Session, rt: Runtime, **fields: Any) -> User:
+    """Anyone, logged out, creates their own pending account (see create_account)."""
+    user = create_account(session, rt, **fields)
+    commit(session, rt)
+    return user
+
+
+def _issue_activation(session: Session, rt: Runtime, user: User) -> None:
+    """A new single-use link; every earlier unused link of the user stops working."""
+    now = utcnow()
+    session.execute(update(ActivationToken)
+                    .where(ActivationToken.user_id == user.id,
+                           ActivationToken.used_at.is_(None),
+                           ActivationToken.expires_at > now)
+                    .values(expires_at=now))
+    token = new_token()
+    session.add(ActivationToken(
+        user_id=user.id, token_hash=digest(token), created_at=now,
+        expires_at=now + dt.timedelta(seconds=rt.settings.activation_ttl_seconds)))
+    base = rt.settings.public_base_url.rstrip("/")
+    minutes = rt.settings.activation_ttl_seconds // 60
+    body = (f"Hello {user.first_name} {user.last_name},\n\n"
+            f"An account was created with the login {user.login_email}.\n"
+            f"Activate it and choose your password within {minutes} minutes "
+            f"(the link works once):\n\n"
+            f"  {base}/v1/accounts/activation?token={token}\n\n"
+            f"With the API, send the token and your new password:\n\n"
+            f"  curl -X POST {base}/v1/accounts/activation -H 'Content-Type: application/json' \\\n"
+            f"       -d '{{\"token\": \"{token}\", \"password\": \"<your password>\"}}'\n\n"
+            f"If you did not ask for this account, ignore this message.\n")
+    queue_mail(session, kind="activation", to=user.login_email,
+               subject="Activate your account", body=body)
+
+
+def resend_activation(session: Session, rt: Runtime, login_email: str) -> None:
+    """Send a new link to a pending account. Says nothing about other emails
+    (no account enumeration): the caller always answers the same way."""
+    try:
+        login = normalize_email(login_email)
+    except Invalid:
+        return
+    user = find_by_login(session, login)
+    if user is not None and user.status == "pending" and user.kind == "person":
+        _issue_activation(session, rt, user)
+        commit(session, rt)
+
+
+def activate(session: Session, rt: Runtime, *, token: str, password: str) -> User:
+    """Use an activation link: set the password, make the account active.
+
+    Raises Invalid `activation_link_invalid` (unknown, expired or already used
+    link; the three are not told apart), Invalid `weak_password`.
+    """
+    check_password(password)
+    now = utcnow()
+    row = session.scalar(select(ActivationToken).where(
+        ActivationToken.token_hash == digest(token or "")))
+    invalid = Invalid("This activation link is invalid, expired or already used.",
+                      code="activation_link_invalid")
+    if row is None or row.used_at is not None or row.expires_at <= now:
+        raise invalid
+    # Single use even under concurrency: only one caller flips used_at.
+    claimed = session.execute(update(ActivationToken)
+                              .where(ActivationToken.id == row.id,
+                                     ActivationToken.used_at.is_(None))
+                              .values(used_at=now)).rowcount
+    user = session.get(User, row.user_id)
+    if claimed != 1 or user is None or user.status != "pending":
+        session.rollback()
+        raise invalid
+    user.password_hash = rt.hasher.hash(password)
+    user.status = "active"
+    user.activated_at = now
+    commit(session, rt)
+    return user
+
+
+def _throttle_keys(rt: Runtime, login: str, address: str | None) -> list[tuple[str, int]]:
+    keys = [(f"email:{login}", rt.settings.login_max_failures)]
+    if address:
+        keys.append((f"ip:{address}", rt.settings.login_max_failures_per_ip))
+    return keys
+
+
+def _check_throttle(session: Session, keys: list[tuple[str, int]], now: dt.datetime) -> None:
+    for key, _limit in keys:
+        row = session.get(LoginThrottle, key)
+        if row is not None and row.locked_until is not None and row.locked_until > now:
+            retry = int((row.locked_until - now).total_seconds()) + 1
+            raise TooManyAttempts("Too many failed log-ins; try again later.",
+                                  retry_after=retry)
+
+
+def _record_failure(session: Session, rt: Runtime, keys: list[tuple[str, int]],
+                    now: dt.datetime) -> None:
+    window = dt.timedelta(seconds=rt.settings.login_lockout_seconds)
+    for attempt in range(3):
+        try:
+            for key, limit in keys:
+                row = session.get(LoginThrottle, key)
+                if row is None:
+                    row = LoginThrottle(key=key, failures=0, window_started_at=now)
+                    session.add(row)
+                elif row.window_started_at + window <= now:
+                    row.failures, row.window_started_at, row.locked_until = 0, now, None
+                row.failures += 1
+                if row.failures >= limit:
+                    row.locked_until = now + window
+            session.commit()
+            return
+        except IntegrityError:  # a concurrent failure inserted the same key first
+            session.rollback()
+    raise RuntimeError("could not record a failed log-in")
+
+
+def log_in(session: Session, rt: Runtime, *, login_email: str, password: str,
+           address: str | None) -> tuple[str, AuthToken]:
+    """Check the credentials; return a new bearer token (shown once) and its row.
+
+    Raises TooManyAttempts (this email or address is locked out), Unauthenticated
+    `invalid_credentials` (unknown email or wrong password: not told apart),
+    Forbidden `account_not_active` (right password, but pending / inactive /
+    closed account).
+    """
+    now = utcnow()
+    login = (login_email or "").strip().lower()
+    keys = _throttle_keys(rt, login, address)
+    _check_throttle(session, keys, now)
+    user = find_by_login(session, login) if login else None
+    person = user if user is not None and user.kind == "person" else None
+    if not rt.hasher.verify(person.password_hash if person else None, password or ""):
+        _record_failure(session, rt, keys, now)
+        raise Unauthenticated("Wrong login email or password.", code="invalid_credentials")
+    assert person is not None and person.password_hash is not None
+    if person.status != "active":
+        raise Forbidden(f"This account is {person.status}: it cannot log in.",
+                        code="account_not_active")
+    if rt.hasher.needs_rehash(person.password_hash):
+        person.password_hash = rt.hasher.hash(password)
+    email_key = session.get(LoginThrottle, keys[0][0])
+    if email_key is not None:
+        session.delete(email_key)
+    token = new_token("at_")
+    row = AuthToken(user_id=person.id, token_hash=digest(token), created_at=now,
+                    expires_at=now + dt.timedelta(seconds=rt.settings.token_ttl_seconds))
+    session.add(row)
+    commit(session, rt)
+    return token, row
+
+
+def authenticate(session: Session, token: str) -> tuple[User, AuthToken] | None:
+    """The active person behind a bearer token, or None (unknown, expired, revoked)."""
+    row = session.scalar(select(AuthToken).where(AuthToken.token_hash == digest(token)))
+    if row is None or row.revoked_at is not None or row.expires_at <= utcnow():
+        return None
+    user = session.get(User, row.user_id)
+    if user is None or user.status != "active":
+        return None
+    return user, row
+
+
+def log_out(session: Session, rt: Runtime, token_row: AuthToken) -> None:
+    """Revoke the presented token at once."""
+    session.execute(update(AuthToken).where(AuthToken.id == token_row.id,
+                                            AuthToken.revoked_at.is_(None))
+                    .values(revoked_at=utcnow()))
+    commit(session, rt)
+
+
+def update_profile(session: Session, rt: Runtime, user: User, changes: dict[str, Any]) -> User:
+    """Change contact email, names or phone (never the login email)."""
+    unknown = set(changes) - set(PROFILE_FIELDS)
+    if unknown:
+        raise Invalid("These fields cannot be changed.",
+                      errors={f: ["Cannot be changed."] for f in sorted(unknown)})
+    if "contact_email" in changes:
+        changes["contact_email"] = normalize_email(changes["contact_email"], "contact_email")
+    for field, value in changes.items():
+        setattr(user, field, value.strip() if isinstance(value, str) else value)
+    if user.phone == "":
+        user.phone = None
+    commit(session, rt)
+    return user

@@ -1,0 +1,51 @@
+"""Side effects every state change writes in its own transaction: the policy
+revision bump and the history entry."""
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from models import HistoryEntry, PolicyRevision, User, utcnow
+
+
+def bump_revision(session: Session) -> int:
+    """Increment the policy revision inside the caller's transaction; return it."""
+    return session.execute(
+        update(PolicyRevision).where(PolicyRevision.id == 1)
+        .values(revision=PolicyRevision.revision + 1, updated_at=utcnow())
+        .returning(PolicyRevision.revision)).scalar_one()
+
+
+def current_revision(session: Session) -> int:
+    return session.execute(
+        select(PolicyRevision.revision).where(PolicyRevision.id == 1)).scalar_one()
+
+
+def record(session: Session, *, action: str, actor: User | None, structure_id: int | None,
+           target_user_id: int | None = None, comment: str | None = None,
+           before: dict[str, Any] | None = None, after: dict[str, Any] | None = None,
+           request_kind: str | None = None, request_id: int | None = None) -> HistoryEntry:
+    entry = HistoryEntry(action=action, actor_id=actor.id if actor else None,
+                         structure_id=structure_id, target_user_id=target_user_id,
+                         comment=comment, before=before, after=after,
+                         request_kind=request_kind, request_id=request_id)
+    session.add(entry)
+    return entry
+
+
+def queue_mail(session: Session, *, kind: str, to: str, subject: str, body: str) -> None:
+    """Put a mail in the outbox, in the caller's transaction."""
+    from . import mail
+
+    mail.enqueue(session, kind=kind, to=to, subject=subject, body=body)
+    session.info["mail_queued"] = True
+
+
+def commit(session: Session, rt: Any) -> None:
+    """Commit the caller's transaction, then wake the mail sender if it queued mail."""
+    queued = session.info.pop("mail_queued", False)
+    session.commit()
+    if queued and rt.dispatcher is not None:
+        rt.dispatcher.kick()

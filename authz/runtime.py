@@ -1,0 +1,39 @@
+"""Everything a workflow needs, built once per process from the settings."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from . import db
+from .config import Settings
+from .policy import ManagementEngine, Policies, load_policies, sync_space_catalogue
+from .security import Hasher
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    hasher: Hasher
+    policies: Policies
+    management: ManagementEngine
+    # Background outbox sender of this process (None: mail is sent by `authz mail`).
+    dispatcher: Any = None
+
+
+def build_runtime(settings: Settings, *, engine: Engine | None = None) -> Runtime:
+    engine = engine or db.make_engine(settings)
+    policies = load_policies(settings.policy_dir)
+    return Runtime(settings=settings, engine=engine,
+                   sessions=db.make_session_factory(engine), hasher=Hasher(settings),
+                   policies=policies, management=ManagementEngine(policies))
+
+
+def sync_catalogue(rt: Runtime) -> None:
+    """Copy policies/spaces.yaml into the database (after migrations)."""
+    with rt.sessions.begin() as session:
+        sync_space_catalogue(session, rt.policies)
