@@ -1,0 +1,66 @@
+# Developer entry points. The README's two commands are `make run` and `make test`.
+#
+#   make run                     migrate, load the demo data, serve (SQLite under var/)
+#   make run BIND=0.0.0.0:8000   same, on another address
+#   make test                    pytest on SQLite, then on PostgreSQL too when
+#                                AUTHZ_TEST_POSTGRES_URL is set in the environment
+#   make test ARGS="-k login -x" extra pytest arguments (given to both runs)
+#   make clean                   remove var/ and caches (keeps .venv)
+
+PYTHON ?= python3
+VENV   := .venv
+STAMP  := $(VENV)/.installed
+BIND   ?=
+WORKERS ?=
+ARGS   ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help venv run test clean
+
+help:
+	@echo "make venv    create .venv and install the project with its test extras"
+	@echo "make run     migrate, load demo data and serve   (BIND=host:port WORKERS=n)"
+	@echo "make test    pytest on SQLite, then PostgreSQL if AUTHZ_TEST_POSTGRES_URL is set (ARGS=...)"
+	@echo "make clean   remove var/ and caches (keeps .venv)"
+
+# --- virtual environment ----------------------------------------------------
+# The venv is made once; the project is (re)installed only when pyproject.toml
+# is newer than the stamp, so repeated runs cost nothing.
+venv: $(STAMP)
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(VENV)/bin/python
+	$(VENV)/bin/python -m pip install --disable-pip-version-check -e ".[test]"
+	@touch $@
+
+# --- run the service --------------------------------------------------------
+run: venv
+	$(VENV)/bin/authz db upgrade
+	$(VENV)/bin/authz demo
+	exec $(VENV)/bin/authz serve$(if $(BIND), --bind $(BIND))$(if $(WORKERS), --workers $(WORKERS))
+
+# --- tests ------------------------------------------------------------------
+# Same suite on each backend. Both runs happen even if the first fails, so one
+# run shows every failure; the target fails if either run failed.
+# The URL is printed with any password masked.
+test: venv
+	@sqlite_rc=0; pg_rc=0; \
+	echo "==> pytest on SQLite (AUTHZ_TEST_POSTGRES_URL unset for this run)"; \
+	( unset AUTHZ_TEST_POSTGRES_URL; exec $(VENV)/bin/pytest $(ARGS) ) || sqlite_rc=$$?; \
+	if [ -n "$${AUTHZ_TEST_POSTGRES_URL:-}" ]; then \
+	  shown=$$(printf '%s' "$$AUTHZ_TEST_POSTGRES_URL" | sed -E 's#(://[^:/@]*):[^@/]*@#\1:***@#'); \
+	  echo "==> pytest on PostgreSQL (AUTHZ_TEST_POSTGRES_URL=$$shown)"; \
+	  $(VENV)/bin/pytest $(ARGS) || pg_rc=$$?; \
+	else \
+	  echo "==> PostgreSQL run skipped: AUTHZ_TEST_POSTGRES_URL is not set"; \
+	fi; \
+	echo "==> SQLite: exit $$sqlite_rc$$( [ -n "$${AUTHZ_TEST_POSTGRES_URL:-}" ] && echo ", PostgreSQL: exit $$pg_rc")"; \
+	[ $$sqlite_rc -eq 0 ] && [ $$pg_rc -eq 0 ]
+
+# --- housekeeping -----------------------------------------------------------
+clean:
+	rm -rf var .pytest_cache build
+	find . -path ./$(VENV) -prune -o -path ./.git -prune -o \
+	  -type d -name __pycache__ -prune -exec rm -rf {} +
