@@ -28,8 +28,14 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
         raise RuntimeError("The database schema is not at the latest migration: "
                            "run `authz db upgrade` first.")
     sync_catalogue(rt)
+    rt.decider.load()
 
     app = Flask(__name__)
+    if settings.proxy_hops:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.proxy_hops,  # type: ignore
+                                x_proto=settings.proxy_hops)
     app.config.update(
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
         API_TITLE=API_TITLE,
@@ -53,8 +59,8 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
                    "description": "A token from POST /v1/auth/token."})
     identity.register(app)
 
-    from . import auth, catalogue, health, structures
-    for module in (health, auth, structures, catalogue):
+    from . import auth, catalogue, checks, health, structures
+    for module in (health, auth, structures, catalogue, checks):
         api.register_blueprint(module.blp)
     app.register_blueprint(_docs_assets())
 

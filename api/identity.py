@@ -9,8 +9,9 @@ from typing import Any, Callable
 from flask import Flask, Response, current_app, g, request
 from sqlalchemy.orm import Session
 
-from authz import accounts
-from authz.errors import Unauthenticated
+from authz import accounts, clients
+from authz.checks import Caller
+from authz.errors import Forbidden, Unauthenticated
 from authz.runtime import Runtime
 from models import User
 
@@ -20,8 +21,14 @@ REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 
 def public(view: Any) -> Any:
-    """Mark a view (function or MethodView class) as open to anonymous callers."""
+    """Mark a view (function, MethodView class or method) as open to anonymous callers."""
     view._authz_public = True
+    return view
+
+
+def for_clients(view: Any) -> Any:
+    """Mark a view that client applications (API keys) may call, besides people."""
+    view._authz_clients = True
     return view
 
 
@@ -36,6 +43,13 @@ def db() -> Session:
     return g.db_session
 
 
+def caller() -> Caller:
+    """The person or client application calling (the view accepts clients)."""
+    if g.get("client") is not None:
+        return Caller(client_id=g.client.id)
+    return Caller(user_id=current_user().id)
+
+
 def current_user() -> User:
     user = g.get("user")
     if user is None:  # only reachable from a public view
@@ -43,18 +57,21 @@ def current_user() -> User:
     return user
 
 
+def _marked(mark: str) -> bool:
+    view = current_app.view_functions.get(request.endpoint or "")
+    cls = getattr(view, "view_class", None)
+    if cls is not None:  # a MethodView: the class or the method may be marked
+        method = getattr(cls, request.method.lower(), None)
+        return bool(getattr(cls, mark, False) or getattr(method, mark, False))
+    return bool(getattr(view, mark, False))
+
+
 def _is_public() -> bool:
     if request.blueprint in PUBLIC_BLUEPRINTS:
         return True
-    view = current_app.view_functions.get(request.endpoint or "")
-    if view is None:  # no route: let Flask answer 404 / 405
-        return True
-    cls = getattr(view, "view_class", None)
-    if cls is not None:  # a MethodView: the class or the method may be public
-        method = getattr(cls, request.method.lower(), None)
-        return bool(getattr(cls, "_authz_public", False)
-                    or getattr(method, "_authz_public", False))
-    return bool(getattr(view, "_authz_public", False))
+    if current_app.view_functions.get(request.endpoint or "") is None:
+        return True  # no route: let Flask answer 404 / 405
+    return _marked("_authz_public")
 
 
 def _bearer() -> str | None:
@@ -66,16 +83,20 @@ def _bearer() -> str | None:
 
 
 def _authenticate() -> None:
-    g.user = None
-    g.token_row = None
+    g.user = g.token_row = g.client = None
     token = _bearer()
-    if token is not None:
+    if token is not None and token.startswith(clients.KEY_PREFIX):
+        g.client = clients.authenticate_client(db(), runtime(), token)
+    elif token is not None:
         found = accounts.authenticate(db(), token)
         if found is not None:
             g.user, g.token_row = found
-    if g.user is None and not _is_public():
-        raise Unauthenticated("A valid bearer token is required.",
+    if g.user is None and g.client is None and not _is_public():
+        raise Unauthenticated("A valid bearer token or API key is required.",
                               code="unauthenticated" if token is None else "invalid_token")
+    if g.client is not None and not _marked("_authz_clients") and not _is_public():
+        raise Forbidden("Client applications may only ask for decisions.",
+                        code="client_not_allowed")
 
 
 def _request_id() -> None:

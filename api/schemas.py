@@ -169,3 +169,49 @@ class SpaceSchema(Schema):
     public_only = fields.Boolean()
     opened_by_default = fields.Boolean()
     granted_by_default = fields.Dict(keys=fields.String(), values=fields.String())
+
+
+# --- decisions ----------------------------------------------------------------
+
+class QuestionSchema(Schema):
+    user_id = fields.Integer(required=True, validate=validate.Range(min=1))
+    structure_id = fields.Integer(required=True, validate=validate.Range(min=1))
+    service = fields.String(allow_none=True, load_default=None,
+                            validate=validate.Length(min=1, max=64),
+                            metadata={"description": "Service code; null or absent: the "
+                                                     "structure as a whole."})
+    space = fields.String(allow_none=True, load_default=None,
+                          validate=validate.Length(min=1, max=64),
+                          metadata={"description": "Space code; null or absent: `action` "
+                                                   "is a management action (roles.yaml)."})
+    action = fields.String(required=True, validate=validate.Length(min=1, max=64),
+                           metadata={"description": "consult, modify, create, or a "
+                                                    "management action."})
+
+
+class CheckSchema(QuestionSchema):
+    at_least_revision = fields.Integer(validate=validate.Range(min=0),
+                                       metadata={"description": "Answer from this revision "
+                                                                "or a newer one, or 503."})
+    explain = fields.Boolean(load_default=False)
+
+
+class BatchSchema(Schema):
+    checks = fields.List(fields.Nested(QuestionSchema), required=True,
+                         validate=validate.Length(min=1),
+                         metadata={"description": "At most AUTHZ_BATCH_MAX (1000)."})
+    at_least_revision = fields.Integer(validate=validate.Range(min=0))
+    explain = fields.Boolean(load_default=False)
+
+
+class DecisionSchema(Schema):
+    allowed = fields.Boolean(required=True)
+    revision = fields.Integer(required=True)
+    rule = fields.String(metadata={"description": "What allowed it (when allowed)."})
+    reason = fields.String(metadata={"description": "Why it was denied (when denied)."})
+    explanation = fields.Dict()
+
+
+class BatchDecisionSchema(Schema):
+    revision = fields.Integer()
+    decisions = fields.List(fields.Nested(DecisionSchema))

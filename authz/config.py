@@ -58,6 +58,14 @@ class Settings:
     # Deliver the outbox from a background thread of each process.
     mail_background: bool = True
     mail_poll_seconds: float = 5.0
+    # Decisions: how long a worker may answer from its index without asking the
+    # database whether the policy revision moved (0: ask before every answer).
+    decision_check_interval_seconds: float = 0.0
+    # Most questions in one POST /v1/checks/batch or /access/v1/evaluations.
+    batch_max: int = 1000
+    # Reverse proxies in front of the service whose X-Forwarded-For is trusted
+    # (0: use the peer address; the per-address log-in limit relies on it).
+    proxy_hops: int = 0
     # Log level of the service.
     log_level: str = "INFO"
 

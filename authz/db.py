@@ -11,7 +11,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from .config import ROOT, Settings
 
 
-def make_engine(settings: Settings) -> Engine:
+def make_engine(settings: Settings, *, for_reads: bool = False) -> Engine:
+    """The engine for `settings`. On SQLite, write transactions take the write lock
+    at BEGIN; `for_reads` gives an engine whose transactions only read (deferred
+    BEGIN, so they never wait for or block writers in WAL mode)."""
     url = settings.effective_database_url
     if url.startswith("sqlite"):
         if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
@@ -20,7 +23,8 @@ def make_engine(settings: Settings) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         # pysqlite's own transaction handling defers BEGIN, which lets two writers
         # read the same row before either writes; take the write lock up front.
-        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+        begin = "BEGIN" if for_reads else "BEGIN IMMEDIATE"
+        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql(begin))
         return engine
     return create_engine(url, pool_pre_ping=True)
 

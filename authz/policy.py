@@ -103,15 +103,46 @@ def management_rules(policies: Policies) -> list[list[str]]:
     return rows
 
 
-class ManagementEngine:
-    """Decides management actions with the Casbin model and the role catalogue."""
+LEVEL_NONE = "none"
+SPACE_ACTIONS = ("consult", "modify", "create")
+
+
+@dataclass(frozen=True, slots=True)
+class SubjectFacts:
+    """`r2.sub` of policies/model.conf: the user on the structure, for one scope."""
+    user_status: str
+    whole: bool
+    service: bool
+    all_level: str
+    service_level: str
+    role_level: str
+
+
+@dataclass(frozen=True, slots=True)
+class SpaceFacts:
+    """`r2.obj` of policies/model.conf: the space on the structure, for one scope."""
+    structure_status: str
+    structure_kind: str
+    public_only: bool
+    opened_structure: bool
+    opened_service: bool
+    service_status: str
+
+
+class PolicyEngine:
+    """pycasbin loaded with policies/model.conf, levels.csv and the rows generated
+    from roles.yaml. The only place decisions are taken; any error denies."""
 
     def __init__(self, policies: Policies) -> None:
         self.policies = policies
-        self._enforcer = casbin.Enforcer(str(policies.directory / "model.conf"))
+        self._enforcer = casbin.Enforcer(str(policies.directory / "model.conf"),
+                                         str(policies.directory / "levels.csv"))
+        self._enforcer.enable_auto_save(False)  # rows live in memory only
         self._enforcer.add_policies(management_rules(policies))
+        self._spaces = self._enforcer.new_enforce_context("2")
 
     def allows(self, role: str | None, action: str, structure_status: str) -> bool:
+        """Management: may `role` perform `action` on a structure in this status?"""
         if action not in self.policies.actions:
             raise ValueError(f"unknown management action {action!r}")
         try:
@@ -119,6 +150,19 @@ class ManagementEngine:
         except Exception:  # any engine failure is a deny, and is logged
             log.exception("management engine error: deny")
             return False
+
+    def space(self, sub: SubjectFacts, obj: SpaceFacts, action: str
+              ) -> tuple[bool, list[str]]:
+        """Spaces: the decision and the `p2` row that allowed it ([] when denied)."""
+        try:
+            allowed, row = self._enforcer.enforce_ex(self._spaces, sub, obj, action)
+            return bool(allowed), list(row or [])
+        except Exception:  # any engine failure is a deny, and is logged
+            log.exception("space engine error: deny")
+            return False, []
+
+    def level_rows(self) -> list[list[str]]:
+        return [list(r) for r in self._enforcer.get_named_policy("p2")]
 
 
 def sync_space_catalogue(session: Session, policies: Policies) -> None:

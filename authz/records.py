@@ -2,20 +2,33 @@
 revision bump and the history entry."""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
-from models import HistoryEntry, PolicyRevision, User, utcnow
+from models import HistoryEntry, PolicyChange, PolicyRevision, User, utcnow
 
 
-def bump_revision(session: Session) -> int:
-    """Increment the policy revision inside the caller's transaction; return it."""
-    return session.execute(
+def bump_revision(session: Session, *, users: Iterable[int] = (),
+                  structures: Iterable[int] = (),
+                  memberships: Iterable[tuple[int, int]] = ()) -> int:
+    """Increment the policy revision inside the caller's transaction and log what
+    changed (users, structures, (user, structure) pairs) so every worker updates
+    just that part of its decision index. Nothing named: the whole index reloads.
+    """
+    revision = session.execute(
         update(PolicyRevision).where(PolicyRevision.id == 1)
         .values(revision=PolicyRevision.revision + 1, updated_at=utcnow())
         .returning(PolicyRevision.revision)).scalar_one()
+    rows = ([{"scope": "user", "a": u, "b": None} for u in set(users)]
+            + [{"scope": "structure", "a": s, "b": None} for s in set(structures)]
+            + [{"scope": "membership", "a": u, "b": s} for u, s in set(memberships)])
+    if not rows:
+        rows = [{"scope": "all", "a": None, "b": None}]
+    session.execute(insert(PolicyChange), [{"revision": revision, **r} for r in rows])
+    return revision
 
 
 def current_revision(session: Session) -> int:

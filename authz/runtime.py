@@ -9,7 +9,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from . import db
 from .config import Settings
-from .policy import ManagementEngine, Policies, load_policies, sync_space_catalogue
+from .decisions import Decider
+from .policy import PolicyEngine, Policies, load_policies, sync_space_catalogue
 from .security import Hasher
 
 
@@ -20,7 +21,8 @@ class Runtime:
     sessions: sessionmaker[Session]
     hasher: Hasher
     policies: Policies
-    management: ManagementEngine
+    management: PolicyEngine
+    decider: Decider
     # Background outbox sender of this process (None: mail is sent by `authz mail`).
     dispatcher: Any = None
 
@@ -28,9 +30,14 @@ class Runtime:
 def build_runtime(settings: Settings, *, engine: Engine | None = None) -> Runtime:
     engine = engine or db.make_engine(settings)
     policies = load_policies(settings.policy_dir)
+    policy_engine = PolicyEngine(policies)
+    reads = (db.make_engine(settings, for_reads=True)
+             if engine.dialect.name == "sqlite" else engine)
+    decider = Decider(policy_engine, reads,
+                      check_interval=settings.decision_check_interval_seconds)
     return Runtime(settings=settings, engine=engine,
                    sessions=db.make_session_factory(engine), hasher=Hasher(settings),
-                   policies=policies, management=ManagementEngine(policies))
+                   policies=policies, management=policy_engine, decider=decider)
 
 
 def sync_catalogue(rt: Runtime) -> None:

@@ -105,7 +105,7 @@ def create_private(session: Session, rt: Runtime, actor: User, **fields: Any) ->
     record(session, action="structure.created", actor=actor, structure_id=structure.id,
            target_user_id=actor.id, after=snapshot(structure),
            comment="Structure created; creator is principal manager")
-    bump_revision(session)
+    bump_revision(session, structures=[structure.id], memberships=[(actor.id, structure.id)])
     commit(session, rt)
     return structure
 
@@ -137,7 +137,8 @@ def register_public(session: Session, rt: Runtime, *, identifier_type: str,
     record(session, action="structure.registered", actor=actor, structure_id=structure.id,
            target_user_id=principal.id if principal else None, after=snapshot(structure),
            comment="Public structure registered by the operator")
-    bump_revision(session)
+    bump_revision(session, structures=[structure.id],
+                  memberships=[(principal.id, structure.id)] if principal else [])
     return structure
 
 
@@ -294,7 +295,7 @@ def create_service(session: Session, rt: Runtime, actor: User, structure_id: int
                        code="service_code_taken") from exc
     record(session, action="service.created", actor=actor, structure_id=structure_id,
            after={"service_id": service.id, "code": code, "label": label, "active": active})
-    bump_revision(session)
+    bump_revision(session, structures=[structure_id])
     commit(session, rt)
     return service
 
@@ -318,7 +319,7 @@ def update_service(session: Session, rt: Runtime, actor: User, structure_id: int
     record(session, action="service.updated", actor=actor, structure_id=structure_id,
            before={"service_id": service.id, **before}, after={"service_id": service.id, **after})
     if before["active"] != after["active"]:
-        bump_revision(session)
+        bump_revision(session, structures=[structure_id])
     commit(session, rt)
     return service
 
@@ -358,7 +359,7 @@ def replace_opened_spaces(session: Session, rt: Runtime, actor: User, structure_
         record(session, action="spaces.updated", actor=actor, structure_id=structure_id,
                before={"spaces": [list(k) for k in before]},
                after={"spaces": [list(k) for k in sorted(wanted, key=_space_key)]})
-        bump_revision(session)
+        bump_revision(session, structures=[structure_id])
     commit(session, rt)
     return list(structure.opened_spaces)
 

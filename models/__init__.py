@@ -5,7 +5,7 @@ from .access import (ATTACHMENT_STATUSES, LEVELS, REQUEST_STATUSES, ROLES, Attac
 from .accounts import (PLATFORM_ROLES, USER_STATUSES, ActivationToken, AuthToken,
                        ClientApplication, LoginThrottle, User)
 from .base import Base, utcnow
-from .operations import HistoryEntry, OutboxMail, PolicyRevision
+from .operations import HistoryEntry, OutboxMail, PolicyChange, PolicyRevision
 from .structures import (IDENTIFIER_TYPES, STRUCTURE_KINDS, OpenedSpace, Service, Space,
                          Structure, StructureDefaultSpace)
 
@@ -15,7 +15,7 @@ __all__ = [
     "User", "AuthToken", "ActivationToken", "LoginThrottle", "ClientApplication",
     "Attachment", "Subscription", "AttachmentRequest", "AttachmentRequestService",
     "SubscriptionRequest", "SubscriptionRequestLine",
-    "HistoryEntry", "OutboxMail", "PolicyRevision",
+    "HistoryEntry", "OutboxMail", "PolicyRevision", "PolicyChange",
     "IDENTIFIER_TYPES", "STRUCTURE_KINDS", "USER_STATUSES", "PLATFORM_ROLES", "ROLES",
     "ATTACHMENT_STATUSES", "LEVELS", "REQUEST_STATUSES",
 ]

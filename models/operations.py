@@ -63,3 +63,22 @@ class PolicyRevision(Base):
     id: Mapped[int] = mapped_column(primary_key=True, default=1)
     revision: Mapped[int] = mapped_column(BigInteger, default=0)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class PolicyChange(Base):
+    """What a revision changed, so every worker updates only that part of its
+    decision index. scope: 'user' (a = user id), 'structure' (a = structure id),
+    'membership' (a = user id, b = structure id) or 'all'."""
+
+    __tablename__ = "policy_changes"
+    __table_args__ = (
+        CheckConstraint(_in("scope", ("user", "structure", "membership", "all")),
+                        name="scope"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    revision: Mapped[int] = mapped_column(BigInteger, index=True)
+    scope: Mapped[str] = mapped_column(String(12))
+    a: Mapped[int | None] = mapped_column(BigInteger)
+    b: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

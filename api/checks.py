@@ -1,0 +1,51 @@
+"""Native decisions: POST /v1/checks and /v1/checks/batch."""
+from __future__ import annotations
+
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from authz import checks
+from authz.decisions import Question
+
+from . import schemas as s
+from .identity import caller, for_clients, runtime
+
+blp = Blueprint("checks", __name__, url_prefix="/v1/checks", description="Decisions")
+
+QUESTION_FIELDS = ("user_id", "structure_id", "service", "space", "action")
+
+
+def question(body: dict) -> Question:
+    return Question(**{k: body.get(k) for k in QUESTION_FIELDS})
+
+
+@blp.route("")
+class Check(MethodView):
+    @for_clients
+    @blp.arguments(s.CheckSchema)
+    @blp.response(200, s.DecisionSchema)
+    @blp.alt_response(403, schema=s.Problem, description="A user asking about someone else")
+    @blp.alt_response(503, schema=s.Problem, description="at_least_revision not reached")
+    def post(self, body):
+        """May this user do this? With the rule that allowed it or the reason it was
+        denied, and the policy revision it was taken at."""
+        decision = checks.check(runtime(), caller(), question(body),
+                                at_least_revision=body.get("at_least_revision"),
+                                explain=body["explain"])
+        return decision.as_dict(explain=body["explain"])
+
+
+@blp.route("/batch")
+class Batch(MethodView):
+    @for_clients
+    @blp.arguments(s.BatchSchema)
+    @blp.response(200, s.BatchDecisionSchema)
+    @blp.alt_response(422, schema=s.Problem, description="More than AUTHZ_BATCH_MAX checks")
+    def post(self, body):
+        """Several decisions at once, all at the same revision, in the asked order."""
+        decisions = checks.check_batch(runtime(), caller(),
+                                       [question(q) for q in body["checks"]],
+                                       at_least_revision=body.get("at_least_revision"),
+                                       explain=body["explain"])
+        return {"revision": decisions[0].revision,
+                "decisions": [d.as_dict(explain=body["explain"]) for d in decisions]}

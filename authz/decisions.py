@@ -1,0 +1,477 @@
+"""Decisions on spaces and structures, fast and fresh.
+
+How a check is answered (see docs/decision-engine.md):
+
+1. The **index** holds, in memory, the facts the model needs, read from the
+   service's own tables: users' statuses, structures with their services and
+   opened spaces, and per (user, structure) the validated attachments and
+   subscriptions. It is loaded once, then updated incrementally from the
+   `policy_changes` log whenever the policy revision moves.
+2. For one question, the index gives the request's facts (`SubjectFacts`,
+   `SpaceFacts` of authz/policy.py). Nothing is decided here.
+3. The **Casbin model** (policies/model.conf) decides on those facts. Facts are
+   a handful of enumerations, so the engine's answer for a given fact tuple is
+   memoised: the hot path is dictionary look-ups, and the model stays what
+   decides (tests/test_differential.py checks the memo against `enforce()`).
+
+Unknown subjects, structures, services, spaces or actions are denied before the
+engine is asked. Any engine error denies.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+from contextlib import contextmanager
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from models import (Attachment, OpenedSpace, PolicyChange, PolicyRevision, Service, Structure,
+                    Subscription, User)
+
+from .errors import Unavailable
+from .policy import LEVEL_NONE, SPACE_ACTIONS, PolicyEngine, SpaceFacts, SubjectFacts
+
+log = logging.getLogger("authz.decisions")
+
+LEVEL_RANK = {LEVEL_NONE: 0, "consult": 1, "modify": 2}
+ROLE_RANK = {"technical": 1, "simple": 2, "secondary": 3, "principal": 4}
+
+
+def utc_today() -> dt.date:
+    return dt.datetime.now(dt.timezone.utc).date()
+
+
+# --- the index ----------------------------------------------------------------
+
+@dataclass(slots=True)
+class StructureEntry:
+    status: str
+    kind: str
+    # service code -> (service id, active)
+    services: dict[str, tuple[int, bool]] = field(default_factory=dict)
+    # service id -> code
+    codes: dict[int, str] = field(default_factory=dict)
+    # (space code, service id or None) opened
+    opened: set[tuple[str, int | None]] = field(default_factory=set)
+
+
+@dataclass(slots=True)
+class AttachmentEntry:
+    id: int
+    service_id: int | None
+    role: str
+    valid_from: dt.date
+    valid_until: dt.date | None
+
+    def in_force(self, today: dt.date) -> bool:
+        return self.valid_from <= today and (self.valid_until is None
+                                             or today <= self.valid_until)
+
+
+@dataclass(slots=True)
+class Membership:
+    attachments: list[AttachmentEntry] = field(default_factory=list)
+    # (space code, service id or None) -> (subscription id, level)
+    subscriptions: dict[tuple[str, int | None], tuple[int, str]] = field(default_factory=dict)
+
+
+class Index:
+    """The facts of the current revision. Mutated only under Decider's lock."""
+
+    def __init__(self) -> None:
+        self.users: dict[int, str] = {}  # user id -> status
+        self.structures: dict[int, StructureEntry] = {}
+        self.memberships: dict[tuple[int, int], Membership] = {}
+        # structure id -> user ids with a membership; user id -> structure ids
+        self.members_of: dict[int, set[int]] = {}
+        self.structures_of: dict[int, set[int]] = {}
+
+    # Loading: whole tables at start-up, or a few keys per change.
+
+    def load_all(self, session: Session) -> None:
+        self.__init__()
+        for uid, status in session.execute(select(User.id, User.status)):
+            self.users[uid] = status
+        self._load_structures(session, None)
+        self._load_memberships(session, None)
+
+    def reload_user(self, session: Session, user_id: int) -> None:
+        status = session.scalar(select(User.status).where(User.id == user_id))
+        if status is None:
+            self.users.pop(user_id, None)
+        else:
+            self.users[user_id] = status
+
+    def reload_structure(self, session: Session, structure_id: int) -> None:
+        self.structures.pop(structure_id, None)
+        self._load_structures(session, structure_id)
+
+    def reload_membership(self, session: Session, user_id: int, structure_id: int) -> None:
+        self._drop_membership(user_id, structure_id)
+        self.reload_user(session, user_id)
+        self._load_memberships(session, (user_id, structure_id))
+
+    def _drop_membership(self, user_id: int, structure_id: int) -> None:
+        self.memberships.pop((user_id, structure_id), None)
+        self.members_of.get(structure_id, set()).discard(user_id)
+        self.structures_of.get(user_id, set()).discard(structure_id)
+
+    def _load_structures(self, session: Session, only: int | None) -> None:
+        def where(stmt, column):
+            return stmt if only is None else stmt.where(column == only)
+
+        for sid, status, kind in session.execute(where(
+                select(Structure.id, Structure.status, Structure.kind), Structure.id)):
+            self.structures[sid] = StructureEntry(status=status, kind=kind)
+        for svc_id, sid, code, active in session.execute(where(
+                select(Service.id, Service.structure_id, Service.code, Service.active),
+                Service.structure_id)):
+            entry = self.structures.get(sid)
+            if entry is not None:
+                entry.services[code] = (svc_id, active)
+                entry.codes[svc_id] = code
+        for sid, space, svc_id in session.execute(where(
+                select(OpenedSpace.structure_id, OpenedSpace.space_code,
+                       OpenedSpace.service_id), OpenedSpace.structure_id)):
+            entry = self.structures.get(sid)
+            if entry is not None:
+                entry.opened.add((space, svc_id))
+
+    def _membership(self, user_id: int, structure_id: int) -> Membership:
+        key = (user_id, structure_id)
+        found = self.memberships.get(key)
+        if found is None:
+            found = self.memberships[key] = Membership()
+            self.members_of.setdefault(structure_id, set()).add(user_id)
+            self.structures_of.setdefault(user_id, set()).add(structure_id)
+        return found
+
+    def _load_memberships(self, session: Session, only: tuple[int, int] | None) -> None:
+        att = select(Attachment.id, Attachment.user_id, Attachment.structure_id,
+                     Attachment.service_id, Attachment.role, Attachment.valid_from,
+                     Attachment.valid_until).where(Attachment.status == "validated")
+        sub = select(Subscription.id, Subscription.user_id, Subscription.structure_id,
+                     Subscription.space_code, Subscription.service_id,
+                     Subscription.level).where(Subscription.status == "validated")
+        if only is not None:
+            att = att.where(Attachment.user_id == only[0], Attachment.structure_id == only[1])
+            sub = sub.where(Subscription.user_id == only[0],
+                            Subscription.structure_id == only[1])
+        for aid, uid, sid, svc, role, start, end in session.execute(
+                att.execution_options(yield_per=10_000)):
+            self._membership(uid, sid).attachments.append(
+                AttachmentEntry(aid, svc, role, start, end))
+        for sub_id, uid, sid, space, svc, level in session.execute(
+                sub.execution_options(yield_per=10_000)):
+            self._membership(uid, sid).subscriptions[(space, svc)] = (sub_id, level)
+
+
+# --- questions and answers ----------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Question:
+    user_id: int
+    structure_id: int
+    space: str | None  # None: a management action on the structure
+    action: str
+    service: str | None = None  # service code, for a question about one service
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    revision: int
+    rule: str | None = None
+    reason: str | None = None
+    explanation: dict[str, Any] | None = None
+
+    def as_dict(self, explain: bool = False) -> dict[str, Any]:
+        out: dict[str, Any] = {"allowed": self.allowed, "revision": self.revision}
+        out["rule" if self.allowed else "reason"] = self.rule if self.allowed else self.reason
+        if explain and self.explanation is not None:
+            out["explanation"] = self.explanation
+        return out
+
+
+@dataclass(frozen=True)
+class Gathered:
+    """The facts for one question, and where each level came from."""
+    sub: SubjectFacts
+    obj: SpaceFacts
+    role: str | None
+    attachment_id: int | None
+    all_subscription: int | None
+    service_subscription: int | None
+
+
+def gather(index: Index, engine: PolicyEngine, q: Question, today: dt.date
+           ) -> Gathered | str:
+    """The request facts of policies/model.conf for a space question, or the
+    reason the question cannot even be put (unknown subject, structure…)."""
+    status = index.users.get(q.user_id)
+    if status is None:
+        return "unknown subject"
+    structure = index.structures.get(q.structure_id)
+    if structure is None:
+        return "unknown structure"
+    space = engine.policies.space(q.space or "")
+    if space is None:
+        return "unknown space"
+    service_id = None
+    service_status = "none"
+    if q.service is not None:
+        found = structure.services.get(q.service)
+        if found is None:
+            return "unknown service"
+        service_id, active = found
+        service_status = "active" if active else "inactive"
+    membership = index.memberships.get((q.user_id, q.structure_id)) or _EMPTY
+    whole = on_service = False
+    role, attachment_id = None, None
+    for att in membership.attachments:
+        if not att.in_force(today):
+            continue
+        if att.service_id is None:
+            whole = True
+        elif att.service_id == service_id:
+            on_service = True
+        else:
+            continue
+        if role is None or ROLE_RANK[att.role] > ROLE_RANK[role]:
+            role, attachment_id = att.role, att.id
+    all_sub = membership.subscriptions.get((space.code, None))
+    svc_sub = (membership.subscriptions.get((space.code, service_id))
+               if service_id is not None else None)
+    role_level = space.granted_by_default.get(role, LEVEL_NONE) if role else LEVEL_NONE
+    sub = SubjectFacts(user_status=status, whole=whole, service=on_service,
+                       all_level=all_sub[1] if all_sub else LEVEL_NONE,
+                       service_level=svc_sub[1] if svc_sub else LEVEL_NONE,
+                       role_level=role_level)
+    obj = SpaceFacts(structure_status=structure.status, structure_kind=structure.kind,
+                     public_only=space.public_only,
+                     opened_structure=(space.code, None) in structure.opened,
+                     opened_service=(service_id is not None
+                                     and (space.code, service_id) in structure.opened),
+                     service_status=service_status)
+    return Gathered(sub, obj, role, attachment_id, all_sub[0] if all_sub else None,
+                    svc_sub[0] if svc_sub else None)
+
+
+_EMPTY = Membership()
+
+
+def deny_reason(g: Gathered, action: str) -> str:
+    """The first missing link, in the order of the model's matcher (diagnostic
+    only: the decision itself is the engine's)."""
+    s, o = g.sub, g.obj
+    if s.user_status != "active":
+        return f"user account {s.user_status}"
+    if not (s.whole or s.service):
+        return "no validated attachment in force covering this scope"
+    if not (o.opened_structure or o.opened_service):
+        return "space not opened here"
+    if o.service_status == "inactive":
+        return "service inactive"
+    if o.public_only and o.structure_kind != "public":
+        return "public-only space on a private structure"
+    best = max((s.all_level, s.service_level, s.role_level), key=LEVEL_RANK.__getitem__)
+    if best == LEVEL_NONE:
+        return "no subscription or role default on this space"
+    if action == "create" and o.structure_status != "active":
+        return f"structure {o.structure_status}: {action} refused"
+    return f"level {best} does not allow {action}"
+
+
+def explain_allow(g: Gathered, row: list[str], q: Question) -> tuple[str, dict[str, Any]]:
+    level = row[0]
+    scope = f"service {q.service}" if q.service else "all services"
+    if g.sub.all_level == level and g.all_subscription is not None:
+        rule = f"subscription:{g.all_subscription} {level} {q.space} (all services)"
+    elif g.sub.service_level == level and g.service_subscription is not None:
+        rule = f"subscription:{g.service_subscription} {level} {q.space} ({scope})"
+    else:
+        rule = f"role-default:{g.role} {level} {q.space} (spaces.yaml)"
+    return rule, {"attachment_id": g.attachment_id, "role": g.role,
+                  "levels.csv": ["p2", *row], "model": "policies/model.conf [matchers] m2"}
+
+
+# --- the decider ----------------------------------------------------------------
+
+class Decider:
+    """One per process: the index at a revision, kept fresh, and the memo."""
+
+    def __init__(self, engine: PolicyEngine, db_engine: Engine, *,
+                 check_interval: float = 0.0) -> None:
+        self.policy = engine
+        self._db = db_engine
+        self._check_interval = check_interval
+        self._lock = threading.RLock()
+        self._memo: dict[tuple[SubjectFacts, SpaceFacts, str], tuple[bool, list[str]]] = {}
+        self._mgmt_memo: dict[tuple[str | None, str, str], bool] = {}
+        self.index = Index()
+        self.revision = -1
+        self._checked_at = 0.0
+
+    # Freshness
+
+    def load(self) -> None:
+        with self._lock, Session(self._db) as session:
+            revision = _read_revision(session)
+            self.index.load_all(session)
+            self.revision = revision
+            self._checked_at = time.monotonic()
+
+    def ensure_fresh(self, at_least: int | None = None) -> int:
+        """Bring the index to the latest committed revision (cheap when nothing
+        moved). Raises Unavailable when `at_least` is beyond what is committed."""
+        if (at_least is None or at_least <= self.revision) and self._check_interval and \
+                time.monotonic() - self._checked_at < self._check_interval and \
+                self.revision >= 0:
+            return self.revision
+        with self._lock, Session(self._db) as session:
+            latest = _read_revision(session)
+            if self.revision < 0:
+                self.index.load_all(session)
+            elif latest > self.revision:
+                self._apply(session, self.revision, latest)
+            self.revision = latest
+            self._checked_at = time.monotonic()
+        if at_least is not None and at_least > self.revision:
+            raise Unavailable(f"Revision {at_least} is not committed yet (latest is "
+                              f"{self.revision}); retry later.", code="revision_unavailable")
+        return self.revision
+
+    def _apply(self, session: Session, after: int, upto: int) -> None:
+        changes = session.execute(
+            select(PolicyChange.scope, PolicyChange.a, PolicyChange.b)
+            .where(PolicyChange.revision > after, PolicyChange.revision <= upto)).all()
+        first = session.scalar(select(PolicyChange.revision)
+                               .where(PolicyChange.revision > after)
+                               .order_by(PolicyChange.revision).limit(1))
+        if any(c.scope == "all" for c in changes) or first != after + 1:
+            # A full reload when asked for, or when the log no longer reaches back.
+            log.info("policy revision %s -> %s: full reload", after, upto)
+            self.index.load_all(session)
+            return
+        for scope, a, b in set(changes):
+            if scope == "user":
+                self.index.reload_user(session, a)
+            elif scope == "structure":
+                self.index.reload_structure(session, a)
+            elif scope == "membership":
+                self.index.reload_membership(session, a, b)
+
+    @contextmanager
+    def reading(self, at_least: int | None = None) -> Iterator[int]:
+        """Fresh (see ensure_fresh), then held still while the caller decides."""
+        with self._lock:
+            yield self.ensure_fresh(at_least)
+
+    # Decisions
+
+    def decide(self, q: Question, *, today: dt.date | None = None,
+               explain: bool = False) -> Decision:
+        """Answer one question at the index's current revision (call
+        ensure_fresh first). Never raises: errors deny."""
+        try:
+            if q.space is None:
+                return self._management(q)
+            return self._space(q, today or utc_today(), explain)
+        except Exception:
+            log.exception("decision error: deny")
+            return Decision(False, self.revision, reason="internal error: denied")
+
+    def _space(self, q: Question, today: dt.date, explain: bool) -> Decision:
+        if q.action not in SPACE_ACTIONS:
+            return Decision(False, self.revision, reason="unknown action")
+        g = gather(self.index, self.policy, q, today)
+        if isinstance(g, str):
+            return Decision(False, self.revision, reason=g)
+        key = (g.sub, g.obj, q.action)
+        found = self._memo.get(key)
+        if found is None:
+            found = self._memo[key] = self.policy.space(g.sub, g.obj, q.action)
+        allowed, row = found
+        facts = ({"subject": _facts(g.sub), "resource": _facts(g.obj)} if explain else None)
+        if allowed:
+            rule, detail = explain_allow(g, row, q)
+            return Decision(True, self.revision, rule=rule,
+                            explanation={**detail, "facts": facts} if explain else None)
+        return Decision(False, self.revision, reason=deny_reason(g, q.action),
+                        explanation={"facts": facts, "model": "policies/model.conf [matchers] m2"}
+                        if explain else None)
+
+    def role_of(self, user_id: int, structure_id: int, today: dt.date) -> str | None:
+        """The role a management question is asked with (see model.conf, r.role)."""
+        if self.index.users.get(user_id) != "active":
+            return None
+        membership = self.index.memberships.get((user_id, structure_id))
+        roles = [a.role for a in (membership.attachments if membership else [])
+                 if a.in_force(today)]
+        return max(roles, key=ROLE_RANK.__getitem__) if roles else None
+
+    def _management(self, q: Question) -> Decision:
+        if q.action not in self.policy.policies.actions:
+            return Decision(False, self.revision, reason="unknown action")
+        if q.user_id not in self.index.users:
+            return Decision(False, self.revision, reason="unknown subject")
+        structure = self.index.structures.get(q.structure_id)
+        if structure is None:
+            return Decision(False, self.revision, reason="unknown structure")
+        role = self.role_of(q.user_id, q.structure_id, utc_today())
+        key = (role, q.action, structure.status)
+        allowed = self._mgmt_memo.get(key)
+        if allowed is None:
+            allowed = self._mgmt_memo[key] = self.policy.allows(role, q.action,
+                                                                structure.status)
+        if allowed:
+            return Decision(True, self.revision,
+                            rule=f"role:{role} {q.action} ({structure.status} structure, "
+                                 f"roles.yaml)")
+        if role is None:
+            return Decision(False, self.revision,
+                            reason="no validated attachment in force on this structure")
+        return Decision(False, self.revision,
+                        reason=f"role {role} may not {q.action} on an {structure.status} "
+                               f"structure")
+
+    # Enumerations, for "what may this user do" and "who may do what here"
+
+    def scopes(self, structure_id: int) -> list[str | None]:
+        """None (the whole structure) then every service code of the structure."""
+        entry = self.index.structures.get(structure_id)
+        return [None, *sorted(entry.services)] if entry else []
+
+    def grants(self, user_id: int, structure_id: int, today: dt.date | None = None
+               ) -> Iterator[tuple[str | None, str, list[str]]]:
+        """(service code or None, space, allowed actions) for every scope and
+        space where the user may do something on this structure."""
+        today = today or utc_today()
+        for service in self.scopes(structure_id):
+            for space in self.policy.policies.spaces:
+                actions = [a for a in SPACE_ACTIONS if self.decide(
+                    Question(user_id, structure_id, space.code, a, service),
+                    today=today).allowed]
+                if actions:
+                    yield service, space.code, actions
+
+    def structures_of(self, user_id: int) -> list[int]:
+        return sorted(self.index.structures_of.get(user_id, ()))
+
+    def members_of(self, structure_id: int) -> list[int]:
+        return sorted(self.index.members_of.get(structure_id, ()))
+
+
+def _facts(value: Any) -> dict[str, Any]:
+    return {name: getattr(value, name) for name in value.__slots__}
+
+
+def _read_revision(session: Session) -> int:
+    return session.execute(select(PolicyRevision.revision)
+                           .where(PolicyRevision.id == 1)).scalar_one()
