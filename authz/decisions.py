@@ -309,7 +309,7 @@ class Decider:
     def __init__(self, engine: PolicyEngine, db_engine: Engine, *,
                  check_interval: float = 0.0) -> None:
         self.policy = engine
-        self._db = db_engine
+        self.db_engine = db_engine
         self._check_interval = check_interval
         self._lock = threading.RLock()
         self._memo: dict[tuple[SubjectFacts, SpaceFacts, str], tuple[bool, list[str]]] = {}
@@ -321,7 +321,7 @@ class Decider:
     # Freshness
 
     def load(self) -> None:
-        with self._lock, Session(self._db) as session:
+        with self._lock, Session(self.db_engine) as session:
             revision = _read_revision(session)
             self.index.load_all(session)
             self.revision = revision
@@ -334,7 +334,7 @@ class Decider:
                 time.monotonic() - self._checked_at < self._check_interval and \
                 self.revision >= 0:
             return self.revision
-        with self._lock, Session(self._db) as session:
+        with self._lock, Session(self.db_engine) as session:
             latest = _read_revision(session)
             if self.revision < 0:
                 self.index.load_all(session)

@@ -27,6 +27,12 @@ class Runtime:
     dispatcher: Any = None
 
 
+def close_runtime(rt: Runtime) -> None:
+    """Release the database connections of `rt` (both engines on SQLite)."""
+    rt.engine.dispose()
+    rt.decider.db_engine.dispose()
+
+
 def build_runtime(settings: Settings, *, engine: Engine | None = None) -> Runtime:
     engine = engine or db.make_engine(settings)
     policies = load_policies(settings.policy_dir)

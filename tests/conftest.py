@@ -19,6 +19,7 @@ from sqlalchemy import select, text
 from api import create_app
 from authz.config import load_settings
 from authz.db import make_engine, upgrade
+from authz.runtime import close_runtime
 from models import Base, OutboxMail
 
 POSTGRES_URL = os.environ.get("AUTHZ_TEST_POSTGRES_URL", "")
@@ -79,7 +80,7 @@ def app(settings_overrides):
     app = create_app(settings_overrides)
     app.config["TESTING"] = True
     yield app
-    app.extensions["authz"].engine.dispose()
+    close_runtime(app.extensions["authz"])
 
 
 @pytest.fixture

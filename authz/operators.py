@@ -1,0 +1,55 @@
+"""Platform operators: person accounts with the platform-wide role 'operator',
+given only from the command line."""
+from __future__ import annotations
+
+from typing import Literal
+
+from sqlalchemy.orm import Session
+
+from models import User
+
+from . import accounts
+from .errors import Conflict
+from .records import bump_revision, commit, record
+from .runtime import Runtime
+
+OPERATOR = "operator"
+# created: a new pending account, its activation mail queued;
+# promoted: an existing person account now holds the role;
+# unchanged: the account already held it.
+Outcome = Literal["created", "promoted", "unchanged"]
+
+
+def create_operator(session: Session, rt: Runtime, email: str, *,
+                    first_name: str = "Platform", last_name: str = "Operator"
+                    ) -> tuple[User, Outcome]:
+    """Make `email` a platform operator and say what that took. A new account is
+    pending and gets the normal activation mail; an existing person account keeps
+    its status and password and gains the role. Commits.
+
+    Raises Invalid (not a valid email address), Conflict `not_a_person` (the login
+    belongs to a technical user), Conflict `account_closed`.
+    """
+    user = accounts.find_by_login(session, accounts.normalize_email(email))
+    if user is None:
+        user = accounts.create_account(session, rt, login_email=email, first_name=first_name,
+                                       last_name=last_name)
+        outcome: Outcome = "created"
+    elif user.kind != "person":
+        raise Conflict("This login belongs to a technical user, not a person.",
+                       code="not_a_person")
+    elif user.status == "closed":
+        raise Conflict("This account is closed.", code="account_closed")
+    elif user.platform_role == OPERATOR:
+        return user, "unchanged"
+    else:
+        outcome = "promoted"
+    before = user.platform_role
+    user.platform_role = OPERATOR
+    session.flush()
+    record(session, action="operator.appointed", actor=None, structure_id=None,
+           target_user_id=user.id, before={"platform_role": before},
+           after={"platform_role": OPERATOR})
+    bump_revision(session, users=[user.id])
+    commit(session, rt)
+    return user, outcome
