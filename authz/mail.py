@@ -77,7 +77,8 @@ def enqueue(session: Session, *, kind: str, to: str, subject: str, body: str) ->
 
 def build_message(row: OutboxMail, mail_from: str) -> EmailMessage:
     """The RFC 5322 message of an outbox row, identical on every attempt: UTF-8
-    quoted-printable body, Date of the row's creation, and a Message-ID made of
+    8bit body (readable as it is in a .eml file: links are not cut by
+    quoted-printable soft breaks; SMTP servers announce 8BITMIME), Date of the row's creation, and a Message-ID made of
     the outbox id and creation time (so a receiver can spot a resent copy).
 
     Raises ValueError if a header value is malformed (e.g. contains a line break).
@@ -91,7 +92,7 @@ def build_message(row: OutboxMail, mail_from: str) -> EmailMessage:
     message["Date"] = format_datetime(row.created_at.astimezone(dt.timezone.utc))
     message["Message-ID"] = f"<outbox-{row.id}.{stamp}@{domain}>"
     message[OUTBOX_ID_HEADER] = str(row.id)
-    message.set_content(row.body, charset="utf-8", cte="quoted-printable")
+    message.set_content(row.body, charset="utf-8", cte="8bit")
     return message
 
 
