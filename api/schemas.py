@@ -1,7 +1,7 @@
 """Marshmallow schemas: the API's contract. Unknown fields in a body are refused."""
 from __future__ import annotations
 
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from models import IDENTIFIER_TYPES, STRUCTURE_KINDS
 
@@ -100,6 +100,24 @@ class StructureCreateSchema(StructureSettingsFields):
     identifier_type = fields.String(required=True, validate=validate.OneOf(IDENTIFIER_TYPES))
     identifier_value = fields.String(required=True, validate=validate.Length(min=1, max=80))
     designation = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    kind = fields.String(load_default="private", validate=validate.OneOf(STRUCTURE_KINDS),
+                         metadata={"description": "public: platform operator only."})
+    centrally_managed = fields.Boolean(
+        metadata={"description": "Public only: run through the state's central pipeline."})
+    principal_email = fields.Email(
+        metadata={"description": "Public only: login email of its principal manager (an "
+                                 "account is created, with its activation mail, if none)."})
+
+    @validates_schema
+    def _fields_of_kind(self, data, **_kwargs):
+        if data.get("kind") == "public":
+            wrong = set(StructureSettingsFields._declared_fields) & set(data)
+            why = "Settings of a public structure are set by its managers (PATCH)."
+        else:
+            wrong = {"centrally_managed", "principal_email"} & set(data)
+            why = "Only for a public structure."
+        if wrong:
+            raise ValidationError({name: [why] for name in sorted(wrong)})
 
 
 class StructurePatchSchema(StructureSettingsFields):

@@ -29,7 +29,11 @@ class Structures(MethodView):
     @blp.response(201, s.StructureSchema)
     @blp.alt_response(409, schema=s.Problem, description="Identifier already registered")
     def post(self, body):
-        """Create a private structure; the caller becomes its principal manager."""
+        """Create a private structure (any active person: they become its principal
+        manager), or register a public one (platform operator only)."""
+        if body.pop("kind") == "public":
+            return structures.register_public_by_operator(db(), runtime(), current_user(),
+                                                          **body)
         settings = {k: body.pop(k) for k in ("invoice_requires_service",
                                              "legal_commitment_required", "default_spaces")
                     if k in body}

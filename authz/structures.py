@@ -142,6 +142,20 @@ def register_public(session: Session, rt: Runtime, *, identifier_type: str,
     return structure
 
 
+def register_public_by_operator(session: Session, rt: Runtime, actor: User,
+                                **fields: Any) -> Structure:
+    """The platform operator registers one public structure through the API.
+
+    Raises Forbidden `operator_only`, Invalid, Conflict `identifier_taken`.
+    """
+    if actor.platform_role != "operator" or actor.status != "active":
+        raise Forbidden("Only the platform operator registers public structures.",
+                        code="operator_only")
+    structure = register_public(session, rt, actor=actor, **fields)
+    commit(session, rt)
+    return structure
+
+
 @dataclass
 class ImportReport:
     created: int = 0

@@ -9,6 +9,8 @@ from sqlalchemy import select
 from authz.records import current_revision
 from models import Attachment, HistoryEntry, Structure, User
 
+from .conftest import PASSWORD, activation_token
+
 
 def attach(rt, user_id, structure_id, role, *, status="validated", valid_from=None,
            valid_until=None, service_id=None):
@@ -292,3 +294,36 @@ def test_pending_user_attachment_grants_nothing_even_if_validated(api, rt, struc
     assert member.get(f"/v1/structures/{st['id']}").status_code == 200
     set_status(rt, User, member.user["id"], "inactive")
     assert member.get(f"/v1/structures/{st['id']}").status_code == 401
+
+
+def make_operator(rt, user_id):
+    with rt.sessions() as s:
+        s.get(User, user_id).platform_role = "operator"
+        s.commit()
+
+
+def test_only_the_operator_registers_a_public_structure(api, rt):
+    ada = api.person("ada@example.org")
+    body = {"identifier_type": "SIRET", "identifier_value": "35600000000048",
+            "designation": "Mairie", "kind": "public", "principal_email": "maire@example.org"}
+    refused = ada.post("/v1/structures", json=body)
+    assert refused.status_code == 403 and refused.json["code"] == "operator_only"
+    make_operator(rt, ada.user["id"])
+    created = ada.post("/v1/structures", json=body)
+    assert created.status_code == 201, created.json
+    assert created.json["kind"] == "public"
+    # The operator does not manage it: the named principal does (after activation).
+    assert ada.get(f"/v1/structures/{created.json['id']}").status_code == 404
+    maire = api.client.post("/v1/accounts/activation", json={
+        "token": activation_token(rt, "maire@example.org"), "password": PASSWORD})
+    assert maire.status_code == 200
+
+
+@pytest.mark.parametrize("extra", [{"kind": "private", "principal_email": "x@example.org"},
+                                   {"kind": "public", "invoice_requires_service": True}])
+def test_fields_of_the_other_kind_are_refused(api, extra):
+    ada = api.person("ada@example.org")
+    r = ada.post("/v1/structures", json={"identifier_type": "SIRET",
+                                         "identifier_value": "35600000000048",
+                                         "designation": "X", **extra})
+    assert r.status_code == 422
