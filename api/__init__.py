@@ -59,8 +59,8 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
                    "description": "A token from POST /v1/auth/token."})
     identity.register(app)
 
-    from . import auth, catalogue, checks, health, structures
-    for module in (health, auth, structures, catalogue, checks):
+    from . import auth, catalogue, checks, health, structures, users
+    for module in (health, auth, structures, catalogue, checks, users):
         api.register_blueprint(module.blp)
     app.register_blueprint(_docs_assets())
 

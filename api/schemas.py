@@ -233,3 +233,38 @@ class DecisionSchema(Schema):
 class BatchDecisionSchema(Schema):
     revision = fields.Integer()
     decisions = fields.List(fields.Nested(DecisionSchema))
+
+
+class GrantSchema(Schema):
+    service = fields.String(allow_none=True,
+                            metadata={"description": "Service code; null: the whole structure."})
+    space = fields.String()
+    actions = fields.List(fields.String())
+
+
+class RightsFields(Schema):
+    role = fields.String(allow_none=True,
+                         metadata={"description": "Role in force today; null: none."})
+    management = fields.List(fields.String(),
+                             metadata={"description": "Management actions allowed."})
+    grants = fields.List(fields.Nested(GrantSchema))
+
+
+class UserRightsSchema(RightsFields):
+    structure_id = fields.Integer()
+
+
+class MemberRightsSchema(RightsFields):
+    user_id = fields.Integer()
+
+
+class RevisionPageArgs(PageArgs):
+    at_least_revision = fields.Integer(validate=validate.Range(min=0))
+
+
+def revision_page_of(item_schema: type[Schema]) -> type[Schema]:
+    """A page envelope that also gives the policy revision it was computed at."""
+    return Schema.from_dict({
+        "items": fields.List(fields.Nested(item_schema)), "page": fields.Integer(),
+        "page_size": fields.Integer(), "total": fields.Integer(), "revision": fields.Integer(),
+    }, name=f"{item_schema.__name__.removesuffix('Schema')}Page")

@@ -4,10 +4,10 @@ from __future__ import annotations
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from authz import structures
+from authz import permissions, structures
 
 from . import schemas as s
-from .identity import current_user, db, runtime
+from .identity import caller, current_user, db, for_clients, runtime
 from .paging import page_args
 
 blp = Blueprint("structures", __name__, url_prefix="/v1/structures",
@@ -106,3 +106,17 @@ class OpenedSpaces(MethodView):
         """Set exactly which spaces are opened, on the structure or its services."""
         return {"spaces": structures.replace_opened_spaces(
             db(), runtime(), current_user(), structure_id, body["spaces"])}
+
+
+@blp.route("/<int:structure_id>/access")
+class Access(MethodView):
+    @for_clients
+    @blp.arguments(s.RevisionPageArgs, location="query")
+    @blp.response(200, s.revision_page_of(s.MemberRightsSchema))
+    @blp.alt_response(404, schema=s.Problem, description=NOT_VISIBLE)
+    def get(self, args, structure_id):
+        """Who may do what here: every attached user with their role, management
+        actions and actions per space and service (managers and client apps)."""
+        return permissions.structure_access(
+            runtime(), caller(), structure_id,
+            at_least_revision=args.pop("at_least_revision", None), **page_args(args))

@@ -1,0 +1,81 @@
+""""What may this user do" and "who may do what here", from the decision index.
+
+Candidates come from the index's memberships (validated attachments), never
+from scanning Casbin rows; each candidate right is decided by the engine.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .checks import Caller
+from .decisions import Decider, Question, utc_today
+from .errors import NotFound
+from .pagination import Page
+from .runtime import Runtime
+
+
+@dataclass(frozen=True)
+class PermissionPage(Page):
+    revision: int = 0
+
+
+def _rights(decider: Decider, user_id: int, structure_id: int) -> dict[str, Any]:
+    today = utc_today()
+    management = [action for action in decider.policy.policies.actions
+                  if decider.decide(Question(user_id, structure_id, None, action)).allowed]
+    grants = [{"service": service, "space": space, "actions": actions}
+              for service, space, actions in decider.grants(user_id, structure_id, today)]
+    return {"role": decider.role_of(user_id, structure_id, today), "management": management,
+            "grants": grants}
+
+
+def _may_read_access(decider: Decider, caller: Caller, structure_id: int) -> bool:
+    if caller.client_id is not None:
+        return True
+    assert caller.user_id is not None
+    return decider.decide(Question(caller.user_id, structure_id, None, "access.read")).allowed
+
+
+def user_permissions(rt: Runtime, caller: Caller, user_id: int, *, page: int,
+                     page_size: int, at_least_revision: int | None = None) -> PermissionPage:
+    """Per structure the user is attached to: their role, management actions and
+    rights on spaces. A person sees their own rights everywhere, and another
+    user's only on structures where they may read access (access.read).
+
+    Raises NotFound (unknown user, or nothing of theirs visible to the caller),
+    Unavailable (at_least_revision not reached).
+    """
+    decider = rt.decider
+    with decider.reading(at_least_revision) as revision:
+        if user_id not in decider.index.users:
+            raise NotFound("No such user.")
+        structures = decider.structures_of(user_id)
+        if caller.user_id != user_id:
+            structures = [s for s in structures if _may_read_access(decider, caller, s)]
+            if not structures and caller.client_id is None:
+                raise NotFound("No such user.")
+        chosen = structures[(page - 1) * page_size: page * page_size]
+        items = [{"structure_id": sid, **_rights(decider, user_id, sid)} for sid in chosen]
+    return PermissionPage(items=items, page=page, page_size=page_size,
+                          total=len(structures), revision=revision)
+
+
+def structure_access(rt: Runtime, caller: Caller, structure_id: int, *, page: int,
+                     page_size: int, at_least_revision: int | None = None) -> PermissionPage:
+    """Per user attached to the structure: role, management actions and rights
+    on its spaces. For client applications and the structure's managers.
+
+    Raises NotFound (unknown structure, or the caller may not read its access),
+    Unavailable (at_least_revision not reached).
+    """
+    decider = rt.decider
+    with decider.reading(at_least_revision) as revision:
+        if structure_id not in decider.index.structures or \
+                not _may_read_access(decider, caller, structure_id):
+            raise NotFound("No such structure.")
+        members = decider.members_of(structure_id)
+        chosen = members[(page - 1) * page_size: page * page_size]
+        items = [{"user_id": uid, **_rights(decider, uid, structure_id)} for uid in chosen]
+    return PermissionPage(items=items, page=page, page_size=page_size, total=len(members),
+                          revision=revision)
