@@ -1,6 +1,8 @@
 """Marshmallow schemas: the API's contract. Unknown fields in a body are refused."""
 from __future__ import annotations
 
+import datetime as dt
+
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from models import IDENTIFIER_TYPES, STRUCTURE_KINDS
@@ -268,3 +270,202 @@ def revision_page_of(item_schema: type[Schema]) -> type[Schema]:
         "items": fields.List(fields.Nested(item_schema)), "page": fields.Integer(),
         "page_size": fields.Integer(), "total": fields.Integer(), "revision": fields.Integer(),
     }, name=f"{item_schema.__name__.removesuffix('Schema')}Page")
+
+
+# --- requests, attachments, history -------------------------------------------
+
+Comment = lambda **kw: fields.String(validate=validate.Length(max=2000), allow_none=True, **kw)  # noqa: E731
+Ids = lambda: fields.List(fields.Integer(validate=validate.Range(min=1)), required=True,  # noqa: E731
+                          validate=validate.Length(min=1, max=200))
+
+
+class RequestQuerySchema(PageArgs):
+    structure_id = fields.Integer()
+    status = fields.String(validate=validate.OneOf(("pending", "validated", "refused")))
+    created_from = fields.AwareDateTime(default_timezone=dt.timezone.utc)
+    created_to = fields.AwareDateTime(default_timezone=dt.timezone.utc)
+    mine = fields.Boolean(load_default=False,
+                          metadata={"description": "Only the caller's own requests."})
+
+
+class AttachmentRequestCreateSchema(Schema):
+    structure_id = fields.Integer(required=True)
+    whole_structure = fields.Boolean(load_default=True)
+    service_ids = fields.List(fields.Integer(), load_default=list,
+                              validate=validate.Length(max=500))
+    comment = Comment()
+
+
+class AttachmentRequestSchema(Schema):
+    id = fields.Integer()
+    user_id = fields.Integer()
+    structure_id = fields.Integer()
+    whole_structure = fields.Boolean()
+    service_ids = fields.Function(lambda r: sorted(s.service_id for s in r.services))
+    comment = fields.String(allow_none=True)
+    status = fields.String()
+    role = fields.String(allow_none=True)
+    reason = fields.String(allow_none=True)
+    created_at = fields.DateTime()
+    processed_at = fields.DateTime(allow_none=True)
+    processed_by_id = fields.Integer(allow_none=True)
+
+
+class ServiceStatusSchema(Schema):
+    service_id = fields.Function(lambda s: s.service.id)
+    code = fields.Function(lambda s: s.service.code)
+    label = fields.Function(lambda s: s.service.label)
+    status = fields.String(metadata={"description": "pending, validated, deactivated, "
+                                                    "refused, deleted or none"})
+    preselected = fields.Boolean()
+
+
+class AttachmentRequestDetailSchema(Schema):
+    request = fields.Nested(AttachmentRequestSchema)
+    structure = fields.Nested(StructureSchema)
+    requester = fields.Nested(UserSchema)
+    whole_structure_status = fields.String()
+    services = fields.List(fields.Nested(ServiceStatusSchema))
+
+
+class AttachmentValidationSchema(Schema):
+    role = fields.String(load_default="simple", validate=validate.OneOf(("secondary", "simple")))
+    whole_structure = fields.Boolean(metadata={"description": "Change the scope (default: "
+                                                              "the requested one)."})
+    service_ids = fields.List(fields.Integer(), validate=validate.Length(max=500))
+    valid_from = fields.Date()
+    comment = Comment()
+
+
+class BulkAttachmentValidationSchema(Schema):
+    ids = Ids()
+    role = fields.String(load_default="simple", validate=validate.OneOf(("secondary", "simple")))
+    valid_from = fields.Date()
+    comment = Comment()
+
+
+class RefusalSchema(Schema):
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=2000))
+
+
+class BulkRefusalSchema(RefusalSchema):
+    ids = Ids()
+
+
+class OutcomeSchema(Schema):
+    id = fields.Integer()
+    ok = fields.Boolean()
+    code = fields.String(allow_none=True)
+    detail = fields.String(allow_none=True)
+
+
+class BulkOutcomeSchema(Schema):
+    results = fields.List(fields.Nested(OutcomeSchema))
+
+
+class LineSchema(Schema):
+    id = fields.Integer(dump_only=True)
+    space = fields.String(required=True, attribute="space_code",
+                          validate=validate.Length(min=1, max=64))
+    service_id = fields.Integer(allow_none=True, load_default=None)
+    level = fields.String(required=True, validate=validate.OneOf(("consult", "modify")))
+
+
+class SubscriptionRequestCreateSchema(Schema):
+    structure_id = fields.Integer(required=True)
+    lines = fields.List(fields.Nested(LineSchema), required=True,
+                        validate=validate.Length(min=1, max=100))
+    comment = Comment()
+
+
+class SubscriptionRequestSchema(Schema):
+    id = fields.Integer()
+    user_id = fields.Integer()
+    structure_id = fields.Integer()
+    origin = fields.String()
+    comment = fields.String(allow_none=True)
+    status = fields.String()
+    manager_comment = fields.String(allow_none=True)
+    reason = fields.String(allow_none=True)
+    lines = fields.List(fields.Nested(LineSchema))
+    created_at = fields.DateTime()
+    processed_at = fields.DateTime(allow_none=True)
+    processed_by_id = fields.Integer(allow_none=True)
+
+
+class LineLevelSchema(Schema):
+    id = fields.Integer(required=True)
+    level = fields.String(required=True, validate=validate.OneOf(("consult", "modify")))
+
+
+class SubscriptionValidationSchema(Schema):
+    lines = fields.List(fields.Nested(LineLevelSchema), load_default=list,
+                        metadata={"description": "Lines whose level the manager switches."})
+    comment = Comment()
+
+
+class BulkSubscriptionValidationSchema(Schema):
+    ids = Ids()
+    comment = Comment()
+
+
+class DirectAttachmentSchema(Schema):
+    user_id = fields.Integer()
+    login_email = fields.String(validate=validate.Length(min=3, max=254))
+    role = fields.String(load_default="simple", validate=validate.OneOf(("secondary", "simple")))
+    whole_structure = fields.Boolean(required=True)
+    service_ids = fields.List(fields.Integer(), load_default=list,
+                              validate=validate.Length(max=500))
+    valid_from = fields.Date()
+    valid_until = fields.Date(allow_none=True)
+    comment = Comment()
+
+
+class AttachmentSchema(Schema):
+    id = fields.Integer()
+    user_id = fields.Integer()
+    structure_id = fields.Integer()
+    service_id = fields.Integer(allow_none=True)
+    role = fields.String()
+    status = fields.String()
+    valid_from = fields.Date()
+    valid_until = fields.Date(allow_none=True)
+
+
+class HistoryQuerySchema(PageArgs):
+    since = fields.AwareDateTime(default_timezone=dt.timezone.utc)
+    until = fields.AwareDateTime(default_timezone=dt.timezone.utc)
+    action = fields.String(validate=validate.Length(min=1, max=60),
+                           metadata={"description": "Exact action, or a prefix ending "
+                                                    "with '.' (e.g. attachment_request.)."})
+    user_id = fields.Integer(metadata={"description": "As actor or as target."})
+
+
+class HistoryEntrySchema(Schema):
+    id = fields.Integer()
+    structure_id = fields.Integer(allow_none=True)
+    actor_id = fields.Integer(allow_none=True)
+    action = fields.String()
+    target_user_id = fields.Integer(allow_none=True)
+    request_kind = fields.String(allow_none=True)
+    request_id = fields.Integer(allow_none=True)
+    comment = fields.String(allow_none=True)
+    created_at = fields.DateTime()
+
+
+class HistoryDetailSchema(HistoryEntrySchema):
+    before = fields.Dict(allow_none=True)
+    after = fields.Dict(allow_none=True)
+
+
+class LookupQuerySchema(Schema):
+    identifier_type = fields.String(required=True, validate=validate.OneOf(IDENTIFIER_TYPES))
+    identifier_value = fields.String(required=True, validate=validate.Length(min=1, max=80))
+
+
+class LookupSchema(Schema):
+    id = fields.Integer()
+    designation = fields.String()
+    kind = fields.String()
+    services = fields.Function(lambda st: [{"id": sv.id, "code": sv.code, "label": sv.label}
+                                           for sv in st.services if sv.active])

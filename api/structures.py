@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from authz import permissions, structures
+from authz import attachments, permissions, structures
 
 from . import schemas as s
 from .identity import caller, current_user, db, for_clients, runtime
@@ -120,3 +120,35 @@ class Access(MethodView):
         return permissions.structure_access(
             runtime(), caller(), structure_id,
             at_least_revision=args.pop("at_least_revision", None), **page_args(args))
+
+
+@blp.route("/<int:structure_id>/attachments")
+class Attachments(MethodView):
+    @blp.arguments(s.DirectAttachmentSchema)
+    @blp.response(201, s.AttachmentSchema(many=True))
+    @blp.alt_response(409, schema=s.Problem, description="Structure inactive, or principal")
+    def post(self, body, structure_id):
+        """Attach a user directly (by user_id or exact login email): role, start
+        date, comment, whole structure or some services. Created validated."""
+        return attachments.attach_directly(db(), runtime(), current_user(), structure_id,
+                                           **body)
+
+
+@blp.route("/<int:structure_id>/attachments/<int:user_id>")
+class AttachmentOfUser(MethodView):
+    @blp.response(204)
+    @blp.alt_response(409, schema=s.Problem, description="The principal cannot be removed")
+    def delete(self, structure_id, user_id):
+        """Remove the user's attachment to the structure: their rights there end."""
+        attachments.remove(db(), runtime(), current_user(), structure_id, user_id)
+
+
+@blp.route("/lookup")
+class Lookup(MethodView):
+    @blp.arguments(s.LookupQuerySchema, location="query")
+    @blp.response(200, s.LookupSchema)
+    @blp.alt_response(404, schema=s.Problem, description="No active structure has it")
+    def get(self, args):
+        """Find an active structure by its exact identifier, to ask for an
+        attachment: its id, designation and active services."""
+        return structures.lookup(db(), runtime(), current_user(), **args)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import and_, or_, select, tuple_
+from sqlalchemy import and_, false, or_, select, tuple_
 from sqlalchemy.orm import Session, aliased
 
 from models import ROLES, Attachment, Structure, User
@@ -60,17 +60,20 @@ def authorize(session: Session, rt: Runtime, actor: User, structure_id: int,
     return structure
 
 
+def managed_structures(rt: Runtime, actor: User, action: str):
+    """Subquery: ids of the structures where `actor` may perform `action`
+    (their role there and the structure's status, asked of the engine)."""
+    pairs = [(role, state) for role in ROLES for state in STATES
+             if rt.management.allows(role, action, state)]
+    if actor.status != "active" or not pairs:
+        return select(Structure.id).where(false())
+    target = aliased(Structure)
+    return (select(Attachment.structure_id)
+            .join(target, target.id == Attachment.structure_id)
+            .where(effective_attachments(actor.id, today()),
+                   tuple_(Attachment.role, target.status).in_(pairs)))
+
+
 def visible_structures(rt: Runtime, actor: User):
     """Condition on Structure: the structures `actor` may see (structure.view)."""
-    if actor.status != "active":
-        return Structure.id.is_(None)
-    pairs = [(role, state) for role in ROLES for state in STATES
-             if rt.management.allows(role, "structure.view", state)]
-    if not pairs:
-        return Structure.id.is_(None)
-    target = aliased(Structure)
-    attached = (select(Attachment.structure_id)
-                .join(target, target.id == Attachment.structure_id)
-                .where(effective_attachments(actor.id, today()),
-                       tuple_(Attachment.role, target.status).in_(pairs)))
-    return Structure.id.in_(attached)
+    return Structure.id.in_(managed_structures(rt, actor, "structure.view"))

@@ -229,6 +229,22 @@ def list_visible(session: Session, rt: Runtime, actor: User, *, q: str | None = 
     return paginate(session, stmt.order_by(Structure.id), page=page, page_size=page_size)
 
 
+def lookup(session: Session, rt: Runtime, actor: User, *, identifier_type: str,
+           identifier_value: str) -> Structure:
+    """An ACTIVE structure by its exact identifier, for a person who wants to ask
+    for an attachment (exact match only: no browsing of the directory).
+
+    Raises NotFound, Invalid `invalid_identifier`.
+    """
+    value = normalize_identifier(identifier_type, identifier_value)
+    structure = session.scalar(select(Structure).where(
+        Structure.identifier_type == identifier_type, Structure.identifier_value == value,
+        Structure.status == "active"))
+    if structure is None or actor.status != "active":
+        raise NotFound("No active structure has this identifier.")
+    return structure
+
+
 def get(session: Session, rt: Runtime, actor: User, structure_id: int) -> Structure:
     return authorize(session, rt, actor, structure_id, "structure.view")
 
