@@ -73,9 +73,9 @@ def _report(loaded: bool) -> DemoReport:
     logins = [
         DemoLogin(CLAIRE[0], DEMO_PASSWORD, f"principal manager, {bakery}"),
         DemoLogin(PAUL[0], DEMO_PASSWORD, f"secondary manager, {bakery}"),
-        DemoLogin(LUCIE[0], DEMO_PASSWORD, f"simple user, {bakery}"),
+        DemoLogin(LUCIE[0], DEMO_PASSWORD, f"simple user (pending subscription request), {bakery}"),
         DemoLogin(JULIEN[0], DEMO_PASSWORD,
-                  f"pending attachment and subscription requests, {bakery}"),
+                  f"pending attachment request, {bakery}"),
         DemoLogin(SOPHIE[0], DEMO_PASSWORD, f"principal manager, {town}"),
         DemoLogin(THOMAS[0], DEMO_PASSWORD, f"simple user of service FIN, {town}"),
         DemoLogin(NINA[0], None, "pending account (activation mail in the outbox)"),
@@ -211,15 +211,19 @@ def _build_world(session: Session, rt: Runtime) -> None:
     b.attach(register, bakery, "technical", by=claire, action="technical_user.created")
     b.subscribe(register, bakery, claire, ("issued_invoices", "modify", None))
 
-    # Julien asks to join the bakery; Nina's account was created by Claire.
+    # Julien asks to join the bakery (his link to it is pending until a manager
+    # decides); Lucie asks for more spaces.
     session.add(AttachmentRequest(user_id=julien.id, structure_id=bakery.id,
                                   whole_structure=True, status="pending",
                                   comment="Vendeur à la boutique depuis le 1er mars."))
+    session.add(Attachment(user_id=julien.id, structure_id=bakery.id, role="simple",
+                           status="pending", valid_from=b.today, created_by_id=julien.id))
     session.add(SubscriptionRequest(
-        user_id=julien.id, structure_id=bakery.id, origin="manual", status="pending",
-        comment="Pour saisir et suivre les factures de la boutique.",
-        lines=[SubscriptionRequestLine(space_code="issued_invoices", level="modify"),
-               SubscriptionRequestLine(space_code="issued_solicitations", level="consult")]))
+        user_id=lucie.id, structure_id=bakery.id, origin="manual", status="pending",
+        comment="Pour suivre les sollicitations et les factures de l'atelier.",
+        lines=[SubscriptionRequestLine(space_code="issued_solicitations", level="consult"),
+               SubscriptionRequestLine(space_code="works_invoices", level="modify",
+                                       service_id=workshop.id)]))
     nina = accounts.create_account(session, rt, login_email=NINA[0], first_name=NINA[1],
                                    last_name=NINA[2])
     b.history("account.created", claire, bakery, target=nina,
