@@ -59,9 +59,12 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
                    "description": "A token from POST /v1/auth/token."})
     identity.register(app)
 
-    from . import auth, catalogue, checks, health, structures, users
-    for module in (health, auth, structures, catalogue, checks, users):
-        api.register_blueprint(module.blp)
+    from . import auth, authzen, catalogue, checks, health, history, requests, structures, users
+    blueprints = [health.blp, auth.blp, structures.blp, catalogue.blp, checks.blp,
+                  users.blp, history.blp, authzen.blp,
+                  requests.attachment_blp, requests.subscription_blp]
+    for blueprint in blueprints:
+        api.register_blueprint(blueprint)
     app.register_blueprint(_docs_assets())
 
     if settings.mail_background:

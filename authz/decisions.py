@@ -379,10 +379,11 @@ class Decider:
                explain: bool = False) -> Decision:
         """Answer one question at the index's current revision (call
         ensure_fresh first). Never raises: errors deny."""
+        today = today or utc_today()
         try:
             if q.space is None:
-                return self._management(q)
-            return self._space(q, today or utc_today(), explain)
+                return self._management(q, today)
+            return self._space(q, today, explain)
         except Exception:
             log.exception("decision error: deny")
             return Decision(False, self.revision, reason="internal error: denied")
@@ -416,7 +417,7 @@ class Decider:
                  if a.in_force(today)]
         return max(roles, key=ROLE_RANK.__getitem__) if roles else None
 
-    def _management(self, q: Question) -> Decision:
+    def _management(self, q: Question, today: dt.date) -> Decision:
         if q.action not in self.policy.policies.actions:
             return Decision(False, self.revision, reason="unknown action")
         if q.user_id not in self.index.users:
@@ -424,7 +425,7 @@ class Decider:
         structure = self.index.structures.get(q.structure_id)
         if structure is None:
             return Decision(False, self.revision, reason="unknown structure")
-        role = self.role_of(q.user_id, q.structure_id, utc_today())
+        role = self.role_of(q.user_id, q.structure_id, today)
         key = (role, q.action, structure.status)
         allowed = self._mgmt_memo.get(key)
         if allowed is None:
