@@ -136,11 +136,11 @@ class SubscriptionRequests(MethodView):
 
 @subscription_blp.route("/<int:request_id>")
 class SubscriptionRequestById(MethodView):
-    @subscription_blp.response(200, s.SubscriptionRequestSchema)
+    @subscription_blp.response(200, s.SubscriptionRequestDetailSchema)
     @subscription_blp.alt_response(404, schema=s.Problem, description="Unknown or not visible")
     def get(self, request_id):
-        """One request with its lines."""
-        return subscriptions.get_request(db(), runtime(), current_user(), request_id)
+        """One request: its lines and comment, with the structure and the requester."""
+        return subscriptions.request_detail(db(), runtime(), current_user(), request_id)
 
 
 @subscription_blp.route("/<int:request_id>/validation")

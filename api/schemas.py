@@ -328,8 +328,17 @@ class AttachmentRequestDetailSchema(Schema):
     services = fields.List(fields.Nested(ServiceStatusSchema))
 
 
+# The role at validation: left out, the requester keeps the role they hold on
+# the structure (simple for a newcomer), so validating one more service of a
+# secondary manager does not demote them.
+ValidationRole = lambda: fields.String(  # noqa: E731
+    validate=validate.OneOf(("secondary", "simple")),
+    metadata={"description": "secondary or simple; default: the requester's current role "
+                             "on the structure, simple for a newcomer."})
+
+
 class AttachmentValidationSchema(Schema):
-    role = fields.String(load_default="simple", validate=validate.OneOf(("secondary", "simple")))
+    role = ValidationRole()
     whole_structure = fields.Boolean(metadata={"description": "Change the scope (default: "
                                                               "the requested one)."})
     service_ids = fields.List(fields.Integer(), validate=validate.Length(max=500))
@@ -339,7 +348,7 @@ class AttachmentValidationSchema(Schema):
 
 class BulkAttachmentValidationSchema(Schema):
     ids = Ids()
-    role = fields.String(load_default="simple", validate=validate.OneOf(("secondary", "simple")))
+    role = ValidationRole()
     valid_from = fields.Date()
     comment = Comment()
 
@@ -391,6 +400,12 @@ class SubscriptionRequestSchema(Schema):
     created_at = fields.DateTime()
     processed_at = fields.DateTime(allow_none=True)
     processed_by_id = fields.Integer(allow_none=True)
+
+
+class SubscriptionRequestDetailSchema(Schema):
+    request = fields.Nested(SubscriptionRequestSchema)
+    structure = fields.Nested(StructureSchema)
+    requester = fields.Nested(UserSchema)
 
 
 class LineLevelSchema(Schema):

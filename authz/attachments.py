@@ -293,21 +293,25 @@ def _load_for_processing(session: Session, rt: Runtime, actor: User, request_id:
 
 
 def validate_request(session: Session, rt: Runtime, actor: User, request_id: int, *,
-                     role: str = "simple", whole_structure: bool | None = None,
+                     role: str | None = None, whole_structure: bool | None = None,
                      service_ids: list[int] | None = None, valid_from: dt.date | None = None,
                      comment: str | None = None) -> AttachmentRequest:
     """Validate a pending request, optionally changing the role (secondary or
-    simple) and the scope (defaults: the requested one). The user's attachments
-    become validated from `valid_from` (today by default); default spaces of the
-    structure become a subscription request; the user is mailed.
+    simple; default: the requester's current role on the structure, simple for
+    a newcomer) and the scope (default: the requested one). The user's
+    attachments become validated from `valid_from` (today by default); default
+    spaces of the structure become a subscription request; the user is mailed.
 
     Raises NotFound, Forbidden (`action_not_allowed`, `own_request`), Conflict
     (`request_processed`, `user_is_principal`), Invalid.
     """
-    if role not in REQUESTABLE_ROLES:
+    if role is not None and role not in REQUESTABLE_ROLES:
         raise Invalid("The role must be secondary or simple.", code="invalid_role",
                       errors={"role": ["secondary or simple"]})
     req, structure, user = _load_for_processing(session, rt, actor, request_id)
+    if role is None:  # not changed by the manager: keep the one the user holds
+        current = _current_role(_existing_rows(session, user.id, structure.id))
+        role = current if current in REQUESTABLE_ROLES else "simple"
     if whole_structure is None:
         whole_structure = req.whole_structure
         service_ids = service_ids if service_ids is not None else [
@@ -431,8 +435,10 @@ def attach_directly(session: Session, rt: Runtime, actor: User, structure_id: in
 
 def remove(session: Session, rt: Runtime, actor: User, structure_id: int, user_id: int, *,
            comment: str | None = None) -> None:
-    """Remove every attachment of a user to the structure: they become `deleted`
-    and the user's subscriptions there are deactivated, so nothing is granted.
+    """Remove every attachment of a user to the structure: they become `deleted`,
+    the user's subscriptions there are deactivated and their pending attachment
+    and subscription requests there are closed (refused), so nothing is granted
+    and nothing pending can grant it back later.
 
     Raises NotFound (not attached), Forbidden, Conflict `user_is_principal`.
     """
@@ -456,6 +462,12 @@ def remove(session: Session, rt: Runtime, actor: User, structure_id: int, user_i
                     .where(AttachmentRequest.user_id == user_id,
                            AttachmentRequest.structure_id == structure_id,
                            AttachmentRequest.status == "pending")
+                    .values(status="refused", reason="Attachment removed",
+                            processed_at=utcnow(), processed_by_id=actor.id))
+    session.execute(update(SubscriptionRequest)
+                    .where(SubscriptionRequest.user_id == user_id,
+                           SubscriptionRequest.structure_id == structure_id,
+                           SubscriptionRequest.status == "pending")
                     .values(status="refused", reason="Attachment removed",
                             processed_at=utcnow(), processed_by_id=actor.id))
     record(session, action="attachment.deleted", actor=actor, structure_id=structure_id,

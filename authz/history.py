@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from models import HistoryEntry, User
@@ -30,8 +30,10 @@ def list_entries(session: Session, rt: Runtime, actor: User, structure_id: int, 
     if until:
         stmt = stmt.where(HistoryEntry.created_at < until)
     if action:
-        stmt = stmt.where(HistoryEntry.action.startswith(action) if action.endswith(".")
-                          else HistoryEntry.action == action)
+        # A literal, case-sensitive prefix on every backend (LIKE would read '%'
+        # and '_' as wildcards, and ignores case on SQLite).
+        stmt = stmt.where(func.substr(HistoryEntry.action, 1, len(action)) == action
+                          if action.endswith(".") else HistoryEntry.action == action)
     if user_id is not None:
         stmt = stmt.where((HistoryEntry.actor_id == user_id)
                           | (HistoryEntry.target_user_id == user_id))

@@ -8,6 +8,7 @@ entry and mail commit together; a request is processed at most once.
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import or_, select, update
@@ -154,6 +155,23 @@ def get_request(session: Session, rt: Runtime, actor: User, request_id: int
         except (NotFound, Forbidden) as exc:
             raise NotFound("No such subscription request.") from exc
     return req
+
+
+@dataclass(frozen=True)
+class RequestDetail:
+    request: SubscriptionRequest
+    structure: Structure
+    requester: User
+
+
+def request_detail(session: Session, rt: Runtime, actor: User, request_id: int
+                   ) -> RequestDetail:
+    """A request with its structure and its requester (what the manager reads
+    before deciding). Raises NotFound unless the actor manages its structure or
+    made it."""
+    req = get_request(session, rt, actor, request_id)
+    return RequestDetail(req, session.get(Structure, req.structure_id),
+                         session.get(User, req.user_id))
 
 
 def _load_for_processing(session: Session, rt: Runtime, actor: User, request_id: int

@@ -1,0 +1,237 @@
+"""The history of a structure (DOMAIN.md, "What managers do" item 10): every
+manager action with the comment the guide shows, filters, the detail of an
+entry, who may read it, and that nobody can change it."""
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+import time_machine
+
+# The fixtures of test_requests.py (one database and app per module, a fresh
+# bakery and fresh addresses per test) are imported to be used here too.
+from .test_requests import (  # noqa: F401
+    UTC, _own_names, app, ask_attachment, ask_subscription, attach_directly, attached,
+    bakery, history, make_actor, person, process, shared_app, snapshot, structure_of)
+
+# The "Commentaires" column of the guide: the comment of each manager action.
+GUIDE_COMMENTS = {
+    "attachment_request.validated": "Validated",    # Validée: demande de rattachement…
+    "subscription_request.validated": "Validated",  # …ou d'abonnement validée
+    "attachment_request.refused": "Refused",        # Refusée: demande de rattachement refusée
+    "subscription_request.refused": "Deactivated",  # Désactivée: demande d'abonnement refusée
+    "attachment.deleted": "Deleted",                # Supprimé: rattachement supprimé
+}
+
+
+def guide_walk(api, bakery) -> dict:
+    """The guide's manager actions on the bakery, in order; returns the people."""
+    claire, sid = bakery.claire, bakery.id
+    julien = person(api, "julien@login.example", "Julien", "Moreau")
+    lucie = person(api, "lucie@login.example", "Lucie", "Petit")
+    req = ask_attachment(julien, sid, comment="Vendeur")
+    assert process(claire, "attachment", req["id"], "validation",
+                   comment="Bienvenue").status_code == 200
+    req = ask_attachment(lucie, sid, comment="Stagiaire")
+    assert process(claire, "attachment", req["id"], "refusal",
+                   reason="Pas de stage").status_code == 200
+    req = ask_subscription(julien, sid, ("issued_invoices", None, "consult"))
+    line = req["lines"][0]["id"]
+    assert process(claire, "subscription", req["id"], "validation",
+                   lines=[{"id": line, "level": "modify"}],
+                   comment="Modification accordée").status_code == 200
+    req = ask_subscription(julien, sid, ("issued_solicitations", None, "consult"))
+    assert process(claire, "subscription", req["id"], "refusal",
+                   reason="Pas utile").status_code == 200
+    assert claire.delete(f"/v1/structures/{sid}/attachments/"
+                         f"{julien.user['id']}").status_code == 204
+    return {"julien": julien, "lucie": lucie}
+
+
+def test_history_shows_every_manager_action_with_the_guides_comment(api, bakery):
+    people = guide_walk(api, bakery)
+    julien, lucie, claire = people["julien"], people["lucie"], bakery.claire
+    entries = history(claire, bakery.id)
+    managed = [(e["action"], e["comment"], e["actor_id"], e["target_user_id"])
+               for e in entries if e["action"] in GUIDE_COMMENTS]
+    j, c = julien.user["id"], claire.user["id"]
+    assert managed == [  # newest first
+        ("attachment.deleted", "Deleted", c, j),
+        ("subscription_request.refused", "Deactivated", c, j),
+        ("subscription_request.validated", "Validated", c, j),
+        ("attachment_request.refused", "Refused", c, lucie.user["id"]),
+        ("attachment_request.validated", "Validated", c, j),
+    ]
+    for entry in entries:
+        if entry["action"] in GUIDE_COMMENTS:
+            assert entry["comment"] == GUIDE_COMMENTS[entry["action"]]
+        if entry["action"].startswith(("attachment_request.", "subscription_request.")):
+            assert entry["request_kind"] in ("attachment", "subscription")
+            assert entry["request_id"] is not None
+    # The requests as the users made them are there too, with their comments.
+    created = [(e["action"], e["comment"]) for e in entries if e["action"].endswith(".created")
+               and e["action"] != "structure.created"]
+    assert ("attachment_request.created", "Vendeur") in created
+    assert ("attachment_request.created", "Stagiaire") in created
+
+
+def test_history_detail_shows_before_and_after(api, bakery):
+    julien = guide_walk(api, bakery)["julien"]
+    claire = bakery.claire
+    entries = {e["action"]: e for e in history(claire, bakery.id)}
+
+    def detail(action):
+        r = claire.get(f"/v1/history/{entries[action]['id']}")
+        assert r.status_code == 200, r.json
+        assert r.json["action"] == action and r.json["comment"] == GUIDE_COMMENTS.get(
+            action, r.json["comment"])
+        return r.json
+
+    validated = detail("attachment_request.validated")
+    assert validated["before"]["attachments"] == [
+        {"service_id": None, "role": "simple", "status": "pending",
+         "valid_from": validated["before"]["attachments"][0]["valid_from"],
+         "valid_until": None}]
+    assert [(a["service_id"], a["role"], a["status"])
+            for a in validated["after"]["attachments"]] == [(None, "simple", "validated")]
+    assert validated["after"]["manager_comment"] == "Bienvenue"
+
+    refused = detail("attachment_request.refused")
+    assert refused["after"] == {"reason": "Pas de stage"}
+
+    subscribed = detail("subscription_request.validated")
+    assert subscribed["before"] == {"subscriptions": []}
+    assert [(li["space"], li["service_id"], li["level"])
+            for li in subscribed["after"]["lines"]] == [("issued_invoices", None, "modify")]
+    assert subscribed["after"]["manager_comment"] == "Modification accordée"
+
+    assert detail("subscription_request.refused")["after"] == {"reason": "Pas utile"}
+
+    deleted = detail("attachment.deleted")
+    assert deleted["target_user_id"] == julien.user["id"]
+    assert [(a["service_id"], a["status"]) for a in deleted["before"]["attachments"]] == [
+        (None, "validated")]
+
+
+def test_history_filters_by_action_user_and_period(api, bakery):
+    """Filters: exact action, action prefix ending in '.', user (as actor or
+    target), and the period [since, until)."""
+    claire, sid = bakery.claire, bakery.id
+    julien = person(api, "julien@login.example")
+    lucie = person(api, "lucie@login.example")
+    # Three steps an hour apart, after everything the fixture wrote (log-in
+    # tokens last longer than that).
+    now = dt.datetime.now(UTC).replace(microsecond=0)
+
+    def at(hours: float) -> dt.datetime:
+        return now + dt.timedelta(hours=hours)
+
+    with time_machine.travel(at(1), tick=False):
+        asked = ask_attachment(julien, sid)
+    with time_machine.travel(at(2), tick=False):
+        assert process(claire, "attachment", asked["id"], "validation").status_code == 200
+    with time_machine.travel(at(3), tick=False):
+        attach_directly(claire, sid, lucie.user["login_email"])
+        req = ask_subscription(lucie, sid, ("issued_invoices", None, "consult"))
+        assert process(claire, "subscription", req["id"], "refusal").status_code == 200
+
+    def actions(**filters) -> list[str]:
+        return [e["action"] for e in history(claire, sid, **filters)]
+
+    assert actions(action="attachment_request.") == [
+        "attachment_request.validated", "attachment_request.created"]
+    assert actions(action="attachment_request.validated") == ["attachment_request.validated"]
+    assert actions(action="attachment_request") == []  # not a prefix: an exact name
+    assert actions(action="subscription_request.") == [
+        "subscription_request.refused", "subscription_request.created"]
+    # The prefix is taken literally: no SQL wildcards, same case.
+    assert actions(action="%.") == [] and actions(action="attachment_request_") == []
+    assert actions(action="ATTACHMENT_REQUEST.") == []
+
+    assert actions(user_id=julien.user["id"]) == [
+        "attachment_request.validated", "attachment_request.created"]
+    assert actions(user_id=lucie.user["id"]) == [
+        "subscription_request.refused", "subscription_request.created", "attachment.created"]
+    assert set(actions(user_id=claire.user["id"])) >= {
+        "attachment_request.validated", "subscription_request.refused", "attachment.created"}
+
+    def iso(moment: dt.datetime) -> str:
+        return moment.isoformat()
+
+    assert actions(since=iso(at(0.5)), until=iso(at(1.5))) == ["attachment_request.created"]
+    assert actions(since=iso(at(1.5)), until=iso(at(2.5))) == [
+        "attachment_request.validated"]
+    assert actions(since=iso(at(2.5))) == [
+        "subscription_request.refused", "subscription_request.created", "attachment.created"]
+    assert "structure.created" in actions(until=iso(at(0.5)))
+    assert not {"attachment_request.created", "attachment.created"} & set(
+        actions(until=iso(at(0.5))))
+    # `since` includes its instant, `until` excludes it; any time zone names
+    # the same instant.
+    paris = dt.timezone(dt.timedelta(hours=2))
+    assert actions(since=at(2).astimezone(paris).isoformat(),
+                   until=at(3).astimezone(paris).isoformat()) == [
+        "attachment_request.validated"]
+    assert actions(since=iso(at(0.5)), until=at(2).astimezone(paris).isoformat()) == [
+        "attachment_request.created"]
+    # Filters combine; pages come newest first.
+    assert actions(action="attachment_request.", user_id=lucie.user["id"]) == []
+    assert actions(action="subscription_request.", since=iso(at(2.5))) == [
+        "subscription_request.refused", "subscription_request.created"]
+    everything = history(claire, sid)
+    page = claire.get(f"/v1/structures/{sid}/history",
+                      query_string={"page_size": 2, "page": 2}).json
+    assert page["total"] == len(everything)
+    assert [e["id"] for e in page["items"]] == [e["id"] for e in everything[2:4]]
+    assert [e["created_at"] for e in everything] == sorted(
+        (e["created_at"] for e in everything), reverse=True)
+    bad = claire.get(f"/v1/structures/{sid}/history", query_string={"since": "yesterday"})
+    assert bad.status_code == 422 and bad.content_type == "application/problem+json"
+
+
+# Who may read the bakery's history: (actor, list status, detail status).
+READERS = [("principal", 200, 200), ("secondary", 200, 200),
+           ("simple", 403, 404), ("technical", 403, 404),
+           ("other_manager", 404, 404), ("stranger", 404, 404),
+           ("future_secondary", 404, 404), ("removed_secondary", 404, 404)]
+
+
+def test_only_managers_of_the_structure_read_its_history(api, rt, bakery, structure_of):
+    claire, sid = bakery.claire, bakery.id
+    entry = history(claire, sid)[0]
+    for actor, list_status, detail_status in READERS:
+        if actor == "principal":
+            who = claire
+        elif actor == "secondary":
+            who = attached(api, bakery, "paul@login.example", role="secondary")
+        else:
+            who = make_actor(actor, api, rt, bakery, structure_of)
+        listed = who.get(f"/v1/structures/{sid}/history")
+        assert listed.status_code == list_status, (actor, listed.json)
+        if list_status != 200:
+            assert listed.json["code"] == ("action_not_allowed" if list_status == 403
+                                           else "not_found")
+        detail = who.get(f"/v1/history/{entry['id']}")
+        assert detail.status_code == detail_status, actor
+    # An entry of another structure is not found, like an unknown one.
+    other = person(api, "bob@login.example")
+    theirs = structure_of(other, "Bob SARL")
+    their_entry = history(other, theirs["id"])[0]
+    assert claire.get(f"/v1/history/{their_entry['id']}").status_code == 404
+    assert claire.get("/v1/history/999999").status_code == 404
+
+
+@pytest.mark.parametrize("method", ["put", "patch", "delete", "post"])
+def test_history_entries_cannot_be_modified(api, rt, bakery, method):
+    claire, sid = bakery.claire, bakery.id
+    entry = history(claire, sid)[0]
+    original = claire.get(f"/v1/history/{entry['id']}").json
+    before = snapshot(rt, sid)
+    for path in (f"/v1/history/{entry['id']}", f"/v1/structures/{sid}/history"):
+        r = getattr(claire, method)(path, json={"comment": "Rewritten", "action": "x"})
+        assert r.status_code == 405, (path, r.status_code)
+        assert r.content_type == "application/problem+json"
+        assert r.json["code"] == "method_not_allowed"
+        assert "GET" in r.headers["Allow"]
+    assert snapshot(rt, sid) == before
+    assert claire.get(f"/v1/history/{entry['id']}").json == original
