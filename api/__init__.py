@@ -59,9 +59,10 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
                    "description": "A token from POST /v1/auth/token."})
     identity.register(app)
 
-    from . import auth, authzen, catalogue, checks, health, history, requests, structures, users
+    from . import (auth, authzen, catalogue, checks, health, history, lifecycle, requests,
+                   structures, technical, users)
     blueprints = [health.blp, auth.blp, structures.blp, catalogue.blp, checks.blp,
-                  users.blp, history.blp, authzen.blp,
+                  users.blp, history.blp, authzen.blp, lifecycle.blp, technical.blp,
                   requests.attachment_blp, requests.subscription_blp]
     for blueprint in blueprints:
         api.register_blueprint(blueprint)

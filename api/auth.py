@@ -5,7 +5,7 @@ from flask import g, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from authz import accounts
+from authz import accounts, users
 
 from . import schemas as s
 from .identity import current_user, db, public, runtime
@@ -36,13 +36,19 @@ class Token(MethodView):
 @blp.route("/accounts")
 class Accounts(MethodView):
     @public
-    @blp.arguments(s.SignUpSchema)
+    @blp.arguments(s.AccountCreateSchema)
     @blp.response(201, s.UserSchema)
+    @blp.alt_response(403, schema=s.Problem, description="Caller may not manage the "
+                                                          "structure's users")
     @blp.alt_response(409, schema=s.Problem, description="Login email already used")
     def post(self, body):
-        """Create an account (logged out): it is pending until activated by the
-        link mailed to the login email."""
-        return accounts.sign_up(db(), runtime(), **body)
+        """Create an account: it is pending until activated by the link mailed to
+        the login email. Logged out: sign-up, no structure. Logged in: a manager
+        creates the account of a person to attach and names the structure they
+        act for (`structure_id`, written in its history), then attaches them."""
+        if g.get("user") is None and "structure_id" not in body:
+            return accounts.sign_up(db(), runtime(), **body)
+        return users.create_account_for(db(), runtime(), current_user(), **body)
 
 
 @blp.route("/accounts/activation")

@@ -324,11 +324,14 @@ def mail_deliver() -> None:
 
 @main.command("maintenance")
 def maintenance_command() -> None:
-    """Delete dead tokens and throttle rows, then deliver due mail. Safe to run
-    from cron, on several hosts at once."""
+    """Delete dead tokens, throttle rows and old change-log rows, close accounts
+    deactivated more than 60 days ago, then deliver due mail. Safe to run from
+    cron, on several hosts at once."""
     with _runtime() as rt:
         with rt.sessions() as session:
             counts = maintenance.run_maintenance(session, rt)
+        closed = counts.pop("closed_accounts")
         click.echo("deleted: " + ", ".join(f"{count} {kind.replace('_', ' ')}"
                                            for kind, count in counts.items()))
+        click.echo(f"closed: {closed} account(s) deactivated more than 60 days ago")
         _echo_delivery(_deliver_due_mail(rt), rt.settings)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
@@ -28,6 +29,7 @@ class PageArgs(Schema):
                                metadata={"description": "Capped at AUTHZ_PAGE_SIZE_MAX."})
 
 
+@functools.cache
 def page_of(item_schema: type[Schema]) -> type[Schema]:
     """A page envelope: {items, page, page_size, total}."""
     return Schema.from_dict({
@@ -264,6 +266,7 @@ class RevisionPageArgs(PageArgs):
     at_least_revision = fields.Integer(validate=validate.Range(min=0))
 
 
+@functools.cache
 def revision_page_of(item_schema: type[Schema]) -> type[Schema]:
     """A page envelope that also gives the policy revision it was computed at."""
     return Schema.from_dict({
@@ -484,3 +487,141 @@ class LookupSchema(Schema):
     kind = fields.String()
     services = fields.Function(lambda st: [{"id": sv.id, "code": sv.code, "label": sv.label}
                                            for sv in st.services if sv.active])
+
+
+class SuccessorSchema(Schema):
+    user_id = fields.Integer()
+    login_email = fields.String(validate=validate.Length(min=3, max=254))
+
+
+class DesignationSchema(SuccessorSchema):
+    comment = Comment()
+
+
+class StructureSuccessorSchema(SuccessorSchema):
+    structure_id = fields.Integer(required=True)
+
+
+class DeactivationSchema(Schema):
+    password = fields.String(required=True, load_only=True,
+                             validate=validate.Length(min=1, max=1024),
+                             metadata={"description": "Your current password, to confirm."})
+    successors = fields.List(fields.Nested(StructureSuccessorSchema), load_default=list,
+                             metadata={"description": "A new principal for every structure "
+                                                     "you lead."})
+
+
+class ReactivationSchema(LoginSchema):
+    pass
+
+
+class IdentifierChangeSchema(Schema):
+    identifier_type = fields.String(required=True, validate=validate.OneOf(IDENTIFIER_TYPES))
+    identifier_value = fields.String(required=True, validate=validate.Length(min=1, max=80))
+    designation = fields.String(validate=validate.Length(min=1, max=200),
+                                metadata={"description": "Default: the current one."})
+    confirm = fields.Boolean(required=True,
+                             metadata={"description": "Must be true: the structure becomes "
+                                                      "inactive."})
+
+
+# --- user administration by managers -------------------------------------------
+
+from models import ATTACHMENT_STATUSES, USER_STATUSES  # noqa: E402
+
+SearchTerm = lambda what: fields.String(  # noqa: E731
+    validate=validate.Length(min=1, max=200),
+    metadata={"description": f"Part of the {what}; case and accents ignored."})
+
+
+class AccountCreateSchema(SignUpSchema):
+    structure_id = fields.Integer(
+        validate=validate.Range(min=1),
+        metadata={"description": "Logged in (required then): the structure the manager "
+                                 "creates the account for (users.manage there). Logged "
+                                 "out: absent."})
+
+
+class UserSearchArgs(PageArgs):
+    last_name = SearchTerm("last name")
+    first_name = SearchTerm("first name")
+    login_email = fields.String(validate=validate.Length(min=1, max=254),
+                                metadata={"description": "Part of the login email; case "
+                                                         "ignored."})
+    status = fields.String(validate=validate.OneOf(USER_STATUSES))
+    designation = SearchTerm("designation of a structure the user is attached to")
+    service = SearchTerm("code or label of a service the user is attached to (an "
+                         "attachment to the whole structure counts for all its services)")
+
+
+class ManagedUserSchema(Schema):
+    id = fields.Integer()
+    login_email = fields.String()
+    contact_email = fields.String()
+    last_name = fields.String()
+    first_name = fields.String()
+    phone = fields.String(allow_none=True)
+    kind = fields.String()
+    status = fields.String()
+    created_at = fields.DateTime()
+    activated_at = fields.DateTime(allow_none=True)
+
+
+class ManagedUserDetailSchema(Schema):
+    user = fields.Nested(ManagedUserSchema)
+    pending_attachment_request_ids = fields.List(
+        fields.Integer(), metadata={"description": "Open each with "
+                                                   "GET /v1/attachment-requests/{id}."})
+
+
+class AttachmentLineSchema(Schema):
+    id = fields.Integer(attribute="attachment.id")
+    service_id = fields.Integer(attribute="attachment.service_id", allow_none=True,
+                                metadata={"description": "null: the whole structure."})
+    service_code = fields.Function(lambda line: line.service.code if line.service else None)
+    service_label = fields.Function(
+        lambda line: line.service.label if line.service else None)
+    role = fields.String(attribute="attachment.role")
+    status = fields.String(attribute="attachment.status")
+    valid_from = fields.Date(attribute="attachment.valid_from")
+    valid_until = fields.Date(attribute="attachment.valid_until", allow_none=True)
+
+
+class StructureBriefSchema(Schema):
+    id = fields.Integer()
+    identifier_type = fields.String()
+    identifier_value = fields.String()
+    designation = fields.String()
+    kind = fields.String()
+    status = fields.String()
+
+
+class MembershipSchema(Schema):
+    structure = fields.Nested(StructureBriefSchema)
+    role = fields.String(allow_none=True,
+                         metadata={"description": "Strongest validated role in force today."})
+    attachments = fields.List(fields.Nested(AttachmentLineSchema))
+
+
+class MemberSchema(Schema):
+    user = fields.Nested(ManagedUserSchema)
+    role = fields.String(allow_none=True,
+                         metadata={"description": "Strongest validated role in force today."})
+    attachments = fields.List(fields.Nested(AttachmentLineSchema))
+
+
+class StructureUsersArgs(PageArgs):
+    status = fields.String(validate=validate.OneOf(ATTACHMENT_STATUSES),
+                           metadata={"description": "Only attachments in this status "
+                                                    "(default: every status but deleted)."})
+
+
+class UserIdsSchema(Schema):
+    ids = Ids()
+
+
+class UserExportSchema(Schema):
+    ids = fields.List(fields.Integer(validate=validate.Range(min=1)), required=True,
+                      validate=validate.Length(min=1, max=5000),
+                      metadata={"description": "Users to export; all must be visible, or "
+                                               "404 and nothing is exported."})

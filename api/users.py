@@ -1,19 +1,97 @@
-"""Users: what a user may do."""
+"""Users: what a user may do, and their administration by the managers of their
+structures (search, read, modify, activation mails, CSV export, a structure's
+users). The blueprint is rooted at /v1 so it also serves /v1/structures/{id}/users."""
 from __future__ import annotations
 
+from dataclasses import asdict
+
+from flask import Response, stream_with_context
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from authz import permissions
+from authz import permissions, users
 
 from . import schemas as s
-from .identity import caller, for_clients, runtime
+from .identity import caller, current_user, db, for_clients, runtime
 from .paging import page_args
 
-blp = Blueprint("users", __name__, url_prefix="/v1/users", description="Users")
+blp = Blueprint("users", __name__, url_prefix="/v1", description="Users")
+
+NOT_VISIBLE = "Unknown, or not a user of a structure the caller manages"
+CSV_RESPONSE = {"200": {"description": "UTF-8 CSV with a header row, streamed; one row per "
+                                       "attachment the caller sees.",
+                        "content": {"text/csv": {"schema": {"type": "string"}}}}}
 
 
-@blp.route("/<int:user_id>/permissions")
+@blp.route("/users")
+class Users(MethodView):
+    @blp.arguments(s.UserSearchArgs, location="query")
+    @blp.response(200, s.page_of(s.ManagedUserSchema))
+    @blp.alt_response(422, schema=s.Problem, description="No criterion given")
+    def get(self, args):
+        """Search the users of the structures the caller manages (at least one
+        criterion; every criterion given must match)."""
+        return users.search(db(), runtime(), current_user(), **page_args(args), **args)
+
+
+@blp.route("/users/<int:user_id>")
+class UserById(MethodView):
+    @blp.response(200, s.ManagedUserDetailSchema)
+    @blp.alt_response(404, schema=s.Problem, description=NOT_VISIBLE)
+    def get(self, user_id):
+        """A user of the caller's structures, with the ids of their pending
+        attachment requests the caller may process."""
+        return users.get_user(db(), runtime(), current_user(), user_id)
+
+    @blp.arguments(s.ProfilePatchSchema)
+    @blp.response(200, s.ManagedUserSchema)
+    @blp.alt_response(404, schema=s.Problem, description=NOT_VISIBLE)
+    def patch(self, body, user_id):
+        """Change a user's contact email, names or phone (never the login email).
+        Written in the history of the caller's structures; the user is told."""
+        return users.update_user(db(), runtime(), current_user(), user_id, body)
+
+
+@blp.route("/users/<int:user_id>/structures")
+class UserStructures(MethodView):
+    @blp.arguments(s.PageArgs, location="query")
+    @blp.response(200, s.page_of(s.MembershipSchema))
+    @blp.alt_response(404, schema=s.Problem, description=NOT_VISIBLE)
+    def get(self, args, user_id):
+        """The structures the user is attached to, among those the caller
+        manages: role and attachment rows on each."""
+        return users.user_structures(db(), runtime(), current_user(), user_id,
+                                     **page_args(args))
+
+
+@blp.route("/users/activation-emails")
+class ActivationEmails(MethodView):
+    @blp.arguments(s.UserIdsSchema)
+    @blp.response(200, s.BulkOutcomeSchema)
+    def post(self, body):
+        """(Re)send the activation mail to selected pending users; their earlier
+        links stop working. One outcome per id."""
+        return {"results": [asdict(o) for o in users.send_activation_emails(
+            db(), runtime(), current_user(), body["ids"])]}
+
+
+@blp.route("/users/export")
+class Export(MethodView):
+    @blp.arguments(s.UserExportSchema)
+    @blp.doc(responses=CSV_RESPONSE)
+    @blp.alt_response(404, schema=s.Problem,
+                      description="Some id is not a user the caller manages: nothing "
+                                  "is exported")
+    def post(self, body):
+        """Export the selected users as CSV (main fields, and per attachment the
+        structure, service, role, status and dates). Cells that a spreadsheet
+        would run as a formula are prefixed with a single quote."""
+        chunks = users.export_csv(db(), runtime(), current_user(), body["ids"])
+        return Response(stream_with_context(chunks), mimetype="text/csv",
+                        headers={"Content-Disposition": 'attachment; filename="users.csv"'})
+
+
+@blp.route("/users/<int:user_id>/permissions")
 class UserPermissions(MethodView):
     @for_clients
     @blp.arguments(s.RevisionPageArgs, location="query")
@@ -26,3 +104,16 @@ class UserPermissions(MethodView):
         return permissions.user_permissions(
             runtime(), caller(), user_id, at_least_revision=args.pop("at_least_revision", None),
             **page_args(args))
+
+
+@blp.route("/structures/<int:structure_id>/users")
+class StructureUsers(MethodView):
+    @blp.arguments(s.StructureUsersArgs, location="query")
+    @blp.response(200, s.page_of(s.MemberSchema))
+    @blp.alt_response(403, schema=s.Problem, description="Caller may not list its users")
+    @blp.alt_response(404, schema=s.Problem, description="Unknown, or not visible")
+    def get(self, args, structure_id):
+        """The users attached to the structure: their role and attachment rows
+        (statuses, services, dates)."""
+        return users.structure_users(db(), runtime(), current_user(), structure_id,
+                                     status=args.pop("status", None), **page_args(args))

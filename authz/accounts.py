@@ -104,6 +104,19 @@ def _issue_activation(session: Session, rt: Runtime, user: User) -> None:
                subject="Activate your account", body=body)
 
 
+def send_activation(session: Session, rt: Runtime, user: User) -> None:
+    """Mail a new activation link to a pending person account; its earlier links
+    stop working. Does not commit (the caller commits with its own writes).
+
+    Raises Conflict `account_not_pending` (active, inactive or closed account, or
+    a technical user: they have no activation link).
+    """
+    if user.kind != "person" or user.status != "pending":
+        raise Conflict("Only a pending person account gets an activation link.",
+                       code="account_not_pending")
+    _issue_activation(session, rt, user)
+
+
 def resend_activation(session: Session, rt: Runtime, login_email: str) -> None:
     """Send a new link to a pending account. Says nothing about other emails
     (no account enumeration): the caller always answers the same way."""
@@ -185,14 +198,13 @@ def _record_failure(session: Session, rt: Runtime, keys: list[tuple[str, int]],
     raise RuntimeError("could not record a failed log-in")
 
 
-def log_in(session: Session, rt: Runtime, *, login_email: str, password: str,
-           address: str | None) -> tuple[str, AuthToken]:
-    """Check the credentials; return a new bearer token (shown once) and its row.
+def check_credentials(session: Session, rt: Runtime, *, login_email: str, password: str,
+                      address: str | None) -> User:
+    """The person whose login email and password these are, whatever their status,
+    under the brute-force limits (failures are counted and committed).
 
     Raises TooManyAttempts (this email or address is locked out), Unauthenticated
-    `invalid_credentials` (unknown email or wrong password: not told apart),
-    Forbidden `account_not_active` (right password, but pending / inactive /
-    closed account).
+    `invalid_credentials` (unknown email or wrong password: not told apart).
     """
     now = utcnow()
     login = (login_email or "").strip().lower()
@@ -204,14 +216,28 @@ def log_in(session: Session, rt: Runtime, *, login_email: str, password: str,
         _record_failure(session, rt, keys, now)
         raise Unauthenticated("Wrong login email or password.", code="invalid_credentials")
     assert person is not None and person.password_hash is not None
-    if person.status != "active":
-        raise Forbidden(f"This account is {person.status}: it cannot log in.",
-                        code="account_not_active")
     if rt.hasher.needs_rehash(person.password_hash):
         person.password_hash = rt.hasher.hash(password)
     email_key = session.get(LoginThrottle, keys[0][0])
     if email_key is not None:
         session.delete(email_key)
+    return person
+
+
+def log_in(session: Session, rt: Runtime, *, login_email: str, password: str,
+           address: str | None) -> tuple[str, AuthToken]:
+    """Check the credentials; return a new bearer token (shown once) and its row.
+
+    Raises TooManyAttempts, Unauthenticated `invalid_credentials` (see
+    check_credentials), Forbidden `account_not_active` (right password, but
+    pending / inactive / closed account).
+    """
+    person = check_credentials(session, rt, login_email=login_email, password=password,
+                               address=address)
+    if person.status != "active":
+        raise Forbidden(f"This account is {person.status}: it cannot log in.",
+                        code="account_not_active")
+    now = utcnow()
     token = new_token("at_")
     row = AuthToken(user_id=person.id, token_hash=digest(token), created_at=now,
                     expires_at=now + dt.timedelta(seconds=rt.settings.token_ttl_seconds))
@@ -239,8 +265,9 @@ def log_out(session: Session, rt: Runtime, token_row: AuthToken) -> None:
     commit(session, rt)
 
 
-def update_profile(session: Session, rt: Runtime, user: User, changes: dict[str, Any]) -> User:
-    """Change contact email, names or phone (never the login email)."""
+def apply_profile(user: User, changes: dict[str, Any]) -> None:
+    """Set contact email, names or phone on `user` (never the login email), without
+    committing. Raises Invalid (another field, or a bad contact email)."""
     unknown = set(changes) - set(PROFILE_FIELDS)
     if unknown:
         raise Invalid("These fields cannot be changed.",
@@ -251,5 +278,10 @@ def update_profile(session: Session, rt: Runtime, user: User, changes: dict[str,
         setattr(user, field, value.strip() if isinstance(value, str) else value)
     if user.phone == "":
         user.phone = None
+
+
+def update_profile(session: Session, rt: Runtime, user: User, changes: dict[str, Any]) -> User:
+    """Change one's contact email, names or phone (never the login email)."""
+    apply_profile(user, changes)
     commit(session, rt)
     return user

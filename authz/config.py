@@ -28,6 +28,8 @@ class Settings:
     token_ttl_seconds: int = 8 * 3600
     # Lifetime of an activation link, seconds (60 minutes in the guide).
     activation_ttl_seconds: int = 3600
+    # Lifetime of a technical user's secret, days (424 in the guide).
+    technical_secret_ttl_days: int = 424
     # Brute-force protection: failures allowed per login email in the window...
     login_max_failures: int = 5
     # ...and per client address in the window...

@@ -6,6 +6,7 @@ in ONE transaction, so the demo is either fully loaded or not at all.
 """
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,13 +14,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from models import (Attachment, AttachmentRequest, OpenedSpace, Service, Structure,
-                    Subscription, SubscriptionRequest, SubscriptionRequestLine, User, utcnow)
+                    Subscription, SubscriptionRequest, SubscriptionRequestLine,
+                    TechnicalCredential, User, utcnow)
 
 from . import accounts, structures
 from .access import today
 from .errors import Conflict
 from .records import bump_revision, commit, record
 from .runtime import Runtime
+from .security import new_token
 
 DEMO_PASSWORD = "demo-password-2026"
 
@@ -208,6 +211,11 @@ def _build_world(session: Session, rt: Runtime) -> None:
                     last_name=last, kind="technical", status="active", activated_at=utcnow())
     session.add(register)
     session.flush()
+    # A random secret nobody knows: the principal resets it to connect the register.
+    session.add(TechnicalCredential(
+        user_id=register.id, structure_id=bakery.id, label=first, created_by_id=claire.id,
+        secret_hash=rt.hasher.hash(new_token()),
+        secret_expires_at=utcnow() + dt.timedelta(days=rt.settings.technical_secret_ttl_days)))
     b.attach(register, bakery, "technical", by=claire, action="technical_user.created")
     b.subscribe(register, bakery, claire, ("issued_invoices", "modify", None))
 

@@ -7,13 +7,16 @@ import datetime as dt
 from sqlalchemy import delete, or_
 from sqlalchemy.orm import Session
 
-from models import ActivationToken, AuthToken, LoginThrottle, utcnow
+from models import ActivationToken, AuthToken, LoginThrottle, PolicyChange, utcnow
 
+from .lifecycle import close_expired_accounts
 from .records import commit
 from .runtime import Runtime
 
 # How long a dead token is kept before deletion (for the record of recent log-ins).
 GRACE = dt.timedelta(days=1)
+# How long the policy change log is kept for workers to catch up incrementally.
+CHANGE_LOG_AGE = dt.timedelta(days=7)
 
 
 def run_maintenance(session: Session, rt: Runtime,
@@ -21,9 +24,9 @@ def run_maintenance(session: Session, rt: Runtime,
     """Delete log-in tokens expired or revoked more than a day ago, activation
     links expired more than a day ago, and log-in throttle rows whose counting
     window and lock-out have both ended. Return the number of rows deleted per
-    kind. Commits.
-
-    Closing accounts deactivated for more than 60 days comes in a later issue.
+    kind; change-log rows older than CHANGE_LOG_AGE (a worker that far behind
+    reloads its whole decision index instead). Then close the accounts
+    deactivated more than 60 days ago. Commits.
     """
     now = now or utcnow()
     cutoff = now - GRACE
@@ -44,6 +47,10 @@ def run_maintenance(session: Session, rt: Runtime,
                 or_(LoginThrottle.locked_until.is_(None),
                     LoginThrottle.locked_until <= now)),
             execution_options=unsynced).rowcount,
+        "policy_changes": session.execute(
+            delete(PolicyChange).where(PolicyChange.created_at < now - CHANGE_LOG_AGE),
+            execution_options=unsynced).rowcount,
     }
     commit(session, rt)
+    counts["closed_accounts"] = close_expired_accounts(session, rt, now)
     return counts

@@ -8,6 +8,7 @@ from .base import Base, utcnow
 from .operations import HistoryEntry, OutboxMail, PolicyChange, PolicyRevision
 from .structures import (IDENTIFIER_TYPES, STRUCTURE_KINDS, OpenedSpace, Service, Space,
                          Structure, StructureDefaultSpace)
+from .technical import TechnicalCredential
 
 __all__ = [
     "Base", "utcnow",
@@ -16,6 +17,7 @@ __all__ = [
     "Attachment", "Subscription", "AttachmentRequest", "AttachmentRequestService",
     "SubscriptionRequest", "SubscriptionRequestLine",
     "HistoryEntry", "OutboxMail", "PolicyRevision", "PolicyChange",
+    "TechnicalCredential",
     "IDENTIFIER_TYPES", "STRUCTURE_KINDS", "USER_STATUSES", "PLATFORM_ROLES", "ROLES",
     "ATTACHMENT_STATUSES", "LEVELS", "REQUEST_STATUSES",
 ]

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import (Boolean, CheckConstraint, ForeignKey, Integer, LargeBinary, String)
+from sqlalchemy import (Boolean, CheckConstraint, ForeignKey, Integer, LargeBinary, String,
+                        Text)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import Base, utcnow
@@ -42,6 +43,10 @@ class User(Base):
     activated_at: Mapped[dt.datetime | None]
     deactivated_at: Mapped[dt.datetime | None]
     closed_at: Mapped[dt.datetime | None]
+    # The names folded for accent- and case-insensitive search (authz/search.py
+    # fills them on every ORM write; NULL only for rows bulk-written without them).
+    last_name_key: Mapped[str | None] = mapped_column(Text)
+    first_name_key: Mapped[str | None] = mapped_column(Text)
 
 
 class AuthToken(Base):

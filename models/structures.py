@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import (Boolean, CheckConstraint, ForeignKey, Index, Integer, String,
+from sqlalchemy import (Boolean, CheckConstraint, ForeignKey, Index, Integer, String, Text,
                         UniqueConstraint, text)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -59,6 +59,8 @@ class Structure(Base):
     successor_id: Mapped[int | None] = mapped_column(ForeignKey("structures.id"))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # The designation folded for accent- and case-insensitive search (authz/search.py).
+    designation_key: Mapped[str | None] = mapped_column(Text)
 
     services: Mapped[list[Service]] = relationship(
         back_populates="structure", order_by="Service.code")
@@ -82,6 +84,9 @@ class Service(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # Code and label folded for accent- and case-insensitive search (authz/search.py).
+    code_key: Mapped[str | None] = mapped_column(Text)
+    label_key: Mapped[str | None] = mapped_column(Text)
 
     structure: Mapped[Structure] = relationship(back_populates="services")
 

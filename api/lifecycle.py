@@ -1,0 +1,79 @@
+"""Leaving the principal role, deactivating and reactivating one's account,
+and the change of identifier."""
+from __future__ import annotations
+
+from flask import request
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from authz import identifier, lifecycle
+
+from . import schemas as s
+from .identity import current_user, db, public, runtime
+from .paging import page_args
+
+blp = Blueprint("lifecycle", __name__, url_prefix="/v1", description="Principal and accounts")
+
+
+@blp.route("/structures/<int:structure_id>/principal")
+class Principal(MethodView):
+    @blp.arguments(s.DesignationSchema)
+    @blp.response(200, s.StructureSchema)
+    @blp.alt_response(403, schema=s.Problem, description="Not the principal")
+    def post(self, body, structure_id):
+        """Hand the principal role to another active person (by user_id or login
+        email): the principal names their successor and stays attached as a
+        simple user; the operator appoints one where the structure has none."""
+        return lifecycle.change_principal(db(), runtime(), current_user(), structure_id,
+                                          **body)
+
+
+@blp.route("/structures/without-principal")
+class WithoutPrincipal(MethodView):
+    @blp.arguments(s.PageArgs, location="query")
+    @blp.response(200, s.page_of(s.StructureSchema))
+    def get(self, args):
+        """For the operator: active structures with no principal able to act."""
+        return lifecycle.structures_without_principal(db(), current_user(), **page_args(args))
+
+
+@blp.route("/me/deactivation")
+class Deactivation(MethodView):
+    @blp.arguments(s.DeactivationSchema)
+    @blp.response(200, s.UserSchema)
+    @blp.alt_response(409, schema=s.Problem, description="Successors missing, or a "
+                                                         "centrally managed structure")
+    def post(self, body):
+        """Deactivate one's account, naming a successor for every structure one
+        leads; reactivable for 60 days."""
+        return lifecycle.deactivate_self(
+            db(), runtime(), current_user(), password=body["password"],
+            successors=[lifecycle.Successor(**x) for x in body["successors"]])
+
+
+@blp.route("/me/reactivation")
+class Reactivation(MethodView):
+    @public
+    @blp.arguments(s.ReactivationSchema)
+    @blp.response(200, s.UserSchema)
+    @blp.alt_response(409, schema=s.Problem, description="Not deactivated, or too late")
+    def post(self, body):
+        """Reactivate one's account within 60 days of its deactivation (log-in
+        email and password; then log in as usual)."""
+        return lifecycle.reactivate_self(db(), runtime(), login_email=body["login_email"],
+                                         password=body["password"],
+                                         address=request.remote_addr)
+
+
+@blp.route("/structures/<int:structure_id>/identifier-change")
+class IdentifierChange(MethodView):
+    @blp.arguments(s.IdentifierChangeSchema)
+    @blp.response(201, s.StructureSchema)
+    @blp.alt_response(409, schema=s.Problem, description="Identifier taken, or inactive")
+    def post(self, body, structure_id):
+        """Duplicate the structure under a new identifier (services, settings,
+        spaces, attachments, subscriptions, pending requests; not the billing
+        mandate nor technical users). The original becomes inactive and points
+        to the returned successor."""
+        return identifier.change_identifier(db(), runtime(), current_user(), structure_id,
+                                            **body)
