@@ -554,17 +554,11 @@ class UserSearchArgs(PageArgs):
                          "attachment to the whole structure counts for all its services)")
 
 
-class ManagedUserSchema(Schema):
-    id = fields.Integer()
-    login_email = fields.String()
-    contact_email = fields.String()
-    last_name = fields.String()
-    first_name = fields.String()
-    phone = fields.String(allow_none=True)
-    kind = fields.String()
-    status = fields.String()
-    created_at = fields.DateTime()
-    activated_at = fields.DateTime(allow_none=True)
+class ManagedUserSchema(UserSchema):
+    """A user as a manager sees them: never their platform role."""
+
+    class Meta:
+        exclude = ("platform_role",)
 
 
 class ManagedUserDetailSchema(Schema):

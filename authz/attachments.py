@@ -13,21 +13,21 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from models import (ROLES, Attachment, AttachmentRequest, AttachmentRequestService, Service,
                     Structure, Subscription, SubscriptionRequest, SubscriptionRequestLine, User,
                     utcnow)
 
-from .access import authorize, managed_structures, today
+from . import request_flow as flow
+from .access import authorize, today
 from .errors import Conflict, DomainError, Forbidden, Invalid, NotFound
-from .pagination import Page, paginate
+from .pagination import Page
 from .records import bump_revision, commit, queue_mail, record
 from .runtime import Runtime
 
 REQUESTABLE_ROLES = ("secondary", "simple")
-PROCESS = "attachment_requests.process"
 
 
 # --- shared helpers -------------------------------------------------------------
@@ -190,46 +190,6 @@ def create_request(session: Session, rt: Runtime, actor: User, *, structure_id: 
     return req
 
 
-def _requests_visible_to(rt: Runtime, actor: User):
-    """Condition: requests on structures the actor may process, and their own."""
-    return or_(AttachmentRequest.user_id == actor.id,
-               AttachmentRequest.structure_id.in_(managed_structures(rt, actor, PROCESS)))
-
-
-def list_requests(session: Session, rt: Runtime, actor: User, *, structure_id: int | None,
-                  status: str | None, created_from: dt.datetime | None,
-                  created_to: dt.datetime | None, mine: bool, page: int,
-                  page_size: int) -> Page:
-    """Requests the actor may see: those on structures they manage, and their own."""
-    stmt = select(AttachmentRequest).where(_requests_visible_to(rt, actor))
-    if mine:
-        stmt = stmt.where(AttachmentRequest.user_id == actor.id)
-    if structure_id is not None:
-        stmt = stmt.where(AttachmentRequest.structure_id == structure_id)
-    if status:
-        stmt = stmt.where(AttachmentRequest.status == status)
-    if created_from:
-        stmt = stmt.where(AttachmentRequest.created_at >= created_from)
-    if created_to:
-        stmt = stmt.where(AttachmentRequest.created_at < created_to)
-    return paginate(session, stmt.order_by(AttachmentRequest.created_at, AttachmentRequest.id),
-                    page=page, page_size=page_size)
-
-
-def get_request(session: Session, rt: Runtime, actor: User, request_id: int
-                ) -> AttachmentRequest:
-    """Raises NotFound unless the actor manages its structure or made it."""
-    req = session.get(AttachmentRequest, request_id)
-    if req is None:
-        raise NotFound("No such attachment request.")
-    if req.user_id != actor.id:
-        try:
-            authorize(session, rt, actor, req.structure_id, PROCESS)
-        except (NotFound, Forbidden) as exc:
-            raise NotFound("No such attachment request.") from exc
-    return req
-
-
 @dataclass(frozen=True)
 class ServiceStatus:
     service: Service
@@ -246,12 +206,17 @@ class RequestDetail:
     services: list[ServiceStatus]
 
 
+def list_requests(session: Session, rt: Runtime, actor: User, **filters: Any) -> Page:
+    """Attachment requests the actor may see (see request_flow.list_requests)."""
+    return flow.list_requests(session, rt, actor, AttachmentRequest, **filters)
+
+
 def request_detail(session: Session, rt: Runtime, actor: User, request_id: int
                    ) -> RequestDetail:
     """A request with the structure, the requester, and for every ACTIVE service
     the requester's current status on it; `preselected` marks the services the
     guide pre-checks for validation (pending and validated)."""
-    req = get_request(session, rt, actor, request_id)
+    req = flow.get_request(session, rt, actor, AttachmentRequest, request_id)
     rows = _existing_rows(session, req.user_id, req.structure_id)
     services = [s for s in _structure_services(session, req.structure_id).values() if s.active]
     statuses = []
@@ -264,33 +229,6 @@ def request_detail(session: Session, rt: Runtime, actor: User, request_id: int
 
 
 # --- processing by managers -------------------------------------------------------
-
-def _claim(session: Session, req: AttachmentRequest, actor: User, status: str,
-           **values: Any) -> None:
-    """Move a pending request to `status`, at most once even under concurrency."""
-    claimed = session.execute(
-        update(AttachmentRequest)
-        .where(AttachmentRequest.id == req.id, AttachmentRequest.status == "pending")
-        .values(status=status, processed_at=utcnow(), processed_by_id=actor.id, **values)
-        .execution_options(synchronize_session=False)).rowcount
-    if claimed != 1:
-        session.rollback()
-        raise Conflict("This request was already processed.", code="request_processed")
-    session.refresh(req)
-
-
-def _load_for_processing(session: Session, rt: Runtime, actor: User, request_id: int
-                         ) -> tuple[AttachmentRequest, Structure, User]:
-    req = session.get(AttachmentRequest, request_id)
-    if req is None:
-        raise NotFound("No such attachment request.")
-    structure = authorize(session, rt, actor, req.structure_id, PROCESS)
-    if req.user_id == actor.id:
-        raise Forbidden("Nobody validates or refuses their own request.", code="own_request")
-    if req.status != "pending":
-        raise Conflict("This request was already processed.", code="request_processed")
-    return req, structure, session.get(User, req.user_id)
-
 
 def validate_request(session: Session, rt: Runtime, actor: User, request_id: int, *,
                      role: str | None = None, whole_structure: bool | None = None,
@@ -308,7 +246,8 @@ def validate_request(session: Session, rt: Runtime, actor: User, request_id: int
     if role is not None and role not in REQUESTABLE_ROLES:
         raise Invalid("The role must be secondary or simple.", code="invalid_role",
                       errors={"role": ["secondary or simple"]})
-    req, structure, user = _load_for_processing(session, rt, actor, request_id)
+    req, structure, user = flow.load_for_processing(
+        session, rt, actor, AttachmentRequest, request_id)
     if role is None:  # not changed by the manager: keep the one the user holds
         current = _current_role(_existing_rows(session, user.id, structure.id))
         role = current if current in REQUESTABLE_ROLES else "simple"
@@ -318,7 +257,7 @@ def validate_request(session: Session, rt: Runtime, actor: User, request_id: int
             s.service_id for s in req.services]
     scopes = resolve_scope(session, structure.id, whole_structure=whole_structure,
                            service_ids=service_ids)
-    _claim(session, req, actor, "validated", role=role)
+    flow.claim(session, req, actor, "validated", role=role)
     change = _grant(session, actor, user, structure, scopes, role=role,
                     valid_from=valid_from or today(), valid_until=None)
     # Pending rows of this request that the manager did not keep are refused.
@@ -349,8 +288,9 @@ def refuse_request(session: Session, rt: Runtime, actor: User, request_id: int, 
     if not reason:
         raise Invalid("A reason is required to refuse.", code="reason_required",
                       errors={"reason": ["Required."]})
-    req, structure, user = _load_for_processing(session, rt, actor, request_id)
-    _claim(session, req, actor, "refused", reason=reason)
+    req, structure, user = flow.load_for_processing(
+        session, rt, actor, AttachmentRequest, request_id)
+    flow.claim(session, req, actor, "refused", reason=reason)
     for row in _existing_rows(session, user.id, structure.id).values():
         if row.status == "pending":
             row.status = "refused"

@@ -7,24 +7,23 @@ entry and mail commit together; a request is processed at most once.
 """
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from models import (LEVELS, Attachment, OpenedSpace, Service, Structure, Subscription,
-                    SubscriptionRequest, SubscriptionRequestLine, User, utcnow)
+                    SubscriptionRequest, SubscriptionRequestLine, User)
 
-from .access import authorize, effective_attachments, managed_structures, today
+from . import request_flow as flow
+from .access import effective_attachments, today
 from .attachments import Outcome, bulk, notify, require_open_structure
-from .errors import Conflict, Forbidden, Invalid, NotFound
-from .pagination import Page, paginate
+from .errors import Conflict, Invalid, NotFound
+from .pagination import Page
 from .records import bump_revision, commit, record
 from .runtime import Runtime
 
-PROCESS = "subscription_requests.process"
 
 
 def _check_line(session: Session, rt: Runtime, structure: Structure, *, space: str,
@@ -120,43 +119,6 @@ def _lines(req: SubscriptionRequest) -> list[dict[str, Any]]:
              "level": line.level} for line in req.lines]
 
 
-def list_requests(session: Session, rt: Runtime, actor: User, *, structure_id: int | None,
-                  status: str | None, created_from: dt.datetime | None,
-                  created_to: dt.datetime | None, mine: bool, page: int,
-                  page_size: int) -> Page:
-    """Requests on structures the actor manages, and their own."""
-    stmt = select(SubscriptionRequest).where(or_(
-        SubscriptionRequest.user_id == actor.id,
-        SubscriptionRequest.structure_id.in_(managed_structures(rt, actor, PROCESS))))
-    if mine:
-        stmt = stmt.where(SubscriptionRequest.user_id == actor.id)
-    if structure_id is not None:
-        stmt = stmt.where(SubscriptionRequest.structure_id == structure_id)
-    if status:
-        stmt = stmt.where(SubscriptionRequest.status == status)
-    if created_from:
-        stmt = stmt.where(SubscriptionRequest.created_at >= created_from)
-    if created_to:
-        stmt = stmt.where(SubscriptionRequest.created_at < created_to)
-    return paginate(session, stmt.order_by(SubscriptionRequest.created_at,
-                                           SubscriptionRequest.id),
-                    page=page, page_size=page_size)
-
-
-def get_request(session: Session, rt: Runtime, actor: User, request_id: int
-                ) -> SubscriptionRequest:
-    """Raises NotFound unless the actor manages its structure or made it."""
-    req = session.get(SubscriptionRequest, request_id)
-    if req is None:
-        raise NotFound("No such subscription request.")
-    if req.user_id != actor.id:
-        try:
-            authorize(session, rt, actor, req.structure_id, PROCESS)
-        except (NotFound, Forbidden) as exc:
-            raise NotFound("No such subscription request.") from exc
-    return req
-
-
 @dataclass(frozen=True)
 class RequestDetail:
     request: SubscriptionRequest
@@ -164,40 +126,19 @@ class RequestDetail:
     requester: User
 
 
+def list_requests(session: Session, rt: Runtime, actor: User, **filters: Any) -> Page:
+    """Subscription requests the actor may see (see request_flow.list_requests)."""
+    return flow.list_requests(session, rt, actor, SubscriptionRequest, **filters)
+
+
 def request_detail(session: Session, rt: Runtime, actor: User, request_id: int
                    ) -> RequestDetail:
     """A request with its structure and its requester (what the manager reads
     before deciding). Raises NotFound unless the actor manages its structure or
     made it."""
-    req = get_request(session, rt, actor, request_id)
+    req = flow.get_request(session, rt, actor, SubscriptionRequest, request_id)
     return RequestDetail(req, session.get(Structure, req.structure_id),
                          session.get(User, req.user_id))
-
-
-def _load_for_processing(session: Session, rt: Runtime, actor: User, request_id: int
-                         ) -> tuple[SubscriptionRequest, Structure, User]:
-    req = session.get(SubscriptionRequest, request_id)
-    if req is None:
-        raise NotFound("No such subscription request.")
-    structure = authorize(session, rt, actor, req.structure_id, PROCESS)
-    if req.user_id == actor.id:
-        raise Forbidden("Nobody validates or refuses their own request.", code="own_request")
-    if req.status != "pending":
-        raise Conflict("This request was already processed.", code="request_processed")
-    return req, structure, session.get(User, req.user_id)
-
-
-def _claim(session: Session, req: SubscriptionRequest, actor: User, status: str,
-           **values: Any) -> None:
-    claimed = session.execute(
-        update(SubscriptionRequest)
-        .where(SubscriptionRequest.id == req.id, SubscriptionRequest.status == "pending")
-        .values(status=status, processed_at=utcnow(), processed_by_id=actor.id, **values)
-        .execution_options(synchronize_session=False)).rowcount
-    if claimed != 1:
-        session.rollback()
-        raise Conflict("This request was already processed.", code="request_processed")
-    session.refresh(req)
 
 
 def validate_request(session: Session, rt: Runtime, actor: User, request_id: int, *,
@@ -211,7 +152,8 @@ def validate_request(session: Session, rt: Runtime, actor: User, request_id: int
     `request_processed`, Invalid (a line no longer valid: space closed…,
     `unknown_line`).
     """
-    req, structure, user = _load_for_processing(session, rt, actor, request_id)
+    req, structure, user = flow.load_for_processing(
+        session, rt, actor, SubscriptionRequest, request_id)
     levels = levels or {}
     unknown = set(levels) - {line.id for line in req.lines}
     if unknown:
@@ -221,7 +163,7 @@ def validate_request(session: Session, rt: Runtime, actor: User, request_id: int
         line.level = levels.get(line.id, line.level)
         _check_line(session, rt, structure, space=line.space_code,
                     service_id=line.service_id, level=line.level)
-    _claim(session, req, actor, "validated", manager_comment=comment)
+    flow.claim(session, req, actor, "validated", manager_comment=comment)
     existing = {(s.space_code, s.service_id): s for s in session.scalars(
         select(Subscription).where(Subscription.user_id == user.id,
                                    Subscription.structure_id == structure.id))}
@@ -258,8 +200,9 @@ def refuse_request(session: Session, rt: Runtime, actor: User, request_id: int, 
     if not reason:
         raise Invalid("A reason is required to refuse.", code="reason_required",
                       errors={"reason": ["Required."]})
-    req, structure, user = _load_for_processing(session, rt, actor, request_id)
-    _claim(session, req, actor, "refused", reason=reason)
+    req, structure, user = flow.load_for_processing(
+        session, rt, actor, SubscriptionRequest, request_id)
+    flow.claim(session, req, actor, "refused", reason=reason)
     record(session, action="subscription_request.refused", actor=actor,
            structure_id=structure.id, target_user_id=user.id, request_kind="subscription",
            request_id=req.id, comment="Deactivated", after={"reason": reason})

@@ -29,9 +29,10 @@ from models import Attachment, AttachmentRequest, Service, Structure, User
 
 from . import accounts
 from .access import ROLE_RANK, authorize, managed_structures, today
-from .attachments import PROCESS, Outcome, bulk
+from .attachments import Outcome, bulk
 from .errors import Forbidden, Invalid, NotFound
 from .pagination import Page, paginate
+from .request_flow import PROCESS
 from .records import commit, queue_mail, record
 from .runtime import Runtime
 from .search import fold
@@ -179,7 +180,7 @@ def get_user(session: Session, rt: Runtime, actor: User, user_id: int) -> UserDe
     user = get_visible(session, rt, actor, user_id)
     pending = session.scalars(select(AttachmentRequest.id).where(
         AttachmentRequest.user_id == user.id, AttachmentRequest.status == "pending",
-        AttachmentRequest.structure_id.in_(managed_structures(rt, actor, PROCESS)))
+        AttachmentRequest.structure_id.in_(managed_structures(rt, actor, PROCESS[AttachmentRequest])))
         .order_by(AttachmentRequest.id)).all()
     return UserDetail(user, list(pending))
 
