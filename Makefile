@@ -64,3 +64,11 @@ clean:
 	rm -rf var .pytest_cache build
 	find . -path ./$(VENV) -prune -o -path ./.git -prune -o \
 	  -type d -name __pycache__ -prune -exec rm -rf {} +
+
+# --- benchmark --------------------------------------------------------------
+# The decision benchmark at 1,000,000 grants, one table (docs/performance.md).
+# The world is generated once and cached under var/bench/. ARGS=... extra options
+# of bench.run, e.g. ARGS="--size quick" for a smoke test.
+.PHONY: bench
+bench: venv
+	$(VENV)/bin/python -m bench.run --size full $(ARGS)
