@@ -29,7 +29,7 @@ class Token(MethodView):
     @blp.response(204)
     def delete(self):
         """Log out: the presented token stops working at once."""
-        accounts.log_out(db(), runtime(), g.token_row)
+        accounts.log_out(db(), runtime(), g.token_id)
 
 
 
@@ -46,7 +46,7 @@ class Accounts(MethodView):
         the login email. Logged out: sign-up, no structure. Logged in: a manager
         creates the account of a person to attach and names the structure they
         act for (`structure_id`, written in its history), then attaches them."""
-        if g.get("user") is None and "structure_id" not in body:
+        if g.get("user_id") is None and "structure_id" not in body:
             return accounts.sign_up(db(), runtime(), **body)
         return users.create_account_for(db(), runtime(), current_user(), **body)
 

@@ -292,13 +292,17 @@ class ServiceApplication(BaseApplication):
               help="Address to listen on.")
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(min=1),
               help="Worker processes.")
-def serve(bind: str, workers: int) -> None:
+@click.option("--threads", default=4, show_default=True, type=click.IntRange(min=1),
+              help="Threads per worker (gthread: keep-alive connections, and a slow "
+                   "request does not hold the whole worker).")
+def serve(bind: str, workers: int, threads: int) -> None:
     """Serve the HTTP API with gunicorn (access log on stdout). Refuses to start
     unless the database schema is current."""
     with _runtime() as rt:
         settings = rt.settings
     ServiceApplication({
         "bind": bind, "workers": workers, "preload_app": False, "proc_name": "authz",
+        "worker_class": "gthread", "threads": threads, "keepalive": 5,
         # No runtime control socket: it is not needed, and two servers would share it.
         "control_socket_disable": True,
         "accesslog": "-", "errorlog": "-", "access_log_format": ACCESS_LOG_FORMAT,

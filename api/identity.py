@@ -44,17 +44,24 @@ def db() -> Session:
 
 
 def caller() -> Caller:
-    """The person or client application calling (the view accepts clients)."""
-    if g.get("client") is not None:
-        return Caller(client_id=g.client.id)
-    return Caller(user_id=current_user().id)
+    """The person or client application calling (the view accepts clients);
+    ids only: no database access."""
+    if g.get("client_id") is not None:
+        return Caller(client_id=g.client_id)
+    if g.get("user_id") is None:  # only reachable from a public view
+        raise Unauthenticated("Log in first.")
+    return Caller(user_id=g.user_id)
 
 
 def current_user() -> User:
-    user = g.get("user")
-    if user is None:  # only reachable from a public view
-        raise Unauthenticated("Log in first.")
-    return user
+    """The calling person, loaded in the request's session (the one workflows
+    write with) on first use."""
+    if g.get("user") is None:
+        user = db().get(User, g.user_id) if g.get("user_id") is not None else None
+        if user is None or user.status != "active":  # only from a public view, or gone
+            raise Unauthenticated("Log in first.")
+        g.user = user
+    return g.user
 
 
 def _marked(mark: str) -> bool:
@@ -83,18 +90,24 @@ def _bearer() -> str | None:
 
 
 def _authenticate() -> None:
-    g.user = g.token_row = g.client = None
+    """Identify the caller with a read-only session of its own (on SQLite it
+    takes no write lock), keeping ids only: a decision route never opens the
+    write session at all."""
+    g.user = g.user_id = g.token_id = g.client_id = None
     token = _bearer()
-    if token is not None and token.startswith(clients.KEY_PREFIX):
-        g.client = clients.authenticate_client(db(), runtime(), token)
-    elif token is not None:
-        found = accounts.authenticate(db(), token)
-        if found is not None:
-            g.user, g.token_row = found
-    if g.user is None and g.client is None and not _is_public():
+    if token is not None:
+        with runtime().read_sessions() as session:
+            if token.startswith(clients.KEY_PREFIX):
+                client = clients.authenticate_client(session, runtime(), token)
+                g.client_id = client.id if client is not None else None
+            else:
+                found = accounts.authenticate(session, token)
+                if found is not None:
+                    g.user_id, g.token_id = found[0].id, found[1].id
+    if g.user_id is None and g.client_id is None and not _is_public():
         raise Unauthenticated("A valid bearer token or API key is required.",
                               code="unauthenticated" if token is None else "invalid_token")
-    if g.client is not None and not _marked("_authz_clients") and not _is_public():
+    if g.client_id is not None and not _marked("_authz_clients") and not _is_public():
         raise Forbidden("Client applications may only ask for decisions.",
                         code="client_not_allowed")
 

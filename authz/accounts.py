@@ -257,9 +257,9 @@ def authenticate(session: Session, token: str) -> tuple[User, AuthToken] | None:
     return user, row
 
 
-def log_out(session: Session, rt: Runtime, token_row: AuthToken) -> None:
+def log_out(session: Session, rt: Runtime, token_id: int) -> None:
     """Revoke the presented token at once."""
-    session.execute(update(AuthToken).where(AuthToken.id == token_row.id,
+    session.execute(update(AuthToken).where(AuthToken.id == token_id,
                                             AuthToken.revoked_at.is_(None))
                     .values(revoked_at=utcnow()))
     commit(session, rt)

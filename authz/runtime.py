@@ -20,6 +20,8 @@ class Runtime:
     settings: Settings
     engine: Engine
     sessions: sessionmaker[Session]
+    # Sessions that only read (on SQLite: no write lock at BEGIN).
+    read_sessions: sessionmaker[Session]
     hasher: Hasher
     policies: Policies
     management: PolicyEngine
@@ -30,6 +32,7 @@ class Runtime:
 
 def close_runtime(rt: Runtime) -> None:
     """Release the database connections of `rt` (both engines on SQLite)."""
+    rt.decider.close()
     rt.engine.dispose()
     rt.decider.db_engine.dispose()
 
@@ -43,7 +46,8 @@ def build_runtime(settings: Settings, *, engine: Engine | None = None) -> Runtim
     decider = Decider(policy_engine, reads,
                       check_interval=settings.decision_check_interval_seconds)
     return Runtime(settings=settings, engine=engine,
-                   sessions=db.make_session_factory(engine), hasher=Hasher(settings),
+                   sessions=db.make_session_factory(engine),
+                   read_sessions=db.make_session_factory(reads), hasher=Hasher(settings),
                    policies=policies, management=policy_engine, decider=decider)
 
 
