@@ -196,8 +196,8 @@ class SpaceSchema(Schema):
 # --- decisions ----------------------------------------------------------------
 
 class QuestionSchema(Schema):
-    user_id = fields.Integer(required=True, validate=validate.Range(min=1))
-    structure_id = fields.Integer(required=True, validate=validate.Range(min=1))
+    user_id = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
+    structure_id = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
     service = fields.String(allow_none=True, load_default=None,
                             validate=validate.Length(min=1, max=64),
                             metadata={"description": "Service code; null or absent: the "
@@ -218,10 +218,57 @@ class CheckSchema(QuestionSchema):
     explain = fields.Boolean(load_default=False)
 
 
+class QuestionItem(fields.Field):
+    """One question of a batch, checked by hand with QuestionSchema's rules.
+
+    A batch carries up to a thousand questions, and marshmallow's nested load
+    cost more than the decisions themselves (docs/performance.md): this field
+    applies the same rules in plain Python. tests/test_checks_batch.py checks
+    that both accept and refuse the same items.
+    """
+
+    STRINGS = {"action": True, "space": False, "service": False}  # name -> required
+    INTS = ("user_id", "structure_id")
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, dict):
+            raise ValidationError("Must be an object.")
+        errors: dict[str, list[str]] = {
+            name: ["Unknown field."] for name in value.keys() - self.STRINGS.keys()
+            - set(self.INTS)}
+        for name in self.INTS:
+            number = value.get(name)
+            if number is None:
+                errors[name] = ["Missing data for required field."]
+            elif type(number) is not int or number < 1:
+                errors[name] = ["Must be an integer of at least 1."]
+        for name, required in self.STRINGS.items():
+            text = value.get(name)
+            if text is None:
+                if required:
+                    errors[name] = ["Missing data for required field."]
+            elif not isinstance(text, str) or not 1 <= len(text) <= 64:
+                errors[name] = ["Must be a string of 1 to 64 characters."]
+        if errors:
+            raise ValidationError(errors)
+        return {"user_id": value["user_id"], "structure_id": value["structure_id"],
+                "space": value.get("space"), "action": value["action"],
+                "service": value.get("service")}
+
+
 class BatchSchema(Schema):
-    checks = fields.List(fields.Nested(QuestionSchema), required=True,
-                         validate=validate.Length(min=1),
-                         metadata={"description": "At most AUTHZ_BATCH_MAX (1000)."})
+    checks = fields.List(
+        QuestionItem(metadata={"type": "object", "required": ["user_id", "structure_id",
+                                                               "action"],
+                               "properties": {"user_id": {"type": "integer", "minimum": 1},
+                                              "structure_id": {"type": "integer",
+                                                               "minimum": 1},
+                                              "service": {"type": ["string", "null"]},
+                                              "space": {"type": ["string", "null"]},
+                                              "action": {"type": "string"}}}),
+        required=True, validate=validate.Length(min=1),
+        metadata={"description": "At most AUTHZ_BATCH_MAX (1000) questions, each as in "
+                                 "POST /v1/checks (without at_least_revision / explain)."})
     at_least_revision = fields.Integer(validate=validate.Range(min=0))
     explain = fields.Boolean(load_default=False)
 
@@ -236,7 +283,9 @@ class DecisionSchema(Schema):
 
 class BatchDecisionSchema(Schema):
     revision = fields.Integer()
-    decisions = fields.List(fields.Nested(DecisionSchema))
+    # Already plain dicts (Decision.as_dict): passed through, not dumped again.
+    decisions = fields.List(fields.Raw(metadata={
+        "type": "object", "description": "As the answer of POST /v1/checks."}))
 
 
 class GrantSchema(Schema):
