@@ -79,8 +79,8 @@ class AttachmentEntry:
 @dataclass(slots=True)
 class Membership:
     attachments: list[AttachmentEntry] = field(default_factory=list)
-    # (space code, service id or None) -> (subscription id, level)
-    subscriptions: dict[tuple[str, int | None], tuple[int, str]] = field(default_factory=dict)
+    # (space code, service id or None) -> packed (subscription id, level): see pack
+    subscriptions: dict[tuple[str, int | None], int] = field(default_factory=dict)
 
 
 class Index:
@@ -99,7 +99,7 @@ class Index:
     def load_all(self, session: Session) -> None:
         self.__init__()
         statuses: dict[str, str] = {}
-        for uid, status in session.execute(select(User.id, User.status)):
+        for uid, status in _driver_rows(session, select(User.id, User.status)):
             self.users[uid] = statuses.setdefault(status, status)
         self._load_structures(session, None)
         self._load_memberships(session, None)
@@ -170,15 +170,53 @@ class Index:
         # (space, service) keys: keep one object of each (a third of the memory).
         shared: dict[Any, Any] = {}
         one = shared.setdefault
-        for aid, uid, sid, svc, role, start, end in session.execute(
-                att.execution_options(yield_per=10_000)):
+        for aid, uid, sid, svc, role, start, end in _driver_rows(session, att):
             self._membership(uid, sid).attachments.append(AttachmentEntry(
-                aid, svc, one(role, role), one(start, start),
-                None if end is None else one(end, end)))
-        for sub_id, uid, sid, space, svc, level in session.execute(
-                sub.execution_options(yield_per=10_000)):
+                aid, svc, one(role, role), _date(shared, start),
+                None if end is None else _date(shared, end)))
+        for sub_id, uid, sid, space, svc, level in _driver_rows(session, sub):
             key = (space, svc)
-            self._membership(uid, sid).subscriptions[one(key, key)] = (sub_id, one(level, level))
+            self._membership(uid, sid).subscriptions[one(key, key)] = pack(sub_id, level)
+
+
+def pack(subscription_id: int, level: str) -> int:
+    """A subscription in the index: its id and level in one int (one object)."""
+    return subscription_id << 2 | LEVEL_RANK[level]
+
+
+def unpack(packed: int) -> tuple[int, str]:
+    """(subscription id, level) of a packed subscription."""
+    return packed >> 2, LEVEL_OF[packed & 3]
+
+
+LEVEL_OF = (LEVEL_NONE, "consult", "modify")
+
+
+def _date(shared: dict[Any, Any], value: Any) -> dt.date:
+    """One date object per distinct value (SQLite's driver gives ISO strings)."""
+    found = shared.get(value)
+    if found is None:
+        found = shared[value] = (dt.date.fromisoformat(value) if isinstance(value, str)
+                                 else value)
+    return found
+
+
+def _driver_rows(session: Session, stmt: Any) -> Iterator[tuple]:
+    """The rows of a Core select as the driver's plain tuples, in the session's
+    transaction: a million SQLAlchemy Row objects would cost seconds at start-up.
+    PostgreSQL streams them through a server-side cursor."""
+    connection = session.connection()
+    sql = str(stmt.compile(dialect=connection.dialect,
+                           compile_kwargs={"literal_binds": True}))
+    raw = connection.connection.dbapi_connection
+    cursor = (raw.cursor() if connection.dialect.name == "sqlite"
+              else raw.cursor(name="authz_index_load"))
+    try:
+        cursor.execute(sql)
+        while batch := cursor.fetchmany(10_000):
+            yield from batch
+    finally:
+        cursor.close()
 
 
 # --- questions and answers ----------------------------------------------------
@@ -216,8 +254,8 @@ class Gathered:
     key: tuple
     role: str | None
     attachment_id: int | None
-    all_subscription: tuple[int, str] | None
-    service_subscription: tuple[int, str] | None
+    all_subscription: int | None  # packed (see pack)
+    service_subscription: int | None
 
     @property
     def sub(self) -> SubjectFacts:
@@ -271,8 +309,8 @@ def gather(index: Index, spaces: dict[str, SpaceEntry], q: Question, today: dt.d
     svc_sub = subs.get((code, service_id)) if service_id is not None else None
     opened = structure.opened
     key = (status, whole, on_service,
-           all_sub[1] if all_sub else LEVEL_NONE,
-           svc_sub[1] if svc_sub else LEVEL_NONE,
+           LEVEL_OF[all_sub & 3] if all_sub is not None else LEVEL_NONE,
+           LEVEL_OF[svc_sub & 3] if svc_sub is not None else LEVEL_NONE,
            space.granted_by_default.get(role, LEVEL_NONE) if role else LEVEL_NONE,
            structure.status, structure.kind, space.public_only, (code, None) in opened,
            service_id is not None and (code, service_id) in opened, service_status)
@@ -307,9 +345,9 @@ def deny_reason(sub: SubjectFacts, obj: SpaceFacts, action: str) -> str:
 def allow_rule(g: Gathered, level: str, q: Question) -> str:
     """What allowed it: the subscription or the role default holding `level`."""
     if g.key[3] == level and g.all_subscription is not None:
-        return f"subscription:{g.all_subscription[0]} {level} {q.space} (all services)"
+        return f"subscription:{g.all_subscription >> 2} {level} {q.space} (all services)"
     if g.key[4] == level and g.service_subscription is not None:
-        return (f"subscription:{g.service_subscription[0]} {level} {q.space} "
+        return (f"subscription:{g.service_subscription >> 2} {level} {q.space} "
                 f"(service {q.service})")
     return f"role-default:{g.role} {level} {q.space} (spaces.yaml)"
 

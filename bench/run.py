@@ -50,7 +50,7 @@ from sqlalchemy import select
 from authz import checks, clients
 from authz.checks import Caller
 from authz.config import load_settings
-from authz.decisions import Question, utc_today
+from authz.decisions import Question, unpack, utc_today
 from authz.records import bump_revision
 from authz.runtime import Runtime, build_runtime, close_runtime
 from models import Subscription
@@ -381,7 +381,8 @@ def naive_rows(rt: Runtime, keys: list[tuple[int, int]], limit: int
         codes = entry.codes if entry else {}
         new = [[f"user:{uid}", f"{sid}/{space}",
                 "*" if svc is None else codes.get(svc, "?"), level]
-               for (space, svc), (_id, level) in m.subscriptions.items()]
+               for (space, svc), packed in m.subscriptions.items()
+               for level in [unpack(packed)[1]]]
         new += [[f"user:{uid}", f"{sid}", "*" if a.service_id is None
                  else codes.get(a.service_id, "?"), a.role] for a in m.attachments]
         if limit and len(rows) + len(new) > limit:
