@@ -60,10 +60,10 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
     identity.register(app)
 
     from . import (auth, authzen, catalogue, checks, health, history, lifecycle, requests,
-                   structures, technical, users)
+                   reviews, structures, technical, users)
     blueprints = [health.blp, auth.blp, structures.blp, catalogue.blp, checks.blp,
                   users.blp, history.blp, authzen.blp, lifecycle.blp, technical.blp,
-                  requests.attachment_blp, requests.subscription_blp]
+                  requests.attachment_blp, requests.subscription_blp, reviews.blp]
     for blueprint in blueprints:
         api.register_blueprint(blueprint)
     app.register_blueprint(_docs_assets())

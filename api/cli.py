@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -20,7 +21,7 @@ from flask import Flask
 from gunicorn.app.base import BaseApplication
 from sqlalchemy.exc import OperationalError
 
-from authz import clients, db, demo, mail, maintenance, operators, structures
+from authz import clients, db, demo, mail, maintenance, operators, review, structures
 from authz.config import Settings, load_settings, settings_table
 from authz.errors import DomainError, Invalid, Unavailable
 from authz.policy import PolicyFileError
@@ -339,3 +340,114 @@ def maintenance_command() -> None:
                                            for kind, count in counts.items()))
         click.echo(f"closed: {closed} account(s) deactivated more than 60 days ago")
         _echo_delivery(_deliver_due_mail(rt), rt.settings)
+
+
+# --- authz reviewer, review, export (security team) ----------------------------
+
+@main.group("reviewer")
+def reviewer_group() -> None:
+    """Security reviewers (they read exports and review reports)."""
+
+
+@reviewer_group.command("create")
+@click.argument("email")
+@click.option("--first-name", default="Security", show_default=True)
+@click.option("--last-name", default="Reviewer", show_default=True)
+def reviewer_create(email: str, first_name: str, last_name: str) -> None:
+    """Give EMAIL the security reviewer role; create a pending account (with an
+    activation mail) if no account uses that login. An operator cannot also be
+    a reviewer."""
+    with _runtime() as rt, rt.sessions() as session:
+        user, outcome = operators.create_operator(session, rt, email, first_name=first_name,
+                                                  last_name=last_name, role=operators.REVIEWER)
+    if outcome == "created":
+        click.echo(f"Created the security reviewer account {user.login_email} "
+                   "(pending activation).")
+        click.echo("Its activation mail is in the outbox: the running service delivers it, "
+                   "or run `authz mail deliver`.")
+    elif outcome == "promoted":
+        click.echo(f"The existing account {user.login_email} ({user.status}) "
+                   "is now a security reviewer.")
+    else:
+        click.echo(f"{user.login_email} is already a security reviewer: nothing changed.")
+
+
+def _write(output: Path | None, text: str) -> None:
+    """Write `text` to OUTPUT (UTF-8), or to standard output."""
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+        click.echo(f"Written to {output}.", err=True)
+
+
+@main.command("review")
+@click.option("--structure", "structure_id", type=int, help="One structure only.")
+@click.option("--since", type=click.DateTime(formats=["%Y-%m-%d"]),
+              help="Also list every change of rights since this day (YYYY-MM-DD).")
+@click.option("--format", "fmt", type=click.Choice(["html", "json"]), default="html",
+              show_default=True)
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="File to write (default: standard output).")
+def review_command(structure_id: int | None, since: Any, fmt: str,
+                   output: Path | None) -> None:
+    """The review report: findings that need a human look (structures without a
+    principal, inactive managers, expiring secrets, broad rights…), each with
+    why it matters and the history entries behind it."""
+    with _runtime() as rt, rt.sessions() as session:
+        report = review.build_report(session, rt, structure_id,
+                                     since.date() if since else None)
+    text = (review.render_html(report) if fmt == "html"
+            else json.dumps(review.report_json(report), indent=2) + "\n")
+    _write(output, text)
+    click.echo(f"{len(report.findings)} finding(s).", err=True)
+
+
+@main.group("export")
+def export_group() -> None:
+    """Exports for the security team."""
+
+
+def _rights_chunks(rows: Iterator[dict], fmt: str) -> Iterator[str]:
+    if fmt == "csv":
+        yield from review.rights_csv(rows)
+        return
+    yield "["
+    for n, row in enumerate(rows):
+        yield ("," if n else "") + "\n" + json.dumps(row)
+    yield "\n]\n"
+
+
+@export_group.command("rights")
+@click.option("--structure", "structure_id", type=int, help="One structure only.")
+@click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv",
+              show_default=True)
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="File to write, with a progress bar (default: standard output).")
+def export_rights(structure_id: int | None, fmt: str, output: Path | None) -> None:
+    """The rights actually held now, one row per user, structure, scope and
+    space: role, level, since, granted by, source (subscription or role default)."""
+    with _runtime() as rt, rt.sessions() as session:
+        if output is None:
+            for chunk in _rights_chunks(review.effective_rights(session, rt, structure_id),
+                                        fmt):
+                click.echo(chunk, nl=False)
+            return
+        scope = review.export_scope(session, structure_id)
+        with output.open("w", encoding="utf-8", newline="") as out, click.progressbar(
+                length=len(scope), label="Exporting", file=sys.stderr) as bar:
+            rows = review.effective_rights(session, rt, structure_id, progress=bar.update)
+            for chunk in _rights_chunks(rows, fmt):
+                out.write(chunk)
+    click.echo(f"Written to {output}.", err=True)
+
+
+@export_group.command("casbin")
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="File to write (default: standard output).")
+def export_casbin(output: Path | None) -> None:
+    """The policy the engine runs (roles.yaml's p rows, levels.csv's p2 rows) in
+    Casbin's CSV format."""
+    with _runtime() as rt:
+        text = review.casbin_policy_csv(rt)
+    _write(output, text)

@@ -1,0 +1,94 @@
+"""Exports and review reports for the security team. Only an active person with
+the platform role 'security_reviewer' may call these routes (operators run the
+service and are reviewed; they do not review themselves): everyone else gets
+403 `reviewer_only`."""
+from __future__ import annotations
+
+from flask import Response, stream_with_context
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from marshmallow import Schema, fields, validate
+
+from authz import review
+
+from . import schemas as s
+from .identity import current_user, db, runtime
+
+blp = Blueprint("reviews", __name__, url_prefix="/v1/reviews",
+                description="Exports and review reports (security reviewers)")
+
+NOT_REVIEWER = "The caller is not a security reviewer (`reviewer_only`)"
+
+
+class ReportArgs(Schema):
+    structure_id = fields.Integer(metadata={"description": "One structure only."})
+    since = fields.Date(metadata={"description": "List every change of rights since "
+                                                 "this day (YYYY-MM-DD)."})
+    format = fields.String(load_default="json", validate=validate.OneOf(("json", "html")))
+
+
+class RightsArgs(Schema):
+    structure_id = fields.Integer(metadata={"description": "One structure only."})
+    format = fields.String(load_default="csv", validate=validate.OneOf(("csv", "json")))
+
+
+TEXT_RESPONSE = {"200": {"description": "The report as JSON, or one HTML page.",
+                         "content": {"application/json": {"schema": {"type": "object"}},
+                                     "text/html": {"schema": {"type": "string"}}}}}
+RIGHTS_RESPONSE = {"200": {"description": "One row per right held now: CSV with a header "
+                                          "row (streamed), or JSON {items: [...]}.",
+                           "content": {"text/csv": {"schema": {"type": "string"}},
+                                       "application/json": {"schema": {"type": "object"}}}}}
+CASBIN_RESPONSE = {"200": {"description": "p and p2 rows in Casbin's CSV format.",
+                           "content": {"text/csv": {"schema": {"type": "string"}}}}}
+
+
+def _reviewer() -> None:
+    review.require_reviewer(current_user())
+
+
+@blp.route("/report")
+class ReviewReport(MethodView):
+    @blp.arguments(ReportArgs, location="query")
+    @blp.doc(responses=TEXT_RESPONSE)
+    @blp.alt_response(403, schema=s.Problem, description=NOT_REVIEWER)
+    @blp.alt_response(404, schema=s.Problem, description="Unknown structure")
+    def get(self, args):
+        """Findings that need a human look, each with why it matters and the
+        history entries behind it; with `since`, every change of rights since."""
+        _reviewer()
+        report = review.build_report(db(), runtime(), args.get("structure_id"),
+                                     args.get("since"))
+        if args["format"] == "html":
+            return Response(review.render_html(report), mimetype="text/html")
+        return review.report_json(report)
+
+
+@blp.route("/rights")
+class EffectiveRights(MethodView):
+    @blp.arguments(RightsArgs, location="query")
+    @blp.doc(responses=RIGHTS_RESPONSE)
+    @blp.alt_response(403, schema=s.Problem, description=NOT_REVIEWER)
+    @blp.alt_response(404, schema=s.Problem, description="Unknown structure")
+    def get(self, args):
+        """The rights actually held now, as the decision API answers them, with
+        their provenance (subscription or role default)."""
+        _reviewer()
+        structure_id = args.get("structure_id")
+        review.export_scope(db(), structure_id)  # 404 before the stream starts
+        rows = review.effective_rights(db(), runtime(), structure_id)
+        if args["format"] == "json":
+            return {"items": list(rows)}
+        return Response(stream_with_context(review.rights_csv(rows)), mimetype="text/csv",
+                        headers={"Content-Disposition":
+                                 'attachment; filename="effective-rights.csv"'})
+
+
+@blp.route("/casbin-policy")
+class CasbinPolicy(MethodView):
+    @blp.doc(responses=CASBIN_RESPONSE)
+    @blp.alt_response(403, schema=s.Problem, description=NOT_REVIEWER)
+    def get(self):
+        """The policy the engine runs: roles.yaml's p rows and levels.csv's p2 rows."""
+        _reviewer()
+        return Response(review.casbin_policy_csv(runtime()), mimetype="text/csv")
