@@ -58,6 +58,7 @@ test: venv
 	fi; \
 	echo "==> SQLite: exit $$sqlite_rc$$( [ -n "$${AUTHZ_TEST_POSTGRES_URL:-}" ] && echo ", PostgreSQL: exit $$pg_rc")"; \
 	[ $$sqlite_rc -eq 0 ] && [ $$pg_rc -eq 0 ]
+	$(VENV)/bin/authz policy test
 
 # --- housekeeping -----------------------------------------------------------
 clean:

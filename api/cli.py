@@ -19,13 +19,18 @@ import click
 from alembic.runtime.migration import MigrationContext
 from flask import Flask
 from gunicorn.app.base import BaseApplication
+from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
 
-from authz import clients, db, demo, mail, maintenance, operators, review, structures
+from authz import (clients, db, demo, mail, maintenance, operators, policytest, review,
+                   structures)
 from authz.config import Settings, load_settings, settings_table
-from authz.errors import DomainError, Invalid, Unavailable
+from authz.errors import DomainError, Invalid, NotFound, Unavailable
+from authz.fixtures import WorldError
 from authz.policy import PolicyFileError
 from authz.runtime import Runtime, build_runtime, close_runtime, sync_catalogue
+from models import Structure, User
 
 # Method and path only: a query string may carry a token (activation links).
 ACCESS_LOG_FORMAT = ('%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms '
@@ -451,3 +456,106 @@ def export_casbin(output: Path | None) -> None:
     with _runtime() as rt:
         text = review.casbin_policy_csv(rt)
     _write(output, text)
+
+
+# --- authz policy (tests as data, explanations, diffs) ------------------------
+
+@main.group("policy")
+def policy_group() -> None:
+    """The policy files: assertion tests, decision explanations, change review."""
+
+
+@policy_group.command("test")
+@click.argument("files", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def policy_test(files: tuple[Path, ...]) -> None:
+    """Run assertion FILES (default: every policies/tests/*.yaml) against the
+    configured policy files, each in a throwaway database. Prints PASS or FAIL
+    per file, each failure with the explanation of the actual decision, then
+    the policy rows no allow assertion exercised. Exits 1 on any failure."""
+    policy_dir = load_settings().policy_dir
+    try:
+        report = policytest.run_files(files or policytest.default_files(policy_dir), policy_dir)
+    except WorldError as exc:
+        raise Invalid(f"assertion file: {exc}") from exc
+    for result in report.files:
+        click.echo(f"{'PASS' if result.passed else 'FAIL'}  {result.path} "
+                   f"({result.checked} assertion(s), {len(result.failures)} failed)")
+        for failure in result.failures:
+            click.echo(f"  - {failure.what}: expected {failure.expected}, got {failure.actual}")
+            click.echo("    " + failure.explanation.replace("\n", "\n    "))
+    coverage = report.coverage
+    unexercised = ([f"p2, {', '.join(row)}  (levels.csv)" for row in coverage.unexercised_levels]
+                   + [f"p, {', '.join(row)}  (roles.yaml)" for row in coverage.unexercised_roles])
+    click.echo(f"coverage: {len(coverage.level_rows) - len(coverage.unexercised_levels)}/"
+               f"{len(coverage.level_rows)} levels.csv rows, "
+               f"{len(coverage.role_rows) - len(coverage.unexercised_roles)}/"
+               f"{len(coverage.role_rows)} roles.yaml rows exercised by an allow assertion")
+    for line in unexercised:
+        click.echo(f"  not exercised: {line}")
+    if not report.passed:
+        click.get_current_context().exit(1)
+
+
+def _user_id(session: Session, value: str) -> int:
+    """A user given by id or login email. Raises NotFound."""
+    found = (session.get(User, int(value)) if value.isdigit()
+             else session.scalar(select(User).where(User.login_email == value.lower())))
+    if found is None:
+        raise NotFound(f"No user {value!r} (give an id or a login email).")
+    return found.id
+
+
+def _structure_id(session: Session, value: str) -> int:
+    """A structure given by id or identifier value. Raises NotFound or Invalid."""
+    if value.isdigit() and session.get(Structure, int(value)) is not None:
+        return int(value)
+    found = session.scalars(select(Structure.id)
+                            .where(Structure.identifier_value == value)).all()
+    if not found:
+        raise NotFound(f"No structure {value!r} (give an id or an identifier value).")
+    if len(found) > 1:
+        raise Invalid(f"Several structures have the identifier value {value!r}: give an id.")
+    return found[0]
+
+
+@policy_group.command("explain")
+@click.argument("user")
+@click.argument("structure")
+@click.argument("space")
+@click.argument("action")
+@click.option("--service", help="Service code, for a question about one service.")
+def policy_explain(user: str, structure: str, space: str, action: str,
+                   service: str | None) -> None:
+    """Explain the decision on USER (id or login email) doing ACTION in SPACE
+    of STRUCTURE (id or identifier value) on the configured database: the chain
+    that allowed it, or the first missing link that denied it. SPACE "-" asks
+    a management action on the structure."""
+    with _runtime() as rt:
+        with rt.read_sessions() as session:
+            user_id, structure_id = _user_id(session, user), _structure_id(session, structure)
+        click.echo(policytest.explain(rt, user_id, structure_id,
+                                      None if space == "-" else space, action, service))
+
+
+@policy_group.command("diff")
+@click.argument("old_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("new_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--fixture", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Evaluate on this assertion file's world instead of the configured "
+                   "database.")
+def policy_diff(old_dir: Path, new_dir: Path, fixture: Path | None) -> None:
+    """List every decision that the policy files of NEW_DIR take differently
+    from those of OLD_DIR, on the configured database (its members, on their
+    structures) or on a fixture world."""
+    if fixture is not None:
+        try:
+            world = policytest.read_assertions(fixture).world
+        except WorldError as exc:
+            raise Invalid(f"assertion file: {exc}") from exc
+        changes = policytest.diff_world(old_dir, new_dir, world)
+    else:
+        with _runtime() as rt:
+            changes = policytest.diff_database(old_dir, new_dir, rt.decider.db_engine)
+    for change in changes:
+        click.echo(str(change))
+    click.echo(f"{len(changes)} decision(s) change.", err=True)
