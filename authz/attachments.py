@@ -284,13 +284,8 @@ def refuse_request(session: Session, rt: Runtime, actor: User, request_id: int, 
 
     Raises NotFound, Forbidden, Conflict `request_processed`, Invalid `reason_required`.
     """
-    reason = (reason or "").strip()
-    if not reason:
-        raise Invalid("A reason is required to refuse.", code="reason_required",
-                      errors={"reason": ["Required."]})
-    req, structure, user = flow.load_for_processing(
-        session, rt, actor, AttachmentRequest, request_id)
-    flow.claim(session, req, actor, "refused", reason=reason)
+    req, structure, user, reason = flow.claim_refusal(session, rt, actor, AttachmentRequest,
+                                                      request_id, reason)
     for row in _existing_rows(session, user.id, structure.id).values():
         if row.status == "pending":
             row.status = "refused"

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from models import AttachmentRequest, Structure, SubscriptionRequest, User, utcnow
 
 from .access import authorize, managed_structures
-from .errors import Conflict, Forbidden, NotFound
+from .errors import Conflict, Forbidden, Invalid, NotFound
 from .pagination import Page, paginate
 from .runtime import Runtime
 
@@ -93,3 +93,20 @@ def claim(session: Session, req: R, actor: User, status: str, **values: Any) -> 
         session.rollback()
         raise Conflict("This request was already processed.", code="request_processed")
     session.refresh(req)
+
+
+def claim_refusal(session: Session, rt: Runtime, actor: User, model: type[R],
+                  request_id: int, reason: str) -> tuple[R, Structure, User, str]:
+    """Check the reason, then claim the pending request as refused (see
+    load_for_processing and claim). Returns the request, its structure, the
+    requester and the stripped reason.
+
+    Raises Invalid `reason_required`, and what load_for_processing and claim raise.
+    """
+    reason = (reason or "").strip()
+    if not reason:
+        raise Invalid("A reason is required to refuse.", code="reason_required",
+                      errors={"reason": ["Required."]})
+    req, structure, user = load_for_processing(session, rt, actor, model, request_id)
+    claim(session, req, actor, "refused", reason=reason)
+    return req, structure, user, reason

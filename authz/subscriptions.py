@@ -196,13 +196,8 @@ def refuse_request(session: Session, rt: Runtime, actor: User, request_id: int, 
 
     Raises NotFound, Forbidden, Conflict `request_processed`, Invalid `reason_required`.
     """
-    reason = (reason or "").strip()
-    if not reason:
-        raise Invalid("A reason is required to refuse.", code="reason_required",
-                      errors={"reason": ["Required."]})
-    req, structure, user = flow.load_for_processing(
-        session, rt, actor, SubscriptionRequest, request_id)
-    flow.claim(session, req, actor, "refused", reason=reason)
+    req, structure, user, reason = flow.claim_refusal(session, rt, actor, SubscriptionRequest,
+                                                      request_id, reason)
     record(session, action="subscription_request.refused", actor=actor,
            structure_id=structure.id, target_user_id=user.id, request_kind="subscription",
            request_id=req.id, comment="Deactivated", after={"reason": reason})
