@@ -434,14 +434,15 @@ def export_rights(structure_id: int | None, fmt: str, output: Path | None) -> No
     space: role, level, since, granted by, source (subscription or role default)."""
     with _runtime() as rt, rt.sessions() as session:
         if output is None:
-            for chunk in _rights_chunks(review.effective_rights(session, rt, structure_id),
-                                        fmt):
+            for chunk in _rights_chunks(
+                    review.effective_rights(rt.read_sessions, rt, structure_id), fmt):
                 click.echo(chunk, nl=False)
             return
         scope = review.export_scope(session, structure_id)
         with output.open("w", encoding="utf-8", newline="") as out, click.progressbar(
                 length=len(scope), label="Exporting", file=sys.stderr) as bar:
-            rows = review.effective_rights(session, rt, structure_id, progress=bar.update)
+            rows = review.effective_rights(rt.read_sessions, rt, structure_id,
+                                           progress=bar.update)
             for chunk in _rights_chunks(rows, fmt):
                 out.write(chunk)
     click.echo(f"Written to {output}.", err=True)

@@ -4,7 +4,7 @@ service and are reviewed; they do not review themselves): everyone else gets
 403 `reviewer_only`."""
 from __future__ import annotations
 
-from flask import Response, stream_with_context
+from flask import Response
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
@@ -76,10 +76,13 @@ class EffectiveRights(MethodView):
         _reviewer()
         structure_id = args.get("structure_id")
         review.export_scope(db(), structure_id)  # 404 before the stream starts
-        rows = review.effective_rights(db(), runtime(), structure_id)
+        # The stream reads in short sessions of its own: end this one now, so no
+        # transaction stays open while the client reads.
+        db().close()
+        rows = review.effective_rights(runtime().read_sessions, runtime(), structure_id)
         if args["format"] == "json":
             return {"items": list(rows)}
-        return Response(stream_with_context(review.rights_csv(rows)), mimetype="text/csv",
+        return Response(review.rights_csv(rows), mimetype="text/csv",
                         headers={"Content-Disposition":
                                  'attachment; filename="effective-rights.csv"'})
 

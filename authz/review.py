@@ -143,17 +143,24 @@ def _structure_rights(session: Session, rt: Runtime, structure_id: int, today: d
     return rows
 
 
-def effective_rights(session: Session, rt: Runtime, structure_id: int | None = None, *,
+def effective_rights(sessions: Callable[[], Session], rt: Runtime,
+                     structure_id: int | None = None, *,
                      progress: Callable[[int], None] | None = None) -> Iterator[dict]:
     """One row per right actually held now (columns RIGHTS_COLUMNS), structure by
     structure: the level is "modify" when the engine allows modify, "consult"
     when it allows only consult. `progress(1)` is called after each structure.
+    Each structure is read in its own short session, so a slow reader of a
+    streamed export holds no transaction open.
 
     Raises NotFound (unknown structure_id).
     """
     today = _today(utcnow())
-    for sid in export_scope(session, structure_id):
-        yield from _structure_rights(session, rt, sid, today)
+    with sessions() as session:
+        scope = export_scope(session, structure_id)
+    for sid in scope:
+        with sessions() as session:
+            rows = list(_structure_rights(session, rt, sid, today))
+        yield from rows
         if progress is not None:
             progress(1)
 

@@ -59,6 +59,9 @@ def database_url(migrated_template: str, tmp_path: Path) -> str:
         engine = make_engine(load_settings({"database_url": POSTGRES_URL}))
         tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
         with engine.begin() as conn:
+            # A connection a previous test left in a transaction would block the
+            # TRUNCATE: fail fast and say so, rather than hang.
+            conn.execute(text("SET LOCAL lock_timeout = '15s'"))
             conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
             conn.execute(text("INSERT INTO policy_revision (id, revision, updated_at) "
                               "VALUES (1, 0, CURRENT_TIMESTAMP)"))
