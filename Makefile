@@ -39,7 +39,8 @@ $(STAMP): pyproject.toml | $(VENV)/bin/python
 run: venv
 	$(VENV)/bin/authz db upgrade
 	$(VENV)/bin/authz demo
-	exec $(VENV)/bin/authz serve$(if $(BIND), --bind $(BIND))$(if $(WORKERS), --workers $(WORKERS))
+	$(if $(BIND),AUTHZ_PUBLIC_BASE_URL=$${AUTHZ_PUBLIC_BASE_URL:-http://$(BIND)}) \
+	  exec $(VENV)/bin/authz serve$(if $(BIND), --bind $(BIND))$(if $(WORKERS), --workers $(WORKERS))
 
 # --- tests ------------------------------------------------------------------
 # Same suite on each backend. Both runs happen even if the first fails, so one
