@@ -348,19 +348,23 @@ class AttachmentRequestCreateSchema(Schema):
     comment = Comment()
 
 
-class AttachmentRequestSchema(Schema):
+class RequestFields(Schema):
+    """What attachment and subscription requests both show."""
     id = fields.Integer()
     user_id = fields.Integer()
     structure_id = fields.Integer()
-    whole_structure = fields.Boolean()
-    service_ids = fields.Function(lambda r: sorted(s.service_id for s in r.services))
     comment = fields.String(allow_none=True)
     status = fields.String()
-    role = fields.String(allow_none=True)
     reason = fields.String(allow_none=True)
     created_at = fields.DateTime()
     processed_at = fields.DateTime(allow_none=True)
     processed_by_id = fields.Integer(allow_none=True)
+
+
+class AttachmentRequestSchema(RequestFields):
+    whole_structure = fields.Boolean()
+    service_ids = fields.Function(lambda r: sorted(s.service_id for s in r.services))
+    role = fields.String(allow_none=True)
 
 
 class ServiceStatusSchema(Schema):
@@ -439,19 +443,10 @@ class SubscriptionRequestCreateSchema(Schema):
     comment = Comment()
 
 
-class SubscriptionRequestSchema(Schema):
-    id = fields.Integer()
-    user_id = fields.Integer()
-    structure_id = fields.Integer()
+class SubscriptionRequestSchema(RequestFields):
     origin = fields.String()
-    comment = fields.String(allow_none=True)
-    status = fields.String()
     manager_comment = fields.String(allow_none=True)
-    reason = fields.String(allow_none=True)
     lines = fields.List(fields.Nested(LineSchema))
-    created_at = fields.DateTime()
-    processed_at = fields.DateTime(allow_none=True)
-    processed_by_id = fields.Integer(allow_none=True)
 
 
 class SubscriptionRequestDetailSchema(Schema):
