@@ -10,6 +10,7 @@ from typing import Any
 
 from flask import Flask, Response, g, json, request
 from flask_smorest import Api
+from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
 from authz import errors as domain
@@ -70,6 +71,14 @@ def handle_domain_error(error: domain.DomainError) -> Response:
                    **error.extra)
 
 
+def handle_database_down(error: OperationalError) -> Response:
+    """The database cannot be reached or used: nothing was decided or changed."""
+    log.error("database unavailable on %s %s: %s", request.method, request.path, error)
+    return problem(503, "database_unavailable", "Service unavailable",
+                   "The database cannot be reached; nothing was done. Retry later.",
+                   headers={"Retry-After": "5"})
+
+
 def handle_unexpected(error: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.path)
     return problem(500, "internal_error", "Internal error",
@@ -110,4 +119,5 @@ class ProblemApi(Api):
 
 def register(app: Flask) -> None:
     app.register_error_handler(domain.DomainError, handle_domain_error)
+    app.register_error_handler(OperationalError, handle_database_down)
     app.register_error_handler(Exception, handle_unexpected)
