@@ -1,4 +1,5 @@
 """The HTTP layer: create_app, errors → HTTP, identity, one blueprint per resource."""
+
 from __future__ import annotations
 
 import logging
@@ -21,12 +22,14 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
     """Build the service. `config`: settings overrides (or a Settings), on top of
     the AUTHZ_* environment and the defaults of authz/config.py."""
     settings = config if isinstance(config, Settings) else load_settings(config)
-    logging.basicConfig(level=settings.log_level,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
     rt = build_runtime(settings)
     if not schema_is_current(rt.engine):
-        raise RuntimeError("The database schema is not at the latest migration: "
-                           "run `authz db upgrade` first.")
+        raise RuntimeError(
+            "The database schema is not at the latest migration: run `authz db upgrade` first."
+        )
     sync_catalogue(rt)
     rt.decider.load()
 
@@ -34,8 +37,11 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
     if settings.proxy_hops:
         from werkzeug.middleware.proxy_fix import ProxyFix
 
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.proxy_hops,  # type: ignore
-                                x_proto=settings.proxy_hops)
+        app.wsgi_app = ProxyFix(
+            app.wsgi_app,
+            x_for=settings.proxy_hops,  # type: ignore
+            x_proto=settings.proxy_hops,
+        )
     app.config.update(
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
         API_TITLE=API_TITLE,
@@ -46,8 +52,10 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
         OPENAPI_SWAGGER_UI_PATH="docs",
         OPENAPI_SWAGGER_UI_URL="/docs/assets/",
         API_SPEC_OPTIONS={
-            "info": {"description": "Who may do what on the structures of an e-invoicing "
-                                    "portal. Errors are application/problem+json."},
+            "info": {
+                "description": "Who may do what on the structures of an e-invoicing "
+                "portal. Errors are application/problem+json."
+            },
             "security": [{"bearer": []}],
         },
     )
@@ -55,15 +63,41 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
     errors.register(app)
     api = errors.ProblemApi(app)
     api.spec.components.security_scheme(
-        "bearer", {"type": "http", "scheme": "bearer",
-                   "description": "A token from POST /v1/auth/token."})
+        "bearer",
+        {"type": "http", "scheme": "bearer", "description": "A token from POST /v1/auth/token."},
+    )
     identity.register(app)
 
-    from . import (auth, authzen, catalogue, checks, health, history, lifecycle, requests,
-                   reviews, structures, technical, users)
-    blueprints = [health.blp, auth.blp, structures.blp, catalogue.blp, checks.blp,
-                  users.blp, history.blp, authzen.blp, lifecycle.blp, technical.blp,
-                  requests.attachment_blp, requests.subscription_blp, reviews.blp]
+    from . import (
+        auth,
+        authzen,
+        catalogue,
+        checks,
+        health,
+        history,
+        lifecycle,
+        requests,
+        reviews,
+        structures,
+        technical,
+        users,
+    )
+
+    blueprints = [
+        health.blp,
+        auth.blp,
+        structures.blp,
+        catalogue.blp,
+        checks.blp,
+        users.blp,
+        history.blp,
+        authzen.blp,
+        lifecycle.blp,
+        technical.blp,
+        requests.attachment_blp,
+        requests.subscription_blp,
+        reviews.blp,
+    ]
     for blueprint in blueprints:
         api.register_blueprint(blueprint)
     app.register_blueprint(_docs_assets())

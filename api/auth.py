@@ -1,4 +1,5 @@
 """Log-in, log-out, sign-up, activation and one's own account."""
+
 from __future__ import annotations
 
 from flask import g, request
@@ -22,8 +23,13 @@ class Token(MethodView):
     @blp.alt_response(429, schema=s.Problem, description="Too many failed log-ins")
     def post(self, body):
         """Log in with login email and password: a bearer token, shown once."""
-        token, row = accounts.log_in(db(), runtime(), login_email=body["login_email"],
-                                     password=body["password"], address=request.remote_addr)
+        token, row = accounts.log_in(
+            db(),
+            runtime(),
+            login_email=body["login_email"],
+            password=body["password"],
+            address=request.remote_addr,
+        )
         return {"access_token": token, "token_type": "Bearer", "expires_at": row.expires_at}
 
     @blp.response(204)
@@ -32,14 +38,14 @@ class Token(MethodView):
         accounts.log_out(db(), runtime(), g.token_id)
 
 
-
 @blp.route("/accounts")
 class Accounts(MethodView):
     @public
     @blp.arguments(s.AccountCreateSchema)
     @blp.response(201, s.UserSchema)
-    @blp.alt_response(403, schema=s.Problem, description="Caller may not manage the "
-                                                          "structure's users")
+    @blp.alt_response(
+        403, schema=s.Problem, description="Caller may not manage the structure's users"
+    )
     @blp.alt_response(409, schema=s.Problem, description="Login email already used")
     def post(self, body):
         """Create an account: it is pending until activated by the link mailed to
@@ -56,12 +62,12 @@ class Activation(MethodView):
     @public
     @blp.arguments(s.ActivationSchema)
     @blp.response(200, s.UserSchema)
-    @blp.alt_response(422, schema=s.Problem,
-                      description="Link invalid, expired or used; or weak password")
+    @blp.alt_response(
+        422, schema=s.Problem, description="Link invalid, expired or used; or weak password"
+    )
     def post(self, body):
         """Activate an account with the mailed token and choose its password."""
-        return accounts.activate(db(), runtime(), token=body["token"],
-                                 password=body["password"])
+        return accounts.activate(db(), runtime(), token=body["token"], password=body["password"])
 
 
 @blp.route("/accounts/activation-email")

@@ -8,6 +8,7 @@ than application/json — is a 400 problem (elsewhere in this API such requests
 are 422). Client applications call these routes with their API key; a person
 may call them with their bearer token about themself only.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -40,14 +41,18 @@ class Lenient(Schema):
 
 def _text(required: bool = False, description: str | None = None) -> fields.String:
     """A string member of an entity (at most TEXT_MAX characters)."""
-    return fields.String(required=required, validate=validate.Length(max=TEXT_MAX),
-                         metadata={"description": description} if description else {})
+    return fields.String(
+        required=required,
+        validate=validate.Length(max=TEXT_MAX),
+        metadata={"description": description} if description else {},
+    )
 
 
 PROPERTIES = "Accepted and not used: decisions come from the service's own records."
 
 
 # --- entities --------------------------------------------------------------------
+
 
 class AuthzenSubjectSchema(Lenient):
     type = _text(True, '"user"; any other type is denied.')
@@ -57,19 +62,26 @@ class AuthzenSubjectSchema(Lenient):
 
 class AuthzenResourceSchema(Lenient):
     type = _text(True, '"space" or "structure"; any other type is denied.')
-    id = _text(True, '"<structure id>/<space code>", "<structure id>/<service code>/'
-                     '<space code>" (space) or "<structure id>" (structure).')
+    id = _text(
+        True,
+        '"<structure id>/<space code>", "<structure id>/<service code>/'
+        '<space code>" (space) or "<structure id>" (structure).',
+    )
     properties = fields.Dict(metadata={"description": PROPERTIES})
 
 
 class AuthzenActionSchema(Lenient):
-    name = _text(True, "consult, modify, create (spaces) or a management action of "
-                       "policies/roles.yaml (structures).")
+    name = _text(
+        True,
+        "consult, modify, create (spaces) or a management action of "
+        "policies/roles.yaml (structures).",
+    )
     properties = fields.Dict(metadata={"description": PROPERTIES})
 
 
 class AuthzenSearchedEntitySchema(Lenient):
     """The entity searched for: its type only (an id, if sent, is ignored)."""
+
     type = _text(True)
     id = _text(description="Ignored.")
     properties = fields.Dict(metadata={"description": PROPERTIES})
@@ -77,6 +89,7 @@ class AuthzenSearchedEntitySchema(Lenient):
 
 class AuthzenDefaultEntitySchema(Lenient):
     """A top-level default of an evaluations request: members may be missing."""
+
     type = _text()
     id = _text()
     properties = fields.Dict()
@@ -89,13 +102,19 @@ class AuthzenDefaultActionSchema(Lenient):
 
 def _context() -> fields.Dict:
     """The request `context` member, with the keys the service reads."""
-    return fields.Dict(metadata={"description": (
-        "Read: at_least_revision (integer; answer at this policy revision or a newer one, "
-        "else 503) and explain (boolean; add the facts behind each decision). Other keys "
-        "are ignored.")})
+    return fields.Dict(
+        metadata={
+            "description": (
+                "Read: at_least_revision (integer; answer at this policy revision or a newer one, "
+                "else 503) and explain (boolean; add the facts behind each decision). Other keys "
+                "are ignored."
+            )
+        }
+    )
 
 
 # --- requests ------------------------------------------------------------------
+
 
 class AuthzenEvaluationSchema(Lenient):
     subject = fields.Nested(AuthzenSubjectSchema, required=True)
@@ -105,8 +124,9 @@ class AuthzenEvaluationSchema(Lenient):
 
 
 class AuthzenOptionsSchema(Lenient):
-    evaluations_semantic = fields.String(validate=validate.OneOf(authzen.SEMANTICS),
-                                         metadata={"description": "Default execute_all."})
+    evaluations_semantic = fields.String(
+        validate=validate.OneOf(authzen.SEMANTICS), metadata={"description": "Default execute_all."}
+    )
 
 
 class AuthzenEvaluationsSchema(Lenient):
@@ -114,18 +134,31 @@ class AuthzenEvaluationsSchema(Lenient):
     action = fields.Nested(AuthzenDefaultActionSchema)
     resource = fields.Nested(AuthzenDefaultEntitySchema)
     context = _context()
-    evaluations = fields.List(fields.Raw(allow_none=True), metadata={"description": (
-        "Objects {subject, action, resource, context}, completed by the top-level values; "
-        "at most AUTHZ_BATCH_MAX. Absent or empty: a single evaluation. An item that "
-        "cannot be evaluated is denied with context.error.")})
+    evaluations = fields.List(
+        fields.Raw(allow_none=True),
+        metadata={
+            "description": (
+                "Objects {subject, action, resource, context}, completed by the top-level values; "
+                "at most AUTHZ_BATCH_MAX. Absent or empty: a single evaluation. An item that "
+                "cannot be evaluated is denied with context.error."
+            )
+        },
+    )
     options = fields.Nested(AuthzenOptionsSchema)
 
 
 class AuthzenPageRequestSchema(Lenient):
-    token = fields.String(validate=validate.Length(max=2048),
-                          metadata={"description": "next_token of the previous page."})
-    limit = fields.Integer(strict=True, validate=validate.Range(min=0), metadata={
-        "description": "Default AUTHZ_PAGE_SIZE (50), capped at AUTHZ_PAGE_SIZE_MAX (200)."})
+    token = fields.String(
+        validate=validate.Length(max=2048),
+        metadata={"description": "next_token of the previous page."},
+    )
+    limit = fields.Integer(
+        strict=True,
+        validate=validate.Range(min=0),
+        metadata={
+            "description": "Default AUTHZ_PAGE_SIZE (50), capped at AUTHZ_PAGE_SIZE_MAX (200)."
+        },
+    )
     properties = fields.Dict(metadata={"description": "Ignored."})
 
 
@@ -154,17 +187,27 @@ class AuthzenActionSearchSchema(Lenient):
 
 # --- responses -----------------------------------------------------------------
 
+
 class AuthzenDecisionSchema(Schema):
     decision = fields.Boolean(required=True)
-    context = fields.Dict(metadata={"description": (
-        "revision, and rule (allowed) or reason (denied); explanation when asked for; "
-        "error {status, code, message} for an evaluation that could not be made.")})
+    context = fields.Dict(
+        metadata={
+            "description": (
+                "revision, and rule (allowed) or reason (denied); explanation when asked for; "
+                "error {status, code, message} for an evaluation that could not be made."
+            )
+        }
+    )
 
 
 class AuthzenEvaluationsResultSchema(AuthzenDecisionSchema):
     decision = fields.Boolean(metadata={"description": "Only for a single evaluation."})
-    evaluations = fields.List(fields.Nested(AuthzenDecisionSchema), metadata={
-        "description": "In request order; shorter when a short-circuit semantic stopped."})
+    evaluations = fields.List(
+        fields.Nested(AuthzenDecisionSchema),
+        metadata={
+            "description": "In request order; shorter when a short-circuit semantic stopped."
+        },
+    )
 
 
 class AuthzenPageSchema(Schema):
@@ -183,11 +226,14 @@ class AuthzenActionNameSchema(Schema):
 
 def _search_result(item: type[Schema], name: str) -> type[Schema]:
     """A search response whose results are `item`s."""
-    return Schema.from_dict({
-        "page": fields.Nested(AuthzenPageSchema),
-        "context": fields.Dict(metadata={"description": "revision"}),
-        "results": fields.List(fields.Nested(item)),
-    }, name=name)
+    return Schema.from_dict(
+        {
+            "page": fields.Nested(AuthzenPageSchema),
+            "context": fields.Dict(metadata={"description": "revision"}),
+            "results": fields.List(fields.Nested(item)),
+        },
+        name=name,
+    )
 
 
 AuthzenEntitiesSchema = _search_result(AuthzenEntitySchema, "AuthzenEntities")
@@ -205,14 +251,17 @@ class AuthzenConfigurationSchema(Schema):
 
 # --- views ---------------------------------------------------------------------
 
+
 def bad_request(view: Callable[..., Any]) -> Callable[..., Any]:
     """Answer Invalid with 400, the status AuthZEN gives a malformed request."""
+
     @wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return view(*args, **kwargs)
         except Invalid as error:
             return problem(BAD_REQUEST, error.code, "Bad request", error.detail, **error.extra)
+
     return wrapper
 
 
@@ -224,9 +273,10 @@ def _arguments(schema: type[Schema]) -> Callable[[Callable[..., Any]], Callable[
 def _documented(view: Callable[..., Any]) -> Callable[..., Any]:
     """Document the error responses every POST route shares."""
     for status, description in (
-            (401, "No valid API key or bearer token"),
-            (403, "A person asking about someone else"),
-            (503, "context.at_least_revision not reached yet")):
+        (401, "No valid API key or bearer token"),
+        (403, "A person asking about someone else"),
+        (503, "context.at_least_revision not reached yet"),
+    ):
         view = blp.alt_response(status, schema=s.Problem, description=description)(view)
     return view
 
@@ -304,4 +354,3 @@ class Configuration(MethodView):
         (public, cacheable for an hour)."""
         body = authzen.metadata(runtime().settings.public_base_url)
         return body, 200, {"Cache-Control": "public, max-age=3600"}
-

@@ -1,4 +1,5 @@
 """The space catalogue, read from policies/spaces.yaml."""
+
 from __future__ import annotations
 
 from flask_smorest import Blueprint

@@ -1,4 +1,5 @@
 """Native decisions: POST /v1/checks and /v1/checks/batch."""
+
 from __future__ import annotations
 
 from flask.views import MethodView
@@ -29,9 +30,13 @@ class Check(MethodView):
     def post(self, body):
         """May this user do this? With the rule that allowed it or the reason it was
         denied, and the policy revision it was taken at."""
-        decision = checks.check(runtime(), caller(), question(body),
-                                at_least_revision=body.get("at_least_revision"),
-                                explain=body["explain"])
+        decision = checks.check(
+            runtime(),
+            caller(),
+            question(body),
+            at_least_revision=body.get("at_least_revision"),
+            explain=body["explain"],
+        )
         return decision.as_dict(explain=body["explain"])
 
 
@@ -43,9 +48,14 @@ class Batch(MethodView):
     @blp.alt_response(422, schema=s.Problem, description="More than AUTHZ_BATCH_MAX checks")
     def post(self, body):
         """Several decisions at once, all at the same revision, in the asked order."""
-        decisions = checks.check_batch(runtime(), caller(),
-                                       [question(q) for q in body["checks"]],
-                                       at_least_revision=body.get("at_least_revision"),
-                                       explain=body["explain"])
-        return {"revision": decisions[0].revision,
-                "decisions": [d.as_dict(explain=body["explain"]) for d in decisions]}
+        decisions = checks.check_batch(
+            runtime(),
+            caller(),
+            [question(q) for q in body["checks"]],
+            at_least_revision=body.get("at_least_revision"),
+            explain=body["explain"],
+        )
+        return {
+            "revision": decisions[0].revision,
+            "decisions": [d.as_dict(explain=body["explain"]) for d in decisions],
+        }

@@ -4,6 +4,7 @@ Every command reads the AUTHZ_* settings with load_settings() and builds its
 Runtime with build_runtime(), as the service does. Domain errors are printed as
 `error: <detail>` with exit code 1, never as a traceback.
 """
+
 from __future__ import annotations
 
 import csv
@@ -23,8 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from authz import (clients, db, demo, mail, maintenance, operators, policytest, review,
-                   structures)
+from authz import clients, db, demo, mail, maintenance, operators, policytest, review, structures
 from authz.config import Settings, load_settings, settings_table
 from authz.errors import DomainError, Invalid, NotFound, Unavailable
 from authz.fixtures import WorldError
@@ -33,8 +33,9 @@ from authz.runtime import Runtime, build_runtime, close_runtime, sync_catalogue
 from models import Structure, User
 
 # Method and path only: a query string may carry a token (activation links).
-ACCESS_LOG_FORMAT = ('%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms '
-                     'request_id=%({x-request-id}o)s')
+ACCESS_LOG_FORMAT = (
+    '%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms request_id=%({x-request-id}o)s'
+)
 # Mails sent per delivery pass (authz.mail.deliver_due's batch).
 MAIL_BATCH = 50
 
@@ -42,10 +43,12 @@ MAIL_BATCH = 50
 def _main_help() -> str:
     width = max(len(name) for name, _ in settings_table())
     table = "\n".join(f"  {name.ljust(width)}  {default}" for name, default in settings_table())
-    return ("Authorization service: database, operator tasks, demo data and the HTTP server.\n\n"
-            "Every command reads the same AUTHZ_* environment variables as the service "
-            "(variable and default):\n\n"
-            f"\b\n{table}")
+    return (
+        "Authorization service: database, operator tasks, demo data and the HTTP server.\n\n"
+        "Every command reads the same AUTHZ_* environment variables as the service "
+        "(variable and default):\n\n"
+        f"\b\n{table}"
+    )
 
 
 class _Cli(click.Group):
@@ -72,8 +75,10 @@ def main() -> None:
 def _require_current_schema(rt: Runtime) -> None:
     """Raises Unavailable `schema_outdated` unless the schema is at the latest migration."""
     if not db.schema_is_current(rt.engine):
-        raise Unavailable("The database schema is not at the latest migration: "
-                          "run `authz db upgrade` first.", code="schema_outdated")
+        raise Unavailable(
+            "The database schema is not at the latest migration: run `authz db upgrade` first.",
+            code="schema_outdated",
+        )
 
 
 @contextmanager
@@ -94,8 +99,9 @@ def _runtime(*, migrated: bool = True) -> Iterator[Runtime]:
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows)]
     lines = [headers, ["-" * w for w in widths], *rows]
-    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(line, widths)).rstrip()
-                     for line in lines)
+    return "\n".join(
+        "  ".join(str(c).ljust(w) for c, w in zip(line, widths)).rstrip() for line in lines
+    )
 
 
 def _mail_destination(settings: Settings) -> str:
@@ -110,21 +116,28 @@ def _deliver_due_mail(rt: Runtime) -> mail.DeliveryReport:
     transport = mail.transport_from_settings(rt.settings)
     sent = failed = 0
     while True:
-        report = mail.deliver_due(rt.sessions, transport, mail_from=rt.settings.mail_from,
-                                  limit=MAIL_BATCH,
-                                  base_delay=rt.settings.mail_retry_base_seconds,
-                                  max_delay=rt.settings.mail_retry_max_seconds)
+        report = mail.deliver_due(
+            rt.sessions,
+            transport,
+            mail_from=rt.settings.mail_from,
+            limit=MAIL_BATCH,
+            base_delay=rt.settings.mail_retry_base_seconds,
+            max_delay=rt.settings.mail_retry_max_seconds,
+        )
         sent, failed = sent + report.sent, failed + report.failed
         if report.sent + report.failed < MAIL_BATCH:
             return mail.DeliveryReport(sent=sent, failed=failed)
 
 
 def _echo_delivery(report: mail.DeliveryReport, settings: Settings) -> None:
-    click.echo(f"mail: {report.sent} sent ({_mail_destination(settings)}), "
-               f"{report.failed} failed (kept in the outbox, retried later)")
+    click.echo(
+        f"mail: {report.sent} sent ({_mail_destination(settings)}), "
+        f"{report.failed} failed (kept in the outbox, retried later)"
+    )
 
 
 # --- authz db ---------------------------------------------------------------
+
 
 @main.group("db")
 def db_group() -> None:
@@ -154,6 +167,7 @@ def db_upgrade() -> None:
 
 # --- authz operator ---------------------------------------------------------
 
+
 @main.group("operator")
 def operator_group() -> None:
     """Platform operators."""
@@ -167,21 +181,26 @@ def operator_create(email: str, first_name: str, last_name: str) -> None:
     """Give EMAIL the platform operator role; create a pending account (with an
     activation mail) if no account uses that login."""
     with _runtime() as rt, rt.sessions() as session:
-        user, outcome = operators.create_operator(session, rt, email, first_name=first_name,
-                                                  last_name=last_name)
+        user, outcome = operators.create_operator(
+            session, rt, email, first_name=first_name, last_name=last_name
+        )
     if outcome == "created":
         click.echo(f"Created the operator account {user.login_email} (pending activation).")
-        click.echo("Its activation mail is in the outbox: the running service delivers it, "
-                   "or run `authz mail deliver`; it will be "
-                   f"{_mail_destination(rt.settings)}.")
+        click.echo(
+            "Its activation mail is in the outbox: the running service delivers it, "
+            "or run `authz mail deliver`; it will be "
+            f"{_mail_destination(rt.settings)}."
+        )
     elif outcome == "promoted":
-        click.echo(f"The existing account {user.login_email} ({user.status}) "
-                   "is now a platform operator.")
+        click.echo(
+            f"The existing account {user.login_email} ({user.status}) is now a platform operator."
+        )
     else:
         click.echo(f"{user.login_email} is already a platform operator: nothing changed.")
 
 
 # --- authz clients ----------------------------------------------------------
+
 
 @main.group("clients")
 def clients_group() -> None:
@@ -195,8 +214,11 @@ def clients_create(name: str) -> None:
     with _runtime() as rt, rt.sessions() as session:
         client, key = clients.create_client(session, rt, name)
     click.echo(f"Client application {client.name!r} created (key id {client.key_id}).")
-    click.echo("API key, shown only now: it is not stored, only its hash. Copy it to the "
-               "client's secret store:", err=True)
+    click.echo(
+        "API key, shown only now: it is not stored, only its hash. Copy it to the "
+        "client's secret store:",
+        err=True,
+    )
     click.echo(key)
 
 
@@ -210,6 +232,7 @@ def clients_revoke(name: str) -> None:
 
 
 # --- authz structures -------------------------------------------------------
+
 
 @main.group("structures")
 def structures_group() -> None:
@@ -237,8 +260,11 @@ def structures_import(file: Path) -> None:
     except UnicodeDecodeError as exc:
         raise Invalid(f"{file} is not UTF-8 text (byte {exc.start}).") from exc
     rows = _count_rows(text)
-    with _runtime() as rt, rt.sessions() as session, click.progressbar(
-            length=rows, label="Importing", file=sys.stderr) as bar:
+    with (
+        _runtime() as rt,
+        rt.sessions() as session,
+        click.progressbar(length=rows, label="Importing", file=sys.stderr) as bar,
+    ):
         report = structures.import_public_csv(session, rt, text, progress=bar.update)
     for error in report.errors:
         click.echo(f"error: {error}", err=True)
@@ -250,29 +276,46 @@ def structures_import(file: Path) -> None:
 
 # --- authz demo -------------------------------------------------------------
 
+
 @main.command("demo")
 def demo_command() -> None:
     """Load the demo structures and accounts (does nothing if already loaded)."""
     with _runtime() as rt, rt.sessions() as session:
         report = demo.load_demo(session, rt)
-    click.echo("Demo data loaded." if report.loaded
-               else "Demo data already loaded: nothing changed.")
+    click.echo(
+        "Demo data loaded." if report.loaded else "Demo data already loaded: nothing changed."
+    )
     click.echo("\nLog-ins:\n")
-    click.echo(_table(("login email", "password", "role"),
-                      [(l.email, l.password or "-", l.role) for l in report.logins]))
-    click.echo("(password '-': no password log-in; a pending account first activates "
-               "through its mailed link)")
+    click.echo(
+        _table(
+            ("login email", "password", "role"),
+            [(l.email, l.password or "-", l.role) for l in report.logins],
+        )
+    )
+    click.echo(
+        "(password '-': no password log-in; a pending account first activates "
+        "through its mailed link)"
+    )
     click.echo("\nStructures:\n")
-    click.echo(_table(("designation", "identifier", "kind", "services"),
-                      [(s.designation, s.identifier, s.kind, ", ".join(s.services))
-                       for s in report.structures]))
+    click.echo(
+        _table(
+            ("designation", "identifier", "kind", "services"),
+            [
+                (s.designation, s.identifier, s.kind, ", ".join(s.services))
+                for s in report.structures
+            ],
+        )
+    )
     if report.loaded:
-        click.echo("\nThe pending account's activation mail is in the outbox: the running "
-                   f"service delivers it, or run `authz mail deliver`; it will be "
-                   f"{_mail_destination(rt.settings)}.")
+        click.echo(
+            "\nThe pending account's activation mail is in the outbox: the running "
+            f"service delivers it, or run `authz mail deliver`; it will be "
+            f"{_mail_destination(rt.settings)}."
+        )
 
 
 # --- authz serve ------------------------------------------------------------
+
 
 class ServiceApplication(BaseApplication):
     """gunicorn running api.create_app(). The app is built in each worker, never
@@ -294,29 +337,50 @@ class ServiceApplication(BaseApplication):
 
 
 @main.command("serve")
-@click.option("--bind", default="127.0.0.1:8000", show_default=True, metavar="HOST:PORT",
-              help="Address to listen on.")
-@click.option("--workers", default=2, show_default=True, type=click.IntRange(min=1),
-              help="Worker processes.")
-@click.option("--threads", default=4, show_default=True, type=click.IntRange(min=1),
-              help="Threads per worker (gthread: keep-alive connections, and a slow "
-                   "request does not hold the whole worker).")
+@click.option(
+    "--bind",
+    default="127.0.0.1:8000",
+    show_default=True,
+    metavar="HOST:PORT",
+    help="Address to listen on.",
+)
+@click.option(
+    "--workers", default=2, show_default=True, type=click.IntRange(min=1), help="Worker processes."
+)
+@click.option(
+    "--threads",
+    default=4,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Threads per worker (gthread: keep-alive connections, and a slow "
+    "request does not hold the whole worker).",
+)
 def serve(bind: str, workers: int, threads: int) -> None:
     """Serve the HTTP API with gunicorn (access log on stdout). Refuses to start
     unless the database schema is current."""
     with _runtime() as rt:
         settings = rt.settings
-    ServiceApplication({
-        "bind": bind, "workers": workers, "preload_app": False, "proc_name": "authz",
-        "worker_class": "gthread", "threads": threads, "keepalive": 5,
-        # No runtime control socket: it is not needed, and two servers would share it.
-        "control_socket_disable": True,
-        "accesslog": "-", "errorlog": "-", "access_log_format": ACCESS_LOG_FORMAT,
-        "loglevel": settings.log_level.lower(),
-    }).run()
+    ServiceApplication(
+        {
+            "bind": bind,
+            "workers": workers,
+            "preload_app": False,
+            "proc_name": "authz",
+            "worker_class": "gthread",
+            "threads": threads,
+            "keepalive": 5,
+            # No runtime control socket: it is not needed, and two servers would share it.
+            "control_socket_disable": True,
+            "accesslog": "-",
+            "errorlog": "-",
+            "access_log_format": ACCESS_LOG_FORMAT,
+            "loglevel": settings.log_level.lower(),
+        }
+    ).run()
 
 
 # --- authz mail -------------------------------------------------------------
+
 
 @main.group("mail")
 def mail_group() -> None:
@@ -332,6 +396,7 @@ def mail_deliver() -> None:
 
 # --- authz maintenance ------------------------------------------------------
 
+
 @main.command("maintenance")
 def maintenance_command() -> None:
     """Delete dead tokens, throttle rows and old change-log rows, close accounts
@@ -341,13 +406,16 @@ def maintenance_command() -> None:
         with rt.sessions() as session:
             counts = maintenance.run_maintenance(session, rt)
         closed = counts.pop("closed_accounts")
-        click.echo("deleted: " + ", ".join(f"{count} {kind.replace('_', ' ')}"
-                                           for kind, count in counts.items()))
+        click.echo(
+            "deleted: "
+            + ", ".join(f"{count} {kind.replace('_', ' ')}" for kind, count in counts.items())
+        )
         click.echo(f"closed: {closed} account(s) deactivated more than 60 days ago")
         _echo_delivery(_deliver_due_mail(rt), rt.settings)
 
 
 # --- authz reviewer, review, export (security team) ----------------------------
+
 
 @main.group("reviewer")
 def reviewer_group() -> None:
@@ -363,16 +431,21 @@ def reviewer_create(email: str, first_name: str, last_name: str) -> None:
     activation mail) if no account uses that login. An operator cannot also be
     a reviewer."""
     with _runtime() as rt, rt.sessions() as session:
-        user, outcome = operators.create_operator(session, rt, email, first_name=first_name,
-                                                  last_name=last_name, role=operators.REVIEWER)
+        user, outcome = operators.create_operator(
+            session, rt, email, first_name=first_name, last_name=last_name, role=operators.REVIEWER
+        )
     if outcome == "created":
-        click.echo(f"Created the security reviewer account {user.login_email} "
-                   "(pending activation).")
-        click.echo("Its activation mail is in the outbox: the running service delivers it, "
-                   "or run `authz mail deliver`.")
+        click.echo(
+            f"Created the security reviewer account {user.login_email} (pending activation)."
+        )
+        click.echo(
+            "Its activation mail is in the outbox: the running service delivers it, "
+            "or run `authz mail deliver`."
+        )
     elif outcome == "promoted":
-        click.echo(f"The existing account {user.login_email} ({user.status}) "
-                   "is now a security reviewer.")
+        click.echo(
+            f"The existing account {user.login_email} ({user.status}) is now a security reviewer."
+        )
     else:
         click.echo(f"{user.login_email} is already a security reviewer: nothing changed.")
 
@@ -388,22 +461,30 @@ def _write(output: Path | None, text: str) -> None:
 
 @main.command("review")
 @click.option("--structure", "structure_id", type=int, help="One structure only.")
-@click.option("--since", type=click.DateTime(formats=["%Y-%m-%d"]),
-              help="Also list every change of rights since this day (YYYY-MM-DD).")
-@click.option("--format", "fmt", type=click.Choice(["html", "json"]), default="html",
-              show_default=True)
-@click.option("--output", type=click.Path(dir_okay=False, path_type=Path),
-              help="File to write (default: standard output).")
-def review_command(structure_id: int | None, since: Any, fmt: str,
-                   output: Path | None) -> None:
+@click.option(
+    "--since",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="Also list every change of rights since this day (YYYY-MM-DD).",
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(["html", "json"]), default="html", show_default=True
+)
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="File to write (default: standard output).",
+)
+def review_command(structure_id: int | None, since: Any, fmt: str, output: Path | None) -> None:
     """The review report: findings that need a human look (structures without a
     principal, inactive managers, expiring secrets, broad rights…), each with
     why it matters and the history entries behind it."""
     with _runtime() as rt, rt.sessions() as session:
-        report = review.build_report(session, rt, structure_id,
-                                     since.date() if since else None)
-    text = (review.render_html(report) if fmt == "html"
-            else json.dumps(review.report_json(report), indent=2) + "\n")
+        report = review.build_report(session, rt, structure_id, since.date() if since else None)
+    text = (
+        review.render_html(report)
+        if fmt == "html"
+        else json.dumps(review.report_json(report), indent=2) + "\n"
+    )
     _write(output, text)
     click.echo(f"{len(report.findings)} finding(s).", err=True)
 
@@ -425,32 +506,41 @@ def _rights_chunks(rows: Iterator[dict], fmt: str) -> Iterator[str]:
 
 @export_group.command("rights")
 @click.option("--structure", "structure_id", type=int, help="One structure only.")
-@click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv",
-              show_default=True)
-@click.option("--output", type=click.Path(dir_okay=False, path_type=Path),
-              help="File to write, with a progress bar (default: standard output).")
+@click.option(
+    "--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True
+)
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="File to write, with a progress bar (default: standard output).",
+)
 def export_rights(structure_id: int | None, fmt: str, output: Path | None) -> None:
     """The rights actually held now, one row per user, structure, scope and
     space: role, level, since, granted by, source (subscription or role default)."""
     with _runtime() as rt, rt.sessions() as session:
         if output is None:
             for chunk in _rights_chunks(
-                    review.effective_rights(rt.read_sessions, rt, structure_id), fmt):
+                review.effective_rights(rt.read_sessions, rt, structure_id), fmt
+            ):
                 click.echo(chunk, nl=False)
             return
         scope = review.export_scope(session, structure_id)
-        with output.open("w", encoding="utf-8", newline="") as out, click.progressbar(
-                length=len(scope), label="Exporting", file=sys.stderr) as bar:
-            rows = review.effective_rights(rt.read_sessions, rt, structure_id,
-                                           progress=bar.update)
+        with (
+            output.open("w", encoding="utf-8", newline="") as out,
+            click.progressbar(length=len(scope), label="Exporting", file=sys.stderr) as bar,
+        ):
+            rows = review.effective_rights(rt.read_sessions, rt, structure_id, progress=bar.update)
             for chunk in _rights_chunks(rows, fmt):
                 out.write(chunk)
     click.echo(f"Written to {output}.", err=True)
 
 
 @export_group.command("casbin")
-@click.option("--output", type=click.Path(dir_okay=False, path_type=Path),
-              help="File to write (default: standard output).")
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="File to write (default: standard output).",
+)
 def export_casbin(output: Path | None) -> None:
     """The policy the engine runs (roles.yaml's p rows, levels.csv's p2 rows) in
     Casbin's CSV format."""
@@ -460,6 +550,7 @@ def export_casbin(output: Path | None) -> None:
 
 
 # --- authz policy (tests as data, explanations, diffs) ------------------------
+
 
 @main.group("policy")
 def policy_group() -> None:
@@ -479,18 +570,23 @@ def policy_test(files: tuple[Path, ...]) -> None:
     except WorldError as exc:
         raise Invalid(f"assertion file: {exc}") from exc
     for result in report.files:
-        click.echo(f"{'PASS' if result.passed else 'FAIL'}  {result.path} "
-                   f"({result.checked} assertion(s), {len(result.failures)} failed)")
+        click.echo(
+            f"{'PASS' if result.passed else 'FAIL'}  {result.path} "
+            f"({result.checked} assertion(s), {len(result.failures)} failed)"
+        )
         for failure in result.failures:
             click.echo(f"  - {failure.what}: expected {failure.expected}, got {failure.actual}")
             click.echo("    " + failure.explanation.replace("\n", "\n    "))
     coverage = report.coverage
-    unexercised = ([f"p2, {', '.join(row)}  (levels.csv)" for row in coverage.unexercised_levels]
-                   + [f"p, {', '.join(row)}  (roles.yaml)" for row in coverage.unexercised_roles])
-    click.echo(f"coverage: {len(coverage.level_rows) - len(coverage.unexercised_levels)}/"
-               f"{len(coverage.level_rows)} levels.csv rows, "
-               f"{len(coverage.role_rows) - len(coverage.unexercised_roles)}/"
-               f"{len(coverage.role_rows)} roles.yaml rows exercised by an allow assertion")
+    unexercised = [f"p2, {', '.join(row)}  (levels.csv)" for row in coverage.unexercised_levels] + [
+        f"p, {', '.join(row)}  (roles.yaml)" for row in coverage.unexercised_roles
+    ]
+    click.echo(
+        f"coverage: {len(coverage.level_rows) - len(coverage.unexercised_levels)}/"
+        f"{len(coverage.level_rows)} levels.csv rows, "
+        f"{len(coverage.role_rows) - len(coverage.unexercised_roles)}/"
+        f"{len(coverage.role_rows)} roles.yaml rows exercised by an allow assertion"
+    )
     for line in unexercised:
         click.echo(f"  not exercised: {line}")
     if not report.passed:
@@ -499,8 +595,11 @@ def policy_test(files: tuple[Path, ...]) -> None:
 
 def _user_id(session: Session, value: str) -> int:
     """A user given by id or login email. Raises NotFound."""
-    found = (session.get(User, int(value)) if value.isdigit()
-             else session.scalar(select(User).where(User.login_email == value.lower())))
+    found = (
+        session.get(User, int(value))
+        if value.isdigit()
+        else session.scalar(select(User).where(User.login_email == value.lower()))
+    )
     if found is None:
         raise NotFound(f"No user {value!r} (give an id or a login email).")
     return found.id
@@ -510,8 +609,7 @@ def _structure_id(session: Session, value: str) -> int:
     """A structure given by id or identifier value. Raises NotFound or Invalid."""
     if value.isdigit() and session.get(Structure, int(value)) is not None:
         return int(value)
-    found = session.scalars(select(Structure.id)
-                            .where(Structure.identifier_value == value)).all()
+    found = session.scalars(select(Structure.id).where(Structure.identifier_value == value)).all()
     if not found:
         raise NotFound(f"No structure {value!r} (give an id or an identifier value).")
     if len(found) > 1:
@@ -525,8 +623,7 @@ def _structure_id(session: Session, value: str) -> int:
 @click.argument("space")
 @click.argument("action")
 @click.option("--service", help="Service code, for a question about one service.")
-def policy_explain(user: str, structure: str, space: str, action: str,
-                   service: str | None) -> None:
+def policy_explain(user: str, structure: str, space: str, action: str, service: str | None) -> None:
     """Explain the decision on USER (id or login email) doing ACTION in SPACE
     of STRUCTURE (id or identifier value) on the configured database: the chain
     that allowed it, or the first missing link that denied it. SPACE "-" asks
@@ -534,16 +631,21 @@ def policy_explain(user: str, structure: str, space: str, action: str,
     with _runtime() as rt:
         with rt.read_sessions() as session:
             user_id, structure_id = _user_id(session, user), _structure_id(session, structure)
-        click.echo(policytest.explain(rt, user_id, structure_id,
-                                      None if space == "-" else space, action, service))
+        click.echo(
+            policytest.explain(
+                rt, user_id, structure_id, None if space == "-" else space, action, service
+            )
+        )
 
 
 @policy_group.command("diff")
 @click.argument("old_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("new_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--fixture", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Evaluate on this assertion file's world instead of the configured "
-                   "database.")
+@click.option(
+    "--fixture",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Evaluate on this assertion file's world instead of the configured database.",
+)
 def policy_diff(old_dir: Path, new_dir: Path, fixture: Path | None) -> None:
     """List every decision that the policy files of NEW_DIR take differently
     from those of OLD_DIR, on the configured database (its members, on their

@@ -3,6 +3,7 @@
 Domain errors map to HTTP here and only here. Unexpected exceptions become a
 generic 500 problem: the traceback goes to the log, never to the client.
 """
+
 from __future__ import annotations
 
 import logging
@@ -30,17 +31,36 @@ STATUS_OF = {
 }
 
 HTTP_CODES = {
-    400: "malformed_request", 401: "unauthenticated", 403: "forbidden", 404: "not_found",
-    405: "method_not_allowed", 406: "not_acceptable", 409: "conflict",
-    413: "body_too_large", 415: "unsupported_media_type", 422: "validation_failed",
-    429: "too_many_attempts", 500: "internal_error", 503: "unavailable",
+    400: "malformed_request",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+    422: "validation_failed",
+    429: "too_many_attempts",
+    500: "internal_error",
+    503: "unavailable",
 }
 
 
-def problem(status: int, code: str, title: str, detail: str | None = None,
-            headers: dict[str, str] | None = None, **extra: Any) -> Response:
-    body: dict[str, Any] = {"type": f"urn:authz:problem:{code}", "title": title,
-                            "status": status, "code": code}
+def problem(
+    status: int,
+    code: str,
+    title: str,
+    detail: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> Response:
+    body: dict[str, Any] = {
+        "type": f"urn:authz:problem:{code}",
+        "title": title,
+        "status": status,
+        "code": code,
+    }
     if detail:
         body["detail"] = detail
     body["instance"] = request.path
@@ -67,22 +87,29 @@ def handle_domain_error(error: domain.DomainError) -> Response:
         headers["Retry-After"] = str(error.retry_after)
     if isinstance(error, domain.Unauthenticated):
         headers["WWW-Authenticate"] = 'Bearer realm="authz"'
-    return problem(status, error.code, error.title, error.detail, headers=headers,
-                   **error.extra)
+    return problem(status, error.code, error.title, error.detail, headers=headers, **error.extra)
 
 
 def handle_database_down(error: OperationalError) -> Response:
     """The database cannot be reached or used: nothing was decided or changed."""
     log.error("database unavailable on %s %s: %s", request.method, request.path, error)
-    return problem(503, "database_unavailable", "Service unavailable",
-                   "The database cannot be reached; nothing was done. Retry later.",
-                   headers={"Retry-After": "5"})
+    return problem(
+        503,
+        "database_unavailable",
+        "Service unavailable",
+        "The database cannot be reached; nothing was done. Retry later.",
+        headers={"Retry-After": "5"},
+    )
 
 
 def handle_unexpected(error: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.path)
-    return problem(500, "internal_error", "Internal error",
-                   "The server failed to answer; the error is logged with this request id.")
+    return problem(
+        500,
+        "internal_error",
+        "Internal error",
+        "The server failed to answer; the error is logged with this request id.",
+    )
 
 
 class ProblemApi(Api):

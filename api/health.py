@@ -1,4 +1,5 @@
 """Liveness and readiness probes (public)."""
+
 from __future__ import annotations
 
 from flask_smorest import Blueprint

@@ -1,4 +1,5 @@
 """The history of manager actions (read-only)."""
+
 from __future__ import annotations
 
 from flask.views import MethodView
@@ -20,8 +21,9 @@ class StructureHistory(MethodView):
     @blp.alt_response(404, schema=s.Problem, description="Unknown or not visible")
     def get(self, args, structure_id):
         """The structure's history, newest first, filtered by period, action, user."""
-        return history.list_entries(db(), runtime(), current_user(), structure_id,
-                                    **page_args(args), **args)
+        return history.list_entries(
+            db(), runtime(), current_user(), structure_id, **page_args(args), **args
+        )
 
 
 @blp.route("/history/<int:entry_id>")

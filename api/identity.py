@@ -1,5 +1,6 @@
 """Who is calling. Every route requires a valid bearer token unless its view is
 marked @public: the default is deny, decided before any view runs."""
+
 from __future__ import annotations
 
 import re
@@ -105,11 +106,14 @@ def _authenticate() -> None:
                 if found is not None:
                     g.user_id, g.token_id = found[0].id, found[1].id
     if g.user_id is None and g.client_id is None and not _is_public():
-        raise Unauthenticated("A valid bearer token or API key is required.",
-                              code="unauthenticated" if token is None else "invalid_token")
+        raise Unauthenticated(
+            "A valid bearer token or API key is required.",
+            code="unauthenticated" if token is None else "invalid_token",
+        )
     if g.client_id is not None and not _marked("_authz_clients") and not _is_public():
-        raise Forbidden("Client applications may only ask for decisions.",
-                        code="client_not_allowed")
+        raise Forbidden(
+            "Client applications may only ask for decisions.", code="client_not_allowed"
+        )
 
 
 def _request_id() -> None:

@@ -1,5 +1,6 @@
 """Leaving the principal role, deactivating and reactivating one's account,
 and the change of identifier."""
+
 from __future__ import annotations
 
 from flask import request
@@ -24,8 +25,7 @@ class Principal(MethodView):
         """Hand the principal role to another active person (by user_id or login
         email): the principal names their successor and stays attached as a
         simple user; the operator appoints one where the structure has none."""
-        return lifecycle.change_principal(db(), runtime(), current_user(), structure_id,
-                                          **body)
+        return lifecycle.change_principal(db(), runtime(), current_user(), structure_id, **body)
 
 
 @blp.route("/structures/without-principal")
@@ -41,14 +41,19 @@ class WithoutPrincipal(MethodView):
 class Deactivation(MethodView):
     @blp.arguments(s.DeactivationSchema)
     @blp.response(200, s.UserSchema)
-    @blp.alt_response(409, schema=s.Problem, description="Successors missing, or a "
-                                                         "centrally managed structure")
+    @blp.alt_response(
+        409, schema=s.Problem, description="Successors missing, or a centrally managed structure"
+    )
     def post(self, body):
         """Deactivate one's account, naming a successor for every structure one
         leads; reactivable for 60 days."""
         return lifecycle.deactivate_self(
-            db(), runtime(), current_user(), password=body["password"],
-            successors=[lifecycle.Successor(**x) for x in body["successors"]])
+            db(),
+            runtime(),
+            current_user(),
+            password=body["password"],
+            successors=[lifecycle.Successor(**x) for x in body["successors"]],
+        )
 
 
 @blp.route("/me/reactivation")
@@ -60,9 +65,13 @@ class Reactivation(MethodView):
     def post(self, body):
         """Reactivate one's account within 60 days of its deactivation (log-in
         email and password; then log in as usual)."""
-        return lifecycle.reactivate_self(db(), runtime(), login_email=body["login_email"],
-                                         password=body["password"],
-                                         address=request.remote_addr)
+        return lifecycle.reactivate_self(
+            db(),
+            runtime(),
+            login_email=body["login_email"],
+            password=body["password"],
+            address=request.remote_addr,
+        )
 
 
 @blp.route("/structures/<int:structure_id>/identifier-change")
@@ -75,5 +84,4 @@ class IdentifierChange(MethodView):
         spaces, attachments, subscriptions, pending requests; not the billing
         mandate nor technical users). The original becomes inactive and points
         to the returned successor."""
-        return identifier.change_identifier(db(), runtime(), current_user(), structure_id,
-                                            **body)
+        return identifier.change_identifier(db(), runtime(), current_user(), structure_id, **body)

@@ -1,4 +1,5 @@
 """Page arguments from the query string, capped by the settings."""
+
 from __future__ import annotations
 
 from typing import Any

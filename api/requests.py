@@ -1,6 +1,7 @@
 """Attachment and subscription requests: ask, list, open, validate, refuse,
 unit and bulk. The two families share their shape; each route calls one
 workflow of authz/attachments.py or authz/subscriptions.py."""
+
 from __future__ import annotations
 
 from dataclasses import asdict
@@ -14,19 +15,32 @@ from . import schemas as s
 from .identity import current_user, db, runtime
 from .paging import page_args
 
-attachment_blp = Blueprint("attachment_requests", __name__, url_prefix="/v1/attachment-requests",
-                           description="Attachment requests")
-subscription_blp = Blueprint("subscription_requests", __name__,
-                             url_prefix="/v1/subscription-requests",
-                             description="Subscription requests")
+attachment_blp = Blueprint(
+    "attachment_requests",
+    __name__,
+    url_prefix="/v1/attachment-requests",
+    description="Attachment requests",
+)
+subscription_blp = Blueprint(
+    "subscription_requests",
+    __name__,
+    url_prefix="/v1/subscription-requests",
+    description="Subscription requests",
+)
 
 
 def _list(module, args):
-    return module.list_requests(db(), runtime(), current_user(), **page_args(args),
-                                structure_id=args.get("structure_id"),
-                                status=args.get("status"),
-                                created_from=args.get("created_from"),
-                                created_to=args.get("created_to"), mine=args["mine"])
+    return module.list_requests(
+        db(),
+        runtime(),
+        current_user(),
+        **page_args(args),
+        structure_id=args.get("structure_id"),
+        status=args.get("status"),
+        created_from=args.get("created_from"),
+        created_to=args.get("created_to"),
+        mine=args["mine"],
+    )
 
 
 def _outcomes(outcomes):
@@ -34,6 +48,7 @@ def _outcomes(outcomes):
 
 
 # --- attachment requests --------------------------------------------------------
+
 
 @attachment_blp.route("")
 class AttachmentRequests(MethodView):
@@ -45,8 +60,9 @@ class AttachmentRequests(MethodView):
 
     @attachment_blp.arguments(s.AttachmentRequestCreateSchema)
     @attachment_blp.response(201, s.AttachmentRequestSchema)
-    @attachment_blp.alt_response(409, schema=s.Problem,
-                                 description="Structure inactive, or a request pending")
+    @attachment_blp.alt_response(
+        409, schema=s.Problem, description="Structure inactive, or a request pending"
+    )
     def post(self, body):
         """Ask to be attached to a structure (whole, or some services), with a comment."""
         return attachments.create_request(db(), runtime(), current_user(), **body)
@@ -69,8 +85,7 @@ class AttachmentValidation(MethodView):
     @attachment_blp.alt_response(409, schema=s.Problem, description="Already processed")
     def post(self, body, request_id):
         """Validate, optionally changing the role and the services."""
-        return attachments.validate_request(db(), runtime(), current_user(), request_id,
-                                            **body)
+        return attachments.validate_request(db(), runtime(), current_user(), request_id, **body)
 
 
 @attachment_blp.route("/<int:request_id>/refusal")
@@ -80,8 +95,9 @@ class AttachmentRefusal(MethodView):
     @attachment_blp.alt_response(409, schema=s.Problem, description="Already processed")
     def post(self, body, request_id):
         """Refuse, with a reason."""
-        return attachments.refuse_request(db(), runtime(), current_user(), request_id,
-                                          reason=body["reason"])
+        return attachments.refuse_request(
+            db(), runtime(), current_user(), request_id, reason=body["reason"]
+        )
 
 
 @attachment_blp.route("/validations")
@@ -91,8 +107,7 @@ class AttachmentValidations(MethodView):
     def post(self, body):
         """Validate several requests with the same options; one outcome per request."""
         ids = body.pop("ids")
-        return _outcomes(attachments.validate_many(db(), runtime(), current_user(), ids,
-                                                   **body))
+        return _outcomes(attachments.validate_many(db(), runtime(), current_user(), ids, **body))
 
 
 @attachment_blp.route("/refusals")
@@ -101,15 +116,21 @@ class AttachmentRefusals(MethodView):
     @attachment_blp.response(200, s.BulkOutcomeSchema)
     def post(self, body):
         """Refuse several requests with one reason; one outcome per request."""
-        return _outcomes(attachments.refuse_many(db(), runtime(), current_user(), body["ids"],
-                                                 reason=body["reason"]))
+        return _outcomes(
+            attachments.refuse_many(
+                db(), runtime(), current_user(), body["ids"], reason=body["reason"]
+            )
+        )
 
 
 # --- subscription requests ------------------------------------------------------
 
+
 def _lines(body_lines):
-    return [{"space": line["space_code"], "service_id": line.get("service_id"),
-             "level": line["level"]} for line in body_lines]
+    return [
+        {"space": line["space_code"], "service_id": line.get("service_id"), "level": line["level"]}
+        for line in body_lines
+    ]
 
 
 @subscription_blp.route("")
@@ -122,16 +143,22 @@ class SubscriptionRequests(MethodView):
 
     @subscription_blp.arguments(s.SubscriptionRequestCreateSchema)
     @subscription_blp.response(201, s.SubscriptionRequestSchema)
-    @subscription_blp.alt_response(422, schema=s.Problem,
-                                   description="Space unknown, not opened, or public-only "
-                                               "on a private structure")
+    @subscription_blp.alt_response(
+        422,
+        schema=s.Problem,
+        description="Space unknown, not opened, or public-only on a private structure",
+    )
     def post(self, body):
         """Ask for spaces of a structure one is attached to: lines of (space, all
         services or one, consult or modify), with a comment."""
-        return subscriptions.create_request(db(), runtime(), current_user(),
-                                            structure_id=body["structure_id"],
-                                            lines=_lines(body["lines"]),
-                                            comment=body.get("comment"))
+        return subscriptions.create_request(
+            db(),
+            runtime(),
+            current_user(),
+            structure_id=body["structure_id"],
+            lines=_lines(body["lines"]),
+            comment=body.get("comment"),
+        )
 
 
 @subscription_blp.route("/<int:request_id>")
@@ -151,9 +178,13 @@ class SubscriptionValidation(MethodView):
     def post(self, body, request_id):
         """Validate, switching any line between consult and modify, with a comment."""
         return subscriptions.validate_request(
-            db(), runtime(), current_user(), request_id,
+            db(),
+            runtime(),
+            current_user(),
+            request_id,
             levels={line["id"]: line["level"] for line in body["lines"]},
-            comment=body.get("comment"))
+            comment=body.get("comment"),
+        )
 
 
 @subscription_blp.route("/<int:request_id>/refusal")
@@ -163,8 +194,9 @@ class SubscriptionRefusal(MethodView):
     @subscription_blp.alt_response(409, schema=s.Problem, description="Already processed")
     def post(self, body, request_id):
         """Refuse, with a reason (history: Deactivated)."""
-        return subscriptions.refuse_request(db(), runtime(), current_user(), request_id,
-                                            reason=body["reason"])
+        return subscriptions.refuse_request(
+            db(), runtime(), current_user(), request_id, reason=body["reason"]
+        )
 
 
 @subscription_blp.route("/validations")
@@ -173,8 +205,11 @@ class SubscriptionValidations(MethodView):
     @subscription_blp.response(200, s.BulkOutcomeSchema)
     def post(self, body):
         """Validate several requests as asked; one outcome per request."""
-        return _outcomes(subscriptions.validate_many(db(), runtime(), current_user(),
-                                                     body["ids"], comment=body.get("comment")))
+        return _outcomes(
+            subscriptions.validate_many(
+                db(), runtime(), current_user(), body["ids"], comment=body.get("comment")
+            )
+        )
 
 
 @subscription_blp.route("/refusals")
@@ -183,5 +218,8 @@ class SubscriptionRefusals(MethodView):
     @subscription_blp.response(200, s.BulkOutcomeSchema)
     def post(self, body):
         """Refuse several requests with one reason; one outcome per request."""
-        return _outcomes(subscriptions.refuse_many(db(), runtime(), current_user(),
-                                                   body["ids"], reason=body["reason"]))
+        return _outcomes(
+            subscriptions.refuse_many(
+                db(), runtime(), current_user(), body["ids"], reason=body["reason"]
+            )
+        )

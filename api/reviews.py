@@ -2,6 +2,7 @@
 the platform role 'security_reviewer' may call these routes (operators run the
 service and are reviewed; they do not review themselves): everyone else gets
 403 `reviewer_only`."""
+
 from __future__ import annotations
 
 from flask import Response
@@ -14,16 +15,21 @@ from authz import review
 from . import schemas as s
 from .identity import current_user, db, runtime
 
-blp = Blueprint("reviews", __name__, url_prefix="/v1/reviews",
-                description="Exports and review reports (security reviewers)")
+blp = Blueprint(
+    "reviews",
+    __name__,
+    url_prefix="/v1/reviews",
+    description="Exports and review reports (security reviewers)",
+)
 
 NOT_REVIEWER = "The caller is not a security reviewer (`reviewer_only`)"
 
 
 class ReportArgs(Schema):
     structure_id = fields.Integer(metadata={"description": "One structure only."})
-    since = fields.Date(metadata={"description": "List every change of rights since "
-                                                 "this day (YYYY-MM-DD)."})
+    since = fields.Date(
+        metadata={"description": "List every change of rights since this day (YYYY-MM-DD)."}
+    )
     format = fields.String(load_default="json", validate=validate.OneOf(("json", "html")))
 
 
@@ -32,15 +38,31 @@ class RightsArgs(Schema):
     format = fields.String(load_default="csv", validate=validate.OneOf(("csv", "json")))
 
 
-TEXT_RESPONSE = {"200": {"description": "The report as JSON, or one HTML page.",
-                         "content": {"application/json": {"schema": {"type": "object"}},
-                                     "text/html": {"schema": {"type": "string"}}}}}
-RIGHTS_RESPONSE = {"200": {"description": "One row per right held now: CSV with a header "
-                                          "row (streamed), or JSON {items: [...]}.",
-                           "content": {"text/csv": {"schema": {"type": "string"}},
-                                       "application/json": {"schema": {"type": "object"}}}}}
-CASBIN_RESPONSE = {"200": {"description": "p and p2 rows in Casbin's CSV format.",
-                           "content": {"text/csv": {"schema": {"type": "string"}}}}}
+TEXT_RESPONSE = {
+    "200": {
+        "description": "The report as JSON, or one HTML page.",
+        "content": {
+            "application/json": {"schema": {"type": "object"}},
+            "text/html": {"schema": {"type": "string"}},
+        },
+    }
+}
+RIGHTS_RESPONSE = {
+    "200": {
+        "description": "One row per right held now: CSV with a header "
+        "row (streamed), or JSON {items: [...]}.",
+        "content": {
+            "text/csv": {"schema": {"type": "string"}},
+            "application/json": {"schema": {"type": "object"}},
+        },
+    }
+}
+CASBIN_RESPONSE = {
+    "200": {
+        "description": "p and p2 rows in Casbin's CSV format.",
+        "content": {"text/csv": {"schema": {"type": "string"}}},
+    }
+}
 
 
 def _reviewer() -> None:
@@ -57,8 +79,7 @@ class ReviewReport(MethodView):
         """Findings that need a human look, each with why it matters and the
         history entries behind it; with `since`, every change of rights since."""
         _reviewer()
-        report = review.build_report(db(), runtime(), args.get("structure_id"),
-                                     args.get("since"))
+        report = review.build_report(db(), runtime(), args.get("structure_id"), args.get("since"))
         if args["format"] == "html":
             return Response(review.render_html(report), mimetype="text/html")
         return review.report_json(report)
@@ -82,9 +103,11 @@ class EffectiveRights(MethodView):
         rows = review.effective_rights(runtime().read_sessions, runtime(), structure_id)
         if args["format"] == "json":
             return {"items": list(rows)}
-        return Response(review.rights_csv(rows), mimetype="text/csv",
-                        headers={"Content-Disposition":
-                                 'attachment; filename="effective-rights.csv"'})
+        return Response(
+            review.rights_csv(rows),
+            mimetype="text/csv",
+            headers={"Content-Disposition": 'attachment; filename="effective-rights.csv"'},
+        )
 
 
 @blp.route("/casbin-policy")

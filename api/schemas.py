@@ -1,4 +1,5 @@
 """Marshmallow schemas: the API's contract. Unknown fields in a body are refused."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -25,25 +26,35 @@ class Problem(Schema):
 
 class PageArgs(Schema):
     page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=1_000_000))
-    page_size = fields.Integer(load_default=None, validate=validate.Range(min=1),
-                               metadata={"description": "Capped at AUTHZ_PAGE_SIZE_MAX."})
+    page_size = fields.Integer(
+        load_default=None,
+        validate=validate.Range(min=1),
+        metadata={"description": "Capped at AUTHZ_PAGE_SIZE_MAX."},
+    )
 
 
 @functools.cache
 def page_of(item_schema: type[Schema]) -> type[Schema]:
     """A page envelope: {items, page, page_size, total}."""
-    return Schema.from_dict({
-        "items": fields.List(fields.Nested(item_schema)),
-        "page": fields.Integer(), "page_size": fields.Integer(), "total": fields.Integer(),
-    }, name=f"{item_schema.__name__.removesuffix('Schema')}Page")
+    return Schema.from_dict(
+        {
+            "items": fields.List(fields.Nested(item_schema)),
+            "page": fields.Integer(),
+            "page_size": fields.Integer(),
+            "total": fields.Integer(),
+        },
+        name=f"{item_schema.__name__.removesuffix('Schema')}Page",
+    )
 
 
 # --- accounts -----------------------------------------------------------------
 
+
 class LoginSchema(Schema):
     login_email = fields.String(required=True, validate=validate.Length(min=1, max=254))
-    password = fields.String(required=True, validate=validate.Length(min=1, max=1024),
-                             load_only=True)
+    password = fields.String(
+        required=True, validate=validate.Length(min=1, max=1024), load_only=True
+    )
 
 
 class TokenSchema(Schema):
@@ -62,8 +73,9 @@ class SignUpSchema(Schema):
 
 class ActivationSchema(Schema):
     token = fields.String(required=True, validate=validate.Length(min=1, max=200))
-    password = fields.String(required=True, load_only=True,
-                             validate=validate.Length(min=1, max=1024))
+    password = fields.String(
+        required=True, load_only=True, validate=validate.Length(min=1, max=1024)
+    )
 
 
 class ResendActivationSchema(Schema):
@@ -93,24 +105,33 @@ class ProfilePatchSchema(Schema):
 
 # --- structures ---------------------------------------------------------------
 
+
 class StructureSettingsFields(Schema):
     invoice_requires_service = fields.Boolean()
     legal_commitment_required = fields.Boolean()
-    default_spaces = fields.List(fields.String(validate=validate.Length(max=64)),
-                                 validate=validate.Length(max=50))
+    default_spaces = fields.List(
+        fields.String(validate=validate.Length(max=64)), validate=validate.Length(max=50)
+    )
 
 
 class StructureCreateSchema(StructureSettingsFields):
     identifier_type = fields.String(required=True, validate=validate.OneOf(IDENTIFIER_TYPES))
     identifier_value = fields.String(required=True, validate=validate.Length(min=1, max=80))
     designation = fields.String(required=True, validate=validate.Length(min=1, max=200))
-    kind = fields.String(load_default="private", validate=validate.OneOf(STRUCTURE_KINDS),
-                         metadata={"description": "public: platform operator only."})
+    kind = fields.String(
+        load_default="private",
+        validate=validate.OneOf(STRUCTURE_KINDS),
+        metadata={"description": "public: platform operator only."},
+    )
     centrally_managed = fields.Boolean(
-        metadata={"description": "Public only: run through the state's central pipeline."})
+        metadata={"description": "Public only: run through the state's central pipeline."}
+    )
     principal_email = fields.Email(
-        metadata={"description": "Public only: login email of its principal manager (an "
-                                 "account is created, with its activation mail, if none)."})
+        metadata={
+            "description": "Public only: login email of its principal manager (an "
+            "account is created, with its activation mail, if none)."
+        }
+    )
 
     @validates_schema
     def _fields_of_kind(self, data, **_kwargs):
@@ -149,8 +170,10 @@ class StructureSchema(Schema):
 
 
 class StructureQuerySchema(PageArgs):
-    q = fields.String(validate=validate.Length(min=1, max=200),
-                      metadata={"description": "Part of the designation or identifier."})
+    q = fields.String(
+        validate=validate.Length(min=1, max=200),
+        metadata={"description": "Part of the designation or identifier."},
+    )
     identifier_value = fields.String(validate=validate.Length(min=1, max=80))
     status = fields.String(validate=validate.OneOf(("active", "inactive")))
     kind = fields.String(validate=validate.OneOf(STRUCTURE_KINDS))
@@ -174,15 +197,18 @@ class ServiceQuerySchema(PageArgs):
 
 
 class OpenedSpaceSchema(Schema):
-    space = fields.String(required=True, attribute="space_code",
-                          validate=validate.Length(min=1, max=64))
-    service_id = fields.Integer(allow_none=True, load_default=None,
-                                metadata={"description": "null: the whole structure."})
+    space = fields.String(
+        required=True, attribute="space_code", validate=validate.Length(min=1, max=64)
+    )
+    service_id = fields.Integer(
+        allow_none=True, load_default=None, metadata={"description": "null: the whole structure."}
+    )
 
 
 class OpenedSpacesSchema(Schema):
-    spaces = fields.List(fields.Nested(OpenedSpaceSchema), required=True,
-                         validate=validate.Length(max=2000))
+    spaces = fields.List(
+        fields.Nested(OpenedSpaceSchema), required=True, validate=validate.Length(max=2000)
+    )
 
 
 class SpaceSchema(Schema):
@@ -195,26 +221,37 @@ class SpaceSchema(Schema):
 
 # --- decisions ----------------------------------------------------------------
 
+
 class QuestionSchema(Schema):
     user_id = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
     structure_id = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
-    service = fields.String(allow_none=True, load_default=None,
-                            validate=validate.Length(min=1, max=64),
-                            metadata={"description": "Service code; null or absent: the "
-                                                     "structure as a whole."})
-    space = fields.String(allow_none=True, load_default=None,
-                          validate=validate.Length(min=1, max=64),
-                          metadata={"description": "Space code; null or absent: `action` "
-                                                   "is a management action (roles.yaml)."})
-    action = fields.String(required=True, validate=validate.Length(min=1, max=64),
-                           metadata={"description": "consult, modify, create, or a "
-                                                    "management action."})
+    service = fields.String(
+        allow_none=True,
+        load_default=None,
+        validate=validate.Length(min=1, max=64),
+        metadata={"description": "Service code; null or absent: the structure as a whole."},
+    )
+    space = fields.String(
+        allow_none=True,
+        load_default=None,
+        validate=validate.Length(min=1, max=64),
+        metadata={
+            "description": "Space code; null or absent: `action` "
+            "is a management action (roles.yaml)."
+        },
+    )
+    action = fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=64),
+        metadata={"description": "consult, modify, create, or a management action."},
+    )
 
 
 class CheckSchema(QuestionSchema):
-    at_least_revision = fields.Integer(validate=validate.Range(min=0),
-                                       metadata={"description": "Answer from this revision "
-                                                                "or a newer one, or 503."})
+    at_least_revision = fields.Integer(
+        validate=validate.Range(min=0),
+        metadata={"description": "Answer from this revision or a newer one, or 503."},
+    )
     explain = fields.Boolean(load_default=False)
 
 
@@ -234,8 +271,8 @@ class QuestionItem(fields.Field):
         if not isinstance(value, dict):
             raise ValidationError("Must be an object.")
         errors: dict[str, list[str]] = {
-            name: ["Unknown field."] for name in value.keys() - self.STRINGS.keys()
-            - set(self.INTS)}
+            name: ["Unknown field."] for name in value.keys() - self.STRINGS.keys() - set(self.INTS)
+        }
         for name in self.INTS:
             number = value.get(name)
             if number is None:
@@ -251,24 +288,37 @@ class QuestionItem(fields.Field):
                 errors[name] = ["Must be a string of 1 to 64 characters."]
         if errors:
             raise ValidationError(errors)
-        return {"user_id": value["user_id"], "structure_id": value["structure_id"],
-                "space": value.get("space"), "action": value["action"],
-                "service": value.get("service")}
+        return {
+            "user_id": value["user_id"],
+            "structure_id": value["structure_id"],
+            "space": value.get("space"),
+            "action": value["action"],
+            "service": value.get("service"),
+        }
 
 
 class BatchSchema(Schema):
     checks = fields.List(
-        QuestionItem(metadata={"type": "object", "required": ["user_id", "structure_id",
-                                                               "action"],
-                               "properties": {"user_id": {"type": "integer", "minimum": 1},
-                                              "structure_id": {"type": "integer",
-                                                               "minimum": 1},
-                                              "service": {"type": ["string", "null"]},
-                                              "space": {"type": ["string", "null"]},
-                                              "action": {"type": "string"}}}),
-        required=True, validate=validate.Length(min=1),
-        metadata={"description": "At most AUTHZ_BATCH_MAX (1000) questions, each as in "
-                                 "POST /v1/checks (without at_least_revision / explain)."})
+        QuestionItem(
+            metadata={
+                "type": "object",
+                "required": ["user_id", "structure_id", "action"],
+                "properties": {
+                    "user_id": {"type": "integer", "minimum": 1},
+                    "structure_id": {"type": "integer", "minimum": 1},
+                    "service": {"type": ["string", "null"]},
+                    "space": {"type": ["string", "null"]},
+                    "action": {"type": "string"},
+                },
+            }
+        ),
+        required=True,
+        validate=validate.Length(min=1),
+        metadata={
+            "description": "At most AUTHZ_BATCH_MAX (1000) questions, each as in "
+            "POST /v1/checks (without at_least_revision / explain)."
+        },
+    )
     at_least_revision = fields.Integer(validate=validate.Range(min=0))
     explain = fields.Boolean(load_default=False)
 
@@ -284,22 +334,26 @@ class DecisionSchema(Schema):
 class BatchDecisionSchema(Schema):
     revision = fields.Integer()
     # Already plain dicts (Decision.as_dict): passed through, not dumped again.
-    decisions = fields.List(fields.Raw(metadata={
-        "type": "object", "description": "As the answer of POST /v1/checks."}))
+    decisions = fields.List(
+        fields.Raw(metadata={"type": "object", "description": "As the answer of POST /v1/checks."})
+    )
 
 
 class GrantSchema(Schema):
-    service = fields.String(allow_none=True,
-                            metadata={"description": "Service code; null: the whole structure."})
+    service = fields.String(
+        allow_none=True, metadata={"description": "Service code; null: the whole structure."}
+    )
     space = fields.String()
     actions = fields.List(fields.String())
 
 
 class RightsFields(Schema):
-    role = fields.String(allow_none=True,
-                         metadata={"description": "Role in force today; null: none."})
-    management = fields.List(fields.String(),
-                             metadata={"description": "Management actions allowed."})
+    role = fields.String(
+        allow_none=True, metadata={"description": "Role in force today; null: none."}
+    )
+    management = fields.List(
+        fields.String(), metadata={"description": "Management actions allowed."}
+    )
     grants = fields.List(fields.Nested(GrantSchema))
 
 
@@ -318,17 +372,26 @@ class RevisionPageArgs(PageArgs):
 @functools.cache
 def revision_page_of(item_schema: type[Schema]) -> type[Schema]:
     """A page envelope that also gives the policy revision it was computed at."""
-    return Schema.from_dict({
-        "items": fields.List(fields.Nested(item_schema)), "page": fields.Integer(),
-        "page_size": fields.Integer(), "total": fields.Integer(), "revision": fields.Integer(),
-    }, name=f"{item_schema.__name__.removesuffix('Schema')}Page")
+    return Schema.from_dict(
+        {
+            "items": fields.List(fields.Nested(item_schema)),
+            "page": fields.Integer(),
+            "page_size": fields.Integer(),
+            "total": fields.Integer(),
+            "revision": fields.Integer(),
+        },
+        name=f"{item_schema.__name__.removesuffix('Schema')}Page",
+    )
 
 
 # --- requests, attachments, history -------------------------------------------
 
 Comment = lambda **kw: fields.String(validate=validate.Length(max=2000), allow_none=True, **kw)  # noqa: E731
-Ids = lambda: fields.List(fields.Integer(validate=validate.Range(min=1)), required=True,  # noqa: E731
-                          validate=validate.Length(min=1, max=200))
+Ids = lambda: fields.List(
+    fields.Integer(validate=validate.Range(min=1)),
+    required=True,  # noqa: E731
+    validate=validate.Length(min=1, max=200),
+)
 
 
 class RequestQuerySchema(PageArgs):
@@ -336,20 +399,23 @@ class RequestQuerySchema(PageArgs):
     status = fields.String(validate=validate.OneOf(("pending", "validated", "refused")))
     created_from = fields.AwareDateTime(default_timezone=dt.timezone.utc)
     created_to = fields.AwareDateTime(default_timezone=dt.timezone.utc)
-    mine = fields.Boolean(load_default=False,
-                          metadata={"description": "Only the caller's own requests."})
+    mine = fields.Boolean(
+        load_default=False, metadata={"description": "Only the caller's own requests."}
+    )
 
 
 class AttachmentRequestCreateSchema(Schema):
     structure_id = fields.Integer(required=True)
     whole_structure = fields.Boolean(load_default=True)
-    service_ids = fields.List(fields.Integer(), load_default=list,
-                              validate=validate.Length(max=500))
+    service_ids = fields.List(
+        fields.Integer(), load_default=list, validate=validate.Length(max=500)
+    )
     comment = Comment()
 
 
 class RequestFields(Schema):
     """What attachment and subscription requests both show."""
+
     id = fields.Integer()
     user_id = fields.Integer()
     structure_id = fields.Integer()
@@ -371,8 +437,9 @@ class ServiceStatusSchema(Schema):
     service_id = fields.Function(lambda s: s.service.id)
     code = fields.Function(lambda s: s.service.code)
     label = fields.Function(lambda s: s.service.label)
-    status = fields.String(metadata={"description": "pending, validated, deactivated, "
-                                                    "refused, deleted or none"})
+    status = fields.String(
+        metadata={"description": "pending, validated, deactivated, refused, deleted or none"}
+    )
     preselected = fields.Boolean()
 
 
@@ -389,14 +456,18 @@ class AttachmentRequestDetailSchema(Schema):
 # secondary manager does not demote them.
 ValidationRole = lambda: fields.String(  # noqa: E731
     validate=validate.OneOf(("secondary", "simple")),
-    metadata={"description": "secondary or simple; default: the requester's current role "
-                             "on the structure, simple for a newcomer."})
+    metadata={
+        "description": "secondary or simple; default: the requester's current role "
+        "on the structure, simple for a newcomer."
+    },
+)
 
 
 class AttachmentValidationSchema(Schema):
     role = ValidationRole()
-    whole_structure = fields.Boolean(metadata={"description": "Change the scope (default: "
-                                                              "the requested one)."})
+    whole_structure = fields.Boolean(
+        metadata={"description": "Change the scope (default: the requested one)."}
+    )
     service_ids = fields.List(fields.Integer(), validate=validate.Length(max=500))
     valid_from = fields.Date()
     comment = Comment()
@@ -430,16 +501,18 @@ class BulkOutcomeSchema(Schema):
 
 class LineSchema(Schema):
     id = fields.Integer(dump_only=True)
-    space = fields.String(required=True, attribute="space_code",
-                          validate=validate.Length(min=1, max=64))
+    space = fields.String(
+        required=True, attribute="space_code", validate=validate.Length(min=1, max=64)
+    )
     service_id = fields.Integer(allow_none=True, load_default=None)
     level = fields.String(required=True, validate=validate.OneOf(("consult", "modify")))
 
 
 class SubscriptionRequestCreateSchema(Schema):
     structure_id = fields.Integer(required=True)
-    lines = fields.List(fields.Nested(LineSchema), required=True,
-                        validate=validate.Length(min=1, max=100))
+    lines = fields.List(
+        fields.Nested(LineSchema), required=True, validate=validate.Length(min=1, max=100)
+    )
     comment = Comment()
 
 
@@ -461,8 +534,11 @@ class LineLevelSchema(Schema):
 
 
 class SubscriptionValidationSchema(Schema):
-    lines = fields.List(fields.Nested(LineLevelSchema), load_default=list,
-                        metadata={"description": "Lines whose level the manager switches."})
+    lines = fields.List(
+        fields.Nested(LineLevelSchema),
+        load_default=list,
+        metadata={"description": "Lines whose level the manager switches."},
+    )
     comment = Comment()
 
 
@@ -476,8 +552,9 @@ class DirectAttachmentSchema(Schema):
     login_email = fields.String(validate=validate.Length(min=3, max=254))
     role = fields.String(load_default="simple", validate=validate.OneOf(("secondary", "simple")))
     whole_structure = fields.Boolean(required=True)
-    service_ids = fields.List(fields.Integer(), load_default=list,
-                              validate=validate.Length(max=500))
+    service_ids = fields.List(
+        fields.Integer(), load_default=list, validate=validate.Length(max=500)
+    )
     valid_from = fields.Date()
     valid_until = fields.Date(allow_none=True)
     comment = Comment()
@@ -497,9 +574,12 @@ class AttachmentSchema(Schema):
 class HistoryQuerySchema(PageArgs):
     since = fields.AwareDateTime(default_timezone=dt.timezone.utc)
     until = fields.AwareDateTime(default_timezone=dt.timezone.utc)
-    action = fields.String(validate=validate.Length(min=1, max=60),
-                           metadata={"description": "Exact action, or a prefix ending "
-                                                    "with '.' (e.g. attachment_request.)."})
+    action = fields.String(
+        validate=validate.Length(min=1, max=60),
+        metadata={
+            "description": "Exact action, or a prefix ending with '.' (e.g. attachment_request.)."
+        },
+    )
     user_id = fields.Integer(metadata={"description": "As actor or as target."})
 
 
@@ -529,8 +609,11 @@ class LookupSchema(Schema):
     id = fields.Integer()
     designation = fields.String()
     kind = fields.String()
-    services = fields.Function(lambda st: [{"id": sv.id, "code": sv.code, "label": sv.label}
-                                           for sv in st.services if sv.active])
+    services = fields.Function(
+        lambda st: [
+            {"id": sv.id, "code": sv.code, "label": sv.label} for sv in st.services if sv.active
+        ]
+    )
 
 
 class SuccessorSchema(Schema):
@@ -547,12 +630,17 @@ class StructureSuccessorSchema(SuccessorSchema):
 
 
 class DeactivationSchema(Schema):
-    password = fields.String(required=True, load_only=True,
-                             validate=validate.Length(min=1, max=1024),
-                             metadata={"description": "Your current password, to confirm."})
-    successors = fields.List(fields.Nested(StructureSuccessorSchema), load_default=list,
-                             metadata={"description": "A new principal for every structure "
-                                                     "you lead."})
+    password = fields.String(
+        required=True,
+        load_only=True,
+        validate=validate.Length(min=1, max=1024),
+        metadata={"description": "Your current password, to confirm."},
+    )
+    successors = fields.List(
+        fields.Nested(StructureSuccessorSchema),
+        load_default=list,
+        metadata={"description": "A new principal for every structure you lead."},
+    )
 
 
 class ReactivationSchema(LoginSchema):
@@ -562,11 +650,13 @@ class ReactivationSchema(LoginSchema):
 class IdentifierChangeSchema(Schema):
     identifier_type = fields.String(required=True, validate=validate.OneOf(IDENTIFIER_TYPES))
     identifier_value = fields.String(required=True, validate=validate.Length(min=1, max=80))
-    designation = fields.String(validate=validate.Length(min=1, max=200),
-                                metadata={"description": "Default: the current one."})
-    confirm = fields.Boolean(required=True,
-                             metadata={"description": "Must be true: the structure becomes "
-                                                      "inactive."})
+    designation = fields.String(
+        validate=validate.Length(min=1, max=200),
+        metadata={"description": "Default: the current one."},
+    )
+    confirm = fields.Boolean(
+        required=True, metadata={"description": "Must be true: the structure becomes inactive."}
+    )
 
 
 # --- user administration by managers -------------------------------------------
@@ -575,27 +665,34 @@ from models import ATTACHMENT_STATUSES, USER_STATUSES  # noqa: E402
 
 SearchTerm = lambda what: fields.String(  # noqa: E731
     validate=validate.Length(min=1, max=200),
-    metadata={"description": f"Part of the {what}; case and accents ignored."})
+    metadata={"description": f"Part of the {what}; case and accents ignored."},
+)
 
 
 class AccountCreateSchema(SignUpSchema):
     structure_id = fields.Integer(
         validate=validate.Range(min=1),
-        metadata={"description": "Logged in (required then): the structure the manager "
-                                 "creates the account for (users.manage there). Logged "
-                                 "out: absent."})
+        metadata={
+            "description": "Logged in (required then): the structure the manager "
+            "creates the account for (users.manage there). Logged "
+            "out: absent."
+        },
+    )
 
 
 class UserSearchArgs(PageArgs):
     last_name = SearchTerm("last name")
     first_name = SearchTerm("first name")
-    login_email = fields.String(validate=validate.Length(min=1, max=254),
-                                metadata={"description": "Part of the login email; case "
-                                                         "ignored."})
+    login_email = fields.String(
+        validate=validate.Length(min=1, max=254),
+        metadata={"description": "Part of the login email; case ignored."},
+    )
     status = fields.String(validate=validate.OneOf(USER_STATUSES))
     designation = SearchTerm("designation of a structure the user is attached to")
-    service = SearchTerm("code or label of a service the user is attached to (an "
-                         "attachment to the whole structure counts for all its services)")
+    service = SearchTerm(
+        "code or label of a service the user is attached to (an "
+        "attachment to the whole structure counts for all its services)"
+    )
 
 
 class ManagedUserSchema(UserSchema):
@@ -608,17 +705,20 @@ class ManagedUserSchema(UserSchema):
 class ManagedUserDetailSchema(Schema):
     user = fields.Nested(ManagedUserSchema)
     pending_attachment_request_ids = fields.List(
-        fields.Integer(), metadata={"description": "Open each with "
-                                                   "GET /v1/attachment-requests/{id}."})
+        fields.Integer(),
+        metadata={"description": "Open each with GET /v1/attachment-requests/{id}."},
+    )
 
 
 class AttachmentLineSchema(Schema):
     id = fields.Integer(attribute="attachment.id")
-    service_id = fields.Integer(attribute="attachment.service_id", allow_none=True,
-                                metadata={"description": "null: the whole structure."})
+    service_id = fields.Integer(
+        attribute="attachment.service_id",
+        allow_none=True,
+        metadata={"description": "null: the whole structure."},
+    )
     service_code = fields.Function(lambda line: line.service.code if line.service else None)
-    service_label = fields.Function(
-        lambda line: line.service.label if line.service else None)
+    service_label = fields.Function(lambda line: line.service.label if line.service else None)
     role = fields.String(attribute="attachment.role")
     status = fields.String(attribute="attachment.status")
     valid_from = fields.Date(attribute="attachment.valid_from")
@@ -636,22 +736,27 @@ class StructureBriefSchema(Schema):
 
 class MembershipSchema(Schema):
     structure = fields.Nested(StructureBriefSchema)
-    role = fields.String(allow_none=True,
-                         metadata={"description": "Strongest validated role in force today."})
+    role = fields.String(
+        allow_none=True, metadata={"description": "Strongest validated role in force today."}
+    )
     attachments = fields.List(fields.Nested(AttachmentLineSchema))
 
 
 class MemberSchema(Schema):
     user = fields.Nested(ManagedUserSchema)
-    role = fields.String(allow_none=True,
-                         metadata={"description": "Strongest validated role in force today."})
+    role = fields.String(
+        allow_none=True, metadata={"description": "Strongest validated role in force today."}
+    )
     attachments = fields.List(fields.Nested(AttachmentLineSchema))
 
 
 class StructureUsersArgs(PageArgs):
-    status = fields.String(validate=validate.OneOf(ATTACHMENT_STATUSES),
-                           metadata={"description": "Only attachments in this status "
-                                                    "(default: every status but deleted)."})
+    status = fields.String(
+        validate=validate.OneOf(ATTACHMENT_STATUSES),
+        metadata={
+            "description": "Only attachments in this status (default: every status but deleted)."
+        },
+    )
 
 
 class UserIdsSchema(Schema):
@@ -659,7 +764,11 @@ class UserIdsSchema(Schema):
 
 
 class UserExportSchema(Schema):
-    ids = fields.List(fields.Integer(validate=validate.Range(min=1)), required=True,
-                      validate=validate.Length(min=1, max=5000),
-                      metadata={"description": "Users to export; all must be visible, or "
-                                               "404 and nothing is exported."})
+    ids = fields.List(
+        fields.Integer(validate=validate.Range(min=1)),
+        required=True,
+        validate=validate.Length(min=1, max=5000),
+        metadata={
+            "description": "Users to export; all must be visible, or 404 and nothing is exported."
+        },
+    )

@@ -1,4 +1,5 @@
 """Structures, their services and the spaces opened on them."""
+
 from __future__ import annotations
 
 from flask.views import MethodView
@@ -10,8 +11,12 @@ from . import schemas as s
 from .identity import caller, current_user, db, for_clients, runtime
 from .paging import page_args
 
-blp = Blueprint("structures", __name__, url_prefix="/v1/structures",
-                description="Structures, services and opened spaces")
+blp = Blueprint(
+    "structures",
+    __name__,
+    url_prefix="/v1/structures",
+    description="Structures, services and opened spaces",
+)
 
 NOT_VISIBLE = "Unknown, or not visible to the caller"
 
@@ -22,8 +27,7 @@ class Structures(MethodView):
     @blp.response(200, s.page_of(s.StructureSchema))
     def get(self, args):
         """Search the structures the caller may see."""
-        return structures.list_visible(db(), runtime(), current_user(), **page_args(args),
-                                       **args)
+        return structures.list_visible(db(), runtime(), current_user(), **page_args(args), **args)
 
     @blp.arguments(s.StructureCreateSchema)
     @blp.response(201, s.StructureSchema)
@@ -32,13 +36,13 @@ class Structures(MethodView):
         """Create a private structure (any active person: they become its principal
         manager), or register a public one (platform operator only)."""
         if body.pop("kind") == "public":
-            return structures.register_public_by_operator(db(), runtime(), current_user(),
-                                                          **body)
-        settings = {k: body.pop(k) for k in ("invoice_requires_service",
-                                             "legal_commitment_required", "default_spaces")
-                    if k in body}
-        return structures.create_private(db(), runtime(), current_user(), settings=settings,
-                                         **body)
+            return structures.register_public_by_operator(db(), runtime(), current_user(), **body)
+        settings = {
+            k: body.pop(k)
+            for k in ("invoice_requires_service", "legal_commitment_required", "default_spaces")
+            if k in body
+        }
+        return structures.create_private(db(), runtime(), current_user(), settings=settings, **body)
 
 
 @blp.route("/<int:structure_id>")
@@ -65,16 +69,21 @@ class Services(MethodView):
     @blp.alt_response(404, schema=s.Problem, description=NOT_VISIBLE)
     def get(self, args, structure_id):
         """The structure's services."""
-        return structures.list_services(db(), runtime(), current_user(), structure_id,
-                                        active=args.pop("active", None), **page_args(args))
+        return structures.list_services(
+            db(),
+            runtime(),
+            current_user(),
+            structure_id,
+            active=args.pop("active", None),
+            **page_args(args),
+        )
 
     @blp.arguments(s.ServiceSchema)
     @blp.response(201, s.ServiceSchema)
     @blp.alt_response(409, schema=s.Problem, description="Code already used here")
     def post(self, body, structure_id):
         """Create a service (code unique within the structure)."""
-        return structures.create_service(db(), runtime(), current_user(), structure_id,
-                                         **body)
+        return structures.create_service(db(), runtime(), current_user(), structure_id, **body)
 
 
 @blp.route("/<int:structure_id>/services/<int:service_id>")
@@ -84,8 +93,9 @@ class ServiceById(MethodView):
     @blp.alt_response(404, schema=s.Problem, description=NOT_VISIBLE)
     def patch(self, body, structure_id, service_id):
         """Rename, activate or deactivate a service."""
-        return structures.update_service(db(), runtime(), current_user(), structure_id,
-                                         service_id, body)
+        return structures.update_service(
+            db(), runtime(), current_user(), structure_id, service_id, body
+        )
 
 
 @blp.route("/<int:structure_id>/spaces")
@@ -94,18 +104,22 @@ class OpenedSpaces(MethodView):
     @blp.alt_response(404, schema=s.Problem, description=NOT_VISIBLE)
     def get(self, structure_id):
         """Spaces opened on the structure (service_id null) and on its services."""
-        return {"spaces": structures.opened_spaces(db(), runtime(), current_user(),
-                                                   structure_id)}
+        return {"spaces": structures.opened_spaces(db(), runtime(), current_user(), structure_id)}
 
     @blp.arguments(s.OpenedSpacesSchema)
     @blp.response(200, s.OpenedSpacesSchema)
-    @blp.alt_response(422, schema=s.Problem,
-                      description="Unknown space or service, or public-only space on a "
-                                  "private structure")
+    @blp.alt_response(
+        422,
+        schema=s.Problem,
+        description="Unknown space or service, or public-only space on a private structure",
+    )
     def put(self, body, structure_id):
         """Set exactly which spaces are opened, on the structure or its services."""
-        return {"spaces": structures.replace_opened_spaces(
-            db(), runtime(), current_user(), structure_id, body["spaces"])}
+        return {
+            "spaces": structures.replace_opened_spaces(
+                db(), runtime(), current_user(), structure_id, body["spaces"]
+            )
+        }
 
 
 @blp.route("/<int:structure_id>/access")
@@ -118,8 +132,12 @@ class Access(MethodView):
         """Who may do what here: every attached user with their role, management
         actions and actions per space and service (managers and client apps)."""
         return permissions.structure_access(
-            runtime(), caller(), structure_id,
-            at_least_revision=args.pop("at_least_revision", None), **page_args(args))
+            runtime(),
+            caller(),
+            structure_id,
+            at_least_revision=args.pop("at_least_revision", None),
+            **page_args(args),
+        )
 
 
 @blp.route("/<int:structure_id>/attachments")
@@ -130,8 +148,7 @@ class Attachments(MethodView):
     def post(self, body, structure_id):
         """Attach a user directly (by user_id or exact login email): role, start
         date, comment, whole structure or some services. Created validated."""
-        return attachments.attach_directly(db(), runtime(), current_user(), structure_id,
-                                           **body)
+        return attachments.attach_directly(db(), runtime(), current_user(), structure_id, **body)
 
 
 @blp.route("/<int:structure_id>/attachments/<int:user_id>")

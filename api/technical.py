@@ -1,5 +1,6 @@
 """Technical users: creation and secret reset by the principal manager, and the
 token a technical user gets with its login and secret."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -16,29 +17,41 @@ from . import schemas as s
 from .identity import current_user, db, public, runtime
 from .paging import page_args
 
-blp = Blueprint("technical", __name__, url_prefix="/v1",
-                description="Technical users of a structure (principal manager only)")
+blp = Blueprint(
+    "technical",
+    __name__,
+    url_prefix="/v1",
+    description="Technical users of a structure (principal manager only)",
+)
 
 NOT_VISIBLE = "Unknown, or not visible to the caller"
 NOT_PRINCIPAL = "The caller is not the structure's principal manager, or it is inactive"
 
 
 class TechnicalUserCreateSchema(Schema):
-    label = fields.String(required=True, validate=validate.Length(min=1, max=100),
-                          metadata={"description": "What the system is (e.g. 'Cash register "
-                                                   "software')."})
+    label = fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=100),
+        metadata={"description": "What the system is (e.g. 'Cash register software')."},
+    )
 
 
 class FormatArgs(Schema):
-    format = fields.String(load_default="json", validate=validate.OneOf(("json", "file")),
-                           metadata={"description": "file: answer the connection-information "
-                                                    "file itself, as a text/plain download."})
+    format = fields.String(
+        load_default="json",
+        validate=validate.OneOf(("json", "file")),
+        metadata={
+            "description": "file: answer the connection-information "
+            "file itself, as a text/plain download."
+        },
+    )
 
 
 class SecretResetSchema(Schema):
-    confirm = fields.Boolean(load_default=False,
-                             metadata={"description": "Must be true: the old secret stops "
-                                                      "working at once."})
+    confirm = fields.Boolean(
+        load_default=False,
+        metadata={"description": "Must be true: the old secret stops working at once."},
+    )
 
 
 class ConnectionSchema(Schema):
@@ -47,8 +60,9 @@ class ConnectionSchema(Schema):
     label = fields.String()
     secret = fields.String(metadata={"description": "Shown only in this answer."})
     secret_expires_at = fields.DateTime()
-    connection_file = fields.String(metadata={"description": "The connection-information "
-                                                             "file (.env style)."})
+    connection_file = fields.String(
+        metadata={"description": "The connection-information file (.env style)."}
+    )
 
 
 class TechnicalUserSchema(Schema):
@@ -65,21 +79,31 @@ class TechnicalUserSchema(Schema):
 
 class TechnicalTokenRequestSchema(Schema):
     login = fields.String(required=True, validate=validate.Length(min=1, max=254))
-    secret = fields.String(required=True, load_only=True,
-                           validate=validate.Length(min=1, max=1024))
+    secret = fields.String(required=True, load_only=True, validate=validate.Length(min=1, max=1024))
 
 
-def _connection(user_id: int, login: str, label: str, secret: str,
-                expires_at: dt.datetime, as_file: bool) -> dict[str, Any] | Response:
+def _connection(
+    user_id: int, login: str, label: str, secret: str, expires_at: dt.datetime, as_file: bool
+) -> dict[str, Any] | Response:
     """The answer carrying a new secret: JSON, or the file as a download."""
-    text = technical.connection_file(runtime(), login=login, secret=secret,
-                                     expires_at=expires_at, label=label)
+    text = technical.connection_file(
+        runtime(), login=login, secret=secret, expires_at=expires_at, label=label
+    )
     if as_file:
-        return Response(text, status=201, mimetype="text/plain", headers={
-            "Content-Disposition":
-                f'attachment; filename="technical-user-{user_id}.env"'})
-    return {"user_id": user_id, "login": login, "label": label, "secret": secret,
-            "secret_expires_at": expires_at, "connection_file": text}
+        return Response(
+            text,
+            status=201,
+            mimetype="text/plain",
+            headers={"Content-Disposition": f'attachment; filename="technical-user-{user_id}.env"'},
+        )
+    return {
+        "user_id": user_id,
+        "login": login,
+        "label": label,
+        "secret": secret,
+        "secret_expires_at": expires_at,
+        "connection_file": text,
+    }
 
 
 @blp.route("/structures/<int:structure_id>/technical-users")
@@ -90,8 +114,9 @@ class TechnicalUsers(MethodView):
     @blp.alt_response(404, schema=s.Problem, description=NOT_VISIBLE)
     def get(self, args, structure_id):
         """The structure's technical users: label, login, status, secret expiry."""
-        return technical.list_technical_users(db(), runtime(), current_user(), structure_id,
-                                              **page_args(args))
+        return technical.list_technical_users(
+            db(), runtime(), current_user(), structure_id, **page_args(args)
+        )
 
     @blp.arguments(FormatArgs, location="query")
     @blp.arguments(TechnicalUserCreateSchema)
@@ -102,9 +127,16 @@ class TechnicalUsers(MethodView):
         """Create a technical user for the structure: its login and secret are in
         this answer only (JSON, or ?format=file for the connection file)."""
         user, credential, login, secret = technical.create_technical_user(
-            db(), runtime(), current_user(), structure_id, label=body["label"])
-        return _connection(user.id, login, credential.label, secret,
-                           credential.secret_expires_at, query["format"] == "file")
+            db(), runtime(), current_user(), structure_id, label=body["label"]
+        )
+        return _connection(
+            user.id,
+            login,
+            credential.label,
+            secret,
+            credential.secret_expires_at,
+            query["format"] == "file",
+        )
 
 
 @blp.route("/structures/<int:structure_id>/technical-users/<int:user_id>/secret")
@@ -119,12 +151,18 @@ class TechnicalSecret(MethodView):
         """Reset the secret (with {"confirm": true}): the old one and every token
         obtained with it stop working at once; the principal is mailed. The new
         secret is in this answer only."""
-        secret = technical.reset_secret(db(), runtime(), current_user(), structure_id,
-                                        user_id, confirm=body["confirm"])
-        info = technical.get_technical_user(db(), runtime(), current_user(), structure_id,
-                                            user_id)
-        return _connection(info.user_id, info.login, info.label, secret,
-                           info.secret_expires_at, query["format"] == "file")
+        secret = technical.reset_secret(
+            db(), runtime(), current_user(), structure_id, user_id, confirm=body["confirm"]
+        )
+        info = technical.get_technical_user(db(), runtime(), current_user(), structure_id, user_id)
+        return _connection(
+            info.user_id,
+            info.login,
+            info.label,
+            secret,
+            info.secret_expires_at,
+            query["format"] == "file",
+        )
 
 
 @blp.route("/auth/technical-token")
@@ -132,13 +170,17 @@ class TechnicalToken(MethodView):
     @public
     @blp.arguments(TechnicalTokenRequestSchema)
     @blp.response(201, s.TokenSchema)
-    @blp.alt_response(401, schema=s.Problem,
-                      description="Wrong login or secret (invalid_credentials), or expired "
-                                  "secret (secret_expired)")
+    @blp.alt_response(
+        401,
+        schema=s.Problem,
+        description="Wrong login or secret (invalid_credentials), or expired "
+        "secret (secret_expired)",
+    )
     @blp.alt_response(429, schema=s.Problem, description="Too many failed attempts")
     def post(self, body):
         """A technical user exchanges its login and secret for a bearer token
         (never valid past the secret's expiry)."""
-        token, row = technical.authenticate_technical(db(), runtime(), body["login"],
-                                                      body["secret"], request.remote_addr)
+        token, row = technical.authenticate_technical(
+            db(), runtime(), body["login"], body["secret"], request.remote_addr
+        )
         return {"access_token": token, "token_type": "Bearer", "expires_at": row.expires_at}

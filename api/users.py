@@ -1,6 +1,7 @@
 """Users: what a user may do, and their administration by the managers of their
 structures (search, read, modify, activation mails, CSV export, a structure's
 users). The blueprint is rooted at /v1 so it also serves /v1/structures/{id}/users."""
+
 from __future__ import annotations
 
 from dataclasses import asdict
@@ -18,9 +19,13 @@ from .paging import page_args
 blp = Blueprint("users", __name__, url_prefix="/v1", description="Users")
 
 NOT_VISIBLE = "Unknown, or not a user of a structure the caller manages"
-CSV_RESPONSE = {"200": {"description": "UTF-8 CSV with a header row, streamed; one row per "
-                                       "attachment the caller sees.",
-                        "content": {"text/csv": {"schema": {"type": "string"}}}}}
+CSV_RESPONSE = {
+    "200": {
+        "description": "UTF-8 CSV with a header row, streamed; one row per "
+        "attachment the caller sees.",
+        "content": {"text/csv": {"schema": {"type": "string"}}},
+    }
+}
 
 
 @blp.route("/users")
@@ -60,8 +65,7 @@ class UserStructures(MethodView):
     def get(self, args, user_id):
         """The structures the user is attached to, among those the caller
         manages: role and attachment rows on each."""
-        return users.user_structures(db(), runtime(), current_user(), user_id,
-                                     **page_args(args))
+        return users.user_structures(db(), runtime(), current_user(), user_id, **page_args(args))
 
 
 @blp.route("/users/activation-emails")
@@ -71,24 +75,33 @@ class ActivationEmails(MethodView):
     def post(self, body):
         """(Re)send the activation mail to selected pending users; their earlier
         links stop working. One outcome per id."""
-        return {"results": [asdict(o) for o in users.send_activation_emails(
-            db(), runtime(), current_user(), body["ids"])]}
+        return {
+            "results": [
+                asdict(o)
+                for o in users.send_activation_emails(db(), runtime(), current_user(), body["ids"])
+            ]
+        }
 
 
 @blp.route("/users/export")
 class Export(MethodView):
     @blp.arguments(s.UserExportSchema)
     @blp.doc(responses=CSV_RESPONSE)
-    @blp.alt_response(404, schema=s.Problem,
-                      description="Some id is not a user the caller manages: nothing "
-                                  "is exported")
+    @blp.alt_response(
+        404,
+        schema=s.Problem,
+        description="Some id is not a user the caller manages: nothing is exported",
+    )
     def post(self, body):
         """Export the selected users as CSV (main fields, and per attachment the
         structure, service, role, status and dates). Cells that a spreadsheet
         would run as a formula are prefixed with a single quote."""
         chunks = users.export_csv(db(), runtime(), current_user(), body["ids"])
-        return Response(stream_with_context(chunks), mimetype="text/csv",
-                        headers={"Content-Disposition": 'attachment; filename="users.csv"'})
+        return Response(
+            stream_with_context(chunks),
+            mimetype="text/csv",
+            headers={"Content-Disposition": 'attachment; filename="users.csv"'},
+        )
 
 
 @blp.route("/users/<int:user_id>/permissions")
@@ -102,8 +115,12 @@ class UserPermissions(MethodView):
         actions per space and service. One's own everywhere; another user's only
         on structures whose access the caller may read."""
         return permissions.user_permissions(
-            runtime(), caller(), user_id, at_least_revision=args.pop("at_least_revision", None),
-            **page_args(args))
+            runtime(),
+            caller(),
+            user_id,
+            at_least_revision=args.pop("at_least_revision", None),
+            **page_args(args),
+        )
 
 
 @blp.route("/structures/<int:structure_id>/users")
@@ -115,5 +132,11 @@ class StructureUsers(MethodView):
     def get(self, args, structure_id):
         """The users attached to the structure: their role and attachment rows
         (statuses, services, dates)."""
-        return users.structure_users(db(), runtime(), current_user(), structure_id,
-                                     status=args.pop("status", None), **page_args(args))
+        return users.structure_users(
+            db(),
+            runtime(),
+            current_user(),
+            structure_id,
+            status=args.pop("status", None),
+            **page_args(args),
+        )

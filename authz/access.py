@@ -3,6 +3,7 @@
 Roles come from the tables (validated attachment of an active user, inside its
 dates); what a role may do comes from policies/roles.yaml through the engine.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -26,23 +27,29 @@ def today() -> dt.date:
 
 def effective_attachments(user_id: int, on: dt.date):
     """Condition: validated attachments of `user_id` in force on date `on`."""
-    return and_(Attachment.user_id == user_id, Attachment.status == "validated",
-                Attachment.valid_from <= on,
-                or_(Attachment.valid_until.is_(None), Attachment.valid_until >= on))
+    return and_(
+        Attachment.user_id == user_id,
+        Attachment.status == "validated",
+        Attachment.valid_from <= on,
+        or_(Attachment.valid_until.is_(None), Attachment.valid_until >= on),
+    )
 
 
 def role_on(session: Session, user: User, structure_id: int) -> str | None:
     """The role `user` holds on the structure today, or None."""
     if user.status != "active":
         return None
-    roles = session.scalars(select(Attachment.role).where(
-        effective_attachments(user.id, today()),
-        Attachment.structure_id == structure_id)).all()
+    roles = session.scalars(
+        select(Attachment.role).where(
+            effective_attachments(user.id, today()), Attachment.structure_id == structure_id
+        )
+    ).all()
     return max(roles, key=ROLE_RANK.__getitem__) if roles else None
 
 
-def authorize(session: Session, rt: Runtime, actor: User, structure_id: int,
-              action: str) -> Structure:
+def authorize(
+    session: Session, rt: Runtime, actor: User, structure_id: int, action: str
+) -> Structure:
     """The structure, if `actor` may perform `action` on it.
 
     Raises NotFound when the actor may not even see the structure (unknown and
@@ -55,23 +62,32 @@ def authorize(session: Session, rt: Runtime, actor: User, structure_id: int,
     if not rt.management.allows(role, "structure.view", structure.status):
         raise NotFound("No such structure.")
     if not rt.management.allows(role, action, structure.status):
-        raise Forbidden(f"Your role on this structure does not allow {action}.",
-                        code="action_not_allowed")
+        raise Forbidden(
+            f"Your role on this structure does not allow {action}.", code="action_not_allowed"
+        )
     return structure
 
 
 def managed_structures(rt: Runtime, actor: User, action: str):
     """Subquery: ids of the structures where `actor` may perform `action`
     (their role there and the structure's status, asked of the engine)."""
-    pairs = [(role, state) for role in ROLES for state in STATES
-             if rt.management.allows(role, action, state)]
+    pairs = [
+        (role, state)
+        for role in ROLES
+        for state in STATES
+        if rt.management.allows(role, action, state)
+    ]
     if actor.status != "active" or not pairs:
         return select(Structure.id).where(false())
     target = aliased(Structure)
-    return (select(Attachment.structure_id)
-            .join(target, target.id == Attachment.structure_id)
-            .where(effective_attachments(actor.id, today()),
-                   tuple_(Attachment.role, target.status).in_(pairs)))
+    return (
+        select(Attachment.structure_id)
+        .join(target, target.id == Attachment.structure_id)
+        .where(
+            effective_attachments(actor.id, today()),
+            tuple_(Attachment.role, target.status).in_(pairs),
+        )
+    )
 
 
 def visible_structures(rt: Runtime, actor: User):

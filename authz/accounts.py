@@ -3,6 +3,7 @@
 Every workflow here owns its transaction: it commits what it did, or raises and
 leaves nothing behind.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -35,18 +36,27 @@ def normalize_email(value: str, field: str = "login_email") -> str:
 
 def check_password(password: str) -> None:
     if not PASSWORD_MIN <= len(password) <= PASSWORD_MAX:
-        raise Invalid(f"The password must have {PASSWORD_MIN} to {PASSWORD_MAX} characters.",
-                      errors={"password": [f"Length must be {PASSWORD_MIN} to {PASSWORD_MAX}."]},
-                      code="weak_password")
+        raise Invalid(
+            f"The password must have {PASSWORD_MIN} to {PASSWORD_MAX} characters.",
+            errors={"password": [f"Length must be {PASSWORD_MIN} to {PASSWORD_MAX}."]},
+            code="weak_password",
+        )
 
 
 def find_by_login(session: Session, login_email: str) -> User | None:
     return session.scalar(select(User).where(User.login_email == login_email.strip().lower()))
 
 
-def create_account(session: Session, rt: Runtime, *, login_email: str, last_name: str,
-                   first_name: str, contact_email: str | None = None,
-                   phone: str | None = None) -> User:
+def create_account(
+    session: Session,
+    rt: Runtime,
+    *,
+    login_email: str,
+    last_name: str,
+    first_name: str,
+    contact_email: str | None = None,
+    phone: str | None = None,
+) -> User:
     """Create a pending person account and mail its activation link.
 
     Raises Invalid (bad email), Conflict `login_email_taken` (any letter case).
@@ -56,16 +66,23 @@ def create_account(session: Session, rt: Runtime, *, login_email: str, last_name
     contact = normalize_email(contact_email, "contact_email") if contact_email else login
     if find_by_login(session, login) is not None:
         raise Conflict("An account already uses this login email.", code="login_email_taken")
-    user = User(login_email=login, contact_email=contact, last_name=last_name.strip(),
-                first_name=first_name.strip(), phone=(phone or "").strip() or None,
-                kind="person", status="pending")
+    user = User(
+        login_email=login,
+        contact_email=contact,
+        last_name=last_name.strip(),
+        first_name=first_name.strip(),
+        phone=(phone or "").strip() or None,
+        kind="person",
+        status="pending",
+    )
     session.add(user)
     try:
         session.flush()
     except IntegrityError as exc:  # a concurrent sign-up won the unique key
         session.rollback()
-        raise Conflict("An account already uses this login email.",
-                       code="login_email_taken") from exc
+        raise Conflict(
+            "An account already uses this login email.", code="login_email_taken"
+        ) from exc
     _issue_activation(session, rt, user)
     return user
 
@@ -80,28 +97,40 @@ def sign_up(session: Session, rt: Runtime, **fields: Any) -> User:
 def _issue_activation(session: Session, rt: Runtime, user: User) -> None:
     """A new single-use link; every earlier unused link of the user stops working."""
     now = utcnow()
-    session.execute(update(ActivationToken)
-                    .where(ActivationToken.user_id == user.id,
-                           ActivationToken.used_at.is_(None),
-                           ActivationToken.expires_at > now)
-                    .values(expires_at=now))
+    session.execute(
+        update(ActivationToken)
+        .where(
+            ActivationToken.user_id == user.id,
+            ActivationToken.used_at.is_(None),
+            ActivationToken.expires_at > now,
+        )
+        .values(expires_at=now)
+    )
     token = new_token()
-    session.add(ActivationToken(
-        user_id=user.id, token_hash=digest(token), created_at=now,
-        expires_at=now + dt.timedelta(seconds=rt.settings.activation_ttl_seconds)))
+    session.add(
+        ActivationToken(
+            user_id=user.id,
+            token_hash=digest(token),
+            created_at=now,
+            expires_at=now + dt.timedelta(seconds=rt.settings.activation_ttl_seconds),
+        )
+    )
     base = rt.settings.public_base_url.rstrip("/")
     minutes = rt.settings.activation_ttl_seconds // 60
-    body = (f"Hello {user.first_name} {user.last_name},\n\n"
-            f"An account was created with the login {user.login_email}.\n"
-            f"Activate it and choose your password within {minutes} minutes "
-            f"(the link works once):\n\n"
-            f"  {base}/v1/accounts/activation?token={token}\n\n"
-            f"With the API, send the token and your new password:\n\n"
-            f"  curl -X POST {base}/v1/accounts/activation -H 'Content-Type: application/json' \\\n"
-            f"       -d '{{\"token\": \"{token}\", \"password\": \"<your password>\"}}'\n\n"
-            f"If you did not ask for this account, ignore this message.\n")
-    queue_mail(session, kind="activation", to=user.login_email,
-               subject="Activate your account", body=body)
+    body = (
+        f"Hello {user.first_name} {user.last_name},\n\n"
+        f"An account was created with the login {user.login_email}.\n"
+        f"Activate it and choose your password within {minutes} minutes "
+        f"(the link works once):\n\n"
+        f"  {base}/v1/accounts/activation?token={token}\n\n"
+        f"With the API, send the token and your new password:\n\n"
+        f"  curl -X POST {base}/v1/accounts/activation -H 'Content-Type: application/json' \\\n"
+        f'       -d \'{{"token": "{token}", "password": "<your password>"}}\'\n\n'
+        f"If you did not ask for this account, ignore this message.\n"
+    )
+    queue_mail(
+        session, kind="activation", to=user.login_email, subject="Activate your account", body=body
+    )
 
 
 def send_activation(session: Session, rt: Runtime, user: User) -> None:
@@ -112,8 +141,9 @@ def send_activation(session: Session, rt: Runtime, user: User) -> None:
     a technical user: they have no activation link).
     """
     if user.kind != "person" or user.status != "pending":
-        raise Conflict("Only a pending person account gets an activation link.",
-                       code="account_not_pending")
+        raise Conflict(
+            "Only a pending person account gets an activation link.", code="account_not_pending"
+        )
     _issue_activation(session, rt, user)
 
 
@@ -138,17 +168,20 @@ def activate(session: Session, rt: Runtime, *, token: str, password: str) -> Use
     """
     check_password(password)
     now = utcnow()
-    row = session.scalar(select(ActivationToken).where(
-        ActivationToken.token_hash == digest(token or "")))
-    invalid = Invalid("This activation link is invalid, expired or already used.",
-                      code="activation_link_invalid")
+    row = session.scalar(
+        select(ActivationToken).where(ActivationToken.token_hash == digest(token or ""))
+    )
+    invalid = Invalid(
+        "This activation link is invalid, expired or already used.", code="activation_link_invalid"
+    )
     if row is None or row.used_at is not None or row.expires_at <= now:
         raise invalid
     # Single use even under concurrency: only one caller flips used_at.
-    claimed = session.execute(update(ActivationToken)
-                              .where(ActivationToken.id == row.id,
-                                     ActivationToken.used_at.is_(None))
-                              .values(used_at=now)).rowcount
+    claimed = session.execute(
+        update(ActivationToken)
+        .where(ActivationToken.id == row.id, ActivationToken.used_at.is_(None))
+        .values(used_at=now)
+    ).rowcount
     user = session.get(User, row.user_id)
     if claimed != 1 or user is None or user.status != "pending":
         session.rollback()
@@ -172,12 +205,12 @@ def _check_throttle(session: Session, keys: list[tuple[str, int]], now: dt.datet
         row = session.get(LoginThrottle, key)
         if row is not None and row.locked_until is not None and row.locked_until > now:
             retry = int((row.locked_until - now).total_seconds()) + 1
-            raise TooManyAttempts("Too many failed log-ins; try again later.",
-                                  retry_after=retry)
+            raise TooManyAttempts("Too many failed log-ins; try again later.", retry_after=retry)
 
 
-def _record_failure(session: Session, rt: Runtime, keys: list[tuple[str, int]],
-                    now: dt.datetime) -> None:
+def _record_failure(
+    session: Session, rt: Runtime, keys: list[tuple[str, int]], now: dt.datetime
+) -> None:
     window = dt.timedelta(seconds=rt.settings.login_lockout_seconds)
     for attempt in range(3):
         try:
@@ -198,8 +231,9 @@ def _record_failure(session: Session, rt: Runtime, keys: list[tuple[str, int]],
     raise RuntimeError("could not record a failed log-in")
 
 
-def check_credentials(session: Session, rt: Runtime, *, login_email: str, password: str,
-                      address: str | None) -> User:
+def check_credentials(
+    session: Session, rt: Runtime, *, login_email: str, password: str, address: str | None
+) -> User:
     """The person whose login email and password these are, whatever their status,
     under the brute-force limits (failures are counted and committed).
 
@@ -224,23 +258,30 @@ def check_credentials(session: Session, rt: Runtime, *, login_email: str, passwo
     return person
 
 
-def log_in(session: Session, rt: Runtime, *, login_email: str, password: str,
-           address: str | None) -> tuple[str, AuthToken]:
+def log_in(
+    session: Session, rt: Runtime, *, login_email: str, password: str, address: str | None
+) -> tuple[str, AuthToken]:
     """Check the credentials; return a new bearer token (shown once) and its row.
 
     Raises TooManyAttempts, Unauthenticated `invalid_credentials` (see
     check_credentials), Forbidden `account_not_active` (right password, but
     pending / inactive / closed account).
     """
-    person = check_credentials(session, rt, login_email=login_email, password=password,
-                               address=address)
+    person = check_credentials(
+        session, rt, login_email=login_email, password=password, address=address
+    )
     if person.status != "active":
-        raise Forbidden(f"This account is {person.status}: it cannot log in.",
-                        code="account_not_active")
+        raise Forbidden(
+            f"This account is {person.status}: it cannot log in.", code="account_not_active"
+        )
     now = utcnow()
     token = new_token("at_")
-    row = AuthToken(user_id=person.id, token_hash=digest(token), created_at=now,
-                    expires_at=now + dt.timedelta(seconds=rt.settings.token_ttl_seconds))
+    row = AuthToken(
+        user_id=person.id,
+        token_hash=digest(token),
+        created_at=now,
+        expires_at=now + dt.timedelta(seconds=rt.settings.token_ttl_seconds),
+    )
     session.add(row)
     commit(session, rt)
     return token, row
@@ -259,9 +300,11 @@ def authenticate(session: Session, token: str) -> tuple[User, AuthToken] | None:
 
 def log_out(session: Session, rt: Runtime, token_id: int) -> None:
     """Revoke the presented token at once."""
-    session.execute(update(AuthToken).where(AuthToken.id == token_id,
-                                            AuthToken.revoked_at.is_(None))
-                    .values(revoked_at=utcnow()))
+    session.execute(
+        update(AuthToken)
+        .where(AuthToken.id == token_id, AuthToken.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )
     commit(session, rt)
 
 
@@ -270,8 +313,10 @@ def apply_profile(user: User, changes: dict[str, Any]) -> None:
     committing. Raises Invalid (another field, or a bad contact email)."""
     unknown = set(changes) - set(PROFILE_FIELDS)
     if unknown:
-        raise Invalid("These fields cannot be changed.",
-                      errors={f: ["Cannot be changed."] for f in sorted(unknown)})
+        raise Invalid(
+            "These fields cannot be changed.",
+            errors={f: ["Cannot be changed."] for f in sorted(unknown)},
+        )
     if "contact_email" in changes:
         changes["contact_email"] = normalize_email(changes["contact_email"], "contact_email")
     for field, value in changes.items():

@@ -6,6 +6,7 @@ rows, revision bump with its change log), the history entry and the mail are
 committed together or not at all. A request is processed at most once: the
 status moves with a conditional UPDATE … WHERE status = 'pending'.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -16,9 +17,19 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from models import (ROLES, Attachment, AttachmentRequest, AttachmentRequestService, Service,
-                    Structure, Subscription, SubscriptionRequest, SubscriptionRequestLine, User,
-                    utcnow)
+from models import (
+    ROLES,
+    Attachment,
+    AttachmentRequest,
+    AttachmentRequestService,
+    Service,
+    Structure,
+    Subscription,
+    SubscriptionRequest,
+    SubscriptionRequestLine,
+    User,
+    utcnow,
+)
 
 from . import request_flow as flow
 from .access import authorize, today
@@ -32,13 +43,17 @@ REQUESTABLE_ROLES = ("secondary", "simple")
 
 # --- shared helpers -------------------------------------------------------------
 
+
 def _structure_services(session: Session, structure_id: int) -> dict[int, Service]:
-    return {s.id: s for s in session.scalars(
-        select(Service).where(Service.structure_id == structure_id))}
+    return {
+        s.id: s
+        for s in session.scalars(select(Service).where(Service.structure_id == structure_id))
+    }
 
 
-def resolve_scope(session: Session, structure_id: int, *, whole_structure: bool,
-                  service_ids: Iterable[int] | None) -> list[int | None]:
+def resolve_scope(
+    session: Session, structure_id: int, *, whole_structure: bool, service_ids: Iterable[int] | None
+) -> list[int | None]:
     """The attachment scopes asked for: [None] for the whole structure, else the
     given services, which must be ACTIVE services of that structure.
 
@@ -47,31 +62,48 @@ def resolve_scope(session: Session, structure_id: int, *, whole_structure: bool,
     ids = list(dict.fromkeys(service_ids or []))
     if whole_structure:
         if ids:
-            raise Invalid("Ask for the whole structure or for services, not both.",
-                          code="invalid_scope",
-                          errors={"service_ids": ["Must be empty for the whole structure."]})
+            raise Invalid(
+                "Ask for the whole structure or for services, not both.",
+                code="invalid_scope",
+                errors={"service_ids": ["Must be empty for the whole structure."]},
+            )
         return [None]
     if not ids:
-        raise Invalid("Name at least one service, or ask for the whole structure.",
-                      code="invalid_scope", errors={"service_ids": ["At least one service."]})
+        raise Invalid(
+            "Name at least one service, or ask for the whole structure.",
+            code="invalid_scope",
+            errors={"service_ids": ["At least one service."]},
+        )
     services = _structure_services(session, structure_id)
     bad = [i for i in ids if i not in services or not services[i].active]
     if bad:
-        raise Invalid(f"Not active services of this structure: {bad}.", code="unknown_service",
-                      errors={"service_ids": [f"Unknown or inactive: {bad}."]})
+        raise Invalid(
+            f"Not active services of this structure: {bad}.",
+            code="unknown_service",
+            errors={"service_ids": [f"Unknown or inactive: {bad}."]},
+        )
     return ids
 
 
-def _existing_rows(session: Session, user_id: int, structure_id: int
-                   ) -> dict[int | None, Attachment]:
-    return {a.service_id: a for a in session.scalars(select(Attachment).where(
-        Attachment.user_id == user_id, Attachment.structure_id == structure_id))}
+def _existing_rows(
+    session: Session, user_id: int, structure_id: int
+) -> dict[int | None, Attachment]:
+    return {
+        a.service_id: a
+        for a in session.scalars(
+            select(Attachment).where(
+                Attachment.user_id == user_id, Attachment.structure_id == structure_id
+            )
+        )
+    }
 
 
 def require_open_structure(structure: Structure) -> None:
     if structure.status != "active":
-        raise Conflict("This structure is inactive: it accepts no new attachment or request.",
-                       code="structure_inactive")
+        raise Conflict(
+            "This structure is inactive: it accepts no new attachment or request.",
+            code="structure_inactive",
+        )
 
 
 def _current_role(rows: dict[int | None, Attachment]) -> str | None:
@@ -80,22 +112,34 @@ def _current_role(rows: dict[int | None, Attachment]) -> str | None:
     return max(validated, key=rank.__getitem__) if validated else None
 
 
-def _grant(session: Session, actor: User, user: User, structure: Structure,
-           scopes: list[int | None], *, role: str, valid_from: dt.date,
-           valid_until: dt.date | None) -> dict[str, Any]:
+def _grant(
+    session: Session,
+    actor: User,
+    user: User,
+    structure: Structure,
+    scopes: list[int | None],
+    *,
+    role: str,
+    valid_from: dt.date,
+    valid_until: dt.date | None,
+) -> dict[str, Any]:
     """Make the user's attachments on `scopes` validated with `role` (and every
     other validated attachment of theirs on the structure carry the same role).
     Returns a before/after summary for the history."""
     rows = _existing_rows(session, user.id, structure.id)
     if _current_role(rows) == "principal":
-        raise Conflict("This user is the structure's principal manager; use the "
-                       "principal transfer to change their role.", code="user_is_principal")
+        raise Conflict(
+            "This user is the structure's principal manager; use the "
+            "principal transfer to change their role.",
+            code="user_is_principal",
+        )
     before = _summary(rows)
     for scope in scopes:
         row = rows.get(scope)
         if row is None:
-            row = Attachment(user_id=user.id, structure_id=structure.id, service_id=scope,
-                             created_by_id=actor.id)
+            row = Attachment(
+                user_id=user.id, structure_id=structure.id, service_id=scope, created_by_id=actor.id
+            )
             session.add(row)
             rows[scope] = row
         row.role, row.status = role, "validated"
@@ -108,15 +152,23 @@ def _grant(session: Session, actor: User, user: User, structure: Structure,
 
 
 def _summary(rows: dict[int | None, Attachment]) -> dict[str, Any]:
-    return {"attachments": [
-        {"service_id": r.service_id, "role": r.role, "status": r.status,
-         "valid_from": r.valid_from.isoformat() if r.valid_from else None,
-         "valid_until": r.valid_until.isoformat() if r.valid_until else None}
-        for r in sorted(rows.values(), key=lambda r: r.service_id or 0)]}
+    return {
+        "attachments": [
+            {
+                "service_id": r.service_id,
+                "role": r.role,
+                "status": r.status,
+                "valid_from": r.valid_from.isoformat() if r.valid_from else None,
+                "valid_until": r.valid_until.isoformat() if r.valid_until else None,
+            }
+            for r in sorted(rows.values(), key=lambda r: r.service_id or 0)
+        ]
+    }
 
 
-def _default_spaces_request(session: Session, rt: Runtime, user: User, structure: Structure,
-                            scopes: list[int | None]) -> SubscriptionRequest | None:
+def _default_spaces_request(
+    session: Session, rt: Runtime, user: User, structure: Structure, scopes: list[int | None]
+) -> SubscriptionRequest | None:
     """The structure's settings may name default spaces for new users: ask for
     them (consultation) in a subscription request, for the attached scopes."""
     opened = {(o.space_code, o.service_id) for o in structure.opened_spaces}
@@ -127,65 +179,110 @@ def _default_spaces_request(session: Session, rt: Runtime, user: User, structure
             continue
         for scope in scopes:
             if (default.space_code, None) in opened or (default.space_code, scope) in opened:
-                lines.append(SubscriptionRequestLine(space_code=default.space_code,
-                                                     service_id=scope, level="consult"))
+                lines.append(
+                    SubscriptionRequestLine(
+                        space_code=default.space_code, service_id=scope, level="consult"
+                    )
+                )
     if not lines:
         return None
-    req = SubscriptionRequest(user_id=user.id, structure_id=structure.id, lines=lines,
-                              origin="default_spaces", status="pending",
-                              comment="Default spaces of the structure")
+    req = SubscriptionRequest(
+        user_id=user.id,
+        structure_id=structure.id,
+        lines=lines,
+        origin="default_spaces",
+        status="pending",
+        comment="Default spaces of the structure",
+    )
     session.add(req)
     return req
 
 
 def notify(session: Session, user: User, subject: str, body: str) -> None:
-    queue_mail(session, kind="notification", to=user.contact_email, subject=subject,
-               body=f"Hello {user.first_name} {user.last_name},\n\n{body}\n")
+    queue_mail(
+        session,
+        kind="notification",
+        to=user.contact_email,
+        subject=subject,
+        body=f"Hello {user.first_name} {user.last_name},\n\n{body}\n",
+    )
 
 
 # --- requests by users ------------------------------------------------------------
 
-def create_request(session: Session, rt: Runtime, actor: User, *, structure_id: int,
-                   whole_structure: bool, service_ids: list[int] | None = None,
-                   comment: str | None = None) -> AttachmentRequest:
+
+def create_request(
+    session: Session,
+    rt: Runtime,
+    actor: User,
+    *,
+    structure_id: int,
+    whole_structure: bool,
+    service_ids: list[int] | None = None,
+    comment: str | None = None,
+) -> AttachmentRequest:
     """A person asks to be attached to a structure (whole, or some services).
 
     Raises NotFound (unknown structure), Conflict `structure_inactive` /
     `request_pending` (one pending request per structure), Invalid.
     """
     if actor.kind != "person":
-        raise Forbidden("Technical users cannot ask for attachments.",
-                        code="action_not_allowed")
+        raise Forbidden("Technical users cannot ask for attachments.", code="action_not_allowed")
     structure = session.get(Structure, structure_id)
     if structure is None:
         raise NotFound("No such structure.")
     require_open_structure(structure)
-    scopes = resolve_scope(session, structure_id, whole_structure=whole_structure,
-                           service_ids=service_ids)
-    if session.scalar(select(AttachmentRequest.id).where(
-            AttachmentRequest.user_id == actor.id, AttachmentRequest.structure_id == structure_id,
-            AttachmentRequest.status == "pending")):
-        raise Conflict("You already have a pending request on this structure.",
-                       code="request_pending")
-    req = AttachmentRequest(user_id=actor.id, structure_id=structure_id,
-                            whole_structure=whole_structure, comment=comment, status="pending",
-                            services=[AttachmentRequestService(service_id=s)
-                                      for s in scopes if s is not None])
+    scopes = resolve_scope(
+        session, structure_id, whole_structure=whole_structure, service_ids=service_ids
+    )
+    if session.scalar(
+        select(AttachmentRequest.id).where(
+            AttachmentRequest.user_id == actor.id,
+            AttachmentRequest.structure_id == structure_id,
+            AttachmentRequest.status == "pending",
+        )
+    ):
+        raise Conflict(
+            "You already have a pending request on this structure.", code="request_pending"
+        )
+    req = AttachmentRequest(
+        user_id=actor.id,
+        structure_id=structure_id,
+        whole_structure=whole_structure,
+        comment=comment,
+        status="pending",
+        services=[AttachmentRequestService(service_id=s) for s in scopes if s is not None],
+    )
     session.add(req)
     rows = _existing_rows(session, actor.id, structure_id)
     for scope in scopes:
         row = rows.get(scope)
         if row is None:
-            session.add(Attachment(user_id=actor.id, structure_id=structure_id,
-                                   service_id=scope, role="simple", status="pending",
-                                   valid_from=today(), created_by_id=actor.id))
+            session.add(
+                Attachment(
+                    user_id=actor.id,
+                    structure_id=structure_id,
+                    service_id=scope,
+                    role="simple",
+                    status="pending",
+                    valid_from=today(),
+                    created_by_id=actor.id,
+                )
+            )
         elif row.status != "validated":
             row.status = "pending"
     session.flush()
-    record(session, action="attachment_request.created", actor=actor,
-           structure_id=structure_id, target_user_id=actor.id, request_kind="attachment",
-           request_id=req.id, comment=comment,
-           after={"whole_structure": whole_structure, "service_ids": [s for s in scopes if s]})
+    record(
+        session,
+        action="attachment_request.created",
+        actor=actor,
+        structure_id=structure_id,
+        target_user_id=actor.id,
+        request_kind="attachment",
+        request_id=req.id,
+        comment=comment,
+        after={"whole_structure": whole_structure, "service_ids": [s for s in scopes if s]},
+    )
     commit(session, rt)
     return req
 
@@ -211,8 +308,7 @@ def list_requests(session: Session, rt: Runtime, actor: User, **filters: Any) ->
     return flow.list_requests(session, rt, actor, AttachmentRequest, **filters)
 
 
-def request_detail(session: Session, rt: Runtime, actor: User, request_id: int
-                   ) -> RequestDetail:
+def request_detail(session: Session, rt: Runtime, actor: User, request_id: int) -> RequestDetail:
     """A request with the structure, the requester, and for every ACTIVE service
     the requester's current status on it; `preselected` marks the services the
     guide pre-checks for validation (pending and validated)."""
@@ -224,16 +320,30 @@ def request_detail(session: Session, rt: Runtime, actor: User, request_id: int
         status = rows[svc.id].status if svc.id in rows else "none"
         statuses.append(ServiceStatus(svc, status, status in ("pending", "validated")))
     whole = rows[None].status if None in rows else "none"
-    return RequestDetail(req, session.get(Structure, req.structure_id),
-                         session.get(User, req.user_id), whole, statuses)
+    return RequestDetail(
+        req,
+        session.get(Structure, req.structure_id),
+        session.get(User, req.user_id),
+        whole,
+        statuses,
+    )
 
 
 # --- processing by managers -------------------------------------------------------
 
-def validate_request(session: Session, rt: Runtime, actor: User, request_id: int, *,
-                     role: str | None = None, whole_structure: bool | None = None,
-                     service_ids: list[int] | None = None, valid_from: dt.date | None = None,
-                     comment: str | None = None) -> AttachmentRequest:
+
+def validate_request(
+    session: Session,
+    rt: Runtime,
+    actor: User,
+    request_id: int,
+    *,
+    role: str | None = None,
+    whole_structure: bool | None = None,
+    service_ids: list[int] | None = None,
+    valid_from: dt.date | None = None,
+    comment: str | None = None,
+) -> AttachmentRequest:
     """Validate a pending request, optionally changing the role (secondary or
     simple; default: the requester's current role on the structure, simple for
     a newcomer) and the scope (default: the requested one). The user's
@@ -244,57 +354,95 @@ def validate_request(session: Session, rt: Runtime, actor: User, request_id: int
     (`request_processed`, `user_is_principal`), Invalid.
     """
     if role is not None and role not in REQUESTABLE_ROLES:
-        raise Invalid("The role must be secondary or simple.", code="invalid_role",
-                      errors={"role": ["secondary or simple"]})
+        raise Invalid(
+            "The role must be secondary or simple.",
+            code="invalid_role",
+            errors={"role": ["secondary or simple"]},
+        )
     req, structure, user = flow.load_for_processing(
-        session, rt, actor, AttachmentRequest, request_id)
+        session, rt, actor, AttachmentRequest, request_id
+    )
     if role is None:  # not changed by the manager: keep the one the user holds
         current = _current_role(_existing_rows(session, user.id, structure.id))
         role = current if current in REQUESTABLE_ROLES else "simple"
     if whole_structure is None:
         whole_structure = req.whole_structure
-        service_ids = service_ids if service_ids is not None else [
-            s.service_id for s in req.services]
-    scopes = resolve_scope(session, structure.id, whole_structure=whole_structure,
-                           service_ids=service_ids)
+        service_ids = (
+            service_ids if service_ids is not None else [s.service_id for s in req.services]
+        )
+    scopes = resolve_scope(
+        session, structure.id, whole_structure=whole_structure, service_ids=service_ids
+    )
     flow.claim(session, req, actor, "validated", role=role)
-    change = _grant(session, actor, user, structure, scopes, role=role,
-                    valid_from=valid_from or today(), valid_until=None)
+    change = _grant(
+        session,
+        actor,
+        user,
+        structure,
+        scopes,
+        role=role,
+        valid_from=valid_from or today(),
+        valid_until=None,
+    )
     # Pending rows of this request that the manager did not keep are refused.
     for row in _existing_rows(session, user.id, structure.id).values():
         if row.status == "pending" and row.service_id not in scopes:
             row.status = "refused"
     _default_spaces_request(session, rt, user, structure, scopes)
-    record(session, action="attachment_request.validated", actor=actor,
-           structure_id=structure.id, target_user_id=user.id, request_kind="attachment",
-           request_id=req.id, comment="Validated",
-           before=change["before"], after={**change["after"], "manager_comment": comment})
+    record(
+        session,
+        action="attachment_request.validated",
+        actor=actor,
+        structure_id=structure.id,
+        target_user_id=user.id,
+        request_kind="attachment",
+        request_id=req.id,
+        comment="Validated",
+        before=change["before"],
+        after={**change["after"], "manager_comment": comment},
+    )
     bump_revision(session, memberships=[(user.id, structure.id)])
-    notify(session, user, f"Attachment to {structure.designation} validated",
-          f"Your request to be attached to {structure.designation} was validated "
-          f"(role: {role}).")
+    notify(
+        session,
+        user,
+        f"Attachment to {structure.designation} validated",
+        f"Your request to be attached to {structure.designation} was validated (role: {role}).",
+    )
     commit(session, rt)
     return req
 
 
-def refuse_request(session: Session, rt: Runtime, actor: User, request_id: int, *,
-                   reason: str) -> AttachmentRequest:
+def refuse_request(
+    session: Session, rt: Runtime, actor: User, request_id: int, *, reason: str
+) -> AttachmentRequest:
     """Refuse a pending request (a reason is required); the requester gains
     nothing and is mailed the reason.
 
     Raises NotFound, Forbidden, Conflict `request_processed`, Invalid `reason_required`.
     """
-    req, structure, user, reason = flow.claim_refusal(session, rt, actor, AttachmentRequest,
-                                                      request_id, reason)
+    req, structure, user, reason = flow.claim_refusal(
+        session, rt, actor, AttachmentRequest, request_id, reason
+    )
     for row in _existing_rows(session, user.id, structure.id).values():
         if row.status == "pending":
             row.status = "refused"
-    record(session, action="attachment_request.refused", actor=actor,
-           structure_id=structure.id, target_user_id=user.id, request_kind="attachment",
-           request_id=req.id, comment="Refused", after={"reason": reason})
-    notify(session, user, f"Attachment to {structure.designation} refused",
-          f"Your request to be attached to {structure.designation} was refused.\n\n"
-          f"Reason: {reason}")
+    record(
+        session,
+        action="attachment_request.refused",
+        actor=actor,
+        structure_id=structure.id,
+        target_user_id=user.id,
+        request_kind="attachment",
+        request_id=req.id,
+        comment="Refused",
+        after={"reason": reason},
+    )
+    notify(
+        session,
+        user,
+        f"Attachment to {structure.designation} refused",
+        f"Your request to be attached to {structure.designation} was refused.\n\nReason: {reason}",
+    )
     commit(session, rt)
     return req
 
@@ -322,12 +470,22 @@ def bulk(session: Session, ids: list[int], one: Callable[[int], Any]) -> list[Ou
 
 # --- direct attachment and removal ----------------------------------------------
 
-def attach_directly(session: Session, rt: Runtime, actor: User, structure_id: int, *,
-                    user_id: int | None = None, login_email: str | None = None,
-                    role: str = "simple", whole_structure: bool,
-                    service_ids: list[int] | None = None, valid_from: dt.date | None = None,
-                    valid_until: dt.date | None = None, comment: str | None = None
-                    ) -> list[Attachment]:
+
+def attach_directly(
+    session: Session,
+    rt: Runtime,
+    actor: User,
+    structure_id: int,
+    *,
+    user_id: int | None = None,
+    login_email: str | None = None,
+    role: str = "simple",
+    whole_structure: bool,
+    service_ids: list[int] | None = None,
+    valid_from: dt.date | None = None,
+    valid_until: dt.date | None = None,
+    comment: str | None = None,
+) -> list[Attachment]:
     """A manager attaches a person (picked by id or exact login email) with a
     role and a start date: the attachments are created validated, effective
     from `valid_from`.
@@ -338,38 +496,82 @@ def attach_directly(session: Session, rt: Runtime, actor: User, structure_id: in
     structure = authorize(session, rt, actor, structure_id, "attachments.create")
     require_open_structure(structure)
     if role not in REQUESTABLE_ROLES:
-        raise Invalid("The role must be secondary or simple.", code="invalid_role",
-                      errors={"role": ["secondary or simple"]})
+        raise Invalid(
+            "The role must be secondary or simple.",
+            code="invalid_role",
+            errors={"role": ["secondary or simple"]},
+        )
     if (user_id is None) == (login_email is None):
-        raise Invalid("Name the user by user_id or by login_email.", code="invalid_user",
-                      errors={"user_id": ["user_id or login_email, one of them."]})
-    user = (session.get(User, user_id) if user_id is not None else session.scalar(
-        select(User).where(User.login_email == (login_email or "").strip().lower())))
+        raise Invalid(
+            "Name the user by user_id or by login_email.",
+            code="invalid_user",
+            errors={"user_id": ["user_id or login_email, one of them."]},
+        )
+    user = (
+        session.get(User, user_id)
+        if user_id is not None
+        else session.scalar(
+            select(User).where(User.login_email == (login_email or "").strip().lower())
+        )
+    )
     if user is None or user.kind != "person" or user.status == "closed":
         raise NotFound("No such user.")
     start = valid_from or today()
     if valid_until is not None and valid_until < start:
-        raise Invalid("The end date is before the start date.", code="invalid_dates",
-                      errors={"valid_until": ["Before valid_from."]})
-    scopes = resolve_scope(session, structure_id, whole_structure=whole_structure,
-                           service_ids=service_ids)
-    change = _grant(session, actor, user, structure, scopes, role=role, valid_from=start,
-                    valid_until=valid_until)
+        raise Invalid(
+            "The end date is before the start date.",
+            code="invalid_dates",
+            errors={"valid_until": ["Before valid_from."]},
+        )
+    scopes = resolve_scope(
+        session, structure_id, whole_structure=whole_structure, service_ids=service_ids
+    )
+    change = _grant(
+        session,
+        actor,
+        user,
+        structure,
+        scopes,
+        role=role,
+        valid_from=start,
+        valid_until=valid_until,
+    )
     _default_spaces_request(session, rt, user, structure, scopes)
-    record(session, action="attachment.created", actor=actor, structure_id=structure_id,
-           target_user_id=user.id, comment="Attached", before=change["before"],
-           after={**change["after"], "manager_comment": comment})
+    record(
+        session,
+        action="attachment.created",
+        actor=actor,
+        structure_id=structure_id,
+        target_user_id=user.id,
+        comment="Attached",
+        before=change["before"],
+        after={**change["after"], "manager_comment": comment},
+    )
     bump_revision(session, memberships=[(user.id, structure_id)])
-    notify(session, user, f"Attached to {structure.designation}",
-          f"A manager attached you to {structure.designation} (role: {role}), "
-          f"from {start.isoformat()}.")
+    notify(
+        session,
+        user,
+        f"Attached to {structure.designation}",
+        f"A manager attached you to {structure.designation} (role: {role}), "
+        f"from {start.isoformat()}.",
+    )
     commit(session, rt)
-    return [a for a in _existing_rows(session, user.id, structure_id).values()
-            if a.status == "validated"]
+    return [
+        a
+        for a in _existing_rows(session, user.id, structure_id).values()
+        if a.status == "validated"
+    ]
 
 
-def remove(session: Session, rt: Runtime, actor: User, structure_id: int, user_id: int, *,
-           comment: str | None = None) -> None:
+def remove(
+    session: Session,
+    rt: Runtime,
+    actor: User,
+    structure_id: int,
+    user_id: int,
+    *,
+    comment: str | None = None,
+) -> None:
     """Remove every attachment of a user to the structure: they become `deleted`,
     the user's subscriptions there are deactivated and their pending attachment
     and subscription requests there are closed (refused), so nothing is granted
@@ -378,52 +580,89 @@ def remove(session: Session, rt: Runtime, actor: User, structure_id: int, user_i
     Raises NotFound (not attached), Forbidden, Conflict `user_is_principal`.
     """
     structure = authorize(session, rt, actor, structure_id, "attachments.delete")
-    rows = {k: v for k, v in _existing_rows(session, user_id, structure_id).items()
-            if v.status in ("validated", "pending")}
+    rows = {
+        k: v
+        for k, v in _existing_rows(session, user_id, structure_id).items()
+        if v.status in ("validated", "pending")
+    }
     if not rows:
         raise NotFound("This user is not attached to this structure.")
     if _current_role(rows) == "principal":
-        raise Conflict("The principal manager cannot be removed; transfer the role first.",
-                       code="user_is_principal")
+        raise Conflict(
+            "The principal manager cannot be removed; transfer the role first.",
+            code="user_is_principal",
+        )
     before = _summary(rows)
     for row in rows.values():
         row.status = "deleted"
-    session.execute(update(Subscription)
-                    .where(Subscription.user_id == user_id,
-                           Subscription.structure_id == structure_id,
-                           Subscription.status == "validated")
-                    .values(status="deactivated", updated_at=utcnow()))
-    session.execute(update(AttachmentRequest)
-                    .where(AttachmentRequest.user_id == user_id,
-                           AttachmentRequest.structure_id == structure_id,
-                           AttachmentRequest.status == "pending")
-                    .values(status="refused", reason="Attachment removed",
-                            processed_at=utcnow(), processed_by_id=actor.id))
-    session.execute(update(SubscriptionRequest)
-                    .where(SubscriptionRequest.user_id == user_id,
-                           SubscriptionRequest.structure_id == structure_id,
-                           SubscriptionRequest.status == "pending")
-                    .values(status="refused", reason="Attachment removed",
-                            processed_at=utcnow(), processed_by_id=actor.id))
-    record(session, action="attachment.deleted", actor=actor, structure_id=structure_id,
-           target_user_id=user_id, comment="Deleted", before=before,
-           after={"manager_comment": comment} if comment else None)
+    session.execute(
+        update(Subscription)
+        .where(
+            Subscription.user_id == user_id,
+            Subscription.structure_id == structure_id,
+            Subscription.status == "validated",
+        )
+        .values(status="deactivated", updated_at=utcnow())
+    )
+    session.execute(
+        update(AttachmentRequest)
+        .where(
+            AttachmentRequest.user_id == user_id,
+            AttachmentRequest.structure_id == structure_id,
+            AttachmentRequest.status == "pending",
+        )
+        .values(
+            status="refused",
+            reason="Attachment removed",
+            processed_at=utcnow(),
+            processed_by_id=actor.id,
+        )
+    )
+    session.execute(
+        update(SubscriptionRequest)
+        .where(
+            SubscriptionRequest.user_id == user_id,
+            SubscriptionRequest.structure_id == structure_id,
+            SubscriptionRequest.status == "pending",
+        )
+        .values(
+            status="refused",
+            reason="Attachment removed",
+            processed_at=utcnow(),
+            processed_by_id=actor.id,
+        )
+    )
+    record(
+        session,
+        action="attachment.deleted",
+        actor=actor,
+        structure_id=structure_id,
+        target_user_id=user_id,
+        comment="Deleted",
+        before=before,
+        after={"manager_comment": comment} if comment else None,
+    )
     bump_revision(session, memberships=[(user_id, structure_id)])
     user = session.get(User, user_id)
     if user is not None:
-        notify(session, user, f"Detached from {structure.designation}",
-              f"A manager removed your attachment to {structure.designation}.")
+        notify(
+            session,
+            user,
+            f"Detached from {structure.designation}",
+            f"A manager removed your attachment to {structure.designation}.",
+        )
     commit(session, rt)
 
 
-
-def validate_many(session: Session, rt: Runtime, actor: User, ids: list[int],
-                  **options: Any) -> list[Outcome]:
+def validate_many(
+    session: Session, rt: Runtime, actor: User, ids: list[int], **options: Any
+) -> list[Outcome]:
     """Bulk validate_request with the same options; one outcome per request."""
     return bulk(session, ids, lambda i: validate_request(session, rt, actor, i, **options))
 
 
-def refuse_many(session: Session, rt: Runtime, actor: User, ids: list[int], *,
-                reason: str) -> list[Outcome]:
+def refuse_many(
+    session: Session, rt: Runtime, actor: User, ids: list[int], *, reason: str
+) -> list[Outcome]:
     """Bulk refuse_request with one reason; one outcome per request."""
     return bulk(session, ids, lambda i: refuse_request(session, rt, actor, i, reason=reason))

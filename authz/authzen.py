@@ -30,6 +30,7 @@ one, or 503) and `context.explain` (add the facts behind each decision) are
 read from a request's context; `properties` are accepted and not used: the
 service decides from its own records, never from attributes a caller asserts.
 """
+
 from __future__ import annotations
 
 import base64
@@ -81,13 +82,15 @@ Key = list[Any]
 
 # --- reading the request --------------------------------------------------------
 
+
 def _invalid(path: str, message: str, code: str) -> Invalid:
     """An Invalid naming the faulty member by its path (`evaluations[1].resource`)."""
     return Invalid(f"{path}: {message}", code=code, errors={path: [message]})
 
 
-def entity(raw: object, path: str, required: Sequence[str], *,
-           partial: bool = False) -> dict[str, Any]:
+def entity(
+    raw: object, path: str, required: Sequence[str], *, partial: bool = False
+) -> dict[str, Any]:
     """`raw` checked as an AuthZEN entity: an object whose `required` members
     are strings and whose `properties`, if any, is an object. `partial`: the
     required members may be absent (top-level defaults of an evaluations
@@ -104,8 +107,7 @@ def entity(raw: object, path: str, required: Sequence[str], *,
         value = raw.get(key)
         if value is None:
             if not partial:
-                raise _invalid(f"{path}.{key}", "Missing data for required field.",
-                               "missing_field")
+                raise _invalid(f"{path}.{key}", "Missing data for required field.", "missing_field")
         elif not isinstance(value, str):
             raise _invalid(f"{path}.{key}", "Not a valid string.", "invalid_field")
     properties = raw.get("properties")
@@ -125,10 +127,12 @@ def context_of(raw: object, path: str = "context") -> Mapping[str, Any]:
     if not isinstance(raw, Mapping):
         raise _invalid(path, "Must be an object.", "invalid_field")
     at_least = raw.get("at_least_revision")
-    if at_least is not None and (isinstance(at_least, bool) or not isinstance(at_least, int)
-                                 or at_least < 0):
-        raise _invalid(f"{path}.at_least_revision", "Must be a non-negative integer.",
-                       "invalid_field")
+    if at_least is not None and (
+        isinstance(at_least, bool) or not isinstance(at_least, int) or at_least < 0
+    ):
+        raise _invalid(
+            f"{path}.at_least_revision", "Must be a non-negative integer.", "invalid_field"
+        )
     explain = raw.get("explain")
     if explain is not None and not isinstance(explain, bool):
         raise _invalid(f"{path}.explain", "Not a valid boolean.", "invalid_field")
@@ -142,10 +146,12 @@ def _at_least(context: Mapping[str, Any]) -> int | None:
 
 # --- mapping entities onto questions -------------------------------------------
 
+
 @dataclass(frozen=True)
 class Target:
     """What an AuthZEN resource names: a space of a structure (on one service or
     all of them), or the structure itself (space None: management actions)."""
+
     structure_id: int
     space: str | None = None
     service: str | None = None
@@ -185,10 +191,16 @@ def target_of(resource: Mapping[str, Any]) -> Target | str:
     if kind == SPACE:
         parts = value.split("/")
         service = "/".join(parts[1:-1]) or None
-        if (len(parts) < 2 or not ID_RE.fullmatch(parts[0]) or not parts[-1]
-                or (len(parts) > 2 and not service)):
-            return ("resource id must be <structure id>/<space code> or "
-                    "<structure id>/<service code>/<space code>")
+        if (
+            len(parts) < 2
+            or not ID_RE.fullmatch(parts[0])
+            or not parts[-1]
+            or (len(parts) > 2 and not service)
+        ):
+            return (
+                "resource id must be <structure id>/<space code> or "
+                "<structure id>/<service code>/<space code>"
+            )
         return Target(int(parts[0]), parts[-1], service)
     return f"unknown resource type {kind!r}: expected {SPACE!r} or {STRUCTURE!r}"
 
@@ -205,9 +217,12 @@ def applies(action: str, target: Target, management_actions: Collection[str]) ->
     return f"action {action!r} is not a management action of policies/roles.yaml"
 
 
-def to_question(subject: Mapping[str, Any], action: Mapping[str, Any],
-                resource: Mapping[str, Any], management_actions: Collection[str]
-                ) -> Question | str:
+def to_question(
+    subject: Mapping[str, Any],
+    action: Mapping[str, Any],
+    resource: Mapping[str, Any],
+    management_actions: Collection[str],
+) -> Question | str:
     """The question three checked entities ask, or why they ask none (a deny
     reason). Never raises."""
     if subject.get("type") != USER:
@@ -227,10 +242,12 @@ def to_question(subject: Mapping[str, Any], action: Mapping[str, Any],
 
 # --- evaluations -----------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Ask:
     """One checked evaluation: the question for the decider, or the reason none
     can be put (a deny)."""
+
     question: Question | None
     denial: str | None
     user_id: int | None  # the subject's user id, for the caller's right to ask
@@ -238,8 +255,9 @@ class Ask:
     explain: bool
 
 
-def parse_evaluation(request: Mapping[str, Any], management_actions: Collection[str],
-                     path: str = "") -> Ask:
+def parse_evaluation(
+    request: Mapping[str, Any], management_actions: Collection[str], path: str = ""
+) -> Ask:
     """Check an evaluation request (subject, action, resource, context) and map
     it onto a question. `path` prefixes field names in error messages.
 
@@ -250,19 +268,24 @@ def parse_evaluation(request: Mapping[str, Any], management_actions: Collection[
     resource = entity(request.get("resource"), f"{path}resource", RESOURCE_KEYS)
     context = context_of(request.get("context"), f"{path}context")
     asked = to_question(subject, action, resource, management_actions)
-    return Ask(question=asked if isinstance(asked, Question) else None,
-               denial=asked if isinstance(asked, str) else None,
-               user_id=user_id_of(subject), at_least=_at_least(context),
-               explain=bool(context.get("explain", False)))
+    return Ask(
+        question=asked if isinstance(asked, Question) else None,
+        denial=asked if isinstance(asked, str) else None,
+        user_id=user_id_of(subject),
+        at_least=_at_least(context),
+        explain=bool(context.get("explain", False)),
+    )
 
 
 def _require_subjects(caller: Caller, user_ids: Collection[int | None]) -> None:
     """Raises Forbidden `subject_not_allowed` when a person asks about another
     user (ids that name no user reveal nothing and are let through: denied)."""
     if any(uid is not None and not caller.may_ask_about(uid) for uid in user_ids):
-        raise Forbidden("A user may only ask about their own rights; other systems "
-                        "ask with a client application's API key.",
-                        code="subject_not_allowed")
+        raise Forbidden(
+            "A user may only ask about their own rights; other systems "
+            "ask with a client application's API key.",
+            code="subject_not_allowed",
+        )
 
 
 def _answer(decider: Decider, ask: Ask, today: dt.date) -> dict[str, Any]:
@@ -270,8 +293,7 @@ def _answer(decider: Decider, ask: Ask, today: dt.date) -> dict[str, Any]:
     context with the revision and the rule that allowed it or the reason it was
     denied (and the facts, when `context.explain` was asked for)."""
     if ask.question is None:
-        return {"decision": False,
-                "context": {"revision": decider.revision, "reason": ask.denial}}
+        return {"decision": False, "context": {"revision": decider.revision, "reason": ask.denial}}
     decision = decider.decide(ask.question, today=today, explain=ask.explain)
     context = decision.as_dict(explain=ask.explain)
     return {"decision": context.pop("allowed"), "context": context}
@@ -279,9 +301,10 @@ def _answer(decider: Decider, ask: Ask, today: dt.date) -> dict[str, Any]:
 
 def _error(error: Invalid) -> dict[str, Any]:
     """A denied evaluation carrying the error that prevented it."""
-    return {"decision": False,
-            "context": {"error": {"status": 400, "code": error.code,
-                                  "message": error.detail}}}
+    return {
+        "decision": False,
+        "context": {"error": {"status": 400, "code": error.code, "message": error.detail}},
+    }
 
 
 def evaluate(rt: Runtime, caller: Caller, request: Mapping[str, Any]) -> dict[str, Any]:
@@ -308,15 +331,23 @@ def with_defaults(item: object, defaults: Mapping[str, Any], path: str) -> dict[
     if not isinstance(item, Mapping):
         raise _invalid(path.rstrip("."), "Must be an object.", "invalid_field")
     merged: dict[str, Any] = {}
-    for key, required in (("subject", SUBJECT_KEYS), ("action", ACTION_KEYS),
-                          ("resource", RESOURCE_KEYS)):
+    for key, required in (
+        ("subject", SUBJECT_KEYS),
+        ("action", ACTION_KEYS),
+        ("resource", RESOURCE_KEYS),
+    ):
         own, default = item.get(key), defaults.get(key)
         if own is None:
             merged[key] = default
         elif isinstance(own, Mapping) and isinstance(default, Mapping):
-            merged[key] = {**{k: default[k] for k in required
-                              if own.get(k) is None and default.get(k) is not None},
-                           **{k: v for k, v in own.items() if v is not None}}
+            merged[key] = {
+                **{
+                    k: default[k]
+                    for k in required
+                    if own.get(k) is None and default.get(k) is not None
+                },
+                **{k: v for k, v in own.items() if v is not None},
+            }
         else:
             merged[key] = own
     own_context = item.get("context")
@@ -324,8 +355,9 @@ def with_defaults(item: object, defaults: Mapping[str, Any], path: str) -> dict[
     return merged
 
 
-def _default(request: Mapping[str, Any], key: str, required: Sequence[str]
-             ) -> dict[str, Any] | None:
+def _default(
+    request: Mapping[str, Any], key: str, required: Sequence[str]
+) -> dict[str, Any] | None:
     """A top-level entity of an evaluations request, a default for its items.
 
     Raises Invalid `invalid_field` (not an object, a member of the wrong type).
@@ -345,13 +377,15 @@ def semantic_of(options: object) -> str:
         raise _invalid("options", "Must be an object.", "invalid_field")
     semantic = options.get("evaluations_semantic", EXECUTE_ALL)
     if semantic not in SEMANTICS:
-        raise _invalid("options.evaluations_semantic",
-                       f"Must be one of: {', '.join(SEMANTICS)}.", "invalid_field")
+        raise _invalid(
+            "options.evaluations_semantic",
+            f"Must be one of: {', '.join(SEMANTICS)}.",
+            "invalid_field",
+        )
     return semantic
 
 
-def evaluate_many(rt: Runtime, caller: Caller, request: Mapping[str, Any]
-                  ) -> dict[str, Any]:
+def evaluate_many(rt: Runtime, caller: Caller, request: Mapping[str, Any]) -> dict[str, Any]:
     """Access Evaluations: `{"evaluations": [decision, ...]}` in request order,
     all at one revision. Without `evaluations` (absent or empty) the request is
     a single evaluation and so is the answer.
@@ -373,19 +407,23 @@ def evaluate_many(rt: Runtime, caller: Caller, request: Mapping[str, Any]
     if not isinstance(items, list):
         raise _invalid("evaluations", "Not a valid list.", "invalid_field")
     if len(items) > rt.settings.batch_max:
-        raise Invalid(f"At most {rt.settings.batch_max} evaluations per request.",
-                      code="batch_too_large")
+        raise Invalid(
+            f"At most {rt.settings.batch_max} evaluations per request.", code="batch_too_large"
+        )
     semantic = semantic_of(request.get("options"))
-    defaults = {"subject": _default(request, "subject", SUBJECT_KEYS),
-                "action": _default(request, "action", ACTION_KEYS),
-                "resource": _default(request, "resource", RESOURCE_KEYS),
-                "context": context_of(request.get("context")) or None}
+    defaults = {
+        "subject": _default(request, "subject", SUBJECT_KEYS),
+        "action": _default(request, "action", ACTION_KEYS),
+        "resource": _default(request, "resource", RESOURCE_KEYS),
+        "context": context_of(request.get("context")) or None,
+    }
     parsed: list[Ask | Invalid] = []
     for i, item in enumerate(items):
         path = f"evaluations[{i}]."
         try:
-            parsed.append(parse_evaluation(with_defaults(item, defaults, path),
-                                           rt.policies.actions, path))
+            parsed.append(
+                parse_evaluation(with_defaults(item, defaults, path), rt.policies.actions, path)
+            )
         except Invalid as error:
             parsed.append(error)
     asks = [p for p in parsed if isinstance(p, Ask)]
@@ -396,21 +434,23 @@ def evaluate_many(rt: Runtime, caller: Caller, request: Mapping[str, Any]
     with rt.decider.reading(at_least):
         today = utc_today()
         for one in parsed:
-            answer = _error(one) if isinstance(one, Invalid) else _answer(rt.decider, one,
-                                                                         today)
+            answer = _error(one) if isinstance(one, Invalid) else _answer(rt.decider, one, today)
             answers.append(answer)
-            if (semantic == DENY_ON_FIRST_DENY and not answer["decision"]) or \
-                    (semantic == PERMIT_ON_FIRST_PERMIT and answer["decision"]):
+            if (semantic == DENY_ON_FIRST_DENY and not answer["decision"]) or (
+                semantic == PERMIT_ON_FIRST_PERMIT and answer["decision"]
+            ):
                 break
     return {"evaluations": answers}
 
 
 # --- searches ------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Page:
     """Where a search page starts (after `after`; None: from the beginning) and
     how many results it may hold."""
+
     after: Key | None
     limit: int
     fingerprint: str
@@ -433,8 +473,7 @@ def encode_token(after: Key | None, digest: str) -> str:
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
-def page_of(request: Mapping[str, Any], settings: Settings,
-            key_types: Sequence[type]) -> Page:
+def page_of(request: Mapping[str, Any], settings: Settings, key_types: Sequence[type]) -> Page:
     """The page a search request asks for. `limit` defaults to AUTHZ_PAGE_SIZE
     and is capped at AUTHZ_PAGE_SIZE_MAX; `key_types` is the shape of the sort
     key a token of this search holds.
@@ -466,8 +505,11 @@ def _decode_token(token: object, digest: str, key_types: Sequence[type]) -> Key 
 
     Raises Invalid `invalid_page_token`, `page_token_mismatch`.
     """
-    bad = Invalid("page.token is not a token issued by this search.",
-                  code="invalid_page_token", errors={"page.token": ["Unknown token."]})
+    bad = Invalid(
+        "page.token is not a token issued by this search.",
+        code="invalid_page_token",
+        errors={"page.token": ["Unknown token."]},
+    )
     if not isinstance(token, str) or len(token) > 2048:
         raise bad
     try:
@@ -477,21 +519,28 @@ def _decode_token(token: object, digest: str, key_types: Sequence[type]) -> Key 
     if not isinstance(data, dict) or data.get("v") != 1 or not isinstance(data.get("q"), str):
         raise bad
     if data["q"] != digest:
-        raise Invalid("page.token was issued for a different request: send the same "
-                      "subject, action, resource, context and page.limit as the first "
-                      "request, or start again without a token.",
-                      code="page_token_mismatch", errors={"page.token": ["Other request."]})
+        raise Invalid(
+            "page.token was issued for a different request: send the same "
+            "subject, action, resource, context and page.limit as the first "
+            "request, or start again without a token.",
+            code="page_token_mismatch",
+            errors={"page.token": ["Other request."]},
+        )
     after = data.get("after")
     if after is None:
         return None
-    if not (isinstance(after, list) and len(after) == len(key_types)
-            and all(type(v) is t for v, t in zip(after, key_types))):
+    if not (
+        isinstance(after, list)
+        and len(after) == len(key_types)
+        and all(type(v) is t for v, t in zip(after, key_types))
+    ):
         raise bad
     return after
 
 
-def _take(found: Iterator[tuple[Key, dict[str, str]]], page: Page
-          ) -> tuple[list[dict[str, str]], str]:
+def _take(
+    found: Iterator[tuple[Key, dict[str, str]]], page: Page
+) -> tuple[list[dict[str, str]], str]:
     """Up to `page.limit` results of `found` (allowed entities past the cursor,
     in key order) and the `next_token` ("" when nothing is left)."""
     results: list[dict[str, str]] = []
@@ -504,19 +553,24 @@ def _take(found: Iterator[tuple[Key, dict[str, str]]], page: Page
     return results, ""
 
 
-def _search(rt: Runtime, request: Mapping[str, Any], key_types: Sequence[type],
-            candidates: Callable[[Decider, Page, dt.date], Iterator[tuple[Key, dict[str, str]]]]
-            ) -> dict[str, Any]:
+def _search(
+    rt: Runtime,
+    request: Mapping[str, Any],
+    key_types: Sequence[type],
+    candidates: Callable[[Decider, Page, dt.date], Iterator[tuple[Key, dict[str, str]]]],
+) -> dict[str, Any]:
     """Run one search page at the current revision (at least the one asked for)."""
     page = page_of(request, rt.settings, key_types)
     with rt.decider.reading(_at_least(context_of(request.get("context")))) as revision:
         results, next_token = _take(candidates(rt.decider, page, utc_today()), page)
-    return {"page": {"next_token": next_token, "count": len(results)},
-            "context": {"revision": revision}, "results": results}
+    return {
+        "page": {"next_token": next_token, "count": len(results)},
+        "context": {"revision": revision},
+        "results": results,
+    }
 
 
-def _nothing(decider: Decider, page: Page, today: dt.date
-             ) -> Iterator[tuple[Key, dict[str, str]]]:
+def _nothing(decider: Decider, page: Page, today: dt.date) -> Iterator[tuple[Key, dict[str, str]]]:
     """No candidates: the request names nothing this service knows."""
     return iter(())
 
@@ -526,8 +580,7 @@ def _past(key: Key, page: Page) -> bool:
     return page.after is None or key > page.after
 
 
-def search_subjects(rt: Runtime, caller: Caller, request: Mapping[str, Any]
-                    ) -> dict[str, Any]:
+def search_subjects(rt: Runtime, caller: Caller, request: Mapping[str, Any]) -> dict[str, Any]:
     """Subject Search: the users who may perform the action on the resource,
     by increasing user id. Candidates are the users with a validated
     membership of the structure, each decided by the Decider.
@@ -541,30 +594,38 @@ def search_subjects(rt: Runtime, caller: Caller, request: Mapping[str, Any]
     resource = entity(request.get("resource"), "resource", RESOURCE_KEYS)
     context_of(request.get("context"))
     if caller.client_id is None:
-        raise Forbidden("Listing the users who may do something is for client "
-                        "applications; a person may only ask about themself.",
-                        code="subject_not_allowed")
+        raise Forbidden(
+            "Listing the users who may do something is for client "
+            "applications; a person may only ask about themself.",
+            code="subject_not_allowed",
+        )
     target = target_of(resource)
     name = action["name"]
-    if (subject["type"] != USER or isinstance(target, str)
-            or applies(name, target, rt.policies.actions) is not None):
+    if (
+        subject["type"] != USER
+        or isinstance(target, str)
+        or applies(name, target, rt.policies.actions) is not None
+    ):
         return _search(rt, request, (int,), _nothing)
     found: Target = target
 
-    def candidates(decider: Decider, page: Page, today: dt.date
-                   ) -> Iterator[tuple[Key, dict[str, str]]]:
+    def candidates(
+        decider: Decider, page: Page, today: dt.date
+    ) -> Iterator[tuple[Key, dict[str, str]]]:
         for uid in decider.members_of(found.structure_id):
             key = [uid]
-            if _past(key, page) and decider.decide(
-                    Question(uid, found.structure_id, found.space, name, found.service),
-                    today=today).allowed:
+            if (
+                _past(key, page)
+                and decider.decide(
+                    Question(uid, found.structure_id, found.space, name, found.service), today=today
+                ).allowed
+            ):
                 yield key, {"type": USER, "id": str(uid)}
 
     return _search(rt, request, (int,), candidates)
 
 
-def search_resources(rt: Runtime, caller: Caller, request: Mapping[str, Any]
-                     ) -> dict[str, Any]:
+def search_resources(rt: Runtime, caller: Caller, request: Mapping[str, Any]) -> dict[str, Any]:
     """Resource Search: the resources of the asked type on which the subject
     may perform the action. Spaces (space actions): every structure the user
     belongs to × the whole structure and each of its services × every space of
@@ -584,26 +645,34 @@ def search_resources(rt: Runtime, caller: Caller, request: Mapping[str, Any]
     name, kind = action["name"], resource["type"]
     spaces = sorted(s.code for s in rt.policies.spaces)
 
-    def space_candidates(decider: Decider, page: Page, today: dt.date
-                         ) -> Iterator[tuple[Key, dict[str, str]]]:
+    def space_candidates(
+        decider: Decider, page: Page, today: dt.date
+    ) -> Iterator[tuple[Key, dict[str, str]]]:
         if user_id is None or name not in SPACE_ACTIONS:
             return
         for sid in decider.structures_of(user_id):
             for service in decider.scopes(sid):
                 for space in spaces:
                     key = [sid, service or "", space]
-                    if _past(key, page) and decider.decide(
-                            Question(user_id, sid, space, name, service), today=today).allowed:
+                    if (
+                        _past(key, page)
+                        and decider.decide(
+                            Question(user_id, sid, space, name, service), today=today
+                        ).allowed
+                    ):
                         yield key, Target(sid, space, service).resource
 
-    def structure_candidates(decider: Decider, page: Page, today: dt.date
-                             ) -> Iterator[tuple[Key, dict[str, str]]]:
+    def structure_candidates(
+        decider: Decider, page: Page, today: dt.date
+    ) -> Iterator[tuple[Key, dict[str, str]]]:
         if user_id is None or name not in rt.policies.actions:
             return
         for sid in decider.structures_of(user_id):
             key = [sid]
-            if _past(key, page) and decider.decide(
-                    Question(user_id, sid, None, name), today=today).allowed:
+            if (
+                _past(key, page)
+                and decider.decide(Question(user_id, sid, None, name), today=today).allowed
+            ):
                 yield key, Target(sid).resource
 
     if kind == STRUCTURE:
@@ -613,8 +682,7 @@ def search_resources(rt: Runtime, caller: Caller, request: Mapping[str, Any]
     return _search(rt, request, (int,), _nothing)
 
 
-def search_actions(rt: Runtime, caller: Caller, request: Mapping[str, Any]
-                   ) -> dict[str, Any]:
+def search_actions(rt: Runtime, caller: Caller, request: Mapping[str, Any]) -> dict[str, Any]:
     """Action Search: the actions the subject may perform on the resource —
     among consult, modify, create for a space, among the management actions of
     policies/roles.yaml (in that file's order) for a structure.
@@ -629,16 +697,21 @@ def search_actions(rt: Runtime, caller: Caller, request: Mapping[str, Any]
     _require_subjects(caller, [user_id])
     target = target_of(resource)
 
-    def candidates(decider: Decider, page: Page, today: dt.date
-                   ) -> Iterator[tuple[Key, dict[str, str]]]:
+    def candidates(
+        decider: Decider, page: Page, today: dt.date
+    ) -> Iterator[tuple[Key, dict[str, str]]]:
         if user_id is None or not isinstance(target, Target):
             return
         names = SPACE_ACTIONS if target.space is not None else tuple(rt.policies.actions)
         for i, name in enumerate(names):
             key = [i]
-            if _past(key, page) and decider.decide(
-                    Question(user_id, target.structure_id, target.space, name,
-                             target.service), today=today).allowed:
+            if (
+                _past(key, page)
+                and decider.decide(
+                    Question(user_id, target.structure_id, target.space, name, target.service),
+                    today=today,
+                ).allowed
+            ):
                 yield key, {"name": name}
 
     return _search(rt, request, (int,), candidates)
@@ -646,10 +719,13 @@ def search_actions(rt: Runtime, caller: Caller, request: Mapping[str, Any]
 
 # --- discovery -----------------------------------------------------------------
 
+
 def metadata(base_url: str) -> dict[str, str]:
     """The PDP metadata document (`/.well-known/authzen-configuration`): the
     service's public base URL as `policy_decision_point` and every endpoint as
     an absolute URL under it. Never raises."""
     base = base_url.rstrip("/")
-    return {"policy_decision_point": base,
-            **{name: f"{base}{path}" for name, path in ENDPOINTS.items()}}
+    return {
+        "policy_decision_point": base,
+        **{name: f"{base}{path}" for name, path in ENDPOINTS.items()},
+    }

@@ -1,5 +1,6 @@
 """Decisions asked for by other systems (client applications) or by a user about
 themself, at the latest committed revision or at least the one asked for."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -14,6 +15,7 @@ from .runtime import Runtime
 @dataclass(frozen=True)
 class Caller:
     """Who asks: a client application (any subject) or a person (themself only)."""
+
     user_id: int | None = None
     client_id: int | None = None
 
@@ -23,32 +25,48 @@ class Caller:
 
 def _require_subjects(caller: Caller, questions: Sequence[Question]) -> None:
     if any(not caller.may_ask_about(q.user_id) for q in questions):
-        raise Forbidden("A user may only ask about their own rights; other systems "
-                        "ask with a client application's API key.",
-                        code="subject_not_allowed")
+        raise Forbidden(
+            "A user may only ask about their own rights; other systems "
+            "ask with a client application's API key.",
+            code="subject_not_allowed",
+        )
 
 
-def check(rt: Runtime, caller: Caller, question: Question, *,
-          at_least_revision: int | None = None, explain: bool = False) -> Decision:
+def check(
+    rt: Runtime,
+    caller: Caller,
+    question: Question,
+    *,
+    at_least_revision: int | None = None,
+    explain: bool = False,
+) -> Decision:
     """One decision, at the latest committed revision (at least `at_least_revision`).
 
     Raises Forbidden `subject_not_allowed`, Unavailable `revision_unavailable`.
     """
-    return check_batch(rt, caller, [question], at_least_revision=at_least_revision,
-                       explain=explain)[0]
+    return check_batch(
+        rt, caller, [question], at_least_revision=at_least_revision, explain=explain
+    )[0]
 
 
-def check_batch(rt: Runtime, caller: Caller, questions: Sequence[Question], *,
-                at_least_revision: int | None = None, explain: bool = False,
-                today: dt.date | None = None) -> list[Decision]:
+def check_batch(
+    rt: Runtime,
+    caller: Caller,
+    questions: Sequence[Question],
+    *,
+    at_least_revision: int | None = None,
+    explain: bool = False,
+    today: dt.date | None = None,
+) -> list[Decision]:
     """Several decisions, all taken at the same revision.
 
     Raises Invalid `batch_too_large` (over AUTHZ_BATCH_MAX), Forbidden,
     Unavailable.
     """
     if len(questions) > rt.settings.batch_max:
-        raise Invalid(f"At most {rt.settings.batch_max} questions per batch.",
-                      code="batch_too_large")
+        raise Invalid(
+            f"At most {rt.settings.batch_max} questions per batch.", code="batch_too_large"
+        )
     _require_subjects(caller, questions)
     decider = rt.decider
     with decider.reading(at_least_revision):

@@ -7,6 +7,7 @@ milliseconds, so a process remembers which keys it has already verified
 (see `authenticate_client`); the row is still read on every call, so revoking or
 replacing a key takes effect at once.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -38,8 +39,10 @@ _verified_lock = threading.Lock()
 def _name(value: str) -> str:
     name = (value or "").strip()
     if not 1 <= len(name) <= NAME_MAX:
-        raise Invalid(f"A client name must have 1 to {NAME_MAX} characters.",
-                      errors={"name": [f"Length must be 1 to {NAME_MAX}."]})
+        raise Invalid(
+            f"A client name must have 1 to {NAME_MAX} characters.",
+            errors={"name": [f"Length must be 1 to {NAME_MAX}."]},
+        )
     return name
 
 
@@ -50,27 +53,35 @@ def create_client(session: Session, rt: Runtime, name: str) -> tuple[ClientAppli
     Raises Invalid (empty or too long name), Conflict `client_name_taken`.
     """
     name = _name(name)
-    conflict = Conflict(f"A client application is already named {name!r}.",
-                        code="client_name_taken")
+    conflict = Conflict(
+        f"A client application is already named {name!r}.", code="client_name_taken"
+    )
     if session.scalar(select(ClientApplication.id).where(ClientApplication.name == name)):
         raise conflict
     key_id, secret = secrets.token_hex(8), secrets.token_urlsafe(32)
-    client = ClientApplication(name=name, key_id=key_id, key_hash=rt.hasher.hash(secret),
-                               active=True)
+    client = ClientApplication(
+        name=name, key_id=key_id, key_hash=rt.hasher.hash(secret), active=True
+    )
     session.add(client)
     try:
         session.flush()
     except IntegrityError as exc:  # a concurrent creation took the name first
         session.rollback()
         raise conflict from exc
-    record(session, action="client.created", actor=None, structure_id=None,
-           after={"name": name, "key_id": key_id})
+    record(
+        session,
+        action="client.created",
+        actor=None,
+        structure_id=None,
+        after={"name": name, "key_id": key_id},
+    )
     commit(session, rt)
     return client, f"{KEY_PREFIX}{key_id}_{secret}"
 
 
-def authenticate_client(session: Session, rt: Runtime,
-                        presented_key: str) -> ClientApplication | None:
+def authenticate_client(
+    session: Session, rt: Runtime, presented_key: str
+) -> ClientApplication | None:
     """The active client application owning `presented_key`, or None (malformed,
     unknown, wrong secret or revoked: not told apart).
 
@@ -81,8 +92,9 @@ def authenticate_client(session: Session, rt: Runtime,
     match = KEY_RE.match(presented_key or "")
     if match is None:
         return None
-    client = session.scalar(select(ClientApplication).where(
-        ClientApplication.key_id == match["key_id"]))
+    client = session.scalar(
+        select(ClientApplication).where(ClientApplication.key_id == match["key_id"])
+    )
     if client is None or not client.active:
         return None
     fingerprint = hashlib.sha256(presented_key.encode("ascii")).digest()
@@ -109,17 +121,24 @@ def revoke_client(session: Session, rt: Runtime, name: str) -> ClientApplication
     Raises NotFound (no client of that name), Conflict `client_revoked` (already
     revoked).
     """
-    client = session.scalar(select(ClientApplication).where(
-        ClientApplication.name == (name or "").strip()))
+    client = session.scalar(
+        select(ClientApplication).where(ClientApplication.name == (name or "").strip())
+    )
     if client is None:
         raise NotFound(f"No client application is named {name!r}.")
     if not client.active:
-        raise Conflict(f"The client application {client.name!r} is already revoked.",
-                       code="client_revoked")
+        raise Conflict(
+            f"The client application {client.name!r} is already revoked.", code="client_revoked"
+        )
     client.active = False
     client.revoked_at = utcnow()
-    record(session, action="client.revoked", actor=None, structure_id=None,
-           before={"name": client.name, "key_id": client.key_id, "active": True},
-           after={"name": client.name, "key_id": client.key_id, "active": False})
+    record(
+        session,
+        action="client.revoked",
+        actor=None,
+        structure_id=None,
+        before={"name": client.name, "key_id": client.key_id, "active": True},
+        after={"name": client.name, "key_id": client.key_id, "active": False},
+    )
     commit(session, rt)
     return client

@@ -3,6 +3,7 @@
 The README lists every setting below with its default. The service, the CLI and
 the tests all build their settings with `load_settings()`, so they agree.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -100,8 +101,9 @@ def _coerce(raw: str, current: Any, name: str) -> Any:
     return raw
 
 
-def load_settings(overrides: Mapping[str, Any] | None = None,
-                  environ: Mapping[str, str] | None = None) -> Settings:
+def load_settings(
+    overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
     """Defaults, then AUTHZ_* environment variables, then explicit overrides."""
     environ = os.environ if environ is None else environ
     defaults = Settings()
@@ -121,8 +123,10 @@ def load_settings(overrides: Mapping[str, Any] | None = None,
 def settings_table() -> list[tuple[str, str]]:
     """(variable, default) for every setting, for the README and `authz --help`."""
     defaults = Settings()
-    return [(ENV_PREFIX + f.name.upper(), repr(getattr(defaults, f.name)))
-            for f in dataclasses.fields(Settings)]
+    return [
+        (ENV_PREFIX + f.name.upper(), repr(getattr(defaults, f.name)))
+        for f in dataclasses.fields(Settings)
+    ]
 
 
 __all__ = ["Settings", "load_settings", "settings_table", "ROOT"]

@@ -1,4 +1,5 @@
 """Engine, sessions and schema migrations (Alembic is the only way the schema is made)."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -17,6 +17,7 @@ How a check is answered (see docs/decision-engine.md):
 Unknown subjects, structures, services, spaces or actions are denied before the
 engine is asked. Any engine error denies.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -32,12 +33,19 @@ from typing import Any
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from models import (Attachment, OpenedSpace, PolicyChange, PolicyRevision, Service, Structure,
-                    Subscription, User)
+from models import (
+    Attachment,
+    OpenedSpace,
+    PolicyChange,
+    PolicyRevision,
+    Service,
+    Structure,
+    Subscription,
+    User,
+)
 
 from .errors import Unavailable
-from .policy import (LEVEL_NONE, SPACE_ACTIONS, PolicyEngine, SpaceEntry, SpaceFacts,
-                     SubjectFacts)
+from .policy import LEVEL_NONE, SPACE_ACTIONS, PolicyEngine, SpaceEntry, SpaceFacts, SubjectFacts
 
 log = logging.getLogger("authz.decisions")
 
@@ -50,6 +58,7 @@ def utc_today() -> dt.date:
 
 
 # --- the index ----------------------------------------------------------------
+
 
 @dataclass(slots=True)
 class StructureEntry:
@@ -72,8 +81,7 @@ class AttachmentEntry:
     valid_until: dt.date | None
 
     def in_force(self, today: dt.date) -> bool:
-        return self.valid_from <= today and (self.valid_until is None
-                                             or today <= self.valid_until)
+        return self.valid_from <= today and (self.valid_until is None or today <= self.valid_until)
 
 
 @dataclass(slots=True)
@@ -129,19 +137,26 @@ class Index:
         def where(stmt, column):
             return stmt if only is None else stmt.where(column == only)
 
-        for sid, status, kind in session.execute(where(
-                select(Structure.id, Structure.status, Structure.kind), Structure.id)):
+        for sid, status, kind in session.execute(
+            where(select(Structure.id, Structure.status, Structure.kind), Structure.id)
+        ):
             self.structures[sid] = StructureEntry(status=status, kind=kind)
-        for svc_id, sid, code, active in session.execute(where(
+        for svc_id, sid, code, active in session.execute(
+            where(
                 select(Service.id, Service.structure_id, Service.code, Service.active),
-                Service.structure_id)):
+                Service.structure_id,
+            )
+        ):
             entry = self.structures.get(sid)
             if entry is not None:
                 entry.services[code] = (svc_id, active)
                 entry.codes[svc_id] = code
-        for sid, space, svc_id in session.execute(where(
-                select(OpenedSpace.structure_id, OpenedSpace.space_code,
-                       OpenedSpace.service_id), OpenedSpace.structure_id)):
+        for sid, space, svc_id in session.execute(
+            where(
+                select(OpenedSpace.structure_id, OpenedSpace.space_code, OpenedSpace.service_id),
+                OpenedSpace.structure_id,
+            )
+        ):
             entry = self.structures.get(sid)
             if entry is not None:
                 entry.opened.add((space, svc_id))
@@ -156,24 +171,40 @@ class Index:
         return found
 
     def _load_memberships(self, session: Session, only: tuple[int, int] | None) -> None:
-        att = select(Attachment.id, Attachment.user_id, Attachment.structure_id,
-                     Attachment.service_id, Attachment.role, Attachment.valid_from,
-                     Attachment.valid_until).where(Attachment.status == "validated")
-        sub = select(Subscription.id, Subscription.user_id, Subscription.structure_id,
-                     Subscription.space_code, Subscription.service_id,
-                     Subscription.level).where(Subscription.status == "validated")
+        att = select(
+            Attachment.id,
+            Attachment.user_id,
+            Attachment.structure_id,
+            Attachment.service_id,
+            Attachment.role,
+            Attachment.valid_from,
+            Attachment.valid_until,
+        ).where(Attachment.status == "validated")
+        sub = select(
+            Subscription.id,
+            Subscription.user_id,
+            Subscription.structure_id,
+            Subscription.space_code,
+            Subscription.service_id,
+            Subscription.level,
+        ).where(Subscription.status == "validated")
         if only is not None:
             att = att.where(Attachment.user_id == only[0], Attachment.structure_id == only[1])
-            sub = sub.where(Subscription.user_id == only[0],
-                            Subscription.structure_id == only[1])
+            sub = sub.where(Subscription.user_id == only[0], Subscription.structure_id == only[1])
         # Every row brings its own copies of the same few strings, dates and
         # (space, service) keys: keep one object of each (a third of the memory).
         shared: dict[Any, Any] = {}
         one = shared.setdefault
         for aid, uid, sid, svc, role, start, end in _driver_rows(session, att):
-            self._membership(uid, sid).attachments.append(AttachmentEntry(
-                aid, svc, one(role, role), _date(shared, start),
-                None if end is None else _date(shared, end)))
+            self._membership(uid, sid).attachments.append(
+                AttachmentEntry(
+                    aid,
+                    svc,
+                    one(role, role),
+                    _date(shared, start),
+                    None if end is None else _date(shared, end),
+                )
+            )
         for sub_id, uid, sid, space, svc, level in _driver_rows(session, sub):
             key = (space, svc)
             self._membership(uid, sid).subscriptions[one(key, key)] = pack(sub_id, level)
@@ -196,8 +227,7 @@ def _date(shared: dict[Any, Any], value: Any) -> dt.date:
     """One date object per distinct value (SQLite's driver gives ISO strings)."""
     found = shared.get(value)
     if found is None:
-        found = shared[value] = (dt.date.fromisoformat(value) if isinstance(value, str)
-                                 else value)
+        found = shared[value] = dt.date.fromisoformat(value) if isinstance(value, str) else value
     return found
 
 
@@ -206,11 +236,11 @@ def _driver_rows(session: Session, stmt: Any) -> Iterator[tuple]:
     transaction: a million SQLAlchemy Row objects would cost seconds at start-up.
     PostgreSQL streams them through a server-side cursor."""
     connection = session.connection()
-    sql = str(stmt.compile(dialect=connection.dialect,
-                           compile_kwargs={"literal_binds": True}))
+    sql = str(stmt.compile(dialect=connection.dialect, compile_kwargs={"literal_binds": True}))
     raw = connection.connection.dbapi_connection
-    cursor = (raw.cursor() if connection.dialect.name == "sqlite"
-              else raw.cursor(name="authz_index_load"))
+    cursor = (
+        raw.cursor() if connection.dialect.name == "sqlite" else raw.cursor(name="authz_index_load")
+    )
     try:
         cursor.execute(sql)
         while batch := cursor.fetchmany(10_000):
@@ -220,6 +250,7 @@ def _driver_rows(session: Session, stmt: Any) -> Iterator[tuple]:
 
 
 # --- questions and answers ----------------------------------------------------
+
 
 @dataclass(frozen=True, slots=True)
 class Question:
@@ -251,6 +282,7 @@ class Gathered:
     """The facts of one space question — `key`: the flat tuple of every fact
     value of policies/model.conf's r2.sub then r2.obj, which is also the memo
     key — and where each level came from (for the rule and the explanation)."""
+
     key: tuple
     role: str | None
     attachment_id: int | None
@@ -266,8 +298,9 @@ class Gathered:
         return SpaceFacts(*self.key[6:])
 
 
-def gather(index: Index, spaces: dict[str, SpaceEntry], q: Question, today: dt.date
-           ) -> Gathered | str:
+def gather(
+    index: Index, spaces: dict[str, SpaceEntry], q: Question, today: dt.date
+) -> Gathered | str:
     """The request facts of policies/model.conf for a space question, or the
     reason the question cannot even be put (unknown subject, structure…).
     Plain look-ups only: the hot path of every decision."""
@@ -308,12 +341,20 @@ def gather(index: Index, spaces: dict[str, SpaceEntry], q: Question, today: dt.d
     all_sub = subs.get((code, None))
     svc_sub = subs.get((code, service_id)) if service_id is not None else None
     opened = structure.opened
-    key = (status, whole, on_service,
-           LEVEL_OF[all_sub & 3] if all_sub is not None else LEVEL_NONE,
-           LEVEL_OF[svc_sub & 3] if svc_sub is not None else LEVEL_NONE,
-           space.granted_by_default.get(role, LEVEL_NONE) if role else LEVEL_NONE,
-           structure.status, structure.kind, space.public_only, (code, None) in opened,
-           service_id is not None and (code, service_id) in opened, service_status)
+    key = (
+        status,
+        whole,
+        on_service,
+        LEVEL_OF[all_sub & 3] if all_sub is not None else LEVEL_NONE,
+        LEVEL_OF[svc_sub & 3] if svc_sub is not None else LEVEL_NONE,
+        space.granted_by_default.get(role, LEVEL_NONE) if role else LEVEL_NONE,
+        structure.status,
+        structure.kind,
+        space.public_only,
+        (code, None) in opened,
+        service_id is not None and (code, service_id) in opened,
+        service_status,
+    )
     return Gathered(key, role, attachment_id, all_sub, svc_sub)
 
 
@@ -347,18 +388,19 @@ def allow_rule(g: Gathered, level: str, q: Question) -> str:
     if g.key[3] == level and g.all_subscription is not None:
         return f"subscription:{g.all_subscription >> 2} {level} {q.space} (all services)"
     if g.key[4] == level and g.service_subscription is not None:
-        return (f"subscription:{g.service_subscription >> 2} {level} {q.space} "
-                f"(service {q.service})")
+        return f"subscription:{g.service_subscription >> 2} {level} {q.space} (service {q.service})"
     return f"role-default:{g.role} {level} {q.space} (spaces.yaml)"
 
 
 # --- the decider ----------------------------------------------------------------
 
+
 class Decider:
     """One per process: the index at a revision, kept fresh, and the memo."""
 
-    def __init__(self, engine: PolicyEngine, db_engine: Engine, *,
-                 check_interval: float = 0.0) -> None:
+    def __init__(
+        self, engine: PolicyEngine, db_engine: Engine, *, check_interval: float = 0.0
+    ) -> None:
         self.policy = engine
         self.db_engine = db_engine
         self._check_interval = check_interval
@@ -426,8 +468,10 @@ class Decider:
                 self._poll_connection.invalidate()
                 self._poll_connection = None
             self._data_version = None
-            raise Unavailable("The policy store cannot be read; decisions are refused.",
-                              code="policy_store_unavailable") from exc
+            raise Unavailable(
+                "The policy store cannot be read; decisions are refused.",
+                code="policy_store_unavailable",
+            ) from exc
 
     def close(self) -> None:
         """Give back the connection kept for polling the revision."""
@@ -440,9 +484,12 @@ class Decider:
         """Bring the index to the latest committed revision (one cheap read when
         nothing moved). Raises Unavailable when `at_least` is beyond what is
         committed, or the database cannot be read."""
-        if (at_least is None or at_least <= self.revision) and self._check_interval and \
-                time.monotonic() - self._checked_at < self._check_interval and \
-                self.revision >= 0:
+        if (
+            (at_least is None or at_least <= self.revision)
+            and self._check_interval
+            and time.monotonic() - self._checked_at < self._check_interval
+            and self.revision >= 0
+        ):
             return self.revision
         with self._lock:
             if self._poll() > self.revision or self.revision < 0:
@@ -455,17 +502,25 @@ class Decider:
                     self.revision = latest
             self._checked_at = time.monotonic()
         if at_least is not None and at_least > self.revision:
-            raise Unavailable(f"Revision {at_least} is not committed yet (latest is "
-                              f"{self.revision}); retry later.", code="revision_unavailable")
+            raise Unavailable(
+                f"Revision {at_least} is not committed yet (latest is "
+                f"{self.revision}); retry later.",
+                code="revision_unavailable",
+            )
         return self.revision
 
     def _apply(self, session: Session, after: int, upto: int) -> None:
         changes = session.execute(
-            select(PolicyChange.scope, PolicyChange.a, PolicyChange.b)
-            .where(PolicyChange.revision > after, PolicyChange.revision <= upto)).all()
-        first = session.scalar(select(PolicyChange.revision)
-                               .where(PolicyChange.revision > after)
-                               .order_by(PolicyChange.revision).limit(1))
+            select(PolicyChange.scope, PolicyChange.a, PolicyChange.b).where(
+                PolicyChange.revision > after, PolicyChange.revision <= upto
+            )
+        ).all()
+        first = session.scalar(
+            select(PolicyChange.revision)
+            .where(PolicyChange.revision > after)
+            .order_by(PolicyChange.revision)
+            .limit(1)
+        )
         if any(c.scope == "all" for c in changes) or first != after + 1:
             # A full reload when asked for, or when the log no longer reaches back.
             log.info("policy revision %s -> %s: full reload", after, upto)
@@ -487,8 +542,9 @@ class Decider:
 
     # Decisions
 
-    def decide(self, q: Question, *, today: dt.date | None = None,
-               explain: bool = False) -> Decision:
+    def decide(
+        self, q: Question, *, today: dt.date | None = None, explain: bool = False
+    ) -> Decision:
         """Answer one question at the index's current revision (call
         ensure_fresh first). Never raises: errors deny."""
         today = today or utc_today()
@@ -501,8 +557,7 @@ class Decider:
             return Decision(False, self.revision, reason="internal error: denied")
 
     def _denied(self, reason: str) -> Decision:
-        return self._shared_decision(reason, lambda: Decision(False, self.revision,
-                                                              reason=reason))
+        return self._shared_decision(reason, lambda: Decision(False, self.revision, reason=reason))
 
     def _space(self, q: Question, today: dt.date, explain: bool) -> Decision:
         if q.action not in SPACE_ACTIONS:
@@ -516,7 +571,10 @@ class Decider:
             sub, obj = g.sub, g.obj
             allowed, row = self.policy.space(sub, obj, q.action)
             found = self._memo[memo_key] = (
-                allowed, row, None if allowed else deny_reason(sub, obj, q.action))
+                allowed,
+                row,
+                None if allowed else deny_reason(sub, obj, q.action),
+            )
         allowed, row, reason = found
         if not explain:
             if allowed:
@@ -524,19 +582,33 @@ class Decider:
             return self._denied(reason)
         facts = {"subject": _facts(g.sub), "resource": _facts(g.obj)}
         if allowed:
-            return Decision(True, self.revision, rule=allow_rule(g, row[0], q), explanation={
-                "attachment_id": g.attachment_id, "role": g.role, "facts": facts,
-                "levels.csv": ["p2", *row], "model": "policies/model.conf [matchers] m2"})
-        return Decision(False, self.revision, reason=reason, explanation={
-            "facts": facts, "model": "policies/model.conf [matchers] m2"})
+            return Decision(
+                True,
+                self.revision,
+                rule=allow_rule(g, row[0], q),
+                explanation={
+                    "attachment_id": g.attachment_id,
+                    "role": g.role,
+                    "facts": facts,
+                    "levels.csv": ["p2", *row],
+                    "model": "policies/model.conf [matchers] m2",
+                },
+            )
+        return Decision(
+            False,
+            self.revision,
+            reason=reason,
+            explanation={"facts": facts, "model": "policies/model.conf [matchers] m2"},
+        )
 
     def role_of(self, user_id: int, structure_id: int, today: dt.date) -> str | None:
         """The role a management question is asked with (see model.conf, r.role)."""
         if self.index.users.get(user_id) != "active":
             return None
         membership = self.index.memberships.get((user_id, structure_id))
-        roles = [a.role for a in (membership.attachments if membership else [])
-                 if a.in_force(today)]
+        roles = [
+            a.role for a in (membership.attachments if membership else []) if a.in_force(today)
+        ]
         return max(roles, key=ROLE_RANK.__getitem__) if roles else None
 
     def _management(self, q: Question, today: dt.date) -> Decision:
@@ -551,16 +623,19 @@ class Decider:
         key = (role, q.action, structure.status)
         allowed = self._mgmt_memo.get(key)
         if allowed is None:
-            allowed = self._mgmt_memo[key] = self.policy.allows(role, q.action,
-                                                                structure.status)
+            allowed = self._mgmt_memo[key] = self.policy.allows(role, q.action, structure.status)
         if allowed:
-            return self._shared_decision(key, lambda: Decision(
-                True, self.revision,
-                rule=f"role:{role} {q.action} ({structure.status} structure, roles.yaml)"))
+            return self._shared_decision(
+                key,
+                lambda: Decision(
+                    True,
+                    self.revision,
+                    rule=f"role:{role} {q.action} ({structure.status} structure, roles.yaml)",
+                ),
+            )
         if role is None:
             return self._denied("no validated attachment in force on this structure")
-        return self._denied(f"role {role} may not {q.action} on an {structure.status} "
-                            f"structure")
+        return self._denied(f"role {role} may not {q.action} on an {structure.status} structure")
 
     def _shared_decision(self, key: object, make: Callable[[], Decision]) -> Decision:
         """One immutable Decision per key and revision."""
@@ -579,16 +654,21 @@ class Decider:
         entry = self.index.structures.get(structure_id)
         return [None, *sorted(entry.services)] if entry else []
 
-    def grants(self, user_id: int, structure_id: int, today: dt.date | None = None
-               ) -> Iterator[tuple[str | None, str, list[str]]]:
+    def grants(
+        self, user_id: int, structure_id: int, today: dt.date | None = None
+    ) -> Iterator[tuple[str | None, str, list[str]]]:
         """(service code or None, space, allowed actions) for every scope and
         space where the user may do something on this structure."""
         today = today or utc_today()
         for service in self.scopes(structure_id):
             for space in self.policy.policies.spaces:
-                actions = [a for a in SPACE_ACTIONS if self.decide(
-                    Question(user_id, structure_id, space.code, a, service),
-                    today=today).allowed]
+                actions = [
+                    a
+                    for a in SPACE_ACTIONS
+                    if self.decide(
+                        Question(user_id, structure_id, space.code, a, service), today=today
+                    ).allowed
+                ]
                 if actions:
                     yield service, space.code, actions
 
@@ -604,5 +684,6 @@ def _facts(value: Any) -> dict[str, Any]:
 
 
 def _read_revision(session: Session) -> int:
-    return session.execute(select(PolicyRevision.revision)
-                           .where(PolicyRevision.id == 1)).scalar_one()
+    return session.execute(
+        select(PolicyRevision.revision).where(PolicyRevision.id == 1)
+    ).scalar_one()

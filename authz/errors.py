@@ -1,5 +1,6 @@
 """Domain errors. Each has a stable machine-readable `code`; api/errors.py maps
 the classes to HTTP statuses in one place."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -9,8 +10,9 @@ class DomainError(Exception):
     code = "error"
     title = "Error"
 
-    def __init__(self, detail: str, *, code: str | None = None,
-                 extra: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, detail: str, *, code: str | None = None, extra: dict[str, Any] | None = None
+    ) -> None:
         super().__init__(detail)
         self.detail = detail
         if code:
@@ -20,11 +22,13 @@ class DomainError(Exception):
 
 class Invalid(DomainError):
     """The request is well-formed but its content breaks a rule (field errors)."""
+
     code = "invalid"
     title = "Invalid request"
 
-    def __init__(self, detail: str, *, errors: dict[str, list[str]] | None = None,
-                 code: str | None = None) -> None:
+    def __init__(
+        self, detail: str, *, errors: dict[str, list[str]] | None = None, code: str | None = None
+    ) -> None:
         super().__init__(detail, code=code, extra={"errors": errors} if errors else None)
 
 
@@ -40,6 +44,7 @@ class Forbidden(DomainError):
 
 class NotFound(DomainError):
     """Unknown, or invisible to the caller: the two are indistinguishable on purpose."""
+
     code = "not_found"
     title = "Not found"
 

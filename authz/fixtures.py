@@ -36,6 +36,7 @@ start-up). A decision-matrix row is a mapping
 ``{user, structure, service?, space?, action, expect: allow | deny, why}``;
 `question` turns it into an `authz.decisions.Question`.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -53,12 +54,14 @@ from .decisions import Question, utc_today
 from .records import bump_revision
 
 WORLD_SECTIONS = frozenset({"structures", "users", "attachments", "subscriptions"})
-STRUCTURE_FIELDS = frozenset({"kind", "status", "identifier_type", "identifier_value",
-                              "designation", "opened", "services"})
+STRUCTURE_FIELDS = frozenset(
+    {"kind", "status", "identifier_type", "identifier_value", "designation", "opened", "services"}
+)
 SERVICE_FIELDS = frozenset({"active", "label", "opened"})
 USER_FIELDS = frozenset({"status", "kind", "login_email"})
-ATTACHMENT_FIELDS = frozenset({"user", "structure", "service", "role", "status",
-                               "valid_from", "valid_until"})
+ATTACHMENT_FIELDS = frozenset(
+    {"user", "structure", "service", "role", "status", "valid_from", "valid_until"}
+)
 SUBSCRIPTION_FIELDS = frozenset({"user", "structure", "service", "space", "level", "status"})
 ROW_FIELDS = frozenset({"user", "structure", "service", "space", "action", "expect", "why"})
 EXPECTATIONS = ("allow", "deny")
@@ -72,6 +75,7 @@ class WorldError(ValueError):
 class WorldIds:
     """The ids a loaded world's names were given, and the policy revision the
     load was committed at (once the caller commits)."""
+
     users: dict[str, int]
     structures: dict[str, int]
     # (structure name, service code) -> service id
@@ -91,6 +95,7 @@ class WorldIds:
 @dataclass(frozen=True)
 class DecisionMatrix:
     """A world and the decisions expected in it."""
+
     world: dict[str, Any]
     rows: list[dict[str, Any]]
 
@@ -113,8 +118,9 @@ def read_matrix(path: str | Path) -> DecisionMatrix:
     return DecisionMatrix(world=dict(doc["world"] or {}), rows=rows)
 
 
-def load_world(session: Session, world: Mapping[str, Any], *,
-               today: dt.date | None = None) -> WorldIds:
+def load_world(
+    session: Session, world: Mapping[str, Any], *, today: dt.date | None = None
+) -> WorldIds:
     """Write `world` into `session` with the models, then bump the policy
     revision once, naming every user, structure and (user, structure) pair it
     wrote. Does not commit. Raises WorldError on an unknown name or field."""
@@ -127,8 +133,10 @@ def load_world(session: Session, world: Mapping[str, Any], *,
         structure = Structure(
             identifier_type=spec.get("identifier_type", "AUTRE"),
             identifier_value=str(spec.get("identifier_value", name)),
-            designation=spec.get("designation", name), kind=_required(spec, "kind", name),
-            status=spec.get("status", "active"))
+            designation=spec.get("designation", name),
+            kind=_required(spec, "kind", name),
+            status=spec.get("status", "active"),
+        )
         session.add(structure)
         session.flush()
         structures[name] = structure
@@ -136,22 +144,31 @@ def load_world(session: Session, world: Mapping[str, Any], *,
             session.add(OpenedSpace(structure_id=structure.id, space_code=code))
         for code, svc in (spec.get("services") or {}).items():
             _check_fields(svc, SERVICE_FIELDS, f"service {name}/{code}")
-            service = Service(structure_id=structure.id, code=code,
-                              label=svc.get("label", code), active=bool(svc.get("active", True)))
+            service = Service(
+                structure_id=structure.id,
+                code=code,
+                label=svc.get("label", code),
+                active=bool(svc.get("active", True)),
+            )
             session.add(service)
             session.flush()
             services[(name, code)] = service
             for space in svc.get("opened") or []:
-                session.add(OpenedSpace(structure_id=structure.id, service_id=service.id,
-                                        space_code=space))
+                session.add(
+                    OpenedSpace(structure_id=structure.id, service_id=service.id, space_code=space)
+                )
     users: dict[str, User] = {}
     for name, spec in (world.get("users") or {}).items():
         spec = spec or {}
         _check_fields(spec, USER_FIELDS, f"user {name}")
-        user = User(login_email=spec.get("login_email", f"{name}@fixtures.invalid").lower(),
-                    contact_email=f"{name}@fixtures.invalid", first_name=name,
-                    last_name="Fixture", kind=spec.get("kind", "person"),
-                    status=spec.get("status", "active"))
+        user = User(
+            login_email=spec.get("login_email", f"{name}@fixtures.invalid").lower(),
+            contact_email=f"{name}@fixtures.invalid",
+            first_name=name,
+            last_name="Fixture",
+            kind=spec.get("kind", "person"),
+            status=spec.get("status", "active"),
+        )
         session.add(user)
         users[name] = user
     session.flush()
@@ -160,8 +177,11 @@ def load_world(session: Session, world: Mapping[str, Any], *,
         user = _lookup(users, item.get("user"), f"{where}: user")
         structure = _lookup(structures, item.get("structure"), f"{where}: structure")
         code = item.get("service")
-        service_id = (None if code is None
-                      else _lookup(services, (item["structure"], code), f"{where}: service").id)
+        service_id = (
+            None
+            if code is None
+            else _lookup(services, (item["structure"], code), f"{where}: service").id
+        )
         return user, structure, service_id
 
     memberships: set[tuple[int, int]] = set()
@@ -170,29 +190,48 @@ def load_world(session: Session, world: Mapping[str, Any], *,
         _check_fields(item, ATTACHMENT_FIELDS, where)
         user, structure, service_id = scope(item, where)
         until = item.get("valid_until")
-        session.add(Attachment(
-            user_id=user.id, structure_id=structure.id, service_id=service_id,
-            role=_required(item, "role", where), status=item.get("status", "validated"),
-            valid_from=today + dt.timedelta(days=_offset(item.get("valid_from", 0), where)),
-            valid_until=None if until is None
-            else today + dt.timedelta(days=_offset(until, where))))
+        session.add(
+            Attachment(
+                user_id=user.id,
+                structure_id=structure.id,
+                service_id=service_id,
+                role=_required(item, "role", where),
+                status=item.get("status", "validated"),
+                valid_from=today + dt.timedelta(days=_offset(item.get("valid_from", 0), where)),
+                valid_until=None
+                if until is None
+                else today + dt.timedelta(days=_offset(until, where)),
+            )
+        )
         memberships.add((user.id, structure.id))
     for number, item in enumerate(world.get("subscriptions") or [], start=1):
         where = f"subscription {number}"
         _check_fields(item, SUBSCRIPTION_FIELDS, where)
         user, structure, service_id = scope(item, where)
-        session.add(Subscription(
-            user_id=user.id, structure_id=structure.id, service_id=service_id,
-            space_code=_required(item, "space", where), level=_required(item, "level", where),
-            status=item.get("status", "validated")))
+        session.add(
+            Subscription(
+                user_id=user.id,
+                structure_id=structure.id,
+                service_id=service_id,
+                space_code=_required(item, "space", where),
+                level=_required(item, "level", where),
+                status=item.get("status", "validated"),
+            )
+        )
         memberships.add((user.id, structure.id))
     session.flush()
-    revision = bump_revision(session, users=[u.id for u in users.values()],
-                             structures=[s.id for s in structures.values()],
-                             memberships=memberships)
-    return WorldIds(users={n: u.id for n, u in users.items()},
-                    structures={n: s.id for n, s in structures.items()},
-                    services={k: s.id for k, s in services.items()}, revision=revision)
+    revision = bump_revision(
+        session,
+        users=[u.id for u in users.values()],
+        structures=[s.id for s in structures.values()],
+        memberships=memberships,
+    )
+    return WorldIds(
+        users={n: u.id for n, u in users.items()},
+        structures={n: s.id for n, s in structures.items()},
+        services={k: s.id for k, s in services.items()},
+        revision=revision,
+    )
 
 
 def question(row: Mapping[str, Any], ids: WorldIds) -> Question:
@@ -201,8 +240,13 @@ def question(row: Mapping[str, Any], ids: WorldIds) -> Question:
     service = row.get("service")
     if service is not None:
         ids.service(row["structure"], service)  # refuse a service the world lacks
-    return Question(user_id=ids.user(row["user"]), structure_id=ids.structure(row["structure"]),
-                    space=row.get("space"), action=row["action"], service=service)
+    return Question(
+        user_id=ids.user(row["user"]),
+        structure_id=ids.structure(row["structure"]),
+        space=row.get("space"),
+        action=row["action"],
+        service=service,
+    )
 
 
 def _lookup(table: Mapping[Any, Any], key: Any, what: str) -> Any:

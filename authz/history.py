@@ -1,4 +1,5 @@
 """The history of a structure: every manager action, read-only through the API."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -14,10 +15,19 @@ from .pagination import Page, paginate
 from .runtime import Runtime
 
 
-def list_entries(session: Session, rt: Runtime, actor: User, structure_id: int, *,
-                 since: dt.datetime | None = None, until: dt.datetime | None = None,
-                 action: str | None = None, user_id: int | None = None,
-                 page: int, page_size: int) -> Page:
+def list_entries(
+    session: Session,
+    rt: Runtime,
+    actor: User,
+    structure_id: int,
+    *,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+    action: str | None = None,
+    user_id: int | None = None,
+    page: int,
+    page_size: int,
+) -> Page:
     """Entries of a structure, newest first, filtered by period, action (exact,
     or a prefix ending in '.') and user (actor or target).
 
@@ -32,14 +42,21 @@ def list_entries(session: Session, rt: Runtime, actor: User, structure_id: int, 
     if action:
         # A literal, case-sensitive prefix on every backend (LIKE would read '%'
         # and '_' as wildcards, and ignores case on SQLite).
-        stmt = stmt.where(func.substr(HistoryEntry.action, 1, len(action)) == action
-                          if action.endswith(".") else HistoryEntry.action == action)
+        stmt = stmt.where(
+            func.substr(HistoryEntry.action, 1, len(action)) == action
+            if action.endswith(".")
+            else HistoryEntry.action == action
+        )
     if user_id is not None:
-        stmt = stmt.where((HistoryEntry.actor_id == user_id)
-                          | (HistoryEntry.target_user_id == user_id))
-    return paginate(session, stmt.order_by(HistoryEntry.created_at.desc(),
-                                           HistoryEntry.id.desc()),
-                    page=page, page_size=page_size)
+        stmt = stmt.where(
+            (HistoryEntry.actor_id == user_id) | (HistoryEntry.target_user_id == user_id)
+        )
+    return paginate(
+        session,
+        stmt.order_by(HistoryEntry.created_at.desc(), HistoryEntry.id.desc()),
+        page=page,
+        page_size=page_size,
+    )
 
 
 def get_entry(session: Session, rt: Runtime, actor: User, entry_id: int) -> HistoryEntry:

@@ -8,6 +8,7 @@ never dropped: a failed send stays pending and is retried forever with a capped
 exponential back-off. `MailDispatcher` runs `deliver_due()` in a background
 thread of each process.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -50,11 +51,14 @@ def _check_header(field: str, value: str, max_length: int) -> None:
     if not value or not value.strip():
         raise Invalid(f"The mail {field} is empty.", errors={field: ["Must not be empty."]})
     if "\r" in value or "\n" in value:
-        raise Invalid(f"The mail {field} contains a line break.",
-                      errors={field: ["Must not contain line breaks."]})
+        raise Invalid(
+            f"The mail {field} contains a line break.",
+            errors={field: ["Must not contain line breaks."]},
+        )
     if len(value) > max_length:
-        raise Invalid(f"The mail {field} is too long.",
-                      errors={field: [f"At most {max_length} characters."]})
+        raise Invalid(
+            f"The mail {field} is too long.", errors={field: [f"At most {max_length} characters."]}
+        )
 
 
 def enqueue(session: Session, *, kind: str, to: str, subject: str, body: str) -> OutboxMail:
@@ -69,8 +73,16 @@ def enqueue(session: Session, *, kind: str, to: str, subject: str, body: str) ->
     _check_header("to", to, _TO_MAX)
     _check_header("subject", subject, _SUBJECT_MAX)
     now = utcnow()
-    row = OutboxMail(kind=kind, to_address=to, subject=subject, body=body, status="pending",
-                     attempts=0, created_at=now, next_attempt_at=now)
+    row = OutboxMail(
+        kind=kind,
+        to_address=to,
+        subject=subject,
+        body=body,
+        status="pending",
+        attempts=0,
+        created_at=now,
+        next_attempt_at=now,
+    )
     session.add(row)
     return row
 
@@ -133,15 +145,24 @@ class FileTransport:
         except BaseException:
             Path(tmp_name).unlink(missing_ok=True)
             raise
-        logger.info("mail to %s, subject %r, written to %s", message["To"], message["Subject"],
-                    path)
+        logger.info(
+            "mail to %s, subject %r, written to %s", message["To"], message["Subject"], path
+        )
 
 
 class SMTPTransport:
     """Sends through an SMTP server, one connection per message."""
 
-    def __init__(self, host: str, port: int, username: str, password: str, starttls: bool,
-                 timeout: float, mail_from: str) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        username: str,
+        password: str,
+        starttls: bool,
+        timeout: float,
+        mail_from: str,
+    ) -> None:
         self.host = host
         self.port = port
         self.username = username
@@ -164,16 +185,27 @@ class SMTPTransport:
             if self.username:
                 smtp.login(self.username, self.password)
             smtp.send_message(message, from_addr=self.mail_from)
-        logger.info("mail to %s, subject %r, sent via %s:%s", message["To"], message["Subject"],
-                    self.host, self.port)
+        logger.info(
+            "mail to %s, subject %r, sent via %s:%s",
+            message["To"],
+            message["Subject"],
+            self.host,
+            self.port,
+        )
 
 
 def transport_from_settings(settings: Settings) -> Transport:
     """SMTP if `smtp_host` is set, otherwise .eml files in the effective mail dir."""
     if settings.smtp_host:
-        return SMTPTransport(settings.smtp_host, settings.smtp_port, settings.smtp_username,
-                             settings.smtp_password, settings.smtp_starttls,
-                             settings.smtp_timeout_seconds, settings.mail_from)
+        return SMTPTransport(
+            settings.smtp_host,
+            settings.smtp_port,
+            settings.smtp_username,
+            settings.smtp_password,
+            settings.smtp_starttls,
+            settings.smtp_timeout_seconds,
+            settings.mail_from,
+        )
     return FileTransport(settings.effective_mail_dir)
 
 
@@ -193,18 +225,26 @@ class DeliveryReport:
     failed: int = 0
 
 
-def _claim(session_factory: Callable[[], Session], outbox_id: int, now: dt.datetime,
-           claim_until: dt.datetime) -> OutboxMail | None:
+def _claim(
+    session_factory: Callable[[], Session],
+    outbox_id: int,
+    now: dt.datetime,
+    claim_until: dt.datetime,
+) -> OutboxMail | None:
     """Claim a due row for this process and count the attempt, in a committed
     transaction of its own. Return the (detached) row, or None if it is no longer
     pending or another process holds an unexpired claim on it."""
     with session_factory() as session, session.begin():
         result = session.execute(
             update(OutboxMail)
-            .where(OutboxMail.id == outbox_id, OutboxMail.status == "pending",
-                   or_(OutboxMail.claimed_until.is_(None), OutboxMail.claimed_until < now))
+            .where(
+                OutboxMail.id == outbox_id,
+                OutboxMail.status == "pending",
+                or_(OutboxMail.claimed_until.is_(None), OutboxMail.claimed_until < now),
+            )
             .values(claimed_until=claim_until, attempts=OutboxMail.attempts + 1),
-            execution_options={"synchronize_session": False})
+            execution_options={"synchronize_session": False},
+        )
         if result.rowcount != 1:
             return None
         row = session.get_one(OutboxMail, outbox_id)
@@ -212,10 +252,17 @@ def _claim(session_factory: Callable[[], Session], outbox_id: int, now: dt.datet
         return row
 
 
-def deliver_due(session_factory: Callable[[], Session], transport: Transport, *,
-                mail_from: str = Settings.mail_from, now: dt.datetime | None = None,
-                limit: int = 50, base_delay: float = 30.0, max_delay: float = 3600.0,
-                claim_seconds: float = 120) -> DeliveryReport:
+def deliver_due(
+    session_factory: Callable[[], Session],
+    transport: Transport,
+    *,
+    mail_from: str = Settings.mail_from,
+    now: dt.datetime | None = None,
+    limit: int = 50,
+    base_delay: float = 30.0,
+    max_delay: float = 3600.0,
+    claim_seconds: float = 120,
+) -> DeliveryReport:
     """Send up to `limit` due pending mails, oldest due first.
 
     Each row is claimed (conditional UPDATE, committed) before it is sent, so
@@ -235,10 +282,14 @@ def deliver_due(session_factory: Callable[[], Session], transport: Transport, *,
     with session_factory() as session, session.begin():
         candidates = session.scalars(
             select(OutboxMail.id)
-            .where(OutboxMail.status == "pending", OutboxMail.next_attempt_at <= started,
-                   or_(OutboxMail.claimed_until.is_(None), OutboxMail.claimed_until < started))
+            .where(
+                OutboxMail.status == "pending",
+                OutboxMail.next_attempt_at <= started,
+                or_(OutboxMail.claimed_until.is_(None), OutboxMail.claimed_until < started),
+            )
             .order_by(OutboxMail.next_attempt_at, OutboxMail.id)
-            .limit(limit)).all()
+            .limit(limit)
+        ).all()
     sent = failed = 0
     for outbox_id in candidates:
         claimed_at = clock()
@@ -254,25 +305,36 @@ def deliver_due(session_factory: Callable[[], Session], transport: Transport, *,
             delay = retry_delay(row.attempts, base_delay, max_delay)
             next_attempt = finished + dt.timedelta(seconds=delay)
             error = f"{type(exc).__name__}: {exc}"[:LAST_ERROR_MAX]
-            logger.warning("mail %s to %s failed (attempt %d), next attempt at %s: %s",
-                           outbox_id, row.to_address, row.attempts, next_attempt.isoformat(),
-                           error)
+            logger.warning(
+                "mail %s to %s failed (attempt %d), next attempt at %s: %s",
+                outbox_id,
+                row.to_address,
+                row.attempts,
+                next_attempt.isoformat(),
+                error,
+            )
             with session_factory() as session, session.begin():
                 # Only while the claim is still ours: after it expired, another
                 # process may own the row and its outcome.
                 session.execute(
                     update(OutboxMail)
-                    .where(OutboxMail.id == outbox_id, OutboxMail.status == "pending",
-                           OutboxMail.claimed_until == claim_until)
+                    .where(
+                        OutboxMail.id == outbox_id,
+                        OutboxMail.status == "pending",
+                        OutboxMail.claimed_until == claim_until,
+                    )
                     .values(last_error=error, next_attempt_at=next_attempt, claimed_until=None),
-                    execution_options={"synchronize_session": False})
+                    execution_options={"synchronize_session": False},
+                )
             continue
         sent += 1
         with session_factory() as session, session.begin():
             session.execute(
-                update(OutboxMail).where(OutboxMail.id == outbox_id)
+                update(OutboxMail)
+                .where(OutboxMail.id == outbox_id)
                 .values(status="sent", sent_at=clock(), claimed_until=None),
-                execution_options={"synchronize_session": False})
+                execution_options={"synchronize_session": False},
+            )
     return DeliveryReport(sent=sent, failed=failed)
 
 
@@ -319,14 +381,29 @@ class MailDispatcher:
             # Cleared before the pass: a kick arriving during it causes another one.
             self._wake.clear()
             try:
-                deliver_due(self._session_factory, self._transport, mail_from=settings.mail_from,
-                            base_delay=settings.mail_retry_base_seconds,
-                            max_delay=settings.mail_retry_max_seconds)
+                deliver_due(
+                    self._session_factory,
+                    self._transport,
+                    mail_from=settings.mail_from,
+                    base_delay=settings.mail_retry_base_seconds,
+                    max_delay=settings.mail_retry_max_seconds,
+                )
             except Exception:
                 logger.exception("mail delivery pass failed")
             self._wake.wait(settings.mail_poll_seconds)
 
 
-__all__ = ["enqueue", "build_message", "Transport", "FileTransport", "SMTPTransport",
-           "transport_from_settings", "retry_delay", "DeliveryReport", "deliver_due",
-           "MailDispatcher", "OUTBOX_ID_HEADER", "LAST_ERROR_MAX"]
+__all__ = [
+    "enqueue",
+    "build_message",
+    "Transport",
+    "FileTransport",
+    "SMTPTransport",
+    "transport_from_settings",
+    "retry_delay",
+    "DeliveryReport",
+    "deliver_due",
+    "MailDispatcher",
+    "OUTBOX_ID_HEADER",
+    "LAST_ERROR_MAX",
+]

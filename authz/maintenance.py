@@ -1,5 +1,6 @@
 """Periodic clean-up of rows that can no longer serve (run from cron by
 `authz maintenance`; safe to run at any time and from several hosts)."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -19,8 +20,9 @@ GRACE = dt.timedelta(days=1)
 CHANGE_LOG_AGE = dt.timedelta(days=7)
 
 
-def run_maintenance(session: Session, rt: Runtime,
-                    now: dt.datetime | None = None) -> dict[str, int]:
+def run_maintenance(
+    session: Session, rt: Runtime, now: dt.datetime | None = None
+) -> dict[str, int]:
     """Delete log-in tokens expired or revoked more than a day ago, activation
     links expired more than a day ago, and log-in throttle rows whose counting
     window and lock-out have both ended. Return the number of rows deleted per
@@ -35,21 +37,26 @@ def run_maintenance(session: Session, rt: Runtime,
     unsynced = {"synchronize_session": False}
     counts = {
         "auth_tokens": session.execute(
-            delete(AuthToken).where(or_(AuthToken.expires_at < cutoff,
-                                        AuthToken.revoked_at < cutoff)),
-            execution_options=unsynced).rowcount,
+            delete(AuthToken).where(
+                or_(AuthToken.expires_at < cutoff, AuthToken.revoked_at < cutoff)
+            ),
+            execution_options=unsynced,
+        ).rowcount,
         "activation_tokens": session.execute(
             delete(ActivationToken).where(ActivationToken.expires_at < cutoff),
-            execution_options=unsynced).rowcount,
+            execution_options=unsynced,
+        ).rowcount,
         "login_throttles": session.execute(
             delete(LoginThrottle).where(
                 LoginThrottle.window_started_at <= window_start_limit,
-                or_(LoginThrottle.locked_until.is_(None),
-                    LoginThrottle.locked_until <= now)),
-            execution_options=unsynced).rowcount,
+                or_(LoginThrottle.locked_until.is_(None), LoginThrottle.locked_until <= now),
+            ),
+            execution_options=unsynced,
+        ).rowcount,
         "policy_changes": session.execute(
             delete(PolicyChange).where(PolicyChange.created_at < now - CHANGE_LOG_AGE),
-            execution_options=unsynced).rowcount,
+            execution_options=unsynced,
+        ).rowcount,
     }
     commit(session, rt)
     counts["closed_accounts"] = close_expired_accounts(session, rt, now)

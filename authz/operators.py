@@ -1,5 +1,6 @@
 """Platform roles: person accounts with the platform-wide role 'operator' or
 'security_reviewer', given only from the command line."""
+
 from __future__ import annotations
 
 from typing import Literal
@@ -21,9 +22,15 @@ REVIEWER = "security_reviewer"
 Outcome = Literal["created", "promoted", "unchanged"]
 
 
-def create_operator(session: Session, rt: Runtime, email: str, *,
-                    first_name: str = "Platform", last_name: str = "Operator",
-                    role: str = OPERATOR) -> tuple[User, Outcome]:
+def create_operator(
+    session: Session,
+    rt: Runtime,
+    email: str,
+    *,
+    first_name: str = "Platform",
+    last_name: str = "Operator",
+    role: str = OPERATOR,
+) -> tuple[User, Outcome]:
     """Make `email` a platform operator (or, with role=REVIEWER, a security
     reviewer) and say what that took. A new account is
     pending and gets the normal activation mail; an existing person account keeps
@@ -36,27 +43,34 @@ def create_operator(session: Session, rt: Runtime, email: str, *,
     """
     user = accounts.find_by_login(session, accounts.normalize_email(email))
     if user is None:
-        user = accounts.create_account(session, rt, login_email=email, first_name=first_name,
-                                       last_name=last_name)
+        user = accounts.create_account(
+            session, rt, login_email=email, first_name=first_name, last_name=last_name
+        )
         outcome: Outcome = "created"
     elif user.kind != "person":
-        raise Conflict("This login belongs to a technical user, not a person.",
-                       code="not_a_person")
+        raise Conflict("This login belongs to a technical user, not a person.", code="not_a_person")
     elif user.status == "closed":
         raise Conflict("This account is closed.", code="account_closed")
     elif user.platform_role == role:
         return user, "unchanged"
     elif user.platform_role is not None:
-        raise Conflict(f"This account is already a {user.platform_role}.",
-                       code="other_platform_role")
+        raise Conflict(
+            f"This account is already a {user.platform_role}.", code="other_platform_role"
+        )
     else:
         outcome = "promoted"
     before = user.platform_role
     user.platform_role = role
     session.flush()
-    record(session, action=f"{role}.appointed", actor=None, structure_id=None,
-           target_user_id=user.id, before={"platform_role": before},
-           after={"platform_role": role})
+    record(
+        session,
+        action=f"{role}.appointed",
+        actor=None,
+        structure_id=None,
+        target_user_id=user.id,
+        before={"platform_role": before},
+        after={"platform_role": role},
+    )
     bump_revision(session, users=[user.id])
     commit(session, rt)
     return user, outcome

@@ -1,4 +1,5 @@
 """Pages of query results, the same shape for every list of the API."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

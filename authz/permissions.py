@@ -1,8 +1,9 @@
-""""What may this user do" and "who may do what here", from the decision index.
+""" "What may this user do" and "who may do what here", from the decision index.
 
 Candidates come from the index's memberships (validated attachments), never
 from scanning Casbin rows; each candidate right is decided by the engine.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -22,12 +23,20 @@ class PermissionPage(Page):
 
 def _rights(decider: Decider, user_id: int, structure_id: int) -> dict[str, Any]:
     today = utc_today()
-    management = [action for action in decider.policy.policies.actions
-                  if decider.decide(Question(user_id, structure_id, None, action)).allowed]
-    grants = [{"service": service, "space": space, "actions": actions}
-              for service, space, actions in decider.grants(user_id, structure_id, today)]
-    return {"role": decider.role_of(user_id, structure_id, today), "management": management,
-            "grants": grants}
+    management = [
+        action
+        for action in decider.policy.policies.actions
+        if decider.decide(Question(user_id, structure_id, None, action)).allowed
+    ]
+    grants = [
+        {"service": service, "space": space, "actions": actions}
+        for service, space, actions in decider.grants(user_id, structure_id, today)
+    ]
+    return {
+        "role": decider.role_of(user_id, structure_id, today),
+        "management": management,
+        "grants": grants,
+    }
 
 
 def _may_read_access(decider: Decider, caller: Caller, structure_id: int) -> bool:
@@ -37,8 +46,15 @@ def _may_read_access(decider: Decider, caller: Caller, structure_id: int) -> boo
     return decider.decide(Question(caller.user_id, structure_id, None, "access.read")).allowed
 
 
-def user_permissions(rt: Runtime, caller: Caller, user_id: int, *, page: int,
-                     page_size: int, at_least_revision: int | None = None) -> PermissionPage:
+def user_permissions(
+    rt: Runtime,
+    caller: Caller,
+    user_id: int,
+    *,
+    page: int,
+    page_size: int,
+    at_least_revision: int | None = None,
+) -> PermissionPage:
     """Per structure the user is attached to: their role, management actions and
     rights on spaces. A person sees their own rights everywhere, and another
     user's only on structures where they may read access (access.read).
@@ -55,14 +71,22 @@ def user_permissions(rt: Runtime, caller: Caller, user_id: int, *, page: int,
             structures = [s for s in structures if _may_read_access(decider, caller, s)]
             if not structures and caller.client_id is None:
                 raise NotFound("No such user.")
-        chosen = structures[(page - 1) * page_size: page * page_size]
+        chosen = structures[(page - 1) * page_size : page * page_size]
         items = [{"structure_id": sid, **_rights(decider, user_id, sid)} for sid in chosen]
-    return PermissionPage(items=items, page=page, page_size=page_size,
-                          total=len(structures), revision=revision)
+    return PermissionPage(
+        items=items, page=page, page_size=page_size, total=len(structures), revision=revision
+    )
 
 
-def structure_access(rt: Runtime, caller: Caller, structure_id: int, *, page: int,
-                     page_size: int, at_least_revision: int | None = None) -> PermissionPage:
+def structure_access(
+    rt: Runtime,
+    caller: Caller,
+    structure_id: int,
+    *,
+    page: int,
+    page_size: int,
+    at_least_revision: int | None = None,
+) -> PermissionPage:
     """Per user attached to the structure: role, management actions and rights
     on its spaces. For client applications and the structure's managers.
 
@@ -71,11 +95,13 @@ def structure_access(rt: Runtime, caller: Caller, structure_id: int, *, page: in
     """
     decider = rt.decider
     with decider.reading(at_least_revision) as revision:
-        if structure_id not in decider.index.structures or \
-                not _may_read_access(decider, caller, structure_id):
+        if structure_id not in decider.index.structures or not _may_read_access(
+            decider, caller, structure_id
+        ):
             raise NotFound("No such structure.")
         members = decider.members_of(structure_id)
-        chosen = members[(page - 1) * page_size: page * page_size]
+        chosen = members[(page - 1) * page_size : page * page_size]
         items = [{"user_id": uid, **_rights(decider, uid, structure_id)} for uid in chosen]
-    return PermissionPage(items=items, page=page, page_size=page_size, total=len(members),
-                          revision=revision)
+    return PermissionPage(
+        items=items, page=page, page_size=page_size, total=len(members), revision=revision
+    )

@@ -3,6 +3,7 @@
 The files decide; this module only reads them, refuses inconsistent ones at
 start-up, and wraps pycasbin so that any error in the engine is a deny.
 """
+
 from __future__ import annotations
 
 import logging
@@ -67,16 +68,20 @@ def load_policies(directory: str | Path) -> Policies:
     spaces: list[SpaceEntry] = []
     for item in spaces_doc.get("spaces") or []:
         try:
-            entry = SpaceEntry(code=str(item["code"]), label=str(item["label"]),
-                               public_only=bool(item.get("public_only", False)),
-                               opened_by_default=bool(item.get("opened_by_default", False)),
-                               granted_by_default=dict(item.get("granted_by_default") or {}))
+            entry = SpaceEntry(
+                code=str(item["code"]),
+                label=str(item["label"]),
+                public_only=bool(item.get("public_only", False)),
+                opened_by_default=bool(item.get("opened_by_default", False)),
+                granted_by_default=dict(item.get("granted_by_default") or {}),
+            )
         except (KeyError, TypeError) as exc:
             raise PolicyFileError(f"spaces.yaml: bad entry {item!r}") from exc
         for role, level in entry.granted_by_default.items():
             if role not in ROLES or level not in LEVELS:
                 raise PolicyFileError(
-                    f"spaces.yaml: {entry.code}: unknown role or level {role}: {level}")
+                    f"spaces.yaml: {entry.code}: unknown role or level {role}: {level}"
+                )
         spaces.append(entry)
     codes = [s.code for s in spaces]
     if not codes or len(set(codes)) != len(codes):
@@ -110,6 +115,7 @@ SPACE_ACTIONS = ("consult", "modify", "create")
 @dataclass(frozen=True, slots=True)
 class SubjectFacts:
     """`r2.sub` of policies/model.conf: the user on the structure, for one scope."""
+
     user_status: str
     whole: bool
     service: bool
@@ -121,6 +127,7 @@ class SubjectFacts:
 @dataclass(frozen=True, slots=True)
 class SpaceFacts:
     """`r2.obj` of policies/model.conf: the space on the structure, for one scope."""
+
     structure_status: str
     structure_kind: str
     public_only: bool
@@ -135,8 +142,9 @@ class PolicyEngine:
 
     def __init__(self, policies: Policies) -> None:
         self.policies = policies
-        self._enforcer = casbin.Enforcer(str(policies.directory / "model.conf"),
-                                         str(policies.directory / "levels.csv"))
+        self._enforcer = casbin.Enforcer(
+            str(policies.directory / "model.conf"), str(policies.directory / "levels.csv")
+        )
         self._enforcer.enable_auto_save(False)  # rows live in memory only
         self._enforcer.add_policies(management_rules(policies))
         self._spaces = self._enforcer.new_enforce_context("2")
@@ -151,8 +159,7 @@ class PolicyEngine:
             log.exception("management engine error: deny")
             return False
 
-    def space(self, sub: SubjectFacts, obj: SpaceFacts, action: str
-              ) -> tuple[bool, list[str]]:
+    def space(self, sub: SubjectFacts, obj: SpaceFacts, action: str) -> tuple[bool, list[str]]:
         """Spaces: the decision and the `p2` row that allowed it ([] when denied)."""
         try:
             allowed, row = self._enforcer.enforce_ex(self._spaces, sub, obj, action)

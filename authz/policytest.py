@@ -22,6 +22,7 @@
 * `diff_world` / `diff_database` evaluate every question of a world (or of a
   database) under two versions of the policy files and list what changes.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -54,9 +55,11 @@ MATCHER_MANAGEMENT = "policies/model.conf [matchers] m"
 
 # --- reading assertion files ----------------------------------------------------
 
+
 @dataclass(frozen=True)
 class AssertionFile:
     """One assertion file, read and checked."""
+
     path: Path
     world: dict[str, Any]
     rows: list[dict[str, Any]]
@@ -70,8 +73,9 @@ def read_assertions(path: str | Path) -> AssertionFile:
     path = Path(path)
     doc = yaml.safe_load(path.read_text(encoding="utf-8"))
     if not isinstance(doc, dict) or set(doc) - FILE_KEYS:
-        raise WorldError(f"{path}: expected a mapping with keys among "
-                         f"{', '.join(sorted(FILE_KEYS))}")
+        raise WorldError(
+            f"{path}: expected a mapping with keys among {', '.join(sorted(FILE_KEYS))}"
+        )
     if ("world" in doc) == ("world_from" in doc):
         raise WorldError(f"{path}: give exactly one of `world` and `world_from`")
     if "world_from" in doc:
@@ -81,20 +85,33 @@ def read_assertions(path: str | Path) -> AssertionFile:
         world = dict(doc["world"] or {})
     rows = list(doc.get("rows") or [])
     for number, row in enumerate(rows, start=1):
-        _check(row, ROW_FIELDS, {"user", "structure", "action", "expect", "why"},
-               f"{path}: row {number}")
+        _check(
+            row,
+            ROW_FIELDS,
+            {"user", "structure", "action", "expect", "why"},
+            f"{path}: row {number}",
+        )
         if row["expect"] not in EXPECTATIONS:
             raise WorldError(f"{path}: row {number}: expect must be allow or deny")
     subjects = list(doc.get("exactly_subjects") or [])
     for number, item in enumerate(subjects, start=1):
-        _check(item, SUBJECTS_FIELDS, {"structure", "action", "users"},
-               f"{path}: exactly_subjects {number}")
+        _check(
+            item,
+            SUBJECTS_FIELDS,
+            {"structure", "action", "users"},
+            f"{path}: exactly_subjects {number}",
+        )
     actions = list(doc.get("exactly_actions") or [])
     for number, item in enumerate(actions, start=1):
-        _check(item, ACTIONS_FIELDS, {"user", "structure", "actions"},
-               f"{path}: exactly_actions {number}")
-    return AssertionFile(path=path, world=world, rows=rows, exactly_subjects=subjects,
-                         exactly_actions=actions)
+        _check(
+            item,
+            ACTIONS_FIELDS,
+            {"user", "structure", "actions"},
+            f"{path}: exactly_actions {number}",
+        )
+    return AssertionFile(
+        path=path, world=world, rows=rows, exactly_subjects=subjects, exactly_actions=actions
+    )
 
 
 def _check(item: Any, allowed: frozenset[str], required: set[str], where: str) -> None:
@@ -103,22 +120,25 @@ def _check(item: Any, allowed: frozenset[str], required: set[str], where: str) -
     unknown = set(item) - allowed
     missing = required - set(item)
     if unknown or missing:
-        raise WorldError(f"{where}: unknown field(s) {sorted(unknown)}, "
-                         f"missing {sorted(missing)}")
+        raise WorldError(f"{where}: unknown field(s) {sorted(unknown)}, missing {sorted(missing)}")
 
 
 # --- a world in a throwaway database ----------------------------------------------
 
+
 @contextmanager
-def world_runtime(world: Mapping[str, Any], policy_dir: str | Path | None = None
-                  ) -> Iterator[tuple[Runtime, WorldIds]]:
+def world_runtime(
+    world: Mapping[str, Any], policy_dir: str | Path | None = None
+) -> Iterator[tuple[Runtime, WorldIds]]:
     """A Runtime on a fresh migrated SQLite database in a temporary directory,
     deciding with the policy files of `policy_dir` (default: the settings'),
     with `world` loaded and the decider's index at its revision."""
     with tempfile.TemporaryDirectory(prefix="authz-policy-test-") as tmp:
-        overrides: dict[str, Any] = {"database_url": f"sqlite:///{Path(tmp) / 'authz.db'}",
-                                     "var_dir": str(Path(tmp) / "var"),
-                                     "mail_background": False}
+        overrides: dict[str, Any] = {
+            "database_url": f"sqlite:///{Path(tmp) / 'authz.db'}",
+            "var_dir": str(Path(tmp) / "var"),
+            "mail_background": False,
+        }
         if policy_dir is not None:
             overrides["policy_dir"] = str(policy_dir)
         settings = load_settings(overrides)
@@ -138,9 +158,11 @@ def world_runtime(world: Mapping[str, Any], policy_dir: str | Path | None = None
 
 # --- running assertions ------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Failure:
     """One assertion the engine does not satisfy."""
+
     what: str
     expected: str
     actual: str
@@ -150,6 +172,7 @@ class Failure:
 @dataclass
 class FileReport:
     """The outcome of one assertion file."""
+
     path: Path
     checked: int = 0
     failures: list[Failure] = field(default_factory=list)
@@ -162,6 +185,7 @@ class FileReport:
 @dataclass
 class Coverage:
     """The policy rows a passing allow assertion exercised, out of all of them."""
+
     level_rows: list[tuple[str, ...]]
     role_rows: list[tuple[str, ...]]
     exercised: set[tuple[str, ...]] = field(default_factory=set)
@@ -178,6 +202,7 @@ class Coverage:
 @dataclass
 class RunReport:
     """Every file's outcome and the coverage over all of them."""
+
     files: list[FileReport]
     coverage: Coverage
 
@@ -197,8 +222,7 @@ class _Asker:
         q = question({**item, "user": user, "action": action}, self.ids)
         return self.rt.decider.decide(q, today=self.today, explain=True)
 
-    def record(self, item: Mapping[str, Any], action: str, user: str,
-               decision: Decision) -> None:
+    def record(self, item: Mapping[str, Any], action: str, user: str, decision: Decision) -> None:
         """Note the policy row behind an allow that an assertion expected."""
         if not decision.allowed:
             return
@@ -212,19 +236,20 @@ class _Asker:
 
     def explain(self, item: Mapping[str, Any], action: str, user: str) -> str:
         q = question({**item, "user": user, "action": action}, self.ids)
-        return explain(self.rt, q.user_id, q.structure_id, q.space, q.action, q.service,
-                       today=self.today)
+        return explain(
+            self.rt, q.user_id, q.structure_id, q.space, q.action, q.service, today=self.today
+        )
 
 
-def _label(item: Mapping[str, Any], user: str | None = None, action: str | None = None
-           ) -> str:
+def _label(item: Mapping[str, Any], user: str | None = None, action: str | None = None) -> str:
     scope = item["structure"] + (f"/{item['service']}" if item.get("service") else "")
     what = f"{item['space']}:" if item.get("space") else ""
     return f"{user or item.get('user', '*')}@{scope}:{what}{action or item.get('action', '*')}"
 
 
-def run_file(assertions: AssertionFile, coverage: Coverage,
-             policy_dir: str | Path | None = None) -> FileReport:
+def run_file(
+    assertions: AssertionFile, coverage: Coverage, policy_dir: str | Path | None = None
+) -> FileReport:
     """Check every assertion of one file; exercised rules go into `coverage`."""
     report = FileReport(path=assertions.path)
     with world_runtime(assertions.world, policy_dir) as (rt, ids):
@@ -234,33 +259,55 @@ def run_file(assertions: AssertionFile, coverage: Coverage,
             decision = asker.decide(row, row["action"], row["user"])
             actual = "allow" if decision.allowed else "deny"
             if actual != row["expect"]:
-                report.failures.append(Failure(
-                    f"{_label(row)} ({row['why']})", row["expect"], actual,
-                    asker.explain(row, row["action"], row["user"])))
+                report.failures.append(
+                    Failure(
+                        f"{_label(row)} ({row['why']})",
+                        row["expect"],
+                        actual,
+                        asker.explain(row, row["action"], row["user"]),
+                    )
+                )
             elif row["expect"] == "allow":
                 asker.record(row, row["action"], row["user"], decision)
         for item in assertions.exactly_subjects:
             report.checked += 1
             decisions = {user: asker.decide(item, item["action"], user) for user in ids.users}
-            _compare_sets(report, asker, item, f"exactly these users: {_label(item, '*')}",
-                          set(item["users"]), decisions,
-                          lambda user: (user, item["action"]))
+            _compare_sets(
+                report,
+                asker,
+                item,
+                f"exactly these users: {_label(item, '*')}",
+                set(item["users"]),
+                decisions,
+                lambda user: (user, item["action"]),
+            )
         for item in assertions.exactly_actions:
             report.checked += 1
-            universe = (SPACE_ACTIONS if item.get("space") is not None
-                        else tuple(rt.policies.actions))
-            decisions = {action: asker.decide(item, action, item["user"])
-                         for action in universe}
-            _compare_sets(report, asker, item,
-                          f"exactly these actions: {_label(item, action='*')}",
-                          set(item["actions"]), decisions,
-                          lambda action: (item["user"], action))
+            universe = (
+                SPACE_ACTIONS if item.get("space") is not None else tuple(rt.policies.actions)
+            )
+            decisions = {action: asker.decide(item, action, item["user"]) for action in universe}
+            _compare_sets(
+                report,
+                asker,
+                item,
+                f"exactly these actions: {_label(item, action='*')}",
+                set(item["actions"]),
+                decisions,
+                lambda action: (item["user"], action),
+            )
     return report
 
 
-def _compare_sets(report: FileReport, asker: _Asker, item: Mapping[str, Any], what: str,
-                  expected: set[str], decisions: Mapping[str, Decision],
-                  question_of: Callable[[str], tuple[str, str]]) -> None:
+def _compare_sets(
+    report: FileReport,
+    asker: _Asker,
+    item: Mapping[str, Any],
+    what: str,
+    expected: set[str],
+    decisions: Mapping[str, Decision],
+    question_of: Callable[[str], tuple[str, str]],
+) -> None:
     """A set assertion: the allowed members must be exactly `expected`. Each
     member on the wrong side is one failure, explained."""
     unknown = expected - set(decisions)
@@ -272,9 +319,14 @@ def _compare_sets(report: FileReport, asker: _Asker, item: Mapping[str, Any], wh
         if decision.allowed and member in expected:
             asker.record(item, action, user, decision)
         elif decision.allowed != (member in expected):
-            report.failures.append(Failure(
-                f"{what}{why}: {member}", "allow" if member in expected else "deny",
-                "allow" if decision.allowed else "deny", asker.explain(item, action, user)))
+            report.failures.append(
+                Failure(
+                    f"{what}{why}: {member}",
+                    "allow" if member in expected else "deny",
+                    "allow" if decision.allowed else "deny",
+                    asker.explain(item, action, user),
+                )
+            )
 
 
 def default_files(policy_dir: str | Path) -> list[Path]:
@@ -282,21 +334,31 @@ def default_files(policy_dir: str | Path) -> list[Path]:
     return sorted((Path(policy_dir) / "tests").glob("*.yaml"))
 
 
-def run_files(paths: Sequence[str | Path], policy_dir: str | Path | None = None
-              ) -> RunReport:
+def run_files(paths: Sequence[str | Path], policy_dir: str | Path | None = None) -> RunReport:
     """Run assertion files against the policy files of `policy_dir` (default:
     the settings'), with the coverage over all of them."""
     engine = PolicyEngine(load_policies(policy_dir or load_settings().policy_dir))
-    coverage = Coverage(level_rows=[tuple(r) for r in engine.level_rows()],
-                        role_rows=[tuple(r) for r in management_rules(engine.policies)])
+    coverage = Coverage(
+        level_rows=[tuple(r) for r in engine.level_rows()],
+        role_rows=[tuple(r) for r in management_rules(engine.policies)],
+    )
     files = [run_file(read_assertions(path), coverage, policy_dir) for path in paths]
     return RunReport(files=files, coverage=coverage)
 
 
 # --- explanations --------------------------------------------------------------------
 
-def explain(rt: Runtime, user_id: int, structure_id: int, space: str | None, action: str,
-            service: str | None = None, *, today: dt.date | None = None) -> str:
+
+def explain(
+    rt: Runtime,
+    user_id: int,
+    structure_id: int,
+    space: str | None,
+    action: str,
+    service: str | None = None,
+    *,
+    today: dt.date | None = None,
+) -> str:
     """The decision on this question at the index's current revision, as a
     readable chain: facts, attachment (role, dates), subscription or role
     default and its level, the policy row and the matcher that allowed it; or
@@ -309,9 +371,10 @@ def explain(rt: Runtime, user_id: int, structure_id: int, space: str | None, act
     asked = f"{space}: {action}" if space else f"management action {action}"
     with decider.reading(), rt.read_sessions() as session:
         decision = decider.decide(q, today=today, explain=True)
-        lines = [f"user {user_id}, structure {structure_id} ({scope}), {asked}",
-                 f"decision: {'ALLOW' if decision.allowed else 'DENY'} "
-                 f"(revision {decision.revision})"]
+        lines = [
+            f"user {user_id}, structure {structure_id} ({scope}), {asked}",
+            f"decision: {'ALLOW' if decision.allowed else 'DENY'} (revision {decision.revision})",
+        ]
         if space is None:
             lines += _management_chain(session, decider, q, decision, today)
         else:
@@ -323,57 +386,92 @@ def _attachment_line(session: Session, attachment_id: int | None) -> str:
     att = session.get(Attachment, attachment_id) if attachment_id is not None else None
     if att is None:
         return "attachment: none in force covering this scope"
-    where = "whole structure" if att.service_id is None else \
-        f"service {session.get(Service, att.service_id).code}"
-    return (f"attachment {att.id}: role {att.role}, {att.status}, {where}, valid from "
-            f"{att.valid_from} until {att.valid_until or 'no end date'}")
+    where = (
+        "whole structure"
+        if att.service_id is None
+        else f"service {session.get(Service, att.service_id).code}"
+    )
+    return (
+        f"attachment {att.id}: role {att.role}, {att.status}, {where}, valid from "
+        f"{att.valid_from} until {att.valid_until or 'no end date'}"
+    )
 
 
-def _space_chain(session: Session, decider: Decider, q: Question, decision: Decision,
-                 today: dt.date) -> list[str]:
+def _space_chain(
+    session: Session, decider: Decider, q: Question, decision: Decision, today: dt.date
+) -> list[str]:
     explanation = decision.explanation
     if explanation is None:  # the question could not even be put
         return [f"  first missing link: {decision.reason}"]
     facts = explanation["facts"]
-    lines = [f"  facts: subject {_flat(facts['subject'])}",
-             f"         resource {_flat(facts['resource'])}"]
+    lines = [
+        f"  facts: subject {_flat(facts['subject'])}",
+        f"         resource {_flat(facts['resource'])}",
+    ]
     if not decision.allowed:
-        return [*lines, f"  first missing link: {decision.reason}",
-                f"  model: {explanation['model']} (no levels.csv row matches)"]
+        return [
+            *lines,
+            f"  first missing link: {decision.reason}",
+            f"  model: {explanation['model']} (no levels.csv row matches)",
+        ]
     g = gather(decider.index, {s.code: s for s in decider.policy.policies.spaces}, q, today)
     level = explanation["levels.csv"][1]
     lines.append(f"  1. {_attachment_line(session, explanation['attachment_id'])}")
-    packed = (g.all_subscription if g.key[3] == level and g.all_subscription is not None
-              else g.service_subscription if g.key[4] == level else None)
+    packed = (
+        g.all_subscription
+        if g.key[3] == level and g.all_subscription is not None
+        else g.service_subscription
+        if g.key[4] == level
+        else None
+    )
     if packed is not None:
         sub = session.get(Subscription, packed >> 2)
-        covers = "all services" if sub.service_id is None else \
-            f"service {session.get(Service, sub.service_id).code}"
-        lines.append(f"  2. subscription {sub.id}: level {sub.level} on {sub.space_code} "
-                     f"({covers}), {sub.status}")
+        covers = (
+            "all services"
+            if sub.service_id is None
+            else f"service {session.get(Service, sub.service_id).code}"
+        )
+        lines.append(
+            f"  2. subscription {sub.id}: level {sub.level} on {sub.space_code} "
+            f"({covers}), {sub.status}"
+        )
     else:
-        lines.append(f"  2. role default: {g.role} has {level} on {q.space} "
-                     "(spaces.yaml granted_by_default)")
+        lines.append(
+            f"  2. role default: {g.role} has {level} on {q.space} (spaces.yaml granted_by_default)"
+        )
     lines.append(f"  3. levels.csv row: {', '.join(explanation['levels.csv'])}")
     lines.append(f"  4. matcher: {explanation['model']}")
     lines.append(f"  rule: {decision.rule}")
     return lines
 
 
-def _management_chain(session: Session, decider: Decider, q: Question, decision: Decision,
-                      today: dt.date) -> list[str]:
+def _management_chain(
+    session: Session, decider: Decider, q: Question, decision: Decision, today: dt.date
+) -> list[str]:
     role = decider.role_of(q.user_id, q.structure_id, today)
     structure = decider.index.structures.get(q.structure_id)
     membership = decider.index.memberships.get((q.user_id, q.structure_id))
-    attachment_id = next((a.id for a in (membership.attachments if membership else [])
-                          if a.role == role and a.in_force(today)), None)
-    lines = [f"  facts: account {decider.index.users.get(q.user_id, 'unknown')}, role "
-             f"{role or 'none'}, structure {structure.status if structure else 'unknown'}"]
+    attachment_id = next(
+        (
+            a.id
+            for a in (membership.attachments if membership else [])
+            if a.role == role and a.in_force(today)
+        ),
+        None,
+    )
+    lines = [
+        f"  facts: account {decider.index.users.get(q.user_id, 'unknown')}, role "
+        f"{role or 'none'}, structure {structure.status if structure else 'unknown'}"
+    ]
     if not decision.allowed:
         return [*lines, f"  first missing link: {decision.reason}"]
-    return [*lines, f"  1. {_attachment_line(session, attachment_id)}",
-            f"  2. roles.yaml rule: p, {role}, {q.action}, {structure.status}",
-            f"  3. matcher: {MATCHER_MANAGEMENT}", f"  rule: {decision.rule}"]
+    return [
+        *lines,
+        f"  1. {_attachment_line(session, attachment_id)}",
+        f"  2. roles.yaml rule: p, {role}, {q.action}, {structure.status}",
+        f"  3. matcher: {MATCHER_MANAGEMENT}",
+        f"  rule: {decision.rule}",
+    ]
 
 
 def _flat(facts: Mapping[str, Any]) -> str:
@@ -382,9 +480,11 @@ def _flat(facts: Mapping[str, Any]) -> str:
 
 # --- diffs --------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Change:
     """One decision that differs between two versions of the policy files."""
+
     user: str
     structure: str
     service: str | None
@@ -406,35 +506,56 @@ def _decider(policy_dir: str | Path, engine: Engine) -> Decider:
     return decider
 
 
-def _diff(old: Decider, new: Decider, pairs: Sequence[tuple[int, int]],
-          users: Mapping[int, str], structures: Mapping[int, str]) -> list[Change]:
+def _diff(
+    old: Decider,
+    new: Decider,
+    pairs: Sequence[tuple[int, int]],
+    users: Mapping[int, str],
+    structures: Mapping[int, str],
+) -> list[Change]:
     today = utc_today()
     spaces = sorted({s.code for d in (old, new) for s in d.policy.policies.spaces})
     actions = sorted({*old.policy.policies.actions, *new.policy.policies.actions})
     changes: list[Change] = []
     for user_id, structure_id in pairs:
         questions = [Question(user_id, structure_id, None, a) for a in actions]
-        questions += [Question(user_id, structure_id, space, a, service)
-                      for service in old.scopes(structure_id) for space in spaces
-                      for a in SPACE_ACTIONS]
+        questions += [
+            Question(user_id, structure_id, space, a, service)
+            for service in old.scopes(structure_id)
+            for space in spaces
+            for a in SPACE_ACTIONS
+        ]
         for q in questions:
             before = old.decide(q, today=today).allowed
             after = new.decide(q, today=today).allowed
             if before != after:
-                changes.append(Change(users[user_id], structures[structure_id], q.service,
-                                      q.space, q.action, before, after))
+                changes.append(
+                    Change(
+                        users[user_id],
+                        structures[structure_id],
+                        q.service,
+                        q.space,
+                        q.action,
+                        before,
+                        after,
+                    )
+                )
     return changes
 
 
-def diff_world(old_dir: str | Path, new_dir: str | Path, world: Mapping[str, Any]
-               ) -> list[Change]:
+def diff_world(old_dir: str | Path, new_dir: str | Path, world: Mapping[str, Any]) -> list[Change]:
     """Every decision on every (user, structure) pair of a fixture world that the
     policy files of `new_dir` take differently from those of `old_dir`."""
     with world_runtime(world, old_dir) as (rt, ids):
         new = _decider(new_dir, rt.decider.db_engine)
         pairs = [(u, s) for u in ids.users.values() for s in ids.structures.values()]
-        return _diff(rt.decider, new, pairs, {v: k for k, v in ids.users.items()},
-                     {v: k for k, v in ids.structures.items()})
+        return _diff(
+            rt.decider,
+            new,
+            pairs,
+            {v: k for k, v in ids.users.items()},
+            {v: k for k, v in ids.structures.items()},
+        )
 
 
 def diff_database(old_dir: str | Path, new_dir: str | Path, engine: Engine) -> list[Change]:
@@ -444,9 +565,12 @@ def diff_database(old_dir: str | Path, new_dir: str | Path, engine: Engine) -> l
     structures by identifier value."""
     old, new = _decider(old_dir, engine), _decider(new_dir, engine)
     with Session(engine) as session:
-        users = {row.id: row.login_email
-                 for row in session.execute(select(User.id, User.login_email))}
-        structures = {row.id: row.identifier_value
-                      for row in session.execute(select(Structure.id, Structure.identifier_value))}
+        users = {
+            row.id: row.login_email for row in session.execute(select(User.id, User.login_email))
+        }
+        structures = {
+            row.id: row.identifier_value
+            for row in session.execute(select(Structure.id, Structure.identifier_value))
+        }
     pairs = [(u, s) for s in sorted(old.index.structures) for u in old.members_of(s)]
     return _diff(old, new, pairs, users, structures)

@@ -1,5 +1,6 @@
 """Side effects every state change writes in its own transaction: the policy
 revision bump and the history entry."""
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -11,20 +12,28 @@ from sqlalchemy.orm import Session
 from models import HistoryEntry, PolicyChange, PolicyRevision, User, utcnow
 
 
-def bump_revision(session: Session, *, users: Iterable[int] = (),
-                  structures: Iterable[int] = (),
-                  memberships: Iterable[tuple[int, int]] = ()) -> int:
+def bump_revision(
+    session: Session,
+    *,
+    users: Iterable[int] = (),
+    structures: Iterable[int] = (),
+    memberships: Iterable[tuple[int, int]] = (),
+) -> int:
     """Increment the policy revision inside the caller's transaction and log what
     changed (users, structures, (user, structure) pairs) so every worker updates
     just that part of its decision index. Nothing named: the whole index reloads.
     """
     revision = session.execute(
-        update(PolicyRevision).where(PolicyRevision.id == 1)
+        update(PolicyRevision)
+        .where(PolicyRevision.id == 1)
         .values(revision=PolicyRevision.revision + 1, updated_at=utcnow())
-        .returning(PolicyRevision.revision)).scalar_one()
-    rows = ([{"scope": "user", "a": u, "b": None} for u in set(users)]
-            + [{"scope": "structure", "a": s, "b": None} for s in set(structures)]
-            + [{"scope": "membership", "a": u, "b": s} for u, s in set(memberships)])
+        .returning(PolicyRevision.revision)
+    ).scalar_one()
+    rows = (
+        [{"scope": "user", "a": u, "b": None} for u in set(users)]
+        + [{"scope": "structure", "a": s, "b": None} for s in set(structures)]
+        + [{"scope": "membership", "a": u, "b": s} for u, s in set(memberships)]
+    )
     if not rows:
         rows = [{"scope": "all", "a": None, "b": None}]
     session.execute(insert(PolicyChange), [{"revision": revision, **r} for r in rows])
@@ -33,17 +42,34 @@ def bump_revision(session: Session, *, users: Iterable[int] = (),
 
 def current_revision(session: Session) -> int:
     return session.execute(
-        select(PolicyRevision.revision).where(PolicyRevision.id == 1)).scalar_one()
+        select(PolicyRevision.revision).where(PolicyRevision.id == 1)
+    ).scalar_one()
 
 
-def record(session: Session, *, action: str, actor: User | None, structure_id: int | None,
-           target_user_id: int | None = None, comment: str | None = None,
-           before: dict[str, Any] | None = None, after: dict[str, Any] | None = None,
-           request_kind: str | None = None, request_id: int | None = None) -> HistoryEntry:
-    entry = HistoryEntry(action=action, actor_id=actor.id if actor else None,
-                         structure_id=structure_id, target_user_id=target_user_id,
-                         comment=comment, before=before, after=after,
-                         request_kind=request_kind, request_id=request_id)
+def record(
+    session: Session,
+    *,
+    action: str,
+    actor: User | None,
+    structure_id: int | None,
+    target_user_id: int | None = None,
+    comment: str | None = None,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+    request_kind: str | None = None,
+    request_id: int | None = None,
+) -> HistoryEntry:
+    entry = HistoryEntry(
+        action=action,
+        actor_id=actor.id if actor else None,
+        structure_id=structure_id,
+        target_user_id=target_user_id,
+        comment=comment,
+        before=before,
+        after=after,
+        request_kind=request_kind,
+        request_id=request_id,
+    )
     session.add(entry)
     return entry
 

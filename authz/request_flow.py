@@ -1,6 +1,7 @@
 """What attachment and subscription requests share: who sees them, how they
 are listed, and how a manager claims one for processing — at most once, with a
 conditional UPDATE … WHERE status = 'pending'."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -19,20 +20,35 @@ from .runtime import Runtime
 R = TypeVar("R", AttachmentRequest, SubscriptionRequest)
 
 # The management action that lets one see and process each kind of request.
-PROCESS = {AttachmentRequest: "attachment_requests.process",
-           SubscriptionRequest: "subscription_requests.process"}
+PROCESS = {
+    AttachmentRequest: "attachment_requests.process",
+    SubscriptionRequest: "subscription_requests.process",
+}
 NAME = {AttachmentRequest: "attachment request", SubscriptionRequest: "subscription request"}
 
 
-def list_requests(session: Session, rt: Runtime, actor: User, model: type[R], *,
-                  structure_id: int | None, status: str | None,
-                  created_from: dt.datetime | None, created_to: dt.datetime | None,
-                  mine: bool, page: int, page_size: int) -> Page:
+def list_requests(
+    session: Session,
+    rt: Runtime,
+    actor: User,
+    model: type[R],
+    *,
+    structure_id: int | None,
+    status: str | None,
+    created_from: dt.datetime | None,
+    created_to: dt.datetime | None,
+    mine: bool,
+    page: int,
+    page_size: int,
+) -> Page:
     """Requests on the structures the actor may process, and the actor's own,
     filtered, oldest first."""
-    stmt = select(model).where(or_(
-        model.user_id == actor.id,
-        model.structure_id.in_(managed_structures(rt, actor, PROCESS[model]))))
+    stmt = select(model).where(
+        or_(
+            model.user_id == actor.id,
+            model.structure_id.in_(managed_structures(rt, actor, PROCESS[model])),
+        )
+    )
     if mine:
         stmt = stmt.where(model.user_id == actor.id)
     if structure_id is not None:
@@ -43,12 +59,12 @@ def list_requests(session: Session, rt: Runtime, actor: User, model: type[R], *,
         stmt = stmt.where(model.created_at >= created_from)
     if created_to:
         stmt = stmt.where(model.created_at < created_to)
-    return paginate(session, stmt.order_by(model.created_at, model.id), page=page,
-                    page_size=page_size)
+    return paginate(
+        session, stmt.order_by(model.created_at, model.id), page=page, page_size=page_size
+    )
 
 
-def get_request(session: Session, rt: Runtime, actor: User, model: type[R],
-                request_id: int) -> R:
+def get_request(session: Session, rt: Runtime, actor: User, model: type[R], request_id: int) -> R:
     """Raises NotFound unless the actor may process its structure or made it."""
     req = session.get(model, request_id)
     if req is None:
@@ -61,8 +77,9 @@ def get_request(session: Session, rt: Runtime, actor: User, model: type[R],
     return req
 
 
-def load_for_processing(session: Session, rt: Runtime, actor: User, model: type[R],
-                        request_id: int) -> tuple[R, Structure, User]:
+def load_for_processing(
+    session: Session, rt: Runtime, actor: User, model: type[R], request_id: int
+) -> tuple[R, Structure, User]:
     """The pending request, its structure and requester, if the actor may process it.
 
     Raises NotFound, Forbidden (`action_not_allowed`, `own_request`), Conflict
@@ -86,17 +103,20 @@ def claim(session: Session, req: R, actor: User, status: str, **values: Any) -> 
     """
     model = type(req)
     claimed = session.execute(
-        update(model).where(model.id == req.id, model.status == "pending")
+        update(model)
+        .where(model.id == req.id, model.status == "pending")
         .values(status=status, processed_at=utcnow(), processed_by_id=actor.id, **values)
-        .execution_options(synchronize_session=False)).rowcount
+        .execution_options(synchronize_session=False)
+    ).rowcount
     if claimed != 1:
         session.rollback()
         raise Conflict("This request was already processed.", code="request_processed")
     session.refresh(req)
 
 
-def claim_refusal(session: Session, rt: Runtime, actor: User, model: type[R],
-                  request_id: int, reason: str) -> tuple[R, Structure, User, str]:
+def claim_refusal(
+    session: Session, rt: Runtime, actor: User, model: type[R], request_id: int, reason: str
+) -> tuple[R, Structure, User, str]:
     """Check the reason, then claim the pending request as refused (see
     load_for_processing and claim). Returns the request, its structure, the
     requester and the stripped reason.
@@ -105,8 +125,11 @@ def claim_refusal(session: Session, rt: Runtime, actor: User, model: type[R],
     """
     reason = (reason or "").strip()
     if not reason:
-        raise Invalid("A reason is required to refuse.", code="reason_required",
-                      errors={"reason": ["Required."]})
+        raise Invalid(
+            "A reason is required to refuse.",
+            code="reason_required",
+            errors={"reason": ["Required."]},
+        )
     req, structure, user = load_for_processing(session, rt, actor, model, request_id)
     claim(session, req, actor, "refused", reason=reason)
     return req, structure, user, reason

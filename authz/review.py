@@ -11,6 +11,7 @@
 Only an active account with the platform role 'security_reviewer' may ask
 (`require_reviewer`); operators run the service, reviewers audit it.
 """
+
 from __future__ import annotations
 
 import csv
@@ -25,8 +26,16 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from models import (Attachment, HistoryEntry, OpenedSpace, Structure, Subscription,
-                    TechnicalCredential, User, utcnow)
+from models import (
+    Attachment,
+    HistoryEntry,
+    OpenedSpace,
+    Structure,
+    Subscription,
+    TechnicalCredential,
+    User,
+    utcnow,
+)
 
 from .decisions import Decider, Question
 from .errors import Forbidden, NotFound
@@ -46,24 +55,51 @@ PENDING_DAYS = 30
 # nothing about their power over a structure's documents.
 PERSONAL_SPACES = frozenset({"my_account"})
 # History actions that change who may do what (the "changes of rights" section).
-RIGHTS_ACTIONS = frozenset({
-    "structure.created", "structure.registered", "structure.identifier_changed",
-    "structure.created_from_identifier_change", "structure.updated", "service.created",
-    "service.updated", "spaces.updated", "attachment_request.validated",
-    "attachment.created", "attachment.deleted", "subscription_request.validated",
-    "principal.designated", "principal.appointed", "technical_user.created",
-    "technical_user.secret_reset", "account.deactivated", "account.reactivated",
-    "account.closed"})
+RIGHTS_ACTIONS = frozenset(
+    {
+        "structure.created",
+        "structure.registered",
+        "structure.identifier_changed",
+        "structure.created_from_identifier_change",
+        "structure.updated",
+        "service.created",
+        "service.updated",
+        "spaces.updated",
+        "attachment_request.validated",
+        "attachment.created",
+        "attachment.deleted",
+        "subscription_request.validated",
+        "principal.designated",
+        "principal.appointed",
+        "technical_user.created",
+        "technical_user.secret_reset",
+        "account.deactivated",
+        "account.reactivated",
+        "account.closed",
+    }
+)
 
-RIGHTS_COLUMNS = ("user_id", "login_email", "role", "structure_id", "designation", "service",
-                  "space", "level", "since", "granted_by", "source")
+RIGHTS_COLUMNS = (
+    "user_id",
+    "login_email",
+    "role",
+    "structure_id",
+    "designation",
+    "service",
+    "space",
+    "level",
+    "since",
+    "granted_by",
+    "source",
+)
 
 
 def require_reviewer(user: User) -> None:
     """Raises Forbidden `reviewer_only` unless `user` is an active security reviewer."""
     if user.platform_role != REVIEWER or user.status != "active":
-        raise Forbidden("Only a security reviewer may read exports and review reports.",
-                        code="reviewer_only")
+        raise Forbidden(
+            "Only a security reviewer may read exports and review reports.", code="reviewer_only"
+        )
 
 
 def _today(now: dt.datetime) -> dt.date:
@@ -71,6 +107,7 @@ def _today(now: dt.datetime) -> dt.date:
 
 
 # --- effective rights --------------------------------------------------------
+
 
 def export_scope(session: Session, structure_id: int | None = None) -> list[int]:
     """Ids of the structures an export covers, in order. Raises NotFound."""
@@ -85,8 +122,9 @@ def _level(actions: list[str]) -> str:
     return "modify" if "modify" in actions else "consult"
 
 
-def _decided(decider: Decider, structure_id: int, today: dt.date
-             ) -> list[tuple[int, str | None, str | None, str, str, str]]:
+def _decided(
+    decider: Decider, structure_id: int, today: dt.date
+) -> list[tuple[int, str | None, str | None, str, str, str]]:
     """(user, role, service, space, level, engine rule) for every right held on
     the structure, at one revision."""
     out = []
@@ -97,32 +135,43 @@ def _decided(decider: Decider, structure_id: int, today: dt.date
                 if "consult" not in actions and "modify" not in actions:
                     continue
                 level = _level(actions)
-                rule = decider.decide(Question(user_id, structure_id, space, level, service),
-                                      today=today).rule or ""
+                rule = (
+                    decider.decide(
+                        Question(user_id, structure_id, space, level, service), today=today
+                    ).rule
+                    or ""
+                )
                 out.append((user_id, role, service, space, level, rule))
     return out
 
 
-def _structure_rights(session: Session, rt: Runtime, structure_id: int, today: dt.date
-                      ) -> list[dict[str, Any]]:
+def _structure_rights(
+    session: Session, rt: Runtime, structure_id: int, today: dt.date
+) -> list[dict[str, Any]]:
     decided = _decided(rt.decider, structure_id, today)
     if not decided:
         return []
-    designation = session.scalar(select(Structure.designation)
-                                 .where(Structure.id == structure_id))
-    subscriptions = {s.id: s for s in session.scalars(select(Subscription).where(
-        Subscription.structure_id == structure_id))}
+    designation = session.scalar(select(Structure.designation).where(Structure.id == structure_id))
+    subscriptions = {
+        s.id: s
+        for s in session.scalars(
+            select(Subscription).where(Subscription.structure_id == structure_id)
+        )
+    }
     attachments: dict[int, list[Attachment]] = defaultdict(list)
-    for att in session.scalars(select(Attachment).where(
-            Attachment.structure_id == structure_id, Attachment.status == "validated")
-            .order_by(Attachment.valid_from)):
+    for att in session.scalars(
+        select(Attachment)
+        .where(Attachment.structure_id == structure_id, Attachment.status == "validated")
+        .order_by(Attachment.valid_from)
+    ):
         if att.valid_from <= today and (att.valid_until is None or today <= att.valid_until):
             attachments[att.user_id].append(att)
     people = {user_id for user_id, *_ in decided}
     people |= {s.granted_by_id for s in subscriptions.values() if s.granted_by_id}
     people |= {a.created_by_id for rows in attachments.values() for a in rows if a.created_by_id}
-    emails = dict(session.execute(select(User.id, User.login_email)
-                                  .where(User.id.in_(people))).all())
+    emails = dict(
+        session.execute(select(User.id, User.login_email).where(User.id.in_(people))).all()
+    )
     rows = []
     for user_id, role, service, space, level, rule in decided:
         head = rule.split(" ", 1)[0]
@@ -135,17 +184,31 @@ def _structure_rights(session: Session, rt: Runtime, structure_id: int, today: d
             since = first.valid_from.isoformat() if first else ""
             granted_by = emails.get(first.created_by_id or 0, "") if first else ""
             source = "role-default"
-        rows.append({"user_id": user_id, "login_email": emails.get(user_id, ""),
-                     "role": role or "", "structure_id": structure_id,
-                     "designation": designation, "service": service or "", "space": space,
-                     "level": level, "since": since, "granted_by": granted_by,
-                     "source": source})
+        rows.append(
+            {
+                "user_id": user_id,
+                "login_email": emails.get(user_id, ""),
+                "role": role or "",
+                "structure_id": structure_id,
+                "designation": designation,
+                "service": service or "",
+                "space": space,
+                "level": level,
+                "since": since,
+                "granted_by": granted_by,
+                "source": source,
+            }
+        )
     return rows
 
 
-def effective_rights(sessions: Callable[[], Session], rt: Runtime,
-                     structure_id: int | None = None, *,
-                     progress: Callable[[int], None] | None = None) -> Iterator[dict]:
+def effective_rights(
+    sessions: Callable[[], Session],
+    rt: Runtime,
+    structure_id: int | None = None,
+    *,
+    progress: Callable[[int], None] | None = None,
+) -> Iterator[dict]:
     """One row per right actually held now (columns RIGHTS_COLUMNS), structure by
     structure: the level is "modify" when the engine allows modify, "consult"
     when it allows only consult. `progress(1)` is called after each structure.
@@ -168,6 +231,7 @@ def effective_rights(sessions: Callable[[], Session], rt: Runtime,
 def rights_csv(rows: Iterable[dict]) -> Iterator[str]:
     """CSV text chunks, header first; cells a spreadsheet would run as formulas
     are neutralised."""
+
     def line(cells: Iterable[object]) -> str:
         buffer = io.StringIO()
         csv.writer(buffer).writerow([neutralize(cell) for cell in cells])
@@ -181,9 +245,11 @@ def rights_csv(rows: Iterable[dict]) -> Iterator[str]:
 def casbin_policy_csv(rt: Runtime) -> str:
     """The `p` rows generated from roles.yaml and the `p2` rows of levels.csv,
     in Casbin's CSV policy format (readable by any Casbin file adapter)."""
-    lines = ["# Casbin policy of the authorization service (model: policies/model.conf).",
-             "# p: role, management action, structure status (generated from roles.yaml).",
-             "# p2: level, space action, structure status (policies/levels.csv)."]
+    lines = [
+        "# Casbin policy of the authorization service (model: policies/model.conf).",
+        "# p: role, management action, structure status (generated from roles.yaml).",
+        "# p2: level, space action, structure status (policies/levels.csv).",
+    ]
     lines += ["p, " + ", ".join(row) for row in management_rules(rt.policies)]
     lines += ["p2, " + ", ".join(row) for row in rt.management.level_rows()]
     return "\n".join(lines) + "\n"
@@ -194,42 +260,58 @@ def casbin_policy_csv(rt: Runtime) -> str:
 # kind -> (title, severity, why it matters)
 KINDS: dict[str, tuple[str, str, str]] = {
     "structure_without_principal": (
-        "Structures without an acting principal", "high",
+        "Structures without an acting principal",
+        "high",
         "Nobody can hand over the structure, manage its technical users or change its "
-        "identifier until the operator appoints a principal."),
+        "identifier until the operator appoints a principal.",
+    ),
     "manager_not_active": (
-        "Managers whose account is inactive or pending", "high",
+        "Managers whose account is inactive or pending",
+        "high",
         "A manager role held by an account nobody uses is a dormant power that can be "
-        "revived by reactivating or activating the account."),
+        "revived by reactivating or activating the account.",
+    ),
     "technical_secret_expiring": (
-        "Technical users with a secret expired or expiring soon", "medium",
+        "Technical users with a secret expired or expiring soon",
+        "medium",
         f"An expired secret stops the structure's system; one expiring within "
-        f"{SECRET_WARNING_DAYS} days must be rotated and the system warned in time."),
+        f"{SECRET_WARNING_DAYS} days must be rotated and the system warned in time.",
+    ),
     "many_structures_modify": (
-        f"Users modifying documents on {MANY_STRUCTURES} structures or more", "medium",
+        f"Users modifying documents on {MANY_STRUCTURES} structures or more",
+        "medium",
         "Broad modification rights across structures are rarely needed and multiply the "
-        "damage of a stolen account."),
+        "damage of a stolen account.",
+    ),
     "attachment_out_of_dates": (
-        "Validated attachments not in force (future start or ended)", "low",
+        "Validated attachments not in force (future start or ended)",
+        "low",
         "A future start silently grants rights later, and an ended attachment should be "
-        "removed rather than left validated."),
+        "removed rather than left validated.",
+    ),
     "account_pending_too_long": (
-        f"Accounts pending activation for more than {PENDING_DAYS} days", "low",
+        f"Accounts pending activation for more than {PENDING_DAYS} days",
+        "low",
         "An account never activated is likely unwanted, and its activation link could be "
-        "resent to the wrong person."),
+        "resent to the wrong person.",
+    ),
     "inactive_user_attached": (
-        "Inactive or closed accounts still holding validated attachments", "medium",
-        "Reactivation would restore every right at once, without any manager validating "
-        "it again."),
+        "Inactive or closed accounts still holding validated attachments",
+        "medium",
+        "Reactivation would restore every right at once, without any manager validating it again.",
+    ),
     "subscription_on_closed_space": (
-        "Subscriptions on spaces no longer opened", "low",
-        "The right is dormant and comes back unnoticed if the space is opened again."),
+        "Subscriptions on spaces no longer opened",
+        "low",
+        "The right is dormant and comes back unnoticed if the space is opened again.",
+    ),
 }
 
 
 @dataclass
 class HistoryRef:
     """One history entry behind a finding or listed as a change of rights."""
+
     id: int
     at: str
     action: str
@@ -302,16 +384,21 @@ class _World:
         found = self.structures.get(structure_id) or self.session.get(Structure, structure_id)
         return found.designation if found else ""
 
-    def history_of(self, user_id: int | None, structure_id: int | None,
-                   actions: Iterable[str] | None = None) -> list[int]:
+    def history_of(
+        self, user_id: int | None, structure_id: int | None, actions: Iterable[str] | None = None
+    ) -> list[int]:
         """Entries about the user on the structure (or any structure), plus the
         account entries of the user; only `actions` when given."""
         stmt = select(HistoryEntry.id)
         if user_id is not None:
             stmt = stmt.where(HistoryEntry.target_user_id == user_id)
             if structure_id is not None:
-                stmt = stmt.where(or_(HistoryEntry.structure_id == structure_id,
-                                      HistoryEntry.structure_id.is_(None)))
+                stmt = stmt.where(
+                    or_(
+                        HistoryEntry.structure_id == structure_id,
+                        HistoryEntry.structure_id.is_(None),
+                    )
+                )
         elif structure_id is not None:
             stmt = stmt.where(HistoryEntry.structure_id == structure_id)
         if actions is not None:
@@ -319,74 +406,135 @@ class _World:
         return list(self.session.scalars(stmt.order_by(HistoryEntry.id)))
 
 
-def _finding(w: _World, kind: str, detail: str, *, structure_id: int | None = None,
-             user_id: int | None = None, history_ids: list[int] | None = None) -> Finding:
+def _finding(
+    w: _World,
+    kind: str,
+    detail: str,
+    *,
+    structure_id: int | None = None,
+    user_id: int | None = None,
+    history_ids: list[int] | None = None,
+) -> Finding:
     _, severity, why = KINDS[kind]
-    return Finding(kind=kind, severity=severity, why=why, detail=detail,
-                   structure_id=structure_id, structure=w.designation(structure_id),
-                   user_id=user_id, user=w.name(user_id), history_ids=history_ids or [])
+    return Finding(
+        kind=kind,
+        severity=severity,
+        why=why,
+        detail=detail,
+        structure_id=structure_id,
+        structure=w.designation(structure_id),
+        user_id=user_id,
+        user=w.name(user_id),
+        history_ids=history_ids or [],
+    )
 
 
 def _orphans(w: _World) -> Iterator[Finding]:
     only = None if w.structure_id is None else [w.structure_id]
     for sid in sorted(_orphan_ids(w.session, only)):
-        principals = list(w.session.scalars(select(Attachment.user_id).where(
-            Attachment.structure_id == sid, Attachment.role == "principal",
-            Attachment.status == "validated")))
+        principals = list(
+            w.session.scalars(
+                select(Attachment.user_id).where(
+                    Attachment.structure_id == sid,
+                    Attachment.role == "principal",
+                    Attachment.status == "validated",
+                )
+            )
+        )
         if principals:
             uid = principals[0]
-            yield _finding(w, "structure_without_principal",
-                           f"The principal's account is {w.user(uid).status}.",
-                           structure_id=sid, user_id=uid, history_ids=w.history_of(uid, sid))
+            yield _finding(
+                w,
+                "structure_without_principal",
+                f"The principal's account is {w.user(uid).status}.",
+                structure_id=sid,
+                user_id=uid,
+                history_ids=w.history_of(uid, sid),
+            )
         else:
-            yield _finding(w, "structure_without_principal", "No validated principal.",
-                           structure_id=sid, history_ids=w.history_of(None, sid, {
-                               "structure.created", "structure.registered",
-                               "principal.designated", "principal.appointed"}))
+            yield _finding(
+                w,
+                "structure_without_principal",
+                "No validated principal.",
+                structure_id=sid,
+                history_ids=w.history_of(
+                    None,
+                    sid,
+                    {
+                        "structure.created",
+                        "structure.registered",
+                        "principal.designated",
+                        "principal.appointed",
+                    },
+                ),
+            )
 
 
 def _inactive_managers(w: _World) -> Iterator[Finding]:
-    stmt = w.scoped(select(Attachment.user_id, Attachment.structure_id, Attachment.role,
-                           User.status)
-                    .join(User, User.id == Attachment.user_id)
-                    .where(Attachment.role.in_(("principal", "secondary")),
-                           Attachment.status == "validated",
-                           User.status.in_(("inactive", "pending")))
-                    .distinct().order_by(Attachment.structure_id, Attachment.user_id),
-                    Attachment.structure_id)
+    stmt = w.scoped(
+        select(Attachment.user_id, Attachment.structure_id, Attachment.role, User.status)
+        .join(User, User.id == Attachment.user_id)
+        .where(
+            Attachment.role.in_(("principal", "secondary")),
+            Attachment.status == "validated",
+            User.status.in_(("inactive", "pending")),
+        )
+        .distinct()
+        .order_by(Attachment.structure_id, Attachment.user_id),
+        Attachment.structure_id,
+    )
     for uid, sid, role, status in w.session.execute(stmt):
-        yield _finding(w, "manager_not_active", f"{role} manager, account {status}.",
-                       structure_id=sid, user_id=uid, history_ids=w.history_of(uid, sid))
+        yield _finding(
+            w,
+            "manager_not_active",
+            f"{role} manager, account {status}.",
+            structure_id=sid,
+            user_id=uid,
+            history_ids=w.history_of(uid, sid),
+        )
 
 
 def _secrets(w: _World, now: dt.datetime) -> Iterator[Finding]:
     limit = now + dt.timedelta(days=SECRET_WARNING_DAYS)
-    stmt = w.scoped(select(TechnicalCredential)
-                    .join(User, User.id == TechnicalCredential.user_id)
-                    .where(TechnicalCredential.secret_expires_at <= limit,
-                           User.status != "closed")
-                    .order_by(TechnicalCredential.secret_expires_at),
-                    TechnicalCredential.structure_id)
+    stmt = w.scoped(
+        select(TechnicalCredential)
+        .join(User, User.id == TechnicalCredential.user_id)
+        .where(TechnicalCredential.secret_expires_at <= limit, User.status != "closed")
+        .order_by(TechnicalCredential.secret_expires_at),
+        TechnicalCredential.structure_id,
+    )
     for cred in w.session.scalars(stmt):
         expires = cred.secret_expires_at
         state = "expired" if expires <= now else "expires"
-        yield _finding(w, "technical_secret_expiring",
-                       f"{cred.label}: secret {state} {expires.date().isoformat()}.",
-                       structure_id=cred.structure_id, user_id=cred.user_id,
-                       history_ids=w.history_of(cred.user_id, cred.structure_id, {
-                           "technical_user.created", "technical_user.secret_reset"}))
+        yield _finding(
+            w,
+            "technical_secret_expiring",
+            f"{cred.label}: secret {state} {expires.date().isoformat()}.",
+            structure_id=cred.structure_id,
+            user_id=cred.user_id,
+            history_ids=w.history_of(
+                cred.user_id,
+                cred.structure_id,
+                {"technical_user.created", "technical_user.secret_reset"},
+            ),
+        )
 
 
 def _modifies(decider: Decider, user_id: int, structure_id: int, today: dt.date) -> bool:
-    return any("modify" in actions and space not in PERSONAL_SPACES
-               for _, space, actions in decider.grants(user_id, structure_id, today))
+    return any(
+        "modify" in actions and space not in PERSONAL_SPACES
+        for _, space, actions in decider.grants(user_id, structure_id, today)
+    )
 
 
 def _broad_modifiers(w: _World, rt: Runtime, today: dt.date) -> Iterator[Finding]:
     decider = rt.decider
     with decider.reading():
-        candidates = (decider.members_of(w.structure_id) if w.structure_id is not None
-                      else sorted(decider.index.structures_of))
+        candidates = (
+            decider.members_of(w.structure_id)
+            if w.structure_id is not None
+            else sorted(decider.index.structures_of)
+        )
         broad: list[tuple[int, list[int]]] = []
         for uid in candidates:
             held = decider.structures_of(uid)
@@ -394,68 +542,106 @@ def _broad_modifiers(w: _World, rt: Runtime, today: dt.date) -> Iterator[Finding
                 continue
             modified = [sid for sid in held if _modifies(decider, uid, sid, today)]
             if len(modified) >= MANY_STRUCTURES and (
-                    w.structure_id is None or w.structure_id in modified):
+                w.structure_id is None or w.structure_id in modified
+            ):
                 broad.append((uid, modified))
     for uid, modified in broad:
         history = [i for sid in modified for i in w.history_of(uid, sid, RIGHTS_ACTIONS)]
-        yield _finding(w, "many_structures_modify",
-                       f"Modifies documents on {len(modified)} structures: "
-                       f"{', '.join(str(s) for s in modified)}.",
-                       structure_id=w.structure_id, user_id=uid,
-                       history_ids=sorted(set(history)))
+        yield _finding(
+            w,
+            "many_structures_modify",
+            f"Modifies documents on {len(modified)} structures: "
+            f"{', '.join(str(s) for s in modified)}.",
+            structure_id=w.structure_id,
+            user_id=uid,
+            history_ids=sorted(set(history)),
+        )
 
 
 def _out_of_dates(w: _World, today: dt.date) -> Iterator[Finding]:
-    stmt = w.scoped(select(Attachment).where(
-        Attachment.status == "validated",
-        or_(Attachment.valid_from > today, Attachment.valid_until < today))
+    stmt = w.scoped(
+        select(Attachment)
+        .where(
+            Attachment.status == "validated",
+            or_(Attachment.valid_from > today, Attachment.valid_until < today),
+        )
         .order_by(Attachment.structure_id, Attachment.user_id, Attachment.id),
-        Attachment.structure_id)
+        Attachment.structure_id,
+    )
     for att in w.session.scalars(stmt):
         if att.valid_from > today:
             detail = f"{att.role}, starts {att.valid_from.isoformat()}."
         else:
             detail = f"{att.role}, ended {att.valid_until.isoformat()}."  # type: ignore
-        yield _finding(w, "attachment_out_of_dates", detail, structure_id=att.structure_id,
-                       user_id=att.user_id, history_ids=w.history_of(
-                           att.user_id, att.structure_id))
+        yield _finding(
+            w,
+            "attachment_out_of_dates",
+            detail,
+            structure_id=att.structure_id,
+            user_id=att.user_id,
+            history_ids=w.history_of(att.user_id, att.structure_id),
+        )
 
 
 def _pending_accounts(w: _World, now: dt.datetime) -> Iterator[Finding]:
-    stmt = select(User).where(User.status == "pending",
-                              User.created_at < now - dt.timedelta(days=PENDING_DAYS))
+    stmt = select(User).where(
+        User.status == "pending", User.created_at < now - dt.timedelta(days=PENDING_DAYS)
+    )
     if w.structure_id is not None:
-        stmt = stmt.where(User.id.in_(select(Attachment.user_id).where(
-            Attachment.structure_id == w.structure_id,
-            Attachment.status.in_(("validated", "pending")))))
+        stmt = stmt.where(
+            User.id.in_(
+                select(Attachment.user_id).where(
+                    Attachment.structure_id == w.structure_id,
+                    Attachment.status.in_(("validated", "pending")),
+                )
+            )
+        )
     for user in w.session.scalars(stmt.order_by(User.id)):
-        yield _finding(w, "account_pending_too_long",
-                       f"Pending since {user.created_at.date().isoformat()}.",
-                       structure_id=w.structure_id, user_id=user.id,
-                       history_ids=w.history_of(user.id, w.structure_id, {"account.created"}))
+        yield _finding(
+            w,
+            "account_pending_too_long",
+            f"Pending since {user.created_at.date().isoformat()}.",
+            structure_id=w.structure_id,
+            user_id=user.id,
+            history_ids=w.history_of(user.id, w.structure_id, {"account.created"}),
+        )
 
 
 def _inactive_attached(w: _World) -> Iterator[Finding]:
-    stmt = w.scoped(select(Attachment.user_id, Attachment.structure_id, User.status)
-                    .join(User, User.id == Attachment.user_id)
-                    .where(Attachment.status == "validated",
-                           User.status.in_(("inactive", "closed")))
-                    .distinct().order_by(Attachment.structure_id, Attachment.user_id),
-                    Attachment.structure_id)
+    stmt = w.scoped(
+        select(Attachment.user_id, Attachment.structure_id, User.status)
+        .join(User, User.id == Attachment.user_id)
+        .where(Attachment.status == "validated", User.status.in_(("inactive", "closed")))
+        .distinct()
+        .order_by(Attachment.structure_id, Attachment.user_id),
+        Attachment.structure_id,
+    )
     for uid, sid, status in w.session.execute(stmt):
-        yield _finding(w, "inactive_user_attached", f"Account {status}.", structure_id=sid,
-                       user_id=uid, history_ids=w.history_of(uid, sid))
+        yield _finding(
+            w,
+            "inactive_user_attached",
+            f"Account {status}.",
+            structure_id=sid,
+            user_id=uid,
+            history_ids=w.history_of(uid, sid),
+        )
 
 
 def _dormant_subscriptions(w: _World) -> Iterator[Finding]:
     opened: dict[int, set[tuple[str, int | None]]] = defaultdict(set)
-    for sid, space, svc in w.session.execute(w.scoped(
+    for sid, space, svc in w.session.execute(
+        w.scoped(
             select(OpenedSpace.structure_id, OpenedSpace.space_code, OpenedSpace.service_id),
-            OpenedSpace.structure_id)):
+            OpenedSpace.structure_id,
+        )
+    ):
         opened[sid].add((space, svc))
-    stmt = w.scoped(select(Subscription).where(Subscription.status == "validated")
-                    .order_by(Subscription.structure_id, Subscription.id),
-                    Subscription.structure_id)
+    stmt = w.scoped(
+        select(Subscription)
+        .where(Subscription.status == "validated")
+        .order_by(Subscription.structure_id, Subscription.id),
+        Subscription.structure_id,
+    )
     for sub in w.session.scalars(stmt):
         here = opened[sub.structure_id]
         if sub.service_id is None:
@@ -464,37 +650,54 @@ def _dormant_subscriptions(w: _World) -> Iterator[Finding]:
             alive = bool({(sub.space_code, None), (sub.space_code, sub.service_id)} & here)
         if alive:
             continue
-        history = set(w.history_of(sub.user_id, sub.structure_id, {
-            "subscription_request.validated"}))
+        history = set(
+            w.history_of(sub.user_id, sub.structure_id, {"subscription_request.validated"})
+        )
         history |= set(w.history_of(None, sub.structure_id, {"spaces.updated"}))
         scope = "all services" if sub.service_id is None else f"service {sub.service_id}"
-        yield _finding(w, "subscription_on_closed_space",
-                       f"subscription:{sub.id} {sub.level} {sub.space_code} ({scope}).",
-                       structure_id=sub.structure_id, user_id=sub.user_id,
-                       history_ids=sorted(history))
+        yield _finding(
+            w,
+            "subscription_on_closed_space",
+            f"subscription:{sub.id} {sub.level} {sub.space_code} ({scope}).",
+            structure_id=sub.structure_id,
+            user_id=sub.user_id,
+            history_ids=sorted(history),
+        )
 
 
 def _ref(w: _World, entry: HistoryEntry) -> HistoryRef:
-    return HistoryRef(id=entry.id, at=entry.created_at.isoformat(), action=entry.action,
-                      structure_id=entry.structure_id, actor=w.name(entry.actor_id),
-                      target=w.name(entry.target_user_id), comment=entry.comment or "")
+    return HistoryRef(
+        id=entry.id,
+        at=entry.created_at.isoformat(),
+        action=entry.action,
+        structure_id=entry.structure_id,
+        actor=w.name(entry.actor_id),
+        target=w.name(entry.target_user_id),
+        comment=entry.comment or "",
+    )
 
 
 def _changes(w: _World, since: dt.date) -> list[StructureChanges]:
     start = dt.datetime.combine(since, dt.time(), tzinfo=dt.timezone.utc)
-    stmt = w.scoped(select(HistoryEntry).where(HistoryEntry.created_at >= start,
-                                               HistoryEntry.action.in_(sorted(RIGHTS_ACTIONS)))
-                    .order_by(HistoryEntry.structure_id, HistoryEntry.created_at,
-                              HistoryEntry.id), HistoryEntry.structure_id)
+    stmt = w.scoped(
+        select(HistoryEntry)
+        .where(HistoryEntry.created_at >= start, HistoryEntry.action.in_(sorted(RIGHTS_ACTIONS)))
+        .order_by(HistoryEntry.structure_id, HistoryEntry.created_at, HistoryEntry.id),
+        HistoryEntry.structure_id,
+    )
     grouped: dict[int | None, list[HistoryRef]] = defaultdict(list)
     for entry in w.session.scalars(stmt):
         grouped[entry.structure_id].append(_ref(w, entry))
-    return [StructureChanges(sid, w.designation(sid), entries)
-            for sid, entries in grouped.items()]
+    return [StructureChanges(sid, w.designation(sid), entries) for sid, entries in grouped.items()]
 
 
-def build_report(session: Session, rt: Runtime, structure_id: int | None = None,
-                 since: dt.date | None = None, now: dt.datetime | None = None) -> Report:
+def build_report(
+    session: Session,
+    rt: Runtime,
+    structure_id: int | None = None,
+    since: dt.date | None = None,
+    now: dt.datetime | None = None,
+) -> Report:
     """The findings of KINDS on one structure or the whole service, and (with
     `since`) every change of rights recorded since that day, by structure.
 
@@ -504,35 +707,53 @@ def build_report(session: Session, rt: Runtime, structure_id: int | None = None,
     today = _today(now)
     export_scope(session, structure_id)
     w = _World(session, structure_id)
-    findings = [*_orphans(w), *_inactive_managers(w), *_secrets(w, now),
-                *_broad_modifiers(w, rt, today), *_out_of_dates(w, today),
-                *_pending_accounts(w, now), *_inactive_attached(w),
-                *_dormant_subscriptions(w)]
+    findings = [
+        *_orphans(w),
+        *_inactive_managers(w),
+        *_secrets(w, now),
+        *_broad_modifiers(w, rt, today),
+        *_out_of_dates(w, today),
+        *_pending_accounts(w, now),
+        *_inactive_attached(w),
+        *_dormant_subscriptions(w),
+    ]
     ids = sorted({i for f in findings for i in f.history_ids})
-    history = {e.id: _ref(w, e) for e in session.scalars(
-        select(HistoryEntry).where(HistoryEntry.id.in_(ids)))}
-    return Report(generated_at=now.isoformat(), structure_id=structure_id,
-                  since=since.isoformat() if since else None, findings=findings,
-                  changes=_changes(w, since) if since else [], history=history)
+    history = {
+        e.id: _ref(w, e)
+        for e in session.scalars(select(HistoryEntry).where(HistoryEntry.id.in_(ids)))
+    }
+    return Report(
+        generated_at=now.isoformat(),
+        structure_id=structure_id,
+        since=since.isoformat() if since else None,
+        findings=findings,
+        changes=_changes(w, since) if since else [],
+        history=history,
+    )
 
 
 def report_json(report: Report) -> dict[str, Any]:
     """The report as JSON-ready data, with a count per kind."""
     counts = {kind: sum(1 for f in report.findings if f.kind == kind) for kind in KINDS}
-    return {"generated_at": report.generated_at, "structure_id": report.structure_id,
-            "since": report.since,
-            "thresholds": {"many_structures": MANY_STRUCTURES,
-                           "secret_warning_days": SECRET_WARNING_DAYS,
-                           "pending_days": PENDING_DAYS},
-            "counts": counts, "findings": [asdict(f) for f in report.findings],
-            "changes": [asdict(c) for c in report.changes],
-            "history": {str(k): asdict(v) for k, v in sorted(report.history.items())}}
+    return {
+        "generated_at": report.generated_at,
+        "structure_id": report.structure_id,
+        "since": report.since,
+        "thresholds": {
+            "many_structures": MANY_STRUCTURES,
+            "secret_warning_days": SECRET_WARNING_DAYS,
+            "pending_days": PENDING_DAYS,
+        },
+        "counts": counts,
+        "findings": [asdict(f) for f in report.findings],
+        "changes": [asdict(c) for c in report.changes],
+        "history": {str(k): asdict(v) for k, v in sorted(report.history.items())},
+    }
 
 
 def _table(headers: Iterable[str], rows: Iterable[Iterable[str]]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>"
-                   for row in rows)
+    body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -545,39 +766,82 @@ def render_html(report: Report) -> str:
     rights by structure, and the history entries the findings link to. Every
     value from the database is escaped."""
     e = html.escape
-    scope = (f"structure {report.structure_id}" if report.structure_id is not None
-             else "the whole service")
-    parts = [f"<h1>Review report: {e(scope)}</h1>",
-             f"<p>Generated {e(report.generated_at)}"
-             + (f"; changes since {e(report.since)}" if report.since else "") + ".</p>"]
+    scope = (
+        f"structure {report.structure_id}"
+        if report.structure_id is not None
+        else "the whole service"
+    )
+    parts = [
+        f"<h1>Review report: {e(scope)}</h1>",
+        f"<p>Generated {e(report.generated_at)}"
+        + (f"; changes since {e(report.since)}" if report.since else "")
+        + ".</p>",
+    ]
     for kind, (title, severity, why) in KINDS.items():
         found = [f for f in report.findings if f.kind == kind]
-        parts.append(f'<h2 id="{kind}">{e(title)} ({len(found)})</h2>'
-                     f"<p><b>{e(severity)}</b>: {e(why)}</p>")
+        parts.append(
+            f'<h2 id="{kind}">{e(title)} ({len(found)})</h2><p><b>{e(severity)}</b>: {e(why)}</p>'
+        )
         if found:
-            parts.append(_table(
-                ("structure", "user", "detail", "history"),
-                ([e(f"{f.structure_id} {f.structure}" if f.structure_id else ""),
-                  e(f"{f.user_id} {f.user}" if f.user_id else ""), e(f.detail),
-                  _links(f.history_ids)] for f in found)))
+            parts.append(
+                _table(
+                    ("structure", "user", "detail", "history"),
+                    (
+                        [
+                            e(f"{f.structure_id} {f.structure}" if f.structure_id else ""),
+                            e(f"{f.user_id} {f.user}" if f.user_id else ""),
+                            e(f.detail),
+                            _links(f.history_ids),
+                        ]
+                        for f in found
+                    ),
+                )
+            )
     if report.since:
         parts.append(f"<h2>Changes of rights since {e(report.since)}</h2>")
         for group in report.changes:
-            label = (f"{group.structure_id} {group.structure}"
-                     if group.structure_id is not None else "Platform (no structure)")
-            parts.append(f"<h3>{e(label)}</h3>" + _table(
-                ("id", "when", "action", "by", "on", "comment"),
-                ([str(r.id), e(r.at), e(r.action), e(r.actor), e(r.target), e(r.comment)]
-                 for r in group.entries)))
+            label = (
+                f"{group.structure_id} {group.structure}"
+                if group.structure_id is not None
+                else "Platform (no structure)"
+            )
+            parts.append(
+                f"<h3>{e(label)}</h3>"
+                + _table(
+                    ("id", "when", "action", "by", "on", "comment"),
+                    (
+                        [str(r.id), e(r.at), e(r.action), e(r.actor), e(r.target), e(r.comment)]
+                        for r in group.entries
+                    ),
+                )
+            )
     if report.history:
-        parts.append("<h2>History entries behind the findings</h2>" + _table(
-            ("id", "when", "structure", "action", "by", "on", "comment"),
-            ([f'<span id="h{r.id}">{r.id}</span>', e(r.at), e(str(r.structure_id or "")),
-              e(r.action), e(r.actor), e(r.target), e(r.comment)]
-             for r in report.history.values())))
-    style = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;"
-             "margin-bottom:1em}td,th{border:1px solid #999;padding:.3em .6em;"
-             "text-align:left;vertical-align:top}th{background:#eee}")
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>Review report</title><style>{style}</style></head><body>"
-            + "\n".join(parts) + "</body></html>\n")
+        parts.append(
+            "<h2>History entries behind the findings</h2>"
+            + _table(
+                ("id", "when", "structure", "action", "by", "on", "comment"),
+                (
+                    [
+                        f'<span id="h{r.id}">{r.id}</span>',
+                        e(r.at),
+                        e(str(r.structure_id or "")),
+                        e(r.action),
+                        e(r.actor),
+                        e(r.target),
+                        e(r.comment),
+                    ]
+                    for r in report.history.values()
+                ),
+            )
+        )
+    style = (
+        "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;"
+        "margin-bottom:1em}td,th{border:1px solid #999;padding:.3em .6em;"
+        "text-align:left;vertical-align:top}th{background:#eee}"
+    )
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>Review report</title><style>{style}</style></head><body>"
+        + "\n".join(parts)
+        + "</body></html>\n"
+    )

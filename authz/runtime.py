@@ -1,4 +1,5 @@
 """Everything a workflow needs, built once per process from the settings."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -41,14 +42,18 @@ def build_runtime(settings: Settings, *, engine: Engine | None = None) -> Runtim
     engine = engine or db.make_engine(settings)
     policies = load_policies(settings.policy_dir)
     policy_engine = PolicyEngine(policies)
-    reads = (db.make_engine(settings, for_reads=True)
-             if engine.dialect.name == "sqlite" else engine)
-    decider = Decider(policy_engine, reads,
-                      check_interval=settings.decision_check_interval_seconds)
-    return Runtime(settings=settings, engine=engine,
-                   sessions=db.make_session_factory(engine),
-                   read_sessions=db.make_session_factory(reads), hasher=Hasher(settings),
-                   policies=policies, management=policy_engine, decider=decider)
+    reads = db.make_engine(settings, for_reads=True) if engine.dialect.name == "sqlite" else engine
+    decider = Decider(policy_engine, reads, check_interval=settings.decision_check_interval_seconds)
+    return Runtime(
+        settings=settings,
+        engine=engine,
+        sessions=db.make_session_factory(engine),
+        read_sessions=db.make_session_factory(reads),
+        hasher=Hasher(settings),
+        policies=policies,
+        management=policy_engine,
+        decider=decider,
+    )
 
 
 def sync_catalogue(rt: Runtime) -> None:

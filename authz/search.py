@@ -12,6 +12,7 @@ Bulk Core writes (`insert(User.__table__)`, `update(User)…values(...)`) bypass
 the ORM: they must fill the keys themselves with `fold`, or the rows they write
 are not found by these searches.
 """
+
 from __future__ import annotations
 
 import unicodedata

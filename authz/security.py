@@ -6,6 +6,7 @@ digest: a random value of that size cannot be guessed, so a slow salted hash
 adds nothing, while a plain digest lets us find the row by index
 (docs/decisions.md, "Hashing").
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -20,9 +21,11 @@ from .config import Settings
 
 class Hasher:
     def __init__(self, settings: Settings) -> None:
-        self._ph = PasswordHasher(time_cost=settings.argon2_time_cost,
-                                  memory_cost=settings.argon2_memory_kib,
-                                  parallelism=settings.argon2_parallelism)
+        self._ph = PasswordHasher(
+            time_cost=settings.argon2_time_cost,
+            memory_cost=settings.argon2_memory_kib,
+            parallelism=settings.argon2_parallelism,
+        )
         # Verified against when the account does not exist, so that a log-in for
         # an unknown email costs the same time as one with a wrong password.
         self._dummy = self._ph.hash(secrets.token_urlsafe(16))

@@ -12,6 +12,7 @@ structures.
 Workflows that change something own their transaction (commit, or raise and
 leave nothing behind).
 """
+
 from __future__ import annotations
 
 import csv
@@ -43,10 +44,23 @@ MANAGE = "users.manage"
 LIST = "users.list"
 # A cell starting with one of these is a formula to a spreadsheet: prefixed with '.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-EXPORT_COLUMNS = ("id", "login_email", "contact_email", "last_name", "first_name", "phone",
-                  "status", "structure_designation", "structure_identifier_type",
-                  "structure_identifier_value", "service_code", "role", "attachment_status",
-                  "valid_from", "valid_until")
+EXPORT_COLUMNS = (
+    "id",
+    "login_email",
+    "contact_email",
+    "last_name",
+    "first_name",
+    "phone",
+    "status",
+    "structure_designation",
+    "structure_identifier_type",
+    "structure_identifier_value",
+    "service_code",
+    "role",
+    "attachment_status",
+    "valid_from",
+    "valid_until",
+)
 # Users read per query while exporting; the transaction ends between chunks.
 EXPORT_CHUNK = 200
 
@@ -54,6 +68,7 @@ EXPORT_CHUNK = 200
 @dataclass(frozen=True)
 class AttachmentLine:
     """One attachment row with its service (None: the whole structure)."""
+
     attachment: Attachment
     service: Service | None
 
@@ -61,6 +76,7 @@ class AttachmentLine:
 @dataclass(frozen=True)
 class Membership:
     """A structure a user is attached to, their role there and their attachment rows."""
+
     structure: Structure
     role: str | None
     attachments: list[AttachmentLine]
@@ -69,6 +85,7 @@ class Membership:
 @dataclass(frozen=True)
 class Member:
     """A user attached to a structure, their role there and their attachment rows."""
+
     user: User
     role: str | None
     attachments: list[AttachmentLine]
@@ -77,17 +94,21 @@ class Member:
 @dataclass(frozen=True)
 class UserDetail:
     """A visible user and their pending attachment requests the caller may process."""
+
     user: User
     pending_attachment_request_ids: list[int]
 
 
 # --- visibility -----------------------------------------------------------------
 
+
 def _seen_attachments(rt: Runtime, actor: User) -> ColumnElement[bool]:
     """Condition on Attachment: not deleted, on a structure where `actor` may
     manage users."""
-    return and_(Attachment.structure_id.in_(managed_structures(rt, actor, MANAGE)),
-                Attachment.status != "deleted")
+    return and_(
+        Attachment.structure_id.in_(managed_structures(rt, actor, MANAGE)),
+        Attachment.status != "deleted",
+    )
 
 
 def _visible(rt: Runtime, actor: User) -> ColumnElement[bool]:
@@ -106,33 +127,52 @@ def get_visible(session: Session, rt: Runtime, actor: User, user_id: int) -> Use
 def _role(lines: Iterable[AttachmentLine]) -> str | None:
     """The strongest role among validated rows in force today, or None."""
     on = today()
-    roles = [line.attachment.role for line in lines
-             if line.attachment.status == "validated" and line.attachment.valid_from <= on
-             and (line.attachment.valid_until is None or line.attachment.valid_until >= on)]
+    roles = [
+        line.attachment.role
+        for line in lines
+        if line.attachment.status == "validated"
+        and line.attachment.valid_from <= on
+        and (line.attachment.valid_until is None or line.attachment.valid_until >= on)
+    ]
     return max(roles, key=ROLE_RANK.__getitem__) if roles else None
 
 
-def _lines(session: Session, where: ColumnElement[bool]
-           ) -> dict[tuple[int, int], list[AttachmentLine]]:
+def _lines(
+    session: Session, where: ColumnElement[bool]
+) -> dict[tuple[int, int], list[AttachmentLine]]:
     """Attachment rows matching `where`, by (user id, structure id); the whole
     structure first, then services by code."""
     rows = session.execute(
-        select(Attachment, Service).outerjoin(Service, Service.id == Attachment.service_id)
+        select(Attachment, Service)
+        .outerjoin(Service, Service.id == Attachment.service_id)
         .where(where)
-        .order_by(Attachment.service_id.is_not(None), Service.code, Attachment.id)).all()
+        .order_by(Attachment.service_id.is_not(None), Service.code, Attachment.id)
+    ).all()
     found: dict[tuple[int, int], list[AttachmentLine]] = defaultdict(list)
     for attachment, service in rows:
         found[(attachment.user_id, attachment.structure_id)].append(
-            AttachmentLine(attachment, service))
+            AttachmentLine(attachment, service)
+        )
     return found
 
 
 # --- search and reading -----------------------------------------------------------
 
-def search(session: Session, rt: Runtime, actor: User, *, last_name: str | None = None,
-           first_name: str | None = None, login_email: str | None = None,
-           status: str | None = None, designation: str | None = None,
-           service: str | None = None, page: int, page_size: int) -> Page:
+
+def search(
+    session: Session,
+    rt: Runtime,
+    actor: User,
+    *,
+    last_name: str | None = None,
+    first_name: str | None = None,
+    login_email: str | None = None,
+    status: str | None = None,
+    designation: str | None = None,
+    service: str | None = None,
+    page: int,
+    page_size: int,
+) -> Page:
     """The users `actor` sees that match every given criterion, by last name,
     then first name. Names, designation and service (code or label) match as
     substrings, ignoring case and accents; the login email as a substring,
@@ -143,20 +183,32 @@ def search(session: Session, rt: Runtime, actor: User, *, last_name: str | None 
     Raises Invalid `criterion_required` (no criterion given).
     """
     last, first, structure_term, service_term = (
-        fold(last_name), fold(first_name), fold(designation), fold(service))
+        fold(last_name),
+        fold(first_name),
+        fold(designation),
+        fold(service),
+    )
     email = (login_email or "").strip().lower()
     if not any((last, first, email, status, structure_term, service_term)):
         raise Invalid("Give at least one search criterion.", code="criterion_required")
     seen = select(Attachment.user_id).where(_seen_attachments(rt, actor))
     if structure_term:
-        seen = (seen.join(Structure, Structure.id == Attachment.structure_id)
-                .where(Structure.designation_key.contains(structure_term, autoescape=True)))
+        seen = seen.join(Structure, Structure.id == Attachment.structure_id).where(
+            Structure.designation_key.contains(structure_term, autoescape=True)
+        )
     if service_term:
-        seen = (seen.join(Service, and_(Service.structure_id == Attachment.structure_id,
-                                        or_(Attachment.service_id.is_(None),
-                                            Attachment.service_id == Service.id)))
-                .where(or_(Service.code_key.contains(service_term, autoescape=True),
-                           Service.label_key.contains(service_term, autoescape=True))))
+        seen = seen.join(
+            Service,
+            and_(
+                Service.structure_id == Attachment.structure_id,
+                or_(Attachment.service_id.is_(None), Attachment.service_id == Service.id),
+            ),
+        ).where(
+            or_(
+                Service.code_key.contains(service_term, autoescape=True),
+                Service.label_key.contains(service_term, autoescape=True),
+            )
+        )
     stmt = select(User).where(User.id.in_(seen))
     if last:
         stmt = stmt.where(User.last_name_key.contains(last, autoescape=True))
@@ -166,8 +218,12 @@ def search(session: Session, rt: Runtime, actor: User, *, last_name: str | None 
         stmt = stmt.where(User.login_email.contains(email, autoescape=True))
     if status:
         stmt = stmt.where(User.status == status)
-    return paginate(session, stmt.order_by(User.last_name_key, User.first_name_key, User.id),
-                    page=page, page_size=page_size)
+    return paginate(
+        session,
+        stmt.order_by(User.last_name_key, User.first_name_key, User.id),
+        page=page,
+        page_size=page_size,
+    )
 
 
 def get_user(session: Session, rt: Runtime, actor: User, user_id: int) -> UserDetail:
@@ -178,15 +234,23 @@ def get_user(session: Session, rt: Runtime, actor: User, user_id: int) -> UserDe
     Raises NotFound (unknown or invisible).
     """
     user = get_visible(session, rt, actor, user_id)
-    pending = session.scalars(select(AttachmentRequest.id).where(
-        AttachmentRequest.user_id == user.id, AttachmentRequest.status == "pending",
-        AttachmentRequest.structure_id.in_(managed_structures(rt, actor, PROCESS[AttachmentRequest])))
-        .order_by(AttachmentRequest.id)).all()
+    pending = session.scalars(
+        select(AttachmentRequest.id)
+        .where(
+            AttachmentRequest.user_id == user.id,
+            AttachmentRequest.status == "pending",
+            AttachmentRequest.structure_id.in_(
+                managed_structures(rt, actor, PROCESS[AttachmentRequest])
+            ),
+        )
+        .order_by(AttachmentRequest.id)
+    ).all()
     return UserDetail(user, list(pending))
 
 
-def user_structures(session: Session, rt: Runtime, actor: User, user_id: int, *,
-                    page: int, page_size: int) -> Page:
+def user_structures(
+    session: Session, rt: Runtime, actor: User, user_id: int, *, page: int, page_size: int
+) -> Page:
     """The structures a visible user is attached to, among those where `actor`
     may manage users, by designation: the user's role there and every
     attachment row that is not deleted.
@@ -195,19 +259,32 @@ def user_structures(session: Session, rt: Runtime, actor: User, user_id: int, *,
     """
     user = get_visible(session, rt, actor, user_id)
     seen = and_(Attachment.user_id == user.id, _seen_attachments(rt, actor))
-    found = paginate(session, select(Structure)
-                     .where(Structure.id.in_(select(Attachment.structure_id).where(seen)))
-                     .order_by(Structure.designation_key, Structure.id),
-                     page=page, page_size=page_size)
-    lines = _lines(session, and_(seen, Attachment.structure_id.in_(
-        [st.id for st in found.items])))
-    items = [Membership(st, _role(lines[(user.id, st.id)]), lines[(user.id, st.id)])
-             for st in found.items]
+    found = paginate(
+        session,
+        select(Structure)
+        .where(Structure.id.in_(select(Attachment.structure_id).where(seen)))
+        .order_by(Structure.designation_key, Structure.id),
+        page=page,
+        page_size=page_size,
+    )
+    lines = _lines(session, and_(seen, Attachment.structure_id.in_([st.id for st in found.items])))
+    items = [
+        Membership(st, _role(lines[(user.id, st.id)]), lines[(user.id, st.id)])
+        for st in found.items
+    ]
     return Page(items=items, page=found.page, page_size=found.page_size, total=found.total)
 
 
-def structure_users(session: Session, rt: Runtime, actor: User, structure_id: int, *,
-                    status: str | None = None, page: int, page_size: int) -> Page:
+def structure_users(
+    session: Session,
+    rt: Runtime,
+    actor: User,
+    structure_id: int,
+    *,
+    status: str | None = None,
+    page: int,
+    page_size: int,
+) -> Page:
     """The users attached to a structure, by last name: their role there and
     their attachment rows (every status but deleted, or only `status`).
 
@@ -215,26 +292,36 @@ def structure_users(session: Session, rt: Runtime, actor: User, structure_id: in
     `action_not_allowed` (the caller may not list its users).
     """
     authorize(session, rt, actor, structure_id, LIST)
-    rows = and_(Attachment.structure_id == structure_id,
-                Attachment.status == status if status else Attachment.status != "deleted")
-    found = paginate(session, select(User)
-                     .where(User.id.in_(select(Attachment.user_id).where(rows)))
-                     .order_by(User.last_name_key, User.first_name_key, User.id),
-                     page=page, page_size=page_size)
+    rows = and_(
+        Attachment.structure_id == structure_id,
+        Attachment.status == status if status else Attachment.status != "deleted",
+    )
+    found = paginate(
+        session,
+        select(User)
+        .where(User.id.in_(select(Attachment.user_id).where(rows)))
+        .order_by(User.last_name_key, User.first_name_key, User.id),
+        page=page,
+        page_size=page_size,
+    )
     lines = _lines(session, and_(rows, Attachment.user_id.in_([u.id for u in found.items])))
-    items = [Member(u, _role(lines[(u.id, structure_id)]), lines[(u.id, structure_id)])
-             for u in found.items]
+    items = [
+        Member(u, _role(lines[(u.id, structure_id)]), lines[(u.id, structure_id)])
+        for u in found.items
+    ]
     return Page(items=items, page=found.page, page_size=found.page_size, total=found.total)
 
 
 # --- changes --------------------------------------------------------------------
 
+
 def _profile(user: User) -> dict[str, Any]:
     return {field: getattr(user, field) for field in accounts.PROFILE_FIELDS}
 
 
-def update_user(session: Session, rt: Runtime, actor: User, user_id: int,
-                changes: dict[str, Any]) -> User:
+def update_user(
+    session: Session, rt: Runtime, actor: User, user_id: int, changes: dict[str, Any]
+) -> User:
     """A manager changes a visible person's contact email, names or phone (never
     the login email, which receives activation and password mails). The change
     is written in the history of every structure where the actor manages the
@@ -246,45 +333,64 @@ def update_user(session: Session, rt: Runtime, actor: User, user_id: int,
     """
     user = get_visible(session, rt, actor, user_id)
     if user.kind != "person":
-        raise Forbidden("Technical users are managed by the structure's principal manager.",
-                        code="technical_user")
+        raise Forbidden(
+            "Technical users are managed by the structure's principal manager.",
+            code="technical_user",
+        )
     before = _profile(user)
     accounts.apply_profile(user, changes)
     after = _profile(user)
     changed = [field for field in accounts.PROFILE_FIELDS if before[field] != after[field]]
     if changed:
         structure_ids = session.scalars(
-            select(Attachment.structure_id).distinct()
+            select(Attachment.structure_id)
+            .distinct()
             .where(Attachment.user_id == user.id, _seen_attachments(rt, actor))
-            .order_by(Attachment.structure_id)).all()
+            .order_by(Attachment.structure_id)
+        ).all()
         for structure_id in structure_ids:
-            record(session, action="user.updated", actor=actor, structure_id=structure_id,
-                   target_user_id=user.id, comment="Modified",
-                   before={f: before[f] for f in changed}, after={f: after[f] for f in changed})
-        queue_mail(session, kind="notification", to=before["contact_email"],
-                   subject="Your account details were changed",
-                   body=f"Hello {user.first_name} {user.last_name},\n\n"
-                        f"A manager of your structure changed these details of your account: "
-                        f"{', '.join(changed)}.\nIf this is not expected, contact your "
-                        f"structure's managers.\n")
+            record(
+                session,
+                action="user.updated",
+                actor=actor,
+                structure_id=structure_id,
+                target_user_id=user.id,
+                comment="Modified",
+                before={f: before[f] for f in changed},
+                after={f: after[f] for f in changed},
+            )
+        queue_mail(
+            session,
+            kind="notification",
+            to=before["contact_email"],
+            subject="Your account details were changed",
+            body=f"Hello {user.first_name} {user.last_name},\n\n"
+            f"A manager of your structure changed these details of your account: "
+            f"{', '.join(changed)}.\nIf this is not expected, contact your "
+            f"structure's managers.\n",
+        )
     commit(session, rt)
     return user
 
 
-def send_activation_emails(session: Session, rt: Runtime, actor: User,
-                           user_ids: list[int]) -> list[Outcome]:
+def send_activation_emails(
+    session: Session, rt: Runtime, actor: User, user_ids: list[int]
+) -> list[Outcome]:
     """Mail a new activation link to each visible pending person (their earlier
     links stop working), each in its own transaction. One outcome per id, in
     order: ok, or `not_found` (unknown or invisible), `account_not_pending`.
     """
+
     def one(user_id: int) -> None:
         accounts.send_activation(session, rt, get_visible(session, rt, actor, user_id))
         commit(session, rt)
+
     return bulk(session, user_ids, one)
 
 
-def create_account_for(session: Session, rt: Runtime, actor: User, *,
-                       structure_id: int | None = None, **fields: Any) -> User:
+def create_account_for(
+    session: Session, rt: Runtime, actor: User, *, structure_id: int | None = None, **fields: Any
+) -> User:
     """A manager creates the pending account of a person they want to attach to
     `structure_id` (the structure they act for): the activation link is mailed
     to the login email and "account.created" is written in the structure's
@@ -297,19 +403,28 @@ def create_account_for(session: Session, rt: Runtime, actor: User, *,
     manage its users), Conflict `login_email_taken`.
     """
     if structure_id is None:
-        raise Invalid("Logged in, name the structure you create the account for.",
-                      code="structure_required",
-                      errors={"structure_id": ["Required when logged in."]})
+        raise Invalid(
+            "Logged in, name the structure you create the account for.",
+            code="structure_required",
+            errors={"structure_id": ["Required when logged in."]},
+        )
     authorize(session, rt, actor, structure_id, MANAGE)
     user = accounts.create_account(session, rt, **fields)
-    record(session, action="account.created", actor=actor, structure_id=structure_id,
-           target_user_id=user.id, comment="Account created",
-           after={"login_email": user.login_email, **_profile(user)})
+    record(
+        session,
+        action="account.created",
+        actor=actor,
+        structure_id=structure_id,
+        target_user_id=user.id,
+        comment="Account created",
+        after={"login_email": user.login_email, **_profile(user)},
+    )
     commit(session, rt)
     return user
 
 
 # --- CSV export -----------------------------------------------------------------
+
 
 def neutralize(value: object) -> str:
     """A CSV cell that no spreadsheet runs as a formula: text starting with
@@ -324,8 +439,7 @@ def _csv_line(cells: Iterable[object]) -> str:
     return buffer.getvalue()
 
 
-def export_csv(session: Session, rt: Runtime, actor: User, user_ids: list[int]
-               ) -> Iterator[str]:
+def export_csv(session: Session, rt: Runtime, actor: User, user_ids: list[int]) -> Iterator[str]:
     """The selected users as CSV text, produced chunk by chunk (header first):
     one row per attachment the actor sees (not deleted, on structures where they
     manage users), the user's main fields repeated on each row.
@@ -338,8 +452,7 @@ def export_csv(session: Session, rt: Runtime, actor: User, user_ids: list[int]
     Raises NotFound (some id unknown or invisible).
     """
     wanted = list(dict.fromkeys(user_ids))
-    found = set(session.scalars(select(User.id).where(User.id.in_(wanted),
-                                                      _visible(rt, actor))))
+    found = set(session.scalars(select(User.id).where(User.id.in_(wanted), _visible(rt, actor))))
     if len(found) != len(wanted):
         raise NotFound("No such user: every id must be a user you manage.")
     seen = _seen_attachments(rt, actor)
@@ -348,26 +461,49 @@ def export_csv(session: Session, rt: Runtime, actor: User, user_ids: list[int]
     return _export_chunks(session, wanted, seen)
 
 
-def _export_chunks(session: Session, user_ids: list[int], seen: ColumnElement[bool]
-                   ) -> Iterator[str]:
+def _export_chunks(
+    session: Session, user_ids: list[int], seen: ColumnElement[bool]
+) -> Iterator[str]:
     yield _csv_line(EXPORT_COLUMNS)
     for start in range(0, len(user_ids), EXPORT_CHUNK):
-        chunk = user_ids[start:start + EXPORT_CHUNK]
+        chunk = user_ids[start : start + EXPORT_CHUNK]
         rows = session.execute(
-            select(User, Attachment, Structure, Service).select_from(User)
+            select(User, Attachment, Structure, Service)
+            .select_from(User)
             .join(Attachment, and_(Attachment.user_id == User.id, seen))
             .join(Structure, Structure.id == Attachment.structure_id)
             .outerjoin(Service, Service.id == Attachment.service_id)
             .where(User.id.in_(chunk))
-            .order_by(Structure.designation_key, Structure.id,
-                      Attachment.service_id.is_not(None), Service.code, Attachment.id)).all()
+            .order_by(
+                Structure.designation_key,
+                Structure.id,
+                Attachment.service_id.is_not(None),
+                Service.code,
+                Attachment.id,
+            )
+        ).all()
         by_user: dict[int, list[str]] = defaultdict(list)
         for user, attachment, structure, service in rows:
-            by_user[user.id].append(_csv_line((
-                user.id, user.login_email, user.contact_email, user.last_name,
-                user.first_name, user.phone, user.status, structure.designation,
-                structure.identifier_type, structure.identifier_value,
-                service.code if service else None, attachment.role, attachment.status,
-                attachment.valid_from, attachment.valid_until)))
+            by_user[user.id].append(
+                _csv_line(
+                    (
+                        user.id,
+                        user.login_email,
+                        user.contact_email,
+                        user.last_name,
+                        user.first_name,
+                        user.phone,
+                        user.status,
+                        structure.designation,
+                        structure.identifier_type,
+                        structure.identifier_value,
+                        service.code if service else None,
+                        attachment.role,
+                        attachment.status,
+                        attachment.valid_from,
+                        attachment.valid_until,
+                    )
+                )
+            )
         session.commit()  # end this chunk's read before waiting on the client
         yield "".join(line for user_id in chunk for line in by_user[user_id])

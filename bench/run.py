@@ -21,6 +21,7 @@ Steps, all in this process except the HTTP server and the load generator:
 Numbers on a shared 2-core machine are noisy: compare the ratios printed
 (engine / baseline, engine / floor), measured in the same run.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -65,9 +66,9 @@ class Profile:
     users: int
     structures: int
     grants: int
-    questions: int           # engine / floor question mix
-    fresh_questions: int     # the slower ensure_fresh-per-check lines
-    rounds: int              # engine / floor rounds (median reported)
+    questions: int  # engine / floor question mix
+    fresh_questions: int  # the slower ensure_fresh-per-check lines
+    rounds: int  # engine / floor rounds (median reported)
     baseline_rows: tuple[int, ...]
     baseline_seconds: float  # time budget per baseline size
     http_seconds: int
@@ -79,10 +80,12 @@ SIZES = {
     # baseline_rows: policy rows of each naive run, 0 = every grant and attachment.
     "quick": Profile(2_000, 200, 20_000, 20_000, 2_000, 1, (2_000, 0), 3.0, 2, 2, 60.0),
     "small": Profile(10_000, 1_000, 100_000, 50_000, 5_000, 3, (10_000, 0), 10.0, 5, 3, 120.0),
-    "medium": Profile(50_000, 5_000, 500_000, 100_000, 10_000, 3, (10_000, 100_000), 15.0,
-                      8, 5, 180.0),
-    "full": Profile(100_000, 10_000, 1_000_000, 100_000, 10_000, 3, (10_000, 100_000, 0),
-                    15.0, 10, 5, 240.0),
+    "medium": Profile(
+        50_000, 5_000, 500_000, 100_000, 10_000, 3, (10_000, 100_000), 15.0, 8, 5, 180.0
+    ),
+    "full": Profile(
+        100_000, 10_000, 1_000_000, 100_000, 10_000, 3, (10_000, 100_000, 0), 15.0, 10, 5, 240.0
+    ),
 }
 
 # Targets of issue 3 (at 1,000,000 grants, on the 2-core machine).
@@ -101,6 +104,7 @@ def log(msg: str) -> None:
 
 
 # --- the machine ----------------------------------------------------------------
+
 
 def machine() -> dict[str, str]:
     model = "unknown"
@@ -121,10 +125,14 @@ def machine() -> dict[str, str]:
     import sqlite3
 
     return {
-        "cpu": model, "cores": f"{os.cpu_count()} (usable: {len(os.sched_getaffinity(0))})",
-        "memory": mem, "os": f"{platform.system()} {platform.release()}",
-        "python": platform.python_version(), "sqlite": sqlite3.sqlite_version,
-        "pycasbin": _version("pycasbin"), "sqlalchemy": _version("sqlalchemy"),
+        "cpu": model,
+        "cores": f"{os.cpu_count()} (usable: {len(os.sched_getaffinity(0))})",
+        "memory": mem,
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "sqlite": sqlite3.sqlite_version,
+        "pycasbin": _version("pycasbin"),
+        "sqlalchemy": _version("sqlalchemy"),
         "gunicorn": _version("gunicorn"),
     }
 
@@ -177,6 +185,7 @@ def children(pid: int) -> list[int]:
 
 # --- results ----------------------------------------------------------------------
 
+
 @dataclass
 class Row:
     section: str
@@ -191,8 +200,9 @@ class Results:
     rows: list[Row] = field(default_factory=list)
     data: dict[str, Any] = field(default_factory=dict)
 
-    def add(self, section: str, measure: str, value: str, target: str = "",
-            ok: bool | None = None) -> None:
+    def add(
+        self, section: str, measure: str, value: str, target: str = "", ok: bool | None = None
+    ) -> None:
         status = "" if ok is None else ("PASS" if ok else "MISS")
         self.rows.append(Row(section, measure, value, target, status))
         log(f"{section}: {measure} = {value}" + (f"  [{target}: {status}]" if target else ""))
@@ -202,8 +212,10 @@ def table(rows: list[Row]) -> str:
     headers = ("", "measure", "value", "target", "")
     body = [(r.section, r.measure, r.value, r.target, r.status) for r in rows]
     widths = [max(len(str(c)) for c in col) for col in zip(headers, *body)]
-    out = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip(),
-           "  ".join("-" * w for w in widths)]
+    out = [
+        "  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip(),
+        "  ".join("-" * w for w in widths),
+    ]
     last = None
     for line in body:
         cells = list(line)
@@ -229,8 +241,14 @@ def pct(values: list[int], p: float) -> float:
 SPACE_ACTIONS = ("consult",) * 5 + ("modify",) * 3 + ("create",) * 2
 
 
-def question_mix(rt: Runtime, keys: list[tuple[int, int]], n: int, seed: int,
-                 users: list[int], structures: list[int]) -> list[Question]:
+def question_mix(
+    rt: Runtime,
+    keys: list[tuple[int, int]],
+    n: int,
+    seed: int,
+    users: list[int],
+    structures: list[int],
+) -> list[Question]:
     """A fixed random mix: 45 % on a grant the user holds (its space 70 % of the
     time, its scope or another), 15 % on a membership with any space (role
     defaults), 15 % random (user, structure) pairs, 5 % unknown user, structure
@@ -260,8 +278,7 @@ def question_mix(rt: Runtime, keys: list[tuple[int, int]], n: int, seed: int,
             if rng.random() < 0.3:
                 space = rng.choice(space_codes)
             entry = index.structures.get(sid)
-            service = (entry.codes.get(svc_id) if svc_id is not None and entry
-                       else service_of(sid))
+            service = entry.codes.get(svc_id) if svc_id is not None and entry else service_of(sid)
             out.append(Question(uid, sid, space, action, service))
         elif r < 0.60:
             uid, sid = keys[int(rng.random() * len(keys))]
@@ -276,18 +293,31 @@ def question_mix(rt: Runtime, keys: list[tuple[int, int]], n: int, seed: int,
                 uid = max_user + 1 + int(rng.random() * 1000)
             elif which < 0.8:
                 sid = max_structure + 1 + int(rng.random() * 1000)
-            out.append(Question(uid, sid, rng.choice(space_codes), action,
-                                "NO-SUCH-SERVICE" if which >= 0.8 else None))
+            out.append(
+                Question(
+                    uid,
+                    sid,
+                    rng.choice(space_codes),
+                    action,
+                    "NO-SUCH-SERVICE" if which >= 0.8 else None,
+                )
+            )
         else:
-            uid, sid = (keys[int(rng.random() * len(keys))] if rng.random() < 0.7
-                        else (rng.choice(users), rng.choice(structures)))
+            uid, sid = (
+                keys[int(rng.random() * len(keys))]
+                if rng.random() < 0.7
+                else (rng.choice(users), rng.choice(structures))
+            )
             out.append(Question(uid, sid, None, rng.choice(actions)))
     return out
 
 
 def as_body(q: Question) -> dict[str, Any]:
-    body: dict[str, Any] = {"user_id": q.user_id, "structure_id": q.structure_id,
-                            "action": q.action}
+    body: dict[str, Any] = {
+        "user_id": q.user_id,
+        "structure_id": q.structure_id,
+        "action": q.action,
+    }
     if q.space is not None:
         body["space"] = q.space
     if q.service is not None:
@@ -297,6 +327,7 @@ def as_body(q: Question) -> dict[str, Any]:
 
 # --- timing ---------------------------------------------------------------------------
 
+
 @dataclass
 class Timing:
     p50_us: float
@@ -305,8 +336,14 @@ class Timing:
     n: int
 
 
-def time_calls(fn: Callable[[Any], Any], items: list, *, budget_s: float = 60.0,
-               plain: bool = True, results: list | None = None) -> Timing:
+def time_calls(
+    fn: Callable[[Any], Any],
+    items: list,
+    *,
+    budget_s: float = 60.0,
+    plain: bool = True,
+    results: list | None = None,
+) -> Timing:
     """Each call timed with perf_counter_ns (p50/p99), then (`plain`) a loop over
     the same items without a timer for checks/s; without `plain`, checks/s is
     calls / summed call times. Bounded by `budget_s` each. `results` collects
@@ -334,14 +371,18 @@ def time_calls(fn: Callable[[Any], Any], items: list, *, budget_s: float = 60.0,
 
 
 def median_timing(runs: list[Timing]) -> Timing:
-    return Timing(statistics.median(t.p50_us for t in runs),
-                  statistics.median(t.p99_us for t in runs),
-                  statistics.median(t.cps for t in runs), runs[0].n)
+    return Timing(
+        statistics.median(t.p50_us for t in runs),
+        statistics.median(t.p99_us for t in runs),
+        statistics.median(t.cps for t in runs),
+        runs[0].n,
+    )
 
 
 def fmt_t(t: Timing) -> str:
     def us(v: float) -> str:
         return f"{v / 1000:,.1f} ms" if v >= 10_000 else f"{v:.2f} µs"
+
     cps = f"{t.cps:,.0f}" if t.cps >= 100 else f"{t.cps:.2f}"
     return f"p50 {us(t.p50_us)}, p99 {us(t.p99_us)}, {cps} checks/s"
 
@@ -366,8 +407,9 @@ m = r.sub == p.sub && r.obj == p.obj && (p.scope == "*" || p.scope == r.scope) &
 """
 
 
-def naive_rows(rt: Runtime, keys: list[tuple[int, int]], limit: int
-               ) -> tuple[list[list[str]], list[tuple[int, int]]]:
+def naive_rows(
+    rt: Runtime, keys: list[tuple[int, int]], limit: int
+) -> tuple[list[list[str]], list[tuple[int, int]]]:
     """One row per grant (validated subscription) and per validated attachment of
     the first memberships of `keys`, until `limit` rows (0: all of them):
     `p, user:<id>, <structure>/<space>, <service or *>, <level>` and
@@ -379,12 +421,20 @@ def naive_rows(rt: Runtime, keys: list[tuple[int, int]], limit: int
         m = index.memberships[(uid, sid)]
         entry = index.structures.get(sid)
         codes = entry.codes if entry else {}
-        new = [[f"user:{uid}", f"{sid}/{space}",
-                "*" if svc is None else codes.get(svc, "?"), level]
-               for (space, svc), packed in m.subscriptions.items()
-               for level in [unpack(packed)[1]]]
-        new += [[f"user:{uid}", f"{sid}", "*" if a.service_id is None
-                 else codes.get(a.service_id, "?"), a.role] for a in m.attachments]
+        new = [
+            [f"user:{uid}", f"{sid}/{space}", "*" if svc is None else codes.get(svc, "?"), level]
+            for (space, svc), packed in m.subscriptions.items()
+            for level in [unpack(packed)[1]]
+        ]
+        new += [
+            [
+                f"user:{uid}",
+                f"{sid}",
+                "*" if a.service_id is None else codes.get(a.service_id, "?"),
+                a.role,
+            ]
+            for a in m.attachments
+        ]
         if limit and len(rows) + len(new) > limit:
             break
         rows += new
@@ -462,8 +512,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def http_json(port: int, method: str, path: str, body: Any = None, key: str | None = None,
-              timeout: float = 10.0) -> tuple[int, Any]:
+def http_json(
+    port: int,
+    method: str,
+    path: str,
+    body: Any = None,
+    key: str | None = None,
+    timeout: float = 10.0,
+) -> tuple[int, Any]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
         headers = {"Content-Type": "application/json"}
@@ -480,27 +536,60 @@ def http_json(port: int, method: str, path: str, body: Any = None, key: str | No
         conn.close()
 
 
-def run_wrk(port: int, path: str, bodies_file: Path, key: str, seconds: int,
-            connections: int, threads: int, workdir: Path) -> Load:
+def run_wrk(
+    port: int,
+    path: str,
+    bodies_file: Path,
+    key: str,
+    seconds: int,
+    connections: int,
+    threads: int,
+    workdir: Path,
+) -> Load:
     script = workdir / "bench.lua"
     script.write_text(WRK_SCRIPT)
     # path "GET": the first line of bodies_file is a path to GET, without the key.
     auth = [] if path == "GET" else ["-H", f"Authorization: Bearer {key}"]
-    cmd = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s",
-           "--timeout", "10s", "-H", "Content-Type: application/json", *auth,
-           "-s", str(script), f"http://127.0.0.1:{port}", "--", path, str(bodies_file), "1"]
+    cmd = [
+        "wrk",
+        "-t",
+        str(threads),
+        "-c",
+        str(connections),
+        "-d",
+        f"{seconds}s",
+        "--timeout",
+        "10s",
+        "-H",
+        "Content-Type: application/json",
+        *auth,
+        "-s",
+        str(script),
+        f"http://127.0.0.1:{port}",
+        "--",
+        path,
+        str(bodies_file),
+        "1",
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
     line = next((l for l in out.stdout.splitlines() if l.startswith("BENCH ")), None)
     if line is None:
         raise RuntimeError(f"wrk failed: {out.stdout}\n{out.stderr}")
     v = {k: int(x) for k, x in (kv.split("=") for kv in line.split()[1:])}
     errors = v["status"] + v["connect"] + v["read"] + v["write"] + v["timeout"]
-    return Load(v["requests"], v["duration_us"] / 1e6, v["p50_us"] / 1000,
-                v["p99_us"] / 1000, errors, f"wrk -t{threads} -c{connections}")
+    return Load(
+        v["requests"],
+        v["duration_us"] / 1e6,
+        v["p50_us"] / 1000,
+        v["p99_us"] / 1000,
+        errors,
+        f"wrk -t{threads} -c{connections}",
+    )
 
 
-def _py_client(port: int, path: str, bodies: list[str], key: str, seconds: float,
-               seed: int, out: mp.Queue) -> None:
+def _py_client(
+    port: int, path: str, bodies: list[str], key: str, seconds: float, seed: int, out: mp.Queue
+) -> None:
     rng = random.Random(seed)
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {key}"}
     lat: list[int] = []
@@ -529,12 +618,15 @@ def _py_client(port: int, path: str, bodies: list[str], key: str, seconds: float
     out.put((lat, errors))
 
 
-def run_python_client(port: int, path: str, bodies: list[str], key: str, seconds: int,
-                      connections: int) -> Load:
+def run_python_client(
+    port: int, path: str, bodies: list[str], key: str, seconds: int, connections: int
+) -> Load:
     ctx = mp.get_context("spawn")
     q: mp.Queue = ctx.Queue()
-    procs = [ctx.Process(target=_py_client, args=(port, path, bodies, key, seconds, i, q))
-             for i in range(connections)]
+    procs = [
+        ctx.Process(target=_py_client, args=(port, path, bodies, key, seconds, i, q))
+        for i in range(connections)
+    ]
     start = time.perf_counter()
     for p in procs:
         p.start()
@@ -547,8 +639,14 @@ def run_python_client(port: int, path: str, bodies: list[str], key: str, seconds
     for p in procs:
         p.join(timeout=10)
     elapsed = time.perf_counter() - start
-    return Load(len(lat), max(seconds, elapsed - 1.0), pct(lat, 50) / 1e6, pct(lat, 99) / 1e6,
-                errors, f"python http.client x{connections}")
+    return Load(
+        len(lat),
+        max(seconds, elapsed - 1.0),
+        pct(lat, 50) / 1e6,
+        pct(lat, 99) / 1e6,
+        errors,
+        f"python http.client x{connections}",
+    )
 
 
 class Server:
@@ -557,21 +655,38 @@ class Server:
     def __init__(self, url: str, workdir: Path, workers: int = 2) -> None:
         self.port = free_port()
         self.log_path = workdir / "serve.log"
-        env = {**os.environ, "AUTHZ_DATABASE_URL": url, "AUTHZ_MAIL_BACKGROUND": "false",
-               "AUTHZ_LOG_LEVEL": "WARNING", "AUTHZ_VAR_DIR": str(workdir / "var")}
+        env = {
+            **os.environ,
+            "AUTHZ_DATABASE_URL": url,
+            "AUTHZ_MAIL_BACKGROUND": "false",
+            "AUTHZ_LOG_LEVEL": "WARNING",
+            "AUTHZ_VAR_DIR": str(workdir / "var"),
+        }
         self._log = open(self.log_path, "wb")
         self.started = time.perf_counter()
         self.proc = subprocess.Popen(
-            [str(VENV_BIN / "authz"), "serve", "--bind", f"127.0.0.1:{self.port}",
-             "--workers", str(workers)],
-            stdout=self._log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+            [
+                str(VENV_BIN / "authz"),
+                "serve",
+                "--bind",
+                f"127.0.0.1:{self.port}",
+                "--workers",
+                str(workers),
+            ],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
 
     def wait_ready(self, timeout: float) -> float:
         deadline = time.perf_counter() + timeout
         while time.perf_counter() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"authz serve exited ({self.proc.returncode}); see "
-                                   f"{self.log_path}:\n{self.log_path.read_text()[-2000:]}")
+                raise RuntimeError(
+                    f"authz serve exited ({self.proc.returncode}); see "
+                    f"{self.log_path}:\n{self.log_path.read_text()[-2000:]}"
+                )
             try:
                 status, _ = http_json(self.port, "GET", "/health/ready", timeout=2)
                 if status == 200:
@@ -619,6 +734,7 @@ class Server:
 
 # --- the run ---------------------------------------------------------------------------
 
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Decision benchmark (docs/performance.md).")
     parser.add_argument("--size", choices=sorted(SIZES), default="quick")
@@ -626,25 +742,41 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--structures", type=int)
     parser.add_argument("--grants", type=int)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--database-url", default=None,
-                        help="a PostgreSQL database named *bench* (e.g. postgresql+psycopg://"
-                             "postgres@127.0.0.1/authz_bench), emptied and filled for "
-                             "this run (default: a cached SQLite world under var/bench/, "
-                             "copied for the run)")
-    parser.add_argument("--client", choices=("auto", "wrk", "python"), default="auto",
-                        help="HTTP load generator (auto: wrk if installed)")
-    parser.add_argument("--connections", type=int, default=4,
-                        help="concurrent HTTP connections of the load generator")
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        help="a PostgreSQL database named *bench* (e.g. postgresql+psycopg://"
+        "postgres@127.0.0.1/authz_bench), emptied and filled for "
+        "this run (default: a cached SQLite world under var/bench/, "
+        "copied for the run)",
+    )
+    parser.add_argument(
+        "--client",
+        choices=("auto", "wrk", "python"),
+        default="auto",
+        help="HTTP load generator (auto: wrk if installed)",
+    )
+    parser.add_argument(
+        "--connections",
+        type=int,
+        default=4,
+        help="concurrent HTTP connections of the load generator",
+    )
     parser.add_argument("--skip-http", action="store_true")
     parser.add_argument("--keep", action="store_true", help="keep the run's working files")
-    parser.add_argument("--json", type=Path, default=None,
-                        help="also write the results as JSON here")
+    parser.add_argument(
+        "--json", type=Path, default=None, help="also write the results as JSON here"
+    )
     args = parser.parse_args(argv)
     # A SIGTERM unwinds like Ctrl-C, so the server this run started is stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     prof = SIZES[args.size]
-    size = WorldSize(args.users or prof.users, args.structures or prof.structures,
-                     args.grants or prof.grants, args.seed)
+    size = WorldSize(
+        args.users or prof.users,
+        args.structures or prof.structures,
+        args.grants or prof.grants,
+        args.seed,
+    )
     res = Results()
     started = time.perf_counter()
     info = machine()
@@ -652,16 +784,23 @@ def main(argv: list[str] | None = None) -> int:
     res.data["size"] = {"name": args.size, **size.__dict__}
     load_start = loadavg()
     print("machine: " + ", ".join(f"{k} {v}" for k, v in info.items()), flush=True)
-    print(f"world: {size.users:,} users, {size.structures:,} structures, "
-          f"{size.grants:,} grants (seed {size.seed}); load average at start {load_start}",
-          flush=True)
+    print(
+        f"world: {size.users:,} users, {size.structures:,} structures, "
+        f"{size.grants:,} grants (seed {size.seed}); load average at start {load_start}",
+        flush=True,
+    )
 
     # The world, and a working copy this run may write to.
     log("world: generating or reusing the cached one")
     world = ensure_world(size, args.database_url, log=log, reset=True)
-    res.add("world", "generation", "cached" if world.cached else f"{world.seconds:.1f} s"
-            + (f" ({', '.join(f'{k} {v:,}' for k, v in world.rows.items())})"
-               if world.rows else ""))
+    res.add(
+        "world",
+        "generation",
+        "cached"
+        if world.cached
+        else f"{world.seconds:.1f} s"
+        + (f" ({', '.join(f'{k} {v:,}' for k, v in world.rows.items())})" if world.rows else ""),
+    )
     workdir = Path(tempfile.mkdtemp(prefix=f"run-{args.size}-", dir=CACHE_DIR))
     if world.path is not None:
         work_db = workdir / "authz.db"
@@ -673,9 +812,16 @@ def main(argv: list[str] | None = None) -> int:
     rt: Runtime | None = None
     failed = False
     try:
-        rt = build_runtime(load_settings({"database_url": url, "mail_background": False,
-                                          "log_level": "WARNING",
-                                          "var_dir": str(workdir / "var")}))
+        rt = build_runtime(
+            load_settings(
+                {
+                    "database_url": url,
+                    "mail_background": False,
+                    "log_level": "WARNING",
+                    "var_dir": str(workdir / "var"),
+                }
+            )
+        )
         questions = in_process(rt, prof, size, res, workdir)
         if not args.skip_http:
             try:
@@ -695,24 +841,30 @@ def main(argv: list[str] | None = None) -> int:
     res.data["loadavg"] = {"start": load_start, "end": load_end}
     res.data["seconds"] = time.perf_counter() - started
     print()
-    print(f"Decision benchmark — size {args.size}: {size.users:,} users, "
-          f"{size.structures:,} structures, {size.grants:,} grants")
+    print(
+        f"Decision benchmark — size {args.size}: {size.users:,} users, "
+        f"{size.structures:,} structures, {size.grants:,} grants"
+    )
     print("machine: " + ", ".join(f"{k} {v}" for k, v in info.items()))
-    print(f"load average (1/5/15 min) at start {load_start}, at end {load_end}: other "
-          "processes share the 2 cores, absolute numbers are noisy; compare ratios.")
+    print(
+        f"load average (1/5/15 min) at start {load_start}, at end {load_end}: other "
+        "processes share the 2 cores, absolute numbers are noisy; compare ratios."
+    )
     print()
     print(table(res.rows))
     print()
     print(f"total {res.data['seconds']:.0f} s")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({**res.data, "rows": [r.__dict__ for r in res.rows]},
-                                        indent=2, default=str))
+        args.json.write_text(
+            json.dumps({**res.data, "rows": [r.__dict__ for r in res.rows]}, indent=2, default=str)
+        )
     return 1 if failed else 0
 
 
-def in_process(rt: Runtime, prof: Profile, size: WorldSize, res: Results,
-               workdir: Path) -> list[Question]:
+def in_process(
+    rt: Runtime, prof: Profile, size: WorldSize, res: Results, workdir: Path
+) -> list[Question]:
     decider = rt.decider
     at_full = size.grants >= 1_000_000
     gc.collect()
@@ -724,15 +876,25 @@ def in_process(rt: Runtime, prof: Profile, size: WorldSize, res: Results,
     grown = rss_mb() - before
     index = decider.index
     n_grants = sum(len(m.subscriptions) for m in index.memberships.values())
-    res.data["index"] = {"users": len(index.users), "structures": len(index.structures),
-                         "memberships": len(index.memberships),
-                         "validated_subscriptions": n_grants}
-    res.add("(a) engine", "Decider.load() (start-up of the index)", f"{load_s:.2f} s",
-            f"≤ {TARGET_STARTUP_S:.0f} s" if at_full else "", load_s <= TARGET_STARTUP_S
-            if at_full else None)
-    res.add("(a) engine", "RSS growth of load()",
-            f"{grown:.0f} MB ({len(index.memberships):,} memberships, "
-            f"{n_grants:,} validated grants: {grown * 1e6 / max(1, n_grants):.0f} B/grant)")
+    res.data["index"] = {
+        "users": len(index.users),
+        "structures": len(index.structures),
+        "memberships": len(index.memberships),
+        "validated_subscriptions": n_grants,
+    }
+    res.add(
+        "(a) engine",
+        "Decider.load() (start-up of the index)",
+        f"{load_s:.2f} s",
+        f"≤ {TARGET_STARTUP_S:.0f} s" if at_full else "",
+        load_s <= TARGET_STARTUP_S if at_full else None,
+    )
+    res.add(
+        "(a) engine",
+        "RSS growth of load()",
+        f"{grown:.0f} MB ({len(index.memberships):,} memberships, "
+        f"{n_grants:,} validated grants: {grown * 1e6 / max(1, n_grants):.0f} B/grant)",
+    )
 
     keys = list(index.memberships)
     users = list(index.users)
@@ -743,15 +905,19 @@ def in_process(rt: Runtime, prof: Profile, size: WorldSize, res: Results,
         answers = [decider.decide(q, today=today) for q in questions]
     allowed = sum(d.allowed for d in answers)
     management = sum(q.space is None for q in questions)
-    res.add("(a) engine", "question mix",
-            f"{len(questions):,} questions: {allowed / len(questions):.0%} allowed, "
-            f"{management / len(questions):.0%} management")
+    res.add(
+        "(a) engine",
+        "question mix",
+        f"{len(questions):,} questions: {allowed / len(questions):.0%} allowed, "
+        f"{management / len(questions):.0%} management",
+    )
 
     # (c) the floor: precomputed answers in a dict.
-    floor = {(q.user_id, q.structure_id, q.space, q.action, q.service): d.allowed
-             for q, d in zip(questions, answers)}
-    floor_keys = [(q.user_id, q.structure_id, q.space, q.action, q.service)
-                  for q in questions]
+    floor = {
+        (q.user_id, q.structure_id, q.space, q.action, q.service): d.allowed
+        for q, d in zip(questions, answers)
+    }
+    floor_keys = [(q.user_id, q.structure_id, q.space, q.action, q.service) for q in questions]
     clock = time.perf_counter_ns
     empty = []
     for _ in range(100_000):
@@ -771,22 +937,41 @@ def in_process(rt: Runtime, prof: Profile, size: WorldSize, res: Results,
     eng, flo = median_timing(engine_runs), median_timing(floor_runs)
     res.data["engine"], res.data["floor"] = eng.__dict__, flo.__dict__
     label = "(a) engine" + (" @1M" if at_full else "")
-    res.add(label, f"decide(), freshness outside the loop: p50 (median of {prof.rounds})",
-            f"{eng.p50_us:.2f} µs")
-    res.add(label, "decide(): p99", f"{eng.p99_us:.2f} µs",
-            f"≤ {TARGET_P99_US:.0f} µs", eng.p99_us <= TARGET_P99_US)
-    res.add(label, "decide(): checks/s on one core", f"{eng.cps:,.0f}",
-            f"≥ {TARGET_INPROC_CPS:,}", eng.cps >= TARGET_INPROC_CPS)
-    res.add(label, "CPU share of this process while timing (1.00 = a core to itself)",
-            ", ".join(f"{x:.2f}" for x in shares))
+    res.add(
+        label,
+        f"decide(), freshness outside the loop: p50 (median of {prof.rounds})",
+        f"{eng.p50_us:.2f} µs",
+    )
+    res.add(
+        label,
+        "decide(): p99",
+        f"{eng.p99_us:.2f} µs",
+        f"≤ {TARGET_P99_US:.0f} µs",
+        eng.p99_us <= TARGET_P99_US,
+    )
+    res.add(
+        label,
+        "decide(): checks/s on one core",
+        f"{eng.cps:,.0f}",
+        f"≥ {TARGET_INPROC_CPS:,}",
+        eng.cps >= TARGET_INPROC_CPS,
+    )
+    res.add(
+        label,
+        "CPU share of this process while timing (1.00 = a core to itself)",
+        ", ".join(f"{x:.2f}" for x in shares),
+    )
 
     # The same through checks.check(): ensure_fresh (a database read) per check.
     caller = Caller(client_id=1)
-    fresh_q = questions[:prof.fresh_questions]
+    fresh_q = questions[: prof.fresh_questions]
     fresh = time_calls(lambda q: checks.check(rt, caller, q), fresh_q, budget_s=30)
     res.data["fresh"] = fresh.__dict__
-    res.add(label, "checks.check() per question (ensure_fresh each time, interval 0 = "
-            "default)", fmt_t(fresh))
+    res.add(
+        label,
+        "checks.check() per question (ensure_fresh each time, interval 0 = default)",
+        fmt_t(fresh),
+    )
     saved = decider._check_interval  # bench only: the cost with a check interval
     decider._check_interval = 0.1
     try:
@@ -794,11 +979,13 @@ def in_process(rt: Runtime, prof: Profile, size: WorldSize, res: Results,
     finally:
         decider._check_interval = saved
     res.data["fresh_interval"] = fresh_i.__dict__
-    res.add(label, "checks.check() with AUTHZ_DECISION_CHECK_INTERVAL_SECONDS=0.1",
-            fmt_t(fresh_i))
+    res.add(label, "checks.check() with AUTHZ_DECISION_CHECK_INTERVAL_SECONDS=0.1", fmt_t(fresh_i))
 
-    res.add("(c) floor", "dict lookup of precomputed answers", fmt_t(flo)
-            + f" (timer overhead ≈ {timer_ns} ns per call, included)")
+    res.add(
+        "(c) floor",
+        "dict lookup of precomputed answers",
+        fmt_t(flo) + f" (timer overhead ≈ {timer_ns} ns per call, included)",
+    )
 
     # (b) the naive baseline: stock casbin, one row per grant.
     base_best = None
@@ -814,38 +1001,70 @@ def in_process(rt: Runtime, prof: Profile, size: WorldSize, res: Results,
         bq = question_mix(rt, used, 5_000, 43, b_users, b_structures)
         reqs = [naive_request(q) for q in bq]
         naive_answers: list[bool] = []
-        base = time_calls(lambda r: enforcer.enforce(*r), reqs, budget_s=prof.baseline_seconds,
-                          plain=False, results=naive_answers)
+        base = time_calls(
+            lambda r: enforcer.enforce(*r),
+            reqs,
+            budget_s=prof.baseline_seconds,
+            plain=False,
+            results=naive_answers,
+        )
         with decider.reading():
             eng_b = time_calls(lambda q: decider.decide(q, today=today), bq)
-            agree = sum(bool(a) == decider.decide(q, today=today).allowed
-                        for a, q in zip(naive_answers, bq))
+            agree = sum(
+                bool(a) == decider.decide(q, today=today).allowed for a, q in zip(naive_answers, bq)
+            )
         res.data.setdefault("baseline", []).append(
-            {"rows": len(rows), "build_s": build_s, **base.__dict__,
-             "engine_same_questions": eng_b.__dict__})
-        res.add("(b) baseline", f"stock casbin.Enforcer, {len(rows):,} policy rows"
-                + (" (every grant and attachment)" if not limit else "")
-                + f" ({build_s:.1f} s to load them)",
-                fmt_t(base) + f" over {base.n:,} checks")
-        res.add("(b) baseline", f"engine / baseline at {len(rows):,} rows (same question mix)",
-                f"{eng_b.cps / base.cps:,.0f}× checks/s, p99 {base.p99_us / eng_b.p99_us:,.0f}× "
-                f"lower; naive answers agree with the engine on {agree / base.n:.0%}")
+            {
+                "rows": len(rows),
+                "build_s": build_s,
+                **base.__dict__,
+                "engine_same_questions": eng_b.__dict__,
+            }
+        )
+        res.add(
+            "(b) baseline",
+            f"stock casbin.Enforcer, {len(rows):,} policy rows"
+            + (" (every grant and attachment)" if not limit else "")
+            + f" ({build_s:.1f} s to load them)",
+            fmt_t(base) + f" over {base.n:,} checks",
+        )
+        res.add(
+            "(b) baseline",
+            f"engine / baseline at {len(rows):,} rows (same question mix)",
+            f"{eng_b.cps / base.cps:,.0f}× checks/s, p99 {base.p99_us / eng_b.p99_us:,.0f}× "
+            f"lower; naive answers agree with the engine on {agree / base.n:.0%}",
+        )
         base_best = (len(rows), base, limit)
         enforcer = rows = None  # free them before the next size
         gc.collect()
     if base_best is not None and base_best[2]:
         rows_n, base, _limit = base_best
         per_row_us = base.p50_us / rows_n
-        res.add("(b) baseline", f"extrapolated to {size.grants:,} rows (linear scan)",
-                f"≈ {per_row_us * size.grants / 1000:,.0f} ms per check "
-                f"({per_row_us * 1000:.1f} ns per row)")
-    res.add("ratios", "engine / floor (p50 latency; checks/s)",
-            f"{eng.p50_us / flo.p50_us:.1f}× slower; {flo.cps / eng.cps:.1f}× fewer checks/s")
+        res.add(
+            "(b) baseline",
+            f"extrapolated to {size.grants:,} rows (linear scan)",
+            f"≈ {per_row_us * size.grants / 1000:,.0f} ms per check "
+            f"({per_row_us * 1000:.1f} ns per row)",
+        )
+    res.add(
+        "ratios",
+        "engine / floor (p50 latency; checks/s)",
+        f"{eng.p50_us / flo.p50_us:.1f}× slower; {flo.cps / eng.cps:.1f}× fewer checks/s",
+    )
     return questions
 
 
-def http_phase(rt: Runtime, prof: Profile, size: WorldSize, res: Results, url: str,
-               workdir: Path, args, questions: list[Question], servers: list[Server]) -> None:
+def http_phase(
+    rt: Runtime,
+    prof: Profile,
+    size: WorldSize,
+    res: Results,
+    url: str,
+    workdir: Path,
+    args,
+    questions: list[Question],
+    servers: list[Server],
+) -> None:
     at_full = size.grants >= 1_000_000
     label = "(d) HTTP" + (" @1M" if at_full else "")
     # Release this process's index memory before the server starts next to it.
@@ -857,25 +1076,42 @@ def http_phase(rt: Runtime, prof: Profile, size: WorldSize, res: Results, url: s
     boot_cpu = server.wait_workers_idle(2, prof.ready_timeout)
     workers = server.workers()
     rss = {pid: rss_mb(pid) for pid in workers}
-    res.add("(e) start-up", "authz serve → first 200 on /health/ready", f"{ready_s:.2f} s",
-            f"≤ {TARGET_STARTUP_S:.0f} s" if at_full else "",
-            ready_s <= TARGET_STARTUP_S if at_full else None)
-    res.add("(e) start-up", "CPU each worker spent booting (app + index load)",
-            ", ".join(f"{c:.1f} s" for c in boot_cpu.values()))
+    res.add(
+        "(e) start-up",
+        "authz serve → first 200 on /health/ready",
+        f"{ready_s:.2f} s",
+        f"≤ {TARGET_STARTUP_S:.0f} s" if at_full else "",
+        ready_s <= TARGET_STARTUP_S if at_full else None,
+    )
+    res.add(
+        "(e) start-up",
+        "CPU each worker spent booting (app + index load)",
+        ", ".join(f"{c:.1f} s" for c in boot_cpu.values()),
+    )
     worst = max(rss.values()) if rss else float("nan")
-    res.add("(e) memory", f"RSS per worker after start ({len(workers)} workers)",
-            ", ".join(f"{v:.0f} MB" for v in rss.values()),
-            f"≤ {TARGET_RSS_MB:.0f} MB" if at_full else "",
-            worst <= TARGET_RSS_MB if at_full else None)
-    res.data["server"] = {"ready_s": ready_s, "boot_cpu": list(boot_cpu.values()),
-                          "rss_mb": list(rss.values())}
+    res.add(
+        "(e) memory",
+        f"RSS per worker after start ({len(workers)} workers)",
+        ", ".join(f"{v:.0f} MB" for v in rss.values()),
+        f"≤ {TARGET_RSS_MB:.0f} MB" if at_full else "",
+        worst <= TARGET_RSS_MB if at_full else None,
+    )
+    res.data["server"] = {
+        "ready_s": ready_s,
+        "boot_cpu": list(boot_cpu.values()),
+        "rss_mb": list(rss.values()),
+    }
 
     with rt.sessions() as session:
         _client, key = clients.create_client(session, rt, f"bench-{os.getpid()}")
     # Warm up: every worker verifies the key once (argon2), then caches it.
-    warm = [threading.Thread(target=http_json, args=(server.port, "POST", "/v1/checks",
-                                                     as_body(questions[0]), key, 30))
-            for _ in range(4)]
+    warm = [
+        threading.Thread(
+            target=http_json,
+            args=(server.port, "POST", "/v1/checks", as_body(questions[0]), key, 30),
+        )
+        for _ in range(4)
+    ]
     for t in warm:
         t.start()
     for t in warm:
@@ -888,19 +1124,30 @@ def http_phase(rt: Runtime, prof: Profile, size: WorldSize, res: Results, url: s
     sample = questions[:300]
     with rt.decider.reading():
         expected = [rt.decider.decide(q, today=today).allowed for q in sample]
-    status, got = http_json(server.port, "POST", "/v1/checks/batch",
-                            {"checks": [as_body(q) for q in sample]}, key)
-    mismatch = sum(d["allowed"] != e for d, e in zip(got["decisions"], expected)) \
-        if status == 200 else len(sample)
-    res.add(label, "HTTP answers equal the in-process engine's",
-            f"{len(sample) - mismatch}/{len(sample)}", "all", mismatch == 0)
+    status, got = http_json(
+        server.port, "POST", "/v1/checks/batch", {"checks": [as_body(q) for q in sample]}, key
+    )
+    mismatch = (
+        sum(d["allowed"] != e for d, e in zip(got["decisions"], expected))
+        if status == 200
+        else len(sample)
+    )
+    res.add(
+        label,
+        "HTTP answers equal the in-process engine's",
+        f"{len(sample) - mismatch}/{len(sample)}",
+        "all",
+        mismatch == 0,
+    )
 
     client = args.client
     if client == "auto":
         client = "wrk" if shutil.which("wrk") else "python"
         if client == "python":
-            log("wrk not found: using the Python client (more client overhead on the same "
-                "2 cores). Install it with `apt-get install -y wrk` for cleaner numbers.")
+            log(
+                "wrk not found: using the Python client (more client overhead on the same "
+                "2 cores). Install it with `apt-get install -y wrk` for cleaner numbers."
+            )
     elif client == "wrk" and not shutil.which("wrk"):
         raise SystemExit("wrk not found: `apt-get install -y wrk`, or --client python")
 
@@ -908,62 +1155,88 @@ def http_phase(rt: Runtime, prof: Profile, size: WorldSize, res: Results, url: s
         file = workdir / f"{name}.bodies"
         file.write_text("\n".join(bodies) + "\n")
         if client == "wrk":
-            return run_wrk(server.port, path, file, key, prof.http_seconds,
-                           args.connections, 1, workdir)
-        return run_python_client(server.port, path, bodies, key, prof.http_seconds,
-                                 args.connections)
+            return run_wrk(
+                server.port, path, file, key, prof.http_seconds, args.connections, 1, workdir
+            )
+        return run_python_client(
+            server.port, path, bodies, key, prof.http_seconds, args.connections
+        )
 
     # The HTTP floor of this run: a public GET answered without the database.
     if client == "wrk":
         file = workdir / "live.bodies"
         file.write_text("/health/live\n")
-        live = run_wrk(server.port, "GET", file, key, prof.http_seconds, args.connections, 1,
-                       workdir)
+        live = run_wrk(
+            server.port, "GET", file, key, prof.http_seconds, args.connections, 1, workdir
+        )
     else:
         live = None
     if live is not None:
         res.data["http_live"] = {**live.__dict__, "rps": live.rps}
-        res.add(label, "floor: GET /health/live (no database, no body) req/s, p50 / p99",
-                f"{live.rps:,.0f}, {live.p50_ms:.2f} / {live.p99_ms:.2f} ms")
+        res.add(
+            label,
+            "floor: GET /health/live (no database, no body) req/s, p50 / p99",
+            f"{live.rps:,.0f}, {live.p50_ms:.2f} / {live.p99_ms:.2f} ms",
+        )
 
     singles = [json.dumps(as_body(q)) for q in questions[:20_000]]
     load = drive("/v1/checks", singles, "single")
     res.data["http_single"] = {**load.__dict__, "rps": load.rps}
-    res.add(label, f"single checks/s ({load.client}, {prof.http_seconds} s)",
-            f"{load.rps:,.0f}" + (f" ({load.errors} errors)" if load.errors else ""),
-            f"≥ {TARGET_HTTP_SINGLE_CPS:,}", load.rps >= TARGET_HTTP_SINGLE_CPS and
-            not load.errors)
+    res.add(
+        label,
+        f"single checks/s ({load.client}, {prof.http_seconds} s)",
+        f"{load.rps:,.0f}" + (f" ({load.errors} errors)" if load.errors else ""),
+        f"≥ {TARGET_HTTP_SINGLE_CPS:,}",
+        load.rps >= TARGET_HTTP_SINGLE_CPS and not load.errors,
+    )
     if live is not None and load.rps:
-        res.add(label, "single check / floor", f"{live.rps / load.rps:.1f}× fewer req/s than "
-                "GET /health/live")
-    res.add(label, "single check latency p50 / p99", f"{load.p50_ms:.2f} / "
-            f"{load.p99_ms:.2f} ms", f"p99 ≤ {TARGET_HTTP_P99_MS:.0f} ms",
-            load.p99_ms <= TARGET_HTTP_P99_MS)
+        res.add(
+            label,
+            "single check / floor",
+            f"{live.rps / load.rps:.1f}× fewer req/s than GET /health/live",
+        )
+    res.add(
+        label,
+        "single check latency p50 / p99",
+        f"{load.p50_ms:.2f} / {load.p99_ms:.2f} ms",
+        f"p99 ≤ {TARGET_HTTP_P99_MS:.0f} ms",
+        load.p99_ms <= TARGET_HTTP_P99_MS,
+    )
     for batch in (100, 1000):
         rng = random.Random(batch)
         bodies = []
         for _ in range(max(10, 20_000 // batch)):
             start = int(rng.random() * (len(questions) - batch))
-            bodies.append(json.dumps({"checks": [as_body(q) for q in
-                                                 questions[start:start + batch]]}))
+            bodies.append(
+                json.dumps({"checks": [as_body(q) for q in questions[start : start + batch]]})
+            )
         load = drive("/v1/checks/batch", bodies, f"batch{batch}")
         cps = load.rps * batch
         res.data[f"http_batch{batch}"] = {**load.__dict__, "rps": load.rps, "cps": cps}
-        res.add(label, f"batch of {batch}: checks/s (requests/s; p50 / p99 per request)",
-                f"{cps:,.0f} ({load.rps:,.0f} req/s; {load.p50_ms:.1f} / {load.p99_ms:.1f} ms)"
-                + (f" ({load.errors} errors)" if load.errors else ""),
-                f"≥ {TARGET_HTTP_BATCH_CPS:,}", cps >= TARGET_HTTP_BATCH_CPS and
-                not load.errors)
+        res.add(
+            label,
+            f"batch of {batch}: checks/s (requests/s; p50 / p99 per request)",
+            f"{cps:,.0f} ({load.rps:,.0f} req/s; {load.p50_ms:.1f} / {load.p99_ms:.1f} ms)"
+            + (f" ({load.errors} errors)" if load.errors else ""),
+            f"≥ {TARGET_HTTP_BATCH_CPS:,}",
+            cps >= TARGET_HTTP_BATCH_CPS and not load.errors,
+        )
     rss_after = [rss_mb(pid) for pid in server.workers()]
-    res.add("(e) memory", "RSS per worker after the load", ", ".join(f"{v:.0f} MB"
-                                                                      for v in rss_after))
+    res.add(
+        "(e) memory", "RSS per worker after the load", ", ".join(f"{v:.0f} MB" for v in rss_after)
+    )
     res.data["server"]["rss_after_mb"] = rss_after
     try:
         visibility(rt, prof, res, server, key)
     except Exception as exc:  # report it in the table, keep the rest of the run
         log(f"visibility failed: {exc!r}")
-        res.add("(f) visibility", "failed", f"{type(exc).__name__}: {str(exc)[:100]}",
-                f"≤ {TARGET_VISIBLE_MS:.0f} ms", False)
+        res.add(
+            "(f) visibility",
+            "failed",
+            f"{type(exc).__name__}: {str(exc)[:100]}",
+            f"≤ {TARGET_VISIBLE_MS:.0f} ms",
+            False,
+        )
 
 
 def visibility(rt: Runtime, prof: Profile, res: Results, server: Server, key: str) -> None:
@@ -980,10 +1253,17 @@ def visibility(rt: Runtime, prof: Profile, res: Results, server: Server, key: st
             d = decider.decide(q, today=today)
             if not d.allowed and d.reason == "no subscription or role default on this space":
                 # no row at all, not even a deactivated one (unique per scope)
-                if session.scalar(select(Subscription.id).where(
-                        Subscription.user_id == uid, Subscription.structure_id == sid,
-                        Subscription.space_code == "issued_invoices",
-                        Subscription.service_id.is_(None))) is None:
+                if (
+                    session.scalar(
+                        select(Subscription.id).where(
+                            Subscription.user_id == uid,
+                            Subscription.structure_id == sid,
+                            Subscription.space_code == "issued_invoices",
+                            Subscription.service_id.is_(None),
+                        )
+                    )
+                    is None
+                ):
                     candidates.append((uid, sid))
                 if len(candidates) >= 2 * prof.vis_reps:
                     break
@@ -992,17 +1272,28 @@ def visibility(rt: Runtime, prof: Profile, res: Results, server: Server, key: st
         return
 
     def ask(uid: int, sid: int, at_least: int | None = None) -> tuple[int, Any]:
-        body = {"user_id": uid, "structure_id": sid, "space": "issued_invoices",
-                "action": "consult"}
+        body = {
+            "user_id": uid,
+            "structure_id": sid,
+            "space": "issued_invoices",
+            "action": "consult",
+        }
         if at_least is not None:
             body["at_least_revision"] = at_least
         return http_json(server.port, "POST", "/v1/checks", body, key)
 
     def grant(uid: int, sid: int) -> tuple[int, float]:
         with rt.sessions.begin() as session:
-            session.add(Subscription(user_id=uid, structure_id=sid, service_id=None,
-                                     space_code="issued_invoices", level="consult",
-                                     status="validated"))
+            session.add(
+                Subscription(
+                    user_id=uid,
+                    structure_id=sid,
+                    service_id=None,
+                    space_code="issued_invoices",
+                    level="consult",
+                    status="validated",
+                )
+            )
             revision = bump_revision(session, memberships=[(uid, sid)])
         return revision, time.perf_counter()
 
@@ -1017,8 +1308,12 @@ def visibility(rt: Runtime, prof: Profile, res: Results, server: Server, key: st
         deadline = committed + 5.0
         while time.perf_counter() < deadline and run < streak:
             answers: list[bool] = []
-            threads = [threading.Thread(target=lambda: answers.append(
-                ask(uid, sid)[1].get("allowed", False))) for _ in range(2)]
+            threads = [
+                threading.Thread(
+                    target=lambda: answers.append(ask(uid, sid)[1].get("allowed", False))
+                )
+                for _ in range(2)
+            ]
             for t in threads:
                 t.start()
             for t in threads:
@@ -1029,22 +1324,33 @@ def visibility(rt: Runtime, prof: Profile, res: Results, server: Server, key: st
                 run += 1
             else:
                 run, visible_at = 0, None
-        plain.append((visible_at - committed) * 1000 if visible_at and run >= streak
-                     else float("inf"))
+        plain.append(
+            (visible_at - committed) * 1000 if visible_at and run >= streak else float("inf")
+        )
 
         uid, sid = candidates[2 * rep + 1]
         revision, committed = grant(uid, sid)
         status, body = ask(uid, sid, at_least=revision)
-        pinned.append((time.perf_counter() - committed) * 1000
-                      if status == 200 and body["allowed"] else float("inf"))
+        pinned.append(
+            (time.perf_counter() - committed) * 1000
+            if status == 200 and body["allowed"]
+            else float("inf")
+        )
     res.data["visibility_ms"] = {"plain": plain, "at_least_revision": pinned}
     worst = max(plain)
-    res.add("(f) visibility", f"grant → allowed by every worker ({streak} consecutive "
-            f"pairs of concurrent checks; max of {len(plain)})", f"{worst:.1f} ms "
-            f"(all: {', '.join(f'{v:.1f}' for v in plain)})",
-            f"≤ {TARGET_VISIBLE_MS:.0f} ms", worst <= TARGET_VISIBLE_MS)
-    res.add("(f) visibility", "with at_least_revision: first answer allowed after",
-            f"{max(pinned):.1f} ms (max of {len(pinned)})")
+    res.add(
+        "(f) visibility",
+        f"grant → allowed by every worker ({streak} consecutive "
+        f"pairs of concurrent checks; max of {len(plain)})",
+        f"{worst:.1f} ms (all: {', '.join(f'{v:.1f}' for v in plain)})",
+        f"≤ {TARGET_VISIBLE_MS:.0f} ms",
+        worst <= TARGET_VISIBLE_MS,
+    )
+    res.add(
+        "(f) visibility",
+        "with at_least_revision: first answer allowed after",
+        f"{max(pinned):.1f} ms (max of {len(pinned)})",
+    )
 
 
 if __name__ == "__main__":

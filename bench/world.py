@@ -26,6 +26,7 @@ generator's version), so re-runs reuse them. Another --database-url (e.g.
 PostgreSQL `postgresql+psycopg://postgres@127.0.0.1/authz_bench`) is filled in
 place and must be empty.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,8 +44,16 @@ from sqlalchemy.orm import Session
 from authz import db
 from authz.config import ROOT, load_settings
 from authz.policy import load_policies, sync_space_catalogue
-from models import (Attachment, OpenedSpace, PolicyChange, PolicyRevision, Service, Structure,
-                    Subscription, User)
+from models import (
+    Attachment,
+    OpenedSpace,
+    PolicyChange,
+    PolicyRevision,
+    Service,
+    Structure,
+    Subscription,
+    User,
+)
 
 # Bump when the generated world changes: cached files of older versions are ignored.
 GENERATOR_VERSION = 1
@@ -53,9 +62,15 @@ CHUNK = 20_000
 
 # How often each space is subscribed to (public-only ones only on public structures).
 SPACE_WEIGHTS = {
-    "issued_invoices": 30, "received_invoices": 18, "invoices_to_validate": 8,
-    "works_invoices": 6, "issued_solicitations": 10, "received_solicitations": 8,
-    "legal_commitments": 6, "edi_api_connections": 3, "my_account": 2,
+    "issued_invoices": 30,
+    "received_invoices": 18,
+    "invoices_to_validate": 8,
+    "works_invoices": 6,
+    "issued_solicitations": 10,
+    "received_solicitations": 8,
+    "legal_commitments": 6,
+    "edi_api_connections": 3,
+    "my_account": 2,
     "manager_activities": 2,
 }
 
@@ -108,8 +123,9 @@ def reset_database(url: str) -> None:
 
     name = make_url(url).database or ""
     if "bench" not in name:
-        raise SystemExit(f"refusing to reset {name!r}: only a database named *bench* "
-                         "(e.g. authz_bench) is reset")
+        raise SystemExit(
+            f"refusing to reset {name!r}: only a database named *bench* (e.g. authz_bench) is reset"
+        )
     engine = create_engine(url)
     with engine.begin() as conn:
         conn.execute(text("DROP SCHEMA public CASCADE"))
@@ -117,8 +133,9 @@ def reset_database(url: str) -> None:
     engine.dispose()
 
 
-def ensure_world(size: WorldSize, database_url: str | None = None,
-                 log=lambda msg: None, reset: bool = False) -> WorldReport:
+def ensure_world(
+    size: WorldSize, database_url: str | None = None, log=lambda msg: None, reset: bool = False
+) -> WorldReport:
     """The world of `size`: from the cache when there, else generated. A
     PostgreSQL database is filled in place; `reset` empties it first (a run
     writes to it, so each run regenerates: pass reset=True)."""
@@ -152,6 +169,7 @@ def ensure_world(size: WorldSize, database_url: str | None = None,
 
 # --- generation -----------------------------------------------------------------
 
+
 def _bulk_engine(url: str):
     """An engine for loading: on SQLite, no fsync and WAL while generating."""
     if not url.startswith("sqlite"):
@@ -161,6 +179,7 @@ def _bulk_engine(url: str):
         def _pg(dbapi_connection, _record):  # noqa: ANN001
             with dbapi_connection.cursor() as cur:
                 cur.execute("SET synchronous_commit = off")
+
         return engine
     engine = create_engine(url)
 
@@ -173,6 +192,7 @@ def _bulk_engine(url: str):
         cur.execute("PRAGMA cache_size = -262144")  # 256 MiB page cache
         cur.execute("PRAGMA temp_store = MEMORY")
         cur.close()
+
     return engine
 
 
@@ -202,7 +222,7 @@ def _insert(conn, table, rows: list[dict], counts: dict[str, int]) -> None:
                     folded = cache[value] = fold(value)
                 row[key] = folded
     for start in range(0, len(rows), CHUNK):
-        conn.execute(insert(table), rows[start:start + CHUNK])
+        conn.execute(insert(table), rows[start : start + CHUNK])
     counts[table.name] = counts.get(table.name, 0) + len(rows)
 
 
@@ -236,14 +256,25 @@ def generate(url: str, size: WorldSize, log=lambda msg: None) -> dict[str, int]:
                 technical.add(uid)
             if status == "active":
                 active_ids.append(uid)
-            users.append({
-                "id": uid, "login_email": f"user{uid}@bench.example",
-                "contact_email": f"user{uid}@bench.example", "last_name": f"Last{uid}",
-                "first_name": "First", "phone": None, "kind": kind, "status": status,
-                "platform_role": None, "password_hash": None, "created_at": now,
-                "updated_at": now, "activated_at": now if status != "pending" else None,
-                "deactivated_at": now if status == "inactive" else None,
-                "closed_at": now if status == "closed" else None})
+            users.append(
+                {
+                    "id": uid,
+                    "login_email": f"user{uid}@bench.example",
+                    "contact_email": f"user{uid}@bench.example",
+                    "last_name": f"Last{uid}",
+                    "first_name": "First",
+                    "phone": None,
+                    "kind": kind,
+                    "status": status,
+                    "platform_role": None,
+                    "password_hash": None,
+                    "created_at": now,
+                    "updated_at": now,
+                    "activated_at": now if status != "pending" else None,
+                    "deactivated_at": now if status == "inactive" else None,
+                    "closed_at": now if status == "closed" else None,
+                }
+            )
         _insert(conn, User.__table__, users, counts)
         del users
         log(f"  users: {size.users:,} ({time.perf_counter() - t0:.1f} s)")
@@ -257,41 +288,71 @@ def generate(url: str, size: WorldSize, log=lambda msg: None) -> dict[str, int]:
         for sid in range(1, size.structures + 1):
             kind = "public" if rng.random() < 0.3 else "private"
             kind_of[sid] = kind
-            structures.append({
-                "id": sid, "identifier_type": "SIRET", "identifier_value": f"{sid:014d}",
-                "designation": f"Structure {sid}", "kind": kind,
-                "status": "inactive" if rng.random() < 0.02 else "active",
-                "centrally_managed": kind == "public" and rng.random() < 0.5,
-                "invoice_requires_service": False, "legal_commitment_required": False,
-                "origin_id": None, "successor_id": None, "created_at": now,
-                "updated_at": now})
+            structures.append(
+                {
+                    "id": sid,
+                    "identifier_type": "SIRET",
+                    "identifier_value": f"{sid:014d}",
+                    "designation": f"Structure {sid}",
+                    "kind": kind,
+                    "status": "inactive" if rng.random() < 0.02 else "active",
+                    "centrally_managed": kind == "public" and rng.random() < 0.5,
+                    "invoice_requires_service": False,
+                    "legal_commitment_required": False,
+                    "origin_id": None,
+                    "successor_id": None,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
             ids = []
             for j in range(n_services[int(rng.random() * 100)]):
                 ids.append(next_service)
-                services.append({"id": next_service, "structure_id": sid,
-                                 "code": f"SVC{j + 1:02d}", "label": f"Service {j + 1}",
-                                 "active": rng.random() >= 0.05, "created_at": now,
-                                 "updated_at": now})
+                services.append(
+                    {
+                        "id": next_service,
+                        "structure_id": sid,
+                        "code": f"SVC{j + 1:02d}",
+                        "label": f"Service {j + 1}",
+                        "active": rng.random() >= 0.05,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                )
                 next_service += 1
             services_of[sid] = ids
             for space in spaces:
                 if space.public_only and kind != "public":
                     continue
                 if (rng.random() < 0.95) if space.opened_by_default else (rng.random() < 0.25):
-                    opened.append({"structure_id": sid, "service_id": None,
-                                   "space_code": space.code, "opened_at": now})
+                    opened.append(
+                        {
+                            "structure_id": sid,
+                            "service_id": None,
+                            "space_code": space.code,
+                            "opened_at": now,
+                        }
+                    )
             closed = [s for s in spaces if not s.opened_by_default]
             for svc in ids:
                 if rng.random() < 0.15:
                     space = closed[int(rng.random() * len(closed))]
-                    opened.append({"structure_id": sid, "service_id": svc,
-                                   "space_code": space.code, "opened_at": now})
+                    opened.append(
+                        {
+                            "structure_id": sid,
+                            "service_id": svc,
+                            "space_code": space.code,
+                            "opened_at": now,
+                        }
+                    )
         _insert(conn, Structure.__table__, structures, counts)
         _insert(conn, Service.__table__, services, counts)
         _insert(conn, OpenedSpace.__table__, opened, counts)
         del structures, services, opened
-        log(f"  structures: {size.structures:,}, services: {counts['services']:,}, "
-            f"opened spaces: {counts['opened_spaces']:,} ({time.perf_counter() - t0:.1f} s)")
+        log(
+            f"  structures: {size.structures:,}, services: {counts['services']:,}, "
+            f"opened spaces: {counts['opened_spaces']:,} ({time.perf_counter() - t0:.1f} s)"
+        )
 
         # Attachments: one principal per structure, then members, skewed towards
         # big structures and a few users attached to many structures.
@@ -314,11 +375,21 @@ def generate(url: str, size: WorldSize, log=lambda msg: None) -> dict[str, int]:
         pairs: set[tuple[int, int]] = set()
 
         def attach(uid, sid, svc, role, status, start, end):
-            attachments.append({
-                "id": len(attachments) + 1, "user_id": uid, "structure_id": sid,
-                "service_id": svc, "role": role, "status": status, "valid_from": start,
-                "valid_until": end, "created_at": now, "updated_at": now,
-                "created_by_id": None})
+            attachments.append(
+                {
+                    "id": len(attachments) + 1,
+                    "user_id": uid,
+                    "structure_id": sid,
+                    "service_id": svc,
+                    "role": role,
+                    "status": status,
+                    "valid_from": start,
+                    "valid_until": end,
+                    "created_at": now,
+                    "updated_at": now,
+                    "created_by_id": None,
+                }
+            )
 
         principals = active_ids or list(range(1, size.users + 1))
         for sid in range(1, size.structures + 1):
@@ -327,32 +398,48 @@ def generate(url: str, size: WorldSize, log=lambda msg: None) -> dict[str, int]:
                 if (uid, sid) in pairs:
                     continue
                 pairs.add((uid, sid))
-                attach(uid, sid, None, "principal", "validated",
-                       today - dt.timedelta(days=1 + int(rng.random() * 1500)), None)
+                attach(
+                    uid,
+                    sid,
+                    None,
+                    "principal",
+                    "validated",
+                    today - dt.timedelta(days=1 + int(rng.random() * 1500)),
+                    None,
+                )
                 memberships.append((uid, sid, None))
         target = max(size.grants // 3, len(memberships))
         power = list(range(1, max(2, size.users // 100) + 1))  # 1 %: many structures each
         rng.shuffle(power)
-        weights = [1.0 / (rank ** 0.8) for rank in range(1, size.structures + 1)]
+        weights = [1.0 / (rank**0.8) for rank in range(1, size.structures + 1)]
         order = list(range(1, size.structures + 1))
         rng.shuffle(order)
         cum, total = [], 0.0
         for w in weights:
             total += w
             cum.append(total)
-        att_status = (["validated"] * 92 + ["pending"] * 3 + ["deactivated"] * 3
-                      + ["refused", "deleted"])
+        att_status = (
+            ["validated"] * 92 + ["pending"] * 3 + ["deactivated"] * 3 + ["refused", "deleted"]
+        )
         attempts = 0
         while len(memberships) < target and attempts < target * 4:
             attempts += 1
-            uid = (power[int(rng.random() * len(power))] if rng.random() < 0.2
-                   else 1 + int(rng.random() * size.users))
+            uid = (
+                power[int(rng.random() * len(power))]
+                if rng.random() < 0.2
+                else 1 + int(rng.random() * size.users)
+            )
             sid = order[_bisect(cum, rng.random() * total)]
             if (uid, sid) in pairs:
                 continue
             pairs.add((uid, sid))
-            role = ("technical" if uid in technical
-                    else "secondary" if rng.random() < 0.12 else "simple")
+            role = (
+                "technical"
+                if uid in technical
+                else "secondary"
+                if rng.random() < 0.12
+                else "simple"
+            )
             status = att_status[int(rng.random() * 100)]
             start, end = window()
             svcs = services_of[sid]
@@ -366,8 +453,10 @@ def generate(url: str, size: WorldSize, log=lambda msg: None) -> dict[str, int]:
                 memberships.append((uid, sid, None))
         _insert(conn, Attachment.__table__, attachments, counts)
         attachments = []
-        log(f"  attachments: {counts['attachments']:,} for {len(memberships):,} "
-            f"memberships ({time.perf_counter() - t0:.1f} s)")
+        log(
+            f"  attachments: {counts['attachments']:,} for {len(memberships):,} "
+            f"memberships ({time.perf_counter() - t0:.1f} s)"
+        )
 
         # Subscriptions: G unique (user, structure, space, service or NULL).
         pools = {}
@@ -393,20 +482,31 @@ def generate(url: str, size: WorldSize, log=lambda msg: None) -> dict[str, int]:
             for _ in range(8):
                 space = pool[int(rng.random() * len(pool))]
                 if svcs is None:
-                    svc = (None if not all_svcs or rng.random() < 0.75
-                           else all_svcs[int(rng.random() * len(all_svcs))])
+                    svc = (
+                        None
+                        if not all_svcs or rng.random() < 0.75
+                        else all_svcs[int(rng.random() * len(all_svcs))]
+                    )
                 else:
                     svc = None if rng.random() < 0.2 else svcs[int(rng.random() * len(svcs))]
                 key = (space, svc)
                 if key in taken[m]:
                     continue
                 taken[m].add(key)
-                subscriptions.append({
-                    "id": len(subscriptions) + 1, "user_id": uid, "structure_id": sid,
-                    "service_id": svc, "space_code": space,
-                    "level": "modify" if rng.random() < 0.4 else "consult",
-                    "status": sub_status[int(rng.random() * 100)], "created_at": now,
-                    "updated_at": now, "granted_by_id": None})
+                subscriptions.append(
+                    {
+                        "id": len(subscriptions) + 1,
+                        "user_id": uid,
+                        "structure_id": sid,
+                        "service_id": svc,
+                        "space_code": space,
+                        "level": "modify" if rng.random() < 0.4 else "consult",
+                        "status": sub_status[int(rng.random() * 100)],
+                        "created_at": now,
+                        "updated_at": now,
+                        "granted_by_id": None,
+                    }
+                )
                 return True
             return False
 
@@ -414,8 +514,7 @@ def generate(url: str, size: WorldSize, log=lambda msg: None) -> dict[str, int]:
 
         def flush(final: bool = False) -> None:
             nonlocal flushed
-            if len(subscriptions) - flushed >= 200_000 or (final and
-                                                            len(subscriptions) > flushed):
+            if len(subscriptions) - flushed >= 200_000 or (final and len(subscriptions) > flushed):
                 _insert(conn, Subscription.__table__, subscriptions[flushed:], counts)
                 flushed = len(subscriptions)
 
@@ -423,8 +522,11 @@ def generate(url: str, size: WorldSize, log=lambda msg: None) -> dict[str, int]:
             if len(subscriptions) >= size.grants:
                 break
             cap = n_spaces[kind_of[memberships[m][1]]] * (1 + len(services_of[memberships[m][1]]))
-            k = min(cap, 1 + int(rng.expovariate(1.0 / max(mean - 1.0, 0.01))),
-                    size.grants - len(subscriptions))
+            k = min(
+                cap,
+                1 + int(rng.expovariate(1.0 / max(mean - 1.0, 0.01))),
+                size.grants - len(subscriptions),
+            )
             for _ in range(k):
                 given[m] += grant(m)
             flush()
@@ -441,13 +543,18 @@ def generate(url: str, size: WorldSize, log=lambda msg: None) -> dict[str, int]:
                 break
         flush(final=True)
         taken = []
-        log(f"  subscriptions: {counts.get('subscriptions', 0):,} "
-            f"({time.perf_counter() - t0:.1f} s)")
+        log(
+            f"  subscriptions: {counts.get('subscriptions', 0):,} "
+            f"({time.perf_counter() - t0:.1f} s)"
+        )
 
-        conn.execute(update(PolicyRevision).where(PolicyRevision.id == 1)
-                     .values(revision=1, updated_at=now))
-        conn.execute(insert(PolicyChange), [{"revision": 1, "scope": "all", "a": None,
-                                             "b": None, "created_at": now}])
+        conn.execute(
+            update(PolicyRevision).where(PolicyRevision.id == 1).values(revision=1, updated_at=now)
+        )
+        conn.execute(
+            insert(PolicyChange),
+            [{"revision": 1, "scope": "all", "a": None, "b": None, "created_at": now}],
+        )
     if url.startswith("sqlite"):
         with engine.connect() as conn:
             conn.exec_driver_sql("ANALYZE")
@@ -455,8 +562,12 @@ def generate(url: str, size: WorldSize, log=lambda msg: None) -> dict[str, int]:
     else:
         with engine.begin() as conn:  # ids were given explicitly: move the sequences on
             for table in ("users", "structures", "services", "attachments", "subscriptions"):
-                conn.execute(text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
-                                  f"(SELECT coalesce(max(id), 0) + 1 FROM {table}), false)"))
+                conn.execute(
+                    text(
+                        f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                        f"(SELECT coalesce(max(id), 0) + 1 FROM {table}), false)"
+                    )
+                )
         with engine.connect() as conn:
             conn.execution_options(isolation_level="AUTOCOMMIT").execute(text("ANALYZE"))
     engine.dispose()
@@ -481,17 +592,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--structures", type=int, default=10_000)
     parser.add_argument("--grants", type=int, default=1_000_000)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--database-url", default=None,
-                        help="default: a cached SQLite file under var/bench/; a PostgreSQL "
-                             "URL must name an empty database, or one named *bench* with "
-                             "--reset")
-    parser.add_argument("--reset", action="store_true",
-                        help="PostgreSQL: empty the (*bench*) database first")
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        help="default: a cached SQLite file under var/bench/; a PostgreSQL "
+        "URL must name an empty database, or one named *bench* with "
+        "--reset",
+    )
+    parser.add_argument(
+        "--reset", action="store_true", help="PostgreSQL: empty the (*bench*) database first"
+    )
     args = parser.parse_args(argv)
     size = WorldSize(args.users, args.structures, args.grants, args.seed)
-    report = ensure_world(size, args.database_url,
-                          log=lambda msg: print(msg, file=sys.stderr, flush=True),
-                          reset=args.reset)
+    report = ensure_world(
+        size,
+        args.database_url,
+        log=lambda msg: print(msg, file=sys.stderr, flush=True),
+        reset=args.reset,
+    )
     if report.cached:
         print(f"cached: {report.url}")
     else:

@@ -1,4 +1,5 @@
 """Alembic environment: the engine comes from the caller or from AUTHZ_* settings."""
+
 from alembic import context
 
 from authz.config import load_settings

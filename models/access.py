@@ -1,9 +1,10 @@
 """Attachments, subscriptions and the requests that lead to them."""
+
 from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import (Boolean, CheckConstraint, Date, ForeignKey, Index, String, Text, text)
+from sqlalchemy import Boolean, CheckConstraint, Date, ForeignKey, Index, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .base import Base, utcnow
@@ -23,12 +24,21 @@ def _unique_per_scope(name: str, *columns: str) -> tuple[Index, Index]:
     SQL treats NULLs as distinct, so one partial index covers each case.
     """
     return (
-        Index(f"uq_{name}_whole", *columns, unique=True,
-              sqlite_where=text("service_id IS NULL"),
-              postgresql_where=text("service_id IS NULL")),
-        Index(f"uq_{name}_service", *columns, "service_id", unique=True,
-              sqlite_where=text("service_id IS NOT NULL"),
-              postgresql_where=text("service_id IS NOT NULL")),
+        Index(
+            f"uq_{name}_whole",
+            *columns,
+            unique=True,
+            sqlite_where=text("service_id IS NULL"),
+            postgresql_where=text("service_id IS NULL"),
+        ),
+        Index(
+            f"uq_{name}_service",
+            *columns,
+            "service_id",
+            unique=True,
+            sqlite_where=text("service_id IS NOT NULL"),
+            postgresql_where=text("service_id IS NOT NULL"),
+        ),
     )
 
 
@@ -39,14 +49,19 @@ class Attachment(Base):
     __table_args__ = (
         *_unique_per_scope("attachments", "user_id", "structure_id"),
         # At most one validated principal per structure, whatever the code does.
-        Index("uq_attachments_one_principal", "structure_id", unique=True,
-              sqlite_where=text("role = 'principal' AND status = 'validated'"),
-              postgresql_where=text("role = 'principal' AND status = 'validated'")),
+        Index(
+            "uq_attachments_one_principal",
+            "structure_id",
+            unique=True,
+            sqlite_where=text("role = 'principal' AND status = 'validated'"),
+            postgresql_where=text("role = 'principal' AND status = 'validated'"),
+        ),
         CheckConstraint(_in("role", ROLES), name="role"),
         CheckConstraint(_in("status", ATTACHMENT_STATUSES), name="status"),
         CheckConstraint("valid_until IS NULL OR valid_until >= valid_from", name="dates"),
-        CheckConstraint("role <> 'principal' OR service_id IS NULL",
-                        name="principal_whole_structure"),
+        CheckConstraint(
+            "role <> 'principal' OR service_id IS NULL", name="principal_whole_structure"
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -88,8 +103,7 @@ class AttachmentRequest(Base):
     __tablename__ = "attachment_requests"
     __table_args__ = (
         CheckConstraint(_in("status", REQUEST_STATUSES), name="status"),
-        CheckConstraint(f"role IS NULL OR {_in('role', ('secondary', 'simple'))}",
-                        name="role"),
+        CheckConstraint(f"role IS NULL OR {_in('role', ('secondary', 'simple'))}", name="role"),
         CheckConstraint("status <> 'refused' OR length(reason) > 0", name="refusal_reason"),
     )
 
@@ -107,15 +121,13 @@ class AttachmentRequest(Base):
     processed_at: Mapped[dt.datetime | None]
     processed_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
 
-    services: Mapped[list[AttachmentRequestService]] = relationship(
-        cascade="all, delete-orphan")
+    services: Mapped[list[AttachmentRequestService]] = relationship(cascade="all, delete-orphan")
 
 
 class AttachmentRequestService(Base):
     __tablename__ = "attachment_request_services"
 
-    request_id: Mapped[int] = mapped_column(ForeignKey("attachment_requests.id"),
-                                            primary_key=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("attachment_requests.id"), primary_key=True)
     service_id: Mapped[int] = mapped_column(ForeignKey("services.id"), primary_key=True)
 
 
@@ -140,7 +152,8 @@ class SubscriptionRequest(Base):
     processed_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
 
     lines: Mapped[list[SubscriptionRequestLine]] = relationship(
-        cascade="all, delete-orphan", order_by="SubscriptionRequestLine.id")
+        cascade="all, delete-orphan", order_by="SubscriptionRequestLine.id"
+    )
 
 
 class SubscriptionRequestLine(Base):
@@ -148,8 +161,7 @@ class SubscriptionRequestLine(Base):
     __table_args__ = (CheckConstraint(_in("level", LEVELS), name="level"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    request_id: Mapped[int] = mapped_column(ForeignKey("subscription_requests.id"),
-                                            index=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("subscription_requests.id"), index=True)
     space_code: Mapped[str] = mapped_column(ForeignKey("spaces.code"))
     # NULL: all services of the structure.
     service_id: Mapped[int | None] = mapped_column(ForeignKey("services.id"))

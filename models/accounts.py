@@ -1,10 +1,10 @@
 """User accounts, their credentials, log-in throttling and client applications."""
+
 from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import (Boolean, CheckConstraint, ForeignKey, Integer, LargeBinary, String,
-                        Text)
+from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import Base, utcnow
@@ -23,8 +23,9 @@ class User(Base):
         CheckConstraint("length(login_email) >= 3", name="login_email_len"),
         CheckConstraint(_in("status", USER_STATUSES), name="status"),
         CheckConstraint(_in("kind", USER_KINDS), name="kind"),
-        CheckConstraint(f"platform_role IS NULL OR {_in('platform_role', PLATFORM_ROLES)}",
-                        name="platform_role"),
+        CheckConstraint(
+            f"platform_role IS NULL OR {_in('platform_role', PLATFORM_ROLES)}", name="platform_role"
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

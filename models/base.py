@@ -1,4 +1,5 @@
 """Declarative base, naming convention and the UTC timestamp type."""
+
 from __future__ import annotations
 
 import datetime as dt

@@ -1,4 +1,5 @@
 """History of manager actions, the mail outbox and the policy revision counter."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -72,8 +73,7 @@ class PolicyChange(Base):
 
     __tablename__ = "policy_changes"
     __table_args__ = (
-        CheckConstraint(_in("scope", ("user", "structure", "membership", "all")),
-                        name="scope"),
+        CheckConstraint(_in("scope", ("user", "structure", "membership", "all")), name="scope"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

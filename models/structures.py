@@ -1,16 +1,25 @@
 """Structures, their services, the space catalogue and the spaces opened on them."""
+
 from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import (Boolean, CheckConstraint, ForeignKey, Index, Integer, String, Text,
-                        UniqueConstraint, text)
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .base import Base, utcnow
 
-IDENTIFIER_TYPES = ("SIRET", "UE_HORS_FRANCE", "HORS_UE", "RIDET", "TAHITI", "AUTRE",
-                    "PARTICULIER")
+IDENTIFIER_TYPES = ("SIRET", "UE_HORS_FRANCE", "HORS_UE", "RIDET", "TAHITI", "AUTRE", "PARTICULIER")
 STRUCTURE_KINDS = ("public", "private")
 STRUCTURE_STATUSES = ("active", "inactive")
 
@@ -63,11 +72,14 @@ class Structure(Base):
     designation_key: Mapped[str | None] = mapped_column(Text)
 
     services: Mapped[list[Service]] = relationship(
-        back_populates="structure", order_by="Service.code")
+        back_populates="structure", order_by="Service.code"
+    )
     default_spaces: Mapped[list[StructureDefaultSpace]] = relationship(
-        cascade="all, delete-orphan", order_by="StructureDefaultSpace.space_code")
+        cascade="all, delete-orphan", order_by="StructureDefaultSpace.space_code"
+    )
     opened_spaces: Mapped[list[OpenedSpace]] = relationship(
-        cascade="all, delete-orphan", order_by="OpenedSpace.id")
+        cascade="all, delete-orphan", order_by="OpenedSpace.id"
+    )
 
 
 class Service(Base):
@@ -105,12 +117,23 @@ class OpenedSpace(Base):
 
     __tablename__ = "opened_spaces"
     __table_args__ = (
-        Index("uq_opened_spaces_structure", "structure_id", "space_code", unique=True,
-              sqlite_where=text("service_id IS NULL"),
-              postgresql_where=text("service_id IS NULL")),
-        Index("uq_opened_spaces_service", "structure_id", "service_id", "space_code",
-              unique=True, sqlite_where=text("service_id IS NOT NULL"),
-              postgresql_where=text("service_id IS NOT NULL")),
+        Index(
+            "uq_opened_spaces_structure",
+            "structure_id",
+            "space_code",
+            unique=True,
+            sqlite_where=text("service_id IS NULL"),
+            postgresql_where=text("service_id IS NULL"),
+        ),
+        Index(
+            "uq_opened_spaces_service",
+            "structure_id",
+            "service_id",
+            "space_code",
+            unique=True,
+            sqlite_where=text("service_id IS NOT NULL"),
+            postgresql_where=text("service_id IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

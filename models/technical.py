@@ -1,4 +1,5 @@
 """Credentials of technical users: a structure's information system calling the API."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -20,8 +21,7 @@ class TechnicalCredential(Base):
         # Never a clear secret in this column, whatever the code does.
         CheckConstraint("secret_hash LIKE '$argon2id$%'", name="secret_hash_argon2id"),
         CheckConstraint("secret_expires_at > created_at", name="expiry_after_creation"),
-        CheckConstraint("rotated_at IS NULL OR rotated_at >= created_at",
-                        name="rotation_date"),
+        CheckConstraint("rotated_at IS NULL OR rotated_at >= created_at", name="rotation_date"),
     )
 
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)

@@ -4,6 +4,7 @@ The backend is SQLite unless AUTHZ_TEST_POSTGRES_URL names a PostgreSQL
 database (`make test` runs the suite once per backend). The schema is made by
 the Alembic migrations once per run; each test starts from empty tables.
 """
+
 from __future__ import annotations
 
 import os
@@ -63,8 +64,12 @@ def database_url(migrated_template: str, tmp_path: Path) -> str:
             # TRUNCATE: fail fast and say so, rather than hang.
             conn.execute(text("SET LOCAL lock_timeout = '15s'"))
             conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
-            conn.execute(text("INSERT INTO policy_revision (id, revision, updated_at) "
-                              "VALUES (1, 0, CURRENT_TIMESTAMP)"))
+            conn.execute(
+                text(
+                    "INSERT INTO policy_revision (id, revision, updated_at) "
+                    "VALUES (1, 0, CURRENT_TIMESTAMP)"
+                )
+            )
         engine.dispose()
         return POSTGRES_URL
     target = tmp_path / "authz.db"
@@ -74,8 +79,13 @@ def database_url(migrated_template: str, tmp_path: Path) -> str:
 
 @pytest.fixture
 def settings_overrides(database_url: str, tmp_path: Path) -> dict[str, Any]:
-    return {"database_url": database_url, "var_dir": str(tmp_path / "var"),
-            "mail_background": False, "public_base_url": "http://authz.test", **FAST_HASH}
+    return {
+        "database_url": database_url,
+        "var_dir": str(tmp_path / "var"),
+        "mail_background": False,
+        "public_base_url": "http://authz.test",
+        **FAST_HASH,
+    }
 
 
 @pytest.fixture
@@ -135,24 +145,30 @@ class Api:
             raise AttributeError(method)
 
         def call(path, json=None, headers=None, **kw):
-            return getattr(self.client, method)(path, json=json,
-                                                headers=self._headers(headers), **kw)
+            return getattr(self.client, method)(
+                path, json=json, headers=self._headers(headers), **kw
+            )
+
         return call
 
     def signup(self, email: str, first="Ada", last="Lovelace", **extra):
-        return self.client.post("/v1/accounts", json={
-            "login_email": email, "first_name": first, "last_name": last, **extra})
+        return self.client.post(
+            "/v1/accounts",
+            json={"login_email": email, "first_name": first, "last_name": last, **extra},
+        )
 
     def person(self, email: str, first="Ada", last="Lovelace") -> "Api":
         """Sign up, activate through the mailed link, log in: a logged-in client."""
         created = self.signup(email, first, last)
         assert created.status_code == 201, created.json
         token = activation_token(self.rt, email)
-        activated = self.client.post("/v1/accounts/activation",
-                                     json={"token": token, "password": PASSWORD})
+        activated = self.client.post(
+            "/v1/accounts/activation", json={"token": token, "password": PASSWORD}
+        )
         assert activated.status_code == 200, activated.json
-        login = self.client.post("/v1/auth/token",
-                                 json={"login_email": email, "password": PASSWORD})
+        login = self.client.post(
+            "/v1/auth/token", json={"login_email": email, "password": PASSWORD}
+        )
         assert login.status_code == 201, login.json
         return Api(self.client, self.rt, login.json["access_token"], created.json)
 
@@ -162,8 +178,13 @@ def api(client, rt) -> Api:
     return Api(client, rt)
 
 
-VALID_SIRETS = ["73282932000074", "35600000000048", "55208131766522", "44306184100047",
-                "38012986643097"]
+VALID_SIRETS = [
+    "73282932000074",
+    "35600000000048",
+    "55208131766522",
+    "44306184100047",
+    "38012986643097",
+]
 
 
 @pytest.fixture
@@ -172,9 +193,16 @@ def structure_of(api):
     counter = iter(VALID_SIRETS)
 
     def make(owner: Api, designation: str = "ACME SARL", **extra) -> dict:
-        r = owner.post("/v1/structures", json={
-            "identifier_type": "SIRET", "identifier_value": next(counter),
-            "designation": designation, **extra})
+        r = owner.post(
+            "/v1/structures",
+            json={
+                "identifier_type": "SIRET",
+                "identifier_value": next(counter),
+                "designation": designation,
+                **extra,
+            },
+        )
         assert r.status_code == 201, r.json
         return r.json
+
     return make

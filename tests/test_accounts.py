@@ -1,4 +1,5 @@
 """Sign-up, activation, log-in / log-out, brute-force protection, one's account."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -44,8 +45,9 @@ def test_duplicate_login_email_is_refused_whatever_the_case(api):
 
 def test_pending_account_cannot_log_in(api):
     api.signup("pending@example.org")
-    r = api.post("/v1/auth/token", json={"login_email": "pending@example.org",
-                                         "password": PASSWORD})
+    r = api.post(
+        "/v1/auth/token", json={"login_email": "pending@example.org", "password": PASSWORD}
+    )
     assert r.status_code == 401
 
 
@@ -90,10 +92,14 @@ def test_resend_gives_a_new_link_and_kills_the_old_one(api, rt):
     assert r.status_code == 202
     new = activation_token(rt, "resend@example.org")
     assert new != old
-    assert api.post("/v1/accounts/activation",
-                    json={"token": old, "password": PASSWORD}).status_code == 422
-    assert api.post("/v1/accounts/activation",
-                    json={"token": new, "password": PASSWORD}).status_code == 200
+    assert (
+        api.post("/v1/accounts/activation", json={"token": old, "password": PASSWORD}).status_code
+        == 422
+    )
+    assert (
+        api.post("/v1/accounts/activation", json={"token": new, "password": PASSWORD}).status_code
+        == 200
+    )
 
 
 def test_resend_says_nothing_about_unknown_or_active_accounts(api, rt):
@@ -120,20 +126,21 @@ def test_secrets_are_stored_only_hashed(api, rt):
 
 def test_wrong_password_is_refused_with_a_problem(api):
     api.person("ada@example.org")
-    r = api.post("/v1/auth/token", json={"login_email": "ada@example.org",
-                                         "password": "wrong password!!"})
+    r = api.post(
+        "/v1/auth/token", json={"login_email": "ada@example.org", "password": "wrong password!!"}
+    )
     assert r.status_code == 401
     assert r.content_type == "application/problem+json"
     assert r.json["code"] == "invalid_credentials"
-    unknown = api.post("/v1/auth/token", json={"login_email": "ghost@example.org",
-                                               "password": "wrong password!!"})
+    unknown = api.post(
+        "/v1/auth/token", json={"login_email": "ghost@example.org", "password": "wrong password!!"}
+    )
     assert unknown.status_code == 401 and unknown.json["code"] == "invalid_credentials"
 
 
 def test_log_in_is_case_insensitive_on_the_email(api):
     api.person("case@example.org")
-    r = api.post("/v1/auth/token", json={"login_email": "CASE@example.org",
-                                         "password": PASSWORD})
+    r = api.post("/v1/auth/token", json={"login_email": "CASE@example.org", "password": PASSWORD})
     assert r.status_code == 201
 
 
@@ -148,7 +155,8 @@ def test_token_gives_access_until_log_out(api):
 def test_token_expires(api, rt):
     ada = api.person("ada@example.org")
     later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(
-        seconds=rt.settings.token_ttl_seconds + 1)
+        seconds=rt.settings.token_ttl_seconds + 1
+    )
     with time_machine.travel(later):
         assert ada.get("/v1/me").status_code == 401
 
@@ -157,8 +165,7 @@ def test_token_expires(api, rt):
 def test_inactive_and_closed_accounts_cannot_log_in_nor_use_tokens(api, rt, status):
     ada = api.person("ada@example.org")
     _set_status(rt, "ada@example.org", status)
-    r = api.post("/v1/auth/token", json={"login_email": "ada@example.org",
-                                         "password": PASSWORD})
+    r = api.post("/v1/auth/token", json={"login_email": "ada@example.org", "password": PASSWORD})
     assert r.status_code == 403 and r.json["code"] == "account_not_active"
     assert ada.get("/v1/me").status_code == 401
 
@@ -167,46 +174,55 @@ def test_log_in_is_locked_after_repeated_failures(api, rt):
     api.person("target@example.org")
     limit = rt.settings.login_max_failures
     for _ in range(limit):
-        r = api.post("/v1/auth/token", json={"login_email": "target@example.org",
-                                             "password": "not the password"})
+        r = api.post(
+            "/v1/auth/token",
+            json={"login_email": "target@example.org", "password": "not the password"},
+        )
         assert r.status_code == 401
-    locked = api.post("/v1/auth/token", json={"login_email": "target@example.org",
-                                              "password": PASSWORD})
+    locked = api.post(
+        "/v1/auth/token", json={"login_email": "target@example.org", "password": PASSWORD}
+    )
     assert locked.status_code == 429
     assert locked.json["code"] == "too_many_attempts"
     assert int(locked.headers["Retry-After"]) > 0
     later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(
-        seconds=rt.settings.login_lockout_seconds + 1)
+        seconds=rt.settings.login_lockout_seconds + 1
+    )
     with time_machine.travel(later):
-        ok = api.post("/v1/auth/token", json={"login_email": "target@example.org",
-                                              "password": PASSWORD})
+        ok = api.post(
+            "/v1/auth/token", json={"login_email": "target@example.org", "password": PASSWORD}
+        )
         assert ok.status_code == 201
 
 
 def test_lock_out_of_one_email_does_not_lock_another(api, rt):
     api.person("other@example.org")
     for _ in range(rt.settings.login_max_failures):
-        api.post("/v1/auth/token", json={"login_email": "victim@example.org",
-                                         "password": "not the password"})
-    r = api.post("/v1/auth/token", json={"login_email": "other@example.org",
-                                         "password": PASSWORD})
+        api.post(
+            "/v1/auth/token",
+            json={"login_email": "victim@example.org", "password": "not the password"},
+        )
+    r = api.post("/v1/auth/token", json={"login_email": "other@example.org", "password": PASSWORD})
     assert r.status_code == 201
 
 
 def test_one_address_is_locked_after_many_failures_on_many_emails(api, rt, app):
     api.person("real@example.org")
     for i in range(rt.settings.login_max_failures_per_ip):
-        api.post("/v1/auth/token", json={"login_email": f"spray{i}@example.org",
-                                         "password": "not the password"})
-    r = api.post("/v1/auth/token", json={"login_email": "real@example.org",
-                                         "password": PASSWORD})
+        api.post(
+            "/v1/auth/token",
+            json={"login_email": f"spray{i}@example.org", "password": "not the password"},
+        )
+    r = api.post("/v1/auth/token", json={"login_email": "real@example.org", "password": PASSWORD})
     assert r.status_code == 429
 
 
 def test_me_can_change_profile_but_not_login_email(api):
     ada = api.person("ada@example.org")
-    r = ada.patch("/v1/me", json={"contact_email": "Notify@Example.org", "phone": "+33 1 23",
-                                  "first_name": "Augusta"})
+    r = ada.patch(
+        "/v1/me",
+        json={"contact_email": "Notify@Example.org", "phone": "+33 1 23", "first_name": "Augusta"},
+    )
     assert r.status_code == 200
     assert r.json["contact_email"] == "notify@example.org"
     assert r.json["first_name"] == "Augusta"

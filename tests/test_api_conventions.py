@@ -1,4 +1,5 @@
 """Conventions every route shares: problems, request ids, limits, docs, health."""
+
 from __future__ import annotations
 
 import pytest
@@ -14,22 +15,31 @@ def test_missing_and_invalid_fields_are_a_422_problem(api):
 
 
 def test_unknown_fields_are_refused(api):
-    r = api.post("/v1/accounts", json={"login_email": "a@example.org", "first_name": "A",
-                                       "last_name": "B", "status": "active"})
+    r = api.post(
+        "/v1/accounts",
+        json={
+            "login_email": "a@example.org",
+            "first_name": "A",
+            "last_name": "B",
+            "status": "active",
+        },
+    )
     assert r.status_code == 422 and "status" in r.json["errors"]
 
 
 def test_malformed_json_is_a_400_problem(api):
-    r = api.client.post("/v1/accounts", data="{not json",
-                        headers={"Content-Type": "application/json"})
+    r = api.client.post(
+        "/v1/accounts", data="{not json", headers={"Content-Type": "application/json"}
+    )
     assert r.status_code in (400, 422)
     assert r.content_type == "application/problem+json"
 
 
 def test_oversized_body_is_a_413_problem(api, rt):
     big = "x" * (rt.settings.max_body_bytes + 10)
-    r = api.post("/v1/accounts", json={"login_email": "a@example.org", "first_name": big,
-                                       "last_name": "B"})
+    r = api.post(
+        "/v1/accounts", json={"login_email": "a@example.org", "first_name": big, "last_name": "B"}
+    )
     assert r.status_code == 413
     assert r.content_type == "application/problem+json"
     assert r.json["code"] == "body_too_large"
@@ -61,6 +71,7 @@ def test_unexpected_errors_are_a_500_problem_without_traceback(app, api, monkeyp
 
     def boom(*a, **k):
         raise RuntimeError("secret internal detail")
+
     monkeypatch.setattr(structures, "list_visible", boom)
     ada = api.person("ada@example.org")
     r = ada.get("/v1/structures")
@@ -70,9 +81,17 @@ def test_unexpected_errors_are_a_500_problem_without_traceback(app, api, monkeyp
     assert "Traceback" not in r.get_data(as_text=True)
 
 
-@pytest.mark.parametrize("path", ["/v1/me", "/v1/structures", "/v1/structures/1",
-                                  "/v1/structures/1/services", "/v1/structures/1/spaces",
-                                  "/v1/spaces"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/me",
+        "/v1/structures",
+        "/v1/structures/1",
+        "/v1/structures/1/services",
+        "/v1/structures/1/spaces",
+        "/v1/spaces",
+    ],
+)
 def test_every_route_but_the_public_ones_requires_a_token(api, path):
     r = api.get(path)
     assert r.status_code == 401
@@ -103,4 +122,6 @@ def test_space_catalogue_comes_from_the_policy_file(api):
     spaces = {s["code"]: s for s in ada.get("/v1/spaces").json}
     assert spaces["received_invoices"]["public_only"] is True
     assert spaces["manager_activities"]["granted_by_default"] == {
-        "principal": "modify", "secondary": "modify"}
+        "principal": "modify",
+        "secondary": "modify",
+    }

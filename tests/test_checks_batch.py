@@ -1,4 +1,5 @@
 """The batch route's hand-written item check agrees with QuestionSchema."""
+
 from __future__ import annotations
 
 import pytest
@@ -9,8 +10,13 @@ from authz import clients
 
 ITEMS = [
     {"user_id": 1, "structure_id": 2, "action": "consult"},
-    {"user_id": 1, "structure_id": 2, "space": "issued_invoices", "action": "create",
-     "service": "S1"},
+    {
+        "user_id": 1,
+        "structure_id": 2,
+        "space": "issued_invoices",
+        "action": "create",
+        "service": "S1",
+    },
     {"user_id": 1, "structure_id": 2, "space": None, "service": None, "action": "x"},
     {"user_id": 0, "structure_id": 2, "action": "consult"},
     {"user_id": -3, "structure_id": 2, "action": "consult"},
@@ -51,8 +57,15 @@ def test_batch_items_are_checked_exactly_as_single_checks(item):
 def test_a_bad_item_is_a_422_naming_its_index(api, rt):
     with rt.sessions() as s:
         _, key = clients.create_client(s, rt, "portal")
-    r = api.post("/v1/checks/batch", headers={"Authorization": f"Bearer {key}"},
-                 json={"checks": [{"user_id": 1, "structure_id": 1, "action": "consult"},
-                                  {"user_id": "x", "structure_id": 1, "action": "consult"}]})
+    r = api.post(
+        "/v1/checks/batch",
+        headers={"Authorization": f"Bearer {key}"},
+        json={
+            "checks": [
+                {"user_id": 1, "structure_id": 1, "action": "consult"},
+                {"user_id": "x", "structure_id": 1, "action": "consult"},
+            ]
+        },
+    )
     assert r.status_code == 422 and r.content_type == "application/problem+json"
     assert r.json["errors"]["checks"] == {"1": {"user_id": ["Must be an integer of at least 1."]}}

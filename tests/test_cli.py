@@ -1,5 +1,6 @@
 """The `authz` command line, run in-process with click's CliRunner against the
 per-test database (SQLite, or PostgreSQL when AUTHZ_TEST_POSTGRES_URL is set)."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -19,8 +20,19 @@ from authz.db import alembic_config, schema_is_current
 from authz.demo import DEMO_PASSWORD
 from authz.records import current_revision
 from authz.runtime import Runtime, build_runtime
-from models import (ActivationToken, AttachmentRequest, AuthToken, ClientApplication,
-                    LoginThrottle, OutboxMail, Space, Structure, SubscriptionRequest, User, utcnow)
+from models import (
+    ActivationToken,
+    AttachmentRequest,
+    AuthToken,
+    ClientApplication,
+    LoginThrottle,
+    OutboxMail,
+    Space,
+    Structure,
+    SubscriptionRequest,
+    User,
+    utcnow,
+)
 
 from .conftest import VALID_SIRETS, outbox
 
@@ -31,10 +43,15 @@ BAD_SIRET = "73282932000075"  # right length, wrong checksum
 @pytest.fixture
 def cli_env(database_url: str, tmp_path: Path) -> dict[str, str]:
     """The AUTHZ_* environment of the commands: the test's database, cheap hashing."""
-    return {"AUTHZ_DATABASE_URL": database_url, "AUTHZ_VAR_DIR": str(tmp_path / "var"),
-            "AUTHZ_PUBLIC_BASE_URL": "http://authz.test",
-            "AUTHZ_ARGON2_TIME_COST": "1", "AUTHZ_ARGON2_MEMORY_KIB": "1024",
-            "AUTHZ_ARGON2_PARALLELISM": "1", "AUTHZ_MAIL_BACKGROUND": "false"}
+    return {
+        "AUTHZ_DATABASE_URL": database_url,
+        "AUTHZ_VAR_DIR": str(tmp_path / "var"),
+        "AUTHZ_PUBLIC_BASE_URL": "http://authz.test",
+        "AUTHZ_ARGON2_TIME_COST": "1",
+        "AUTHZ_ARGON2_MEMORY_KIB": "1024",
+        "AUTHZ_ARGON2_PARALLELISM": "1",
+        "AUTHZ_MAIL_BACKGROUND": "false",
+    }
 
 
 @pytest.fixture
@@ -59,6 +76,7 @@ def count(rt: Runtime, model, *where) -> int:
 
 # --- authz db upgrade -------------------------------------------------------
 
+
 def test_db_upgrade_migrates_an_empty_database_then_changes_nothing(cli_env, tmp_path):
     env = {**cli_env, "AUTHZ_DATABASE_URL": f"sqlite:///{tmp_path / 'fresh.db'}"}
     rt = build_runtime(load_settings(environ=env))
@@ -76,10 +94,12 @@ def test_db_upgrade_on_a_current_database_only_syncs_the_catalogue(cli_env, cli_
     assert "already at revision" in result.output
     with cli_rt.sessions() as s:
         assert {sp.code for sp in s.scalars(select(Space))} == {
-            e.code for e in cli_rt.policies.spaces}
+            e.code for e in cli_rt.policies.spaces
+        }
 
 
 # --- authz clients ----------------------------------------------------------
+
 
 def create_key(env: dict[str, str], name: str = "invoicing-portal") -> str:
     result = authz(env, "clients", "create", name)
@@ -96,12 +116,16 @@ def test_a_created_api_key_authenticates_its_client(cli_env, cli_rt):
         assert client is not None and client.name == "invoicing-portal"
 
 
-@pytest.mark.parametrize("tamper", [
-    lambda key: key[:-1] + ("A" if key[-1] != "A" else "B"),  # wrong secret
-    lambda key: "ak_0123456789abcdef" + key[len("ak_0123456789abcdef"):],  # unknown key id
-    lambda key: key.replace("ak_", "xx_", 1),  # not a key
-    lambda key: "",
-], ids=["wrong_secret", "unknown_key_id", "malformed", "empty"])
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        lambda key: key[:-1] + ("A" if key[-1] != "A" else "B"),  # wrong secret
+        lambda key: "ak_0123456789abcdef" + key[len("ak_0123456789abcdef") :],  # unknown key id
+        lambda key: key.replace("ak_", "xx_", 1),  # not a key
+        lambda key: "",
+    ],
+    ids=["wrong_secret", "unknown_key_id", "malformed", "empty"],
+)
 def test_a_wrong_api_key_is_refused(cli_env, cli_rt, tamper):
     key = create_key(cli_env)
     with cli_rt.sessions() as s:
@@ -132,8 +156,9 @@ def test_a_repeated_valid_key_pays_argon2_once(cli_env, cli_rt, monkeypatch):
     key = create_key(cli_env)
     calls = []
     verify = cli_rt.hasher.verify
-    monkeypatch.setattr(cli_rt.hasher, "verify",
-                        lambda stored, secret: calls.append(1) or verify(stored, secret))
+    monkeypatch.setattr(
+        cli_rt.hasher, "verify", lambda stored, secret: calls.append(1) or verify(stored, secret)
+    )
     with cli_rt.sessions() as s:
         for _ in range(3):
             assert clients.authenticate_client(s, cli_rt, key) is not None
@@ -164,30 +189,43 @@ def test_revoking_an_unknown_client_is_a_one_line_error(cli_env):
 
 # --- authz structures import ------------------------------------------------
 
+
 def write_csv(tmp_path: Path, rows: list[tuple[str, str, str]]) -> str:
     path = tmp_path / "structures.csv"
-    lines = ["identifier_type,identifier_value,designation",
-             *(",".join(row) for row in rows)]
+    lines = ["identifier_type,identifier_value,designation", *(",".join(row) for row in rows)]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return str(path)
 
 
 def test_import_registers_public_structures(cli_env, cli_rt, tmp_path):
-    path = write_csv(tmp_path, [("SIRET", VALID_SIRETS[2], "Commune d'Exemple-sur-Mer"),
-                                ("SIRET", VALID_SIRETS[3], "Département du Modèle")])
+    path = write_csv(
+        tmp_path,
+        [
+            ("SIRET", VALID_SIRETS[2], "Commune d'Exemple-sur-Mer"),
+            ("SIRET", VALID_SIRETS[3], "Département du Modèle"),
+        ],
+    )
     result = authz(cli_env, "structures", "import", path)
     assert "created: 2, skipped (already registered): 0" in result.output
     with cli_rt.sessions() as s:
-        registered = {(r.identifier_value, r.designation, r.kind)
-                      for r in s.scalars(select(Structure))}
-    assert registered == {(VALID_SIRETS[2], "Commune d'Exemple-sur-Mer", "public"),
-                          (VALID_SIRETS[3], "Département du Modèle", "public")}
+        registered = {
+            (r.identifier_value, r.designation, r.kind) for r in s.scalars(select(Structure))
+        }
+    assert registered == {
+        (VALID_SIRETS[2], "Commune d'Exemple-sur-Mer", "public"),
+        (VALID_SIRETS[3], "Département du Modèle", "public"),
+    }
 
 
 def test_import_is_all_or_nothing_and_names_the_bad_line(cli_env, cli_rt, tmp_path):
-    path = write_csv(tmp_path, [("SIRET", VALID_SIRETS[2], "Commune A"),
-                                ("SIRET", BAD_SIRET, "Commune B"),
-                                ("SIRET", VALID_SIRETS[3], "Commune C")])
+    path = write_csv(
+        tmp_path,
+        [
+            ("SIRET", VALID_SIRETS[2], "Commune A"),
+            ("SIRET", BAD_SIRET, "Commune B"),
+            ("SIRET", VALID_SIRETS[3], "Commune C"),
+        ],
+    )
     result = authz(cli_env, "structures", "import", path, code=1)
     assert "error: line 3: This SIRET is not valid" in result.output
     assert "created: 0" in result.output
@@ -195,8 +233,9 @@ def test_import_is_all_or_nothing_and_names_the_bad_line(cli_env, cli_rt, tmp_pa
 
 
 def test_import_skips_structures_already_registered(cli_env, cli_rt, tmp_path):
-    path = write_csv(tmp_path, [("SIRET", VALID_SIRETS[2], "Commune A"),
-                                ("SIRET", VALID_SIRETS[3], "Commune B")])
+    path = write_csv(
+        tmp_path, [("SIRET", VALID_SIRETS[2], "Commune A"), ("SIRET", VALID_SIRETS[3], "Commune B")]
+    )
     authz(cli_env, "structures", "import", path)
     again = authz(cli_env, "structures", "import", path)
     assert "created: 0, skipped (already registered): 2" in again.output
@@ -205,14 +244,17 @@ def test_import_skips_structures_already_registered(cli_env, cli_rt, tmp_path):
 
 def test_import_refuses_a_file_that_is_not_utf8(cli_env, cli_rt, tmp_path):
     path = tmp_path / "latin1.csv"
-    path.write_bytes("identifier_type,identifier_value,designation\n"
-                     f"SIRET,{VALID_SIRETS[2]},Préfecture\n".encode("latin-1"))
+    path.write_bytes(
+        "identifier_type,identifier_value,designation\n"
+        f"SIRET,{VALID_SIRETS[2]},Préfecture\n".encode("latin-1")
+    )
     result = authz(cli_env, "structures", "import", str(path), code=1)
     assert result.output.startswith("error:") and "not UTF-8" in result.output
     assert count(cli_rt, Structure) == 0
 
 
 # --- authz demo -------------------------------------------------------------
+
 
 def test_demo_loads_once(cli_env, cli_rt):
     first = authz(cli_env, "demo")
@@ -243,23 +285,27 @@ def test_demo_has_pending_requests_a_pending_account_and_a_technical_user(cli_en
     assert _revision(cli_rt) > 0
 
 
-@pytest.mark.parametrize("email, designation", [
-    ("claire.martin@boulangerie-martin.example", "Boulangerie Martin SARL"),
-    ("sophie.durand@sainte-exemple.example", "Mairie de Sainte-Exemple"),
-    ("thomas.garnier@sainte-exemple.example", "Mairie de Sainte-Exemple"),
-])
+@pytest.mark.parametrize(
+    "email, designation",
+    [
+        ("claire.martin@boulangerie-martin.example", "Boulangerie Martin SARL"),
+        ("sophie.durand@sainte-exemple.example", "Mairie de Sainte-Exemple"),
+        ("thomas.garnier@sainte-exemple.example", "Mairie de Sainte-Exemple"),
+    ],
+)
 def test_a_demo_person_logs_in_and_sees_their_structure(cli_env, client, email, designation):
     authz(cli_env, "demo")
-    login = client.post("/v1/auth/token", json={"login_email": email,
-                                                "password": DEMO_PASSWORD})
+    login = client.post("/v1/auth/token", json={"login_email": email, "password": DEMO_PASSWORD})
     assert login.status_code == 201, login.json
-    listed = client.get("/v1/structures",
-                        headers={"Authorization": f"Bearer {login.json['access_token']}"})
+    listed = client.get(
+        "/v1/structures", headers={"Authorization": f"Bearer {login.json['access_token']}"}
+    )
     assert listed.status_code == 200
     assert [s["designation"] for s in listed.json["items"]] == [designation]
 
 
 # --- authz operator create --------------------------------------------------
+
 
 def test_operator_create_makes_a_pending_operator_with_an_activation_mail(cli_env, cli_rt):
     result = authz(cli_env, "operator", "create", "Ops@Example.org")
@@ -272,8 +318,9 @@ def test_operator_create_makes_a_pending_operator_with_an_activation_mail(cli_en
 
 def test_operator_create_promotes_an_existing_person_and_keeps_their_status(cli_env, cli_rt):
     with cli_rt.sessions() as s:
-        accounts.sign_up(s, cli_rt, login_email="ada@example.org", first_name="Ada",
-                         last_name="Lovelace")
+        accounts.sign_up(
+            s, cli_rt, login_email="ada@example.org", first_name="Ada", last_name="Lovelace"
+        )
     result = authz(cli_env, "operator", "create", "ada@example.org")
     assert "is now a platform operator" in result.output
     again = authz(cli_env, "operator", "create", "ada@example.org")
@@ -291,6 +338,7 @@ def test_operator_create_refuses_an_invalid_email(cli_env):
 
 # --- authz mail deliver / maintenance ---------------------------------------
 
+
 def test_mail_deliver_sends_the_due_mail(cli_env, cli_rt, tmp_path):
     authz(cli_env, "operator", "create", "ops@example.org")
     result = authz(cli_env, "mail", "deliver")
@@ -303,52 +351,82 @@ def test_maintenance_deletes_dead_tokens_and_keeps_live_ones(cli_env, cli_rt):
     now = utcnow()
     hours = lambda n: now + dt.timedelta(hours=n)  # noqa: E731
     with cli_rt.sessions() as s:
-        user = User(login_email="ada@example.org", contact_email="ada@example.org",
-                    first_name="Ada", last_name="Lovelace", status="active")
+        user = User(
+            login_email="ada@example.org",
+            contact_email="ada@example.org",
+            first_name="Ada",
+            last_name="Lovelace",
+            status="active",
+        )
         s.add(user)
         s.flush()
         tokens = {  # name: (expires_at, revoked_at)
-            "expired_2_days_ago": (hours(-48), None), "revoked_2_days_ago": (hours(8), hours(-48)),
-            "expired_1_hour_ago": (hours(-1), None), "revoked_1_hour_ago": (hours(8), hours(-1)),
-            "live": (hours(8), None)}
+            "expired_2_days_ago": (hours(-48), None),
+            "revoked_2_days_ago": (hours(8), hours(-48)),
+            "expired_1_hour_ago": (hours(-1), None),
+            "revoked_1_hour_ago": (hours(8), hours(-1)),
+            "live": (hours(8), None),
+        }
         for i, (expires, revoked) in enumerate(tokens.values()):
-            s.add(AuthToken(user_id=user.id, token_hash=bytes([i]) * 32, expires_at=expires,
-                            revoked_at=revoked, created_at=hours(-72)))
+            s.add(
+                AuthToken(
+                    user_id=user.id,
+                    token_hash=bytes([i]) * 32,
+                    expires_at=expires,
+                    revoked_at=revoked,
+                    created_at=hours(-72),
+                )
+            )
         s.add(ActivationToken(user_id=user.id, token_hash=b"a" * 32, expires_at=hours(-48)))
         s.add(ActivationToken(user_id=user.id, token_hash=b"b" * 32, expires_at=hours(1)))
         lockout = dt.timedelta(seconds=cli_rt.settings.login_lockout_seconds)
-        s.add(LoginThrottle(key="email:old", failures=5, window_started_at=now - 3 * lockout,
-                            locked_until=now - 2 * lockout))
-        s.add(LoginThrottle(key="email:locked", failures=5, window_started_at=now - 2 * lockout,
-                            locked_until=now + lockout))
+        s.add(
+            LoginThrottle(
+                key="email:old",
+                failures=5,
+                window_started_at=now - 3 * lockout,
+                locked_until=now - 2 * lockout,
+            )
+        )
+        s.add(
+            LoginThrottle(
+                key="email:locked",
+                failures=5,
+                window_started_at=now - 2 * lockout,
+                locked_until=now + lockout,
+            )
+        )
         s.add(LoginThrottle(key="ip:recent", failures=1, window_started_at=now))
         s.commit()
     result = authz(cli_env, "maintenance")
     assert "deleted: 2 auth tokens, 1 activation tokens, 1 login throttles" in result.output
     assert "mail: 0 sent" in result.output
     with cli_rt.sessions() as s:
-        assert sorted(t.expires_at - now > dt.timedelta(0) for t in
-                      s.scalars(select(AuthToken))) == [False, True, True]
+        assert sorted(
+            t.expires_at - now > dt.timedelta(0) for t in s.scalars(select(AuthToken))
+        ) == [False, True, True]
         assert [t.token_hash for t in s.scalars(select(ActivationToken))] == [b"b" * 32]
         assert sorted(s.scalars(select(LoginThrottle.key))) == ["email:locked", "ip:recent"]
 
 
 # --- authz serve ------------------------------------------------------------
 
+
 def test_serve_refuses_an_unmigrated_database(cli_env, tmp_path, monkeypatch):
-    monkeypatch.setattr(ServiceApplication, "run",
-                        lambda self: pytest.fail("gunicorn started"))
+    monkeypatch.setattr(ServiceApplication, "run", lambda self: pytest.fail("gunicorn started"))
     env = {**cli_env, "AUTHZ_DATABASE_URL": f"sqlite:///{tmp_path / 'empty.db'}"}
     result = authz(env, "serve", code=1)
-    assert result.output == ("error: The database schema is not at the latest migration: "
-                             "run `authz db upgrade` first.\n")
+    assert result.output == (
+        "error: The database schema is not at the latest migration: run `authz db upgrade` first.\n"
+    )
 
 
 def test_serve_starts_gunicorn_without_preloading_the_app(cli_env, monkeypatch):
     started: list[ServiceApplication] = []
     monkeypatch.setattr(ServiceApplication, "run", lambda self: started.append(self))
-    monkeypatch.setattr(ServiceApplication, "load",
-                        lambda self: pytest.fail("the app was built in the master"))
+    monkeypatch.setattr(
+        ServiceApplication, "load", lambda self: pytest.fail("the app was built in the master")
+    )
     authz(cli_env, "serve", "--bind", "127.0.0.1:8765", "--workers", "3")
     [server] = started
     cfg = server.cfg

@@ -7,6 +7,7 @@ The matrix's world is loaded once for this module (authz/fixtures.py) into its
 own database. A *leg* is one way of asking a row; adding a way of asking (e.g.
 another API shape) is adding one function to LEGS.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -33,12 +34,21 @@ from .conftest import FAST_HASH, POSTGRES_URL
 
 MATRIX = read_matrix(ROOT / "policies" / "tests" / "decisions.yaml")
 ROLES = yaml.safe_load((ROOT / "policies" / "roles.yaml").read_text(encoding="utf-8"))
-SPACE_CODES = {s["code"] for s in yaml.safe_load(
-    (ROOT / "policies" / "spaces.yaml").read_text(encoding="utf-8"))["spaces"]}
+SPACE_CODES = {
+    s["code"]
+    for s in yaml.safe_load((ROOT / "policies" / "spaces.yaml").read_text(encoding="utf-8"))[
+        "spaces"
+    ]
+}
 # Who holds which role in the matrix's world, on the active and inactive structure
 # of the role x management action table ("none": attached nowhere there).
-ROLE_HOLDERS = {"principal": "alice", "secondary": "sophie", "simple": "sam",
-                "technical": "tom", "none": "nora"}
+ROLE_HOLDERS = {
+    "principal": "alice",
+    "secondary": "sophie",
+    "simple": "sam",
+    "technical": "tom",
+    "none": "nora",
+}
 TABLE_STRUCTURES = {"active": "acme", "inactive": "oldco"}
 
 
@@ -52,13 +62,19 @@ def row_id(row: dict[str, Any]) -> str:
 def check_body(row: dict[str, Any], ids: WorldIds) -> dict[str, Any]:
     """The /v1/checks question for a row."""
     q = question(row, ids)
-    return {"user_id": q.user_id, "structure_id": q.structure_id, "service": q.service,
-            "space": q.space, "action": q.action}
+    return {
+        "user_id": q.user_id,
+        "structure_id": q.structure_id,
+        "service": q.service,
+        "space": q.space,
+        "action": q.action,
+    }
 
 
 @dataclass(frozen=True)
 class Stage:
     """The loaded world and the ways to reach the service."""
+
     rt: Runtime
     client: FlaskClient
     ids: WorldIds
@@ -81,8 +97,12 @@ def _fresh_database(migrated_template: str, directory: Path) -> str:
     tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
     with engine.begin() as conn:
         conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
-        conn.execute(text("INSERT INTO policy_revision (id, revision, updated_at) "
-                          "VALUES (1, 0, CURRENT_TIMESTAMP)"))
+        conn.execute(
+            text(
+                "INSERT INTO policy_revision (id, revision, updated_at) "
+                "VALUES (1, 0, CURRENT_TIMESTAMP)"
+            )
+        )
     engine.dispose()
     return POSTGRES_URL
 
@@ -90,20 +110,28 @@ def _fresh_database(migrated_template: str, directory: Path) -> str:
 @pytest.fixture(scope="module")
 def stage(migrated_template: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stage]:
     directory = tmp_path_factory.mktemp("decision-matrix")
-    app = create_app({"database_url": _fresh_database(migrated_template, directory),
-                      "var_dir": str(directory / "var"), "mail_background": False,
-                      "public_base_url": "http://authz.test", **FAST_HASH})
+    app = create_app(
+        {
+            "database_url": _fresh_database(migrated_template, directory),
+            "var_dir": str(directory / "var"),
+            "mail_background": False,
+            "public_base_url": "http://authz.test",
+            **FAST_HASH,
+        }
+    )
     rt: Runtime = app.extensions["authz"]
     with rt.sessions() as session:
         ids = load_world(session, MATRIX.world)
         session.commit()
         _, key = create_client(session, rt, "decision-matrix")
-    yield Stage(rt=rt, client=app.test_client(), ids=ids,
-                headers={"Authorization": f"Bearer {key}"})
+    yield Stage(
+        rt=rt, client=app.test_client(), ids=ids, headers={"Authorization": f"Bearer {key}"}
+    )
     close_runtime(rt)
 
 
 # --- the legs: one way each of asking a row; True when allowed ----------------
+
 
 def ask_engine(stage: Stage, row: dict[str, Any]) -> bool:
     """The decider in-process, brought to the latest revision first."""
@@ -124,9 +152,14 @@ def ask_authzen(stage: Stage, row: dict[str, Any]) -> bool:
     else:
         path = [str(q.structure_id), *([q.service] if q.service else []), q.space]
         resource = {"type": "space", "id": "/".join(path)}
-    return stage.post("/access/v1/evaluation", {
-        "subject": {"type": "user", "id": str(q.user_id)}, "resource": resource,
-        "action": {"name": q.action}})["decision"]
+    return stage.post(
+        "/access/v1/evaluation",
+        {
+            "subject": {"type": "user", "id": str(q.user_id)},
+            "resource": resource,
+            "action": {"name": q.action},
+        },
+    )["decision"]
 
 
 LEGS: dict[str, Callable[[Stage, dict[str, Any]], bool]] = {
@@ -138,28 +171,35 @@ LEGS: dict[str, Callable[[Stage, dict[str, Any]], bool]] = {
 
 @pytest.mark.parametrize("leg", LEGS)
 @pytest.mark.parametrize("row", MATRIX.rows, ids=row_id)
-def test_decision_is_the_one_the_matrix_expects(stage: Stage, row: dict[str, Any],
-                                                leg: str) -> None:
+def test_decision_is_the_one_the_matrix_expects(
+    stage: Stage, row: dict[str, Any], leg: str
+) -> None:
     allowed = LEGS[leg](stage, row)
     assert ("allow" if allowed else "deny") == row["expect"], row["why"]
 
 
 def test_batch_answers_every_row_as_the_matrix_expects_in_one_call(stage: Stage) -> None:
-    answer = stage.post("/v1/checks/batch",
-                        {"checks": [check_body(row, stage.ids) for row in MATRIX.rows]})
+    answer = stage.post(
+        "/v1/checks/batch", {"checks": [check_body(row, stage.ids) for row in MATRIX.rows]}
+    )
     assert len(answer["decisions"]) == len(MATRIX.rows)
-    wrong = [f"{row_id(row)}: {row['why']}"
-             for row, decision in zip(MATRIX.rows, answer["decisions"], strict=True)
-             if ("allow" if decision["allowed"] else "deny") != row["expect"]]
+    wrong = [
+        f"{row_id(row)}: {row['why']}"
+        for row, decision in zip(MATRIX.rows, answer["decisions"], strict=True)
+        if ("allow" if decision["allowed"] else "deny") != row["expect"]
+    ]
     assert wrong == []
     assert {d["revision"] for d in answer["decisions"]} == {answer["revision"]}
 
 
 # --- the matrix itself --------------------------------------------------------
 
+
 def test_matrix_rows_are_unique_and_name_known_spaces_and_actions() -> None:
-    keys = [(r["user"], r["structure"], r.get("service"), r.get("space"), r["action"])
-            for r in MATRIX.rows]
+    keys = [
+        (r["user"], r["structure"], r.get("service"), r.get("space"), r["action"])
+        for r in MATRIX.rows
+    ]
     assert len(keys) == len(set(keys))
     for row in MATRIX.rows:
         if row.get("space") is None:
@@ -170,11 +210,17 @@ def test_matrix_rows_are_unique_and_name_known_spaces_and_actions() -> None:
 
 def test_matrix_covers_every_role_and_management_action_on_both_structure_states() -> None:
     world = MATRIX.world
-    held = {(a["user"], a["structure"]): a["role"] for a in world["attachments"]
-            if a.get("status", "validated") == "validated" and a.get("service") is None
-            and a.get("valid_from", 0) <= 0 and a.get("valid_until") is None}
-    asked = {(r["user"], r["structure"], r["action"]) for r in MATRIX.rows
-             if r.get("space") is None}
+    held = {
+        (a["user"], a["structure"]): a["role"]
+        for a in world["attachments"]
+        if a.get("status", "validated") == "validated"
+        and a.get("service") is None
+        and a.get("valid_from", 0) <= 0
+        and a.get("valid_until") is None
+    }
+    asked = {
+        (r["user"], r["structure"], r["action"]) for r in MATRIX.rows if r.get("space") is None
+    }
     assert set(ROLE_HOLDERS) == {*ROLES["roles"], "none"}
     for state, structure in TABLE_STRUCTURES.items():
         assert world["structures"][structure]["status"] == state

@@ -14,6 +14,7 @@ compares again. Questions are asked on today or a day either side, so that
 validity dates are crossed. A failure names its seed, world, mutations and
 question, and replays identically.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -34,8 +35,7 @@ from authz.fixtures import load_world
 from authz.policy import NO_ROLE, SPACE_ACTIONS, PolicyEngine, SpaceFacts, SubjectFacts
 from authz.records import bump_revision
 from authz.runtime import Runtime
-from models import (Attachment, OpenedSpace, PolicyChange, Service, Structure,
-                    Subscription, User)
+from models import Attachment, OpenedSpace, PolicyChange, Service, Structure, Subscription, User
 
 SEEDS = (11, 23, 37, 41, 53)
 WORLDS_PER_SEED = 40
@@ -45,11 +45,13 @@ MUTATION_ROUNDS = 3
 _SPACES_DOC = yaml.safe_load((ROOT / "policies" / "spaces.yaml").read_text(encoding="utf-8"))
 # space code -> {role: level} (spaces.yaml, granted_by_default)
 ROLE_DEFAULTS: dict[str, dict[str, str]] = {
-    s["code"]: dict(s.get("granted_by_default") or {}) for s in _SPACES_DOC["spaces"]}
+    s["code"]: dict(s.get("granted_by_default") or {}) for s in _SPACES_DOC["spaces"]
+}
 SPACES = sorted(ROLE_DEFAULTS)
 ROLE_DEFAULT_SPACES = [s for s in SPACES if ROLE_DEFAULTS[s]]
-MANAGEMENT_ACTIONS = sorted(yaml.safe_load(
-    (ROOT / "policies" / "roles.yaml").read_text(encoding="utf-8"))["actions"])
+MANAGEMENT_ACTIONS = sorted(
+    yaml.safe_load((ROOT / "policies" / "roles.yaml").read_text(encoding="utf-8"))["actions"]
+)
 # "several attachments: the strongest role" (model.conf); weakest first.
 ROLE_STRENGTH = ("technical", "simple", "secondary", "principal")
 # Weighted towards the states that grant, so that many answers are allows.
@@ -63,10 +65,15 @@ ATTACHMENT_STATUSES = ("validated",) * 16 + ("pending", "refused", "deactivated"
 # several, the strongest. `asked` is the asked service (no row: a structure-wide
 # question, or an unknown service).
 
-IN_FORCE = ("a.status = 'validated' AND a.valid_from <= :today "
-            "AND (a.valid_until IS NULL OR a.valid_until >= :today)")
-ROLE_RANK = ("CASE a.role " + " ".join(f"WHEN '{role}' THEN {rank}"
-                                        for rank, role in enumerate(ROLE_STRENGTH, 1)) + " END")
+IN_FORCE = (
+    "a.status = 'validated' AND a.valid_from <= :today "
+    "AND (a.valid_until IS NULL OR a.valid_until >= :today)"
+)
+ROLE_RANK = (
+    "CASE a.role "
+    + " ".join(f"WHEN '{role}' THEN {rank}" for rank, role in enumerate(ROLE_STRENGTH, 1))
+    + " END"
+)
 ASKED_ID = "(SELECT id FROM asked)"
 
 SPACE_FACTS = text(f"""
@@ -113,6 +120,7 @@ def _role(rank: int | None) -> str | None:
 @dataclass(frozen=True)
 class Reference:
     """Decides one question from the tables and pycasbin, with no cache."""
+
     engine: PolicyEngine
 
     def decide(self, session: Session, q: Question, today: dt.date) -> tuple[bool, Any]:
@@ -124,8 +132,9 @@ class Reference:
     def _management(self, session: Session, q: Question, today: dt.date) -> tuple[bool, Any]:
         if q.action not in MANAGEMENT_ACTIONS:
             return False, "unknown action"
-        f = session.execute(MANAGEMENT_FACTS, {"u": q.user_id, "s": q.structure_id,
-                                               "today": today}).one()
+        f = session.execute(
+            MANAGEMENT_FACTS, {"u": q.user_id, "s": q.structure_id, "today": today}
+        ).one()
         if f.user_status is None or f.structure_status is None:
             return False, "unknown subject or structure"
         # model.conf (1): a role needs an ACTIVE account.
@@ -136,43 +145,67 @@ class Reference:
     def _space(self, session: Session, q: Question, today: dt.date) -> tuple[bool, Any]:
         if q.action not in SPACE_ACTIONS:
             return False, "unknown action"
-        f = session.execute(SPACE_FACTS, {"u": q.user_id, "s": q.structure_id,
-                                          "space": q.space, "service": q.service,
-                                          "today": today}).one()
+        f = session.execute(
+            SPACE_FACTS,
+            {
+                "u": q.user_id,
+                "s": q.structure_id,
+                "space": q.space,
+                "service": q.service,
+                "today": today,
+            },
+        ).one()
         if f.user_status is None or f.structure_status is None or f.public_only is None:
             return False, "unknown subject, structure or space"
         if q.service is not None and not f.service_found:
             return False, "unknown service"
         role = _role(f.role_rank)
         sub = SubjectFacts(
-            user_status=f.user_status, whole=bool(f.whole), service=bool(f.on_service),
-            all_level=f.all_level or "none", service_level=f.service_level or "none",
-            role_level=ROLE_DEFAULTS[q.space].get(role, "none") if role else "none")
+            user_status=f.user_status,
+            whole=bool(f.whole),
+            service=bool(f.on_service),
+            all_level=f.all_level or "none",
+            service_level=f.service_level or "none",
+            role_level=ROLE_DEFAULTS[q.space].get(role, "none") if role else "none",
+        )
         obj = SpaceFacts(
-            structure_status=f.structure_status, structure_kind=f.structure_kind,
-            public_only=bool(f.public_only), opened_structure=bool(f.opened_structure),
+            structure_status=f.structure_status,
+            structure_kind=f.structure_kind,
+            public_only=bool(f.public_only),
+            opened_structure=bool(f.opened_structure),
             opened_service=bool(f.opened_service),
-            service_status=("none" if q.service is None
-                            else "active" if f.service_active else "inactive"))
+            service_status=(
+                "none" if q.service is None else "active" if f.service_active else "inactive"
+            ),
+        )
         return self.engine.space(sub, obj, q.action)[0], (sub, obj)
 
 
 # --- random worlds, questions and mutations ----------------------------------
 
+
 def random_world(rnd: random.Random) -> dict[str, Any]:
     """A small world in the shape authz.fixtures.load_world reads, dense enough
     that many questions are allowed. Day offsets stay within -3..+3."""
-    spaces = [*ROLE_DEFAULT_SPACES,
-              *rnd.sample([s for s in SPACES if s not in ROLE_DEFAULT_SPACES], 3)]
+    spaces = [
+        *ROLE_DEFAULT_SPACES,
+        *rnd.sample([s for s in SPACES if s not in ROLE_DEFAULT_SPACES], 3),
+    ]
     structures: dict[str, Any] = {}
     for i in range(rnd.randint(1, 3)):
-        services = {f"v{j}": {"active": rnd.random() < 0.75,
-                              "opened": rnd.sample(spaces, rnd.randint(0, 2))}
-                    for j in range(rnd.randint(0, 2))}
-        structures[f"s{i}"] = {"kind": rnd.choice(("public", "private")),
-                               "status": rnd.choice(("active", "active", "inactive")),
-                               "opened": rnd.sample(spaces, rnd.randint(1, len(spaces))),
-                               "services": services}
+        services = {
+            f"v{j}": {
+                "active": rnd.random() < 0.75,
+                "opened": rnd.sample(spaces, rnd.randint(0, 2)),
+            }
+            for j in range(rnd.randint(0, 2))
+        }
+        structures[f"s{i}"] = {
+            "kind": rnd.choice(("public", "private")),
+            "status": rnd.choice(("active", "active", "inactive")),
+            "opened": rnd.sample(spaces, rnd.randint(1, len(spaces))),
+            "services": services,
+        }
     users = {f"u{i}": {"status": rnd.choice(USER_STATUSES)} for i in range(rnd.randint(2, 5))}
     attachments, subscriptions = [], []
     for user in users:
@@ -182,28 +215,50 @@ def random_world(rnd: random.Random) -> dict[str, Any]:
             for service in attached:
                 status = rnd.choice(ATTACHMENT_STATUSES)
                 start = rnd.choice((-3, -2, -1, -1, 0, 1))
-                principal_free = not any(a["structure"] == name and a["role"] == "principal"
-                                         and a["status"] == "validated" for a in attachments)
+                principal_free = not any(
+                    a["structure"] == name
+                    and a["role"] == "principal"
+                    and a["status"] == "validated"
+                    for a in attachments
+                )
                 roles = ["secondary", "simple", "technical"]
                 if service is None and (principal_free or status != "validated"):
                     roles.append("principal")
-                attachments.append({
-                    "user": user, "structure": name, "service": service, "status": status,
-                    "role": rnd.choice(roles), "valid_from": start,
-                    "valid_until": rnd.choice((None,) * 6 + (start, start + 2))})
+                attachments.append(
+                    {
+                        "user": user,
+                        "structure": name,
+                        "service": service,
+                        "status": status,
+                        "role": rnd.choice(roles),
+                        "valid_from": start,
+                        "valid_until": rnd.choice((None,) * 6 + (start, start + 2)),
+                    }
+                )
             for space in spaces:
                 for service in rnd.sample(scopes, rnd.randint(0, min(2, len(scopes)))):
-                    subscriptions.append({
-                        "user": user, "structure": name, "service": service, "space": space,
-                        "level": rnd.choice(("consult", "modify")),
-                        "status": rnd.choice(("validated", "validated", "deactivated"))})
-    return {"structures": structures, "users": users, "attachments": attachments,
-            "subscriptions": subscriptions}
+                    subscriptions.append(
+                        {
+                            "user": user,
+                            "structure": name,
+                            "service": service,
+                            "space": space,
+                            "level": rnd.choice(("consult", "modify")),
+                            "status": rnd.choice(("validated", "validated", "deactivated")),
+                        }
+                    )
+    return {
+        "structures": structures,
+        "users": users,
+        "attachments": attachments,
+        "subscriptions": subscriptions,
+    }
 
 
 @dataclass(frozen=True)
 class Snapshot:
     """The ids and codes questions are drawn from, read once per round."""
+
     users: list[int]
     structures: list[int]
     services: dict[int, list[str]]  # structure id -> service codes
@@ -213,23 +268,32 @@ class Snapshot:
     @classmethod
     def read(cls, session: Session) -> Snapshot:
         services: dict[int, list[str]] = {}
-        for sid, code in session.execute(select(Service.structure_id, Service.code)
-                                         .order_by(Service.id)):
+        for sid, code in session.execute(
+            select(Service.structure_id, Service.code).order_by(Service.id)
+        ):
             services.setdefault(sid, []).append(code)
         opened: dict[int, list[str]] = {}
-        for sid, code in session.execute(select(OpenedSpace.structure_id,
-                                                OpenedSpace.space_code).order_by(OpenedSpace.id)):
+        for sid, code in session.execute(
+            select(OpenedSpace.structure_id, OpenedSpace.space_code).order_by(OpenedSpace.id)
+        ):
             opened.setdefault(sid, []).append(code)
-        members = session.execute(select(Attachment.user_id, Attachment.structure_id)
-                                  .distinct().order_by(Attachment.user_id,
-                                                       Attachment.structure_id)).all()
-        return cls(users=list(session.scalars(select(User.id).order_by(User.id))),
-                   structures=list(session.scalars(select(Structure.id).order_by(Structure.id))),
-                   services=services, opened=opened, members=[tuple(m) for m in members])
+        members = session.execute(
+            select(Attachment.user_id, Attachment.structure_id)
+            .distinct()
+            .order_by(Attachment.user_id, Attachment.structure_id)
+        ).all()
+        return cls(
+            users=list(session.scalars(select(User.id).order_by(User.id))),
+            structures=list(session.scalars(select(Structure.id).order_by(Structure.id))),
+            services=services,
+            opened=opened,
+            members=[tuple(m) for m in members],
+        )
 
 
-def random_question(rnd: random.Random, snap: Snapshot,
-                    pairs: list[tuple[int, int]] | None = None) -> Question:
+def random_question(
+    rnd: random.Random, snap: Snapshot, pairs: list[tuple[int, int]] | None = None
+) -> Question:
     """A question about the world (mostly about attached users; now and then
     about an unknown user, service, space or action), or about one of `pairs`."""
     if pairs or (snap.members and rnd.random() < 0.7):
@@ -244,8 +308,9 @@ def random_question(rnd: random.Random, snap: Snapshot,
     service = rnd.choice([None, None, *snap.services.get(structure_id, [])])
     if rnd.random() < 0.02:
         service = "no-such-service"
-    space = rnd.choice([*snap.opened.get(structure_id, []), *ROLE_DEFAULT_SPACES,
-                        rnd.choice(SPACES)])
+    space = rnd.choice(
+        [*snap.opened.get(structure_id, []), *ROLE_DEFAULT_SPACES, rnd.choice(SPACES)]
+    )
     if rnd.random() < 0.02:
         space = "no_such_space"
     action = rnd.choice(SPACE_ACTIONS) if rnd.random() > 0.02 else "delete"
@@ -261,9 +326,18 @@ def _pick(rnd: random.Random, session: Session, model: type) -> Any:
 
 
 def _principal_taken(session: Session, structure_id: int, but: int | None = None) -> bool:
-    return bool(session.scalar(select(func.count()).select_from(Attachment).where(
-        Attachment.structure_id == structure_id, Attachment.role == "principal",
-        Attachment.status == "validated", Attachment.id != (but or 0))))
+    return bool(
+        session.scalar(
+            select(func.count())
+            .select_from(Attachment)
+            .where(
+                Attachment.structure_id == structure_id,
+                Attachment.role == "principal",
+                Attachment.status == "validated",
+                Attachment.id != (but or 0),
+            )
+        )
+    )
 
 
 def mutate_user(session: Session, rnd: random.Random, today: dt.date) -> Scope:
@@ -295,18 +369,40 @@ def mutate_attachment(session: Session, rnd: random.Random, today: dt.date) -> S
 
 def add_attachment(session: Session, rnd: random.Random, today: dt.date) -> Scope:
     user, structure = _pick(rnd, session, User), _pick(rnd, session, Structure)
-    service = rnd.choice([None, *session.scalars(select(Service.id).where(
-        Service.structure_id == structure.id).order_by(Service.id))])
-    exists = session.scalar(select(Attachment.id).where(
-        Attachment.user_id == user.id, Attachment.structure_id == structure.id,
-        Attachment.service_id.is_(None) if service is None else Attachment.service_id == service))
+    service = rnd.choice(
+        [
+            None,
+            *session.scalars(
+                select(Service.id).where(Service.structure_id == structure.id).order_by(Service.id)
+            ),
+        ]
+    )
+    exists = session.scalar(
+        select(Attachment.id).where(
+            Attachment.user_id == user.id,
+            Attachment.structure_id == structure.id,
+            Attachment.service_id.is_(None)
+            if service is None
+            else Attachment.service_id == service,
+        )
+    )
     if exists:
         return mutate_attachment(session, rnd, today)
-    role = "principal" if service is None and not _principal_taken(
-        session, structure.id) else rnd.choice(("secondary", "simple", "technical"))
-    session.add(Attachment(user_id=user.id, structure_id=structure.id, service_id=service,
-                           role=role, status="validated",
-                           valid_from=today - dt.timedelta(days=rnd.randint(0, 2))))
+    role = (
+        "principal"
+        if service is None and not _principal_taken(session, structure.id)
+        else rnd.choice(("secondary", "simple", "technical"))
+    )
+    session.add(
+        Attachment(
+            user_id=user.id,
+            structure_id=structure.id,
+            service_id=service,
+            role=role,
+            status="validated",
+            valid_from=today - dt.timedelta(days=rnd.randint(0, 2)),
+        )
+    )
     return {"memberships": [(user.id, structure.id)]}
 
 
@@ -327,19 +423,37 @@ def mutate_subscription(session: Session, rnd: random.Random, today: dt.date) ->
 
 def add_subscription(session: Session, rnd: random.Random, today: dt.date) -> Scope:
     user, structure = _pick(rnd, session, User), _pick(rnd, session, Structure)
-    service = rnd.choice([None, *session.scalars(select(Service.id).where(
-        Service.structure_id == structure.id).order_by(Service.id))])
+    service = rnd.choice(
+        [
+            None,
+            *session.scalars(
+                select(Service.id).where(Service.structure_id == structure.id).order_by(Service.id)
+            ),
+        ]
+    )
     space = rnd.choice(SPACES)
-    exists = session.scalar(select(Subscription.id).where(
-        Subscription.user_id == user.id, Subscription.structure_id == structure.id,
-        Subscription.space_code == space,
-        Subscription.service_id.is_(None) if service is None
-        else Subscription.service_id == service))
+    exists = session.scalar(
+        select(Subscription.id).where(
+            Subscription.user_id == user.id,
+            Subscription.structure_id == structure.id,
+            Subscription.space_code == space,
+            Subscription.service_id.is_(None)
+            if service is None
+            else Subscription.service_id == service,
+        )
+    )
     if exists:
         return mutate_subscription(session, rnd, today)
-    session.add(Subscription(user_id=user.id, structure_id=structure.id, service_id=service,
-                             space_code=space, level=rnd.choice(("consult", "modify")),
-                             status="validated"))
+    session.add(
+        Subscription(
+            user_id=user.id,
+            structure_id=structure.id,
+            service_id=service,
+            space_code=space,
+            level=rnd.choice(("consult", "modify")),
+            status="validated",
+        )
+    )
     return {"memberships": [(user.id, structure.id)]}
 
 
@@ -347,8 +461,11 @@ def mutate_structure(session: Session, rnd: random.Random, today: dt.date) -> Sc
     """Toggle the structure's status or a service's active flag, add a service,
     or open / close a space on the structure or one of its services."""
     structure = _pick(rnd, session, Structure)
-    services = list(session.scalars(select(Service).where(
-        Service.structure_id == structure.id).order_by(Service.id)))
+    services = list(
+        session.scalars(
+            select(Service).where(Service.structure_id == structure.id).order_by(Service.id)
+        )
+    )
     change = rnd.choice(("status", "service", "new service", "open", "close"))
     if change == "service" and not services:
         change = "new service"
@@ -358,31 +475,52 @@ def mutate_structure(session: Session, rnd: random.Random, today: dt.date) -> Sc
         service = rnd.choice(services)
         service.active = not service.active
     elif change == "new service":
-        session.add(Service(structure_id=structure.id, code=f"n{len(services)}",
-                            label="new", active=True))
+        session.add(
+            Service(structure_id=structure.id, code=f"n{len(services)}", label="new", active=True)
+        )
     elif change == "open":
         service_id = rnd.choice([None, *(s.id for s in services)])
         space = rnd.choice(SPACES)
-        if not session.scalar(select(OpenedSpace.id).where(
-                OpenedSpace.structure_id == structure.id, OpenedSpace.space_code == space,
-                OpenedSpace.service_id.is_(None) if service_id is None
-                else OpenedSpace.service_id == service_id)):
-            session.add(OpenedSpace(structure_id=structure.id, service_id=service_id,
-                                    space_code=space))
+        if not session.scalar(
+            select(OpenedSpace.id).where(
+                OpenedSpace.structure_id == structure.id,
+                OpenedSpace.space_code == space,
+                OpenedSpace.service_id.is_(None)
+                if service_id is None
+                else OpenedSpace.service_id == service_id,
+            )
+        ):
+            session.add(
+                OpenedSpace(structure_id=structure.id, service_id=service_id, space_code=space)
+            )
     else:
-        opened = list(session.scalars(select(OpenedSpace).where(
-            OpenedSpace.structure_id == structure.id).order_by(OpenedSpace.id)))
+        opened = list(
+            session.scalars(
+                select(OpenedSpace)
+                .where(OpenedSpace.structure_id == structure.id)
+                .order_by(OpenedSpace.id)
+            )
+        )
         if opened:
             session.delete(rnd.choice(opened))
     return {"structures": [structure.id]}
 
 
 MUTATIONS: tuple[Callable[[Session, random.Random, dt.date], Scope], ...] = (
-    mutate_user, mutate_attachment, mutate_attachment, add_attachment, mutate_subscription,
-    mutate_subscription, add_subscription, mutate_structure, mutate_structure)
+    mutate_user,
+    mutate_attachment,
+    mutate_attachment,
+    add_attachment,
+    mutate_subscription,
+    mutate_subscription,
+    add_subscription,
+    mutate_structure,
+    mutate_structure,
+)
 
 
 # --- the harness ----------------------------------------------------------------
+
 
 class FullReloads:
     """Counts the decider's full reloads (Index.load_all)."""
@@ -394,30 +532,33 @@ class FullReloads:
         def counting(session: Session) -> None:
             self.count += 1
             load_all(session)
+
         monkeypatch.setattr(decider.index, "load_all", counting)
 
 
 @dataclass
 class Harness:
     """The service's decider, the reference, and counts of what was asked."""
+
     rt: Runtime
     reference: Reference
     today: dt.date
     asked: int = 0
     allowed: int = 0
 
-    def questions(self, rnd: random.Random,
-                  touched: list[tuple[int, int]] | None = None) -> list[Question]:
+    def questions(
+        self, rnd: random.Random, touched: list[tuple[int, int]] | None = None
+    ) -> list[Question]:
         """Random questions about the world now in the database, plus some about
         the (user, structure) pairs a mutation `touched`."""
         with Session(self.rt.engine) as session:
             snap = Snapshot.read(session)
-        return ([random_question(rnd, snap) for _ in range(QUESTIONS_PER_ROUND)]
-                + [random_question(rnd, snap, touched)
-                   for _ in range(QUESTIONS_PER_ROUND // 3 if touched else 0)])
+        return [random_question(rnd, snap) for _ in range(QUESTIONS_PER_ROUND)] + [
+            random_question(rnd, snap, touched)
+            for _ in range(QUESTIONS_PER_ROUND // 3 if touched else 0)
+        ]
 
-    def compare(self, questions: list[Question], shift: int,
-                describe: Callable[[], str]) -> None:
+    def compare(self, questions: list[Question], shift: int, describe: Callable[[], str]) -> None:
         """The fast path and the reference must agree on every question, asked on
         `today` shifted by `shift` days; `describe` tells the world on failure."""
         decider, day = self.rt.decider, self.today + dt.timedelta(days=shift)
@@ -429,10 +570,11 @@ class Harness:
                 self.asked += 1
                 self.allowed += expected
                 if fast.allowed != expected:
-                    wrong.append(f"{q} on {day}: fast={fast.allowed} ({fast.rule or fast.reason})"
-                                 f" reference={expected} facts={facts}")
-        assert not wrong, (f"{describe()}\n{len(wrong)} disagreement(s):\n"
-                           + "\n".join(wrong[:10]))
+                    wrong.append(
+                        f"{q} on {day}: fast={fast.allowed} ({fast.rule or fast.reason})"
+                        f" reference={expected} facts={facts}"
+                    )
+        assert not wrong, f"{describe()}\n{len(wrong)} disagreement(s):\n" + "\n".join(wrong[:10])
 
     def commit(self, change: Callable[[Session], Scope | None]) -> Scope:
         """Run `change` in one transaction, with the revision bump naming the scope
@@ -445,9 +587,11 @@ class Harness:
     def reset(self, world: dict[str, Any]) -> None:
         """Replace the database's world with `world` (the removal is committed
         without a scope, the load with the scope load_world names)."""
+
         def wipe(session: Session) -> None:
             for model in (Subscription, Attachment, OpenedSpace, Service, Structure, User):
                 session.execute(delete(model))
+
         self.commit(wipe)
         with self.rt.sessions.begin() as session:
             load_world(session, world, today=self.today)
@@ -460,7 +604,8 @@ def harness(rt: Runtime) -> Harness:
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_fast_path_agrees_with_the_reference_on_random_worlds_and_mutations(
-        harness: Harness, seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    harness: Harness, seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     rnd = random.Random(seed)
     decider = harness.rt.decider
     reloads = FullReloads(decider, monkeypatch)
@@ -469,8 +614,11 @@ def test_fast_path_agrees_with_the_reference_on_random_worlds_and_mutations(
         applied: list[str] = []
 
         def describe() -> str:
-            return (f"seed {seed}, world {number}:\n{yaml.safe_dump(world, sort_keys=False)}"
-                    f"mutations: {applied}")
+            return (
+                f"seed {seed}, world {number}:\n{yaml.safe_dump(world, sort_keys=False)}"
+                f"mutations: {applied}"
+            )
+
         harness.reset(world)
         decider.ensure_fresh()
         harness.compare(harness.questions(rnd), rnd.choice((0, 0, -1, 1)), describe)
@@ -483,21 +631,28 @@ def test_fast_path_agrees_with_the_reference_on_random_worlds_and_mutations(
                 applied.append(f"{mutation.__name__} {scope}")
                 touched += scope.get("memberships", [])
             decider.ensure_fresh()
-            harness.compare(harness.questions(rnd, touched), rnd.choice((0, 0, -1, 1)),
-                            describe)
+            harness.compare(harness.questions(rnd, touched), rnd.choice((0, 0, -1, 1)), describe)
         assert reloads.count == reloads_before, "scoped changes must not reload everything"
     assert harness.asked > 2_000
     assert 0.05 < harness.allowed / harness.asked < 0.95, "worlds too sparse or too dense"
 
 
 SMALL_WORLD: dict[str, Any] = {
-    "structures": {"acme": {"kind": "private", "opened": ["issued_invoices"],
-                            "services": {"sales": {"active": True}}}},
+    "structures": {
+        "acme": {
+            "kind": "private",
+            "opened": ["issued_invoices"],
+            "services": {"sales": {"active": True}},
+        }
+    },
     "users": {"sam": {"status": "active"}, "ada": {"status": "active"}},
-    "attachments": [{"user": "sam", "structure": "acme", "role": "simple"},
-                    {"user": "ada", "structure": "acme", "role": "principal"}],
-    "subscriptions": [{"user": "sam", "structure": "acme", "space": "issued_invoices",
-                       "level": "modify"}],
+    "attachments": [
+        {"user": "sam", "structure": "acme", "role": "simple"},
+        {"user": "ada", "structure": "acme", "role": "principal"},
+    ],
+    "subscriptions": [
+        {"user": "sam", "structure": "acme", "space": "issued_invoices", "level": "modify"}
+    ],
 }
 
 
@@ -507,9 +662,13 @@ def _small_world_questions(harness: Harness) -> list[Question]:
     with Session(harness.rt.engine) as session:
         users = list(session.scalars(select(User.id).order_by(User.id)))
         acme = session.scalar(select(Structure.id))
-    return [Question(u, acme, space, action, service) for u in users
-            for service in (None, "sales") for space in SPACES for action in SPACE_ACTIONS] + [
-        Question(u, acme, None, action) for u in users for action in MANAGEMENT_ACTIONS]
+    return [
+        Question(u, acme, space, action, service)
+        for u in users
+        for service in (None, "sales")
+        for space in SPACES
+        for action in SPACE_ACTIONS
+    ] + [Question(u, acme, None, action) for u in users for action in MANAGEMENT_ACTIONS]
 
 
 def _revoke_everything(session: Session) -> None:
@@ -523,7 +682,8 @@ def _revoke_everything(session: Session) -> None:
 
 
 def test_a_change_committed_without_naming_its_scope_reloads_everything(
-        harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
     decider = harness.rt.decider
     harness.reset(SMALL_WORLD)
     decider.ensure_fresh()
@@ -540,14 +700,17 @@ def test_a_change_committed_without_naming_its_scope_reloads_everything(
 
 
 def test_a_change_log_that_does_not_reach_back_reloads_everything(
-        harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
     decider = harness.rt.decider
     harness.reset(SMALL_WORLD)
     decider.ensure_fresh()
     questions = _small_world_questions(harness)
     with Session(harness.rt.engine) as session:
-        sam, ada = (session.scalar(select(User.id).where(User.login_email.like(f"{name}@%")))
-                    for name in ("sam", "ada"))
+        sam, ada = (
+            session.scalar(select(User.id).where(User.login_email.like(f"{name}@%")))
+            for name in ("sam", "ada")
+        )
         acme = session.scalar(select(Structure.id))
     consult = Question(sam, acme, "issued_invoices", "consult")
     assert decider.decide(consult).allowed
@@ -559,6 +722,7 @@ def test_a_change_log_that_does_not_reach_back_reloads_everything(
     def deactivate_ada(session: Session) -> Scope:
         session.get(User, ada).status = "inactive"
         return {"users": [ada]}
+
     harness.commit(close_every_space)
     harness.commit(deactivate_ada)
     # The log is pruned past the decider's revision: the first change is gone.

@@ -7,6 +7,7 @@ Grants and revokes are written through the API (opening / closing a space,
 deactivating / reactivating a service) and through the models with
 `bump_revision` from this test's process, as another writer would.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -49,12 +50,14 @@ def _free_port() -> int:
 @dataclass
 class Server:
     """A running `authz serve` and the way to call it."""
+
     port: int
     process: subprocess.Popen
     log: Path
 
-    def call(self, method: str, path: str, body: Any = None,
-             token: str | None = None) -> tuple[int, str, Any]:
+    def call(
+        self, method: str, path: str, body: Any = None, token: str | None = None
+    ) -> tuple[int, str, Any]:
         """(status, content type, decoded JSON body), on a new connection each time
         so that requests spread over the workers."""
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=HTTP_TIMEOUT)
@@ -62,17 +65,22 @@ class Server:
             headers = {"Connection": "close", "Content-Type": "application/json"}
             if token:
                 headers["Authorization"] = f"Bearer {token}"
-            conn.request(method, path, body=None if body is None else json.dumps(body),
-                         headers=headers)
+            conn.request(
+                method, path, body=None if body is None else json.dumps(body), headers=headers
+            )
             response = conn.getresponse()
             payload = response.read()
-            return (response.status, response.getheader("Content-Type", ""),
-                    json.loads(payload) if payload else None)
+            return (
+                response.status,
+                response.getheader("Content-Type", ""),
+                json.loads(payload) if payload else None,
+            )
         finally:
             conn.close()
 
-    def ok(self, method: str, path: str, body: Any = None, token: str | None = None,
-           status: int = 200) -> Any:
+    def ok(
+        self, method: str, path: str, body: Any = None, token: str | None = None, status: int = 200
+    ) -> Any:
         got, _, answer = self.call(method, path, body, token)
         assert got == status, (method, path, got, answer)
         return answer
@@ -104,15 +112,32 @@ class Server:
 def server(database_url: str, rt: Runtime, tmp_path: Path) -> Iterator[Server]:
     """`authz serve --workers 2` on the test's (migrated) database."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHZ_")}
-    env.update({"AUTHZ_DATABASE_URL": database_url, "AUTHZ_VAR_DIR": str(tmp_path / "served"),
-                "AUTHZ_MAIL_BACKGROUND": "false", "AUTHZ_ARGON2_TIME_COST": "1",
-                "AUTHZ_ARGON2_MEMORY_KIB": "1024", "AUTHZ_ARGON2_PARALLELISM": "1"})
+    env.update(
+        {
+            "AUTHZ_DATABASE_URL": database_url,
+            "AUTHZ_VAR_DIR": str(tmp_path / "served"),
+            "AUTHZ_MAIL_BACKGROUND": "false",
+            "AUTHZ_ARGON2_TIME_COST": "1",
+            "AUTHZ_ARGON2_MEMORY_KIB": "1024",
+            "AUTHZ_ARGON2_PARALLELISM": "1",
+        }
+    )
     port, log = _free_port(), tmp_path / "server.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [str(Path(sys.executable).with_name("authz")), "serve",
-             "--bind", f"127.0.0.1:{port}", "--workers", "2"],
-            env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            [
+                str(Path(sys.executable).with_name("authz")),
+                "serve",
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--workers",
+                "2",
+            ],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     served = Server(port=port, process=process, log=log)
     try:
         served.wait_ready()
@@ -128,15 +153,18 @@ def revision(rt: Runtime) -> int:
 
 def decisions(server: Server, key: str, body: dict[str, Any]) -> list[tuple[int, Any]]:
     """CHECKS_PER_PHASE answers to the same check, four requests at a time."""
+
     def ask(_: int) -> tuple[int, Any]:
         status, _, answer = server.call("POST", "/v1/checks", body, key)
         return status, answer
+
     with ThreadPoolExecutor(max_workers=4) as pool:
         return list(pool.map(ask, range(CHECKS_PER_PHASE)))
 
 
-def assert_always(server: Server, key: str, question: dict[str, Any], at: int,
-                  allowed: bool) -> None:
+def assert_always(
+    server: Server, key: str, question: dict[str, Any], at: int, allowed: bool
+) -> None:
     """Every answer at revision >= `at` is `allowed`."""
     answers = decisions(server, key, {**question, "at_least_revision": at})
     assert all(status == 200 for status, _ in answers), answers
@@ -145,22 +173,43 @@ def assert_always(server: Server, key: str, question: dict[str, Any], at: int,
 
 
 def test_every_worker_answers_at_the_revision_of_the_last_grant_or_revoke(
-        server: Server, rt: Runtime, api: Api) -> None:
+    server: Server, rt: Runtime, api: Api
+) -> None:
     alice = api.person("alice@example.org")
-    sid = server.ok("POST", "/v1/structures", {
-        "identifier_type": "SIRET", "identifier_value": VALID_SIRETS[0],
-        "designation": "ACME"}, alice.token, status=201)["id"]
-    sales = server.ok("POST", f"/v1/structures/{sid}/services",
-                      {"code": "sales", "label": "Sales"}, alice.token, status=201)["id"]
+    sid = server.ok(
+        "POST",
+        "/v1/structures",
+        {"identifier_type": "SIRET", "identifier_value": VALID_SIRETS[0], "designation": "ACME"},
+        alice.token,
+        status=201,
+    )["id"]
+    sales = server.ok(
+        "POST",
+        f"/v1/structures/{sid}/services",
+        {"code": "sales", "label": "Sales"},
+        alice.token,
+        status=201,
+    )["id"]
     with rt.sessions() as session:
         _, key = create_client(session, rt, "freshness")
-        bob = User(login_email="bob@example.org", contact_email="bob@example.org",
-                   first_name="Bob", last_name="Martin", status="active")
+        bob = User(
+            login_email="bob@example.org",
+            contact_email="bob@example.org",
+            first_name="Bob",
+            last_name="Martin",
+            status="active",
+        )
         session.add(bob)
         session.flush()
-        session.add(Attachment(user_id=bob.id, structure_id=sid, role="simple",
-                               status="validated",
-                               valid_from=utc_today() - dt.timedelta(days=1)))
+        session.add(
+            Attachment(
+                user_id=bob.id,
+                structure_id=sid,
+                role="simple",
+                status="validated",
+                valid_from=utc_today() - dt.timedelta(days=1),
+            )
+        )
         bump_revision(session, users=[bob.id], memberships=[(bob.id, sid)])
         session.commit()
     question = {"user_id": bob.id, "structure_id": sid, **QUESTION}
@@ -174,18 +223,23 @@ def test_every_worker_answers_at_the_revision_of_the_last_grant_or_revoke(
 
     # A subscription written by another process (models + bump_revision): allowed.
     with rt.sessions() as session:
-        session.add(Subscription(user_id=bob.id, structure_id=sid, space_code="works_invoices",
-                                 level="modify", status="validated"))
+        session.add(
+            Subscription(
+                user_id=bob.id,
+                structure_id=sid,
+                space_code="works_invoices",
+                level="modify",
+                status="validated",
+            )
+        )
         bump_revision(session, memberships=[(bob.id, sid)])
         session.commit()
     assert_always(server, key, question, revision(rt), allowed=True)
 
     # The service deactivated through the API: denied; reactivated: allowed.
-    server.ok("PATCH", f"/v1/structures/{sid}/services/{sales}", {"active": False},
-              alice.token)
+    server.ok("PATCH", f"/v1/structures/{sid}/services/{sales}", {"active": False}, alice.token)
     assert_always(server, key, question, revision(rt), allowed=False)
-    server.ok("PATCH", f"/v1/structures/{sid}/services/{sales}", {"active": True},
-              alice.token)
+    server.ok("PATCH", f"/v1/structures/{sid}/services/{sales}", {"active": True}, alice.token)
     assert_always(server, key, question, revision(rt), allowed=True)
 
     # The space closed through the API: denied.
@@ -197,8 +251,16 @@ def test_a_revision_not_committed_yet_is_a_503_problem(server: Server, rt: Runti
     with rt.sessions() as session:
         _, key = create_client(session, rt, "freshness")
     status, content_type, problem = server.call(
-        "POST", "/v1/checks", {"user_id": 1, "structure_id": 1, "action": "structure.view",
-                               "at_least_revision": revision(rt) + 1_000_000}, key)
+        "POST",
+        "/v1/checks",
+        {
+            "user_id": 1,
+            "structure_id": 1,
+            "action": "structure.view",
+            "at_least_revision": revision(rt) + 1_000_000,
+        },
+        key,
+    )
     assert status == 503
     assert content_type.startswith("application/problem+json")
     assert problem["code"] == "revision_unavailable"

@@ -1,6 +1,7 @@
 """The history of a structure (DOMAIN.md, "What managers do" item 10): every
 manager action with the comment the guide shows, filters, the detail of an
 entry, who may read it, and that nobody can change it."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -11,16 +12,30 @@ import time_machine
 # The fixtures of test_requests.py (one database and app per module, a fresh
 # bakery and fresh addresses per test) are imported to be used here too.
 from .test_requests import (  # noqa: F401
-    UTC, _own_names, app, ask_attachment, ask_subscription, attach_directly, attached,
-    bakery, history, make_actor, person, process, shared_app, snapshot, structure_of)
+    UTC,
+    _own_names,
+    app,
+    ask_attachment,
+    ask_subscription,
+    attach_directly,
+    attached,
+    bakery,
+    history,
+    make_actor,
+    person,
+    process,
+    shared_app,
+    snapshot,
+    structure_of,
+)
 
 # The "Commentaires" column of the guide: the comment of each manager action.
 GUIDE_COMMENTS = {
-    "attachment_request.validated": "Validated",    # Validée: demande de rattachement…
+    "attachment_request.validated": "Validated",  # Validée: demande de rattachement…
     "subscription_request.validated": "Validated",  # …ou d'abonnement validée
-    "attachment_request.refused": "Refused",        # Refusée: demande de rattachement refusée
+    "attachment_request.refused": "Refused",  # Refusée: demande de rattachement refusée
     "subscription_request.refused": "Deactivated",  # Désactivée: demande d'abonnement refusée
-    "attachment.deleted": "Deleted",                # Supprimé: rattachement supprimé
+    "attachment.deleted": "Deleted",  # Supprimé: rattachement supprimé
 }
 
 
@@ -30,21 +45,33 @@ def guide_walk(api, bakery) -> dict:
     julien = person(api, "julien@login.example", "Julien", "Moreau")
     lucie = person(api, "lucie@login.example", "Lucie", "Petit")
     req = ask_attachment(julien, sid, comment="Vendeur")
-    assert process(claire, "attachment", req["id"], "validation",
-                   comment="Bienvenue").status_code == 200
+    assert (
+        process(claire, "attachment", req["id"], "validation", comment="Bienvenue").status_code
+        == 200
+    )
     req = ask_attachment(lucie, sid, comment="Stagiaire")
-    assert process(claire, "attachment", req["id"], "refusal",
-                   reason="Pas de stage").status_code == 200
+    assert (
+        process(claire, "attachment", req["id"], "refusal", reason="Pas de stage").status_code
+        == 200
+    )
     req = ask_subscription(julien, sid, ("issued_invoices", None, "consult"))
     line = req["lines"][0]["id"]
-    assert process(claire, "subscription", req["id"], "validation",
-                   lines=[{"id": line, "level": "modify"}],
-                   comment="Modification accordée").status_code == 200
+    assert (
+        process(
+            claire,
+            "subscription",
+            req["id"],
+            "validation",
+            lines=[{"id": line, "level": "modify"}],
+            comment="Modification accordée",
+        ).status_code
+        == 200
+    )
     req = ask_subscription(julien, sid, ("issued_solicitations", None, "consult"))
-    assert process(claire, "subscription", req["id"], "refusal",
-                   reason="Pas utile").status_code == 200
-    assert claire.delete(f"/v1/structures/{sid}/attachments/"
-                         f"{julien.user['id']}").status_code == 204
+    assert (
+        process(claire, "subscription", req["id"], "refusal", reason="Pas utile").status_code == 200
+    )
+    assert claire.delete(f"/v1/structures/{sid}/attachments/{julien.user['id']}").status_code == 204
     return {"julien": julien, "lucie": lucie}
 
 
@@ -52,8 +79,11 @@ def test_history_shows_every_manager_action_with_the_guides_comment(api, bakery)
     people = guide_walk(api, bakery)
     julien, lucie, claire = people["julien"], people["lucie"], bakery.claire
     entries = history(claire, bakery.id)
-    managed = [(e["action"], e["comment"], e["actor_id"], e["target_user_id"])
-               for e in entries if e["action"] in GUIDE_COMMENTS]
+    managed = [
+        (e["action"], e["comment"], e["actor_id"], e["target_user_id"])
+        for e in entries
+        if e["action"] in GUIDE_COMMENTS
+    ]
     j, c = julien.user["id"], claire.user["id"]
     assert managed == [  # newest first
         ("attachment.deleted", "Deleted", c, j),
@@ -69,8 +99,11 @@ def test_history_shows_every_manager_action_with_the_guides_comment(api, bakery)
             assert entry["request_kind"] in ("attachment", "subscription")
             assert entry["request_id"] is not None
     # The requests as the users made them are there too, with their comments.
-    created = [(e["action"], e["comment"]) for e in entries if e["action"].endswith(".created")
-               and e["action"] != "structure.created"]
+    created = [
+        (e["action"], e["comment"])
+        for e in entries
+        if e["action"].endswith(".created") and e["action"] != "structure.created"
+    ]
     assert ("attachment_request.created", "Vendeur") in created
     assert ("attachment_request.created", "Stagiaire") in created
 
@@ -84,16 +117,23 @@ def test_history_detail_shows_before_and_after(api, bakery):
         r = claire.get(f"/v1/history/{entries[action]['id']}")
         assert r.status_code == 200, r.json
         assert r.json["action"] == action and r.json["comment"] == GUIDE_COMMENTS.get(
-            action, r.json["comment"])
+            action, r.json["comment"]
+        )
         return r.json
 
     validated = detail("attachment_request.validated")
     assert validated["before"]["attachments"] == [
-        {"service_id": None, "role": "simple", "status": "pending",
-         "valid_from": validated["before"]["attachments"][0]["valid_from"],
-         "valid_until": None}]
-    assert [(a["service_id"], a["role"], a["status"])
-            for a in validated["after"]["attachments"]] == [(None, "simple", "validated")]
+        {
+            "service_id": None,
+            "role": "simple",
+            "status": "pending",
+            "valid_from": validated["before"]["attachments"][0]["valid_from"],
+            "valid_until": None,
+        }
+    ]
+    assert [
+        (a["service_id"], a["role"], a["status"]) for a in validated["after"]["attachments"]
+    ] == [(None, "simple", "validated")]
     assert validated["after"]["manager_comment"] == "Bienvenue"
 
     refused = detail("attachment_request.refused")
@@ -101,8 +141,9 @@ def test_history_detail_shows_before_and_after(api, bakery):
 
     subscribed = detail("subscription_request.validated")
     assert subscribed["before"] == {"subscriptions": []}
-    assert [(li["space"], li["service_id"], li["level"])
-            for li in subscribed["after"]["lines"]] == [("issued_invoices", None, "modify")]
+    assert [
+        (li["space"], li["service_id"], li["level"]) for li in subscribed["after"]["lines"]
+    ] == [("issued_invoices", None, "modify")]
     assert subscribed["after"]["manager_comment"] == "Modification accordée"
 
     assert detail("subscription_request.refused")["after"] == {"reason": "Pas utile"}
@@ -110,7 +151,8 @@ def test_history_detail_shows_before_and_after(api, bakery):
     deleted = detail("attachment.deleted")
     assert deleted["target_user_id"] == julien.user["id"]
     assert [(a["service_id"], a["status"]) for a in deleted["before"]["attachments"]] == [
-        (None, "validated")]
+        (None, "validated")
+    ]
 
 
 def test_history_filters_by_action_user_and_period(api, bakery):
@@ -139,61 +181,87 @@ def test_history_filters_by_action_user_and_period(api, bakery):
         return [e["action"] for e in history(claire, sid, **filters)]
 
     assert actions(action="attachment_request.") == [
-        "attachment_request.validated", "attachment_request.created"]
+        "attachment_request.validated",
+        "attachment_request.created",
+    ]
     assert actions(action="attachment_request.validated") == ["attachment_request.validated"]
     assert actions(action="attachment_request") == []  # not a prefix: an exact name
     assert actions(action="subscription_request.") == [
-        "subscription_request.refused", "subscription_request.created"]
+        "subscription_request.refused",
+        "subscription_request.created",
+    ]
     # The prefix is taken literally: no SQL wildcards, same case.
     assert actions(action="%.") == [] and actions(action="attachment_request_") == []
     assert actions(action="ATTACHMENT_REQUEST.") == []
 
     assert actions(user_id=julien.user["id"]) == [
-        "attachment_request.validated", "attachment_request.created"]
+        "attachment_request.validated",
+        "attachment_request.created",
+    ]
     assert actions(user_id=lucie.user["id"]) == [
-        "subscription_request.refused", "subscription_request.created", "attachment.created"]
+        "subscription_request.refused",
+        "subscription_request.created",
+        "attachment.created",
+    ]
     assert set(actions(user_id=claire.user["id"])) >= {
-        "attachment_request.validated", "subscription_request.refused", "attachment.created"}
+        "attachment_request.validated",
+        "subscription_request.refused",
+        "attachment.created",
+    }
 
     def iso(moment: dt.datetime) -> str:
         return moment.isoformat()
 
     assert actions(since=iso(at(0.5)), until=iso(at(1.5))) == ["attachment_request.created"]
-    assert actions(since=iso(at(1.5)), until=iso(at(2.5))) == [
-        "attachment_request.validated"]
+    assert actions(since=iso(at(1.5)), until=iso(at(2.5))) == ["attachment_request.validated"]
     assert actions(since=iso(at(2.5))) == [
-        "subscription_request.refused", "subscription_request.created", "attachment.created"]
+        "subscription_request.refused",
+        "subscription_request.created",
+        "attachment.created",
+    ]
     assert "structure.created" in actions(until=iso(at(0.5)))
     assert not {"attachment_request.created", "attachment.created"} & set(
-        actions(until=iso(at(0.5))))
+        actions(until=iso(at(0.5)))
+    )
     # `since` includes its instant, `until` excludes it; any time zone names
     # the same instant.
     paris = dt.timezone(dt.timedelta(hours=2))
-    assert actions(since=at(2).astimezone(paris).isoformat(),
-                   until=at(3).astimezone(paris).isoformat()) == [
-        "attachment_request.validated"]
+    assert actions(
+        since=at(2).astimezone(paris).isoformat(), until=at(3).astimezone(paris).isoformat()
+    ) == ["attachment_request.validated"]
     assert actions(since=iso(at(0.5)), until=at(2).astimezone(paris).isoformat()) == [
-        "attachment_request.created"]
+        "attachment_request.created"
+    ]
     # Filters combine; pages come newest first.
     assert actions(action="attachment_request.", user_id=lucie.user["id"]) == []
     assert actions(action="subscription_request.", since=iso(at(2.5))) == [
-        "subscription_request.refused", "subscription_request.created"]
+        "subscription_request.refused",
+        "subscription_request.created",
+    ]
     everything = history(claire, sid)
-    page = claire.get(f"/v1/structures/{sid}/history",
-                      query_string={"page_size": 2, "page": 2}).json
+    page = claire.get(
+        f"/v1/structures/{sid}/history", query_string={"page_size": 2, "page": 2}
+    ).json
     assert page["total"] == len(everything)
     assert [e["id"] for e in page["items"]] == [e["id"] for e in everything[2:4]]
     assert [e["created_at"] for e in everything] == sorted(
-        (e["created_at"] for e in everything), reverse=True)
+        (e["created_at"] for e in everything), reverse=True
+    )
     bad = claire.get(f"/v1/structures/{sid}/history", query_string={"since": "yesterday"})
     assert bad.status_code == 422 and bad.content_type == "application/problem+json"
 
 
 # Who may read the bakery's history: (actor, list status, detail status).
-READERS = [("principal", 200, 200), ("secondary", 200, 200),
-           ("simple", 403, 404), ("technical", 403, 404),
-           ("other_manager", 404, 404), ("stranger", 404, 404),
-           ("future_secondary", 404, 404), ("removed_secondary", 404, 404)]
+READERS = [
+    ("principal", 200, 200),
+    ("secondary", 200, 200),
+    ("simple", 403, 404),
+    ("technical", 403, 404),
+    ("other_manager", 404, 404),
+    ("stranger", 404, 404),
+    ("future_secondary", 404, 404),
+    ("removed_secondary", 404, 404),
+]
 
 
 def test_only_managers_of_the_structure_read_its_history(api, rt, bakery, structure_of):
@@ -209,8 +277,9 @@ def test_only_managers_of_the_structure_read_its_history(api, rt, bakery, struct
         listed = who.get(f"/v1/structures/{sid}/history")
         assert listed.status_code == list_status, (actor, listed.json)
         if list_status != 200:
-            assert listed.json["code"] == ("action_not_allowed" if list_status == 403
-                                           else "not_found")
+            assert listed.json["code"] == (
+                "action_not_allowed" if list_status == 403 else "not_found"
+            )
         detail = who.get(f"/v1/history/{entry['id']}")
         assert detail.status_code == detail_status, actor
     # An entry of another structure is not found, like an unknown one.

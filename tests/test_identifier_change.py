@@ -1,5 +1,6 @@
 """Change of identifier: the successor carries on, the original only lets
 existing documents be consulted and processed."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -27,8 +28,15 @@ def setup_world(api, rt, structure_of):
     st = structure_of(ada)
     sid = st["id"]
     svc = ada.post(f"/v1/structures/{sid}/services", json={"code": "S1", "label": "One"}).json
-    ada.put(f"/v1/structures/{sid}/spaces", json={"spaces": [
-        {"space": "issued_invoices"}, {"space": "works_invoices", "service_id": svc["id"]}]})
+    ada.put(
+        f"/v1/structures/{sid}/spaces",
+        json={
+            "spaces": [
+                {"space": "issued_invoices"},
+                {"space": "works_invoices", "service_id": svc["id"]},
+            ]
+        },
+    )
     grant(rt, bob.user["id"], sid, role="secondary", space="issued_invoices", level="modify")
     eve.post("/v1/attachment-requests", json={"structure_id": sid, "comment": "hi"})
     with rt.sessions() as s:
@@ -39,11 +47,14 @@ def setup_world(api, rt, structure_of):
 def test_identifier_change_duplicates_and_deactivates_the_original(api, rt, structure_of):
     ada, bob, eve, st, svc, key = setup_world(api, rt, structure_of)
     sid = st["id"]
-    before = check(api, key, user_id=bob.user["id"], structure_id=sid,
-                   space="issued_invoices", action="create")
+    before = check(
+        api, key, user_id=bob.user["id"], structure_id=sid, space="issued_invoices", action="create"
+    )
     assert before["allowed"] is True
-    r = bob.post(f"/v1/structures/{sid}/identifier-change", json={
-        "identifier_type": "SIRET", "identifier_value": NEW_SIRET, "confirm": True})
+    r = bob.post(
+        f"/v1/structures/{sid}/identifier-change",
+        json={"identifier_type": "SIRET", "identifier_value": NEW_SIRET, "confirm": True},
+    )
     assert r.status_code == 201, r.json
     new = r.json
     assert new["origin_id"] == sid and new["identifier_value"] == NEW_SIRET
@@ -54,58 +65,102 @@ def test_identifier_change_duplicates_and_deactivates_the_original(api, rt, stru
     assert on_old["allowed"] is False and "inactive" in on_old["reason"]
     assert check(api, key, structure_id=sid, action="modify", **after)["allowed"] is True
     assert check(api, key, structure_id=sid, action="consult", **after)["allowed"] is True
-    assert check(api, key, structure_id=new["id"], action="create",
-                 at_least_revision=on_old["revision"], **after)["allowed"] is True
+    assert (
+        check(
+            api,
+            key,
+            structure_id=new["id"],
+            action="create",
+            at_least_revision=on_old["revision"],
+            **after,
+        )["allowed"]
+        is True
+    )
     # Everything came along: services, spaces, roles, the pending request.
-    assert [s["code"] for s in ada.get(f"/v1/structures/{new['id']}/services").json["items"]] \
-        == ["S1"]
+    assert [s["code"] for s in ada.get(f"/v1/structures/{new['id']}/services").json["items"]] == [
+        "S1"
+    ]
     spaces = ada.get(f"/v1/structures/{new['id']}/spaces").json["spaces"]
     assert {"space": "issued_invoices", "service_id": None} in spaces
-    assert any(e["space"] == "works_invoices" and e["service_id"] not in (None, svc["id"])
-               for e in spaces)
-    assert check(api, key, user_id=ada.user["id"], structure_id=new["id"],
-                 action="principal.designate")["allowed"] is True
-    pending = ada.get("/v1/attachment-requests",
-                      query_string={"structure_id": new["id"], "status": "pending"}).json
+    assert any(
+        e["space"] == "works_invoices" and e["service_id"] not in (None, svc["id"]) for e in spaces
+    )
+    assert (
+        check(
+            api, key, user_id=ada.user["id"], structure_id=new["id"], action="principal.designate"
+        )["allowed"]
+        is True
+    )
+    pending = ada.get(
+        "/v1/attachment-requests", query_string={"structure_id": new["id"], "status": "pending"}
+    ).json
     assert pending["total"] == 1 and pending["items"][0]["user_id"] == eve.user["id"]
     with rt.sessions() as s:
-        old_req = s.scalar(select(AttachmentRequest).where(
-            AttachmentRequest.structure_id == sid))
+        old_req = s.scalar(select(AttachmentRequest).where(AttachmentRequest.structure_id == sid))
         assert old_req.status == "refused"
     # The original accepts no new attachment or request.
-    assert eve.post("/v1/attachment-requests",
-                    json={"structure_id": sid}).status_code == 409
-    assert ada.post(f"/v1/structures/{sid}/attachments", json={
-        "user_id": eve.user["id"], "whole_structure": True}).status_code in (403, 409)
-    history = ada.get(f"/v1/structures/{sid}/history",
-                      query_string={"action": "structure.identifier_changed"}).json
+    assert eve.post("/v1/attachment-requests", json={"structure_id": sid}).status_code == 409
+    assert ada.post(
+        f"/v1/structures/{sid}/attachments",
+        json={"user_id": eve.user["id"], "whole_structure": True},
+    ).status_code in (403, 409)
+    history = ada.get(
+        f"/v1/structures/{sid}/history", query_string={"action": "structure.identifier_changed"}
+    ).json
     assert history["total"] == 1
 
 
 def test_technical_attachments_are_not_carried_over(api, rt, structure_of):
     ada, bob, eve, st, svc, key = setup_world(api, rt, structure_of)
     with rt.sessions() as s:
-        tech = User(login_email="t@technical.invalid", contact_email="ada@example.org",
-                    first_name="Cash", last_name="Register", kind="technical",
-                    status="active")
+        tech = User(
+            login_email="t@technical.invalid",
+            contact_email="ada@example.org",
+            first_name="Cash",
+            last_name="Register",
+            kind="technical",
+            status="active",
+        )
         s.add(tech)
         s.flush()
-        s.add(Attachment(user_id=tech.id, structure_id=st["id"], role="technical",
-                         status="validated", valid_from=dt.date.today()))
-        s.add(Subscription(user_id=tech.id, structure_id=st["id"], space_code="issued_invoices",
-                           level="modify", status="validated"))
+        s.add(
+            Attachment(
+                user_id=tech.id,
+                structure_id=st["id"],
+                role="technical",
+                status="validated",
+                valid_from=dt.date.today(),
+            )
+        )
+        s.add(
+            Subscription(
+                user_id=tech.id,
+                structure_id=st["id"],
+                space_code="issued_invoices",
+                level="modify",
+                status="validated",
+            )
+        )
         s.commit()
         tech_id = tech.id
-    r = ada.post(f"/v1/structures/{st['id']}/identifier-change", json={
-        "identifier_type": "SIRET", "identifier_value": NEW_SIRET, "confirm": True})
+    r = ada.post(
+        f"/v1/structures/{st['id']}/identifier-change",
+        json={"identifier_type": "SIRET", "identifier_value": NEW_SIRET, "confirm": True},
+    )
     assert r.status_code == 201
     with rt.sessions() as s:
-        copied = s.scalars(select(Attachment.user_id).where(
-            Attachment.structure_id == r.json["id"])).all()
+        copied = s.scalars(
+            select(Attachment.user_id).where(Attachment.structure_id == r.json["id"])
+        ).all()
         assert tech_id not in copied and bob.user["id"] in copied
-        assert s.scalar(select(Subscription.id).where(
-            Subscription.structure_id == r.json["id"],
-            Subscription.user_id == tech_id)) is None
+        assert (
+            s.scalar(
+                select(Subscription.id).where(
+                    Subscription.structure_id == r.json["id"], Subscription.user_id == tech_id
+                )
+            )
+            is None
+        )
 
 
 def test_identifier_change_refusals(api, rt, structure_of):
@@ -113,14 +168,19 @@ def test_identifier_change_refusals(api, rt, structure_of):
     sid = st["id"]
     body = {"identifier_type": "SIRET", "identifier_value": NEW_SIRET, "confirm": True}
     assert eve.post(f"/v1/structures/{sid}/identifier-change", json=body).status_code == 404
-    unconfirmed = ada.post(f"/v1/structures/{sid}/identifier-change",
-                           json={**body, "confirm": False})
+    unconfirmed = ada.post(
+        f"/v1/structures/{sid}/identifier-change", json={**body, "confirm": False}
+    )
     assert unconfirmed.status_code == 422 and unconfirmed.json["code"] == "confirmation_required"
-    bad = ada.post(f"/v1/structures/{sid}/identifier-change",
-                   json={**body, "identifier_value": "55208131766523"})
+    bad = ada.post(
+        f"/v1/structures/{sid}/identifier-change",
+        json={**body, "identifier_value": "55208131766523"},
+    )
     assert bad.status_code == 422
-    same = ada.post(f"/v1/structures/{sid}/identifier-change",
-                    json={**body, "identifier_value": st["identifier_value"]})
+    same = ada.post(
+        f"/v1/structures/{sid}/identifier-change",
+        json={**body, "identifier_value": st["identifier_value"]},
+    )
     assert same.status_code == 422 and same.json["code"] == "same_identifier"
     with rt.sessions() as s:
         s.get(Structure, sid).centrally_managed = True
@@ -131,6 +191,8 @@ def test_identifier_change_refusals(api, rt, structure_of):
         s.get(Structure, sid).centrally_managed = False
         s.commit()
     assert ada.post(f"/v1/structures/{sid}/identifier-change", json=body).status_code == 201
-    again = ada.post(f"/v1/structures/{sid}/identifier-change",
-                     json={**body, "identifier_value": "44306184100047"})
+    again = ada.post(
+        f"/v1/structures/{sid}/identifier-change",
+        json={**body, "identifier_value": "44306184100047"},
+    )
     assert again.status_code == 403  # the original is inactive now

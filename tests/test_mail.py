@@ -3,6 +3,7 @@
 Every database test runs on a migrated SQLite file, and also on PostgreSQL (in a
 schema of its own) when AUTHZ_TEST_POSTGRES_URL is set.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -38,6 +39,7 @@ BODY = "Bonjour Jeanne,\n\nVotre accès est créé : à activer avant l'été.\n
 
 
 # --- fixtures and helpers ---------------------------------------------------
+
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def mail_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
@@ -112,8 +114,9 @@ class Collector:
 class RecordingTransport:
     """In-memory transport, safe to share between threads."""
 
-    def __init__(self, delay: float = 0.0,
-                 on_send: Callable[[EmailMessage], None] | None = None) -> None:
+    def __init__(
+        self, delay: float = 0.0, on_send: Callable[[EmailMessage], None] | None = None
+    ) -> None:
         self.delay = delay
         self.on_send = on_send
         self.outbox_ids: list[int] = []
@@ -140,8 +143,16 @@ def smtp_transport(port: int) -> mail.SMTPTransport:
 def queue(sessions: sessionmaker[Session], count: int = 1) -> list[int]:
     """Enqueue `count` mails in one committed transaction; return their ids."""
     with sessions.begin() as session:
-        rows = [mail.enqueue(session, kind="activation", to=f"user{i}@example.org" if i else TO,
-                             subject=SUBJECT, body=BODY) for i in range(count)]
+        rows = [
+            mail.enqueue(
+                session,
+                kind="activation",
+                to=f"user{i}@example.org" if i else TO,
+                subject=SUBJECT,
+                body=BODY,
+            )
+            for i in range(count)
+        ]
     return [row.id for row in rows]
 
 
@@ -176,8 +187,10 @@ def text_of(message: EmailMessage) -> str:
 
 # --- enqueue -----------------------------------------------------------------
 
-def test_enqueued_mail_is_written_only_by_the_callers_commit(sessions: sessionmaker[Session],
-                                                             engines: Callable[[], Engine]) -> None:
+
+def test_enqueued_mail_is_written_only_by_the_callers_commit(
+    sessions: sessionmaker[Session], engines: Callable[[], Engine]
+) -> None:
     observer = engines()
     with sessions() as session:
         mail.enqueue(session, kind="activation", to=TO, subject=SUBJECT, body=BODY)
@@ -195,10 +208,17 @@ def test_enqueued_mail_is_written_only_by_the_callers_commit(sessions: sessionma
     assert stored.next_attempt_at <= utcnow()
 
 
-@pytest.mark.parametrize("field,value", [
-    ("to", ""), ("to", "a@example.org\r\nBcc: victim@example.org"), ("to", "a@example.org\n"),
-    ("subject", ""), ("subject", "Hello\r\nBcc: victim@example.org"), ("subject", "x" * 301),
-])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("to", ""),
+        ("to", "a@example.org\r\nBcc: victim@example.org"),
+        ("to", "a@example.org\n"),
+        ("subject", ""),
+        ("subject", "Hello\r\nBcc: victim@example.org"),
+        ("subject", "x" * 301),
+    ],
+)
 def test_enqueue_refuses_empty_or_multiline_headers(field: str, value: str) -> None:
     fields = {"to": TO, "subject": SUBJECT, field: value}
     with Session() as session, pytest.raises(Invalid) as caught:
@@ -209,9 +229,10 @@ def test_enqueue_refuses_empty_or_multiline_headers(field: str, value: str) -> N
 
 # --- transports ---------------------------------------------------------------
 
-def test_file_transport_writes_a_parseable_utf8_eml(sessions: sessionmaker[Session],
-                                                    tmp_path: Path,
-                                                    caplog: pytest.LogCaptureFixture) -> None:
+
+def test_file_transport_writes_a_parseable_utf8_eml(
+    sessions: sessionmaker[Session], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     [outbox_id] = queue(sessions)
     directory = tmp_path / "mail" / "out"
     caplog.set_level(logging.INFO, logger="authz.mail")
@@ -234,14 +255,18 @@ def test_file_transport_writes_a_parseable_utf8_eml(sessions: sessionmaker[Sessi
 def test_transport_from_settings_uses_smtp_only_when_a_host_is_set(tmp_path: Path) -> None:
     files = mail.transport_from_settings(load_settings({"mail_dir": str(tmp_path)}))
     assert isinstance(files, mail.FileTransport) and files.directory == tmp_path
-    smtp = mail.transport_from_settings(load_settings({"smtp_host": "mx.example.org",
-                                                       "smtp_port": 587}))
-    assert isinstance(smtp, mail.SMTPTransport) and (smtp.host, smtp.port) == ("mx.example.org",
-                                                                              587)
+    smtp = mail.transport_from_settings(
+        load_settings({"smtp_host": "mx.example.org", "smtp_port": 587})
+    )
+    assert isinstance(smtp, mail.SMTPTransport) and (smtp.host, smtp.port) == (
+        "mx.example.org",
+        587,
+    )
 
 
 def test_smtp_delivery_reaches_a_real_server_and_marks_the_row_sent(
-        sessions: sessionmaker[Session], smtp_server: tuple[int, Collector]) -> None:
+    sessions: sessionmaker[Session], smtp_server: tuple[int, Collector]
+) -> None:
     port, collector = smtp_server
     [outbox_id] = queue(sessions)
 
@@ -259,21 +284,24 @@ def test_smtp_delivery_reaches_a_real_server_and_marks_the_row_sent(
 
 # --- retries --------------------------------------------------------------------
 
+
 def test_retry_delay_doubles_from_the_base_and_is_capped() -> None:
     assert [mail.retry_delay(n, 30, 3600) for n in (1, 2, 3, 7, 8)] == [30, 60, 120, 1920, 3600]
     assert mail.retry_delay(100_000, 30, 3600) == 3600  # months of failures: no overflow
 
 
 def test_failed_send_stays_pending_and_retries_with_capped_backoff_until_sent_once(
-        sessions: sessionmaker[Session]) -> None:
+    sessions: sessionmaker[Session],
+) -> None:
     [outbox_id] = queue(sessions)
     port = free_port()  # nothing listens there yet
     transport = smtp_transport(port)
     t0 = utcnow()
 
     def deliver(at: dt.datetime) -> mail.DeliveryReport:
-        return mail.deliver_due(sessions, transport, mail_from=FROM, now=at,
-                                base_delay=30, max_delay=100)
+        return mail.deliver_due(
+            sessions, transport, mail_from=FROM, now=at, base_delay=30, max_delay=100
+        )
 
     assert deliver(t0) == mail.DeliveryReport(sent=0, failed=1)
     row = load(sessions, outbox_id)
@@ -306,12 +334,14 @@ def test_failed_send_stays_pending_and_retries_with_capped_backoff_until_sent_on
 
 
 def test_a_claim_left_by_a_dead_sender_expires_and_the_mail_is_retried(
-        sessions: sessionmaker[Session]) -> None:
+    sessions: sessionmaker[Session],
+) -> None:
     [outbox_id] = queue(sessions)
     t0 = utcnow()
     with sessions.begin() as session:  # as if a process claimed it, then died
-        session.execute(update(OutboxMail).values(claimed_until=t0 + dt.timedelta(seconds=120),
-                                                  attempts=1))
+        session.execute(
+            update(OutboxMail).values(claimed_until=t0 + dt.timedelta(seconds=120), attempts=1)
+        )
     transport = RecordingTransport()
 
     assert mail.deliver_due(sessions, transport, now=t0 + dt.timedelta(seconds=60)).sent == 0
@@ -322,8 +352,10 @@ def test_a_claim_left_by_a_dead_sender_expires_and_the_mail_is_retried(
 
 # --- concurrency -----------------------------------------------------------------
 
+
 def test_concurrent_deliverers_send_each_mail_exactly_once(
-        sessions: sessionmaker[Session], engines: Callable[[], Engine]) -> None:
+    sessions: sessionmaker[Session], engines: Callable[[], Engine]
+) -> None:
     ids = queue(sessions, 20)
     transport = RecordingTransport(delay=0.005)
     start = threading.Barrier(2)
@@ -347,14 +379,17 @@ def test_concurrent_deliverers_send_each_mail_exactly_once(
     assert sorted(transport.outbox_ids) == ids
     assert sum(report.sent for report in reports) == 20
     with sessions() as session:
-        states = session.execute(select(OutboxMail.status, OutboxMail.attempts,
-                                        func.count()).group_by(OutboxMail.status,
-                                                               OutboxMail.attempts)).all()
+        states = session.execute(
+            select(OutboxMail.status, OutboxMail.attempts, func.count()).group_by(
+                OutboxMail.status, OutboxMail.attempts
+            )
+        ).all()
     assert [tuple(state) for state in states] == [("sent", 1, 20)]
 
 
 def test_a_claimed_mail_is_not_sent_by_another_deliverer(
-        sessions: sessionmaker[Session], engines: Callable[[], Engine]) -> None:
+    sessions: sessionmaker[Session], engines: Callable[[], Engine]
+) -> None:
     first, *others = queue(sessions, 5)
     other_process = make_session_factory(engines())
     other_transport = RecordingTransport()
@@ -376,8 +411,10 @@ def test_a_claimed_mail_is_not_sent_by_another_deliverer(
 
 # --- dispatcher ------------------------------------------------------------------------
 
+
 def test_dispatcher_delivers_on_kick_without_waiting_for_the_poll_and_stops(
-        sessions: sessionmaker[Session], tmp_path: Path) -> None:
+    sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
     directory = tmp_path / "mail"
     settings = load_settings({"mail_dir": str(directory), "mail_poll_seconds": 60})
     [backlog] = queue(sessions)
@@ -395,8 +432,9 @@ def test_dispatcher_delivers_on_kick_without_waiting_for_the_poll_and_stops(
     assert not dispatcher.is_alive()
 
 
-def test_dispatcher_survives_a_failing_pass(sessions: sessionmaker[Session], tmp_path: Path,
-                                            caplog: pytest.LogCaptureFixture) -> None:
+def test_dispatcher_survives_a_failing_pass(
+    sessions: sessionmaker[Session], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     calls = {"n": 0}
 
     def flaky_sessions() -> Session:

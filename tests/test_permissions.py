@@ -1,4 +1,5 @@
 """What a user may do, and who may do what on a structure."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -11,11 +12,25 @@ from models import Attachment, Subscription
 def grant(rt, user_id, structure_id, *, role="simple", space=None, level="consult"):
     """A validated attachment (and subscription), committed with its revision bump."""
     with rt.sessions() as s:
-        s.add(Attachment(user_id=user_id, structure_id=structure_id, role=role,
-                         status="validated", valid_from=dt.date.today()))
+        s.add(
+            Attachment(
+                user_id=user_id,
+                structure_id=structure_id,
+                role=role,
+                status="validated",
+                valid_from=dt.date.today(),
+            )
+        )
         if space:
-            s.add(Subscription(user_id=user_id, structure_id=structure_id, space_code=space,
-                               level=level, status="validated"))
+            s.add(
+                Subscription(
+                    user_id=user_id,
+                    structure_id=structure_id,
+                    space_code=space,
+                    level=level,
+                    status="validated",
+                )
+            )
         revision = bump_revision(s, memberships=[(user_id, structure_id)])
         s.commit()
         return revision
@@ -46,8 +61,9 @@ def test_a_subscription_appears_in_permissions_at_the_returned_revision(api, rt,
     bob = api.person("bob@example.org")
     st = structure_of(ada)
     revision = grant(rt, bob.user["id"], st["id"], space="issued_invoices", level="consult")
-    r = bob.get(f"/v1/users/{bob.user['id']}/permissions",
-                query_string={"at_least_revision": revision})
+    r = bob.get(
+        f"/v1/users/{bob.user['id']}/permissions", query_string={"at_least_revision": revision}
+    )
     [item] = r.json["items"]
     assert item["role"] == "simple" and item["management"] == ["structure.view"]
     assert {"service": None, "space": "issued_invoices", "actions": ["consult"]} in item["grants"]
@@ -79,8 +95,11 @@ def test_structure_access_lists_who_may_do_what(api, rt, structure_of):
     by_user = {i["user_id"]: i for i in r.json["items"]}
     assert by_user[ada.user["id"]]["role"] == "principal"
     bob_grants = by_user[bob.user["id"]]["grants"]
-    assert {"service": None, "space": "issued_invoices",
-            "actions": ["consult", "modify", "create"]} in bob_grants
+    assert {
+        "service": None,
+        "space": "issued_invoices",
+        "actions": ["consult", "modify", "create"],
+    } in bob_grants
     page = ada.get(f"/v1/structures/{st['id']}/access", query_string={"page_size": 1})
     assert page.json["total"] == 2 and len(page.json["items"]) == 1
 
@@ -95,8 +114,7 @@ def test_structure_access_is_for_managers_and_clients_only(api, rt, structure_of
     assert eve.get(f"/v1/structures/{st['id']}/access").status_code == 404
     headers = client_headers(rt)
     assert api.get(f"/v1/structures/{st['id']}/access", headers=headers).status_code == 200
-    assert api.get(f"/v1/users/{bob.user['id']}/permissions",
-                   headers=headers).status_code == 200
+    assert api.get(f"/v1/users/{bob.user['id']}/permissions", headers=headers).status_code == 200
 
 
 def test_unknown_user_and_structure_are_not_found(api, rt):
@@ -107,6 +125,7 @@ def test_unknown_user_and_structure_are_not_found(api, rt):
 
 def test_future_revision_fails_closed(api, rt, structure_of):
     ada = api.person("ada@example.org")
-    r = ada.get(f"/v1/users/{ada.user['id']}/permissions",
-                query_string={"at_least_revision": 10_000})
+    r = ada.get(
+        f"/v1/users/{ada.user['id']}/permissions", query_string={"at_least_revision": 10_000}
+    )
     assert r.status_code == 503 and r.json["code"] == "revision_unavailable"

@@ -11,6 +11,7 @@ test costs about a second on PostgreSQL); every test builds its own structure,
 people with their own addresses and its own client keys, and compares states
 before and after, so tests stay independent of each other and of their order.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -31,8 +32,16 @@ from authz.config import load_settings
 from authz.db import make_engine
 from authz.records import current_revision
 from authz.runtime import close_runtime
-from models import (Attachment, AttachmentRequest, Base, HistoryEntry, OutboxMail, Structure,
-                    Subscription, SubscriptionRequest)
+from models import (
+    Attachment,
+    AttachmentRequest,
+    Base,
+    HistoryEntry,
+    OutboxMail,
+    Structure,
+    Subscription,
+    SubscriptionRequest,
+)
 
 from .conftest import FAST_HASH, PASSWORD, POSTGRES_URL, Api, activation_token, outbox
 
@@ -54,6 +63,7 @@ def utc_today() -> dt.date:
 
 # --- one database and one app per module ------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def shared_app(migrated_template, tmp_path_factory):
     """A freshly migrated, empty database (SQLite copy, or the PostgreSQL one
@@ -64,20 +74,33 @@ def shared_app(migrated_template, tmp_path_factory):
         tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
         with engine.begin() as conn:
             conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
-            conn.execute(text("INSERT INTO policy_revision (id, revision, updated_at) "
-                              "VALUES (1, 0, CURRENT_TIMESTAMP)"))
+            conn.execute(
+                text(
+                    "INSERT INTO policy_revision (id, revision, updated_at) "
+                    "VALUES (1, 0, CURRENT_TIMESTAMP)"
+                )
+            )
         engine.dispose()
         # Commits need not wait for the WAL to reach the disk: durability after
         # a crash of the server is not under test; visibility, locking and
         # atomicity, which are, stay the same. A third off this module's time.
-        url = POSTGRES_URL + ("&" if "?" in POSTGRES_URL else "?") + \
-            "options=-c%20synchronous_commit%3Doff"
+        url = (
+            POSTGRES_URL
+            + ("&" if "?" in POSTGRES_URL else "?")
+            + "options=-c%20synchronous_commit%3Doff"
+        )
     else:
         shutil.copy(migrated_template, var / "authz.db")
         url = f"sqlite:///{var / 'authz.db'}"
-    app = create_app({"database_url": url, "var_dir": str(var / "var"),
-                      "mail_background": False, "public_base_url": "http://authz.test",
-                      **FAST_HASH})
+    app = create_app(
+        {
+            "database_url": url,
+            "var_dir": str(var / "var"),
+            "mail_background": False,
+            "public_base_url": "http://authz.test",
+            **FAST_HASH,
+        }
+    )
     app.config["TESTING"] = True
     yield app
     close_runtime(app.extensions["authz"])
@@ -118,30 +141,41 @@ _siret = _sirets()
 @pytest.fixture
 def structure_of(api):
     """Overrides conftest's: a new private structure with a never-used SIRET."""
+
     def make(owner: Api, designation: str = "ACME SARL", **extra) -> dict:
-        r = owner.post("/v1/structures", json={
-            "identifier_type": "SIRET", "identifier_value": next(_siret),
-            "designation": designation, **extra})
+        r = owner.post(
+            "/v1/structures",
+            json={
+                "identifier_type": "SIRET",
+                "identifier_value": next(_siret),
+                "designation": designation,
+                **extra,
+            },
+        )
         assert r.status_code == 201, r.json
         return r.json
+
     return make
 
 
 # --- people, structures, requests ---------------------------------------------
 
-def person(api: Api, login: str, first: str = "Ada", last: str = "Lovelace", *,
-           contact: str | None = None) -> Api:
+
+def person(
+    api: Api, login: str, first: str = "Ada", last: str = "Lovelace", *, contact: str | None = None
+) -> Api:
     """Sign up (with a contact email other than the login one if given),
     activate, log in. Addresses are made unique to the test (see `addr`)."""
     login = addr(login)
     extra = {"contact_email": addr(contact)} if contact else {}
     created = api.signup(login, first, last, **extra)
     assert created.status_code == 201, created.json
-    activated = api.client.post("/v1/accounts/activation", json={
-        "token": activation_token(api.rt, login), "password": PASSWORD})
+    activated = api.client.post(
+        "/v1/accounts/activation",
+        json={"token": activation_token(api.rt, login), "password": PASSWORD},
+    )
     assert activated.status_code == 200, activated.json
-    login_r = api.client.post("/v1/auth/token", json={"login_email": login,
-                                                      "password": PASSWORD})
+    login_r = api.client.post("/v1/auth/token", json={"login_email": login, "password": PASSWORD})
     assert login_r.status_code == 201, login_r.json
     return Api(api.client, api.rt, login_r.json["access_token"], created.json)
 
@@ -158,6 +192,7 @@ def contact_of(who: Api) -> str:
 class Bakery:
     """A private structure whose principal is Claire, with services ATELIER and
     BOUTIQUE (active) and ANCIEN (inactive); works_invoices is opened on ATELIER."""
+
     id: int
     siret: str
     claire: Api
@@ -169,16 +204,20 @@ def make_bakery(api: Api, structure_of) -> Bakery:
     st = structure_of(claire, DESIGNATION)
     sid, services = st["id"], {}
     for code in ("ATELIER", "BOUTIQUE", "ANCIEN"):
-        r = claire.post(f"/v1/structures/{sid}/services",
-                        json={"code": code, "label": code.title()})
+        r = claire.post(
+            f"/v1/structures/{sid}/services", json={"code": code, "label": code.title()}
+        )
         assert r.status_code == 201, r.json
         services[code] = r.json["id"]
-    off = claire.patch(f"/v1/structures/{sid}/services/{services['ANCIEN']}",
-                       json={"active": False})
+    off = claire.patch(
+        f"/v1/structures/{sid}/services/{services['ANCIEN']}", json={"active": False}
+    )
     assert off.status_code == 200
     spaces = claire.get(f"/v1/structures/{sid}/spaces").json["spaces"]
-    opened = claire.put(f"/v1/structures/{sid}/spaces", json={"spaces": [
-        *spaces, {"space": "works_invoices", "service_id": services["ATELIER"]}]})
+    opened = claire.put(
+        f"/v1/structures/{sid}/spaces",
+        json={"spaces": [*spaces, {"space": "works_invoices", "service_id": services["ATELIER"]}]},
+    )
     assert opened.status_code == 200, opened.json
     return Bakery(sid, st["identifier_value"], claire, services)
 
@@ -188,48 +227,94 @@ def bakery(api, structure_of) -> Bakery:
     return make_bakery(api, structure_of)
 
 
-def attach_directly(manager: Api, structure_id: int, login: str, *, role: str = "simple",
-                    service_ids: list[int] | None = None, **extra) -> list[dict]:
-    r = manager.post(f"/v1/structures/{structure_id}/attachments", json={
-        "login_email": login, "role": role, "whole_structure": not service_ids,
-        "service_ids": service_ids or [], **extra})
+def attach_directly(
+    manager: Api,
+    structure_id: int,
+    login: str,
+    *,
+    role: str = "simple",
+    service_ids: list[int] | None = None,
+    **extra,
+) -> list[dict]:
+    r = manager.post(
+        f"/v1/structures/{structure_id}/attachments",
+        json={
+            "login_email": login,
+            "role": role,
+            "whole_structure": not service_ids,
+            "service_ids": service_ids or [],
+            **extra,
+        },
+    )
     assert r.status_code == 201, r.json
     return r.json
 
 
-def attached(api: Api, bakery: Bakery, login: str, *, role: str = "simple",
-             services: list[str] | None = None, contact: str | None = None,
-             **extra) -> Api:
+def attached(
+    api: Api,
+    bakery: Bakery,
+    login: str,
+    *,
+    role: str = "simple",
+    services: list[str] | None = None,
+    contact: str | None = None,
+    **extra,
+) -> Api:
     """A person the principal attached directly (whole structure by default)."""
     who = person(api, login, contact=contact)
-    attach_directly(bakery.claire, bakery.id, login_of(who), role=role,
-                    service_ids=[bakery.services[c] for c in services or []], **extra)
+    attach_directly(
+        bakery.claire,
+        bakery.id,
+        login_of(who),
+        role=role,
+        service_ids=[bakery.services[c] for c in services or []],
+        **extra,
+    )
     return who
 
 
-def ask_attachment(who: Api, structure_id: int, service_ids: list[int] | None = None,
-                   comment: str | None = "Merci de me rattacher") -> dict:
-    r = who.post(ATT, json={"structure_id": structure_id, "whole_structure": not service_ids,
-                            "service_ids": service_ids or [], "comment": comment})
+def ask_attachment(
+    who: Api,
+    structure_id: int,
+    service_ids: list[int] | None = None,
+    comment: str | None = "Merci de me rattacher",
+) -> dict:
+    r = who.post(
+        ATT,
+        json={
+            "structure_id": structure_id,
+            "whole_structure": not service_ids,
+            "service_ids": service_ids or [],
+            "comment": comment,
+        },
+    )
     assert r.status_code == 201, r.json
     return r.json
 
 
 def lines_of(*lines: tuple[str, int | None, str]) -> list[dict]:
-    return [{"space": space, "service_id": service_id, "level": level}
-            for space, service_id, level in lines]
+    return [
+        {"space": space, "service_id": service_id, "level": level}
+        for space, service_id, level in lines
+    ]
 
 
-def ask_subscription(who: Api, structure_id: int, *lines: tuple[str, int | None, str],
-                     comment: str | None = "J'en ai besoin") -> dict:
-    r = who.post(SUB, json={"structure_id": structure_id, "lines": lines_of(*lines),
-                            "comment": comment})
+def ask_subscription(
+    who: Api,
+    structure_id: int,
+    *lines: tuple[str, int | None, str],
+    comment: str | None = "J'en ai besoin",
+) -> dict:
+    r = who.post(
+        SUB, json={"structure_id": structure_id, "lines": lines_of(*lines), "comment": comment}
+    )
     assert r.status_code == 201, r.json
     return r.json
 
 
-def pending_request(kind: str, api: Api, bakery: Bakery, login: str, *,
-                    contact: str | None = None) -> tuple[Api, dict]:
+def pending_request(
+    kind: str, api: Api, bakery: Bakery, login: str, *, contact: str | None = None
+) -> tuple[Api, dict]:
     """A person with a pending request of `kind` on the bakery: an attachment
     request for the whole structure, or (already attached) a subscription
     request for issued_invoices, consultation."""
@@ -256,6 +341,7 @@ def bulk(manager: Api, kind: str, ids: list[int], op: str, **body):
 
 # --- database facts -----------------------------------------------------------
 
+
 def revision(rt) -> int:
     with rt.sessions() as s:
         return current_revision(s)
@@ -264,17 +350,23 @@ def revision(rt) -> int:
 def snapshot(rt, structure_id: int) -> dict:
     """Everything a request workflow may change, to prove that nothing did."""
     with rt.sessions() as s:
+
         def rows(model, *cols):
-            return sorted(tuple(getattr(r, c) for c in cols) for r in s.scalars(
-                select(model).where(model.structure_id == structure_id)))
+            return sorted(
+                tuple(getattr(r, c) for c in cols)
+                for r in s.scalars(select(model).where(model.structure_id == structure_id))
+            )
+
         return {
             "revision": current_revision(s),
             "history": rows(HistoryEntry, "id", "action"),
             "mails": s.scalar(select(func.count()).select_from(OutboxMail)),
-            "attachments": rows(Attachment, "user_id", "service_id", "role", "status",
-                                "valid_from"),
-            "subscriptions": rows(Subscription, "user_id", "space_code", "service_id",
-                                  "level", "status"),
+            "attachments": rows(
+                Attachment, "user_id", "service_id", "role", "status", "valid_from"
+            ),
+            "subscriptions": rows(
+                Subscription, "user_id", "space_code", "service_id", "level", "status"
+            ),
             "attachment_requests": rows(AttachmentRequest, "id", "status"),
             "subscription_requests": rows(SubscriptionRequest, "id", "status"),
         }
@@ -293,12 +385,25 @@ def key_headers(rt) -> dict:
     return {"Authorization": f"Bearer {key}"}
 
 
-def check(caller: Api, user_id: int, structure_id: int, space: str | None, action: str, *,
-          service: str | None = None, at: int | None = None,
-          headers: dict | None = None) -> dict:
+def check(
+    caller: Api,
+    user_id: int,
+    structure_id: int,
+    space: str | None,
+    action: str,
+    *,
+    service: str | None = None,
+    at: int | None = None,
+    headers: dict | None = None,
+) -> dict:
     """POST /v1/checks: a decision taken at least at revision `at`."""
-    body = {"user_id": user_id, "structure_id": structure_id, "space": space,
-            "action": action, "service": service}
+    body = {
+        "user_id": user_id,
+        "structure_id": structure_id,
+        "space": space,
+        "action": action,
+        "service": service,
+    }
     if at is not None:
         body["at_least_revision"] = at
     r = caller.post("/v1/checks", json=body, headers=headers)
@@ -308,16 +413,25 @@ def check(caller: Api, user_id: int, structure_id: int, space: str | None, actio
     return r.json
 
 
-def allowed(who: Api, structure_id: int, space: str | None, action: str, *,
-            service: str | None = None, at: int | None = None) -> bool:
+def allowed(
+    who: Api,
+    structure_id: int,
+    space: str | None,
+    action: str,
+    *,
+    service: str | None = None,
+    at: int | None = None,
+) -> bool:
     """May `who` do this? Asked by `who` about themself."""
-    return check(who, who.user["id"], structure_id, space, action, service=service,
-                 at=at)["allowed"]
+    return check(who, who.user["id"], structure_id, space, action, service=service, at=at)[
+        "allowed"
+    ]
 
 
 def history(manager: Api, structure_id: int, **filters) -> list[dict]:
-    r = manager.get(f"/v1/structures/{structure_id}/history",
-                    query_string={"page_size": 100, **filters})
+    r = manager.get(
+        f"/v1/structures/{structure_id}/history", query_string={"page_size": 100, **filters}
+    )
     assert r.status_code == 200, r.json
     return r.json["items"]
 
@@ -335,24 +449,35 @@ def set_structure_status(rt, structure_id: int, status: str) -> None:
 def add_attachment(rt, user_id: int, structure_id: int, role: str, **extra) -> None:
     """A row written with the models (for what no workflow here hands out)."""
     with rt.sessions() as s:
-        s.add(Attachment(user_id=user_id, structure_id=structure_id, role=role,
-                         status=extra.pop("status", "validated"),
-                         valid_from=extra.pop("valid_from", utc_today()), **extra))
+        s.add(
+            Attachment(
+                user_id=user_id,
+                structure_id=structure_id,
+                role=role,
+                status=extra.pop("status", "validated"),
+                valid_from=extra.pop("valid_from", utc_today()),
+                **extra,
+            )
+        )
         s.commit()
 
 
 # === The guide, end to end ======================================================
 
+
 def test_guide_attachment_requests_end_to_end(api, rt, bakery):
     """List the pending requests, open one, validate it changing role and
     services, refuse another with a reason, validate and refuse in bulk."""
     claire, sid, svc = bakery.claire, bakery.id, bakery.services
-    julien = person(api, "julien.moreau@login.example", "Julien", "Moreau",
-                    contact="julien@contact.example")
+    julien = person(
+        api, "julien.moreau@login.example", "Julien", "Moreau", contact="julien@contact.example"
+    )
 
     # The user finds the structure by its identifier and asks for the shop.
-    found = julien.get("/v1/structures/lookup", query_string={
-        "identifier_type": "SIRET", "identifier_value": bakery.siret})
+    found = julien.get(
+        "/v1/structures/lookup",
+        query_string={"identifier_type": "SIRET", "identifier_value": bakery.siret},
+    )
     assert found.status_code == 200 and found.json["id"] == sid
     assert sorted(s["code"] for s in found.json["services"]) == ["ATELIER", "BOUTIQUE"]
     asked = ask_attachment(julien, sid, [svc["BOUTIQUE"]], "Vendeur à la boutique")
@@ -368,12 +493,20 @@ def test_guide_attachment_requests_end_to_end(api, rt, bakery):
     assert detail["requester"]["last_name"] == "Moreau"
     assert detail["request"]["comment"] == "Vendeur à la boutique"
     assert [(s["code"], s["status"], s["preselected"]) for s in detail["services"]] == [
-        ("ATELIER", "none", False), ("BOUTIQUE", "pending", True)]
+        ("ATELIER", "none", False),
+        ("BOUTIQUE", "pending", True),
+    ]
     # …and validates it, making him a secondary manager of both services.
     before = revision(rt)
-    done = claire.post(f"{ATT}/{asked['id']}/validation", json={
-        "role": "secondary", "whole_structure": False,
-        "service_ids": [svc["ATELIER"], svc["BOUTIQUE"]], "comment": "Bienvenue"})
+    done = claire.post(
+        f"{ATT}/{asked['id']}/validation",
+        json={
+            "role": "secondary",
+            "whole_structure": False,
+            "service_ids": [svc["ATELIER"], svc["BOUTIQUE"]],
+            "comment": "Bienvenue",
+        },
+    )
     assert done.status_code == 200, done.json
     assert (done.json["status"], done.json["role"]) == ("validated", "secondary")
     at = revision(rt)
@@ -391,11 +524,14 @@ def test_guide_attachment_requests_end_to_end(api, rt, bakery):
     # Another person asks for the whole structure: refused, with a reason.
     lucie = person(api, "lucie.petit@login.example", "Lucie", "Petit")
     asked = ask_attachment(lucie, sid, comment="Stagiaire")
-    refused = claire.post(f"{ATT}/{asked['id']}/refusal",
-                          json={"reason": "Aucun stage prévu cette année"})
+    refused = claire.post(
+        f"{ATT}/{asked['id']}/refusal", json={"reason": "Aucun stage prévu cette année"}
+    )
     assert refused.status_code == 200, refused.json
     assert (refused.json["status"], refused.json["reason"]) == (
-        "refused", "Aucun stage prévu cette année")
+        "refused",
+        "Aucun stage prévu cette année",
+    )
     assert not allowed(lucie, sid, "my_account", "consult", at=revision(rt))
     assert lucie.get(f"/v1/structures/{sid}").status_code == 404
 
@@ -404,22 +540,31 @@ def test_guide_attachment_requests_end_to_end(api, rt, bakery):
     ids = [ask_attachment(p, sid)["id"] for p in people]
     ok = claire.post(f"{ATT}/validations", json={"ids": ids[:2], "role": "simple"})
     assert ok.status_code == 200, ok.json
-    assert ok.json["results"] == [{"id": i, "ok": True, "code": None, "detail": None}
-                                  for i in ids[:2]]
+    assert ok.json["results"] == [
+        {"id": i, "ok": True, "code": None, "detail": None} for i in ids[:2]
+    ]
     no = claire.post(f"{ATT}/refusals", json={"ids": ids[2:], "reason": "Effectif complet"})
     assert [(r["id"], r["ok"]) for r in no.json["results"]] == [(i, True) for i in ids[2:]]
     at = revision(rt)
     assert [allowed(p, sid, "my_account", "modify", at=at) for p in people] == [
-        True, True, False, False]
-    assert claire.get(ATT, query_string={"structure_id": sid,
-                                         "status": "pending"}).json["total"] == 0
+        True,
+        True,
+        False,
+        False,
+    ]
+    assert (
+        claire.get(ATT, query_string={"structure_id": sid, "status": "pending"}).json["total"] == 0
+    )
 
-    comments = [(e["action"], e["comment"])
-                for e in history(claire, sid, action="attachment_request.")
-                if e["action"] != "attachment_request.created"]
+    comments = [
+        (e["action"], e["comment"])
+        for e in history(claire, sid, action="attachment_request.")
+        if e["action"] != "attachment_request.created"
+    ]
     assert sorted(comments) == sorted(
         [("attachment_request.validated", "Validated")] * 3
-        + [("attachment_request.refused", "Refused")] * 3)
+        + [("attachment_request.refused", "Refused")] * 3
+    )
 
 
 def test_guide_subscription_requests_end_to_end(api, rt, bakery):
@@ -428,9 +573,13 @@ def test_guide_subscription_requests_end_to_end(api, rt, bakery):
     another, validate and refuse in bulk; every requester is mailed."""
     claire, sid, svc = bakery.claire, bakery.id, bakery.services
     lucie = attached(api, bakery, "lucie.petit@login.example", contact="lucie@contact.example")
-    asked = ask_subscription(lucie, sid, ("issued_invoices", None, "consult"),
-                             ("works_invoices", svc["ATELIER"], "modify"),
-                             comment="Pour les factures de l'atelier")
+    asked = ask_subscription(
+        lucie,
+        sid,
+        ("issued_invoices", None, "consult"),
+        ("works_invoices", svc["ATELIER"], "modify"),
+        comment="Pour les factures de l'atelier",
+    )
 
     listed = claire.get(SUB, query_string={"structure_id": sid, "status": "pending"}).json
     assert [r["id"] for r in listed["items"]] == [asked["id"]]
@@ -443,16 +592,26 @@ def test_guide_subscription_requests_end_to_end(api, rt, bakery):
     assert opened["requester"]["contact_email"] == contact_of(lucie)
     assert opened["request"]["comment"] == "Pour les factures de l'atelier"
     assert (opened["request"]["user_id"], opened["request"]["structure_id"]) == (
-        lucie.user["id"], sid)
+        lucie.user["id"],
+        sid,
+    )
     lines = {(line["space"], line["service_id"]): line for line in opened["request"]["lines"]}
     assert {k: v["level"] for k, v in lines.items()} == {
-        ("issued_invoices", None): "consult", ("works_invoices", svc["ATELIER"]): "modify"}
+        ("issued_invoices", None): "consult",
+        ("works_invoices", svc["ATELIER"]): "modify",
+    }
 
     # Validate, switching each line to the other level, with a comment.
-    done = claire.post(f"{SUB}/{asked['id']}/validation", json={
-        "lines": [{"id": lines[("issued_invoices", None)]["id"], "level": "modify"},
-                  {"id": lines[("works_invoices", svc["ATELIER"])]["id"], "level": "consult"}],
-        "comment": "La consultation suffit pour l'atelier"})
+    done = claire.post(
+        f"{SUB}/{asked['id']}/validation",
+        json={
+            "lines": [
+                {"id": lines[("issued_invoices", None)]["id"], "level": "modify"},
+                {"id": lines[("works_invoices", svc["ATELIER"])]["id"], "level": "consult"},
+            ],
+            "comment": "La consultation suffit pour l'atelier",
+        },
+    )
     assert done.status_code == 200, done.json
     assert done.json["status"] == "validated"
     assert done.json["manager_comment"] == "La consultation suffit pour l'atelier"
@@ -467,9 +626,10 @@ def test_guide_subscription_requests_end_to_end(api, rt, bakery):
         ("works_invoices", "BOUTIQUE", "consult", False),
         ("issued_solicitations", None, "consult", False),
     ]
-    got = [(space, service, action,
-            allowed(lucie, sid, space, action, service=service, at=at))
-           for space, service, action, _ in expected]
+    got = [
+        (space, service, action, allowed(lucie, sid, space, action, service=service, at=at))
+        for space, service, action, _ in expected
+    ]
     assert got == expected
     mail = notifications(rt, contact_of(lucie))[-1]
     assert mail.subject == f"Subscription on {DESIGNATION} validated"
@@ -486,8 +646,7 @@ def test_guide_subscription_requests_end_to_end(api, rt, bakery):
 
     # Bulk: two people's requests validated as asked, two refused, at once.
     people = [attached(api, bakery, f"vendeur{i}@login.example") for i in range(4)]
-    ids = [ask_subscription(p, sid, ("issued_solicitations", None, "modify"))["id"]
-           for p in people]
+    ids = [ask_subscription(p, sid, ("issued_solicitations", None, "modify"))["id"] for p in people]
     ok = claire.post(f"{SUB}/validations", json={"ids": ids[:2], "comment": "OK"})
     assert ok.status_code == 200, ok.json
     assert [(r["id"], r["ok"]) for r in ok.json["results"]] == [(i, True) for i in ids[:2]]
@@ -495,30 +654,45 @@ def test_guide_subscription_requests_end_to_end(api, rt, bakery):
     assert [(r["id"], r["ok"]) for r in no.json["results"]] == [(i, True) for i in ids[2:]]
     at = revision(rt)
     assert [allowed(p, sid, "issued_solicitations", "modify", at=at) for p in people] == [
-        True, True, False, False]
+        True,
+        True,
+        False,
+        False,
+    ]
     for i, p in enumerate(people):
         subject = notifications(rt, contact_of(p))[-1].subject
         assert subject == f"Subscription on {DESIGNATION} {'validated' if i < 2 else 'refused'}"
 
-    comments = [(e["action"], e["comment"])
-                for e in history(claire, sid, action="subscription_request.")
-                if e["action"] != "subscription_request.created"]
-    assert sorted(comments) == sorted([("subscription_request.validated", "Validated")] * 3
-                                      + [("subscription_request.refused", "Deactivated")] * 3)
+    comments = [
+        (e["action"], e["comment"])
+        for e in history(claire, sid, action="subscription_request.")
+        if e["action"] != "subscription_request.created"
+    ]
+    assert sorted(comments) == sorted(
+        [("subscription_request.validated", "Validated")] * 3
+        + [("subscription_request.refused", "Deactivated")] * 3
+    )
 
 
 def test_guide_direct_attachment_and_removal_end_to_end(api, rt, bakery):
     """Attach a user directly (by login email: role, start date, comment,
     services), then remove the attachment: the rights come and go."""
     claire, sid, svc = bakery.claire, bakery.id, bakery.services
-    paul = person(api, "paul.bernard@login.example", "Paul", "Bernard",
-                  contact="paul@contact.example")
-    made = attach_directly(claire, sid, login_of(paul).capitalize(), role="secondary",
-                           service_ids=[svc["BOUTIQUE"]], valid_from=utc_today().isoformat(),
-                           comment="Responsable de la boutique")
-    assert [(a["user_id"], a["service_id"], a["role"], a["status"], a["valid_from"])
-            for a in made] == [(paul.user["id"], svc["BOUTIQUE"], "secondary", "validated",
-                                utc_today().isoformat())]
+    paul = person(
+        api, "paul.bernard@login.example", "Paul", "Bernard", contact="paul@contact.example"
+    )
+    made = attach_directly(
+        claire,
+        sid,
+        login_of(paul).capitalize(),
+        role="secondary",
+        service_ids=[svc["BOUTIQUE"]],
+        valid_from=utc_today().isoformat(),
+        comment="Responsable de la boutique",
+    )
+    assert [
+        (a["user_id"], a["service_id"], a["role"], a["status"], a["valid_from"]) for a in made
+    ] == [(paul.user["id"], svc["BOUTIQUE"], "secondary", "validated", utc_today().isoformat())]
     at = revision(rt)
     assert allowed(paul, sid, "my_account", "modify", service="BOUTIQUE", at=at)
     assert not allowed(paul, sid, "my_account", "modify", service="ATELIER", at=at)
@@ -530,22 +704,31 @@ def test_guide_direct_attachment_and_removal_end_to_end(api, rt, bakery):
     assert removed.status_code == 204
     after = revision(rt)
     assert after > at
-    decision = check(paul, paul.user["id"], sid, "my_account", "consult", service="BOUTIQUE",
-                     at=after)
+    decision = check(
+        paul, paul.user["id"], sid, "my_account", "consult", service="BOUTIQUE", at=after
+    )
     assert not decision["allowed"] and "no validated attachment" in decision["reason"]
     assert not allowed(paul, sid, None, "attachments.create", at=after)
     assert paul.get(f"/v1/structures/{sid}").status_code == 404
     assert notifications(rt, contact_of(paul))[-1].subject == f"Detached from {DESIGNATION}"
     entries = history(claire, sid, user_id=paul.user["id"])
     assert [(e["action"], e["comment"]) for e in entries] == [
-        ("attachment.deleted", "Deleted"), ("attachment.created", "Attached")]
+        ("attachment.deleted", "Deleted"),
+        ("attachment.created", "Attached"),
+    ]
 
 
 # === Concurrency and atomicity =================================================
 
-@pytest.mark.parametrize("kind, ops", [
-    ("attachment", ("validation",)), ("subscription", ("validation",)),
-    ("attachment", ("validation", "refusal"))])
+
+@pytest.mark.parametrize(
+    "kind, ops",
+    [
+        ("attachment", ("validation",)),
+        ("subscription", ("validation",)),
+        ("attachment", ("validation", "refusal")),
+    ],
+)
 def test_a_request_is_processed_once_under_concurrency(app, api, rt, bakery, kind, ops):
     """16 managers' clicks at the same instant: exactly one wins, the others get
     409 request_processed; one history entry, one mail, one revision bump."""
@@ -562,8 +745,11 @@ def test_a_request_is_processed_once_under_concurrency(app, api, rt, bakery, kin
         body = {"reason": "Refusée"} if op == "refusal" else {}
         try:
             barrier.wait(timeout=30)
-            r = client.post(f"{BASE[kind]}/{req['id']}/{op}", json=body,
-                            headers={"Authorization": f"Bearer {token}"})
+            r = client.post(
+                f"{BASE[kind]}/{req['id']}/{op}",
+                json=body,
+                headers={"Authorization": f"Bearer {token}"},
+            )
             results[i] = (op, r.status_code, r.get_json())
         except Exception as exc:  # reported below, not lost in the thread
             results[i] = (op, "exception", repr(exc))
@@ -577,19 +763,24 @@ def test_a_request_is_processed_once_under_concurrency(app, api, rt, bakery, kin
     winners = [r for r in results if r[1] == 200]
     losers = [r for r in results if r[1] != 200]
     assert len(winners) == 1, results
-    assert {(status, body["code"]) for _, status, body in losers} == {
-        (409, "request_processed")}, results
+    assert {(status, body["code"]) for _, status, body in losers} == {(409, "request_processed")}, (
+        results
+    )
     final = "validated" if winners[0][0] == "validation" else "refused"
     assert request_status(rt, kind, req["id"]) == final
     after = snapshot(rt, bakery.id)
-    new_entries = [action for entry_id, action in after["history"]
-                   if (entry_id, action) not in before["history"]]
+    new_entries = [
+        action
+        for entry_id, action in after["history"]
+        if (entry_id, action) not in before["history"]
+    ]
     assert new_entries == [f"{kind}_request.{final}"]
     assert after["mails"] == before["mails"] + 1
     assert after["revision"] == before["revision"] + (1 if final == "validated" else 0)
     space, action = GRANT[kind]
-    assert allowed(requester, bakery.id, space, action,
-                   at=after["revision"]) == (final == "validated")
+    assert allowed(requester, bakery.id, space, action, at=after["revision"]) == (
+        final == "validated"
+    )
 
 
 def _written(session, kind: str, request_id: int, user_id: int) -> tuple:
@@ -597,21 +788,28 @@ def _written(session, kind: str, request_id: int, user_id: int) -> tuple:
     user's validated grants of that kind."""
     model = AttachmentRequest if kind == "attachment" else SubscriptionRequest
     grant = Attachment if kind == "attachment" else Subscription
-    return (session.scalar(select(model.status).where(model.id == request_id)),
-            session.scalar(select(func.count()).select_from(grant).where(
-                grant.user_id == user_id, grant.status == "validated")))
+    return (
+        session.scalar(select(model.status).where(model.id == request_id)),
+        session.scalar(
+            select(func.count())
+            .select_from(grant)
+            .where(grant.user_id == user_id, grant.status == "validated")
+        ),
+    )
 
 
 def _fail_after(real, *, call_real: bool, seen: list, witness):
     """A stand-in that does the real work (when asked), flushes everything
     written so far to the database, notes it, then fails: what a crash just
     before COMMIT leaves in the transaction."""
+
     def failing(session, *args, **kwargs):
         if call_real:
             real(session, *args, **kwargs)
         session.flush()
         seen.append(witness(session))
         raise RuntimeError("injected failure before commit")
+
     return failing
 
 
@@ -619,22 +817,25 @@ def _fail_after(real, *, call_real: bool, seen: list, witness):
 # workflow module looks them up (subscriptions imports `notify` from
 # attachments, whose `notify` calls attachments' `queue_mail`).
 FAILURE_POINTS = {
-    "attachment": [("validation", "authz.attachments", "notify"),
-                   ("validation", "authz.attachments", "queue_mail"),
-                   ("validation", "authz.attachments", "commit"),
-                   ("refusal", "authz.attachments", "notify"),
-                   ("refusal", "authz.attachments", "commit")],
-    "subscription": [("validation", "authz.subscriptions", "notify"),
-                     ("validation", "authz.attachments", "queue_mail"),
-                     ("validation", "authz.subscriptions", "commit"),
-                     ("refusal", "authz.subscriptions", "notify"),
-                     ("refusal", "authz.subscriptions", "commit")],
+    "attachment": [
+        ("validation", "authz.attachments", "notify"),
+        ("validation", "authz.attachments", "queue_mail"),
+        ("validation", "authz.attachments", "commit"),
+        ("refusal", "authz.attachments", "notify"),
+        ("refusal", "authz.attachments", "commit"),
+    ],
+    "subscription": [
+        ("validation", "authz.subscriptions", "notify"),
+        ("validation", "authz.attachments", "queue_mail"),
+        ("validation", "authz.subscriptions", "commit"),
+        ("refusal", "authz.subscriptions", "notify"),
+        ("refusal", "authz.subscriptions", "commit"),
+    ],
 }
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_a_failure_before_commit_leaves_nothing_half_applied(
-        api, rt, bakery, monkeypatch, kind):
+def test_a_failure_before_commit_leaves_nothing_half_applied(api, rt, bakery, monkeypatch, kind):
     """The grant, its history entry, its mail and the revision bump are one
     transaction: a crash after the grant was written leaves the request
     pending, no grant, no entry, no mail, the revision and the decision as
@@ -645,10 +846,16 @@ def test_a_failure_before_commit_leaves_nothing_half_applied(
     for op, module, name in FAILURE_POINTS[kind]:
         target = importlib.import_module(module)
         seen: list = []
-        monkeypatch.setattr(target, name, _fail_after(
-            getattr(target, name), call_real=name != "commit", seen=seen,
-            witness=lambda session: _written(session, kind, req["id"],
-                                             requester.user["id"])))
+        monkeypatch.setattr(
+            target,
+            name,
+            _fail_after(
+                getattr(target, name),
+                call_real=name != "commit",
+                seen=seen,
+                witness=lambda session: _written(session, kind, req["id"], requester.user["id"]),
+            ),
+        )
         r = process(bakery.claire, kind, req["id"], op)
         monkeypatch.undo()
         where = (op, module, name)
@@ -670,6 +877,7 @@ def test_a_failure_before_commit_leaves_nothing_half_applied(
 
 # === Rules =====================================================================
 
+
 def make_actor(kind_of_actor: str, api: Api, rt, bakery: Bakery, structure_of) -> Api:
     """Someone who is not a manager of the bakery, in one of several ways."""
     email = f"{kind_of_actor}@login.example"
@@ -681,29 +889,39 @@ def make_actor(kind_of_actor: str, api: Api, rt, bakery: Bakery, structure_of) -
     elif kind_of_actor == "other_manager":
         structure_of(who, "Autre Boulangerie")
     elif kind_of_actor == "future_secondary":
-        attach_directly(bakery.claire, bakery.id, login_of(who), role="secondary",
-                        valid_from=(utc_today() + dt.timedelta(days=1)).isoformat())
+        attach_directly(
+            bakery.claire,
+            bakery.id,
+            login_of(who),
+            role="secondary",
+            valid_from=(utc_today() + dt.timedelta(days=1)).isoformat(),
+        )
     elif kind_of_actor == "removed_secondary":
         attach_directly(bakery.claire, bakery.id, login_of(who), role="secondary")
-        assert bakery.claire.delete(
-            f"/v1/structures/{bakery.id}/attachments/{who.user['id']}").status_code == 204
+        assert (
+            bakery.claire.delete(
+                f"/v1/structures/{bakery.id}/attachments/{who.user['id']}"
+            ).status_code
+            == 204
+        )
     return who
 
 
 # Who may not act on the bakery's requests, and the answer they get: a simple or
 # technical member sees the structure but may not act (403); the others do not
 # even see it (404, as for an unknown request).
-NOT_MANAGERS = [("simple", 403, "action_not_allowed"),
-                ("technical", 403, "action_not_allowed"),
-                ("other_manager", 404, "not_found"),
-                ("stranger", 404, "not_found"),
-                ("future_secondary", 404, "not_found"),
-                ("removed_secondary", 404, "not_found")]
+NOT_MANAGERS = [
+    ("simple", 403, "action_not_allowed"),
+    ("technical", 403, "action_not_allowed"),
+    ("other_manager", 404, "not_found"),
+    ("stranger", 404, "not_found"),
+    ("future_secondary", 404, "not_found"),
+    ("removed_secondary", 404, "not_found"),
+]
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_only_managers_of_that_structure_act_on_its_requests(
-        api, rt, bakery, structure_of, kind):
+def test_only_managers_of_that_structure_act_on_its_requests(api, rt, bakery, structure_of, kind):
     _, req = pending_request(kind, api, bakery, "julien@login.example")
     base = BASE[kind]
     for actor, status, code in NOT_MANAGERS:
@@ -754,8 +972,7 @@ def test_nobody_validates_or_refuses_their_own_request(api, rt, bakery, kind):
     at = revision(rt)
     assert allowed(paul, bakery.id, None, "attachment_requests.process", at=at)
     if kind == "attachment":
-        assert allowed(paul, bakery.id, "manager_activities", "consult", service="BOUTIQUE",
-                       at=at)
+        assert allowed(paul, bakery.id, "manager_activities", "consult", service="BOUTIQUE", at=at)
 
 
 def test_validation_keeps_the_requesters_role_unless_the_manager_changes_it(api, rt, bakery):
@@ -766,63 +983,81 @@ def test_validation_keeps_the_requesters_role_unless_the_manager_changes_it(api,
     paul = attached(api, bakery, "paul@login.example", role="secondary", services=["ATELIER"])
     anne = attached(api, bakery, "anne@login.example", role="secondary", services=["ATELIER"])
     nina = person(api, "nina@login.example")
-    unit = process(claire, "attachment", ask_attachment(paul, sid, [svc["BOUTIQUE"]])["id"],
-                   "validation")
+    unit = process(
+        claire, "attachment", ask_attachment(paul, sid, [svc["BOUTIQUE"]])["id"], "validation"
+    )
     assert (unit.status_code, unit.json["role"]) == (200, "secondary"), unit.json
     ids = [ask_attachment(anne, sid, [svc["BOUTIQUE"]])["id"], ask_attachment(nina, sid)["id"]]
     r = claire.post(f"{ATT}/validations", json={"ids": ids})
     assert [o["ok"] for o in r.json["results"]] == [True, True], r.json
     at = revision(rt)
     for who, manager in ((paul, True), (anne, True), (nina, False)):
-        for service in (("ATELIER", "BOUTIQUE") if manager else (None,)):
-            assert allowed(who, sid, "manager_activities", "consult", service=service,
-                           at=at) is manager
+        for service in ("ATELIER", "BOUTIQUE") if manager else (None,):
+            assert (
+                allowed(who, sid, "manager_activities", "consult", service=service, at=at)
+                is manager
+            )
         assert allowed(who, sid, None, "attachment_requests.process", at=at) is manager
     # A manager who means to change the role says so.
     demoted = person(api, "marc@login.example")
-    attach_directly(claire, sid, login_of(demoted), role="secondary",
-                    service_ids=[svc["ATELIER"]])
+    attach_directly(claire, sid, login_of(demoted), role="secondary", service_ids=[svc["ATELIER"]])
     req = ask_attachment(demoted, sid, [svc["BOUTIQUE"]])
     r = process(claire, "attachment", req["id"], "validation", role="simple")
     assert (r.status_code, r.json["role"]) == (200, "simple")
     assert not allowed(demoted, sid, None, "attachment_requests.process", at=revision(rt))
 
 
-def test_the_manager_chooses_the_services_and_role_at_validation(
-        api, rt, bakery, structure_of):
+def test_the_manager_chooses_the_services_and_role_at_validation(api, rt, bakery, structure_of):
     """Services unchecked at validation are refused, services added are granted;
     only services of this structure and the roles secondary or simple are taken."""
     claire, sid, svc = bakery.claire, bakery.id, bakery.services
     bob = person(api, "bob@login.example")
     theirs = structure_of(bob, "Bob SARL")
-    foreign = bob.post(f"/v1/structures/{theirs['id']}/services",
-                       json={"code": "X", "label": "X"}).json["id"]
+    foreign = bob.post(
+        f"/v1/structures/{theirs['id']}/services", json={"code": "X", "label": "X"}
+    ).json["id"]
     marc = person(api, "marc@login.example")
     req = ask_attachment(marc, sid, [svc["ATELIER"], svc["BOUTIQUE"]])
     before = snapshot(rt, sid)
     for body, code in (
-            ({"whole_structure": False, "service_ids": [foreign]}, "unknown_service"),
-            ({"whole_structure": False, "service_ids": [svc["ANCIEN"]]}, "unknown_service"),
-            ({"whole_structure": False, "service_ids": []}, "invalid_scope"),
-            ({"role": "principal"}, "validation_failed"),
-            ({"role": "technical"}, "validation_failed")):
+        ({"whole_structure": False, "service_ids": [foreign]}, "unknown_service"),
+        ({"whole_structure": False, "service_ids": [svc["ANCIEN"]]}, "unknown_service"),
+        ({"whole_structure": False, "service_ids": []}, "invalid_scope"),
+        ({"role": "principal"}, "validation_failed"),
+        ({"role": "technical"}, "validation_failed"),
+    ):
         r = process(claire, "attachment", req["id"], "validation", **body)
         assert (r.status_code, r.json["code"]) == (422, code), body
     assert snapshot(rt, sid) == before
-    r = process(claire, "attachment", req["id"], "validation", whole_structure=False,
-                service_ids=[svc["ATELIER"]], role="secondary")
+    r = process(
+        claire,
+        "attachment",
+        req["id"],
+        "validation",
+        whole_structure=False,
+        service_ids=[svc["ATELIER"]],
+        role="secondary",
+    )
     assert r.status_code == 200, r.json
     at = revision(rt)
     assert allowed(marc, sid, "my_account", "consult", service="ATELIER", at=at)
     assert not allowed(marc, sid, "my_account", "consult", service="BOUTIQUE", at=at)
     detail = claire.get(f"{ATT}/{req['id']}").json
     assert {(s["code"], s["status"]) for s in detail["services"]} == {
-        ("ATELIER", "validated"), ("BOUTIQUE", "refused")}
+        ("ATELIER", "validated"),
+        ("BOUTIQUE", "refused"),
+    }
     # A whole-structure request validated for one service only.
     nina = person(api, "nina@login.example")
     req = ask_attachment(nina, sid)
-    r = process(claire, "attachment", req["id"], "validation", whole_structure=False,
-                service_ids=[svc["BOUTIQUE"]])
+    r = process(
+        claire,
+        "attachment",
+        req["id"],
+        "validation",
+        whole_structure=False,
+        service_ids=[svc["BOUTIQUE"]],
+    )
     assert r.status_code == 200, r.json
     at = revision(rt)
     assert allowed(nina, sid, "my_account", "consult", service="BOUTIQUE", at=at)
@@ -839,10 +1074,12 @@ def test_a_request_is_processed_at_most_once(api, rt, bakery, kind):
         assert (again.status_code, again.json["code"]) == (409, "request_processed")
         again = bulk(bakery.claire, kind, [req["id"]], second)
         assert [(o["ok"], o["code"]) for o in again.json["results"]] == [
-            (False, "request_processed")]
+            (False, "request_processed")
+        ]
         assert snapshot(rt, bakery.id) == before, (first, second)
         assert request_status(rt, kind, req["id"]) == (
-            "validated" if first == "validation" else "refused")
+            "validated" if first == "validation" else "refused"
+        )
 
 
 # (space, service, action, allowed) for a simple user attached to BOUTIQUE with a
@@ -851,11 +1088,11 @@ EXACT_GRANTS = [
     ("issued_invoices", "BOUTIQUE", "consult", True),
     ("issued_invoices", "BOUTIQUE", "modify", False),
     ("issued_invoices", "BOUTIQUE", "create", False),
-    ("issued_invoices", None, "consult", False),        # granted on one service only
-    ("issued_invoices", "ATELIER", "consult", False),   # not attached there
-    ("works_invoices", "BOUTIQUE", "consult", False),   # no subscription, not opened
+    ("issued_invoices", None, "consult", False),  # granted on one service only
+    ("issued_invoices", "ATELIER", "consult", False),  # not attached there
+    ("works_invoices", "BOUTIQUE", "consult", False),  # no subscription, not opened
     ("issued_solicitations", "BOUTIQUE", "consult", False),
-    ("my_account", "BOUTIQUE", "modify", True),         # simple users' default (spaces.yaml)
+    ("my_account", "BOUTIQUE", "modify", True),  # simple users' default (spaces.yaml)
     ("manager_activities", "BOUTIQUE", "consult", False),
     (None, None, "structure.view", True),
     (None, None, "attachment_requests.process", False),
@@ -863,8 +1100,7 @@ EXACT_GRANTS = [
 ]
 
 
-def test_a_validated_attachment_and_subscription_allow_exactly_what_was_granted(
-        api, rt, bakery):
+def test_a_validated_attachment_and_subscription_allow_exactly_what_was_granted(api, rt, bakery):
     svc = bakery.services
     marc = person(api, "marc@login.example")
     req = ask_attachment(marc, bakery.id, [svc["BOUTIQUE"]])
@@ -876,13 +1112,15 @@ def test_a_validated_attachment_and_subscription_allow_exactly_what_was_granted(
     got = []
     for space, service, action, _ in EXACT_GRANTS:
         mine = check(marc, marc.user["id"], bakery.id, space, action, service=service, at=at)
-        theirs = check(api, marc.user["id"], bakery.id, space, action, service=service, at=at,
-                       headers=key)
+        theirs = check(
+            api, marc.user["id"], bakery.id, space, action, service=service, at=at, headers=key
+        )
         assert mine["allowed"] == theirs["allowed"]
         got.append((space, service, action, mine["allowed"]))
     assert got == EXACT_GRANTS
-    rule = check(marc, marc.user["id"], bakery.id, "issued_invoices", "consult",
-                 service="BOUTIQUE", at=at)["rule"]
+    rule = check(
+        marc, marc.user["id"], bakery.id, "issued_invoices", "consult", service="BOUTIQUE", at=at
+    )["rule"]
     assert rule.startswith("subscription:")
 
 
@@ -890,44 +1128,52 @@ def test_an_attachment_grants_nothing_before_its_start_date(api, rt, bakery):
     """Direct attachment from a future date (with the structure's default spaces,
     validated at once): denied now, allowed from the start date."""
     claire, sid = bakery.claire, bakery.id
-    assert claire.patch(f"/v1/structures/{sid}",
-                        json={"default_spaces": ["issued_invoices"]}).status_code == 200
+    assert (
+        claire.patch(
+            f"/v1/structures/{sid}", json={"default_spaces": ["issued_invoices"]}
+        ).status_code
+        == 200
+    )
     paul = person(api, "paul@login.example")
     start = utc_today() + dt.timedelta(days=3)
     attach_directly(claire, sid, login_of(paul), valid_from=start.isoformat())
-    [default] = claire.get(SUB, query_string={"structure_id": sid, "status": "pending"}
-                           ).json["items"]
+    [default] = claire.get(SUB, query_string={"structure_id": sid, "status": "pending"}).json[
+        "items"
+    ]
     assert (default["user_id"], default["origin"]) == (paul.user["id"], "default_spaces")
     assert process(claire, "subscription", default["id"], "validation").status_code == 200
     at = revision(rt)
     key = key_headers(rt)  # log-in tokens expire; a client key does not
 
     def decisions() -> list[bool]:
-        return [check(api, paul.user["id"], sid, space, "consult", at=at,
-                      headers=key)["allowed"] for space in ("my_account", "issued_invoices")]
+        return [
+            check(api, paul.user["id"], sid, space, "consult", at=at, headers=key)["allowed"]
+            for space in ("my_account", "issued_invoices")
+        ]
 
     assert decisions() == [False, False]
     assert paul.get(f"/v1/structures/{sid}").status_code == 404
-    moments = [(start - dt.timedelta(days=1), dt.time(23, 59), [False, False]),
-               (start, dt.time(0, 1), [True, True]),
-               (start + dt.timedelta(days=400), dt.time(12), [True, True])]  # no end date
+    moments = [
+        (start - dt.timedelta(days=1), dt.time(23, 59), [False, False]),
+        (start, dt.time(0, 1), [True, True]),
+        (start + dt.timedelta(days=400), dt.time(12), [True, True]),
+    ]  # no end date
     for day, time, expected in moments:
         with time_machine.travel(dt.datetime.combine(day, time, tzinfo=UTC), tick=False):
             assert decisions() == expected, day
 
 
-def test_an_attachment_request_validated_from_a_later_date_grants_from_that_date(
-        api, rt, bakery):
+def test_an_attachment_request_validated_from_a_later_date_grants_from_that_date(api, rt, bakery):
     julien, req = pending_request("attachment", api, bakery, "julien@login.example")
     start = utc_today() + dt.timedelta(days=2)
-    r = process(bakery.claire, "attachment", req["id"], "validation",
-                valid_from=start.isoformat())
+    r = process(bakery.claire, "attachment", req["id"], "validation", valid_from=start.isoformat())
     assert r.status_code == 200, r.json
     at, key = revision(rt), key_headers(rt)
 
     def may_consult() -> bool:
-        return check(api, julien.user["id"], bakery.id, "my_account", "consult", at=at,
-                     headers=key)["allowed"]
+        return check(
+            api, julien.user["id"], bakery.id, "my_account", "consult", at=at, headers=key
+        )["allowed"]
 
     assert not may_consult()
     with time_machine.travel(dt.datetime.combine(start, dt.time(8), tzinfo=UTC), tick=False):
@@ -941,13 +1187,14 @@ def test_a_refused_request_grants_nothing(api, rt, bakery, kind):
     assert process(bakery.claire, kind, req["id"], "refusal").status_code == 200
     assert revision(rt) == before  # no right changed
     space, action = GRANT[kind]
-    assert not check(requester, requester.user["id"], bakery.id, space, action,
-                     at=before)["allowed"]
+    assert not check(requester, requester.user["id"], bakery.id, space, action, at=before)[
+        "allowed"
+    ]
     with rt.sessions() as s:
-        subs = s.scalars(select(Subscription).where(
-            Subscription.user_id == requester.user["id"])).all()
-        atts = s.scalars(select(Attachment).where(
-            Attachment.user_id == requester.user["id"])).all()
+        subs = s.scalars(
+            select(Subscription).where(Subscription.user_id == requester.user["id"])
+        ).all()
+        atts = s.scalars(select(Attachment).where(Attachment.user_id == requester.user["id"])).all()
     assert subs == []
     if kind == "attachment":
         assert [a.status for a in atts] == ["refused"]
@@ -965,19 +1212,20 @@ def test_a_refusal_needs_a_reason(api, rt, bakery, kind):
         assert "reason" in r.json["errors"], body
         r = bakery.claire.post(f"{BASE[kind]}/refusals", json={"ids": [req["id"]], **body})
         assert r.status_code == 422 or [o["code"] for o in r.json["results"]] == [
-            "reason_required"], body
+            "reason_required"
+        ], body
     assert snapshot(rt, bakery.id) == before
 
 
 # Lines a user may not ask for: (space, service, error code).
 REFUSED_LINES = [
     ("legal_commitments", None, "space_not_opened"),
-    ("works_invoices", "BOUTIQUE", "space_not_opened"),    # opened on ATELIER only
+    ("works_invoices", "BOUTIQUE", "space_not_opened"),  # opened on ATELIER only
     ("works_invoices", None, "space_not_opened"),
     ("received_invoices", None, "public_only_space"),
     ("received_solicitations", "ATELIER", "public_only_space"),
     ("no_such_space", None, "unknown_space"),
-    ("issued_invoices", "ANCIEN", "unknown_service"),      # an inactive service
+    ("issued_invoices", "ANCIEN", "unknown_service"),  # an inactive service
 ]
 
 
@@ -985,9 +1233,16 @@ def test_subscription_lines_only_name_spaces_opened_and_allowed_here(api, rt, ba
     lucie = attached(api, bakery, "lucie@login.example")
     before = snapshot(rt, bakery.id)
     for space, service, code in REFUSED_LINES:
-        r = lucie.post(SUB, json={"structure_id": bakery.id, "lines": lines_of(
-            ("issued_invoices", None, "consult"),
-            (space, bakery.services[service] if service else None, "consult"))})
+        r = lucie.post(
+            SUB,
+            json={
+                "structure_id": bakery.id,
+                "lines": lines_of(
+                    ("issued_invoices", None, "consult"),
+                    (space, bakery.services[service] if service else None, "consult"),
+                ),
+            },
+        )
         assert (r.status_code, r.json["code"]) == (422, code), (space, service, r.json)
     assert snapshot(rt, bakery.id) == before
 
@@ -996,8 +1251,11 @@ def test_a_line_whose_space_was_closed_since_cannot_be_validated(api, rt, bakery
     claire, sid, svc = bakery.claire, bakery.id, bakery.services
     lucie = attached(api, bakery, "lucie@login.example")
     req = ask_subscription(lucie, sid, ("works_invoices", svc["ATELIER"], "consult"))
-    spaces = [e for e in claire.get(f"/v1/structures/{sid}/spaces").json["spaces"]
-              if e["space"] != "works_invoices"]
+    spaces = [
+        e
+        for e in claire.get(f"/v1/structures/{sid}/spaces").json["spaces"]
+        if e["space"] != "works_invoices"
+    ]
     assert claire.put(f"/v1/structures/{sid}/spaces", json={"spaces": spaces}).status_code == 200
     before = snapshot(rt, sid)
     r = process(claire, "subscription", req["id"], "validation")
@@ -1016,46 +1274,74 @@ def test_an_inactive_structure_accepts_no_new_attachment_or_request(api, rt, bak
 
     r = julien.post(ATT, json={"structure_id": sid, "whole_structure": True})
     assert (r.status_code, r.json["code"]) == (409, "structure_inactive")
-    r = lucie.post(SUB, json={"structure_id": sid,
-                              "lines": lines_of(("issued_invoices", None, "consult"))})
+    r = lucie.post(
+        SUB, json={"structure_id": sid, "lines": lines_of(("issued_invoices", None, "consult"))}
+    )
     assert (r.status_code, r.json["code"]) == (409, "structure_inactive")
     # Nor is anyone attached directly, or through a request made before.
-    r = claire.post(f"/v1/structures/{sid}/attachments",
-                    json={"login_email": login_of(julien), "whole_structure": True})
-    assert (r.status_code, r.json["code"]) in {(403, "action_not_allowed"),
-                                               (409, "structure_inactive")}
+    r = claire.post(
+        f"/v1/structures/{sid}/attachments",
+        json={"login_email": login_of(julien), "whole_structure": True},
+    )
+    assert (r.status_code, r.json["code"]) in {
+        (403, "action_not_allowed"),
+        (409, "structure_inactive"),
+    }
     r = process(claire, "attachment", early_request["id"], "validation")
-    assert (r.status_code, r.json["code"]) in {(403, "action_not_allowed"),
-                                               (409, "structure_inactive")}
+    assert (r.status_code, r.json["code"]) in {
+        (403, "action_not_allowed"),
+        (409, "structure_inactive"),
+    }
     assert snapshot(rt, sid) == before
 
 
 def test_a_manager_switching_a_line_to_modify_grants_modify(api, rt, bakery):
     lucie = attached(api, bakery, "lucie@login.example")
-    req = ask_subscription(lucie, bakery.id, ("issued_invoices", None, "consult"),
-                           ("issued_solicitations", None, "consult"))
+    req = ask_subscription(
+        lucie,
+        bakery.id,
+        ("issued_invoices", None, "consult"),
+        ("issued_solicitations", None, "consult"),
+    )
     line = next(li for li in req["lines"] if li["space"] == "issued_invoices")
-    unknown = process(bakery.claire, "subscription", req["id"], "validation",
-                      lines=[{"id": 999_999, "level": "modify"}])
+    unknown = process(
+        bakery.claire,
+        "subscription",
+        req["id"],
+        "validation",
+        lines=[{"id": 999_999, "level": "modify"}],
+    )
     assert (unknown.status_code, unknown.json["code"]) == (422, "unknown_line")
-    r = process(bakery.claire, "subscription", req["id"], "validation",
-                lines=[{"id": line["id"], "level": "modify"}])
+    r = process(
+        bakery.claire,
+        "subscription",
+        req["id"],
+        "validation",
+        lines=[{"id": line["id"], "level": "modify"}],
+    )
     assert r.status_code == 200, r.json
     assert {li["space"]: li["level"] for li in r.json["lines"]} == {
-        "issued_invoices": "modify", "issued_solicitations": "consult"}
+        "issued_invoices": "modify",
+        "issued_solicitations": "consult",
+    }
     at = revision(rt)
     assert allowed(lucie, bakery.id, "issued_invoices", "modify", at=at)
     assert allowed(lucie, bakery.id, "issued_invoices", "create", at=at)
     assert not allowed(lucie, bakery.id, "issued_solicitations", "modify", at=at)
     with rt.sessions() as s:
-        levels = {sub.space_code: sub.level for sub in s.scalars(
-            select(Subscription).where(Subscription.user_id == lucie.user["id"]))}
+        levels = {
+            sub.space_code: sub.level
+            for sub in s.scalars(
+                select(Subscription).where(Subscription.user_id == lucie.user["id"])
+            )
+        }
     assert levels == {"issued_invoices": "modify", "issued_solicitations": "consult"}
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_bulk_gives_one_outcome_per_id_and_processes_the_valid_ones(
-        api, rt, bakery, structure_of, kind):
+    api, rt, bakery, structure_of, kind
+):
     claire = bakery.claire
     done = pending_request(kind, api, bakery, "done@login.example")[1]["id"]
     assert process(claire, kind, done, "refusal").status_code == 200
@@ -1067,32 +1353,47 @@ def test_bulk_gives_one_outcome_per_id_and_processes_the_valid_ones(
         foreign = ask_attachment(stranger, other["id"])["id"]
     else:
         attach_directly(bob, other["id"], login_of(stranger))
-        foreign = ask_subscription(stranger, other["id"],
-                                   ("issued_invoices", None, "consult"))["id"]
+        foreign = ask_subscription(stranger, other["id"], ("issued_invoices", None, "consult"))[
+            "id"
+        ]
     unknown = 999_999
     for op in ("validation", "refusal"):
-        valid = [pending_request(kind, api, bakery, f"{op}{i}@login.example")[1]["id"]
-                 for i in range(2)]
+        valid = [
+            pending_request(kind, api, bakery, f"{op}{i}@login.example")[1]["id"] for i in range(2)
+        ]
         r = bulk(claire, kind, [valid[0], done, foreign, unknown, valid[1]], op)
         assert r.status_code == 200, r.json
         assert [(o["id"], o["ok"], o["code"]) for o in r.json["results"]] == [
-            (valid[0], True, None), (done, False, "request_processed"),
-            (foreign, False, "not_found"), (unknown, False, "not_found"),
-            (valid[1], True, None)], op
+            (valid[0], True, None),
+            (done, False, "request_processed"),
+            (foreign, False, "not_found"),
+            (unknown, False, "not_found"),
+            (valid[1], True, None),
+        ], op
         final = "validated" if op == "validation" else "refused"
         assert [request_status(rt, kind, i) for i in (*valid, done, foreign)] == [
-            final, final, "refused", "pending"]
+            final,
+            final,
+            "refused",
+            "pending",
+        ]
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_the_requester_is_notified_at_their_contact_email(api, rt, bakery, kind):
     noun = "Attachment to" if kind == "attachment" else "Subscription on"
     for op, verb in (("validation", "validated"), ("refusal", "refused")):
-        requester, req = pending_request(kind, api, bakery, f"{op}@login.example",
-                                         contact=f"{op}@contact.example")
+        requester, req = pending_request(
+            kind, api, bakery, f"{op}@login.example", contact=f"{op}@contact.example"
+        )
         assert contact_of(requester) != login_of(requester)
-        r = process(bakery.claire, kind, req["id"], op,
-                    **({"reason": "Motif du refus"} if op == "refusal" else {}))
+        r = process(
+            bakery.claire,
+            kind,
+            req["id"],
+            op,
+            **({"reason": "Motif du refus"} if op == "refusal" else {}),
+        )
         assert r.status_code == 200, r.json
         mail = notifications(rt, contact_of(requester))[-1]
         assert mail.subject == f"{noun} {DESIGNATION} {verb}"
@@ -1107,14 +1408,16 @@ def test_request_detail_lists_active_services_with_the_requesters_status(api, rt
     validated ones are preselected."""
     claire, sid, svc = bakery.claire, bakery.id, dict(bakery.services)
     for code in ("CAISSE", "LIVRAISON", "EXTRA"):
-        svc[code] = claire.post(f"/v1/structures/{sid}/services",
-                                json={"code": code, "label": code.title()}).json["id"]
+        svc[code] = claire.post(
+            f"/v1/structures/{sid}/services", json={"code": code, "label": code.title()}
+        ).json["id"]
     marc = person(api, "marc@login.example")
     attach_directly(claire, sid, login_of(marc), service_ids=[svc["ATELIER"]])
     first = ask_attachment(marc, sid, [svc["BOUTIQUE"]])
     assert process(claire, "attachment", first["id"], "refusal").status_code == 200
-    add_attachment(rt, marc.user["id"], sid, "simple", service_id=svc["CAISSE"],
-                   status="deactivated")
+    add_attachment(
+        rt, marc.user["id"], sid, "simple", service_id=svc["CAISSE"], status="deactivated"
+    )
     second = ask_attachment(marc, sid, [svc["LIVRAISON"]], comment="Et les livraisons")
 
     detail = claire.get(f"{ATT}/{second['id']}")
@@ -1145,19 +1448,20 @@ def test_default_spaces_become_a_pending_subscription_request(api, rt, bakery, h
             assert process(claire, "attachment", req["id"], "validation").status_code == 200
         else:
             attach_directly(claire, sid, login_of(nina), service_ids=service_ids)
-        [made] = claire.get(SUB, query_string={"structure_id": sid, "status": "pending"}
-                            ).json["items"]
+        [made] = claire.get(SUB, query_string={"structure_id": sid, "status": "pending"}).json[
+            "items"
+        ]
         assert (made["user_id"], made["origin"]) == (nina.user["id"], "default_spaces")
         assert [(li["space"], li["service_id"], li["level"]) for li in made["lines"]] == [
-            ("issued_invoices", service_ids[0] if service_ids else None, "consult")]
-        assert [r["id"] for r in nina.get(SUB, query_string={"mine": True}).json["items"]] \
-            == [made["id"]]
+            ("issued_invoices", service_ids[0] if service_ids else None, "consult")
+        ]
+        assert [r["id"] for r in nina.get(SUB, query_string={"mine": True}).json["items"]] == [
+            made["id"]
+        ]
         # Asked, not granted: a manager still decides.
-        assert not allowed(nina, sid, "issued_invoices", "consult", service=scope,
-                           at=revision(rt))
+        assert not allowed(nina, sid, "issued_invoices", "consult", service=scope, at=revision(rt))
         assert process(claire, "subscription", made["id"], "validation").status_code == 200
-        assert allowed(nina, sid, "issued_invoices", "consult", service=scope,
-                       at=revision(rt))
+        assert allowed(nina, sid, "issued_invoices", "consult", service=scope, at=revision(rt))
 
 
 def test_removing_an_attachment_removes_its_grants(api, rt, bakery):
@@ -1176,12 +1480,21 @@ def test_removing_an_attachment_removes_its_grants(api, rt, bakery):
         assert not allowed(lucie, sid, space, action, at=after)
     [entry] = history(claire, sid, action="attachment.deleted")
     assert (entry["comment"], entry["target_user_id"], entry["actor_id"]) == (
-        "Deleted", lucie.user["id"], claire.user["id"])
+        "Deleted",
+        lucie.user["id"],
+        claire.user["id"],
+    )
     with rt.sessions() as s:
-        assert {a.status for a in s.scalars(select(Attachment).where(
-            Attachment.user_id == lucie.user["id"]))} == {"deleted"}
-        assert {sub.status for sub in s.scalars(select(Subscription).where(
-            Subscription.user_id == lucie.user["id"]))} == {"deactivated"}
+        assert {
+            a.status
+            for a in s.scalars(select(Attachment).where(Attachment.user_id == lucie.user["id"]))
+        } == {"deleted"}
+        assert {
+            sub.status
+            for sub in s.scalars(
+                select(Subscription).where(Subscription.user_id == lucie.user["id"])
+            )
+        } == {"deactivated"}
     again = claire.delete(f"/v1/structures/{sid}/attachments/{lucie.user['id']}")
     assert (again.status_code, again.json["code"]) == (404, "not_found")
 
@@ -1193,12 +1506,15 @@ def test_removing_an_attachment_closes_the_users_pending_requests(api, rt, baker
     lucie = attached(api, bakery, "lucie@login.example")
     sub_req = ask_subscription(lucie, sid, ("issued_invoices", None, "modify"))
     att_req = ask_attachment(lucie, sid, [bakery.services["BOUTIQUE"]])
-    assert claire.delete(f"/v1/structures/{sid}/attachments/{lucie.user['id']}"
-                         ).status_code == 204
+    assert claire.delete(f"/v1/structures/{sid}/attachments/{lucie.user['id']}").status_code == 204
     for kind, req in (("subscription", sub_req), ("attachment", att_req)):
         assert request_status(rt, kind, req["id"]) == "refused", kind
-        assert claire.get(BASE[kind], query_string={"structure_id": sid, "status": "pending"}
-                          ).json["total"] == 0
+        assert (
+            claire.get(BASE[kind], query_string={"structure_id": sid, "status": "pending"}).json[
+                "total"
+            ]
+            == 0
+        )
         r = process(claire, kind, req["id"], "validation")
         assert (r.status_code, r.json["code"]) == (409, "request_processed"), kind
     attach_directly(claire, sid, login_of(lucie))

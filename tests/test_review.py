@@ -1,6 +1,7 @@
 """Exports and review reports: the findings of authz/review.py proven on a small
 world, the rights export checked against the decision API, the reviewer-only
 routes and the `authz review` / `authz export` / `authz reviewer` commands."""
+
 from __future__ import annotations
 
 import csv
@@ -22,24 +23,37 @@ from .test_cli import authz, cli_env, cli_rt  # noqa: F401  (fixtures)
 
 
 def new_structure(owner: Api, name: str, designation: str | None = None) -> int:
-    r = owner.post("/v1/structures", json={"identifier_type": "AUTRE", "identifier_value": name,
-                                           "designation": designation or name})
+    r = owner.post(
+        "/v1/structures",
+        json={
+            "identifier_type": "AUTRE",
+            "identifier_value": name,
+            "designation": designation or name,
+        },
+    )
     assert r.status_code == 201, r.json
     return r.json["id"]
 
 
 def attach(manager: Api, structure_id: int, email: str, **extra) -> None:
-    r = manager.post(f"/v1/structures/{structure_id}/attachments",
-                     json={"login_email": email, "whole_structure": True, **extra})
+    r = manager.post(
+        f"/v1/structures/{structure_id}/attachments",
+        json={"login_email": email, "whole_structure": True, **extra},
+    )
     assert r.status_code == 201, r.json
 
 
-def subscribe(rt, user_id: int, structure_id: int, space: str, level: str,
-              granted_by: int) -> int:
+def subscribe(rt, user_id: int, structure_id: int, space: str, level: str, granted_by: int) -> int:
     """A validated subscription (as a validated request leaves it), with its revision."""
     with rt.sessions() as s:
-        sub = Subscription(user_id=user_id, structure_id=structure_id, space_code=space,
-                           level=level, status="validated", granted_by_id=granted_by)
+        sub = Subscription(
+            user_id=user_id,
+            structure_id=structure_id,
+            space_code=space,
+            level=level,
+            status="validated",
+            granted_by_id=granted_by,
+        )
         s.add(sub)
         bump_revision(s, memberships=[(user_id, structure_id)])
         s.commit()
@@ -78,8 +92,13 @@ def clean(api, rt) -> World:
     acme = new_structure(ada, "ACME", "ACME SARL")
     attach(ada, acme, "bob@example.org")
     subscribe(rt, bob.user["id"], acme, "issued_invoices", "consult", ada.user["id"])
-    return World(make_reviewer(api, rt), ada, acme,
-                 {"ada": ada.user["id"], "bob": bob.user["id"]}, {"acme": acme})
+    return World(
+        make_reviewer(api, rt),
+        ada,
+        acme,
+        {"ada": ada.user["id"], "bob": bob.user["id"]},
+        {"acme": acme},
+    )
 
 
 @pytest.fixture
@@ -91,8 +110,11 @@ def dirty(api, rt, clean) -> World:
     carl = api.person("carl@example.org", "Carl", "Closed")
     w.structures["orphan"] = new_structure(carl, "ORPHAN")
     with rt.sessions() as s:  # the operator closed Carl's account
-        s.execute(update(User).where(User.id == carl.user["id"])
-                  .values(status="closed", closed_at=utcnow()))
+        s.execute(
+            update(User)
+            .where(User.id == carl.user["id"])
+            .values(status="closed", closed_at=utcnow())
+        )
         bump_revision(s, users=[carl.user["id"]])
         s.commit()
     assert api.signup("dana@example.org", "Dana").status_code == 201  # pending
@@ -100,29 +122,44 @@ def dirty(api, rt, clean) -> World:
     tech = ada.post(f"/v1/structures/{w.acme}/technical-users", json={"label": "Till"})
     assert tech.status_code == 201, tech.json
     with rt.sessions() as s:
-        s.get(TechnicalCredential, tech.json["user_id"]).secret_expires_at = \
+        s.get(TechnicalCredential, tech.json["user_id"]).secret_expires_at = (
             utcnow() + dt.timedelta(days=10)
+        )
         s.commit()
     erin = api.person("erin@example.org", "Erin")
-    attach(ada, w.acme, "erin@example.org",
-           valid_from=(dt.date.today() + dt.timedelta(days=10)).isoformat())
+    attach(
+        ada,
+        w.acme,
+        "erin@example.org",
+        valid_from=(dt.date.today() + dt.timedelta(days=10)).isoformat(),
+    )
     with time_machine.travel(utcnow() - dt.timedelta(days=31)):
         frank = api.signup("frank@example.org", "Frank").json
     gina = api.person("gina@example.org", "Gina")
     attach(ada, w.acme, "gina@example.org")
-    assert gina.post("/v1/me/deactivation",
-                     json={"password": PASSWORD, "successors": []}).status_code == 200
+    assert (
+        gina.post("/v1/me/deactivation", json={"password": PASSWORD, "successors": []}).status_code
+        == 200
+    )
     hugo = api.person("hugo@example.org", "Hugo")
     attach(ada, w.acme, "hugo@example.org")
     subscribe(rt, hugo.user["id"], w.acme, "issued_invoices", "modify", ada.user["id"])
-    closed = ada.put(f"/v1/structures/{w.acme}/spaces", json={"spaces": [
-        {"space": "my_account"}, {"space": "manager_activities"}]})
+    closed = ada.put(
+        f"/v1/structures/{w.acme}/spaces",
+        json={"spaces": [{"space": "my_account"}, {"space": "manager_activities"}]},
+    )
     assert closed.status_code == 200, closed.json
     with rt.sessions() as s:
         dana = s.scalar(select(User.id).where(User.login_email == "dana@example.org"))
-    w.users.update(carl=carl.user["id"], dana=dana, tech=tech.json["user_id"],
-                   erin=erin.user["id"], frank=frank["id"], gina=gina.user["id"],
-                   hugo=hugo.user["id"])
+    w.users.update(
+        carl=carl.user["id"],
+        dana=dana,
+        tech=tech.json["user_id"],
+        erin=erin.user["id"],
+        frank=frank["id"],
+        gina=gina.user["id"],
+        hugo=hugo.user["id"],
+    )
     return w
 
 
@@ -132,6 +169,7 @@ def subjects(findings: list[dict]) -> set[tuple[int | None, int | None]]:
 
 # --- findings ------------------------------------------------------------------
 
+
 def test_a_clean_world_has_no_finding(clean):
     report = clean.report()
     assert report["findings"] == [] and set(report["counts"].values()) == {0}
@@ -139,8 +177,10 @@ def test_a_clean_world_has_no_finding(clean):
 
 def test_a_structure_whose_principal_is_closed_is_without_principal(dirty):
     [found] = dirty.findings("structure_without_principal")
-    assert (found["structure_id"], found["user_id"]) == (dirty.structures["orphan"],
-                                                         dirty.users["carl"])
+    assert (found["structure_id"], found["user_id"]) == (
+        dirty.structures["orphan"],
+        dirty.users["carl"],
+    )
     assert found["severity"] == "high" and found["why"]
     assert found["structure"] == "ORPHAN" and "carl@example.org" in found["user"]
     assert found["history_ids"]  # the structure's creation, naming Carl principal
@@ -172,15 +212,15 @@ def test_an_attachment_starting_in_the_future_is_listed(dirty):
 
 def test_an_account_pending_for_31_days_is_listed_not_a_recent_one(dirty):
     assert {f["user_id"] for f in dirty.findings("account_pending_too_long")} == {
-        dirty.users["frank"]}
+        dirty.users["frank"]
+    }
 
 
 def test_an_inactive_account_still_attached_is_listed_with_its_deactivation(dirty, rt):
     found = {f["user_id"]: f for f in dirty.findings("inactive_user_attached")}
     assert set(found) == {dirty.users["gina"], dirty.users["carl"]}
     with rt.sessions() as s:
-        actions = {s.get(HistoryEntry, i).action for i in found[dirty.users["gina"]]
-                   ["history_ids"]}
+        actions = {s.get(HistoryEntry, i).action for i in found[dirty.users["gina"]]["history_ids"]}
     assert {"attachment.created", "account.deactivated"} <= actions
 
 
@@ -208,14 +248,14 @@ def test_changes_since_a_day_are_grouped_by_structure(dirty):
     groups = {g["structure_id"]: g for g in report["changes"]}
     actions = {e["action"] for e in groups[dirty.acme]["entries"]}
     assert {"attachment.created", "spaces.updated", "technical_user.created"} <= actions
-    assert dirty.report(since=(dt.date.today() + dt.timedelta(days=1)).isoformat()
-                        )["changes"] == []
+    assert dirty.report(since=(dt.date.today() + dt.timedelta(days=1)).isoformat())["changes"] == []
 
 
 def test_the_html_report_escapes_designations(clean):
     evil = new_structure(clean.ada, "EVIL", "<script>alert(1)</script>")
-    r = clean.api.get("/v1/reviews/report", query_string={
-        "format": "html", "since": dt.date.today().isoformat()})
+    r = clean.api.get(
+        "/v1/reviews/report", query_string={"format": "html", "since": dt.date.today().isoformat()}
+    )
     assert r.status_code == 200 and r.mimetype == "text/html"
     page = r.get_data(as_text=True)
     assert f"<h3>{evil} &lt;script&gt;alert(1)&lt;/script&gt;</h3>" in page
@@ -224,32 +264,52 @@ def test_the_html_report_escapes_designations(clean):
 
 # --- the rights export -----------------------------------------------------------
 
+
 def test_the_rights_export_is_what_the_decision_api_allows(api, rt, clean):
     r = clean.api.get("/v1/reviews/rights", query_string={"format": "json"})
     assert r.status_code == 200, r.json
     rows = r.json["items"]
     by_key = {(row["login_email"], row["space"]): row for row in rows}
     bob = by_key[("bob@example.org", "issued_invoices")]
-    assert (bob["level"], bob["role"], bob["granted_by"]) == ("consult", "simple",
-                                                             "ada@example.org")
+    assert (bob["level"], bob["role"], bob["granted_by"]) == (
+        "consult",
+        "simple",
+        "ada@example.org",
+    )
     assert bob["source"].startswith("subscription:")
     ada = by_key[("ada@example.org", "manager_activities")]
     assert (ada["level"], ada["source"], ada["role"]) == ("modify", "role-default", "principal")
     assert ("bob@example.org", "manager_activities") not in by_key
-    login = {row["login_email"]: Api(api.client, rt, api.client.post("/v1/auth/token", json={
-        "login_email": row["login_email"], "password": PASSWORD}).json["access_token"])
-        for row in rows}
+    login = {
+        row["login_email"]: Api(
+            api.client,
+            rt,
+            api.client.post(
+                "/v1/auth/token", json={"login_email": row["login_email"], "password": PASSWORD}
+            ).json["access_token"],
+        )
+        for row in rows
+    }
     for row in rows:
         for action in ("consult", "modify"):
-            decided = login[row["login_email"]].post("/v1/checks", json={
-                "user_id": row["user_id"], "structure_id": row["structure_id"],
-                "space": row["space"], "action": action}).json["allowed"]
+            decided = (
+                login[row["login_email"]]
+                .post(
+                    "/v1/checks",
+                    json={
+                        "user_id": row["user_id"],
+                        "structure_id": row["structure_id"],
+                        "space": row["space"],
+                        "action": action,
+                    },
+                )
+                .json["allowed"]
+            )
             assert decided == (action == "consult" or row["level"] == "modify"), (row, action)
 
 
 def test_the_rights_csv_has_a_header_and_one_line_per_right(clean):
-    json_rows = clean.api.get("/v1/reviews/rights",
-                              query_string={"format": "json"}).json["items"]
+    json_rows = clean.api.get("/v1/reviews/rights", query_string={"format": "json"}).json["items"]
     r = clean.api.get("/v1/reviews/rights", query_string={"structure_id": clean.acme})
     assert r.status_code == 200 and r.mimetype == "text/csv"
     assert "attachment" in r.headers["Content-Disposition"]
@@ -258,8 +318,9 @@ def test_the_rights_csv_has_a_header_and_one_line_per_right(clean):
 
 
 def test_the_rights_of_an_unknown_structure_are_404(clean):
-    assert clean.api.get("/v1/reviews/rights",
-                         query_string={"structure_id": 999}).status_code == 404
+    assert (
+        clean.api.get("/v1/reviews/rights", query_string={"structure_id": 999}).status_code == 404
+    )
 
 
 def test_the_casbin_policy_holds_the_p_and_p2_rows(clean):
@@ -273,8 +334,10 @@ def test_the_casbin_policy_holds_the_p_and_p2_rows(clean):
 
 # --- access ------------------------------------------------------------------------
 
-@pytest.mark.parametrize("path", ["/v1/reviews/report", "/v1/reviews/rights",
-                                  "/v1/reviews/casbin-policy"])
+
+@pytest.mark.parametrize(
+    "path", ["/v1/reviews/report", "/v1/reviews/rights", "/v1/reviews/casbin-policy"]
+)
 def test_only_a_security_reviewer_reads_reviews(api, rt, clean, path):
     assert clean.api.get(path).status_code == 200
     assert clean.ada.get(path).json["code"] == "reviewer_only"
@@ -288,14 +351,17 @@ def test_only_a_security_reviewer_reads_reviews(api, rt, clean, path):
 
 # --- command line --------------------------------------------------------------------
 
+
 def test_reviewer_create_gives_the_role_and_refuses_an_operator(cli_env, cli_rt):  # noqa: F811
     result = authz(cli_env, "reviewer", "create", "Rita@Example.org")
     assert "security reviewer account rita@example.org" in result.output
     with cli_rt.sessions() as s:
         user = s.scalar(select(User).where(User.login_email == "rita@example.org"))
         assert (user.platform_role, user.status) == ("security_reviewer", "pending")
-    assert "already a security reviewer" in authz(cli_env, "reviewer", "create",
-                                                  "rita@example.org").output
+    assert (
+        "already a security reviewer"
+        in authz(cli_env, "reviewer", "create", "rita@example.org").output
+    )
     authz(cli_env, "operator", "create", "ops@example.org")
     refused = authz(cli_env, "reviewer", "create", "ops@example.org", code=1)
     assert "already a operator" in refused.output
@@ -307,8 +373,18 @@ def test_cli_review_and_exports_write_files(api, cli_env, tmp_path):  # noqa: F8
     html_file, json_file = tmp_path / "report.html", tmp_path / "report.json"
     authz(cli_env, "review", "--output", str(html_file))
     assert html_file.read_text().startswith("<!DOCTYPE html>")
-    authz(cli_env, "review", "--structure", str(acme), "--since",
-          dt.date.today().isoformat(), "--format", "json", "--output", str(json_file))
+    authz(
+        cli_env,
+        "review",
+        "--structure",
+        str(acme),
+        "--since",
+        dt.date.today().isoformat(),
+        "--format",
+        "json",
+        "--output",
+        str(json_file),
+    )
     report = json.loads(json_file.read_text())
     assert report["structure_id"] == acme and report["changes"][0]["structure_id"] == acme
     rights = tmp_path / "rights.csv"
@@ -316,10 +392,20 @@ def test_cli_review_and_exports_write_files(api, cli_env, tmp_path):  # noqa: F8
     lines = list(csv.reader(io.StringIO(rights.read_text())))
     assert tuple(lines[0]) == review.RIGHTS_COLUMNS
     assert ["ada@example.org", "ACME <SARL>", "manager_activities", "modify"] in [
-        [line[1], line[4], line[6], line[7]] for line in lines[1:]]
+        [line[1], line[4], line[6], line[7]] for line in lines[1:]
+    ]
     as_json = tmp_path / "rights.json"
-    authz(cli_env, "export", "rights", "--structure", str(acme), "--format", "json",
-          "--output", str(as_json))
+    authz(
+        cli_env,
+        "export",
+        "rights",
+        "--structure",
+        str(acme),
+        "--format",
+        "json",
+        "--output",
+        str(as_json),
+    )
     assert len(json.loads(as_json.read_text())) == len(lines) - 1
     casbin = tmp_path / "policy.csv"
     authz(cli_env, "export", "casbin", "--output", str(casbin))

@@ -1,4 +1,5 @@
 """Structures, services and opened spaces: who may see and change them."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -12,13 +13,29 @@ from models import Attachment, HistoryEntry, Structure, User
 from .conftest import PASSWORD, activation_token
 
 
-def attach(rt, user_id, structure_id, role, *, status="validated", valid_from=None,
-           valid_until=None, service_id=None):
+def attach(
+    rt,
+    user_id,
+    structure_id,
+    role,
+    *,
+    status="validated",
+    valid_from=None,
+    valid_until=None,
+    service_id=None,
+):
     with rt.sessions() as s:
-        s.add(Attachment(user_id=user_id, structure_id=structure_id, role=role,
-                         status=status, service_id=service_id,
-                         valid_from=valid_from or dt.date.today() - dt.timedelta(days=1),
-                         valid_until=valid_until))
+        s.add(
+            Attachment(
+                user_id=user_id,
+                structure_id=structure_id,
+                role=role,
+                status=status,
+                service_id=service_id,
+                valid_from=valid_from or dt.date.today() - dt.timedelta(days=1),
+                valid_until=valid_until,
+            )
+        )
         s.commit()
 
 
@@ -41,7 +58,11 @@ def test_creator_of_a_private_structure_becomes_its_principal(api, rt, structure
     with rt.sessions() as s:
         att = s.scalar(select(Attachment).where(Attachment.structure_id == st["id"]))
         assert (att.user_id, att.role, att.status, att.service_id) == (
-            ada.user["id"], "principal", "validated", None)
+            ada.user["id"],
+            "principal",
+            "validated",
+            None,
+        )
         entry = s.scalar(select(HistoryEntry).where(HistoryEntry.structure_id == st["id"]))
         assert entry.action == "structure.created" and entry.actor_id == ada.user["id"]
     assert revision(rt) == before + 1
@@ -52,17 +73,24 @@ def test_creator_of_a_private_structure_becomes_its_principal(api, rt, structure
 @pytest.mark.parametrize("value", ["73282932000075", "1234", "7328293200007A", ""])
 def test_invalid_siret_is_refused(api, value):
     ada = api.person("ada@example.org")
-    r = ada.post("/v1/structures", json={"identifier_type": "SIRET",
-                                         "identifier_value": value, "designation": "X"})
+    r = ada.post(
+        "/v1/structures",
+        json={"identifier_type": "SIRET", "identifier_value": value, "designation": "X"},
+    )
     assert r.status_code == 422
     assert r.content_type == "application/problem+json"
 
 
 def test_siret_with_spaces_is_normalised(api):
     ada = api.person("ada@example.org")
-    r = ada.post("/v1/structures", json={"identifier_type": "SIRET",
-                                         "identifier_value": "732 829 320 00074",
-                                         "designation": "X"})
+    r = ada.post(
+        "/v1/structures",
+        json={
+            "identifier_type": "SIRET",
+            "identifier_value": "732 829 320 00074",
+            "designation": "X",
+        },
+    )
     assert r.status_code == 201 and r.json["identifier_value"] == "73282932000074"
 
 
@@ -70,13 +98,23 @@ def test_identifier_is_unique_per_type(api, structure_of):
     ada = api.person("ada@example.org")
     bob = api.person("bob@example.org")
     structure_of(ada)
-    r = bob.post("/v1/structures", json={"identifier_type": "SIRET",
-                                         "identifier_value": "73282932000074",
-                                         "designation": "Copycat"})
+    r = bob.post(
+        "/v1/structures",
+        json={
+            "identifier_type": "SIRET",
+            "identifier_value": "73282932000074",
+            "designation": "Copycat",
+        },
+    )
     assert r.status_code == 409 and r.json["code"] == "identifier_taken"
-    other_type = bob.post("/v1/structures", json={"identifier_type": "AUTRE",
-                                                  "identifier_value": "73282932000074",
-                                                  "designation": "Other registry"})
+    other_type = bob.post(
+        "/v1/structures",
+        json={
+            "identifier_type": "AUTRE",
+            "identifier_value": "73282932000074",
+            "designation": "Other registry",
+        },
+    )
     assert other_type.status_code == 201
 
 
@@ -86,13 +124,14 @@ def test_a_stranger_can_neither_see_nor_touch_a_structure(api, structure_of):
     st = structure_of(ada)
     sid = st["id"]
     assert eve.get("/v1/structures").json["total"] == 0
-    for call in (lambda: eve.get(f"/v1/structures/{sid}"),
-                 lambda: eve.patch(f"/v1/structures/{sid}", json={"designation": "Pwned"}),
-                 lambda: eve.get(f"/v1/structures/{sid}/services"),
-                 lambda: eve.post(f"/v1/structures/{sid}/services",
-                                  json={"code": "X", "label": "X"}),
-                 lambda: eve.get(f"/v1/structures/{sid}/spaces"),
-                 lambda: eve.put(f"/v1/structures/{sid}/spaces", json={"spaces": []})):
+    for call in (
+        lambda: eve.get(f"/v1/structures/{sid}"),
+        lambda: eve.patch(f"/v1/structures/{sid}", json={"designation": "Pwned"}),
+        lambda: eve.get(f"/v1/structures/{sid}/services"),
+        lambda: eve.post(f"/v1/structures/{sid}/services", json={"code": "X", "label": "X"}),
+        lambda: eve.get(f"/v1/structures/{sid}/spaces"),
+        lambda: eve.put(f"/v1/structures/{sid}/spaces", json={"spaces": []}),
+    ):
         r = call()
         assert r.status_code == 404, r.json
         assert r.json["code"] == "not_found"
@@ -107,14 +146,19 @@ def test_manager_of_one_structure_cannot_reach_another(api, structure_of):
     mine = structure_of(ada, "Ada Corp")
     theirs = structure_of(bob, "Bob Corp")
     assert ada.get(f"/v1/structures/{theirs['id']}").status_code == 404
-    assert ada.patch(f"/v1/structures/{theirs['id']}",
-                     json={"designation": "x"}).status_code == 404
+    assert ada.patch(f"/v1/structures/{theirs['id']}", json={"designation": "x"}).status_code == 404
     assert [s["id"] for s in ada.get("/v1/structures").json["items"]] == [mine["id"]]
 
 
-@pytest.mark.parametrize("role, can_view, can_manage", [
-    ("principal", True, True), ("secondary", True, True),
-    ("simple", True, False), ("technical", True, False)])
+@pytest.mark.parametrize(
+    "role, can_view, can_manage",
+    [
+        ("principal", True, True),
+        ("secondary", True, True),
+        ("simple", True, False),
+        ("technical", True, False),
+    ],
+)
 def test_only_managers_modify_a_structure(api, rt, structure_of, role, can_view, can_manage):
     owner = api.person("owner@example.org")
     member = api.person("member@example.org")
@@ -128,8 +172,7 @@ def test_only_managers_modify_a_structure(api, rt, structure_of, role, can_view,
     assert patch.status_code == (200 if can_manage else 403)
     if not can_manage:
         assert patch.json["code"] == "action_not_allowed"
-        svc = member.post(f"/v1/structures/{st['id']}/services",
-                          json={"code": "S", "label": "S"})
+        svc = member.post(f"/v1/structures/{st['id']}/services", json={"code": "S", "label": "S"})
         assert svc.status_code == 403
 
 
@@ -148,10 +191,15 @@ def test_attachments_outside_their_dates_grant_nothing(api, rt, structure_of):
     past = api.person("past@example.org")
     st = structure_of(owner)
     today = dt.date.today()
-    attach(rt, future.user["id"], st["id"], "secondary",
-           valid_from=today + dt.timedelta(days=2))
-    attach(rt, past.user["id"], st["id"], "secondary", valid_from=today - dt.timedelta(days=9),
-           valid_until=today - dt.timedelta(days=1))
+    attach(rt, future.user["id"], st["id"], "secondary", valid_from=today + dt.timedelta(days=2))
+    attach(
+        rt,
+        past.user["id"],
+        st["id"],
+        "secondary",
+        valid_from=today - dt.timedelta(days=9),
+        valid_until=today - dt.timedelta(days=1),
+    )
     assert future.get(f"/v1/structures/{st['id']}").status_code == 404
     assert past.get(f"/v1/structures/{st['id']}").status_code == 404
 
@@ -160,8 +208,9 @@ def test_a_service_attachment_gives_the_role_too(api, rt, structure_of):
     owner = api.person("owner@example.org")
     member = api.person("member@example.org")
     st = structure_of(owner)
-    svc = owner.post(f"/v1/structures/{st['id']}/services",
-                     json={"code": "S1", "label": "One"}).json
+    svc = owner.post(
+        f"/v1/structures/{st['id']}/services", json={"code": "S1", "label": "One"}
+    ).json
     attach(rt, member.user["id"], st["id"], "simple", service_id=svc["id"])
     assert member.get(f"/v1/structures/{st['id']}").status_code == 200
 
@@ -173,16 +222,26 @@ def test_inactive_structure_is_visible_but_not_modifiable(api, rt, structure_of)
     assert owner.get(f"/v1/structures/{st['id']}").status_code == 200
     r = owner.patch(f"/v1/structures/{st['id']}", json={"designation": "New"})
     assert r.status_code == 403
-    assert owner.post(f"/v1/structures/{st['id']}/services",
-                      json={"code": "S", "label": "S"}).status_code == 403
+    assert (
+        owner.post(
+            f"/v1/structures/{st['id']}/services", json={"code": "S", "label": "S"}
+        ).status_code
+        == 403
+    )
 
 
 def test_manager_updates_designation_and_settings(api, rt, structure_of):
     owner = api.person("owner@example.org")
     st = structure_of(owner)
-    r = owner.patch(f"/v1/structures/{st['id']}", json={
-        "designation": "New name", "invoice_requires_service": True,
-        "legal_commitment_required": True, "default_spaces": ["issued_invoices"]})
+    r = owner.patch(
+        f"/v1/structures/{st['id']}",
+        json={
+            "designation": "New name",
+            "invoice_requires_service": True,
+            "legal_commitment_required": True,
+            "default_spaces": ["issued_invoices"],
+        },
+    )
     assert r.status_code == 200, r.json
     assert r.json["designation"] == "New name"
     assert r.json["invoice_requires_service"] and r.json["legal_commitment_required"]
@@ -244,11 +303,14 @@ def test_new_private_structure_opens_default_spaces_but_no_public_only_one(api, 
 def test_spaces_are_opened_on_the_structure_and_on_services(api, rt, structure_of):
     owner = api.person("owner@example.org")
     st = structure_of(owner)
-    svc = owner.post(f"/v1/structures/{st['id']}/services",
-                     json={"code": "S1", "label": "One"}).json
+    svc = owner.post(
+        f"/v1/structures/{st['id']}/services", json={"code": "S1", "label": "One"}
+    ).json
     rev = revision(rt)
-    wanted = [{"space": "issued_invoices", "service_id": None},
-              {"space": "works_invoices", "service_id": svc["id"]}]
+    wanted = [
+        {"space": "issued_invoices", "service_id": None},
+        {"space": "works_invoices", "service_id": svc["id"]},
+    ]
     r = owner.put(f"/v1/structures/{st['id']}/spaces", json={"spaces": wanted})
     assert r.status_code == 200, r.json
     got = owner.get(f"/v1/structures/{st['id']}/spaces").json["spaces"]
@@ -258,10 +320,14 @@ def test_spaces_are_opened_on_the_structure_and_on_services(api, rt, structure_o
     assert same.status_code == 200 and revision(rt) == rev + 1  # no change, no bump
 
 
-@pytest.mark.parametrize("entry, code", [
-    ({"space": "received_invoices"}, "public_only_space"),
-    ({"space": "nope"}, "unknown_space"),
-    ({"space": "issued_invoices", "service_id": 999}, "unknown_service")])
+@pytest.mark.parametrize(
+    "entry, code",
+    [
+        ({"space": "received_invoices"}, "public_only_space"),
+        ({"space": "nope"}, "unknown_space"),
+        ({"space": "issued_invoices", "service_id": 999}, "unknown_service"),
+    ],
+)
 def test_refused_space_openings(api, structure_of, entry, code):
     owner = api.person("owner@example.org")
     st = structure_of(owner)
@@ -304,8 +370,13 @@ def make_operator(rt, user_id):
 
 def test_only_the_operator_registers_a_public_structure(api, rt):
     ada = api.person("ada@example.org")
-    body = {"identifier_type": "SIRET", "identifier_value": "35600000000048",
-            "designation": "Mairie", "kind": "public", "principal_email": "maire@example.org"}
+    body = {
+        "identifier_type": "SIRET",
+        "identifier_value": "35600000000048",
+        "designation": "Mairie",
+        "kind": "public",
+        "principal_email": "maire@example.org",
+    }
     refused = ada.post("/v1/structures", json=body)
     assert refused.status_code == 403 and refused.json["code"] == "operator_only"
     make_operator(rt, ada.user["id"])
@@ -314,16 +385,29 @@ def test_only_the_operator_registers_a_public_structure(api, rt):
     assert created.json["kind"] == "public"
     # The operator does not manage it: the named principal does (after activation).
     assert ada.get(f"/v1/structures/{created.json['id']}").status_code == 404
-    maire = api.client.post("/v1/accounts/activation", json={
-        "token": activation_token(rt, "maire@example.org"), "password": PASSWORD})
+    maire = api.client.post(
+        "/v1/accounts/activation",
+        json={"token": activation_token(rt, "maire@example.org"), "password": PASSWORD},
+    )
     assert maire.status_code == 200
 
 
-@pytest.mark.parametrize("extra", [{"kind": "private", "principal_email": "x@example.org"},
-                                   {"kind": "public", "invoice_requires_service": True}])
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"kind": "private", "principal_email": "x@example.org"},
+        {"kind": "public", "invoice_requires_service": True},
+    ],
+)
 def test_fields_of_the_other_kind_are_refused(api, extra):
     ada = api.person("ada@example.org")
-    r = ada.post("/v1/structures", json={"identifier_type": "SIRET",
-                                         "identifier_value": "35600000000048",
-                                         "designation": "X", **extra})
+    r = ada.post(
+        "/v1/structures",
+        json={
+            "identifier_type": "SIRET",
+            "identifier_value": "35600000000048",
+            "designation": "X",
+            **extra,
+        },
+    )
     assert r.status_code == 422

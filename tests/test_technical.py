@@ -1,5 +1,6 @@
 """Technical users: created and reset by the principal only, a secret shown once
 and stored hashed, tokens from login + secret, expiry, and no management ever."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -11,8 +12,16 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 
 from authz.demo import CASH_REGISTER, load_demo
-from models import (Attachment, AuthToken, Base, HistoryEntry, Structure, TechnicalCredential,
-                    User, utcnow)
+from models import (
+    Attachment,
+    AuthToken,
+    Base,
+    HistoryEntry,
+    Structure,
+    TechnicalCredential,
+    User,
+    utcnow,
+)
 
 from .conftest import PASSWORD, Api, outbox
 
@@ -20,8 +29,7 @@ LOGIN_RE = re.compile(r"^[0-9a-f]{16}@technical\.invalid$")
 
 
 def create(owner: Api, structure_id: int, label: str = "Cash register", **kw):
-    return owner.post(f"/v1/structures/{structure_id}/technical-users", json={"label": label},
-                      **kw)
+    return owner.post(f"/v1/structures/{structure_id}/technical-users", json={"label": label}, **kw)
 
 
 def created(owner: Api, structure_id: int, label: str = "Cash register") -> dict:
@@ -41,8 +49,11 @@ def as_technical(api: Api, tech: dict) -> Api:
 
 
 def reset(owner: Api, structure_id: int, user_id: int, body=None, **kw):
-    return owner.post(f"/v1/structures/{structure_id}/technical-users/{user_id}/secret",
-                      json={"confirm": True} if body is None else body, **kw)
+    return owner.post(
+        f"/v1/structures/{structure_id}/technical-users/{user_id}/secret",
+        json={"confirm": True} if body is None else body,
+        **kw,
+    )
 
 
 def credential(rt, user_id: int) -> TechnicalCredential:
@@ -62,6 +73,7 @@ def world(api, structure_of):
 
 # --- creation ----------------------------------------------------------------------
 
+
 def test_the_principal_creates_a_technical_user(rt, world):
     ada, _bob, st, _ = world
     before = utcnow()
@@ -73,18 +85,31 @@ def test_the_principal_creates_a_technical_user(rt, world):
     with rt.sessions() as s:
         user = s.get(User, tech["user_id"])
         assert (user.kind, user.status, user.login_email, user.contact_email) == (
-            "technical", "active", tech["login"], "ada@example.org")
+            "technical",
+            "active",
+            tech["login"],
+            "ada@example.org",
+        )
         assert user.password_hash is None
         rows = s.scalars(select(Attachment).where(Attachment.user_id == user.id)).all()
         assert [(a.structure_id, a.service_id, a.role, a.status) for a in rows] == [
-            (st, None, "technical", "validated")]
+            (st, None, "technical", "validated")
+        ]
         cred = s.get(TechnicalCredential, user.id)
         assert (cred.structure_id, cred.label, cred.created_by_id, cred.rotated_at) == (
-            st, "Cash register software", ada.user["id"], None)
-        entry = s.scalar(select(HistoryEntry).where(
-            HistoryEntry.action == "technical_user.created"))
+            st,
+            "Cash register software",
+            ada.user["id"],
+            None,
+        )
+        entry = s.scalar(
+            select(HistoryEntry).where(HistoryEntry.action == "technical_user.created")
+        )
         assert (entry.structure_id, entry.actor_id, entry.target_user_id) == (
-            st, ada.user["id"], user.id)
+            st,
+            ada.user["id"],
+            user.id,
+        )
 
 
 def test_the_connection_file_holds_login_secret_expiry_and_how_to_get_a_token(world):
@@ -132,9 +157,16 @@ def test_the_database_refuses_a_secret_in_clear(rt, world):
     tech = created(ada, st)
     with rt.sessions() as s:
         s.execute(text("DELETE FROM technical_credentials"))
-        s.add(TechnicalCredential(user_id=tech["user_id"], structure_id=st, label="x",
-                                  secret_hash="ts_in-clear", created_by_id=ada.user["id"],
-                                  secret_expires_at=utcnow() + dt.timedelta(days=1)))
+        s.add(
+            TechnicalCredential(
+                user_id=tech["user_id"],
+                structure_id=st,
+                label="x",
+                secret_hash="ts_in-clear",
+                created_by_id=ada.user["id"],
+                secret_expires_at=utcnow() + dt.timedelta(days=1),
+            )
+        )
         with pytest.raises(IntegrityError):
             s.flush()
 
@@ -150,8 +182,10 @@ def test_a_secondary_manager_cannot_create_nor_list_nor_reset(api, world):
     ada, _bob, st, _ = world
     tech = created(ada, st)
     carl = api.person("carl@example.org", "Carl", "Second")
-    attached = ada.post(f"/v1/structures/{st}/attachments", json={
-        "user_id": carl.user["id"], "role": "secondary", "whole_structure": True})
+    attached = ada.post(
+        f"/v1/structures/{st}/attachments",
+        json={"user_id": carl.user["id"], "role": "secondary", "whole_structure": True},
+    )
     assert attached.status_code == 201, attached.json
     r = create(carl, st)
     assert r.status_code == 403 and r.json["code"] == "action_not_allowed"
@@ -192,7 +226,8 @@ def test_the_principal_lists_technical_users_with_their_expiry(world):
     items = listed["items"]
     assert [(i["user_id"], i["label"], i["login"]) for i in items] == [
         (first["user_id"], "Cash register", first["login"]),
-        (second["user_id"], "Accounting", second["login"])]
+        (second["user_id"], "Accounting", second["login"]),
+    ]
     assert items[0]["secret_expires_at"] == first["secret_expires_at"]
     assert items[0]["secret_expired"] is False and items[0]["rotated_at"] is None
     assert items[0]["status"] == "active" and items[0]["created_by_id"] == ada.user["id"]
@@ -204,6 +239,7 @@ def test_the_principal_lists_technical_users_with_their_expiry(world):
 
 
 # --- authentication ------------------------------------------------------------------
+
 
 def test_the_technical_user_gets_a_token_with_login_and_secret(api, world):
     ada, _bob, st, _ = world
@@ -219,8 +255,7 @@ def test_the_technical_user_gets_a_token_with_login_and_secret(api, world):
 def test_a_technical_user_cannot_log_in_as_a_person(api, world):
     ada, _bob, st, _ = world
     tech = created(ada, st)
-    r = api.post("/v1/auth/token", json={"login_email": tech["login"],
-                                         "password": tech["secret"]})
+    r = api.post("/v1/auth/token", json={"login_email": tech["login"], "password": tech["secret"]})
     assert r.status_code == 401 and r.json["code"] == "invalid_credentials"
 
 
@@ -262,8 +297,9 @@ def test_the_expired_secret_shows_in_the_list(api, rt, world):
     ada, _bob, st, _ = world
     tech = created(ada, st)
     with time_machine.travel(utcnow() + dt.timedelta(days=424, minutes=1)):
-        fresh = api.client.post("/v1/auth/token", json={"login_email": "ada@example.org",
-                                                        "password": PASSWORD})
+        fresh = api.client.post(
+            "/v1/auth/token", json={"login_email": "ada@example.org", "password": PASSWORD}
+        )
         owner = Api(api.client, rt, fresh.json["access_token"])
         item = owner.get(f"/v1/structures/{st}/technical-users").json["items"][0]
         assert item["user_id"] == tech["user_id"] and item["secret_expired"] is True
@@ -306,6 +342,7 @@ def test_an_inactive_technical_user_cannot_get_a_token(api, rt, world, status):
 
 # --- reset ------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("body", [{}, {"confirm": False}])
 def test_a_reset_needs_an_explicit_confirmation(api, world, body):
     ada, _bob, st, _ = world
@@ -334,8 +371,9 @@ def test_a_reset_kills_the_old_secret_and_its_tokens_at_once(api, rt, world):
     with rt.sessions() as s:
         tokens = s.scalars(select(AuthToken).where(AuthToken.user_id == tech["user_id"])).all()
         assert [t.revoked_at is not None for t in tokens] == [True, False]
-        entry = s.scalar(select(HistoryEntry).where(
-            HistoryEntry.action == "technical_user.secret_reset"))
+        entry = s.scalar(
+            select(HistoryEntry).where(HistoryEntry.action == "technical_user.secret_reset")
+        )
         assert (entry.actor_id, entry.target_user_id) == (ada.user["id"], tech["user_id"])
         assert entry.after["tokens_revoked"] == 1
 
@@ -364,14 +402,16 @@ def test_a_reset_renews_the_expiry_of_an_expired_secret(api, world):
     ada, _bob, st, _ = world
     tech = created(ada, st)
     with time_machine.travel(utcnow() + dt.timedelta(days=425)):
-        fresh = api.client.post("/v1/auth/token", json={"login_email": "ada@example.org",
-                                                        "password": PASSWORD})
+        fresh = api.client.post(
+            "/v1/auth/token", json={"login_email": "ada@example.org", "password": PASSWORD}
+        )
         owner = Api(api.client, api.rt, fresh.json["access_token"])
         renewed = reset(owner, st, tech["user_id"]).json
         assert get_token(api, tech["login"], renewed["secret"]).status_code == 201
 
 
 # --- never a manager -----------------------------------------------------------------
+
 
 def test_a_technical_user_is_refused_every_management_route(api, world):
     ada, _bob, st, _ = world
@@ -382,20 +422,28 @@ def test_a_technical_user_is_refused_every_management_route(api, world):
         robot.patch(f"/v1/structures/{st}", json={"designation": "Hijacked"}),
         robot.post(f"/v1/structures/{st}/services", json={"code": "X", "label": "X"}),
         robot.get(f"/v1/structures/{st}/history"),
-        robot.post(f"/v1/structures/{st}/attachments", json={
-            "user_id": tech["user_id"], "role": "secondary", "whole_structure": True}),
+        robot.post(
+            f"/v1/structures/{st}/attachments",
+            json={"user_id": tech["user_id"], "role": "secondary", "whole_structure": True},
+        ),
         robot.put(f"/v1/structures/{st}/spaces", json={"spaces": []}),
         robot.get(f"/v1/structures/{st}/access"),
         robot.delete(f"/v1/structures/{st}/attachments/{ada.user['id']}"),
         create(robot, st),
         robot.get(f"/v1/structures/{st}/technical-users"),
         reset(robot, st, tech["user_id"]),
-        robot.post("/v1/structures", json={"identifier_type": "SIRET",
-                                           "identifier_value": "44306184100047",
-                                           "designation": "Robot Inc"}),
+        robot.post(
+            "/v1/structures",
+            json={
+                "identifier_type": "SIRET",
+                "identifier_value": "44306184100047",
+                "designation": "Robot Inc",
+            },
+        ),
     ]
     assert [r.status_code for r in refused] == [403] * 5 + [404] + [403] * 5, [
-        (r.status_code, r.json) for r in refused]
+        (r.status_code, r.json) for r in refused
+    ]
     assert all(r.json["code"] in ("action_not_allowed", "not_found") for r in refused)
     assert ada.get(f"/v1/structures/{st}").json["designation"] == "ACME SARL"
 
@@ -404,15 +452,17 @@ def test_a_technical_user_asks_checks_about_itself_only(api, world):
     ada, _bob, st, _ = world
     tech = created(ada, st)
     robot = as_technical(api, tech)
-    asked = robot.post("/v1/subscription-requests", json={
-        "structure_id": st, "lines": [{"space": "issued_invoices", "level": "modify"}]})
+    asked = robot.post(
+        "/v1/subscription-requests",
+        json={"structure_id": st, "lines": [{"space": "issued_invoices", "level": "modify"}]},
+    )
     assert asked.status_code == 201, asked.json
     ok = ada.post(f"/v1/subscription-requests/{asked.json['id']}/validation", json={})
     assert ok.status_code == 200, ok.json
 
     def check(user_id, **question):
-        return robot.post("/v1/checks", json={"user_id": user_id, "structure_id": st,
-                                              **question})
+        return robot.post("/v1/checks", json={"user_id": user_id, "structure_id": st, **question})
+
     create_invoice = check(tech["user_id"], space="issued_invoices", action="create")
     assert create_invoice.status_code == 200 and create_invoice.json["allowed"] is True
     received = check(tech["user_id"], space="works_invoices", action="consult")
@@ -424,6 +474,7 @@ def test_a_technical_user_asks_checks_about_itself_only(api, world):
 
 
 # --- demo ----------------------------------------------------------------------------------
+
 
 def test_the_demo_technical_user_has_a_credential_nobody_knows(rt, session):
     assert load_demo(session, rt).loaded

@@ -1,5 +1,6 @@
 """User administration by managers: search, read, modify, activation mails,
 CSV export, a structure's users, and accounts created by a manager."""
+
 from __future__ import annotations
 
 import csv
@@ -27,8 +28,10 @@ def _account(api, email: str, first: str = "Ada", last: str = "Lovelace", **extr
 
 
 def _attach(manager, structure_id: int, user_id: int, **extra) -> None:
-    r = manager.post(f"/v1/structures/{structure_id}/attachments",
-                     json={"user_id": user_id, "whole_structure": True, **extra})
+    r = manager.post(
+        f"/v1/structures/{structure_id}/attachments",
+        json={"user_id": user_id, "whole_structure": True, **extra},
+    )
     assert r.status_code == 201, r.json
 
 
@@ -56,11 +59,17 @@ def world(api, structure_of):
     garage = structure_of(eve, "Garage Martin")
     helene = _account(api, "helene@example.org", "Hélène", "Dupré")
     _attach(ada, bakery["id"], helene)
-    return {"ada": ada, "eve": eve, "bakery": bakery["id"], "garage": garage["id"],
-            "helene": helene}
+    return {
+        "ada": ada,
+        "eve": eve,
+        "bakery": bakery["id"],
+        "garage": garage["id"],
+        "helene": helene,
+    }
 
 
 # --- search ---------------------------------------------------------------------
+
 
 def test_search_needs_at_least_one_criterion(world):
     r = world["ada"].get("/v1/users")
@@ -69,11 +78,18 @@ def test_search_needs_at_least_one_criterion(world):
     assert blank.status_code == 422 and blank.json["code"] == "criterion_required"
 
 
-@pytest.mark.parametrize("criterion, term", [
-    ("first_name", "helene"), ("first_name", "HELENE"), ("first_name", "Hélène"),
-    ("first_name", "élè"), ("last_name", "dupre"), ("last_name", "DUPRÉ"),
-    ("login_email", "HELENE@EXAMPLE"),
-])
+@pytest.mark.parametrize(
+    "criterion, term",
+    [
+        ("first_name", "helene"),
+        ("first_name", "HELENE"),
+        ("first_name", "Hélène"),
+        ("first_name", "élè"),
+        ("last_name", "dupre"),
+        ("last_name", "DUPRÉ"),
+        ("login_email", "HELENE@EXAMPLE"),
+    ],
+)
 def test_search_ignores_case_and_accents(world, criterion, term):
     assert _ids(_search(world["ada"], **{criterion: term})) == [world["helene"]]
 
@@ -90,8 +106,7 @@ def test_search_terms_are_substrings_not_patterns(world):
 
 
 def test_every_criterion_given_must_match(world):
-    assert _ids(_search(world["ada"], first_name="helene", status="pending")) == [
-        world["helene"]]
+    assert _ids(_search(world["ada"], first_name="helene", status="pending")) == [world["helene"]]
     assert _search(world["ada"], first_name="helene", status="active")["total"] == 0
     assert _search(world["ada"], first_name="helene", designation="garage")["total"] == 0
 
@@ -104,8 +119,12 @@ def test_search_by_status_finds_the_pending_accounts(world):
 
 def test_a_manager_of_another_structure_finds_none_of_these_users(world):
     eve = world["eve"]
-    for criteria in ({"first_name": "helene"}, {"status": "pending"},
-                     {"designation": "boulangerie"}, {"login_email": "example.org"}):
+    for criteria in (
+        {"first_name": "helene"},
+        {"status": "pending"},
+        {"designation": "boulangerie"},
+        {"login_email": "example.org"},
+    ):
         assert world["helene"] not in _ids(_search(eve, **criteria))
     assert _ids(_search(eve, login_email="example.org")) == [eve.user["id"]]
 
@@ -119,18 +138,19 @@ def test_a_simple_user_manages_nobody(api, world):
 
 def test_search_by_service_counts_whole_structure_attachments(api, world):
     ada, bakery = world["ada"], world["bakery"]
-    compta = ada.post(f"/v1/structures/{bakery}/services",
-                      json={"code": "COMPTA", "label": "Comptabilité"}).json
-    vente = ada.post(f"/v1/structures/{bakery}/services",
-                     json={"code": "VENTE", "label": "Vente"}).json
+    compta = ada.post(
+        f"/v1/structures/{bakery}/services", json={"code": "COMPTA", "label": "Comptabilité"}
+    ).json
+    vente = ada.post(
+        f"/v1/structures/{bakery}/services", json={"code": "VENTE", "label": "Vente"}
+    ).json
     accountant = _account(api, "paul@example.org", "Paul", "Chiffre")
     seller = _account(api, "sam@example.org", "Sam", "Vend")
     _attach(ada, bakery, accountant, whole_structure=False, service_ids=[compta["id"]])
     _attach(ada, bakery, seller, whole_structure=False, service_ids=[vente["id"]])
     by_label = set(_ids(_search(ada, service="comptabilite")))
     assert by_label == {accountant, world["helene"], ada.user["id"]}  # the last two: whole
-    assert set(_ids(_search(ada, service="vente", status="pending"))) == {
-        seller, world["helene"]}
+    assert set(_ids(_search(ada, service="vente", status="pending"))) == {seller, world["helene"]}
     assert _ids(_search(ada, service="compta", last_name="vend")) == []
 
 
@@ -150,14 +170,15 @@ def test_renamed_structures_and_users_are_found_by_their_new_names(world):
     r = ada.patch(f"/v1/structures/{world['bakery']}", json={"designation": "Pâtisserie Noël"})
     assert r.status_code == 200
     assert _ids(_search(ada, designation="patisserie noel", first_name="helene")) == [
-        world["helene"]]
-    assert ada.patch(f"/v1/users/{world['helene']}", json={"last_name": "Gaïa"}
-                     ).status_code == 200
+        world["helene"]
+    ]
+    assert ada.patch(f"/v1/users/{world['helene']}", json={"last_name": "Gaïa"}).status_code == 200
     assert _ids(_search(ada, last_name="gaia")) == [world["helene"]]
     assert _search(ada, last_name="dupre")["total"] == 0
 
 
 # --- one user ---------------------------------------------------------------------
+
 
 def test_a_user_is_invisible_to_a_manager_of_another_structure(world):
     eve, helene = world["eve"], world["helene"]
@@ -169,8 +190,7 @@ def test_a_user_is_invisible_to_a_manager_of_another_structure(world):
 
 def test_a_removed_attachment_hides_the_user(world):
     ada, helene = world["ada"], world["helene"]
-    assert ada.delete(f"/v1/structures/{world['bakery']}/attachments/{helene}"
-                      ).status_code == 204
+    assert ada.delete(f"/v1/structures/{world['bakery']}/attachments/{helene}").status_code == 204
     assert ada.get(f"/v1/users/{helene}").status_code == 404
     assert _search(ada, first_name="helene")["total"] == 0
 
@@ -224,25 +244,33 @@ def test_only_the_structure_managers_list_its_users(api, world):
 
 # --- modify -----------------------------------------------------------------------
 
+
 def test_a_manager_changes_contact_email_names_and_phone(rt, world):
     ada, helene = world["ada"], world["helene"]
-    r = ada.patch(f"/v1/users/{helene}", json={
-        "contact_email": "Contact@Example.org", "first_name": " Léna ", "phone": "0102030405"})
+    r = ada.patch(
+        f"/v1/users/{helene}",
+        json={
+            "contact_email": "Contact@Example.org",
+            "first_name": " Léna ",
+            "phone": "0102030405",
+        },
+    )
     assert r.status_code == 200, r.json
     assert r.json["contact_email"] == "contact@example.org"
     assert r.json["first_name"] == "Léna" and r.json["phone"] == "0102030405"
     assert r.json["login_email"] == "helene@example.org"
-    history = ada.get(f"/v1/structures/{world['bakery']}/history",
-                      query_string={"action": "user.updated"}).json["items"]
-    assert [(e["target_user_id"], e["actor_id"]) for e in history] == [
-        (helene, ada.user["id"])]
+    history = ada.get(
+        f"/v1/structures/{world['bakery']}/history", query_string={"action": "user.updated"}
+    ).json["items"]
+    assert [(e["target_user_id"], e["actor_id"]) for e in history] == [(helene, ada.user["id"])]
     told = [m for m in outbox(rt, "helene@example.org") if m.kind == "notification"]
     assert told and "contact_email" in told[-1].body
 
 
 def test_the_login_email_cannot_be_changed(rt, world):
-    r = world["ada"].patch(f"/v1/users/{world['helene']}",
-                           json={"login_email": "other@example.org"})
+    r = world["ada"].patch(
+        f"/v1/users/{world['helene']}", json={"login_email": "other@example.org"}
+    )
     assert r.status_code == 422 and "login_email" in r.json["errors"]
     with rt.sessions() as s:
         assert s.get(User, world["helene"]).login_email == "helene@example.org"
@@ -250,12 +278,25 @@ def test_the_login_email_cannot_be_changed(rt, world):
 
 def test_technical_users_are_not_modified_here(rt, world):
     with rt.sessions() as s:
-        robot = User(login_email="robot@example.org", contact_email="robot@example.org",
-                     last_name="Robot", first_name="ERP", kind="technical", status="active")
+        robot = User(
+            login_email="robot@example.org",
+            contact_email="robot@example.org",
+            last_name="Robot",
+            first_name="ERP",
+            kind="technical",
+            status="active",
+        )
         s.add(robot)
         s.flush()
-        s.add(Attachment(user_id=robot.id, structure_id=world["bakery"], role="technical",
-                         status="validated", valid_from=dt.date.today()))
+        s.add(
+            Attachment(
+                user_id=robot.id,
+                structure_id=world["bakery"],
+                role="technical",
+                status="validated",
+                valid_from=dt.date.today(),
+            )
+        )
         s.commit()
         robot_id = robot.id
     r = world["ada"].patch(f"/v1/users/{robot_id}", json={"last_name": "Hacked"})
@@ -264,16 +305,21 @@ def test_technical_users_are_not_modified_here(rt, world):
 
 # --- activation mails -------------------------------------------------------------
 
+
 def test_activation_mail_is_resent_only_to_pending_users_and_old_links_die(api, rt, world):
     ada, helene = world["ada"], world["helene"]
     old = activation_token(rt, "helene@example.org")
     outsider = _account(api, "out@example.org")  # pending, but not a user of ada's
-    r = ada.post("/v1/users/activation-emails",
-                 json={"ids": [helene, ada.user["id"], outsider, 999999]})
+    r = ada.post(
+        "/v1/users/activation-emails", json={"ids": [helene, ada.user["id"], outsider, 999999]}
+    )
     assert r.status_code == 200
     assert [(o["id"], o["ok"], o["code"]) for o in r.json["results"]] == [
-        (helene, True, None), (ada.user["id"], False, "account_not_pending"),
-        (outsider, False, "not_found"), (999999, False, "not_found")]
+        (helene, True, None),
+        (ada.user["id"], False, "account_not_pending"),
+        (outsider, False, "not_found"),
+        (999999, False, "not_found"),
+    ]
     assert len([m for m in outbox(rt, "out@example.org") if m.kind == "activation"]) == 1
     new = activation_token(rt, "helene@example.org")
     assert new != old
@@ -284,6 +330,7 @@ def test_activation_mail_is_resent_only_to_pending_users_and_old_links_die(api, 
 
 
 # --- CSV export -------------------------------------------------------------------
+
 
 def test_export_is_a_streamed_utf8_csv_with_a_header(world):
     r = world["ada"].post("/v1/users/export", json={"ids": [world["helene"]]})
@@ -302,8 +349,9 @@ def test_export_is_a_streamed_utf8_csv_with_a_header(world):
 
 def test_export_neutralises_cells_a_spreadsheet_would_run(api, world):
     ada = world["ada"]
-    evil = _account(api, "evil@example.org", "+cmd", '=HYPERLINK("http://x.test","y")',
-                    phone="-1+1")
+    evil = _account(
+        api, "evil@example.org", "+cmd", '=HYPERLINK("http://x.test","y")', phone="-1+1"
+    )
     _attach(ada, world["bakery"], evil)
     header, row = _csv(ada.post("/v1/users/export", json={"ids": [evil]}))
     cells = dict(zip(header, row))
@@ -311,10 +359,20 @@ def test_export_neutralises_cells_a_spreadsheet_would_run(api, world):
     assert cells["first_name"] == "'+cmd" and cells["phone"] == "'-1+1"
 
 
-@pytest.mark.parametrize("value, cell", [
-    ("=1+1", "'=1+1"), ("+33", "'+33"), ("-2", "'-2"), ("@SUM(A1)", "'@SUM(A1)"),
-    ("\tx", "'\tx"), ("\rx", "'\rx"), ("Dupré", "Dupré"), ("a=b", "a=b"), (None, ""),
-])
+@pytest.mark.parametrize(
+    "value, cell",
+    [
+        ("=1+1", "'=1+1"),
+        ("+33", "'+33"),
+        ("-2", "'-2"),
+        ("@SUM(A1)", "'@SUM(A1)"),
+        ("\tx", "'\tx"),
+        ("\rx", "'\rx"),
+        ("Dupré", "Dupré"),
+        ("a=b", "a=b"),
+        (None, ""),
+    ],
+)
 def test_formula_starts_are_neutralised(value, cell):
     assert users.neutralize(value) == cell
 
@@ -325,8 +383,7 @@ def test_export_refuses_every_id_if_one_is_not_a_user_of_the_caller(api, world):
     r = world["ada"].post("/v1/users/export", json={"ids": [world["helene"], stranger]})
     assert r.status_code == 404 and r.content_type == "application/problem+json"
     assert "helene" not in r.get_data(as_text=True)
-    assert world["eve"].post("/v1/users/export",
-                             json={"ids": [world["helene"]]}).status_code == 404
+    assert world["eve"].post("/v1/users/export", json={"ids": [world["helene"]]}).status_code == 404
 
 
 def test_export_is_produced_chunk_by_chunk(api, rt, world, monkeypatch):
@@ -348,54 +405,83 @@ def test_export_is_produced_chunk_by_chunk(api, rt, world, monkeypatch):
 
 # --- accounts created by a manager ------------------------------------------------
 
+
 def test_a_manager_creates_an_account_that_is_mailed_and_then_attached(api, rt, world):
     ada, bakery = world["ada"], world["bakery"]
-    r = ada.post("/v1/accounts", json={
-        "structure_id": bakery, "login_email": "new@example.org",
-        "contact_email": "desk@example.org", "first_name": "Noé", "last_name": "Neuf"})
+    r = ada.post(
+        "/v1/accounts",
+        json={
+            "structure_id": bakery,
+            "login_email": "new@example.org",
+            "contact_email": "desk@example.org",
+            "first_name": "Noé",
+            "last_name": "Neuf",
+        },
+    )
     assert r.status_code == 201, r.json
     assert r.json["status"] == "pending" and r.json["contact_email"] == "desk@example.org"
     new_id = r.json["id"]
     assert [m.kind for m in outbox(rt, "new@example.org")] == ["activation"]
-    [entry] = ada.get(f"/v1/structures/{bakery}/history",
-                      query_string={"action": "account.created"}).json["items"]
+    [entry] = ada.get(
+        f"/v1/structures/{bakery}/history", query_string={"action": "account.created"}
+    ).json["items"]
     assert (entry["target_user_id"], entry["actor_id"]) == (new_id, ada.user["id"])
     _attach(ada, bakery, new_id)
     assert _ids(_search(ada, first_name="noe")) == [new_id]
     token = activation_token(rt, "new@example.org")
-    assert api.post("/v1/accounts/activation",
-                    json={"token": token, "password": PASSWORD}).status_code == 200
+    assert (
+        api.post("/v1/accounts/activation", json={"token": token, "password": PASSWORD}).status_code
+        == 200
+    )
 
 
 def test_a_simple_user_cannot_create_accounts_for_a_structure(api, rt, world):
     bob = api.person("bob@example.org", "Bob", "Durand")
     _attach(world["ada"], world["bakery"], bob.user["id"])
-    body = {"structure_id": world["bakery"], "login_email": "x@example.org",
-            "first_name": "X", "last_name": "Y"}
+    body = {
+        "structure_id": world["bakery"],
+        "login_email": "x@example.org",
+        "first_name": "X",
+        "last_name": "Y",
+    }
     assert bob.post("/v1/accounts", json=body).status_code == 403
     assert world["eve"].post("/v1/accounts", json=body).status_code == 404
     assert outbox(rt, "x@example.org") == []
 
 
 def test_a_logged_in_caller_names_the_structure_of_the_account(world):
-    r = world["ada"].post("/v1/accounts", json={"login_email": "x@example.org",
-                                                "first_name": "X", "last_name": "Y"})
+    r = world["ada"].post(
+        "/v1/accounts", json={"login_email": "x@example.org", "first_name": "X", "last_name": "Y"}
+    )
     assert r.status_code == 422 and r.json["code"] == "structure_required"
 
 
 def test_a_logged_out_caller_cannot_act_for_a_structure(api, world):
-    r = api.post("/v1/accounts", json={"structure_id": world["bakery"],
-                                       "login_email": "x@example.org",
-                                       "first_name": "X", "last_name": "Y"})
+    r = api.post(
+        "/v1/accounts",
+        json={
+            "structure_id": world["bakery"],
+            "login_email": "x@example.org",
+            "first_name": "X",
+            "last_name": "Y",
+        },
+    )
     assert r.status_code == 401
 
 
 # --- search keys ------------------------------------------------------------------
 
-@pytest.mark.parametrize("value, key", [
-    ("  Hélène  ÉTIENNE ", "helene etienne"), ("Straße", "strasse"), ("ﬁnance", "finance"),
-    ("Ǆemal", "dzemal"), (None, ""),
-])
+
+@pytest.mark.parametrize(
+    "value, key",
+    [
+        ("  Hélène  ÉTIENNE ", "helene etienne"),
+        ("Straße", "strasse"),
+        ("ﬁnance", "finance"),
+        ("Ǆemal", "dzemal"),
+        (None, ""),
+    ],
+)
 def test_search_keys_fold_case_accents_and_compatibility_forms(value, key):
     assert fold(value) == key
 
@@ -406,24 +492,41 @@ def test_the_migration_fills_the_keys_of_existing_rows(tmp_path: Path):
     upgrade(engine, "0003")
     now = "2026-01-01 00:00:00"
     with engine.begin() as conn:
-        conn.execute(text(
-            "INSERT INTO users (id, login_email, contact_email, last_name, first_name, kind,"
-            " status, created_at, updated_at) VALUES (1, 'h@example.org', 'h@example.org',"
-            " 'Dupré', 'Hélène', 'person', 'active', :now, :now)"), {"now": now})
-        conn.execute(text(
-            "INSERT INTO structures (id, identifier_type, identifier_value, designation, kind,"
-            " status, centrally_managed, invoice_requires_service, legal_commitment_required,"
-            " created_at, updated_at) VALUES (1, 'AUTRE', 'X1', 'Pâtisserie Noël', 'private',"
-            " 'active', 0, 0, 0, :now, :now)"), {"now": now})
-        conn.execute(text(
-            "INSERT INTO services (id, structure_id, code, label, active, created_at,"
-            " updated_at) VALUES (1, 1, 'CPT', 'Comptabilité', 1, :now, :now)"), {"now": now})
+        conn.execute(
+            text(
+                "INSERT INTO users (id, login_email, contact_email, last_name, first_name, kind,"
+                " status, created_at, updated_at) VALUES (1, 'h@example.org', 'h@example.org',"
+                " 'Dupré', 'Hélène', 'person', 'active', :now, :now)"
+            ),
+            {"now": now},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO structures (id, identifier_type, identifier_value, designation, kind,"
+                " status, centrally_managed, invoice_requires_service, legal_commitment_required,"
+                " created_at, updated_at) VALUES (1, 'AUTRE', 'X1', 'Pâtisserie Noël', 'private',"
+                " 'active', 0, 0, 0, :now, :now)"
+            ),
+            {"now": now},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO services (id, structure_id, code, label, active, created_at,"
+                " updated_at) VALUES (1, 1, 'CPT', 'Comptabilité', 1, :now, :now)"
+            ),
+            {"now": now},
+        )
     upgrade(engine)
     with engine.connect() as conn:
         assert conn.execute(select(User.last_name_key, User.first_name_key)).one() == (
-            "dupre", "helene")
+            "dupre",
+            "helene",
+        )
         assert conn.execute(text("SELECT designation_key FROM structures")).scalar() == (
-            "patisserie noel")
+            "patisserie noel"
+        )
         assert conn.execute(text("SELECT code_key, label_key FROM services")).one() == (
-            "cpt", "comptabilite")
+            "cpt",
+            "comptabilite",
+        )
     engine.dispose()

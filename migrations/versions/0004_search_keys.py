@@ -8,31 +8,32 @@ Adds the accent- and case-insensitive search columns kept by authz/search.py and
 fills them for the rows that already exist. The folding is copied here (not
 imported) so this migration keeps doing what it did when it was written.
 """
+
 import unicodedata
 
 from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0004'
-down_revision = '0003'
+revision = "0004"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
 # table → {source column: key column}
 KEYS = {
-    'users': {'last_name': 'last_name_key', 'first_name': 'first_name_key'},
-    'structures': {'designation': 'designation_key'},
-    'services': {'code': 'code_key', 'label': 'label_key'},
+    "users": {"last_name": "last_name_key", "first_name": "first_name_key"},
+    "structures": {"designation": "designation_key"},
+    "services": {"code": "code_key", "label": "label_key"},
 }
 
 
 def fold(text):
     """Same as authz.search.fold at revision 0004."""
-    folded = unicodedata.normalize('NFKD', text or '').casefold()
-    decomposed = unicodedata.normalize('NFKD', folded)
-    bare = ''.join(c for c in decomposed if not unicodedata.combining(c))
-    return ' '.join(bare.split())
+    folded = unicodedata.normalize("NFKD", text or "").casefold()
+    decomposed = unicodedata.normalize("NFKD", folded)
+    bare = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return " ".join(bare.split())
 
 
 def upgrade() -> None:
@@ -43,13 +44,18 @@ def upgrade() -> None:
 
     conn = op.get_bind()
     for table_name, keys in KEYS.items():
-        table = sa.table(table_name, sa.column('id', sa.Integer()),
-                         *(sa.column(c, sa.Text()) for pair in keys.items() for c in pair))
+        table = sa.table(
+            table_name,
+            sa.column("id", sa.Integer()),
+            *(sa.column(c, sa.Text()) for pair in keys.items() for c in pair),
+        )
         rows = conn.execute(sa.select(table.c.id, *(table.c[s] for s in keys))).all()
         for row in rows:
-            conn.execute(table.update().where(table.c.id == row.id)
-                         .values({key: fold(row._mapping[source])
-                                  for source, key in keys.items()}))
+            conn.execute(
+                table.update()
+                .where(table.c.id == row.id)
+                .values({key: fold(row._mapping[source]) for source, key in keys.items()})
+            )
 
 
 def downgrade() -> None:
