@@ -7,8 +7,7 @@ import datetime as dt
 from sqlalchemy import Boolean, CheckConstraint, Date, ForeignKey, Index, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from .base import Base, utcnow
-from .structures import _in
+from .base import Base, one_of, utcnow
 
 ROLES = ("principal", "secondary", "simple", "technical")
 ATTACHMENT_STATUSES = ("pending", "validated", "deactivated", "refused", "deleted")
@@ -56,8 +55,8 @@ class Attachment(Base):
             sqlite_where=text("role = 'principal' AND status = 'validated'"),
             postgresql_where=text("role = 'principal' AND status = 'validated'"),
         ),
-        CheckConstraint(_in("role", ROLES), name="role"),
-        CheckConstraint(_in("status", ATTACHMENT_STATUSES), name="status"),
+        CheckConstraint(one_of("role", ROLES), name="role"),
+        CheckConstraint(one_of("status", ATTACHMENT_STATUSES), name="status"),
         CheckConstraint("valid_until IS NULL OR valid_until >= valid_from", name="dates"),
         CheckConstraint(
             "role <> 'principal' OR service_id IS NULL", name="principal_whole_structure"
@@ -83,8 +82,8 @@ class Subscription(Base):
     __tablename__ = "subscriptions"
     __table_args__ = (
         *_unique_per_scope("subscriptions", "user_id", "structure_id", "space_code"),
-        CheckConstraint(_in("level", LEVELS), name="level"),
-        CheckConstraint(_in("status", SUBSCRIPTION_STATUSES), name="status"),
+        CheckConstraint(one_of("level", LEVELS), name="level"),
+        CheckConstraint(one_of("status", SUBSCRIPTION_STATUSES), name="status"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -102,8 +101,8 @@ class Subscription(Base):
 class AttachmentRequest(Base):
     __tablename__ = "attachment_requests"
     __table_args__ = (
-        CheckConstraint(_in("status", REQUEST_STATUSES), name="status"),
-        CheckConstraint(f"role IS NULL OR {_in('role', ('secondary', 'simple'))}", name="role"),
+        CheckConstraint(one_of("status", REQUEST_STATUSES), name="status"),
+        CheckConstraint(f"role IS NULL OR {one_of('role', ('secondary', 'simple'))}", name="role"),
         CheckConstraint("status <> 'refused' OR length(reason) > 0", name="refusal_reason"),
     )
 
@@ -134,8 +133,8 @@ class AttachmentRequestService(Base):
 class SubscriptionRequest(Base):
     __tablename__ = "subscription_requests"
     __table_args__ = (
-        CheckConstraint(_in("status", REQUEST_STATUSES), name="status"),
-        CheckConstraint(_in("origin", SUBSCRIPTION_REQUEST_ORIGINS), name="origin"),
+        CheckConstraint(one_of("status", REQUEST_STATUSES), name="status"),
+        CheckConstraint(one_of("origin", SUBSCRIPTION_REQUEST_ORIGINS), name="origin"),
         CheckConstraint("status <> 'refused' OR length(reason) > 0", name="refusal_reason"),
     )
 
@@ -158,7 +157,7 @@ class SubscriptionRequest(Base):
 
 class SubscriptionRequestLine(Base):
     __tablename__ = "subscription_request_lines"
-    __table_args__ = (CheckConstraint(_in("level", LEVELS), name="level"),)
+    __table_args__ = (CheckConstraint(one_of("level", LEVELS), name="level"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     request_id: Mapped[int] = mapped_column(ForeignKey("subscription_requests.id"), index=True)

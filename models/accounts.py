@@ -7,8 +7,7 @@ import datetime as dt
 from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .base import Base, utcnow
-from .structures import _in
+from .base import Base, one_of, utcnow
 
 USER_STATUSES = ("pending", "active", "inactive", "closed")
 USER_KINDS = ("person", "technical")
@@ -21,10 +20,11 @@ class User(Base):
         # Login emails are stored lower-cased, so the unique key is case-insensitive.
         CheckConstraint("login_email = lower(login_email)", name="login_email_lower"),
         CheckConstraint("length(login_email) >= 3", name="login_email_len"),
-        CheckConstraint(_in("status", USER_STATUSES), name="status"),
-        CheckConstraint(_in("kind", USER_KINDS), name="kind"),
+        CheckConstraint(one_of("status", USER_STATUSES), name="status"),
+        CheckConstraint(one_of("kind", USER_KINDS), name="kind"),
         CheckConstraint(
-            f"platform_role IS NULL OR {_in('platform_role', PLATFORM_ROLES)}", name="platform_role"
+            f"platform_role IS NULL OR {one_of('platform_role', PLATFORM_ROLES)}",
+            name="platform_role",
         ),
     )
 

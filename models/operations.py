@@ -8,8 +8,7 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, CheckConstraint, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .base import Base, utcnow
-from .structures import _in
+from .base import Base, one_of, utcnow
 
 MAIL_STATUSES = ("pending", "sent")
 
@@ -38,7 +37,7 @@ class OutboxMail(Base):
     """A mail to send, written in the transaction of the change that causes it."""
 
     __tablename__ = "outbox_mails"
-    __table_args__ = (CheckConstraint(_in("status", MAIL_STATUSES), name="status"),)
+    __table_args__ = (CheckConstraint(one_of("status", MAIL_STATUSES), name="status"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     kind: Mapped[str] = mapped_column(String(40))
@@ -73,7 +72,7 @@ class PolicyChange(Base):
 
     __tablename__ = "policy_changes"
     __table_args__ = (
-        CheckConstraint(_in("scope", ("user", "structure", "membership", "all")), name="scope"),
+        CheckConstraint(one_of("scope", ("user", "structure", "membership", "all")), name="scope"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -17,15 +17,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from .base import Base, utcnow
+from .base import Base, one_of, utcnow
 
 IDENTIFIER_TYPES = ("SIRET", "UE_HORS_FRANCE", "HORS_UE", "RIDET", "TAHITI", "AUTRE", "PARTICULIER")
 STRUCTURE_KINDS = ("public", "private")
 STRUCTURE_STATUSES = ("active", "inactive")
-
-
-def _in(column: str, values: tuple[str, ...]) -> str:
-    return f"{column} IN ({', '.join(repr(v) for v in values)})"
 
 
 class Space(Base):
@@ -44,9 +40,9 @@ class Structure(Base):
     __tablename__ = "structures"
     __table_args__ = (
         UniqueConstraint("identifier_type", "identifier_value", name="identifier"),
-        CheckConstraint(_in("identifier_type", IDENTIFIER_TYPES), name="identifier_type"),
-        CheckConstraint(_in("kind", STRUCTURE_KINDS), name="kind"),
-        CheckConstraint(_in("status", STRUCTURE_STATUSES), name="status"),
+        CheckConstraint(one_of("identifier_type", IDENTIFIER_TYPES), name="identifier_type"),
+        CheckConstraint(one_of("kind", STRUCTURE_KINDS), name="kind"),
+        CheckConstraint(one_of("status", STRUCTURE_STATUSES), name="status"),
         CheckConstraint("length(identifier_value) > 0", name="identifier_value"),
         CheckConstraint("length(designation) > 0", name="designation"),
     )
