@@ -1,50 +1,42 @@
 """Who holds which role on a structure, and the management check every route uses.
 
 Roles come from the tables (validated attachment of an active user, inside its
-dates); what a role may do comes from policies/roles.yaml through the engine.
+dates: the rule of authz/roles.py); what a role may do comes from
+policies/roles.yaml through the engine.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import and_, false, or_, select, tuple_
+from sqlalchemy import and_, false, select, tuple_
 from sqlalchemy.orm import Session, aliased
 
 from models import ROLES, Attachment, Structure, User
 
 from .errors import Forbidden, NotFound
 from .policy import STATES
+from .roles import in_force_condition, strongest, today
 from .runtime import Runtime
-
-# When a user holds several attachments on one structure, the strongest role counts.
-ROLE_RANK = {role: rank for rank, role in enumerate(reversed(ROLES))}
-
-
-def today() -> dt.date:
-    return dt.datetime.now(dt.timezone.utc).date()
 
 
 def effective_attachments(user_id: int, on: dt.date):
     """Condition: validated attachments of `user_id` in force on date `on`."""
-    return and_(
-        Attachment.user_id == user_id,
-        Attachment.status == "validated",
-        Attachment.valid_from <= on,
-        or_(Attachment.valid_until.is_(None), Attachment.valid_until >= on),
-    )
+    return and_(Attachment.user_id == user_id, in_force_condition(on))
 
 
 def role_on(session: Session, user: User, structure_id: int) -> str | None:
-    """The role `user` holds on the structure today, or None."""
+    """The role `user` holds on the structure today, or None (the strongest
+    of their validated attachments in force: authz/roles.py)."""
     if user.status != "active":
         return None
-    roles = session.scalars(
-        select(Attachment.role).where(
-            effective_attachments(user.id, today()), Attachment.structure_id == structure_id
+    return strongest(
+        session.scalars(
+            select(Attachment.role).where(
+                effective_attachments(user.id, today()), Attachment.structure_id == structure_id
+            )
         )
-    ).all()
-    return max(roles, key=ROLE_RANK.__getitem__) if roles else None
+    )
 
 
 def authorize(

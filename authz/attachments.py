@@ -18,7 +18,6 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from models import (
-    ROLES,
     Attachment,
     AttachmentRequest,
     AttachmentRequestService,
@@ -32,10 +31,11 @@ from models import (
 )
 
 from . import request_flow as flow
-from .access import authorize, today
+from .access import authorize
 from .errors import Conflict, DomainError, Forbidden, Invalid, NotFound
 from .pagination import Page
 from .records import bump_revision, commit, queue_mail, record
+from .roles import today, validated_role
 from .runtime import Runtime
 
 REQUESTABLE_ROLES = ("secondary", "simple")
@@ -106,12 +106,6 @@ def require_open_structure(structure: Structure) -> None:
         )
 
 
-def _current_role(rows: dict[int | None, Attachment]) -> str | None:
-    validated = [a.role for a in rows.values() if a.status == "validated"]
-    rank = {role: i for i, role in enumerate(reversed(ROLES))}
-    return max(validated, key=rank.__getitem__) if validated else None
-
-
 def _grant(
     session: Session,
     actor: User,
@@ -127,7 +121,7 @@ def _grant(
     other validated attachment of theirs on the structure carry the same role).
     Returns a before/after summary for the history."""
     rows = _existing_rows(session, user.id, structure.id)
-    if _current_role(rows) == "principal":
+    if validated_role(rows.values()) == "principal":
         raise Conflict(
             "This user is the structure's principal manager; use the "
             "principal transfer to change their role.",
@@ -363,7 +357,7 @@ def validate_request(
         session, rt, actor, AttachmentRequest, request_id
     )
     if role is None:  # not changed by the manager: keep the one the user holds
-        current = _current_role(_existing_rows(session, user.id, structure.id))
+        current = validated_role(_existing_rows(session, user.id, structure.id).values())
         role = current if current in REQUESTABLE_ROLES else "simple"
     if whole_structure is None:
         whole_structure = req.whole_structure
@@ -587,7 +581,7 @@ def remove(
     }
     if not rows:
         raise NotFound("This user is not attached to this structure.")
-    if _current_role(rows) == "principal":
+    if validated_role(rows.values()) == "principal":
         raise Conflict(
             "The principal manager cannot be removed; transfer the role first.",
             code="user_is_principal",

@@ -43,9 +43,10 @@ from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from . import roles
 from .checks import Caller
 from .config import Settings
-from .decisions import Decider, Question, utc_today
+from .decisions import Decider, Question
 from .errors import Forbidden, Invalid
 from .policy import SPACE_ACTIONS
 from .runtime import Runtime
@@ -316,7 +317,7 @@ def evaluate(rt: Runtime, caller: Caller, request: Mapping[str, Any]) -> dict[st
     ask = parse_evaluation(request, rt.policies.actions)
     _require_subjects(caller, [ask.user_id])
     with rt.decider.reading(ask.at_least):
-        return _answer(rt.decider, ask, utc_today())
+        return _answer(rt.decider, ask, roles.today())
 
 
 def with_defaults(item: object, defaults: Mapping[str, Any], path: str) -> dict[str, Any]:
@@ -432,7 +433,7 @@ def evaluate_many(rt: Runtime, caller: Caller, request: Mapping[str, Any]) -> di
     at_least = max((w for w in wanted if w is not None), default=None)
     answers: list[dict[str, Any]] = []
     with rt.decider.reading(at_least):
-        today = utc_today()
+        today = roles.today()
         for one in parsed:
             answer = _error(one) if isinstance(one, Invalid) else _answer(rt.decider, one, today)
             answers.append(answer)
@@ -562,7 +563,7 @@ def _search(
     """Run one search page at the current revision (at least the one asked for)."""
     page = page_of(request, rt.settings, key_types)
     with rt.decider.reading(_at_least(context_of(request.get("context")))) as revision:
-        results, next_token = _take(candidates(rt.decider, page, utc_today()), page)
+        results, next_token = _take(candidates(rt.decider, page, roles.today()), page)
     return {
         "page": {"next_token": next_token, "count": len(results)},
         "context": {"revision": revision},

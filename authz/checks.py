@@ -7,7 +7,8 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .decisions import Decision, Question, utc_today
+from . import roles
+from .decisions import Decision, Question
 from .errors import Forbidden, Invalid
 from .runtime import Runtime
 
@@ -70,5 +71,5 @@ def check_batch(
     _require_subjects(caller, questions)
     decider = rt.decider
     with decider.reading(at_least_revision):
-        today = today or utc_today()
+        today = today or roles.today()
         return [decider.decide(q, today=today, explain=explain) for q in questions]

@@ -46,15 +46,12 @@ from models import (
 
 from .errors import Unavailable
 from .policy import LEVEL_NONE, SPACE_ACTIONS, PolicyEngine, SpaceEntry, SpaceFacts, SubjectFacts
+from . import roles
+from .roles import RANK, in_force, strongest
 
 log = logging.getLogger("authz.decisions")
 
 LEVEL_RANK = {LEVEL_NONE: 0, "consult": 1, "modify": 2}
-ROLE_RANK = {"technical": 1, "simple": 2, "secondary": 3, "principal": 4}
-
-
-def utc_today() -> dt.date:
-    return dt.datetime.now(dt.timezone.utc).date()
 
 
 # --- the index ----------------------------------------------------------------
@@ -79,9 +76,6 @@ class AttachmentEntry:
     role: str
     valid_from: dt.date
     valid_until: dt.date | None
-
-    def in_force(self, today: dt.date) -> bool:
-        return self.valid_from <= today and (self.valid_until is None or today <= self.valid_until)
 
 
 @dataclass(slots=True)
@@ -324,8 +318,8 @@ def gather(
     membership = index.memberships.get((q.user_id, q.structure_id)) or _EMPTY
     whole = on_service = False
     role, attachment_id, best = None, None, 0
-    for att in membership.attachments:
-        if att.valid_from > today or (att.valid_until is not None and today > att.valid_until):
+    for att in membership.attachments:  # all validated: the strongest in force counts
+        if not in_force(att, today):
             continue
         if att.service_id is None:
             whole = True
@@ -333,7 +327,7 @@ def gather(
             on_service = True
         else:
             continue
-        rank = ROLE_RANK[att.role]
+        rank = RANK[att.role]
         if rank > best:
             best, role, attachment_id = rank, att.role, att.id
     code = space.code
@@ -547,7 +541,7 @@ class Decider:
     ) -> Decision:
         """Answer one question at the index's current revision (call
         ensure_fresh first). Never raises: errors deny."""
-        today = today or utc_today()
+        today = today or roles.today()
         try:
             if q.space is None:
                 return self._management(q, today)
@@ -602,14 +596,12 @@ class Decider:
         )
 
     def role_of(self, user_id: int, structure_id: int, today: dt.date) -> str | None:
-        """The role a management question is asked with (see model.conf, r.role)."""
+        """The role a management question is asked with (see model.conf, r.role):
+        the strongest of the user's attachments in force (all validated)."""
         if self.index.users.get(user_id) != "active":
             return None
-        membership = self.index.memberships.get((user_id, structure_id))
-        roles = [
-            a.role for a in (membership.attachments if membership else []) if a.in_force(today)
-        ]
-        return max(roles, key=ROLE_RANK.__getitem__) if roles else None
+        membership = self.index.memberships.get((user_id, structure_id)) or _EMPTY
+        return strongest(a.role for a in membership.attachments if in_force(a, today))
 
     def _management(self, q: Question, today: dt.date) -> Decision:
         if q.action not in self.policy.policies.actions:
@@ -659,7 +651,7 @@ class Decider:
     ) -> Iterator[tuple[str | None, str, list[str]]]:
         """(service code or None, space, allowed actions) for every scope and
         space where the user may do something on this structure."""
-        today = today or utc_today()
+        today = today or roles.today()
         for service in self.scopes(structure_id):
             for space in self.policy.policies.spaces:
                 actions = [

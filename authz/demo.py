@@ -29,9 +29,9 @@ from models import (
 )
 
 from . import accounts, structures
-from .access import today
 from .errors import Conflict
 from .records import bump_revision, commit, record
+from .roles import today
 from .runtime import Runtime
 from .security import new_token
 

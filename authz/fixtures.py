@@ -50,7 +50,8 @@ from sqlalchemy.orm import Session
 
 from models import Attachment, OpenedSpace, Service, Structure, Subscription, User
 
-from .decisions import Question, utc_today
+from . import roles
+from .decisions import Question
 from .records import bump_revision
 
 WORLD_SECTIONS = frozenset({"structures", "users", "attachments", "subscriptions"})
@@ -124,7 +125,7 @@ def load_world(
     """Write `world` into `session` with the models, then bump the policy
     revision once, naming every user, structure and (user, structure) pair it
     wrote. Does not commit. Raises WorldError on an unknown name or field."""
-    today = today or utc_today()
+    today = today or roles.today()
     _check_fields(world, WORLD_SECTIONS, "world")
     structures: dict[str, Structure] = {}
     services: dict[tuple[str, str], Service] = {}

@@ -19,11 +19,12 @@ from sqlalchemy.orm import Session
 from models import Attachment, AuthToken, Structure, User, utcnow
 
 from . import accounts
-from .access import authorize, effective_attachments, role_on, today
+from .access import authorize, effective_attachments, role_on
 from .attachments import notify
 from .errors import Conflict, Forbidden, Invalid, NotFound, Unauthenticated
 from .pagination import Page, paginate
 from .records import bump_revision, commit, record
+from .roles import in_force_condition, today
 from .runtime import Runtime
 
 REACTIVATION_DAYS = 60
@@ -212,10 +213,8 @@ def _orphan_ids(session: Session, only: Iterable[int] | None = None) -> set[int]
         .join(User, User.id == Attachment.user_id)
         .where(
             Attachment.role == "principal",
-            Attachment.status == "validated",
-            Attachment.valid_from <= today(),
+            in_force_condition(today()),
             User.status == "active",
-            (Attachment.valid_until.is_(None)) | (Attachment.valid_until >= today()),
         )
     )
     stmt = select(Structure.id).where(Structure.status == "active", Structure.id.not_in(acting))

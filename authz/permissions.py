@@ -9,8 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from . import roles
 from .checks import Caller
-from .decisions import Decider, Question, utc_today
+from .decisions import Decider, Question
 from .errors import NotFound
 from .pagination import Page
 from .runtime import Runtime
@@ -22,7 +23,7 @@ class PermissionPage(Page):
 
 
 def _rights(decider: Decider, user_id: int, structure_id: int) -> dict[str, Any]:
-    today = utc_today()
+    today = roles.today()
     management = [
         action
         for action in decider.policy.policies.actions

@@ -39,9 +39,9 @@ from sqlalchemy.orm import Session
 
 from models import Attachment, Service, Structure, Subscription, User
 
-from . import db
+from . import db, roles
 from .config import load_settings
-from .decisions import Decider, Decision, Question, gather, utc_today
+from .decisions import Decider, Decision, Question, gather
 from .fixtures import EXPECTATIONS, ROW_FIELDS, WorldError, WorldIds, load_world, question
 from .policy import SPACE_ACTIONS, PolicyEngine, load_policies, management_rules
 from .runtime import Runtime, build_runtime, close_runtime, sync_catalogue
@@ -216,7 +216,7 @@ class _Asker:
 
     def __init__(self, rt: Runtime, ids: WorldIds, coverage: Coverage) -> None:
         self.rt, self.ids, self.coverage = rt, ids, coverage
-        self.today = utc_today()
+        self.today = roles.today()
 
     def decide(self, item: Mapping[str, Any], action: str, user: str) -> Decision:
         q = question({**item, "user": user, "action": action}, self.ids)
@@ -364,7 +364,7 @@ def explain(
     default and its level, the policy row and the matcher that allowed it; or
     the first missing link that denied it. `space` None asks a management
     action on the structure."""
-    today = today or utc_today()
+    today = today or roles.today()
     q = Question(user_id, structure_id, space, action, service)
     decider = rt.decider
     scope = f"service {service}" if service else "whole structure"
@@ -455,7 +455,7 @@ def _management_chain(
         (
             a.id
             for a in (membership.attachments if membership else [])
-            if a.role == role and a.in_force(today)
+            if a.role == role and roles.in_force(a, today)
         ),
         None,
     )
@@ -513,7 +513,7 @@ def _diff(
     users: Mapping[int, str],
     structures: Mapping[int, str],
 ) -> list[Change]:
-    today = utc_today()
+    today = roles.today()
     spaces = sorted({s.code for d in (old, new) for s in d.policy.policies.spaces})
     actions = sorted({*old.policy.policies.actions, *new.policy.policies.actions})
     changes: list[Change] = []

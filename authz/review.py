@@ -37,10 +37,12 @@ from models import (
     utcnow,
 )
 
+from . import roles
 from .decisions import Decider, Question
 from .errors import Forbidden, NotFound
 from .lifecycle import _orphan_ids
 from .policy import management_rules
+from .roles import in_force, in_force_condition
 from .runtime import Runtime
 from .users import neutralize
 
@@ -102,10 +104,6 @@ def require_reviewer(user: User) -> None:
         )
 
 
-def _today(now: dt.datetime) -> dt.date:
-    return now.astimezone(dt.timezone.utc).date()
-
-
 # --- effective rights --------------------------------------------------------
 
 
@@ -164,7 +162,7 @@ def _structure_rights(
         .where(Attachment.structure_id == structure_id, Attachment.status == "validated")
         .order_by(Attachment.valid_from)
     ):
-        if att.valid_from <= today and (att.valid_until is None or today <= att.valid_until):
+        if in_force(att, today):
             attachments[att.user_id].append(att)
     people = {user_id for user_id, *_ in decided}
     people |= {s.granted_by_id for s in subscriptions.values() if s.granted_by_id}
@@ -217,7 +215,7 @@ def effective_rights(
 
     Raises NotFound (unknown structure_id).
     """
-    today = _today(utcnow())
+    today = roles.today()
     with sessions() as session:
         scope = export_scope(session, structure_id)
     for sid in scope:
@@ -563,7 +561,7 @@ def _out_of_dates(w: _World, today: dt.date) -> Iterator[Finding]:
         select(Attachment)
         .where(
             Attachment.status == "validated",
-            or_(Attachment.valid_from > today, Attachment.valid_until < today),
+            ~in_force_condition(today),
         )
         .order_by(Attachment.structure_id, Attachment.user_id, Attachment.id),
         Attachment.structure_id,
@@ -704,7 +702,7 @@ def build_report(
     Raises NotFound (unknown structure_id).
     """
     now = now or utcnow()
-    today = _today(now)
+    today = roles.today(now)
     export_scope(session, structure_id)
     w = _World(session, structure_id)
     findings = [

@@ -27,11 +27,12 @@ from models import (
 )
 
 from . import request_flow as flow
-from .access import effective_attachments, today
+from .access import effective_attachments
 from .attachments import Outcome, bulk, notify, require_open_structure
 from .errors import Conflict, Invalid, NotFound
 from .pagination import Page
 from .records import bump_revision, commit, record
+from .roles import today
 from .runtime import Runtime
 
 

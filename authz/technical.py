@@ -27,12 +27,13 @@ from models import Attachment, AuthToken, LoginThrottle, TechnicalCredential, Us
 # The person log-in's brute-force counters, shared so that guessing a technical
 # secret costs the same lock-outs (per login and per client address).
 from .accounts import _check_throttle, _record_failure, _throttle_keys, find_by_login
-from .access import authorize, today
+from .access import authorize
 from .attachments import notify
 from .errors import Forbidden, Invalid, NotFound, Unauthenticated
 from .pagination import Page, paginate
 from .records import bump_revision, commit, record
 from .runtime import Runtime
+from .roles import today
 from .security import digest, new_token
 
 MANAGE = "technical_users.manage"

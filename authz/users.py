@@ -29,12 +29,13 @@ from sqlalchemy.orm import Session
 from models import Attachment, AttachmentRequest, Service, Structure, User
 
 from . import accounts
-from .access import ROLE_RANK, authorize, managed_structures, today
+from .access import authorize, managed_structures
 from .attachments import Outcome, bulk
 from .errors import Forbidden, Invalid, NotFound
 from .pagination import Page, paginate
 from .request_flow import PROCESS
 from .records import commit, queue_mail, record
+from .roles import role_in_force, today
 from .runtime import Runtime
 from .search import fold
 
@@ -125,16 +126,8 @@ def get_visible(session: Session, rt: Runtime, actor: User, user_id: int) -> Use
 
 
 def _role(lines: Iterable[AttachmentLine]) -> str | None:
-    """The strongest role among validated rows in force today, or None."""
-    on = today()
-    roles = [
-        line.attachment.role
-        for line in lines
-        if line.attachment.status == "validated"
-        and line.attachment.valid_from <= on
-        and (line.attachment.valid_until is None or line.attachment.valid_until >= on)
-    ]
-    return max(roles, key=ROLE_RANK.__getitem__) if roles else None
+    """The role the rows give today (authz/roles.py: role_in_force), or None."""
+    return role_in_force((line.attachment for line in lines), today())
 
 
 def _lines(

@@ -51,7 +51,8 @@ from sqlalchemy import select
 from authz import checks, clients
 from authz.checks import Caller
 from authz.config import load_settings
-from authz.decisions import Question, unpack, utc_today
+from authz import roles
+from authz.decisions import Question, unpack
 from authz.records import bump_revision
 from authz.runtime import Runtime, build_runtime, close_runtime
 from models import Subscription
@@ -900,7 +901,7 @@ def in_process(
     users = list(index.users)
     structures = list(index.structures)
     questions = question_mix(rt, keys, prof.questions, 42, users, structures)
-    today = utc_today()
+    today = roles.today()
     with decider.reading():
         answers = [decider.decide(q, today=today) for q in questions]
     allowed = sum(d.allowed for d in answers)
@@ -1120,7 +1121,7 @@ def http_phase(
         http_json(server.port, "POST", "/v1/checks", as_body(q), key)
 
     # The answers over HTTP are the engine's.
-    today = utc_today()
+    today = roles.today()
     sample = questions[:300]
     with rt.decider.reading():
         expected = [rt.decider.decide(q, today=today).allowed for q in sample]
@@ -1245,7 +1246,7 @@ def visibility(rt: Runtime, prof: Profile, res: Results, server: Server, key: st
     answer) all say allowed, and with at_least_revision."""
     streak = 10
     decider = rt.decider
-    today = utc_today()
+    today = roles.today()
     candidates: list[tuple[int, int]] = []
     with decider.reading(), rt.sessions() as session:
         for (uid, sid), m in decider.index.memberships.items():

@@ -30,7 +30,8 @@ from sqlalchemy import Date, String, bindparam, delete, func, select, text
 from sqlalchemy.orm import Session
 
 from authz.config import ROOT
-from authz.decisions import Decider, Question, utc_today
+from authz import roles
+from authz.decisions import Decider, Question
 from authz.fixtures import load_world
 from authz.policy import NO_ROLE, SPACE_ACTIONS, PolicyEngine, SpaceFacts, SubjectFacts
 from authz.records import bump_revision
@@ -599,7 +600,7 @@ class Harness:
 
 @pytest.fixture
 def harness(rt: Runtime) -> Harness:
-    return Harness(rt=rt, reference=Reference(PolicyEngine(rt.policies)), today=utc_today())
+    return Harness(rt=rt, reference=Reference(PolicyEngine(rt.policies)), today=roles.today())
 
 
 @pytest.mark.parametrize("seed", SEEDS)

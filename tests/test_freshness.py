@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 
 from authz.clients import create_client
-from authz.decisions import utc_today
+from authz import roles
 from authz.records import bump_revision, current_revision
 from authz.runtime import Runtime
 from models import Attachment, Subscription, User
@@ -207,7 +207,7 @@ def test_every_worker_answers_at_the_revision_of_the_last_grant_or_revoke(
                 structure_id=sid,
                 role="simple",
                 status="validated",
-                valid_from=utc_today() - dt.timedelta(days=1),
+                valid_from=roles.today() - dt.timedelta(days=1),
             )
         )
         bump_revision(session, users=[bob.id], memberships=[(bob.id, sid)])
