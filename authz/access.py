@@ -1,4 +1,5 @@
-"""Who holds which role on a structure, and the management check every route uses.
+"""Who holds which role on a structure, the management check every route uses,
+and the gate of an inactive structure.
 
 Roles come from the tables (validated attachment of an active user, inside its
 dates: the rule of authz/roles.py); what a role may do comes from
@@ -14,7 +15,7 @@ from sqlalchemy.orm import Session, aliased
 
 from models import ROLES, Attachment, Structure, User
 
-from .errors import Forbidden, NotFound
+from .errors import Conflict, Forbidden, NotFound
 from .policy import STATES
 from .roles import in_force_condition, strongest, today
 from .runtime import Runtime
@@ -37,6 +38,16 @@ def role_on(session: Session, user: User, structure_id: int) -> str | None:
             )
         )
     )
+
+
+def require_open_structure(structure: Structure) -> None:
+    """Raises Conflict `structure_inactive`: an inactive structure takes no new
+    attachment, request or identifier change."""
+    if structure.status != "active":
+        raise Conflict(
+            "This structure is inactive: it accepts no new attachment or request.",
+            code="structure_inactive",
+        )
 
 
 def authorize(

@@ -14,9 +14,10 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from models import ActivationToken, AuthToken, LoginThrottle, User, utcnow
+from models import ActivationToken, AuthToken, User, utcnow
 
-from .errors import Conflict, Forbidden, Invalid, TooManyAttempts, Unauthenticated
+from . import throttle
+from .errors import Conflict, Forbidden, Invalid, Unauthenticated
 from .records import commit, queue_mail
 from .runtime import Runtime
 from .security import digest, new_token
@@ -193,44 +194,6 @@ def activate(session: Session, rt: Runtime, *, token: str, password: str) -> Use
     return user
 
 
-def _throttle_keys(rt: Runtime, login: str, address: str | None) -> list[tuple[str, int]]:
-    keys = [(f"email:{login}", rt.settings.login_max_failures)]
-    if address:
-        keys.append((f"ip:{address}", rt.settings.login_max_failures_per_ip))
-    return keys
-
-
-def _check_throttle(session: Session, keys: list[tuple[str, int]], now: dt.datetime) -> None:
-    for key, _limit in keys:
-        row = session.get(LoginThrottle, key)
-        if row is not None and row.locked_until is not None and row.locked_until > now:
-            retry = int((row.locked_until - now).total_seconds()) + 1
-            raise TooManyAttempts("Too many failed log-ins; try again later.", retry_after=retry)
-
-
-def _record_failure(
-    session: Session, rt: Runtime, keys: list[tuple[str, int]], now: dt.datetime
-) -> None:
-    window = dt.timedelta(seconds=rt.settings.login_lockout_seconds)
-    for attempt in range(3):
-        try:
-            for key, limit in keys:
-                row = session.get(LoginThrottle, key)
-                if row is None:
-                    row = LoginThrottle(key=key, failures=0, window_started_at=now)
-                    session.add(row)
-                elif row.window_started_at + window <= now:
-                    row.failures, row.window_started_at, row.locked_until = 0, now, None
-                row.failures += 1
-                if row.failures >= limit:
-                    row.locked_until = now + window
-            session.commit()
-            return
-        except IntegrityError:  # a concurrent failure inserted the same key first
-            session.rollback()
-    raise RuntimeError("could not record a failed log-in")
-
-
 def check_credentials(
     session: Session, rt: Runtime, *, login_email: str, password: str, address: str | None
 ) -> User:
@@ -242,19 +205,16 @@ def check_credentials(
     """
     now = utcnow()
     login = (login_email or "").strip().lower()
-    keys = _throttle_keys(rt, login, address)
-    _check_throttle(session, keys, now)
+    keys = throttle.check(session, rt, login, address, now)
     user = find_by_login(session, login) if login else None
     person = user if user is not None and user.kind == "person" else None
     if not rt.hasher.verify(person.password_hash if person else None, password or ""):
-        _record_failure(session, rt, keys, now)
+        throttle.record_failure(session, rt, keys, now)
         raise Unauthenticated("Wrong login email or password.", code="invalid_credentials")
     assert person is not None and person.password_hash is not None
     if rt.hasher.needs_rehash(person.password_hash):
         person.password_hash = rt.hasher.hash(password)
-    email_key = session.get(LoginThrottle, keys[0][0])
-    if email_key is not None:
-        session.delete(email_key)
+    throttle.forget_login(session, keys)
     return person
 
 

@@ -10,7 +10,7 @@ status moves with a conditional UPDATE … WHERE status = 'pending'.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,10 +31,10 @@ from models import (
 )
 
 from . import request_flow as flow
-from .access import authorize
-from .errors import Conflict, DomainError, Forbidden, Invalid, NotFound
+from .access import authorize, require_open_structure
+from .errors import Conflict, Forbidden, Invalid, NotFound
 from .pagination import Page
-from .records import bump_revision, commit, queue_mail, record
+from .records import bump_revision, commit, notify, record
 from .roles import today, validated_role
 from .runtime import Runtime
 
@@ -96,14 +96,6 @@ def _existing_rows(
             )
         )
     }
-
-
-def require_open_structure(structure: Structure) -> None:
-    if structure.status != "active":
-        raise Conflict(
-            "This structure is inactive: it accepts no new attachment or request.",
-            code="structure_inactive",
-        )
 
 
 def _grant(
@@ -190,16 +182,6 @@ def _default_spaces_request(
     )
     session.add(req)
     return req
-
-
-def notify(session: Session, user: User, subject: str, body: str) -> None:
-    queue_mail(
-        session,
-        kind="notification",
-        to=user.contact_email,
-        subject=subject,
-        body=f"Hello {user.first_name} {user.last_name},\n\n{body}\n",
-    )
 
 
 # --- requests by users ------------------------------------------------------------
@@ -441,27 +423,6 @@ def refuse_request(
     return req
 
 
-@dataclass(frozen=True)
-class Outcome:
-    id: int
-    ok: bool
-    code: str | None = None
-    detail: str | None = None
-
-
-def bulk(session: Session, ids: list[int], one: Callable[[int], Any]) -> list[Outcome]:
-    """Run `one(id)` for each id, each in its own transaction; report per item."""
-    outcomes = []
-    for item in dict.fromkeys(ids):
-        try:
-            one(item)
-            outcomes.append(Outcome(item, True))
-        except DomainError as exc:
-            session.rollback()
-            outcomes.append(Outcome(item, False, exc.code, exc.detail))
-    return outcomes
-
-
 # --- direct attachment and removal ----------------------------------------------
 
 
@@ -650,13 +611,13 @@ def remove(
 
 def validate_many(
     session: Session, rt: Runtime, actor: User, ids: list[int], **options: Any
-) -> list[Outcome]:
+) -> list[flow.Outcome]:
     """Bulk validate_request with the same options; one outcome per request."""
-    return bulk(session, ids, lambda i: validate_request(session, rt, actor, i, **options))
+    return flow.bulk(session, ids, lambda i: validate_request(session, rt, actor, i, **options))
 
 
 def refuse_many(
     session: Session, rt: Runtime, actor: User, ids: list[int], *, reason: str
-) -> list[Outcome]:
+) -> list[flow.Outcome]:
     """Bulk refuse_request with one reason; one outcome per request."""
-    return bulk(session, ids, lambda i: refuse_request(session, rt, actor, i, reason=reason))
+    return flow.bulk(session, ids, lambda i: refuse_request(session, rt, actor, i, reason=reason))

@@ -28,8 +28,7 @@ from models import (
     utcnow,
 )
 
-from .access import authorize
-from .attachments import require_open_structure
+from .access import authorize, require_open_structure
 from .errors import Conflict, Forbidden, Invalid
 from .records import bump_revision, commit, record
 from .runtime import Runtime

@@ -20,10 +20,9 @@ from models import Attachment, AuthToken, Structure, User, utcnow
 
 from . import accounts
 from .access import authorize, effective_attachments, role_on
-from .attachments import notify
 from .errors import Conflict, Forbidden, Invalid, NotFound, Unauthenticated
 from .pagination import Page, paginate
-from .records import bump_revision, commit, record
+from .records import bump_revision, commit, notify, record
 from .roles import in_force_condition, today
 from .runtime import Runtime
 
@@ -177,7 +176,7 @@ def appoint_principal(
     structure = session.get(Structure, structure_id)
     if structure is None:
         raise NotFound("No such structure.")
-    if structure_id not in _orphan_ids(session, [structure_id]):
+    if structure_id not in orphan_structure_ids(session, [structure_id]):
         raise Conflict(
             "This structure has an active principal manager; only they can hand the role over.",
             code="has_principal",
@@ -206,8 +205,11 @@ def change_principal(
     return designate_principal(session, rt, actor, structure_id, **successor)
 
 
-def _orphan_ids(session: Session, only: Iterable[int] | None = None) -> set[int]:
-    """Active structures with no principal able to act today."""
+def orphan_structure_ids(session: Session, only: Iterable[int] | None = None) -> set[int]:
+    """Ids of the active structures with no principal able to act today (a
+    validated principal attachment in force, held by an active account), among
+    `only` when given. The operator appoints principals for these; the review
+    report lists them."""
     acting = (
         select(Attachment.structure_id)
         .join(User, User.id == Attachment.user_id)
@@ -229,7 +231,7 @@ def structures_without_principal(
     """For the operator: active structures left without an acting principal."""
     if actor.platform_role != "operator":
         raise Forbidden("Only the platform operator sees this list.", code="operator_only")
-    ids = _orphan_ids(session)
+    ids = orphan_structure_ids(session)
     return paginate(
         session,
         select(Structure).where(Structure.id.in_(ids)).order_by(Structure.id),

@@ -1,5 +1,6 @@
 """Side effects every state change writes in its own transaction: the policy
-revision bump and the history entry."""
+revision bump, the history entry and the mail (outbox rows, `notify` for a
+mail to a user), then the commit that wakes the mail sender."""
 
 from __future__ import annotations
 
@@ -80,6 +81,18 @@ def queue_mail(session: Session, *, kind: str, to: str, subject: str, body: str)
 
     mail.enqueue(session, kind=kind, to=to, subject=subject, body=body)
     session.info["mail_queued"] = True
+
+
+def notify(session: Session, user: User, subject: str, body: str) -> None:
+    """Mail `user` at their contact email, greeted by name (an outbox row in the
+    caller's transaction, like queue_mail)."""
+    queue_mail(
+        session,
+        kind="notification",
+        to=user.contact_email,
+        subject=subject,
+        body=f"Hello {user.first_name} {user.last_name},\n\n{body}\n",
+    )
 
 
 def commit(session: Session, rt: Any) -> None:

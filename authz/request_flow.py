@@ -1,10 +1,13 @@
 """What attachment and subscription requests share: who sees them, how they
-are listed, and how a manager claims one for processing — at most once, with a
-conditional UPDATE … WHERE status = 'pending'."""
+are listed, how a manager claims one for processing — at most once, with a
+conditional UPDATE … WHERE status = 'pending' — and bulk processing with one
+outcome per item."""
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from sqlalchemy import or_, select, update
@@ -13,7 +16,7 @@ from sqlalchemy.orm import Session
 from models import AttachmentRequest, Structure, SubscriptionRequest, User, utcnow
 
 from .access import authorize, managed_structures
-from .errors import Conflict, Forbidden, Invalid, NotFound
+from .errors import Conflict, DomainError, Forbidden, Invalid, NotFound
 from .pagination import Page, paginate
 from .runtime import Runtime
 
@@ -25,6 +28,30 @@ PROCESS = {
     SubscriptionRequest: "subscription_requests.process",
 }
 NAME = {AttachmentRequest: "attachment request", SubscriptionRequest: "subscription request"}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one item of a bulk operation: done, or the domain error's
+    code and detail."""
+
+    id: int
+    ok: bool
+    code: str | None = None
+    detail: str | None = None
+
+
+def bulk(session: Session, ids: list[int], one: Callable[[int], Any]) -> list[Outcome]:
+    """Run `one(id)` for each id, each in its own transaction; report per item."""
+    outcomes = []
+    for item in dict.fromkeys(ids):
+        try:
+            one(item)
+            outcomes.append(Outcome(item, True))
+        except DomainError as exc:
+            session.rollback()
+            outcomes.append(Outcome(item, False, exc.code, exc.detail))
+    return outcomes
 
 
 def list_requests(

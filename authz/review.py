@@ -40,7 +40,7 @@ from models import (
 from . import roles
 from .decisions import Decider, Question
 from .errors import Forbidden, NotFound
-from .lifecycle import _orphan_ids
+from .lifecycle import orphan_structure_ids
 from .policy import management_rules
 from .roles import in_force, in_force_condition
 from .runtime import Runtime
@@ -429,7 +429,7 @@ def _finding(
 
 def _orphans(w: _World) -> Iterator[Finding]:
     only = None if w.structure_id is None else [w.structure_id]
-    for sid in sorted(_orphan_ids(w.session, only)):
+    for sid in sorted(orphan_structure_ids(w.session, only)):
         principals = list(
             w.session.scalars(
                 select(Attachment.user_id).where(

@@ -27,11 +27,10 @@ from models import (
 )
 
 from . import request_flow as flow
-from .access import effective_attachments
-from .attachments import Outcome, bulk, notify, require_open_structure
+from .access import effective_attachments, require_open_structure
 from .errors import Conflict, Invalid, NotFound
 from .pagination import Page
-from .records import bump_revision, commit, record
+from .records import bump_revision, commit, notify, record
 from .roles import today
 from .runtime import Runtime
 
@@ -348,13 +347,15 @@ def refuse_request(
 
 def validate_many(
     session: Session, rt: Runtime, actor: User, ids: list[int], *, comment: str | None = None
-) -> list[Outcome]:
+) -> list[flow.Outcome]:
     """Bulk validate_request as asked (levels unchanged); one outcome per request."""
-    return bulk(session, ids, lambda i: validate_request(session, rt, actor, i, comment=comment))
+    return flow.bulk(
+        session, ids, lambda i: validate_request(session, rt, actor, i, comment=comment)
+    )
 
 
 def refuse_many(
     session: Session, rt: Runtime, actor: User, ids: list[int], *, reason: str
-) -> list[Outcome]:
+) -> list[flow.Outcome]:
     """Bulk refuse_request with one reason; one outcome per request."""
-    return bulk(session, ids, lambda i: refuse_request(session, rt, actor, i, reason=reason))
+    return flow.bulk(session, ids, lambda i: refuse_request(session, rt, actor, i, reason=reason))

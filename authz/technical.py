@@ -22,16 +22,14 @@ from dataclasses import dataclass
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from models import Attachment, AuthToken, LoginThrottle, TechnicalCredential, User, utcnow
+from models import Attachment, AuthToken, TechnicalCredential, User, utcnow
 
-# The person log-in's brute-force counters, shared so that guessing a technical
-# secret costs the same lock-outs (per login and per client address).
-from .accounts import _check_throttle, _record_failure, _throttle_keys, find_by_login
+from . import throttle
+from .accounts import find_by_login
 from .access import authorize
-from .attachments import notify
 from .errors import Forbidden, Invalid, NotFound, Unauthenticated
 from .pagination import Page, paginate
-from .records import bump_revision, commit, record
+from .records import bump_revision, commit, notify, record
 from .runtime import Runtime
 from .roles import today
 from .security import digest, new_token
@@ -314,8 +312,7 @@ def authenticate_technical(
     """
     now = utcnow()
     login = (login or "").strip().lower()
-    keys = _throttle_keys(rt, login, address)
-    _check_throttle(session, keys, now)
+    keys = throttle.check(session, rt, login, address, now)
     user = find_by_login(session, login) if login else None
     credential = None
     if user is not None and user.kind == "technical":
@@ -327,7 +324,7 @@ def authenticate_technical(
             .with_for_update(read=True)
         )
     if not rt.hasher.verify(credential.secret_hash if credential else None, secret or ""):
-        _record_failure(session, rt, keys, now)
+        throttle.record_failure(session, rt, keys, now)
         raise Unauthenticated("Wrong login or secret.", code="invalid_credentials")
     assert user is not None and credential is not None
     if credential.secret_expires_at <= now:
@@ -341,9 +338,7 @@ def authenticate_technical(
         )
     if rt.hasher.needs_rehash(credential.secret_hash):
         credential.secret_hash = rt.hasher.hash(secret)
-    login_key = session.get(LoginThrottle, keys[0][0])
-    if login_key is not None:
-        session.delete(login_key)
+    throttle.forget_login(session, keys)
     token = new_token("at_")
     expires = min(
         now + dt.timedelta(seconds=rt.settings.token_ttl_seconds), credential.secret_expires_at

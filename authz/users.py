@@ -30,10 +30,9 @@ from models import Attachment, AttachmentRequest, Service, Structure, User
 
 from . import accounts
 from .access import authorize, managed_structures
-from .attachments import Outcome, bulk
 from .errors import Forbidden, Invalid, NotFound
 from .pagination import Page, paginate
-from .request_flow import PROCESS
+from .request_flow import PROCESS, Outcome, bulk
 from .records import commit, queue_mail, record
 from .roles import role_in_force, today
 from .runtime import Runtime

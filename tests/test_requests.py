@@ -814,19 +814,19 @@ def _fail_after(real, *, call_real: bool, seen: list, witness):
 
 
 # Where a failure is injected, after the grant is written: the names as the
-# workflow module looks them up (subscriptions imports `notify` from
-# attachments, whose `notify` calls attachments' `queue_mail`).
+# workflow module looks them up (both import `notify` from records, whose
+# `notify` calls records' `queue_mail`).
 FAILURE_POINTS = {
     "attachment": [
         ("validation", "authz.attachments", "notify"),
-        ("validation", "authz.attachments", "queue_mail"),
+        ("validation", "authz.records", "queue_mail"),
         ("validation", "authz.attachments", "commit"),
         ("refusal", "authz.attachments", "notify"),
         ("refusal", "authz.attachments", "commit"),
     ],
     "subscription": [
         ("validation", "authz.subscriptions", "notify"),
-        ("validation", "authz.attachments", "queue_mail"),
+        ("validation", "authz.records", "queue_mail"),
         ("validation", "authz.subscriptions", "commit"),
         ("refusal", "authz.subscriptions", "notify"),
         ("refusal", "authz.subscriptions", "commit"),
