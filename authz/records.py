@@ -12,6 +12,49 @@ from sqlalchemy.orm import Session
 
 from models import HistoryEntry, PolicyChange, PolicyRevision, User, utcnow
 
+# Every action a history entry records, and whether it changes who may do what
+# (True: the review report lists it among the "changes of rights"). record()
+# refuses an action missing here, so the table stays complete.
+HISTORY_ACTIONS: dict[str, bool] = {
+    # accounts
+    "account.created": False,
+    "account.deactivated": True,
+    "account.reactivated": True,
+    "account.closed": True,
+    "user.updated": False,
+    # platform roles and client applications (no right on a structure)
+    "operator.appointed": False,
+    "security_reviewer.appointed": False,
+    "client.created": False,
+    "client.revoked": False,
+    # structures, services, opened spaces
+    "structure.created": True,
+    "structure.registered": True,
+    "structure.updated": True,
+    "structure.identifier_changed": True,
+    "structure.created_from_identifier_change": True,
+    "service.created": True,
+    "service.updated": True,
+    "spaces.updated": True,
+    # attachments and principals
+    "attachment_request.created": False,
+    "attachment_request.validated": True,
+    "attachment_request.refused": False,
+    "attachment.created": True,
+    "attachment.deleted": True,
+    "principal.designated": True,
+    "principal.appointed": True,
+    # subscriptions
+    "subscription_request.created": False,
+    "subscription_request.validated": True,
+    "subscription_request.refused": False,
+    "subscriptions.granted": True,  # written by the demo loader only (authz/demo.py)
+    # technical users
+    "technical_user.created": True,
+    "technical_user.secret_reset": True,
+}
+RIGHTS_ACTIONS = frozenset(action for action, rights in HISTORY_ACTIONS.items() if rights)
+
 
 def bump_revision(
     session: Session,
@@ -60,6 +103,13 @@ def record(
     request_kind: str | None = None,
     request_id: int | None = None,
 ) -> HistoryEntry:
+    """Add the history entry of a change to the caller's transaction.
+
+    Raises ValueError for an action HISTORY_ACTIONS does not declare (a
+    programming error: declare it, saying whether it changes rights).
+    """
+    if action not in HISTORY_ACTIONS:
+        raise ValueError(f"history action {action!r} is not declared in HISTORY_ACTIONS")
     entry = HistoryEntry(
         action=action,
         actor_id=actor.id if actor else None,

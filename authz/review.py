@@ -42,6 +42,7 @@ from .decisions import Decider, Question
 from .errors import Forbidden, NotFound
 from .lifecycle import orphan_structure_ids
 from .policy import management_rules
+from .records import RIGHTS_ACTIONS
 from .roles import in_force, in_force_condition
 from .runtime import Runtime
 from .users import neutralize
@@ -56,31 +57,6 @@ PENDING_DAYS = 30
 # The user's own account space: every member modifies it by default, so it says
 # nothing about their power over a structure's documents.
 PERSONAL_SPACES = frozenset({"my_account"})
-# History actions that change who may do what (the "changes of rights" section).
-RIGHTS_ACTIONS = frozenset(
-    {
-        "structure.created",
-        "structure.registered",
-        "structure.identifier_changed",
-        "structure.created_from_identifier_change",
-        "structure.updated",
-        "service.created",
-        "service.updated",
-        "spaces.updated",
-        "attachment_request.validated",
-        "attachment.created",
-        "attachment.deleted",
-        "subscription_request.validated",
-        "principal.designated",
-        "principal.appointed",
-        "technical_user.created",
-        "technical_user.secret_reset",
-        "account.deactivated",
-        "account.reactivated",
-        "account.closed",
-    }
-)
-
 RIGHTS_COLUMNS = (
     "user_id",
     "login_email",

@@ -4,10 +4,16 @@ entry, who may read it, and that nobody can change it."""
 
 from __future__ import annotations
 
+import ast
 import datetime as dt
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import time_machine
+
+from authz import records
+from models import PLATFORM_ROLES
 
 # The fixtures of test_requests.py (one database and app per module, a fresh
 # bakery and fresh addresses per test) are imported to be used here too.
@@ -304,3 +310,65 @@ def test_history_entries_cannot_be_modified(api, rt, bakery, method):
         assert "GET" in r.headers["Allow"]
     assert snapshot(rt, sid) == before
     assert claire.get(f"/v1/history/{entry['id']}").json == original
+
+
+# --- the declared actions ----------------------------------------------------------
+
+
+def test_recording_an_undeclared_action_is_refused():
+    """records.HISTORY_ACTIONS is the one list of history actions (and of those
+    that change rights): an action missing from it cannot be written."""
+    with pytest.raises(ValueError, match="not declared"):
+        records.record(None, action="structure.renamed", actor=None, structure_id=None)
+
+
+def _action_literals(tree: ast.Module) -> Iterator[tuple[int, str]]:
+    """(line, action) for every literal history action in a module that imports
+    records.record: `action=` keywords, defaults of parameters named `action`,
+    and literals passed in the position of such a parameter to a function of
+    the same module."""
+    if not any(
+        isinstance(node, ast.ImportFrom)
+        and (node.module or "").endswith("records")
+        and any(alias.name == "record" for alias in node.names)
+        for node in ast.walk(tree)
+    ):
+        return
+    positions: dict[str, int] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef):
+            names = [a.arg for a in node.args.args]
+            if "action" in names:
+                bound = 1 if names[0] == "self" else 0
+                positions[node.name] = names.index("action") - bound
+                defaults = node.args.defaults
+                for arg, default in zip(node.args.args[-len(defaults) :], defaults):
+                    if arg.arg == "action" and isinstance(default, ast.Constant):
+                        yield default.lineno, str(default.value)
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        for keyword in node.keywords:
+            if keyword.arg == "action" and isinstance(keyword.value, ast.Constant):
+                yield keyword.value.lineno, str(keyword.value.value)
+        func = node.func
+        name = func.id if isinstance(func, ast.Name) else getattr(func, "attr", None)
+        index = positions.get(name or "")
+        if index is not None and index < len(node.args):
+            arg = node.args[index]
+            if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+                yield arg.lineno, arg.value
+
+
+def test_every_action_the_code_records_is_declared():
+    root = Path(records.__file__).resolve().parent
+    found = {
+        (path.relative_to(root.parent).as_posix(), line, action)
+        for path in sorted(root.rglob("*.py"))
+        for line, action in _action_literals(ast.parse(path.read_text(encoding="utf-8")))
+    }
+    assert [f for f in found if f[2] not in records.HISTORY_ACTIONS] == []
+    # operators.py records f"{role}.appointed" for each platform role.
+    appointed = {f"{role}.appointed" for role in PLATFORM_ROLES}
+    # Nothing declared that the code never records (a stale entry).
+    assert {action for *_, action in found} | appointed == set(records.HISTORY_ACTIONS)
