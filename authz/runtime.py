@@ -9,7 +9,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from . import db
-from . import search  # noqa: F401  (registers the listeners that keep search keys)
+from . import textkeys  # noqa: F401  (registers the listeners that keep search keys)
 from .config import Settings
 from .decisions import Decider
 from .policy import PolicyEngine, Policies, load_policies, sync_space_catalogue

@@ -36,7 +36,7 @@ from .request_flow import PROCESS, Outcome, bulk
 from .records import commit, queue_mail, record
 from .roles import role_in_force, today
 from .runtime import Runtime
-from .search import fold
+from .textkeys import fold
 
 log = logging.getLogger("authz.users")
 

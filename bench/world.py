@@ -199,19 +199,19 @@ def _bulk_engine(url: str):
 def _search_keys() -> dict[str, dict[str, str]]:
     """table name -> {searchable column: its folded key column}, for the schema's
     search keys that the ORM fills on writes and Core bulk inserts must fill
-    themselves (authz/search.py); {} where the code base has none."""
+    themselves (authz/textkeys.py); {} where the code base has none."""
     try:
-        from authz import search
+        from authz import textkeys
     except ImportError:
         return {}
-    keys = getattr(search, "KEYS", {})
+    keys = getattr(textkeys, "KEYS", {})
     return {model.__table__.name: dict(pairs) for model, pairs in keys.items()}
 
 
 def _insert(conn, table, rows: list[dict], counts: dict[str, int]) -> None:
     keys = _search_keys().get(table.name)
     if keys:
-        from authz.search import fold
+        from authz.textkeys import fold
 
         cache: dict[str, str] = {}
         for row in rows:

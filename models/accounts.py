@@ -44,7 +44,7 @@ class User(Base):
     activated_at: Mapped[dt.datetime | None]
     deactivated_at: Mapped[dt.datetime | None]
     closed_at: Mapped[dt.datetime | None]
-    # The names folded for accent- and case-insensitive search (authz/search.py
+    # The names folded for accent- and case-insensitive search (authz/textkeys.py
     # fills them on every ORM write; NULL only for rows bulk-written without them).
     last_name_key: Mapped[str | None] = mapped_column(Text)
     first_name_key: Mapped[str | None] = mapped_column(Text)

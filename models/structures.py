@@ -64,7 +64,7 @@ class Structure(Base):
     successor_id: Mapped[int | None] = mapped_column(ForeignKey("structures.id"))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
-    # The designation folded for accent- and case-insensitive search (authz/search.py).
+    # The designation folded for accent- and case-insensitive search (authz/textkeys.py).
     designation_key: Mapped[str | None] = mapped_column(Text)
 
     services: Mapped[list[Service]] = relationship(
@@ -92,7 +92,7 @@ class Service(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
-    # Code and label folded for accent- and case-insensitive search (authz/search.py).
+    # Code and label folded for accent- and case-insensitive search (authz/textkeys.py).
     code_key: Mapped[str | None] = mapped_column(Text)
     label_key: Mapped[str | None] = mapped_column(Text)
 

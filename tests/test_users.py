@@ -14,7 +14,7 @@ from sqlalchemy import select, text
 from authz import users
 from authz.config import load_settings
 from authz.db import make_engine, upgrade
-from authz.search import fold
+from authz.textkeys import fold
 from models import Attachment, User
 
 from .conftest import BACKEND, PASSWORD, activation_token, outbox

@@ -4,9 +4,10 @@ Revision ID: 0004
 Revises: 0003
 Create Date: 2026-11-28 02:10:00.000000
 
-Adds the accent- and case-insensitive search columns kept by authz/search.py and
-fills them for the rows that already exist. The folding is copied here (not
-imported) so this migration keeps doing what it did when it was written.
+Adds the accent- and case-insensitive search columns kept by authz/textkeys.py
+(then authz/search.py) and fills them for the rows that already exist. The
+folding is copied here (not imported) so this migration keeps doing what it did
+when it was written.
 """
 
 import unicodedata
@@ -29,7 +30,7 @@ KEYS = {
 
 
 def fold(text):
-    """Same as authz.search.fold at revision 0004."""
+    """Same as authz.textkeys.fold (then authz.search.fold) at revision 0004."""
     folded = unicodedata.normalize("NFKD", text or "").casefold()
     decomposed = unicodedata.normalize("NFKD", folded)
     bare = "".join(c for c in decomposed if not unicodedata.combining(c))
