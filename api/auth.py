@@ -6,7 +6,7 @@ from flask import g, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from authz import accounts, users
+from authz.workflows import accounts, users
 
 from . import schemas as s
 from .identity import current_user, db, public, runtime

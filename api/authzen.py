@@ -1,6 +1,6 @@
 """OpenID AuthZEN Authorization API 1.0: /access/v1/* and the discovery document.
 
-The HTTP binding of authz/authzen.py (docs/authzen.md). As the specification
+The HTTP binding of authz/engine/authzen.py (docs/authzen.md). As the specification
 requires, unknown members of a request are ignored (every schema here is
 `unknown = EXCLUDE`) and a malformed request — a required member missing or of
 the wrong JSON type, a body that is not a JSON object, a Content-Type other
@@ -19,7 +19,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import EXCLUDE, Schema, fields, validate
 
-from authz import authzen
+from authz.engine import authzen
 from authz.errors import Invalid
 
 from . import schemas as s

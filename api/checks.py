@@ -5,8 +5,8 @@ from __future__ import annotations
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from authz import checks
-from authz.decisions import Question
+from authz.engine import checks
+from authz.engine.decisions import Question
 
 from . import schemas as s
 from .identity import caller, for_clients, runtime

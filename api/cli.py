@@ -24,12 +24,14 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from authz import clients, db, demo, mail, maintenance, operators, policytest, review, structures
+from authz import db, demo, mail
 from authz.config import Settings, load_settings, settings_table
+from authz.engine.policy import PolicyFileError
 from authz.errors import DomainError, Invalid, NotFound, Unavailable
-from authz.fixtures import WorldError
-from authz.policy import PolicyFileError
+from authz.review import exports, policytest, reports
+from authz.review.fixtures import WorldError
 from authz.runtime import Runtime, build_runtime, close_runtime, sync_catalogue
+from authz.workflows import clients, maintenance, operators, structures
 from models import Structure, User
 
 # Method and path only: a query string may carry a token (activation links).
@@ -479,11 +481,11 @@ def review_command(structure_id: int | None, since: Any, fmt: str, output: Path 
     principal, inactive managers, expiring secrets, broad rights…), each with
     why it matters and the history entries behind it."""
     with _runtime() as rt, rt.sessions() as session:
-        report = review.build_report(session, rt, structure_id, since.date() if since else None)
+        report = reports.build_report(session, rt, structure_id, since.date() if since else None)
     text = (
-        review.render_html(report)
+        reports.render_html(report)
         if fmt == "html"
-        else json.dumps(review.report_json(report), indent=2) + "\n"
+        else json.dumps(reports.report_json(report), indent=2) + "\n"
     )
     _write(output, text)
     click.echo(f"{len(report.findings)} finding(s).", err=True)
@@ -496,7 +498,7 @@ def export_group() -> None:
 
 def _rights_chunks(rows: Iterator[dict], fmt: str) -> Iterator[str]:
     if fmt == "csv":
-        yield from review.rights_csv(rows)
+        yield from exports.rights_csv(rows)
         return
     yield "["
     for n, row in enumerate(rows):
@@ -520,16 +522,16 @@ def export_rights(structure_id: int | None, fmt: str, output: Path | None) -> No
     with _runtime() as rt, rt.sessions() as session:
         if output is None:
             for chunk in _rights_chunks(
-                review.effective_rights(rt.read_sessions, rt, structure_id), fmt
+                exports.effective_rights(rt.read_sessions, rt, structure_id), fmt
             ):
                 click.echo(chunk, nl=False)
             return
-        scope = review.export_scope(session, structure_id)
+        scope = exports.export_scope(session, structure_id)
         with (
             output.open("w", encoding="utf-8", newline="") as out,
             click.progressbar(length=len(scope), label="Exporting", file=sys.stderr) as bar,
         ):
-            rows = review.effective_rights(rt.read_sessions, rt, structure_id, progress=bar.update)
+            rows = exports.effective_rights(rt.read_sessions, rt, structure_id, progress=bar.update)
             for chunk in _rights_chunks(rows, fmt):
                 out.write(chunk)
     click.echo(f"Written to {output}.", err=True)
@@ -545,7 +547,7 @@ def export_casbin(output: Path | None) -> None:
     """The policy the engine runs (roles.yaml's p rows, levels.csv's p2 rows) in
     Casbin's CSV format."""
     with _runtime() as rt:
-        text = review.casbin_policy_csv(rt)
+        text = exports.casbin_policy_csv(rt)
     _write(output, text)
 
 

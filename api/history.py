@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from authz import history
+from authz.workflows import history
 
 from . import schemas as s
 from .identity import current_user, db, runtime

@@ -10,10 +10,10 @@ from typing import Any, Callable
 from flask import Flask, Response, current_app, g, request
 from sqlalchemy.orm import Session
 
-from authz import accounts, clients
-from authz.checks import Caller
+from authz.engine.checks import Caller
 from authz.errors import Forbidden, Unauthenticated
 from authz.runtime import Runtime
+from authz.workflows import accounts, clients
 from models import User
 
 # Blueprints whose routes are public: the OpenAPI document and its docs page.

@@ -7,7 +7,7 @@ from flask import request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from authz import identifier, lifecycle
+from authz.workflows import identifier, lifecycle
 
 from . import schemas as s
 from .identity import current_user, db, public, runtime

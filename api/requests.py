@@ -1,6 +1,6 @@
 """Attachment and subscription requests: ask, list, open, validate, refuse,
 unit and bulk. The two families share their shape; each route calls one
-workflow of authz/attachments.py or authz/subscriptions.py."""
+workflow of authz/workflows/attachments.py or authz/workflows/subscriptions.py."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from dataclasses import asdict
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from authz import attachments, subscriptions
+from authz.workflows import attachments, subscriptions
 
 from . import schemas as s
 from .identity import current_user, db, runtime

@@ -11,6 +11,7 @@ from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
 from authz import review
+from authz.review import exports, reports
 
 from . import schemas as s
 from .identity import current_user, db, runtime
@@ -79,10 +80,10 @@ class ReviewReport(MethodView):
         """Findings that need a human look, each with why it matters and the
         history entries behind it; with `since`, every change of rights since."""
         _reviewer()
-        report = review.build_report(db(), runtime(), args.get("structure_id"), args.get("since"))
+        report = reports.build_report(db(), runtime(), args.get("structure_id"), args.get("since"))
         if args["format"] == "html":
-            return Response(review.render_html(report), mimetype="text/html")
-        return review.report_json(report)
+            return Response(reports.render_html(report), mimetype="text/html")
+        return reports.report_json(report)
 
 
 @blp.route("/rights")
@@ -96,15 +97,15 @@ class EffectiveRights(MethodView):
         their provenance (subscription or role default)."""
         _reviewer()
         structure_id = args.get("structure_id")
-        review.export_scope(db(), structure_id)  # 404 before the stream starts
+        exports.export_scope(db(), structure_id)  # 404 before the stream starts
         # The stream reads in short sessions of its own: end this one now, so no
         # transaction stays open while the client reads.
         db().close()
-        rows = review.effective_rights(runtime().read_sessions, runtime(), structure_id)
+        rows = exports.effective_rights(runtime().read_sessions, runtime(), structure_id)
         if args["format"] == "json":
             return {"items": list(rows)}
         return Response(
-            review.rights_csv(rows),
+            exports.rights_csv(rows),
             mimetype="text/csv",
             headers={"Content-Disposition": 'attachment; filename="effective-rights.csv"'},
         )
@@ -117,4 +118,4 @@ class CasbinPolicy(MethodView):
     def get(self):
         """The policy the engine runs: roles.yaml's p rows and levels.csv's p2 rows."""
         _reviewer()
-        return Response(review.casbin_policy_csv(runtime()), mimetype="text/csv")
+        return Response(exports.casbin_policy_csv(runtime()), mimetype="text/csv")

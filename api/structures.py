@@ -5,7 +5,8 @@ from __future__ import annotations
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from authz import attachments, permissions, structures
+from authz.engine import permissions
+from authz.workflows import attachments, structures
 
 from . import schemas as s
 from .identity import caller, current_user, db, for_clients, runtime

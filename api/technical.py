@@ -11,7 +11,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
-from authz import technical
+from authz.workflows import technical
 
 from . import schemas as s
 from .identity import current_user, db, public, runtime

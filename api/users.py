@@ -10,7 +10,8 @@ from flask import Response, stream_with_context
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from authz import permissions, users
+from authz.engine import permissions
+from authz.workflows import users
 
 from . import schemas as s
 from .identity import caller, current_user, db, for_clients, runtime

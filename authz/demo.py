@@ -28,12 +28,12 @@ from models import (
     utcnow,
 )
 
-from . import accounts, structures
 from .errors import Conflict
-from .records import bump_revision, commit, record
 from .roles import today
 from .runtime import Runtime
 from .security import new_token
+from .workflows import accounts, structures
+from .workflows.records import bump_revision, commit, record
 
 DEMO_PASSWORD = "demo-password-2026"
 

@@ -8,11 +8,13 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from . import db
-from . import textkeys  # noqa: F401  (registers the listeners that keep search keys)
+from . import (
+    db,
+    textkeys,  # noqa: F401  (registers the listeners that keep search keys)
+)
 from .config import Settings
-from .decisions import Decider
-from .policy import PolicyEngine, Policies, load_policies, sync_space_catalogue
+from .engine.decisions import Decider
+from .engine.policy import Policies, PolicyEngine, load_policies, sync_space_catalogue
 from .security import Hasher
 
 

@@ -48,13 +48,15 @@ from typing import Any, Callable
 import casbin
 from sqlalchemy import select
 
-from authz import checks, clients
-from authz.checks import Caller
-from authz.config import load_settings
 from authz import roles
-from authz.decisions import Question, unpack
-from authz.records import bump_revision
+from authz.config import load_settings
+from authz.engine import checks
+from authz.engine.checks import Caller
+from authz.engine.decisions import Question
+from authz.engine.index import unpack
 from authz.runtime import Runtime, build_runtime, close_runtime
+from authz.workflows import clients
+from authz.workflows.records import bump_revision
 from models import Subscription
 
 from .world import CACHE_DIR, WorldSize, ensure_world

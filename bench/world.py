@@ -43,7 +43,7 @@ from sqlalchemy.orm import Session
 
 from authz import db
 from authz.config import ROOT, load_settings
-from authz.policy import load_policies, sync_space_catalogue
+from authz.engine.policy import load_policies, sync_space_catalogue
 from models import (
     Attachment,
     OpenedSpace,

@@ -67,7 +67,7 @@ def test_problem_carries_the_request_id(api):
 
 
 def test_unexpected_errors_are_a_500_problem_without_traceback(app, api, monkeypatch):
-    from authz import structures
+    from authz.workflows import structures
 
     def boom(*a, **k):
         raise RuntimeError("secret internal detail")

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import pytest
 
-from authz import authzen
-from authz.clients import create_client
-from authz.records import bump_revision
+from authz.engine import authzen
+from authz.workflows.clients import create_client
+from authz.workflows.records import bump_revision
 from models import Attachment, Subscription
 
 from .conftest import Api

@@ -6,7 +6,7 @@ import pytest
 from marshmallow import ValidationError
 
 from api.schemas import QuestionItem, QuestionSchema
-from authz import clients
+from authz.workflows import clients
 
 ITEMS = [
     {"user_id": 1, "structure_id": 2, "action": "consult"},

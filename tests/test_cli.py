@@ -14,12 +14,12 @@ from click.testing import CliRunner, Result
 from sqlalchemy import func, select
 
 from api.cli import ServiceApplication, main
-from authz import accounts, clients
 from authz.config import load_settings
 from authz.db import alembic_config, schema_is_current
 from authz.demo import DEMO_PASSWORD
-from authz.records import current_revision
 from authz.runtime import Runtime, build_runtime
+from authz.workflows import accounts, clients
+from authz.workflows.records import current_revision
 from models import (
     ActivationToken,
     AttachmentRequest,

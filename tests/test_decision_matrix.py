@@ -3,7 +3,7 @@ engine in-process and through each HTTP API (POST /v1/checks, one row per call
 and all rows in one /v1/checks/batch call; AuthZEN POST /access/v1/evaluation),
 must get the answer it expects.
 
-The matrix's world is loaded once for this module (authz/fixtures.py) into its
+The matrix's world is loaded once for this module (authz/review/fixtures.py) into its
 own database. A *leg* is one way of asking a row; adding a way of asking (e.g.
 another API shape) is adding one function to LEGS.
 """
@@ -22,12 +22,12 @@ from flask.testing import FlaskClient
 from sqlalchemy import text
 
 from api import create_app
-from authz.clients import create_client
 from authz.config import ROOT, load_settings
 from authz.db import make_engine
-from authz.fixtures import WorldIds, load_world, question, read_matrix
-from authz.policy import SPACE_ACTIONS
+from authz.engine.policy import SPACE_ACTIONS
+from authz.review.fixtures import WorldIds, load_world, question, read_matrix
 from authz.runtime import Runtime, close_runtime
+from authz.workflows.clients import create_client
 from models import Base
 
 from .conftest import FAST_HASH, POSTGRES_URL

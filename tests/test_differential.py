@@ -5,9 +5,9 @@ the change log, and the memo of engine answers) must give the same answer as a
 slow REFERENCE written here from the definitions in the comments of
 policies/model.conf: the facts are read by SQL straight from the tables, one
 question at a time, and handed to pycasbin (`PolicyEngine.space` / `.allows`,
-i.e. `enforce()`, no memo). Nothing of authz.decisions is used by the reference.
+i.e. `enforce()`, no memo). Nothing of authz.engine.decisions is used by the reference.
 
-Each seeded run loads random worlds (authz/fixtures.py), compares, then applies
+Each seeded run loads random worlds (authz/review/fixtures.py), compares, then applies
 rounds of random mutations, each committed with `bump_revision` naming its
 scope, calls `ensure_fresh()` (incremental: no full reload allowed) and
 compares again. Questions are asked on today or a day either side, so that
@@ -29,13 +29,13 @@ import yaml
 from sqlalchemy import Date, String, bindparam, delete, func, select, text
 from sqlalchemy.orm import Session
 
-from authz.config import ROOT
 from authz import roles
-from authz.decisions import Decider, Question
-from authz.fixtures import load_world
-from authz.policy import NO_ROLE, SPACE_ACTIONS, PolicyEngine, SpaceFacts, SubjectFacts
-from authz.records import bump_revision
+from authz.config import ROOT
+from authz.engine.decisions import Decider, Question
+from authz.engine.policy import NO_ROLE, SPACE_ACTIONS, PolicyEngine, SpaceFacts, SubjectFacts
+from authz.review.fixtures import load_world
 from authz.runtime import Runtime
+from authz.workflows.records import bump_revision
 from models import Attachment, OpenedSpace, PolicyChange, Service, Structure, Subscription, User
 
 SEEDS = (11, 23, 37, 41, 53)
@@ -186,7 +186,7 @@ class Reference:
 
 
 def random_world(rnd: random.Random) -> dict[str, Any]:
-    """A small world in the shape authz.fixtures.load_world reads, dense enough
+    """A small world in the shape authz.review.fixtures.load_world reads, dense enough
     that many questions are allowed. Day offsets stay within -3..+3."""
     spaces = [
         *ROLE_DEFAULT_SPACES,

@@ -27,10 +27,10 @@ from typing import Any
 
 import pytest
 
-from authz.clients import create_client
 from authz import roles
-from authz.records import bump_revision, current_revision
 from authz.runtime import Runtime
+from authz.workflows.clients import create_client
+from authz.workflows.records import bump_revision, current_revision
 from models import Attachment, Subscription, User
 
 from .conftest import VALID_SIRETS, Api

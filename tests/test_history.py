@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import time_machine
 
-from authz import records
+import authz
+from authz.workflows import records
 from models import PLATFORM_ROLES
 
 # The fixtures of test_requests.py (one database and app per module, a fresh
@@ -361,7 +362,7 @@ def _action_literals(tree: ast.Module) -> Iterator[tuple[int, str]]:
 
 
 def test_every_action_the_code_records_is_declared():
-    root = Path(records.__file__).resolve().parent
+    root = Path(authz.__file__).resolve().parent
     found = {
         (path.relative_to(root.parent).as_posix(), line, action)
         for path in sorted(root.rglob("*.py"))

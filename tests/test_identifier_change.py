@@ -7,7 +7,7 @@ import datetime as dt
 
 from sqlalchemy import select
 
-from authz import clients
+from authz.workflows import clients
 from models import Attachment, AttachmentRequest, Structure, Subscription, User
 
 from .test_permissions import grant

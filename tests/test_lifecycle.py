@@ -8,7 +8,7 @@ import pytest
 import time_machine
 from sqlalchemy import select
 
-from authz import clients, maintenance
+from authz.workflows import clients, maintenance
 from models import Attachment, Structure, User
 
 from .conftest import PASSWORD

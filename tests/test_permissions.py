@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from authz import clients
-from authz.records import bump_revision
+from authz.workflows import clients
+from authz.workflows.records import bump_revision
 from models import Attachment, Subscription
 
 

@@ -1,4 +1,4 @@
-"""`authz policy test | explain | diff` (authz/policytest.py): assertion files
+"""`authz policy test | explain | diff` (authz/review/policytest.py): assertion files
 run against the policy files, decisions explained, policy changes reviewed."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from api.cli import main
 from authz.config import ROOT
-from authz.fixtures import load_world
+from authz.review.fixtures import load_world
 from authz.runtime import Runtime, sync_catalogue
 from models import Attachment, Subscription, User
 

@@ -27,11 +27,11 @@ from sqlalchemy import func, select, text
 from stdnum.fr import siret
 
 from api import create_app
-from authz import clients
 from authz.config import load_settings
 from authz.db import make_engine
-from authz.records import current_revision
 from authz.runtime import close_runtime
+from authz.workflows import clients
+from authz.workflows.records import current_revision
 from models import (
     Attachment,
     AttachmentRequest,
@@ -379,7 +379,7 @@ def request_status(rt, kind: str, request_id: int) -> str:
 
 
 def key_headers(rt) -> dict:
-    """A client application's API key (authz.clients.create_client)."""
+    """A client application's API key (authz.workflows.clients.create_client)."""
     with rt.sessions() as s:
         _, key = clients.create_client(s, rt, f"portal-{next(_key_numbers)}")
     return {"Authorization": f"Bearer {key}"}
@@ -818,18 +818,18 @@ def _fail_after(real, *, call_real: bool, seen: list, witness):
 # `notify` calls records' `queue_mail`).
 FAILURE_POINTS = {
     "attachment": [
-        ("validation", "authz.attachments", "notify"),
-        ("validation", "authz.records", "queue_mail"),
-        ("validation", "authz.attachments", "commit"),
-        ("refusal", "authz.attachments", "notify"),
-        ("refusal", "authz.attachments", "commit"),
+        ("validation", "authz.workflows.attachments", "notify"),
+        ("validation", "authz.workflows.records", "queue_mail"),
+        ("validation", "authz.workflows.attachments", "commit"),
+        ("refusal", "authz.workflows.attachments", "notify"),
+        ("refusal", "authz.workflows.attachments", "commit"),
     ],
     "subscription": [
-        ("validation", "authz.subscriptions", "notify"),
-        ("validation", "authz.records", "queue_mail"),
-        ("validation", "authz.subscriptions", "commit"),
-        ("refusal", "authz.subscriptions", "notify"),
-        ("refusal", "authz.subscriptions", "commit"),
+        ("validation", "authz.workflows.subscriptions", "notify"),
+        ("validation", "authz.workflows.records", "queue_mail"),
+        ("validation", "authz.workflows.subscriptions", "commit"),
+        ("refusal", "authz.workflows.subscriptions", "notify"),
+        ("refusal", "authz.workflows.subscriptions", "commit"),
     ],
 }
 

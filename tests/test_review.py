@@ -1,4 +1,4 @@
-"""Exports and review reports: the findings of authz/review.py proven on a small
+"""Exports and review reports: the findings of authz/review/ proven on a small
 world, the rights export checked against the decision API, the reviewer-only
 routes and the `authz review` / `authz export` / `authz reviewer` commands."""
 
@@ -14,8 +14,9 @@ import pytest
 import time_machine
 from sqlalchemy import select, update
 
-from authz import operators, review
-from authz.records import bump_revision
+from authz.review import exports
+from authz.workflows import operators
+from authz.workflows.records import bump_revision
 from models import HistoryEntry, Subscription, TechnicalCredential, User, utcnow
 
 from .conftest import PASSWORD, Api
@@ -314,7 +315,7 @@ def test_the_rights_csv_has_a_header_and_one_line_per_right(clean):
     assert r.status_code == 200 and r.mimetype == "text/csv"
     assert "attachment" in r.headers["Content-Disposition"]
     lines = list(csv.reader(io.StringIO(r.get_data(as_text=True))))
-    assert tuple(lines[0]) == review.RIGHTS_COLUMNS and len(lines) - 1 == len(json_rows)
+    assert tuple(lines[0]) == exports.RIGHTS_COLUMNS and len(lines) - 1 == len(json_rows)
 
 
 def test_the_rights_of_an_unknown_structure_are_404(clean):
@@ -390,7 +391,7 @@ def test_cli_review_and_exports_write_files(api, cli_env, tmp_path):  # noqa: F8
     rights = tmp_path / "rights.csv"
     assert "Exporting" in authz(cli_env, "export", "rights", "--output", str(rights)).output
     lines = list(csv.reader(io.StringIO(rights.read_text())))
-    assert tuple(lines[0]) == review.RIGHTS_COLUMNS
+    assert tuple(lines[0]) == exports.RIGHTS_COLUMNS
     assert ["ada@example.org", "ACME <SARL>", "manager_activities", "modify"] in [
         [line[1], line[4], line[6], line[7]] for line in lines[1:]
     ]

@@ -12,9 +12,9 @@ import time_machine
 from sqlalchemy import select
 
 from authz import roles
-from authz.access import role_on
-from authz.attachments import attach_directly, create_request, validate_request
-from authz.structures import create_private, create_service
+from authz.workflows.access import role_on
+from authz.workflows.attachments import attach_directly, create_request, validate_request
+from authz.workflows.structures import create_private, create_service
 from models import ROLES, Attachment, User
 
 DAY = dt.date(2026, 3, 10)

@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 from sqlalchemy import select
 
-from authz.records import current_revision
+from authz.workflows.records import current_revision
 from models import Attachment, HistoryEntry, Structure, User
 
 from .conftest import PASSWORD, activation_token

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, text
 
-from authz import users
 from authz.config import load_settings
 from authz.db import make_engine, upgrade
 from authz.textkeys import fold
+from authz.workflows import users
 from models import Attachment, User
 
 from .conftest import BACKEND, PASSWORD, activation_token, outbox

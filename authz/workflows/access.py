@@ -15,10 +15,10 @@ from sqlalchemy.orm import Session, aliased
 
 from models import ROLES, Attachment, Structure, User
 
-from .errors import Conflict, Forbidden, NotFound
-from .policy import STATES
-from .roles import in_force_condition, strongest, today
-from .runtime import Runtime
+from ..engine.policy import STATES
+from ..errors import Conflict, Forbidden, NotFound
+from ..roles import in_force_condition, strongest, today
+from ..runtime import Runtime
 
 
 def effective_attachments(user_id: int, on: dt.date):

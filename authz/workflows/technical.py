@@ -9,8 +9,8 @@ only as an argon2id hash, and expires after AUTHZ_TECHNICAL_SECRET_TTL_DAYS.
 It never logs in as a person: it exchanges login and secret for a bearer token
 with authenticate_technical().
 
-Each workflow owns its transaction, like authz/accounts.py and
-authz/attachments.py: it commits what it did, or raises and leaves nothing.
+Each workflow owns its transaction, like authz/workflows/accounts.py and
+authz/workflows/attachments.py: it commits what it did, or raises and leaves nothing.
 """
 
 from __future__ import annotations
@@ -24,15 +24,15 @@ from sqlalchemy.orm import Session
 
 from models import Attachment, AuthToken, TechnicalCredential, User, utcnow
 
+from ..errors import Forbidden, Invalid, NotFound, Unauthenticated
+from ..pagination import Page, paginate
+from ..roles import today
+from ..runtime import Runtime
+from ..security import digest, new_token
 from . import throttle
-from .accounts import find_by_login
 from .access import authorize
-from .errors import Forbidden, Invalid, NotFound, Unauthenticated
-from .pagination import Page, paginate
+from .accounts import find_by_login
 from .records import bump_revision, commit, notify, record
-from .runtime import Runtime
-from .roles import today
-from .security import digest, new_token
 
 MANAGE = "technical_users.manage"
 SECRET_PREFIX = "ts_"

@@ -28,15 +28,15 @@ from sqlalchemy.orm import Session
 
 from models import Attachment, AttachmentRequest, Service, Structure, User
 
+from ..errors import Forbidden, Invalid, NotFound
+from ..pagination import Page, paginate
+from ..roles import role_in_force, today
+from ..runtime import Runtime
+from ..textkeys import fold
 from . import accounts
 from .access import authorize, managed_structures
-from .errors import Forbidden, Invalid, NotFound
-from .pagination import Page, paginate
-from .request_flow import PROCESS, Outcome, bulk
 from .records import commit, queue_mail, record
-from .roles import role_in_force, today
-from .runtime import Runtime
-from .textkeys import fold
+from .request_flow import PROCESS, Outcome, bulk
 
 log = logging.getLogger("authz.users")
 

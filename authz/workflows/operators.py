@@ -9,10 +9,10 @@ from sqlalchemy.orm import Session
 
 from models import User
 
+from ..errors import Conflict
+from ..runtime import Runtime
 from . import accounts
-from .errors import Conflict
 from .records import bump_revision, commit, record
-from .runtime import Runtime
 
 OPERATOR = "operator"
 REVIEWER = "security_reviewer"

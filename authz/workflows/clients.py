@@ -22,9 +22,9 @@ from sqlalchemy.orm import Session
 
 from models import ClientApplication, utcnow
 
-from .errors import Conflict, Invalid, NotFound
+from ..errors import Conflict, Invalid, NotFound
+from ..runtime import Runtime
 from .records import commit, record
-from .runtime import Runtime
 
 KEY_PREFIX = "ak_"
 NAME_MAX = 100

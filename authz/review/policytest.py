@@ -1,7 +1,7 @@
 """Policy tests as data, decision explanations and policy diffs (issue 6).
 
 * **Assertion files** (policies/tests/*.yaml) name a fixture world (the format
-  of authz/fixtures.py) and what the engine must decide in it::
+  of authz/review/fixtures.py) and what the engine must decide in it::
 
       world: {...}                  # or  world_from: decisions.yaml  (a sibling file's world)
       rows:                         # optional: single decisions
@@ -39,12 +39,12 @@ from sqlalchemy.orm import Session
 
 from models import Attachment, Service, Structure, Subscription, User
 
-from . import db, roles
-from .config import load_settings
-from .decisions import Decider, Decision, Question, gather
+from .. import db, roles
+from ..config import load_settings
+from ..engine.decisions import Decider, Decision, Question, gather
+from ..engine.policy import SPACE_ACTIONS, PolicyEngine, load_policies, management_rules
+from ..runtime import Runtime, build_runtime, close_runtime, sync_catalogue
 from .fixtures import EXPECTATIONS, ROW_FIELDS, WorldError, WorldIds, load_world, question
-from .policy import SPACE_ACTIONS, PolicyEngine, load_policies, management_rules
-from .runtime import Runtime, build_runtime, close_runtime, sync_catalogue
 
 FILE_KEYS = frozenset({"world", "world_from", "rows", "exactly_subjects", "exactly_actions"})
 SUBJECTS_FIELDS = frozenset({"structure", "service", "space", "action", "users", "why"})

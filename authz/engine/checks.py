@@ -7,10 +7,10 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from . import roles
+from .. import roles
+from ..errors import Forbidden, Invalid
+from ..runtime import Runtime
 from .decisions import Decision, Question
-from .errors import Forbidden, Invalid
-from .runtime import Runtime
 
 
 @dataclass(frozen=True)

@@ -18,13 +18,13 @@ from sqlalchemy.orm import Session
 
 from models import Attachment, AuthToken, Structure, User, utcnow
 
+from ..errors import Conflict, Forbidden, Invalid, NotFound, Unauthenticated
+from ..pagination import Page, paginate
+from ..roles import in_force_condition, today
+from ..runtime import Runtime
 from . import accounts
 from .access import authorize, effective_attachments, role_on
-from .errors import Conflict, Forbidden, Invalid, NotFound, Unauthenticated
-from .pagination import Page, paginate
 from .records import bump_revision, commit, notify, record
-from .roles import in_force_condition, today
-from .runtime import Runtime
 
 REACTIVATION_DAYS = 60
 

@@ -28,10 +28,10 @@ from models import (
     utcnow,
 )
 
+from ..errors import Conflict, Forbidden, Invalid
+from ..runtime import Runtime
 from .access import authorize, require_open_structure
-from .errors import Conflict, Forbidden, Invalid
 from .records import bump_revision, commit, record
-from .runtime import Runtime
 from .structures import SETTING_FIELDS, normalize_identifier, snapshot
 
 MOVED = "Moved to the successor structure (change of identifier)"

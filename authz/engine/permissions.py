@@ -9,12 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from . import roles
+from .. import roles
+from ..errors import NotFound
+from ..pagination import Page
+from ..runtime import Runtime
 from .checks import Caller
 from .decisions import Decider, Question
-from .errors import NotFound
-from .pagination import Page
-from .runtime import Runtime
 
 
 @dataclass(frozen=True)

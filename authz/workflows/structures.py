@@ -27,13 +27,13 @@ from models import (
     User,
 )
 
+from ..errors import Conflict, Forbidden, Invalid, NotFound
+from ..pagination import Page, paginate
+from ..roles import today
+from ..runtime import Runtime
 from . import accounts
 from .access import authorize, visible_structures
-from .errors import Conflict, Forbidden, Invalid, NotFound
-from .pagination import Page, paginate
 from .records import bump_revision, commit, record
-from .roles import today
-from .runtime import Runtime
 
 SETTING_FIELDS = ("invoice_requires_service", "legal_commitment_required")
 

@@ -34,7 +34,7 @@ so a world can hold the inconsistent data a defence-in-depth test needs. The
 space catalogue must already be in the database (the service copies it at
 start-up). A decision-matrix row is a mapping
 ``{user, structure, service?, space?, action, expect: allow | deny, why}``;
-`question` turns it into an `authz.decisions.Question`.
+`question` turns it into an `authz.engine.decisions.Question`.
 """
 
 from __future__ import annotations
@@ -50,9 +50,9 @@ from sqlalchemy.orm import Session
 
 from models import Attachment, OpenedSpace, Service, Structure, Subscription, User
 
-from . import roles
-from .decisions import Question
-from .records import bump_revision
+from .. import roles
+from ..engine.decisions import Question
+from ..workflows.records import bump_revision
 
 WORLD_SECTIONS = frozenset({"structures", "users", "attachments", "subscriptions"})
 STRUCTURE_FIELDS = frozenset(

@@ -10,9 +10,9 @@ from sqlalchemy.orm import Session
 
 from models import ActivationToken, AuthToken, LoginThrottle, PolicyChange, utcnow
 
+from ..runtime import Runtime
 from .lifecycle import close_expired_accounts
 from .records import commit
-from .runtime import Runtime
 
 # How long a dead token is kept before deletion (for the record of recent log-ins).
 GRACE = dt.timedelta(days=1)

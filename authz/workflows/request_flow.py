@@ -15,10 +15,10 @@ from sqlalchemy.orm import Session
 
 from models import AttachmentRequest, Structure, SubscriptionRequest, User, utcnow
 
+from ..errors import Conflict, DomainError, Forbidden, Invalid, NotFound
+from ..pagination import Page, paginate
+from ..runtime import Runtime
 from .access import authorize, managed_structures
-from .errors import Conflict, DomainError, Forbidden, Invalid, NotFound
-from .pagination import Page, paginate
-from .runtime import Runtime
 
 R = TypeVar("R", AttachmentRequest, SubscriptionRequest)
 

@@ -2,13 +2,15 @@
 
 How a check is answered (see docs/decision-engine.md):
 
-1. The **index** holds, in memory, the facts the model needs, read from the
-   service's own tables: users' statuses, structures with their services and
-   opened spaces, and per (user, structure) the validated attachments and
-   subscriptions. It is loaded once, then updated incrementally from the
-   `policy_changes` log whenever the policy revision moves.
-2. For one question, the index gives the request's facts (`SubjectFacts`,
-   `SpaceFacts` of authz/policy.py). Nothing is decided here.
+1. The **index** (index.py) holds, in memory, the facts the model needs, read
+   from the service's own tables: users' statuses, structures with their
+   services and opened spaces, and per (user, structure) the validated
+   attachments and subscriptions. It is loaded once, then updated
+   incrementally from the `policy_changes` log whenever the policy revision
+   moves (`Decider.ensure_fresh`).
+2. For one question, `gather` reads the request's facts from the index
+   (`SubjectFacts`, `SpaceFacts` of policy.py). Nothing is decided there; a
+   user's role is the strongest of their attachments in force (authz/roles.py).
 3. The **Casbin model** (policies/model.conf) decides on those facts. Facts are
    a handful of enumerations, so the engine's answer for a given fact tuple is
    memoised: the hot path is dictionary look-ups, and the model stays what
@@ -25,222 +27,23 @@ import gc
 import logging
 import threading
 import time
-from contextlib import contextmanager
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from models import (
-    Attachment,
-    OpenedSpace,
-    PolicyChange,
-    PolicyRevision,
-    Service,
-    Structure,
-    Subscription,
-    User,
-)
+from models import PolicyChange, PolicyRevision
 
-from .errors import Unavailable
+from .. import roles
+from ..errors import Unavailable
+from ..roles import RANK, in_force, strongest
+from .index import LEVEL_OF, LEVEL_RANK, Index, Membership
 from .policy import LEVEL_NONE, SPACE_ACTIONS, PolicyEngine, SpaceEntry, SpaceFacts, SubjectFacts
-from . import roles
-from .roles import RANK, in_force, strongest
 
 log = logging.getLogger("authz.decisions")
-
-LEVEL_RANK = {LEVEL_NONE: 0, "consult": 1, "modify": 2}
-
-
-# --- the index ----------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class StructureEntry:
-    status: str
-    kind: str
-    # service code -> (service id, active)
-    services: dict[str, tuple[int, bool]] = field(default_factory=dict)
-    # service id -> code
-    codes: dict[int, str] = field(default_factory=dict)
-    # (space code, service id or None) opened
-    opened: set[tuple[str, int | None]] = field(default_factory=set)
-
-
-@dataclass(slots=True)
-class AttachmentEntry:
-    id: int
-    service_id: int | None
-    role: str
-    valid_from: dt.date
-    valid_until: dt.date | None
-
-
-@dataclass(slots=True)
-class Membership:
-    attachments: list[AttachmentEntry] = field(default_factory=list)
-    # (space code, service id or None) -> packed (subscription id, level): see pack
-    subscriptions: dict[tuple[str, int | None], int] = field(default_factory=dict)
-
-
-class Index:
-    """The facts of the current revision. Mutated only under Decider's lock."""
-
-    def __init__(self) -> None:
-        self.users: dict[int, str] = {}  # user id -> status
-        self.structures: dict[int, StructureEntry] = {}
-        self.memberships: dict[tuple[int, int], Membership] = {}
-        # structure id -> user ids with a membership; user id -> structure ids
-        self.members_of: dict[int, set[int]] = {}
-        self.structures_of: dict[int, set[int]] = {}
-
-    # Loading: whole tables at start-up, or a few keys per change.
-
-    def load_all(self, session: Session) -> None:
-        self.__init__()
-        statuses: dict[str, str] = {}
-        for uid, status in _driver_rows(session, select(User.id, User.status)):
-            self.users[uid] = statuses.setdefault(status, status)
-        self._load_structures(session, None)
-        self._load_memberships(session, None)
-
-    def reload_user(self, session: Session, user_id: int) -> None:
-        status = session.scalar(select(User.status).where(User.id == user_id))
-        if status is None:
-            self.users.pop(user_id, None)
-        else:
-            self.users[user_id] = status
-
-    def reload_structure(self, session: Session, structure_id: int) -> None:
-        self.structures.pop(structure_id, None)
-        self._load_structures(session, structure_id)
-
-    def reload_membership(self, session: Session, user_id: int, structure_id: int) -> None:
-        self._drop_membership(user_id, structure_id)
-        self.reload_user(session, user_id)
-        self._load_memberships(session, (user_id, structure_id))
-
-    def _drop_membership(self, user_id: int, structure_id: int) -> None:
-        self.memberships.pop((user_id, structure_id), None)
-        self.members_of.get(structure_id, set()).discard(user_id)
-        self.structures_of.get(user_id, set()).discard(structure_id)
-
-    def _load_structures(self, session: Session, only: int | None) -> None:
-        def where(stmt, column):
-            return stmt if only is None else stmt.where(column == only)
-
-        for sid, status, kind in session.execute(
-            where(select(Structure.id, Structure.status, Structure.kind), Structure.id)
-        ):
-            self.structures[sid] = StructureEntry(status=status, kind=kind)
-        for svc_id, sid, code, active in session.execute(
-            where(
-                select(Service.id, Service.structure_id, Service.code, Service.active),
-                Service.structure_id,
-            )
-        ):
-            entry = self.structures.get(sid)
-            if entry is not None:
-                entry.services[code] = (svc_id, active)
-                entry.codes[svc_id] = code
-        for sid, space, svc_id in session.execute(
-            where(
-                select(OpenedSpace.structure_id, OpenedSpace.space_code, OpenedSpace.service_id),
-                OpenedSpace.structure_id,
-            )
-        ):
-            entry = self.structures.get(sid)
-            if entry is not None:
-                entry.opened.add((space, svc_id))
-
-    def _membership(self, user_id: int, structure_id: int) -> Membership:
-        key = (user_id, structure_id)
-        found = self.memberships.get(key)
-        if found is None:
-            found = self.memberships[key] = Membership()
-            self.members_of.setdefault(structure_id, set()).add(user_id)
-            self.structures_of.setdefault(user_id, set()).add(structure_id)
-        return found
-
-    def _load_memberships(self, session: Session, only: tuple[int, int] | None) -> None:
-        att = select(
-            Attachment.id,
-            Attachment.user_id,
-            Attachment.structure_id,
-            Attachment.service_id,
-            Attachment.role,
-            Attachment.valid_from,
-            Attachment.valid_until,
-        ).where(Attachment.status == "validated")
-        sub = select(
-            Subscription.id,
-            Subscription.user_id,
-            Subscription.structure_id,
-            Subscription.space_code,
-            Subscription.service_id,
-            Subscription.level,
-        ).where(Subscription.status == "validated")
-        if only is not None:
-            att = att.where(Attachment.user_id == only[0], Attachment.structure_id == only[1])
-            sub = sub.where(Subscription.user_id == only[0], Subscription.structure_id == only[1])
-        # Every row brings its own copies of the same few strings, dates and
-        # (space, service) keys: keep one object of each (a third of the memory).
-        shared: dict[Any, Any] = {}
-        one = shared.setdefault
-        for aid, uid, sid, svc, role, start, end in _driver_rows(session, att):
-            self._membership(uid, sid).attachments.append(
-                AttachmentEntry(
-                    aid,
-                    svc,
-                    one(role, role),
-                    _date(shared, start),
-                    None if end is None else _date(shared, end),
-                )
-            )
-        for sub_id, uid, sid, space, svc, level in _driver_rows(session, sub):
-            key = (space, svc)
-            self._membership(uid, sid).subscriptions[one(key, key)] = pack(sub_id, level)
-
-
-def pack(subscription_id: int, level: str) -> int:
-    """A subscription in the index: its id and level in one int (one object)."""
-    return subscription_id << 2 | LEVEL_RANK[level]
-
-
-def unpack(packed: int) -> tuple[int, str]:
-    """(subscription id, level) of a packed subscription."""
-    return packed >> 2, LEVEL_OF[packed & 3]
-
-
-LEVEL_OF = (LEVEL_NONE, "consult", "modify")
-
-
-def _date(shared: dict[Any, Any], value: Any) -> dt.date:
-    """One date object per distinct value (SQLite's driver gives ISO strings)."""
-    found = shared.get(value)
-    if found is None:
-        found = shared[value] = dt.date.fromisoformat(value) if isinstance(value, str) else value
-    return found
-
-
-def _driver_rows(session: Session, stmt: Any) -> Iterator[tuple]:
-    """The rows of a Core select as the driver's plain tuples, in the session's
-    transaction: a million SQLAlchemy Row objects would cost seconds at start-up.
-    PostgreSQL streams them through a server-side cursor."""
-    connection = session.connection()
-    sql = str(stmt.compile(dialect=connection.dialect, compile_kwargs={"literal_binds": True}))
-    raw = connection.connection.dbapi_connection
-    cursor = (
-        raw.cursor() if connection.dialect.name == "sqlite" else raw.cursor(name="authz_index_load")
-    )
-    try:
-        cursor.execute(sql)
-        while batch := cursor.fetchmany(10_000):
-            yield from batch
-    finally:
-        cursor.close()
 
 
 # --- questions and answers ----------------------------------------------------

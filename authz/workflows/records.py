@@ -127,7 +127,7 @@ def record(
 
 def queue_mail(session: Session, *, kind: str, to: str, subject: str, body: str) -> None:
     """Put a mail in the outbox, in the caller's transaction."""
-    from . import mail
+    from .. import mail
 
     mail.enqueue(session, kind=kind, to=to, subject=subject, body=body)
     session.info["mail_queued"] = True

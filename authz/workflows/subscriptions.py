@@ -2,7 +2,7 @@
 are attached to; its managers validate (switching any line between
 consultation and modification) or refuse, unit or bulk.
 
-Same transaction rules as authz/attachments.py: grants, revision bump, history
+Same transaction rules as authz/workflows/attachments.py: grants, revision bump, history
 entry and mail commit together; a request is processed at most once.
 """
 
@@ -26,13 +26,13 @@ from models import (
     User,
 )
 
+from ..errors import Conflict, Invalid, NotFound
+from ..pagination import Page
+from ..roles import today
+from ..runtime import Runtime
 from . import request_flow as flow
 from .access import effective_attachments, require_open_structure
-from .errors import Conflict, Invalid, NotFound
-from .pagination import Page
 from .records import bump_revision, commit, notify, record
-from .roles import today
-from .runtime import Runtime
 
 
 def _check_line(

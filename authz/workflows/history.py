@@ -9,10 +9,10 @@ from sqlalchemy.orm import Session
 
 from models import HistoryEntry, User
 
+from ..errors import Forbidden, NotFound
+from ..pagination import Page, paginate
+from ..runtime import Runtime
 from .access import authorize
-from .errors import Forbidden, NotFound
-from .pagination import Page, paginate
-from .runtime import Runtime
 
 
 def list_entries(

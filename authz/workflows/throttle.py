@@ -2,7 +2,7 @@
 address (rows of `login_throttles`), and a key that reaches its limit is locked
 out for AUTHZ_LOGIN_LOCKOUT_SECONDS.
 
-Person log-ins (authz/accounts.py) and technical tokens (authz/technical.py)
+Person log-ins (authz/workflows/accounts.py) and technical tokens (authz/workflows/technical.py)
 share these counters, so guessing a technical secret costs the same lock-outs
 as guessing a password. A caller:
 
@@ -20,8 +20,8 @@ from sqlalchemy.orm import Session
 
 from models import LoginThrottle
 
-from .errors import TooManyAttempts
-from .runtime import Runtime
+from ..errors import TooManyAttempts
+from ..runtime import Runtime
 
 # (key, failures allowed before a lock-out); the login's key comes first.
 Keys = list[tuple[str, int]]

@@ -30,13 +30,13 @@ from models import (
     utcnow,
 )
 
+from ..errors import Conflict, Forbidden, Invalid, NotFound
+from ..pagination import Page
+from ..roles import today, validated_role
+from ..runtime import Runtime
 from . import request_flow as flow
 from .access import authorize, require_open_structure
-from .errors import Conflict, Forbidden, Invalid, NotFound
-from .pagination import Page
 from .records import bump_revision, commit, notify, record
-from .roles import today, validated_role
-from .runtime import Runtime
 
 REQUESTABLE_ROLES = ("secondary", "simple")
 

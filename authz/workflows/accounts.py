@@ -16,11 +16,11 @@ from sqlalchemy.orm import Session
 
 from models import ActivationToken, AuthToken, User, utcnow
 
+from ..errors import Conflict, Forbidden, Invalid, Unauthenticated
+from ..runtime import Runtime
+from ..security import digest, new_token
 from . import throttle
-from .errors import Conflict, Forbidden, Invalid, Unauthenticated
 from .records import commit, queue_mail
-from .runtime import Runtime
-from .security import digest, new_token
 
 EMAIL_RE = re.compile(r"^[^@\s\x00-\x1f]{1,64}@[^@\s\x00-\x1f]+\.[^@\s\x00-\x1f]+$")
 PASSWORD_MIN = 12

@@ -9,7 +9,7 @@ AuthZEN entities map onto the service's questions (docs/authzen.md):
   `{"type": "structure", "id": "<structure id>"}` with a management action of
   policies/roles.yaml (`structure.view`, `history.read`…).
 
-Every decision is `Decider.decide` on an `authz.decisions.Question`; nothing is
+Every decision is `Decider.decide` on an `authz.engine.decisions.Question`; nothing is
 decided here. A request that is well formed but names nothing this service
 knows (another subject or resource type, an id that is not one of ours, an
 action that does not apply) is a deny with its reason, or an empty search
@@ -43,13 +43,13 @@ from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from . import roles
+from .. import roles
+from ..config import Settings
+from ..errors import Forbidden, Invalid
+from ..runtime import Runtime
 from .checks import Caller
-from .config import Settings
 from .decisions import Decider, Question
-from .errors import Forbidden, Invalid
 from .policy import SPACE_ACTIONS
-from .runtime import Runtime
 
 USER = "user"
 SPACE = "space"

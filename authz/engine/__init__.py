@@ -1,0 +1,6 @@
+"""The decision engine: the Casbin model and the policy files (policy.py), the
+in-memory index of facts kept fresh by the policy revision (index.py), the
+Decider that answers a Question with a Decision (decisions.py), and what asks
+it: checks, permissions, and AuthZEN evaluations and searches on plain values.
+
+Nothing here writes to the database, and nothing here knows HTTP."""
