@@ -34,6 +34,8 @@ from authz.runtime import Runtime, build_runtime, close_runtime, sync_catalogue
 from authz.workflows import clients, maintenance, operators, structures
 from models import Structure, User
 
+from .review_html import render_html
+
 # Method and path only: a query string may carry a token (activation links).
 ACCESS_LOG_FORMAT = (
     '%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms request_id=%({x-request-id}o)s'
@@ -483,7 +485,7 @@ def review_command(structure_id: int | None, since: Any, fmt: str, output: Path 
     with _runtime() as rt, rt.sessions() as session:
         report = reports.build_report(session, rt, structure_id, since.date() if since else None)
     text = (
-        reports.render_html(report)
+        render_html(report)
         if fmt == "html"
         else json.dumps(reports.report_json(report), indent=2) + "\n"
     )

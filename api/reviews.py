@@ -15,6 +15,7 @@ from authz.review import exports, reports
 
 from . import schemas as s
 from .identity import current_user, db, runtime
+from .review_html import render_html
 
 blp = Blueprint(
     "reviews",
@@ -82,7 +83,7 @@ class ReviewReport(MethodView):
         _reviewer()
         report = reports.build_report(db(), runtime(), args.get("structure_id"), args.get("since"))
         if args["format"] == "html":
-            return Response(reports.render_html(report), mimetype="text/html")
+            return Response(render_html(report), mimetype="text/html")
         return reports.report_json(report)
 
 

@@ -1,13 +1,12 @@
 """The review report: findings that need a human look, each with why it
 matters and the history entries behind it, and (with `since`) every change of
-rights recorded since a day. `build_report` gathers it; `report_json` and
-`render_html` present it.
+rights recorded since a day. `build_report` gathers it and `report_json` gives
+it as JSON-ready data; the HTML page is the api's (api/review_html.py).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import html
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -538,99 +537,3 @@ def report_json(report: Report) -> dict[str, Any]:
         "changes": [asdict(c) for c in report.changes],
         "history": {str(k): asdict(v) for k, v in sorted(report.history.items())},
     }
-
-
-def _table(headers: Iterable[str], rows: Iterable[Iterable[str]]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def _links(ids: Iterable[int]) -> str:
-    return " ".join(f'<a href="#h{i}">#{i}</a>' for i in ids)
-
-
-def render_html(report: Report) -> str:
-    """One self-contained, readable page: a table per finding kind, the changes of
-    rights by structure, and the history entries the findings link to. Every
-    value from the database is escaped."""
-    e = html.escape
-    scope = (
-        f"structure {report.structure_id}"
-        if report.structure_id is not None
-        else "the whole service"
-    )
-    parts = [
-        f"<h1>Review report: {e(scope)}</h1>",
-        f"<p>Generated {e(report.generated_at)}"
-        + (f"; changes since {e(report.since)}" if report.since else "")
-        + ".</p>",
-    ]
-    for kind, (title, severity, why) in KINDS.items():
-        found = [f for f in report.findings if f.kind == kind]
-        parts.append(
-            f'<h2 id="{kind}">{e(title)} ({len(found)})</h2><p><b>{e(severity)}</b>: {e(why)}</p>'
-        )
-        if found:
-            parts.append(
-                _table(
-                    ("structure", "user", "detail", "history"),
-                    (
-                        [
-                            e(f"{f.structure_id} {f.structure}" if f.structure_id else ""),
-                            e(f"{f.user_id} {f.user}" if f.user_id else ""),
-                            e(f.detail),
-                            _links(f.history_ids),
-                        ]
-                        for f in found
-                    ),
-                )
-            )
-    if report.since:
-        parts.append(f"<h2>Changes of rights since {e(report.since)}</h2>")
-        for group in report.changes:
-            label = (
-                f"{group.structure_id} {group.structure}"
-                if group.structure_id is not None
-                else "Platform (no structure)"
-            )
-            parts.append(
-                f"<h3>{e(label)}</h3>"
-                + _table(
-                    ("id", "when", "action", "by", "on", "comment"),
-                    (
-                        [str(r.id), e(r.at), e(r.action), e(r.actor), e(r.target), e(r.comment)]
-                        for r in group.entries
-                    ),
-                )
-            )
-    if report.history:
-        parts.append(
-            "<h2>History entries behind the findings</h2>"
-            + _table(
-                ("id", "when", "structure", "action", "by", "on", "comment"),
-                (
-                    [
-                        f'<span id="h{r.id}">{r.id}</span>',
-                        e(r.at),
-                        e(str(r.structure_id or "")),
-                        e(r.action),
-                        e(r.actor),
-                        e(r.target),
-                        e(r.comment),
-                    ]
-                    for r in report.history.values()
-                ),
-            )
-        )
-    style = (
-        "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;"
-        "margin-bottom:1em}td,th{border:1px solid #999;padding:.3em .6em;"
-        "text-align:left;vertical-align:top}th{background:#eee}"
-    )
-    return (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>Review report</title><style>{style}</style></head><body>"
-        + "\n".join(parts)
-        + "</body></html>\n"
-    )
