@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from authz.engine import authzen
+from api.authzen import wire
 from authz.workflows.clients import create_client
 from authz.workflows.records import bump_revision
 from models import Attachment, Subscription
@@ -913,7 +913,7 @@ def test_a_page_token_is_refused_with_another_request_or_when_forged(world):
     )
     assert other.status_code == 400 and other.json["code"] == "page_token_mismatch"
     same = {**body, "page": {"limit": 2, "token": "x"}}
-    forged_key = authzen.encode_token(["consult"], authzen.fingerprint(same))
+    forged_key = wire.encode_token(["consult"], wire.fingerprint(same))
     for bad in ("garbage!!", "e30", forged_key):
         r = w.portal.post(ACTIONS, json={**body, "page": {"limit": 2, "token": bad}})
         assert r.status_code == 400 and r.json["code"] == "invalid_page_token", bad

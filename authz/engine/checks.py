@@ -4,7 +4,7 @@ themself, at the latest committed revision or at least the one asked for."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from .. import roles
@@ -24,8 +24,11 @@ class Caller:
         return self.client_id is not None or self.user_id == user_id
 
 
-def _require_subjects(caller: Caller, questions: Sequence[Question]) -> None:
-    if any(not caller.may_ask_about(q.user_id) for q in questions):
+def require_subjects(caller: Caller, user_ids: Iterable[int | None]) -> None:
+    """Raises Forbidden `subject_not_allowed` when a person asks about another
+    user (None, an id that names no user, reveals nothing and is let through:
+    it is denied)."""
+    if any(uid is not None and not caller.may_ask_about(uid) for uid in user_ids):
         raise Forbidden(
             "A user may only ask about their own rights; other systems "
             "ask with a client application's API key.",
@@ -68,7 +71,7 @@ def check_batch(
         raise Invalid(
             f"At most {rt.settings.batch_max} questions per batch.", code="batch_too_large"
         )
-    _require_subjects(caller, questions)
+    require_subjects(caller, [q.user_id for q in questions])
     decider = rt.decider
     with decider.reading(at_least_revision):
         today = today or roles.today()

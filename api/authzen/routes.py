@@ -1,17 +1,18 @@
 """OpenID AuthZEN Authorization API 1.0: /access/v1/* and the discovery document.
 
-The HTTP binding of authz/engine/authzen.py (docs/authzen.md). As the specification
-requires, unknown members of a request are ignored (every schema here is
-`unknown = EXCLUDE`) and a malformed request — a required member missing or of
-the wrong JSON type, a body that is not a JSON object, a Content-Type other
-than application/json — is a 400 problem (elsewhere in this API such requests
-are 422). Client applications call these routes with their API key; a person
-may call them with their bearer token about themself only.
+Each view reads the body into plain values (wire.py), asks the engine
+(authz/engine/authzen.py) and writes its answer back (wire.py). As the
+specification requires, unknown members of a request are ignored (every schema
+here is `unknown = EXCLUDE`) and a malformed request — a required member
+missing or of the wrong JSON type, a body that is not a JSON object, a
+Content-Type other than application/json — is a 400 problem (elsewhere in this
+API such requests are 422). Client applications call these routes with their
+API key; a person may call them with their bearer token about themself only.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import wraps
 from typing import Any
 
@@ -21,10 +22,12 @@ from marshmallow import EXCLUDE, Schema, fields, validate
 
 from authz.engine import authzen
 from authz.errors import Invalid
+from authz.runtime import Runtime
 
-from . import schemas as s
-from .errors import problem
-from .identity import caller, for_clients, public, runtime
+from .. import schemas as s
+from ..errors import problem
+from ..identity import caller, for_clients, public, runtime
+from . import wire
 
 blp = Blueprint("authzen", __name__, description="OpenID AuthZEN Authorization API 1.0")
 
@@ -281,7 +284,26 @@ def _documented(view: Callable[..., Any]) -> Callable[..., Any]:
     return view
 
 
-@blp.route(authzen.ENDPOINTS["access_evaluation_endpoint"])
+def _evaluate(rt: Runtime, body: Mapping[str, Any]) -> dict[str, Any]:
+    """One evaluation: read, decided, written back."""
+    ask = wire.evaluation(body, rt.policies.actions)
+    return wire.decision(authzen.evaluate(rt, caller(), ask))
+
+
+def _one_page(
+    rt: Runtime,
+    body: Mapping[str, Any],
+    search: authzen.Search,
+    at_least: int | None,
+    entity_of: Callable[[Any], dict[str, str]],
+) -> dict[str, Any]:
+    """The page of `search` the body asks for (its token checked against the
+    search's key), decided and written back with `entity_of`."""
+    page = wire.page_of(body, rt.settings, search.key_types)
+    return wire.results(search.page(page.after, page.limit, at_least), page, entity_of)
+
+
+@blp.route(wire.ENDPOINTS["access_evaluation_endpoint"])
 class Evaluation(MethodView):
     @for_clients
     @_arguments(AuthzenEvaluationSchema)
@@ -290,10 +312,10 @@ class Evaluation(MethodView):
     @bad_request
     def post(self, body):
         """Access Evaluation: may this subject perform this action on this resource?"""
-        return authzen.evaluate(runtime(), caller(), body)
+        return _evaluate(runtime(), body)
 
 
-@blp.route(authzen.ENDPOINTS["access_evaluations_endpoint"])
+@blp.route(wire.ENDPOINTS["access_evaluations_endpoint"])
 class Evaluations(MethodView):
     @for_clients
     @_arguments(AuthzenEvaluationsSchema)
@@ -303,10 +325,17 @@ class Evaluations(MethodView):
     def post(self, body):
         """Access Evaluations: several decisions at one revision, with top-level defaults
         and options.evaluations_semantic."""
-        return authzen.evaluate_many(runtime(), caller(), body)
+        rt = runtime()
+        if not wire.is_batch(body):  # a single evaluation, and so is the answer
+            return _evaluate(rt, body)
+        batch = wire.evaluations(body, rt.policies.actions, rt.settings.batch_max)
+        answers = authzen.evaluate_many(
+            rt, caller(), batch.items, semantic=batch.semantic, at_least=batch.at_least
+        )
+        return {"evaluations": [wire.decision(answer) for answer in answers]}
 
 
-@blp.route(authzen.ENDPOINTS["search_subject_endpoint"])
+@blp.route(wire.ENDPOINTS["search_subject_endpoint"])
 class SubjectSearch(MethodView):
     @for_clients
     @_arguments(AuthzenSubjectSearchSchema)
@@ -316,10 +345,12 @@ class SubjectSearch(MethodView):
     def post(self, body):
         """Subject Search: which users may perform this action on this resource
         (client applications only)."""
-        return authzen.search_subjects(runtime(), caller(), body)
+        rt, asked = runtime(), wire.subject_search(body)
+        search = authzen.search_subjects(rt, caller(), asked.target, asked.action)
+        return _one_page(rt, body, search, asked.at_least, wire.user_entity)
 
 
-@blp.route(authzen.ENDPOINTS["search_resource_endpoint"])
+@blp.route(wire.ENDPOINTS["search_resource_endpoint"])
 class ResourceSearch(MethodView):
     @for_clients
     @_arguments(AuthzenResourceSearchSchema)
@@ -329,10 +360,12 @@ class ResourceSearch(MethodView):
     def post(self, body):
         """Resource Search: on which spaces or structures may this user perform this
         action?"""
-        return authzen.search_resources(runtime(), caller(), body)
+        rt, asked = runtime(), wire.resource_search(body)
+        search = authzen.search_resources(rt, caller(), asked.user_id, asked.action, asked.kind)
+        return _one_page(rt, body, search, asked.at_least, wire.resource_of)
 
 
-@blp.route(authzen.ENDPOINTS["search_action_endpoint"])
+@blp.route(wire.ENDPOINTS["search_action_endpoint"])
 class ActionSearch(MethodView):
     @for_clients
     @_arguments(AuthzenActionSearchSchema)
@@ -341,10 +374,12 @@ class ActionSearch(MethodView):
     @bad_request
     def post(self, body):
         """Action Search: which actions may this user perform on this resource?"""
-        return authzen.search_actions(runtime(), caller(), body)
+        rt, asked = runtime(), wire.action_search(body)
+        search = authzen.search_actions(rt, caller(), asked.user_id, asked.target)
+        return _one_page(rt, body, search, asked.at_least, wire.action_entity)
 
 
-@blp.route(authzen.METADATA_PATH)
+@blp.route(wire.METADATA_PATH)
 class Configuration(MethodView):
     @public
     @blp.response(200, AuthzenConfigurationSchema)
@@ -352,5 +387,5 @@ class Configuration(MethodView):
     def get(self):
         """AuthZEN PDP metadata: the endpoints, as absolute URLs under AUTHZ_PUBLIC_BASE_URL
         (public, cacheable for an hour)."""
-        body = authzen.metadata(runtime().settings.public_base_url)
+        body = wire.metadata(runtime().settings.public_base_url)
         return body, 200, {"Cache-Control": "public, max-age=3600"}
