@@ -20,7 +20,6 @@ from models import PLATFORM_ROLES
 # bakery and fresh addresses per test) are imported to be used here too.
 from .test_requests import (  # noqa: F401
     UTC,
-    _own_names,
     app,
     ask_attachment,
     ask_subscription,
@@ -29,6 +28,7 @@ from .test_requests import (  # noqa: F401
     bakery,
     history,
     make_actor,
+    own_names,
     person,
     process,
     shared_app,

@@ -118,7 +118,7 @@ _key_numbers = itertools.count(1)
 
 
 @pytest.fixture(autouse=True)
-def _own_names():
+def own_names():
     """Each test gets its own number, used to make its addresses unique."""
     _names["test"] = next(_test_numbers)
 
