@@ -16,7 +16,7 @@ between pages show up in the pages not yet read.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -150,9 +150,14 @@ def _nothing(decider: Decider, after: Key | None, today: dt.date) -> Iterator[tu
     return iter(())
 
 
-def _past(key: Key, after: Key | None) -> bool:
-    """Whether `key` comes after the cursor."""
-    return after is None or key > after
+def _allowed(
+    decider: Decider, after: Key | None, today: dt.date, asked: Iterable[tuple[Key, Question, Any]]
+) -> Iterator[tuple[Key, Any]]:
+    """(key, result) for each (key, question, result) past the cursor `after`
+    whose question the decider allows, in the order given (the key order)."""
+    for key, question, result in asked:
+        if (after is None or key > after) and decider.decide(question, today=today).allowed:
+            yield key, result
 
 
 @dataclass(frozen=True)
@@ -201,17 +206,12 @@ def search_subjects(rt: Runtime, caller: Caller, target: Target | None, action: 
 
     def candidates(
         decider: Decider, after: Key | None, today: dt.date
-    ) -> Iterator[tuple[Key, int]]:
-        for uid in decider.members_of(found.structure_id):
-            key = [uid]
-            if (
-                _past(key, after)
-                and decider.decide(
-                    Question(uid, found.structure_id, found.space, action, found.service),
-                    today=today,
-                ).allowed
-            ):
-                yield key, uid
+    ) -> Iterator[tuple[Key, Any]]:
+        asked = (
+            ([uid], Question(uid, found.structure_id, found.space, action, found.service), uid)
+            for uid in decider.members_of(found.structure_id)
+        )
+        return _allowed(decider, after, today, asked)
 
     return Search(rt, (int,), candidates)
 
@@ -233,33 +233,31 @@ def search_resources(
 
     def space_candidates(
         decider: Decider, after: Key | None, today: dt.date
-    ) -> Iterator[tuple[Key, Target]]:
+    ) -> Iterator[tuple[Key, Any]]:
         if user_id is None or action not in SPACE_ACTIONS:
-            return
-        for sid in decider.structures_of(user_id):
-            for service in decider.scopes(sid):
-                for space in spaces:
-                    key = [sid, service or "", space]
-                    if (
-                        _past(key, after)
-                        and decider.decide(
-                            Question(user_id, sid, space, action, service), today=today
-                        ).allowed
-                    ):
-                        yield key, Target(sid, space, service)
+            return iter(())
+        asked = (
+            (
+                [sid, service or "", space],
+                Question(user_id, sid, space, action, service),
+                Target(sid, space, service),
+            )
+            for sid in decider.structures_of(user_id)
+            for service in decider.scopes(sid)
+            for space in spaces
+        )
+        return _allowed(decider, after, today, asked)
 
     def structure_candidates(
         decider: Decider, after: Key | None, today: dt.date
-    ) -> Iterator[tuple[Key, Target]]:
+    ) -> Iterator[tuple[Key, Any]]:
         if user_id is None or action not in rt.policies.actions:
-            return
-        for sid in decider.structures_of(user_id):
-            key = [sid]
-            if (
-                _past(key, after)
-                and decider.decide(Question(user_id, sid, None, action), today=today).allowed
-            ):
-                yield key, Target(sid)
+            return iter(())
+        asked = (
+            ([sid], Question(user_id, sid, None, action), Target(sid))
+            for sid in decider.structures_of(user_id)
+        )
+        return _allowed(decider, after, today, asked)
 
     if kind == STRUCTURE:
         return Search(rt, (int,), structure_candidates)
@@ -282,19 +280,14 @@ def search_actions(
 
     def candidates(
         decider: Decider, after: Key | None, today: dt.date
-    ) -> Iterator[tuple[Key, str]]:
+    ) -> Iterator[tuple[Key, Any]]:
         if user_id is None or target is None:
-            return
+            return iter(())
         names = SPACE_ACTIONS if target.space is not None else tuple(rt.policies.actions)
-        for i, name in enumerate(names):
-            key = [i]
-            if (
-                _past(key, after)
-                and decider.decide(
-                    Question(user_id, target.structure_id, target.space, name, target.service),
-                    today=today,
-                ).allowed
-            ):
-                yield key, name
+        asked = (
+            ([i], Question(user_id, target.structure_id, target.space, name, target.service), name)
+            for i, name in enumerate(names)
+        )
+        return _allowed(decider, after, today, asked)
 
     return Search(rt, (int,), candidates)
