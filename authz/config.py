@@ -9,10 +9,26 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
 
+# The folder above the authz package: the repository root in a checkout (or an
+# editable install); site-packages for an installed wheel, where the files
+# below are not.
 ROOT = Path(__file__).resolve().parent.parent
+# Files the distribution ships: in a wheel, setup.py copies them into
+# authz/_shipped/; in a checkout they are the top-level originals.
+SHIPPED = ("policies", "migrations", "alembic.ini")
+
+
+def shipped(name: str) -> Path:
+    """Where the shipped file or folder `name` (one of SHIPPED) is: the copy inside
+    the installed package if there is one, else the checkout's own."""
+    if name not in SHIPPED:
+        raise ValueError(f"{name!r} is not shipped with the package")
+    installed = Path(str(resources.files("authz"))) / "_shipped" / name
+    return installed if installed.exists() else ROOT / name
 
 
 @dataclass(frozen=True)
@@ -21,8 +37,9 @@ class Settings:
     var_dir: str = "var"
     # SQLAlchemy URL; empty means a SQLite file `<var_dir>/authz.db`.
     database_url: str = ""
-    # Folder of the Casbin model and the role / space catalogues.
-    policy_dir: str = str(ROOT / "policies")
+    # Folder of the Casbin model, the role / space catalogues and the policy tests
+    # (default: the reviewed policies/ shipped with the package).
+    policy_dir: str = str(shipped("policies"))
     # Base URL the service is reached at (activation links, AuthZEN discovery).
     public_base_url: str = "http://127.0.0.1:8000"
     # Lifetime of a log-in bearer token, seconds.
@@ -129,4 +146,4 @@ def settings_table() -> list[tuple[str, str]]:
     ]
 
 
-__all__ = ["Settings", "load_settings", "settings_table", "ROOT"]
+__all__ = ["Settings", "load_settings", "settings_table", "shipped", "ROOT", "SHIPPED"]

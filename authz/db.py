@@ -9,7 +9,7 @@ from alembic.config import Config as AlembicConfig
 from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.orm import Session, sessionmaker
 
-from .config import ROOT, Settings
+from .config import Settings, shipped
 
 
 def make_engine(settings: Settings, *, for_reads: bool = False) -> Engine:
@@ -45,8 +45,8 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
 
 
 def alembic_config(engine: Engine) -> AlembicConfig:
-    cfg = AlembicConfig(str(ROOT / "alembic.ini"))
-    cfg.set_main_option("script_location", str(ROOT / "migrations"))
+    cfg = AlembicConfig(str(shipped("alembic.ini")))
+    cfg.set_main_option("script_location", str(shipped("migrations")))
     cfg.attributes["engine"] = engine
     return cfg
 
