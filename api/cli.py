@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-from alembic.runtime.migration import MigrationContext
 from flask import Flask
 from gunicorn.app.base import BaseApplication
 from sqlalchemy import select
@@ -144,20 +143,19 @@ def db_group() -> None:
     """The database schema."""
 
 
-def _revision(rt: Runtime) -> str | None:
-    with rt.engine.connect() as conn:
-        return ", ".join(MigrationContext.configure(conn).get_current_heads()) or None
-
-
 @db_group.command("upgrade")
 def db_upgrade() -> None:
     """Apply the pending migrations (idempotent), then copy policies/spaces.yaml
-    into the database."""
+    into the database. Run it once per release, before the new instances start
+    (a release step or an init container); several at once are safe: one
+    migrates, the others wait for it."""
+
+    def waiting() -> None:
+        click.echo("Another process is migrating this database: waiting for it.", err=True)
+
     with _runtime(migrated=False) as rt:
-        before = _revision(rt)
-        db.upgrade(rt.engine)
+        before, after = db.upgrade(rt.engine, on_wait=waiting)
         sync_catalogue(rt)
-        after = _revision(rt)
     if before == after:
         click.echo(f"Database already at revision {after}.")
     else:

@@ -57,6 +57,9 @@ def build_runtime(settings: Settings, *, engine: Engine | None = None) -> Runtim
 
 
 def sync_catalogue(rt: Runtime) -> None:
-    """Copy policies/spaces.yaml into the database (after migrations)."""
+    """Copy policies/spaces.yaml into the database (after migrations). Under the
+    schema lock: workers and instances starting together would otherwise both
+    insert a new space."""
     with rt.sessions.begin() as session:
+        db.lock_schema(session.connection())
         sync_space_catalogue(session, rt.policies)
