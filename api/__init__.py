@@ -10,7 +10,7 @@ import swagger_ui_bundle
 from flask import Blueprint, Flask, send_from_directory
 
 from authz.config import Settings, load_settings
-from authz.db import schema_is_current
+from authz.db import schema_status
 from authz.runtime import build_runtime, sync_catalogue
 
 from . import errors, identity
@@ -26,10 +26,9 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
     rt = build_runtime(settings)
-    if not schema_is_current(rt.engine):
-        raise RuntimeError(
-            "The database schema is not at the latest migration: run `authz db upgrade` first."
-        )
+    status = schema_status(rt.engine)
+    if not status.usable:
+        raise RuntimeError(status.detail)
     sync_catalogue(rt)
     rt.decider.load()
 

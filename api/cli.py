@@ -71,24 +71,25 @@ def main() -> None:
     pass
 
 
-def _require_current_schema(rt: Runtime) -> None:
-    """Raises Unavailable `schema_outdated` unless the schema is at the latest migration."""
-    if not db.schema_is_current(rt.engine):
-        raise Unavailable(
-            "The database schema is not at the latest migration: run `authz db upgrade` first.",
-            code="schema_outdated",
-        )
+def _require_usable_schema(rt: Runtime) -> None:
+    """Raises Unavailable `schema_outdated` (empty or older schema) or
+    `schema_incompatible` (a newer schema not declared compatible with this
+    release); a newer compatible schema passes (rolling deploys)."""
+    status = db.schema_status(rt.engine)
+    if not status.usable:
+        raise Unavailable(status.detail, code=status.code)
 
 
 @contextmanager
 def _runtime(*, migrated: bool = True) -> Iterator[Runtime]:
     """The Runtime of the AUTHZ_* settings, its engine disposed at the end. With
-    `migrated`, first require a current schema and copy the space catalogue in,
-    as the service does at start-up (raises Unavailable `schema_outdated`)."""
+    `migrated`, first require a schema this release runs on and copy the space
+    catalogue in, as the service does at start-up (raises Unavailable
+    `schema_outdated` or `schema_incompatible`)."""
     rt = build_runtime(load_settings())
     try:
         if migrated:
-            _require_current_schema(rt)
+            _require_usable_schema(rt)
             sync_catalogue(rt)
         yield rt
     finally:
@@ -156,7 +157,13 @@ def db_upgrade() -> None:
     with _runtime(migrated=False) as rt:
         before, after = db.upgrade(rt.engine, on_wait=waiting)
         sync_catalogue(rt)
-    if before == after:
+        head = db.code_chain().head
+    if before == after and after != head:
+        click.echo(
+            f"Database at revision {after}, newer than this release's {head} and "
+            "declared compatible with it: nothing to do."
+        )
+    elif before == after:
         click.echo(f"Database already at revision {after}.")
     else:
         click.echo(f"Database upgraded from {before or 'an empty schema'} to revision {after}.")
