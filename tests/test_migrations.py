@@ -21,7 +21,7 @@ from alembic.script import ScriptDirectory
 from click.testing import CliRunner
 from sqlalchemy import Engine, func, inspect, select, text
 
-from api import create_app
+from api import StartupError, create_app
 from api.cli import main
 from authz.config import load_settings, shipped
 from authz.db import (
@@ -241,7 +241,7 @@ def test_an_instance_turns_unready_when_the_next_release_is_incompatible(
         assert result.exit_code == 1
         assert result.output.startswith("error: The database schema is at revision 9001next")
         assert result.output.count("\n") == 1
-    with pytest.raises(RuntimeError, match="not compatible"):
+    with pytest.raises(StartupError, match="not compatible"):
         create_app({"database_url": empty_database_url, "var_dir": str(tmp_path / "var2")})
     assert versions(engine) == ["9001next"]
 

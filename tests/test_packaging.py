@@ -7,6 +7,7 @@ a folder outside the checkout) is scripts/wheel-smoke.sh, which CI runs.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -17,6 +18,7 @@ import pytest
 from authz import config
 from authz.config import ROOT, SHIPPED, load_settings, shipped
 from authz.db import alembic_config
+from authz.policy import load_policies
 
 
 def _tracked(folder: Path) -> dict[str, bytes]:
@@ -84,4 +86,13 @@ def test_only_the_shipped_names_can_be_asked_for():
 
 def test_the_policy_dir_setting_points_to_a_reviewed_copy_elsewhere(tmp_path):
     copy = tmp_path / "reviewed"
-    assert load_settings(environ={"AUTHZ_POLICY_DIR": str(copy)}).policy_dir == str(copy)
+    shutil.copytree(shipped("policies"), copy)
+    spaces = copy / "spaces.yaml"
+    spaces.write_text(
+        spaces.read_text(encoding="utf-8").replace("My account (Mon compte)", "Reviewed label"),
+        encoding="utf-8",
+    )
+    settings = load_settings(environ={"AUTHZ_POLICY_DIR": str(copy)})
+    assert settings.policy_dir == str(copy)
+    labels = {space.code: space.label for space in load_policies(settings.policy_dir).spaces}
+    assert labels["my_account"] == "Reviewed label"
