@@ -15,6 +15,7 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
+from flask import request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import EXCLUDE, Schema, fields, validate
@@ -350,7 +351,12 @@ class Configuration(MethodView):
     @blp.response(200, AuthzenConfigurationSchema)
     @blp.doc(security=[])
     def get(self):
-        """AuthZEN PDP metadata: the endpoints, as absolute URLs under AUTHZ_PUBLIC_BASE_URL
-        (public, cacheable for an hour)."""
-        body = authzen.metadata(runtime().settings.public_base_url)
-        return body, 200, {"Cache-Control": "public, max-age=3600"}
+        """AuthZEN PDP metadata: the endpoints, as absolute URLs under AUTHZ_PUBLIC_BASE_URL,
+        or when it is unset under the URL this document was fetched from (public,
+        cacheable for an hour)."""
+        configured = runtime().settings.public_base_url
+        body = authzen.metadata(configured or request.url_root)
+        headers = {"Cache-Control": "public, max-age=3600"}
+        if not configured:
+            headers["Vary"] = "Host"
+        return body, 200, headers

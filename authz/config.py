@@ -49,7 +49,13 @@ class Settings:
     # (default: the reviewed policies/ shipped with the package).
     policy_dir: str = str(shipped("policies"))
     # Base URL the service is reached at (activation links, AuthZEN discovery).
-    public_base_url: str = "http://127.0.0.1:8000"
+    # Empty: the discovery document names the URL it was fetched from, and links
+    # use the request's host when it is a trusted host (below), else
+    # http://127.0.0.1:8000 (docs/decisions.md, "Links in mails").
+    public_base_url: str = ""
+    # Host names (any port) whose requests may set the base of mailed links when
+    # public_base_url is empty; comma-separated. A Host header is the client's.
+    trusted_hosts: str = "127.0.0.1,localhost,[::1]"
     # Lifetime of a log-in bearer token, seconds.
     token_ttl_seconds: int = 8 * 3600
     # Lifetime of an activation link, seconds (60 minutes in the guide).
@@ -169,6 +175,11 @@ def _database_url(value: str) -> bool:
     return url.get_backend_name() in ("sqlite", "postgresql")
 
 
+def _host_names(value: str) -> bool:
+    names = [n.strip() for n in value.split(",")]
+    return all(n and " " not in n and "/" not in n for n in names) if value.strip() else True
+
+
 def _binds(value: str) -> bool:
     def one(address: str) -> bool:
         if address.startswith(("unix:", "fd://")):
@@ -189,8 +200,12 @@ RULES: dict[str, tuple[str, Callable[[Any], bool]]] = {
     ),
     "policy_dir": ("an existing folder of policy files", lambda v: Path(v).is_dir()),
     "public_base_url": (
-        "an http(s) URL without query, e.g. https://authz.example.org",
-        lambda v: _url(v, empty_ok=False),
+        "empty or an http(s) URL without query, e.g. https://authz.example.org",
+        lambda v: _url(v, empty_ok=True),
+    ),
+    "trusted_hosts": (
+        "host names separated by commas, e.g. 127.0.0.1,localhost,[::1]",
+        _host_names,
     ),
     "token_ttl_seconds": _AT_LEAST_1,
     "activation_ttl_seconds": ("an integer >= 60", lambda v: v >= 60),

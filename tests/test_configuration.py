@@ -53,6 +53,7 @@ PORTS = range(18100, 18200)  # this suite's range of ports for real servers
         ("AUTHZ_POLICY_DIR", "/no/such/folder", "an existing folder of policy files"),
         ("AUTHZ_PUBLIC_BASE_URL", "authz.example.org", "an http(s) URL"),
         ("AUTHZ_PUBLIC_BASE_URL", "https://a.example/?x=1", "an http(s) URL"),
+        ("AUTHZ_TRUSTED_HOSTS", "localhost, evil example", "host names separated by commas"),
         ("AUTHZ_MAIL_FROM", "nobody", "an e-mail address"),
         ("AUTHZ_BIND", "8000", "HOST:PORT"),
         ("AUTHZ_WORKERS", "two", "an integer >= 1"),
