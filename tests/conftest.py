@@ -78,6 +78,20 @@ def database_url(migrated_template: str, tmp_path: Path) -> str:
     return f"sqlite:///{target}"
 
 
+def command_env(database_url: str, var_dir: Path) -> dict[str, str]:
+    """The environment of a real `authz` (or gunicorn) process on `database_url`:
+    this process's, less its AUTHZ_* and gunicorn variables, plus cheap hashing
+    and no mail thread."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AUTHZ_", "GUNICORN_"))}
+    return {
+        **env,
+        "AUTHZ_DATABASE_URL": database_url,
+        "AUTHZ_VAR_DIR": str(var_dir),
+        "AUTHZ_MAIL_BACKGROUND": "false",
+        **{f"AUTHZ_{name.upper()}": str(value) for name, value in FAST_HASH.items()},
+    }
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """URL of an empty database: a SQLite file, or a fresh PostgreSQL schema of

@@ -22,7 +22,7 @@ from api import StartupError, create_app
 from api.cli import ServiceApplication, main
 from authz.config import ROOT, Settings, SettingError, load_settings, settings_table
 
-from .conftest import FAST_HASH
+from .conftest import command_env
 
 AUTHZ = str(Path(sys.executable).parent / "authz")
 PORTS = range(18100, 18200)  # this suite's range of ports for real servers
@@ -179,10 +179,9 @@ def test_the_readme_lists_every_setting():
 
 @pytest.fixture
 def serve_env(database_url, tmp_path) -> dict[str, str]:
+    # Blank what the caller's environment may hold: CliRunner adds to os.environ.
     return {
-        "AUTHZ_DATABASE_URL": database_url,
-        "AUTHZ_VAR_DIR": str(tmp_path / "var"),
-        "AUTHZ_MAIL_BACKGROUND": "false",
+        **command_env(database_url, tmp_path / "var"),
         "GUNICORN_CMD_ARGS": "",
         "AUTHZ_GUNICORN_CONFIG": "",
     }
@@ -321,13 +320,4 @@ def test_gunicorn_started_on_create_app_prints_a_bad_setting_in_one_line(cli_rea
 @pytest.fixture
 def cli_ready_env(database_url, tmp_path) -> dict[str, str]:
     """The environment of a real `authz` process on the test's migrated database."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AUTHZ_", "GUNICORN_"))}
-    return {
-        **env,
-        "AUTHZ_DATABASE_URL": database_url,
-        "AUTHZ_VAR_DIR": str(tmp_path / "var"),
-        "AUTHZ_MAIL_BACKGROUND": "false",
-        "AUTHZ_ARGON2_TIME_COST": str(FAST_HASH["argon2_time_cost"]),
-        "AUTHZ_ARGON2_MEMORY_KIB": str(FAST_HASH["argon2_memory_kib"]),
-        "AUTHZ_ARGON2_PARALLELISM": str(FAST_HASH["argon2_parallelism"]),
-    }
+    return command_env(database_url, tmp_path / "var")

@@ -35,7 +35,7 @@ from authz.db import (
 from authz.runtime import close_runtime
 from models import SchemaCompatibility, Space
 
-from .conftest import FAST_HASH
+from .conftest import FAST_HASH, command_env
 
 AUTHZ = str(Path(sys.executable).parent / "authz")
 HEAD = code_chain().head
@@ -49,15 +49,7 @@ def engine(empty_database_url: str) -> Iterator[Engine]:
 
 
 def cli_env(url: str, tmp_path: Path) -> dict[str, str]:
-    return {
-        **os.environ,
-        "AUTHZ_DATABASE_URL": url,
-        "AUTHZ_VAR_DIR": str(tmp_path / "var"),
-        "AUTHZ_MAIL_BACKGROUND": "false",
-        "AUTHZ_ARGON2_TIME_COST": "1",
-        "AUTHZ_ARGON2_MEMORY_KIB": "1024",
-        "AUTHZ_ARGON2_PARALLELISM": "1",
-    }
+    return command_env(url, tmp_path / "var")
 
 
 def versions(engine: Engine) -> list[str]:
