@@ -18,7 +18,7 @@ import pytest
 from authz import config
 from authz.config import ROOT, SHIPPED, load_settings, shipped
 from authz.db import alembic_config
-from authz.policy import load_policies
+from authz.runtime import build_runtime, close_runtime
 
 
 def _tracked(folder: Path) -> dict[str, bytes]:
@@ -92,7 +92,14 @@ def test_the_policy_dir_setting_points_to_a_reviewed_copy_elsewhere(tmp_path):
         spaces.read_text(encoding="utf-8").replace("My account (Mon compte)", "Reviewed label"),
         encoding="utf-8",
     )
-    settings = load_settings(environ={"AUTHZ_POLICY_DIR": str(copy)})
+    settings = load_settings(
+        {"database_url": f"sqlite:///{tmp_path / 'authz.db'}"},
+        environ={"AUTHZ_POLICY_DIR": str(copy)},
+    )
     assert settings.policy_dir == str(copy)
-    labels = {space.code: space.label for space in load_policies(settings.policy_dir).spaces}
+    rt = build_runtime(settings)
+    try:
+        labels = {space.code: space.label for space in rt.policies.spaces}
+    finally:
+        close_runtime(rt)
     assert labels["my_account"] == "Reviewed label"
