@@ -7,6 +7,7 @@ a folder outside the checkout) is scripts/wheel-smoke.sh, which CI runs.
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -31,9 +32,18 @@ def _tracked(folder: Path) -> dict[str, bytes]:
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> zipfile.ZipFile:
-    out = tmp_path_factory.mktemp("dist")
+    """The wheel built as the image and the smoke script build it: from a copy of
+    the sources they list (so no stale build/ folder of the checkout gets in)."""
+    smoke = (ROOT / "scripts" / "wheel-smoke.sh").read_text(encoding="utf-8")
+    [sources] = re.findall(r"^SOURCES=\((.*)\)$", smoke, re.M)
+    src, out = tmp_path_factory.mktemp("src"), tmp_path_factory.mktemp("dist")
+    for name in sources.split():
+        if (ROOT / name).is_dir():
+            shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(ROOT / name, src / name)
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(src)],
         check=True,
         capture_output=True,
         timeout=300,
