@@ -1,50 +1,57 @@
-# Authorization service image.
+# Authorization service image: the built wheel, installed, run as a non-root user.
+#
+# Its steps are those of scripts/wheel-smoke.sh, which CI runs without Docker
+# (there is no Docker engine on the machines that run CI): change one, change
+# the other. Each step is marked "smoke:" with its counterpart there, and
+# tests/test_image.py checks the parts that can drift apart.
 #
 #   docker build -t authz .
-#   docker run -p 8000:8000 -v authz-data:/var/lib/authz authz
+#   docker run --rm -e AUTHZ_DATABASE_URL=... authz db upgrade   # release step / init container
+#   docker run -p 8000:8000 -e AUTHZ_DATABASE_URL=... authz       # the service (gunicorn, PID 1)
 #
-# The SQLite database (and mail files) live under /var/lib/authz; mount a volume
-# there to keep them, or set AUTHZ_DATABASE_URL to use PostgreSQL.
+# Migrations are their own one-off command, never run on start: several
+# instances start together, and an old instance must keep running while the
+# new release migrates (docs/operations.md). compose.yaml runs it all: the
+# migration, two instances, PostgreSQL and an SMTP sink.
+#
+# Without AUTHZ_DATABASE_URL the database is a SQLite file under /var/lib/authz
+# (mount a volume there to keep it). gunicorn: AUTHZ_BIND, AUTHZ_WORKERS,
+# AUTHZ_THREADS below, or GUNICORN_CMD_ARGS / AUTHZ_GUNICORN_CONFIG.
 
-# ---- build: install the package (not editable, no test extras) into a venv ----
+# ---- build: the wheel, from exactly the sources it is made of ----
 FROM python:3.11-slim AS build
 
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_INPUT=1 \
     PYTHONDONTWRITEBYTECODE=1
 
-RUN python -m venv /opt/venv
-ENV PATH=/opt/venv/bin:$PATH
-
 WORKDIR /src
-COPY pyproject.toml README.md ./
+# smoke: SOURCES (the same list)
+COPY pyproject.toml setup.py MANIFEST.in README.md alembic.ini ./
 COPY api ./api
 COPY authz ./authz
 COPY models ./models
-RUN pip install --no-cache-dir .
-
-# The code looks for alembic.ini, migrations/ and policies/ beside its packages
-# (authz.config.ROOT, the folder above the authz package), which for an
-# installed package is site-packages: put them there, and check they are found.
-# (`python -P`: import the installed authz, not the source copy in this folder.)
-COPY alembic.ini ./
 COPY migrations ./migrations
 COPY policies ./policies
-RUN root="$(python -P -c 'from authz.config import ROOT; print(ROOT)')" \
- && case "$root" in /opt/venv/*) ;; *) echo "unexpected ROOT $root" >&2; exit 1;; esac \
- && cp -R alembic.ini migrations policies "$root"/ \
- && find "$root/migrations" "$root/policies" -name __pycache__ -prune -exec rm -rf {} + \
- && python -P -c 'from authz.config import ROOT; \
-assert (ROOT / "alembic.ini").is_file() and (ROOT / "migrations" / "env.py").is_file() \
-and (ROOT / "policies").is_dir(), ROOT'
+# smoke: "build the wheel" (setup.py puts policies/, migrations/ and
+# alembic.ini inside it as authz/_shipped/)
+RUN python -m venv /opt/build \
+ && /opt/build/bin/pip wheel --no-cache-dir --no-deps --wheel-dir /dist .
 
-# ---- runtime ----
+# ---- runtime: that wheel and its dependencies, nothing else ----
 FROM python:3.11-slim
 
-ENV PATH=/opt/venv/bin:$PATH \
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_INPUT=1 \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
-    AUTHZ_VAR_DIR=/var/lib/authz
+    PATH=/opt/venv/bin:$PATH
+
+# smoke: "install the wheel into a fresh virtual environment"
+COPY --from=build /dist /tmp/dist
+RUN python -m venv /opt/venv \
+ && /opt/venv/bin/pip install --no-cache-dir /tmp/dist/authz_service-*.whl \
+ && rm -rf /tmp/dist
 
 RUN groupadd --system --gid 10001 authz \
  && useradd --system --uid 10001 --gid authz --home-dir /var/lib/authz \
@@ -53,14 +60,25 @@ RUN groupadd --system --gid 10001 authz \
  && chown authz:authz /var/lib/authz \
  && chmod 0750 /var/lib/authz
 
-COPY --from=build /opt/venv /opt/venv
-
+# smoke: AUTHZ_VAR_DIR / AUTHZ_BIND / AUTHZ_WORKERS / AUTHZ_THREADS, run from a
+# folder outside any checkout
+ENV AUTHZ_VAR_DIR=/var/lib/authz \
+    AUTHZ_BIND=0.0.0.0:8000 \
+    AUTHZ_WORKERS=2 \
+    AUTHZ_THREADS=4
 WORKDIR /var/lib/authz
 USER authz:authz
 
 EXPOSE 8000
 
+# Liveness only: an unready instance (database down, schema incompatible) is
+# taken out by the load balancer from /health/ready, not restarted. The port is
+# the first of AUTHZ_BIND's.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
-    CMD ["python", "-c", "import sys, urllib.request; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8000/health/live', timeout=4).status == 200 else 1)"]
+    CMD ["python", "-c", "import os, sys, urllib.request; port = os.environ['AUTHZ_BIND'].split(',')[0].rpartition(':')[2]; sys.exit(0 if urllib.request.urlopen(f'http://127.0.0.1:{port}/health/live', timeout=4).status == 200 else 1)"]
 
-CMD ["sh", "-c", "authz db upgrade && exec authz serve --bind 0.0.0.0:8000 --workers 2"]
+# smoke: "authz serve in the background". Exec form, no shell: the authz
+# process is the gunicorn master, PID 1, and gets the stop signal (SIGTERM:
+# graceful shutdown). `docker run IMAGE db upgrade` runs the release step.
+ENTRYPOINT ["authz"]
+CMD ["serve"]

@@ -8,28 +8,47 @@ from typing import Any
 
 import swagger_ui_bundle
 from flask import Blueprint, Flask, send_from_directory
+from gunicorn.errors import AppImportError
 
-from authz.config import Settings, load_settings
-from authz.db import schema_is_current
-from authz.runtime import build_runtime, sync_catalogue
+from authz.config import SettingError, Settings, load_settings, unknown_variables
+from authz.db import schema_status
+from authz.runtime import build_runtime, close_runtime, sync_catalogue
 
 from . import errors, identity
 
 API_TITLE = "Authorization service"
 
 
+class StartupError(AppImportError):
+    """The service refuses to start: a setting is invalid, or the database schema
+    is not one this release runs on. The message is one line; gunicorn prints
+    just that (no traceback) and stops instead of restarting the worker."""
+
+
 def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
-    """Build the service. `config`: settings overrides (or a Settings), on top of
-    the AUTHZ_* environment and the defaults of authz/config.py."""
-    settings = config if isinstance(config, Settings) else load_settings(config)
+    """Build the service. `config`: settings overrides on top of the AUTHZ_*
+    environment and the defaults of authz/config.py, or a Settings already loaded
+    (by `authz serve`'s master, which also warned about unknown variables).
+
+    Raises StartupError for an invalid setting or an unusable schema."""
+    if isinstance(config, Settings):
+        settings = config
+    else:
+        try:
+            settings = load_settings(config)
+        except SettingError as exc:
+            raise StartupError(str(exc)) from None
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
+    if not isinstance(config, Settings):
+        for line in unknown_variables():
+            logging.getLogger("authz").warning(line.removeprefix("warning: "))
     rt = build_runtime(settings)
-    if not schema_is_current(rt.engine):
-        raise RuntimeError(
-            "The database schema is not at the latest migration: run `authz db upgrade` first."
-        )
+    status = schema_status(rt.engine)
+    if not status.usable:
+        close_runtime(rt)
+        raise StartupError(status.detail)
     sync_catalogue(rt)
     rt.decider.load()
 

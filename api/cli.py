@@ -10,6 +10,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import shlex
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -17,15 +19,20 @@ from pathlib import Path
 from typing import Any
 
 import click
-from alembic.runtime.migration import MigrationContext
 from flask import Flask
-from gunicorn.app.base import BaseApplication
+from gunicorn.app.base import Application, BaseApplication
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from authz import db, demo, mail
-from authz.config import Settings, load_settings, settings_table
+from authz.config import (
+    SettingError,
+    Settings,
+    load_settings,
+    settings_table,
+    unknown_variables,
+)
 from authz.engine.policy import PolicyFileError
 from authz.errors import DomainError, Invalid, NotFound, Unavailable
 from authz.review import exports, policytest, reports
@@ -67,33 +74,40 @@ class _Cli(click.Group):
             message = f"policy files: {exc}"
         except OperationalError as exc:
             message = f"database: {exc.orig}"
+        except SettingError as exc:
+            message = str(exc)
         click.echo(f"error: {message}", err=True)
         ctx.exit(1)
 
 
 @click.group(cls=_Cli, help=_main_help())
 def main() -> None:
-    pass
+    # Every command starts by checking every setting (one line per refusal) and
+    # naming the AUTHZ_* variables that are not settings.
+    for line in unknown_variables():
+        click.echo(line, err=True)
+    load_settings()
 
 
-def _require_current_schema(rt: Runtime) -> None:
-    """Raises Unavailable `schema_outdated` unless the schema is at the latest migration."""
-    if not db.schema_is_current(rt.engine):
-        raise Unavailable(
-            "The database schema is not at the latest migration: run `authz db upgrade` first.",
-            code="schema_outdated",
-        )
+def _require_usable_schema(rt: Runtime) -> None:
+    """Raises Unavailable `schema_outdated` (empty or older schema) or
+    `schema_incompatible` (a newer schema not declared compatible with this
+    release); a newer compatible schema passes (rolling deploys)."""
+    status = db.schema_status(rt.engine)
+    if not status.usable:
+        raise Unavailable(status.detail, code=status.code)
 
 
 @contextmanager
 def _runtime(*, migrated: bool = True) -> Iterator[Runtime]:
     """The Runtime of the AUTHZ_* settings, its engine disposed at the end. With
-    `migrated`, first require a current schema and copy the space catalogue in,
-    as the service does at start-up (raises Unavailable `schema_outdated`)."""
+    `migrated`, first require a schema this release runs on and copy the space
+    catalogue in, as the service does at start-up (raises Unavailable
+    `schema_outdated` or `schema_incompatible`)."""
     rt = build_runtime(load_settings())
     try:
         if migrated:
-            _require_current_schema(rt)
+            _require_usable_schema(rt)
             sync_catalogue(rt)
         yield rt
     finally:
@@ -148,21 +162,26 @@ def db_group() -> None:
     """The database schema."""
 
 
-def _revision(rt: Runtime) -> str | None:
-    with rt.engine.connect() as conn:
-        return ", ".join(MigrationContext.configure(conn).get_current_heads()) or None
-
-
 @db_group.command("upgrade")
 def db_upgrade() -> None:
     """Apply the pending migrations (idempotent), then copy policies/spaces.yaml
-    into the database."""
+    into the database. Run it once per release, before the new instances start
+    (a release step or an init container); several at once are safe: one
+    migrates, the others wait for it."""
+
+    def waiting() -> None:
+        click.echo("Another process is migrating this database: waiting for it.", err=True)
+
     with _runtime(migrated=False) as rt:
-        before = _revision(rt)
-        db.upgrade(rt.engine)
+        before, after = db.upgrade(rt.engine, on_wait=waiting)
         sync_catalogue(rt)
-        after = _revision(rt)
-    if before == after:
+        head = db.code_chain().head
+    if before == after and after != head:
+        click.echo(
+            f"Database at revision {after}, newer than this release's {head} and "
+            "declared compatible with it: nothing to do."
+        )
+    elif before == after:
         click.echo(f"Database already at revision {after}.")
     else:
         click.echo(f"Database upgraded from {before or 'an empty schema'} to revision {after}.")
@@ -324,54 +343,120 @@ def demo_command() -> None:
 class ServiceApplication(BaseApplication):
     """gunicorn running api.create_app(). The app is built in each worker, never
     in the master (no preload), so that each worker starts its own mail sender
-    thread and database pool."""
+    thread and database pool; the workers use the settings the master checked.
 
-    def __init__(self, options: dict[str, Any]) -> None:
+    gunicorn's settings, each layer overriding the one before: ours (the AUTHZ_*
+    settings bind, workers, threads, log level, and the fixed ones below); a
+    gunicorn configuration file (`--config`, AUTHZ_GUNICORN_CONFIG, or a
+    --config inside GUNICORN_CMD_ARGS); GUNICORN_CMD_ARGS; the options given to
+    `authz serve`. Raises Invalid for a setting gunicorn refuses."""
+
+    def __init__(
+        self,
+        options: dict[str, Any],
+        *,
+        settings: Settings | None = None,
+        config_file: str | None = None,
+        overrides: dict[str, Any] | None = None,
+        environ: dict[str, str] | None = None,
+    ) -> None:
         self.options = options
+        self.settings = settings
+        self.config_file = config_file
+        self.overrides = overrides or {}
+        self.environ = os.environ if environ is None else environ
         super().__init__()
+
+    def do_load_config(self) -> None:
+        # gunicorn's own version prints and exits on any error; let ours through.
+        self.load_default_config()
+        self.load_config()
+        self.cfg.validate()
+
+    def _set(self, source: str, key: str, value: Any) -> None:
+        try:
+            self.cfg.set(key.lower(), value)
+        except (TypeError, ValueError) as exc:
+            raise Invalid(f"{source}: {key}: {exc}") from None
 
     def load_config(self) -> None:
         for key, value in self.options.items():
-            self.cfg.set(key, value)
+            self._set("authz serve", key, value)
+        parser = self.cfg.parser()
+
+        def refuse(message: str) -> None:
+            raise Invalid(f"GUNICORN_CMD_ARGS: {message}")
+
+        parser.error = refuse  # type: ignore[method-assign]  (argparse would exit)
+        env_args = parser.parse_args(shlex.split(self.environ.get("GUNICORN_CMD_ARGS", "")))
+        config_file = self.config_file or env_args.config
+        if config_file:
+            if not os.path.isfile(config_file):
+                raise Invalid(f"gunicorn configuration file {config_file!r} does not exist")
+            # gunicorn's own reading of the file (a Python module); unknown names are ignored.
+            namespace = Application.get_config_from_filename(self, config_file)  # type: ignore[arg-type]
+            for key, value in namespace.items():
+                if key in self.cfg.settings:
+                    self._set(config_file, key, value)
+        for key, value in vars(env_args).items():
+            if value is not None and key not in ("args", "config"):
+                self._set("GUNICORN_CMD_ARGS", key, value)
+        for key, value in self.overrides.items():
+            self._set("authz serve", key, value)
+        if self.cfg.preload_app:
+            raise Invalid(
+                "preload_app is not supported: each worker builds its own app "
+                "(database pool, mail sender thread)"
+            )
 
     def load(self) -> Flask:
         from api import create_app
 
-        return create_app()
+        return create_app(self.settings)
 
 
 @main.command("serve")
 @click.option(
     "--bind",
-    default="127.0.0.1:8000",
-    show_default=True,
     metavar="HOST:PORT",
-    help="Address to listen on.",
+    help="Address to listen on  [default: AUTHZ_BIND, 127.0.0.1:8000]",
 )
 @click.option(
-    "--workers", default=2, show_default=True, type=click.IntRange(min=1), help="Worker processes."
+    "--workers",
+    type=click.IntRange(min=1),
+    help="Worker processes  [default: AUTHZ_WORKERS, 2]",
 )
 @click.option(
     "--threads",
-    default=4,
-    show_default=True,
     type=click.IntRange(min=1),
-    help="Threads per worker (gthread: keep-alive connections, and a slow "
-    "request does not hold the whole worker).",
+    help="Threads per worker (gthread: keep-alive connections, and a slow request "
+    "does not hold the whole worker)  [default: AUTHZ_THREADS, 4]",
 )
-def serve(bind: str, workers: int, threads: int) -> None:
-    """Serve the HTTP API with gunicorn (access log on stdout). Refuses to start
-    unless the database schema is current."""
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="gunicorn configuration file (Python)  [default: AUTHZ_GUNICORN_CONFIG]",
+)
+def serve(
+    bind: str | None, workers: int | None, threads: int | None, config_file: str | None
+) -> None:
+    """Serve the HTTP API with gunicorn (access log on stdout), in this process:
+    run as a container's command, it is PID 1 and gets the stop signal.
+    gunicorn's settings also come from a configuration file and from
+    GUNICORN_CMD_ARGS (docs/operations.md). Refuses to start unless the
+    database schema is one this release runs on; never migrates."""
     with _runtime() as rt:
         settings = rt.settings
+    given = {"bind": bind, "workers": workers, "threads": threads}
     ServiceApplication(
         {
-            "bind": bind,
-            "workers": workers,
+            "bind": [address.strip() for address in settings.bind.split(",")],
+            "workers": settings.workers,
+            "threads": settings.threads,
             "preload_app": False,
             "proc_name": "authz",
             "worker_class": "gthread",
-            "threads": threads,
             "keepalive": 5,
             # No runtime control socket: it is not needed, and two servers would share it.
             "control_socket_disable": True,
@@ -379,7 +464,10 @@ def serve(bind: str, workers: int, threads: int) -> None:
             "errorlog": "-",
             "access_log_format": ACCESS_LOG_FORMAT,
             "loglevel": settings.log_level.lower(),
-        }
+        },
+        settings=settings,
+        config_file=config_file or settings.gunicorn_config or None,
+        overrides={key: value for key, value in given.items() if value is not None},
     ).run()
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask_smorest import Blueprint
 from sqlalchemy import text
 
-from authz.db import schema_is_current
+from authz.db import schema_status
 
 from .errors import problem
 from .identity import public, runtime
@@ -23,14 +23,15 @@ def live():
 @blp.route("/ready")
 @public
 def ready():
-    """The database answers and its schema is at the latest migration."""
+    """The database answers and its schema is one this release runs on: at its
+    latest migration, or newer and declared compatible with it (rolling deploys)."""
     engine = runtime().engine
     try:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
-        current = schema_is_current(engine)
+        status = schema_status(engine)
     except Exception:  # any failure to reach the database means not ready
         return problem(503, "database_unavailable", "Not ready", "The database does not answer.")
-    if not current:
-        return problem(503, "schema_outdated", "Not ready", "Run `authz db upgrade`.")
+    if not status.usable:
+        return problem(503, status.code, "Not ready", status.detail)
     return {"status": "ok"}

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from authz.engine.checks import Caller
 from authz.errors import Forbidden, Unauthenticated
-from authz.runtime import Runtime
+from authz.runtime import Runtime, done_serving, serving_request
 from authz.workflows import accounts, clients
 from models import User
 
@@ -134,9 +134,24 @@ def _close_session(_exc: BaseException | None) -> None:
         session.close()
 
 
+def _links_from_request() -> None:
+    """Links built for this request may use its base URL when its host is trusted
+    (authz.runtime.serving_request)."""
+    g.link_base_token = serving_request(
+        runtime().settings, base_url=request.url_root, host=request.host
+    )
+
+
+def _forget_links(_exc: BaseException | None) -> None:
+    token = g.pop("link_base_token", None)
+    if token is not None:
+        done_serving(token)
+
+
 def register(app: Flask) -> None:
-    hooks: list[Callable[[], None]] = [_request_id, _authenticate]
+    hooks: list[Callable[[], None]] = [_links_from_request, _request_id, _authenticate]
     for hook in hooks:
         app.before_request(hook)
     app.after_request(_echo_request_id)
     app.teardown_request(_close_session)
+    app.teardown_request(_forget_links)

@@ -7,12 +7,36 @@ the tests all build their settings with `load_settings()`, so they agree.
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import math
 import os
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
+from urllib.parse import urlsplit
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+# The folder above the authz package: the repository root in a checkout (or an
+# editable install); site-packages for an installed wheel, where the files
+# below are not.
 ROOT = Path(__file__).resolve().parent.parent
+# Files the distribution ships: in a wheel, setup.py copies them into
+# authz/_shipped/; in a checkout they are the top-level originals.
+SHIPPED = ("policies", "migrations", "alembic.ini")
+
+
+def shipped(name: str) -> Path:
+    """Where the shipped file or folder `name` (one of SHIPPED) is: the copy inside
+    the installed package if there is one, else the checkout's own."""
+    if name not in SHIPPED:
+        raise ValueError(f"{name!r} is not shipped with the package")
+    installed = Path(str(resources.files("authz"))) / "_shipped" / name
+    return installed if installed.exists() else ROOT / name
 
 
 @dataclass(frozen=True)
@@ -21,10 +45,17 @@ class Settings:
     var_dir: str = "var"
     # SQLAlchemy URL; empty means a SQLite file `<var_dir>/authz.db`.
     database_url: str = ""
-    # Folder of the Casbin model and the role / space catalogues.
-    policy_dir: str = str(ROOT / "policies")
+    # Folder of the Casbin model, the role / space catalogues and the policy tests
+    # (default: the reviewed policies/ shipped with the package).
+    policy_dir: str = str(shipped("policies"))
     # Base URL the service is reached at (activation links, AuthZEN discovery).
-    public_base_url: str = "http://127.0.0.1:8000"
+    # Empty: the discovery document names the URL it was fetched from, and links
+    # use the request's host when it is a trusted host (below), else
+    # http://127.0.0.1:8000 (docs/decisions.md, "Links in mails").
+    public_base_url: str = ""
+    # Host names (any port) whose requests may set the base of mailed links when
+    # public_base_url is empty; comma-separated. A Host header is the client's.
+    trusted_hosts: str = "127.0.0.1,localhost,[::1]"
     # Lifetime of a log-in bearer token, seconds.
     token_ttl_seconds: int = 8 * 3600
     # Lifetime of an activation link, seconds (60 minutes in the guide).
@@ -71,6 +102,14 @@ class Settings:
     proxy_hops: int = 0
     # Log level of the service.
     log_level: str = "INFO"
+    # `authz serve` (gunicorn): address, worker processes, threads per worker,
+    # and a gunicorn configuration file (empty: none). gunicorn's own
+    # configuration file, then GUNICORN_CMD_ARGS, then the options of
+    # `authz serve` override these (docs/operations.md).
+    bind: str = "127.0.0.1:8000"
+    workers: int = 2
+    threads: int = 4
+    gunicorn_config: str = ""
 
     @property
     def effective_database_url(self) -> str:
@@ -84,40 +123,229 @@ class Settings:
 
 
 ENV_PREFIX = "AUTHZ_"
+# AUTHZ_* names that are not settings of the service: the test suite's and CI's.
+RESERVED_PREFIXES = ("AUTHZ_TEST_", "AUTHZ_CI_")
 
 
-def _coerce(raw: str, current: Any, name: str) -> Any:
-    if isinstance(current, bool):
-        lowered = raw.strip().lower()
+class SettingError(ValueError):
+    """A setting's value is refused. The message is one line: the variable, what
+    it accepts, and the value given."""
+
+    def __init__(self, name: str, accepts: str, value: Any) -> None:
+        self.variable = ENV_PREFIX + name.upper()
+        if name in _SECRETS:
+            given = "a value (not shown)"
+        else:
+            given = repr(
+                _PASSWORD_IN_URL.sub(r"\1:***@", value) if name == "database_url" else value
+            )
+        super().__init__(f"{self.variable}: expected {accepts}, got {given}")
+
+
+# Never echoed in an error; a database URL is echoed with its password masked.
+_SECRETS = frozenset({"smtp_password"})
+_PASSWORD_IN_URL = re.compile(r"(://[^:/@]*):[^@/]*@")
+
+
+# --- what each setting accepts -----------------------------------------------
+# Every setting is checked on start (CLI and create_app) against its type and
+# the rule below: (what it accepts, in words; a check of the typed value).
+
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _url(value: str, *, empty_ok: bool) -> bool:
+    if not value:
+        return empty_ok
+    parts = urlsplit(value)
+    return (
+        parts.scheme in ("http", "https")
+        and bool(parts.hostname)
+        and not (parts.query or parts.fragment)
+    )
+
+
+def _database_url(value: str) -> bool:
+    if not value:
+        return True
+    try:
+        url = make_url(value)
+    except ArgumentError:
+        return False
+    return url.get_backend_name() in ("sqlite", "postgresql")
+
+
+def _host_names(value: str) -> bool:
+    names = [n.strip() for n in value.split(",")]
+    return all(n and " " not in n and "/" not in n for n in names) if value.strip() else True
+
+
+def _binds(value: str) -> bool:
+    def one(address: str) -> bool:
+        if address.startswith(("unix:", "fd://")):
+            return len(address) > 5
+        host, _, port = address.rpartition(":")
+        return bool(host) and port.isdigit() and 0 <= int(port) <= 65535
+
+    return all(one(a.strip()) for a in value.split(",")) if value.strip() else False
+
+
+_AT_LEAST_1 = ("an integer >= 1", lambda v: v >= 1)
+_POSITIVE = ("a number > 0", lambda v: v > 0)
+RULES: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "var_dir": ("a folder path", lambda v: bool(v.strip())),
+    "database_url": (
+        "empty or a SQLAlchemy URL of SQLite or PostgreSQL, e.g. postgresql+psycopg://user@host/db",
+        _database_url,
+    ),
+    "policy_dir": ("an existing folder of policy files", lambda v: Path(v).is_dir()),
+    "public_base_url": (
+        "empty or an http(s) URL without query, e.g. https://authz.example.org",
+        lambda v: _url(v, empty_ok=True),
+    ),
+    "trusted_hosts": (
+        "host names separated by commas, e.g. 127.0.0.1,localhost,[::1]",
+        _host_names,
+    ),
+    "token_ttl_seconds": _AT_LEAST_1,
+    "activation_ttl_seconds": ("an integer >= 60", lambda v: v >= 60),
+    "technical_secret_ttl_days": _AT_LEAST_1,
+    "login_max_failures": _AT_LEAST_1,
+    "login_max_failures_per_ip": _AT_LEAST_1,
+    "login_lockout_seconds": _AT_LEAST_1,
+    "argon2_time_cost": _AT_LEAST_1,
+    "argon2_memory_kib": ("an integer >= 8", lambda v: v >= 8),
+    "argon2_parallelism": ("an integer from 1 to 255", lambda v: 1 <= v <= 255),
+    "max_body_bytes": ("an integer >= 1024", lambda v: v >= 1024),
+    "page_size": _AT_LEAST_1,
+    "page_size_max": _AT_LEAST_1,
+    "mail_from": (
+        "an e-mail address",
+        lambda v: "@" in v and not any(c in v for c in "\r\n"),
+    ),
+    "mail_dir": ("a folder path (or empty)", lambda v: True),
+    "smtp_host": ("a host name (or empty)", lambda v: " " not in v.strip()),
+    "smtp_port": ("a port number from 1 to 65535", lambda v: 1 <= v <= 65535),
+    "smtp_username": ("any text", lambda v: True),
+    "smtp_password": ("any text", lambda v: True),
+    "smtp_starttls": ("true or false", lambda v: True),
+    "smtp_timeout_seconds": _POSITIVE,
+    "mail_retry_base_seconds": _POSITIVE,
+    "mail_retry_max_seconds": _POSITIVE,
+    "mail_background": ("true or false", lambda v: True),
+    "mail_poll_seconds": _POSITIVE,
+    "decision_check_interval_seconds": ("a number >= 0", lambda v: v >= 0),
+    "batch_max": _AT_LEAST_1,
+    "proxy_hops": ("an integer >= 0", lambda v: v >= 0),
+    "log_level": ("one of " + ", ".join(_LOG_LEVELS), lambda v: v.upper() in _LOG_LEVELS),
+    "bind": ("HOST:PORT (or unix:PATH), several separated by commas", _binds),
+    "workers": _AT_LEAST_1,
+    "threads": _AT_LEAST_1,
+    "gunicorn_config": (
+        "empty or an existing gunicorn configuration file (Python)",
+        lambda v: not v or Path(v).is_file(),
+    ),
+}
+# Settings that must not be smaller than another: (setting, floor setting).
+_NOT_BELOW = (("page_size_max", "page_size"), ("mail_retry_max_seconds", "mail_retry_base_seconds"))
+_TYPE_WORDS = {bool: "true or false", int: "an integer", float: "a number", str: "text"}
+
+
+def _typed(name: str, raw: Any, kind: type) -> Any:
+    """The value of setting `name` as its type, from an environment string or an
+    explicit override. Raises SettingError."""
+    rule = RULES[name][0]
+    if kind is bool:
+        if isinstance(raw, bool):
+            return raw
+        lowered = str(raw).strip().lower()
         if lowered in ("1", "true", "yes", "on"):
             return True
         if lowered in ("0", "false", "no", "off", ""):
             return False
-        raise ValueError(f"{ENV_PREFIX}{name.upper()}: expected a boolean, got {raw!r}")
-    if isinstance(current, int):
-        return int(raw)
-    if isinstance(current, float):
-        return float(raw)
+        raise SettingError(name, "true or false (also 1/0, yes/no, on/off)", raw)
+    if kind is int:
+        if isinstance(raw, bool) or not isinstance(raw, (int, str)):
+            raise SettingError(name, rule, raw)
+        try:
+            return int(raw.strip()) if isinstance(raw, str) else raw
+        except ValueError:
+            raise SettingError(name, rule, raw) from None
+    if kind is float:
+        if isinstance(raw, bool) or not isinstance(raw, (int, float, str)):
+            raise SettingError(name, rule, raw)
+        try:
+            value = float(raw.strip()) if isinstance(raw, str) else float(raw)
+        except ValueError:
+            raise SettingError(name, rule, raw) from None
+        if not math.isfinite(value):
+            raise SettingError(name, rule, raw)
+        return value
+    if not isinstance(raw, str):
+        raise SettingError(name, rule, raw)
     return raw
+
+
+def validate(settings: Settings) -> Settings:
+    """Check every setting against its rule. Raises SettingError (one line)."""
+    for name, (accepts, check) in RULES.items():
+        value = getattr(settings, name)
+        if not check(value):
+            raise SettingError(name, accepts, value)
+    for name, floor in _NOT_BELOW:
+        if getattr(settings, name) < getattr(settings, floor):
+            accepts = f"a value >= {ENV_PREFIX}{floor.upper()} ({getattr(settings, floor)})"
+            raise SettingError(name, accepts, getattr(settings, name))
+    if settings.argon2_memory_kib < 8 * settings.argon2_parallelism:
+        raise SettingError(
+            "argon2_memory_kib",
+            f"at least 8 KiB per lane of AUTHZ_ARGON2_PARALLELISM ({settings.argon2_parallelism})",
+            settings.argon2_memory_kib,
+        )
+    return settings
 
 
 def load_settings(
     overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
 ) -> Settings:
-    """Defaults, then AUTHZ_* environment variables, then explicit overrides."""
+    """Defaults, then AUTHZ_* environment variables, then explicit overrides;
+    every value checked. Raises SettingError (one line naming the variable and
+    what it accepts), or KeyError for an override that is not a setting."""
     environ = os.environ if environ is None else environ
-    defaults = Settings()
+    fields = {f.name: f for f in dataclasses.fields(Settings)}
     values: dict[str, Any] = {}
-    for f in dataclasses.fields(Settings):
-        raw = environ.get(ENV_PREFIX + f.name.upper())
+    for name in fields:
+        raw = environ.get(ENV_PREFIX + name.upper())
         if raw is not None:
-            values[f.name] = _coerce(raw, getattr(defaults, f.name), f.name)
-    known = {f.name for f in dataclasses.fields(Settings)}
+            values[name] = raw
     for key, value in (overrides or {}).items():
-        if key not in known:
+        if key not in fields:
             raise KeyError(f"unknown setting {key!r}")
         values[key] = value
-    return dataclasses.replace(defaults, **values)
+    kinds = {name: type(getattr(Settings, name)) for name in fields}
+    typed = {name: _typed(name, raw, kinds[name]) for name, raw in values.items()}
+    settings = validate(dataclasses.replace(Settings(), **typed))
+    return dataclasses.replace(settings, log_level=settings.log_level.upper())
+
+
+def unknown_variables(environ: Mapping[str, str] | None = None) -> list[str]:
+    """One warning line per AUTHZ_* variable of `environ` that is not a setting
+    (a misspelt name would otherwise be ignored in silence), with the closest
+    setting when one is close."""
+    environ = os.environ if environ is None else environ
+    known = [ENV_PREFIX + f.name.upper() for f in dataclasses.fields(Settings)]
+    lines = []
+    for variable in sorted(environ):
+        if (
+            not variable.startswith(ENV_PREFIX)
+            or variable in known
+            or variable.startswith(RESERVED_PREFIXES)
+        ):
+            continue
+        close = difflib.get_close_matches(variable, known, n=1, cutoff=0.75)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        lines.append(f"warning: {variable} is not a setting and is ignored{hint}")
+    return lines
 
 
 def settings_table() -> list[tuple[str, str]]:
@@ -129,4 +357,14 @@ def settings_table() -> list[tuple[str, str]]:
     ]
 
 
-__all__ = ["Settings", "load_settings", "settings_table", "ROOT"]
+__all__ = [
+    "Settings",
+    "SettingError",
+    "load_settings",
+    "settings_table",
+    "unknown_variables",
+    "validate",
+    "shipped",
+    "ROOT",
+    "SHIPPED",
+]

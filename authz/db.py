@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Engine, create_engine, event, inspect
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, create_engine, event, func, inspect, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from .config import ROOT, Settings
+from models import SchemaCompatibility
+
+from .config import Settings, shipped
+from .errors import Unavailable
 
 
 def make_engine(settings: Settings, *, for_reads: bool = False) -> Engine:
@@ -44,25 +52,170 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(bind=engine, expire_on_commit=False)
 
 
-def alembic_config(engine: Engine) -> AlembicConfig:
-    cfg = AlembicConfig(str(ROOT / "alembic.ini"))
-    cfg.set_main_option("script_location", str(ROOT / "migrations"))
+def alembic_config(engine: Engine | None, *, script_location: str | Path | None = None):
+    """Alembic's configuration: the shipped alembic.ini and migrations (or the
+    migrations folder `script_location`), migrating through `engine`."""
+    cfg = AlembicConfig(str(shipped("alembic.ini")))
+    cfg.set_main_option("script_location", str(script_location or shipped("migrations")))
     cfg.attributes["engine"] = engine
     return cfg
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Bring the schema to `revision` (idempotent)."""
-    command.upgrade(alembic_config(engine), revision)
+# --- one schema change at a time ------------------------------------------------
+
+# Key of the PostgreSQL advisory lock that serialises schema changes and the
+# space catalogue sync between processes: the bytes "authzmig" as a signed bigint.
+SCHEMA_LOCK_KEY = int.from_bytes(b"authzmig", "big", signed=True)
+
+
+def lock_schema(conn: Connection, on_wait: Callable[[], None] | None = None) -> None:
+    """Hold the schema lock until the end of `conn`'s current transaction; wait
+    for it if another process holds it (`on_wait` is called first).
+
+    PostgreSQL: a transaction-level advisory lock, released by the commit that
+    makes the change visible. SQLite: the transaction already holds the
+    database's write lock (our engines BEGIN IMMEDIATE), which is the lock."""
+    if conn.dialect.name != "postgresql":
+        return
+    if not conn.execute(select(func.pg_try_advisory_xact_lock(SCHEMA_LOCK_KEY))).scalar():
+        if on_wait is not None:
+            on_wait()
+        conn.execute(select(func.pg_advisory_xact_lock(SCHEMA_LOCK_KEY)))
+
+
+def _database_revision(conn: Connection) -> str | None:
+    if not inspect(conn).has_table("alembic_version"):
+        return None
+    heads = MigrationContext.configure(conn).get_current_heads()
+    return ",".join(sorted(heads)) or None
+
+
+def upgrade(
+    engine: Engine,
+    revision: str = "head",
+    *,
+    script_location: str | Path | None = None,
+    on_wait: Callable[[], None] | None = None,
+) -> tuple[str | None, str | None]:
+    """Bring the schema to `revision` (idempotent); returns the database's
+    revision before and after.
+
+    Several processes may call this at once (instances starting together): the
+    first takes the schema lock and migrates in one transaction, the others wait
+    for its commit, then find nothing left to do. A database already at a newer
+    revision that declares itself compatible with this code is left as it is;
+    raises Unavailable `schema_incompatible` if it is newer and not compatible."""
+    cfg = alembic_config(engine, script_location=script_location)
+    with engine.connect() as conn, conn.begin():
+        lock_schema(conn, on_wait)
+        before = _database_revision(conn)
+        chain = code_chain(cfg.get_main_option("script_location"))
+        if before is not None and before not in chain.known:
+            status = _status(conn, chain, before)
+            if status.state != "compatible":
+                raise Unavailable(status.detail, code=status.code)
+            return before, before
+        # Alembic runs in this transaction (it does not commit an external one).
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, revision)
+        after = _database_revision(conn)
+    return before, after
+
+
+# --- is the schema one this code runs on? ---------------------------------------
+#
+# Rolling deploys (docs/operations.md, "Expand, then contract"): the new release
+# migrates while instances of the previous one still serve. Each migration file
+# declares `compatible_with`, the oldest revision whose code still runs on the
+# schema it leaves (its down_revision for an additive change, itself for one that
+# removes or changes what older code uses). The migrations environment records
+# the declaration of the head it migrated to in the schema_compatibility row,
+# because older code does not have the newer migration files to read it from.
+
+
+@dataclass(frozen=True)
+class CodeChain:
+    """The migrations this code ships: its head and every revision it knows."""
+
+    head: str
+    known: frozenset[str]
+
+
+@lru_cache(maxsize=8)
+def code_chain(script_location: str | None = None) -> CodeChain:
+    script = ScriptDirectory.from_config(alembic_config(None, script_location=script_location))
+    heads = script.get_heads()
+    if len(heads) != 1:
+        raise RuntimeError(f"the migrations have {len(heads)} heads; merge them into one")
+    return CodeChain(heads[0], frozenset(s.revision for s in script.walk_revisions()))
+
+
+def declared_compatibility(script: ScriptDirectory, revision: str) -> str:
+    """The `compatible_with` of migration `revision` (itself when undeclared)."""
+    module = script.get_revision(revision).module
+    return getattr(module, "compatible_with", None) or revision
+
+
+@dataclass(frozen=True)
+class SchemaStatus:
+    """current: at this code's head; compatible: at a newer revision declared
+    compatible with this code; outdated: empty or older (run `authz db upgrade`);
+    incompatible: at a newer revision this code must not run on."""
+
+    state: str
+    database: str | None
+    code_head: str
+    detail: str
+
+    @property
+    def usable(self) -> bool:
+        return self.state in ("current", "compatible")
+
+    @property
+    def code(self) -> str:
+        return "schema_incompatible" if self.state == "incompatible" else "schema_outdated"
+
+
+def schema_status(engine: Engine, *, script_location: str | Path | None = None) -> SchemaStatus:
+    """Whether this code may run on the database's schema (see SchemaStatus)."""
+    chain = code_chain(str(script_location) if script_location else None)
+    with engine.connect() as conn:
+        return _status(conn, chain, _database_revision(conn))
+
+
+def _status(conn: Connection, chain: CodeChain, database: str | None) -> SchemaStatus:
+    def status(state: str, detail: str) -> SchemaStatus:
+        return SchemaStatus(state, database, chain.head, detail)
+
+    if database == chain.head:
+        return status("current", f"The database schema is at revision {database}.")
+    if database is None or database in chain.known:
+        return status(
+            "outdated",
+            "The database schema is not at the latest migration: run `authz db upgrade` first.",
+        )
+    floor = None
+    if inspect(conn).has_table(SchemaCompatibility.__tablename__):
+        row = conn.execute(
+            select(SchemaCompatibility.revision, SchemaCompatibility.compatible_with)
+        ).first()
+        if row is not None and row.revision == database:
+            floor = row.compatible_with
+    if floor is not None and floor in chain.known:
+        return status(
+            "compatible",
+            f"The database schema is at revision {database}, newer than this release's "
+            f"{chain.head}; it declares code from revision {floor} on compatible.",
+        )
+    return status(
+        "incompatible",
+        f"The database schema is at revision {database}, newer than this release's "
+        f"{chain.head} and not compatible with it"
+        + (f" (it needs code from revision {floor} on)" if floor else "")
+        + ": deploy the release that migrated it.",
+    )
 
 
 def schema_is_current(engine: Engine) -> bool:
-    from alembic.runtime.migration import MigrationContext
-    from alembic.script import ScriptDirectory
-
-    script = ScriptDirectory.from_config(alembic_config(engine))
-    with engine.connect() as conn:
-        if not inspect(conn).has_table("alembic_version"):
-            return False
-        current = set(MigrationContext.configure(conn).get_current_heads())
-    return current == set(script.get_heads())
+    """The schema is exactly at this code's head."""
+    return schema_status(engine).state == "current"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +20,36 @@ from .engine.policy import Policies, PolicyEngine, load_policies, sync_space_cat
 from .security import Hasher
 
 
+# --- the base URL of links ---------------------------------------------------------
+# Links the service hands out (activation mails, technical users' connection
+# files) start with AUTHZ_PUBLIC_BASE_URL; when it is unset, with the base URL of
+# the request being served, but only if its Host is a trusted host (a Host
+# header is the client's to forge: a forged one in a mailed link is the classic
+# password-reset poisoning), else with DEFAULT_BASE_URL. docs/decisions.md.
+DEFAULT_BASE_URL = "http://127.0.0.1:8000"
+_REQUEST_BASE: ContextVar[str] = ContextVar("authz_request_base", default="")
+_HOST = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[^:\[\]/@\s]+)(?::\d{1,5})?$")
+
+
+def trusted_host(host: str, trusted: str) -> bool:
+    """Whether `host` (a Host header: name, optionally :port) names one of the
+    comma-separated host names of `trusted` (any port)."""
+    match = _HOST.match(host or "")
+    names = {name.strip().lower() for name in trusted.split(",") if name.strip()}
+    return match is not None and match.group(1).lower() in names
+
+
+def serving_request(settings: Settings, *, base_url: str, host: str) -> Token[str]:
+    """Called by the HTTP layer as a request starts: links built while serving it
+    may use `base_url` if `host` is trusted. Returns the token for done_serving."""
+    trusted = trusted_host(host, settings.trusted_hosts)
+    return _REQUEST_BASE.set(base_url if trusted else "")
+
+
+def done_serving(token: Token[str]) -> None:
+    _REQUEST_BASE.reset(token)
+
+
 @dataclass
 class Runtime:
     settings: Settings
@@ -31,6 +63,12 @@ class Runtime:
     decider: Decider
     # Background outbox sender of this process (None: mail is sent by `authz mail`).
     dispatcher: Any = None
+
+    def link_base(self) -> str:
+        """The base URL of the links the service mails or hands out, without a
+        trailing slash (see DEFAULT_BASE_URL above)."""
+        base = self.settings.public_base_url or _REQUEST_BASE.get() or DEFAULT_BASE_URL
+        return base.rstrip("/")
 
 
 def close_runtime(rt: Runtime) -> None:
@@ -59,6 +97,9 @@ def build_runtime(settings: Settings, *, engine: Engine | None = None) -> Runtim
 
 
 def sync_catalogue(rt: Runtime) -> None:
-    """Copy policies/spaces.yaml into the database (after migrations)."""
+    """Copy policies/spaces.yaml into the database (after migrations). Under the
+    schema lock: workers and instances starting together would otherwise both
+    insert a new space."""
     with rt.sessions.begin() as session:
+        db.lock_schema(session.connection())
         sync_space_catalogue(session, rt.policies)

@@ -22,7 +22,13 @@ from .accounts import (
     User,
 )
 from .base import Base, utcnow
-from .operations import HistoryEntry, OutboxMail, PolicyChange, PolicyRevision
+from .operations import (
+    HistoryEntry,
+    OutboxMail,
+    PolicyChange,
+    PolicyRevision,
+    SchemaCompatibility,
+)
 from .structures import (
     IDENTIFIER_TYPES,
     STRUCTURE_KINDS,
@@ -57,6 +63,7 @@ __all__ = [
     "OutboxMail",
     "PolicyRevision",
     "PolicyChange",
+    "SchemaCompatibility",
     "TechnicalCredential",
     "IDENTIFIER_TYPES",
     "STRUCTURE_KINDS",

@@ -81,3 +81,18 @@ class PolicyChange(Base):
     a: Mapped[int | None] = mapped_column(BigInteger)
     b: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class SchemaCompatibility(Base):
+    """Single row, written by the migrations environment after every migration:
+    the revision the schema is at and the oldest revision whose code still runs
+    on it (that migration's `compatible_with`). Code older than the schema reads
+    it to know whether it may keep serving (docs/operations.md)."""
+
+    __tablename__ = "schema_compatibility"
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, default=1)
+    revision: Mapped[str] = mapped_column(String(32))
+    compatible_with: Mapped[str] = mapped_column(String(32))
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)

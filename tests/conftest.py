@@ -10,12 +10,13 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import create_engine, make_url, select, text
 
 from api import create_app
 from authz.config import load_settings
@@ -75,6 +76,43 @@ def database_url(migrated_template: str, tmp_path: Path) -> str:
     target = tmp_path / "authz.db"
     shutil.copy(migrated_template, target)
     return f"sqlite:///{target}"
+
+
+def command_env(database_url: str, var_dir: Path) -> dict[str, str]:
+    """The environment of a real `authz` (or gunicorn) process on `database_url`:
+    this process's, less its AUTHZ_* and gunicorn variables, plus cheap hashing
+    and no mail thread."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AUTHZ_", "GUNICORN_"))}
+    return {
+        **env,
+        "AUTHZ_DATABASE_URL": database_url,
+        "AUTHZ_VAR_DIR": str(var_dir),
+        "AUTHZ_MAIL_BACKGROUND": "false",
+        **{f"AUTHZ_{name.upper()}": str(value) for name, value in FAST_HASH.items()},
+    }
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """URL of an empty database: a SQLite file, or a fresh PostgreSQL schema of
+    its own (skipped when AUTHZ_TEST_POSTGRES_URL is unset), whatever backend
+    the rest of the run uses."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'authz.db'}"
+        return
+    if not POSTGRES_URL:
+        pytest.skip("AUTHZ_TEST_POSTGRES_URL is not set")
+    schema = f"test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(POSTGRES_URL)
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    try:
+        url = make_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={schema}"})
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        admin.dispose()
 
 
 @pytest.fixture

@@ -10,19 +10,17 @@ import datetime as dt
 import email
 import email.policy
 import logging
-import os
 import re
 import socket
 import threading
 import time
-import uuid
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
 from aiosmtpd.controller import Controller
-from sqlalchemy import Engine, create_engine, func, make_url, select, update
+from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from authz import mail
@@ -31,7 +29,6 @@ from authz.db import make_engine, make_session_factory, upgrade
 from authz.errors import Invalid
 from models import OutboxMail, utcnow
 
-POSTGRES_ENV = "AUTHZ_TEST_POSTGRES_URL"
 FROM = "no-reply@authz.test"
 TO = "jeanne.dupont@example.org"
 SUBJECT = "Activation de votre compte — Référent"
@@ -41,26 +38,9 @@ BODY = "Bonjour Jeanne,\n\nVotre accès est créé : à activer avant l'été.\n
 # --- fixtures and helpers ---------------------------------------------------
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def mail_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """URL of an empty database: a SQLite file, or a fresh PostgreSQL schema."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'authz.db'}"
-        return
-    base = os.environ.get(POSTGRES_ENV)
-    if not base:
-        pytest.skip(f"{POSTGRES_ENV} is not set")
-    schema = f"mailtest_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(base)
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    try:
-        url = make_url(base).update_query_dict({"options": f"-csearch_path={schema}"})
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        admin.dispose()
+@pytest.fixture
+def mail_db_url(empty_database_url: str) -> str:
+    return empty_database_url
 
 
 @pytest.fixture

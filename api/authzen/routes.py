@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from functools import wraps
 from typing import Any
 
+from flask import request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import EXCLUDE, Schema, fields, validate
@@ -385,7 +386,12 @@ class Configuration(MethodView):
     @blp.response(200, AuthzenConfigurationSchema)
     @blp.doc(security=[])
     def get(self):
-        """AuthZEN PDP metadata: the endpoints, as absolute URLs under AUTHZ_PUBLIC_BASE_URL
-        (public, cacheable for an hour)."""
-        body = wire.metadata(runtime().settings.public_base_url)
-        return body, 200, {"Cache-Control": "public, max-age=3600"}
+        """AuthZEN PDP metadata: the endpoints, as absolute URLs under AUTHZ_PUBLIC_BASE_URL,
+        or when it is unset under the URL this document was fetched from (public,
+        cacheable for an hour)."""
+        configured = runtime().settings.public_base_url
+        body = wire.metadata(configured or request.url_root)
+        headers = {"Cache-Control": "public, max-age=3600"}
+        if not configured:
+            headers["Vary"] = "Host"
+        return body, 200, headers

@@ -116,7 +116,7 @@ def _issue_activation(session: Session, rt: Runtime, user: User) -> None:
             expires_at=now + dt.timedelta(seconds=rt.settings.activation_ttl_seconds),
         )
     )
-    base = rt.settings.public_base_url.rstrip("/")
+    base = rt.link_base()
     minutes = rt.settings.activation_ttl_seconds // 60
     body = (
         f"Hello {user.first_name} {user.last_name},\n\n"

@@ -355,7 +355,7 @@ def connection_file(
     """The connection-information file of a technical user (.env style, with how
     to get a token). It holds the secret: it exists only in the answer to the
     creation or the reset."""
-    base = rt.settings.public_base_url.rstrip("/")
+    base = rt.link_base()
     return (
         f'# Connection information of the technical user "{label}".\n'
         f"# The secret is shown only once: keep this file in your system's secret store.\n"
