@@ -17,8 +17,7 @@ from api.authzen import wire
 from authz.workflows.clients import create_client
 from authz.workflows.records import bump_revision
 from models import Attachment, Subscription
-
-from .conftest import Api
+from tests.support.api import Api
 
 EVALUATION = "/access/v1/evaluation"
 EVALUATIONS = "/access/v1/evaluations"

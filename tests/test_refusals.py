@@ -10,8 +10,7 @@ from sqlalchemy.exc import OperationalError
 
 from authz.errors import Unavailable
 from models import Attachment, Structure
-
-from .test_permissions import grant
+from tests.support.rows import grant
 
 
 def set_inactive(rt, structure_id):

@@ -42,8 +42,8 @@ from models import (
     Subscription,
     SubscriptionRequest,
 )
-
-from .conftest import FAST_HASH, PASSWORD, POSTGRES_URL, Api, activation_token, outbox
+from tests.support.api import PASSWORD, Api, activation_token, outbox
+from tests.support.backend import FAST_HASH, POSTGRES_URL
 
 ATT = "/v1/attachment-requests"
 SUB = "/v1/subscription-requests"
