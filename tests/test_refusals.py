@@ -1,16 +1,13 @@
 """Refusals of routes whose happy path is tested elsewhere: finding a
-structure to join, asking for spaces, attaching a user directly."""
+structure to join, decisions when the policy store cannot be read."""
 
 from __future__ import annotations
-
-import datetime as dt
 
 import pytest
 from sqlalchemy.exc import OperationalError
 
 from authz.errors import Unavailable
-from models import Attachment, Structure
-from tests.support.rows import grant
+from models import Structure
 
 
 def set_inactive(rt, structure_id):
@@ -42,94 +39,6 @@ def test_lookup_finds_only_an_active_structure_by_its_exact_identifier(api, rt, 
     )
     set_inactive(rt, st["id"])
     assert find(st["identifier_value"]).status_code == 404
-
-
-def test_only_an_attached_user_asks_for_spaces_and_only_where_attached(api, rt, structure_of):
-    ada = api.person("ada@example.org")
-    eve = api.person("eve@example.org")
-    st = structure_of(ada)
-    one = ada.post(f"/v1/structures/{st['id']}/services", json={"code": "S1", "label": "1"}).json
-    two = ada.post(f"/v1/structures/{st['id']}/services", json={"code": "S2", "label": "2"}).json
-    ada.put(f"/v1/structures/{st['id']}/spaces", json={"spaces": [{"space": "issued_invoices"}]})
-    line = {"space": "issued_invoices", "service_id": None, "level": "consult"}
-    stranger = eve.post(
-        "/v1/subscription-requests", json={"structure_id": st["id"], "lines": [line]}
-    )
-    assert stranger.status_code == 404
-    with rt.sessions() as s:  # Eve attached to service S1 only
-        s.add(
-            Attachment(
-                user_id=eve.user["id"],
-                structure_id=st["id"],
-                service_id=one["id"],
-                role="simple",
-                status="validated",
-                valid_from=dt.date.today(),
-            )
-        )
-        s.commit()
-    outside = eve.post(
-        "/v1/subscription-requests",
-        json={"structure_id": st["id"], "lines": [{**line, "service_id": two["id"]}]},
-    )
-    assert outside.status_code == 422 and outside.json["code"] == "outside_attachment"
-    whole = eve.post("/v1/subscription-requests", json={"structure_id": st["id"], "lines": [line]})
-    assert whole.status_code == 422 and whole.json["code"] == "outside_attachment"
-    ok = eve.post(
-        "/v1/subscription-requests",
-        json={"structure_id": st["id"], "lines": [{**line, "service_id": one["id"]}]},
-    )
-    assert ok.status_code == 201
-
-
-@pytest.mark.parametrize("role, status", [("simple", 403), ("technical", 403)])
-def test_only_managers_attach_users_directly(api, rt, structure_of, role, status):
-    ada = api.person("ada@example.org")
-    bob = api.person("bob@example.org")
-    carl = api.person("carl@example.org")
-    st = structure_of(ada)
-    grant(rt, bob.user["id"], st["id"], role=role)
-    body = {"user_id": carl.user["id"], "whole_structure": True}
-    assert bob.post(f"/v1/structures/{st['id']}/attachments", json=body).status_code == status
-    assert carl.post(f"/v1/structures/{st['id']}/attachments", json=body).status_code == 404
-
-
-def test_direct_attachment_refuses_bad_input(api, rt, structure_of):
-    ada = api.person("ada@example.org")
-    carl = api.person("carl@example.org")
-    st = structure_of(ada)
-    url = f"/v1/structures/{st['id']}/attachments"
-    today = dt.date.today()
-    cases = [
-        ({"user_id": 999, "whole_structure": True}, 404),
-        ({"login_email": "nobody@example.org", "whole_structure": True}, 404),
-        ({"whole_structure": True}, 422),
-        (
-            {
-                "user_id": carl.user["id"],
-                "login_email": "carl@example.org",
-                "whole_structure": True,
-            },
-            422,
-        ),
-        ({"user_id": carl.user["id"], "whole_structure": True, "role": "principal"}, 422),
-        ({"user_id": carl.user["id"], "whole_structure": False, "service_ids": []}, 422),
-        ({"user_id": carl.user["id"], "whole_structure": False, "service_ids": [999]}, 422),
-        (
-            {
-                "user_id": carl.user["id"],
-                "whole_structure": True,
-                "valid_from": today.isoformat(),
-                "valid_until": (today - dt.timedelta(days=1)).isoformat(),
-            },
-            422,
-        ),
-    ]
-    for body, status in cases:
-        r = ada.post(url, json=body)
-        assert r.status_code == status, (body, r.json)
-        assert r.content_type == "application/problem+json"
-    assert ada.get(f"/v1/users/{carl.user['id']}/permissions").status_code == 404
 
 
 def _unreachable():
