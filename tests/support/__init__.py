@@ -7,4 +7,5 @@ files; these modules hold the plain functions and values behind them.
 - `rows`: facts written with the models, for what no workflow hands out here.
 - `cli`: the `authz` command line, run in-process.
 - `membership`: the bakery world of the request, attachment and history tests.
+- `authzen`: the AuthZEN tests' world and questions.
 """
