@@ -80,6 +80,31 @@ def test_identifier_is_unique_per_type(api, structure_of):
     assert other_type.status_code == 201
 
 
+def test_lookup_finds_only_an_active_structure_by_its_exact_identifier(api, rt, structure_of):
+    ada = api.person("ada@example.org")
+    bob = api.person("bob@example.org")
+    st = structure_of(ada)
+    find = lambda value: bob.get(
+        "/v1/structures/lookup",
+        query_string={  # noqa: E731
+            "identifier_type": "SIRET",
+            "identifier_value": value,
+        },
+    )
+    assert find(st["identifier_value"]).status_code == 200
+    assert find("35600000000048").status_code == 404  # valid, but nobody has it
+    assert find(st["identifier_value"][:10]).status_code == 422  # no partial match
+    assert (
+        api.get(
+            "/v1/structures/lookup",
+            query_string={"identifier_type": "SIRET", "identifier_value": st["identifier_value"]},
+        ).status_code
+        == 401
+    )
+    set_status(rt, Structure, st["id"], "inactive")
+    assert find(st["identifier_value"]).status_code == 404
+
+
 def test_a_stranger_can_neither_see_nor_touch_a_structure(api, structure_of):
     ada = api.person("ada@example.org")
     eve = api.person("eve@example.org")
