@@ -3,33 +3,28 @@
 The backend is SQLite unless AUTHZ_TEST_POSTGRES_URL names a PostgreSQL
 database (`make test` runs the suite once per backend). The schema is made by
 the Alembic migrations once per run; each test starts from empty tables.
+
+Test modules import helpers from `tests/support/`, never from this file nor
+from each other (tests/test_layers.py checks it); a package of tests with a
+world of its own adds a conftest.py of its own.
 """
 
 from __future__ import annotations
 
-import os
-import re
-import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, make_url, select, text
+from sqlalchemy import create_engine, make_url, text
 
 from api import create_app
 from authz.config import load_settings
 from authz.db import make_engine, upgrade
-from authz.runtime import close_runtime
-from models import Base, OutboxMail
-
-POSTGRES_URL = os.environ.get("AUTHZ_TEST_POSTGRES_URL", "")
-BACKEND = "postgresql" if POSTGRES_URL else "sqlite"
-PASSWORD = "correct horse battery staple"
-
-# Cheap argon2 parameters: the tests hash many passwords.
-FAST_HASH = {"argon2_time_cost": 1, "argon2_memory_kib": 1024, "argon2_parallelism": 1}
+from authz.runtime import Runtime, build_runtime, close_runtime
+from tests.support.api import VALID_SIRETS, Api, create_structure
+from tests.support.backend import BACKEND, POSTGRES_URL, app_settings, fresh_database
 
 
 def pytest_report_header(config):
@@ -57,39 +52,8 @@ def migrated_template(tmp_path_factory) -> str:
 @pytest.fixture
 def database_url(migrated_template: str, tmp_path: Path) -> str:
     """A fresh, migrated, empty database for one test."""
-    if POSTGRES_URL:
-        engine = make_engine(load_settings({"database_url": POSTGRES_URL}))
-        tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
-        with engine.begin() as conn:
-            # A connection a previous test left in a transaction would block the
-            # TRUNCATE: fail fast and say so, rather than hang.
-            conn.execute(text("SET LOCAL lock_timeout = '15s'"))
-            conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
-            conn.execute(
-                text(
-                    "INSERT INTO policy_revision (id, revision, updated_at) "
-                    "VALUES (1, 0, CURRENT_TIMESTAMP)"
-                )
-            )
-        engine.dispose()
-        return POSTGRES_URL
-    target = tmp_path / "authz.db"
-    shutil.copy(migrated_template, target)
-    return f"sqlite:///{target}"
+    return fresh_database(migrated_template, tmp_path)
 
-
-def command_env(database_url: str, var_dir: Path) -> dict[str, str]:
-    """The environment of a real `authz` (or gunicorn) process on `database_url`:
-    this process's, less its AUTHZ_* and gunicorn variables, plus cheap hashing
-    and no mail thread."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AUTHZ_", "GUNICORN_"))}
-    return {
-        **env,
-        "AUTHZ_DATABASE_URL": database_url,
-        "AUTHZ_VAR_DIR": str(var_dir),
-        "AUTHZ_MAIL_BACKGROUND": "false",
-        **{f"AUTHZ_{name.upper()}": str(value) for name, value in FAST_HASH.items()},
-    }
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -117,13 +81,7 @@ def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterat
 
 @pytest.fixture
 def settings_overrides(database_url: str, tmp_path: Path) -> dict[str, Any]:
-    return {
-        "database_url": database_url,
-        "var_dir": str(tmp_path / "var"),
-        "mail_background": False,
-        "public_base_url": "http://authz.test",
-        **FAST_HASH,
-    }
+    return app_settings(database_url, tmp_path / "var")
 
 
 @pytest.fixture
@@ -150,97 +108,43 @@ def session(rt) -> Iterator:
         yield s
 
 
-def outbox(rt, to: str | None = None) -> list[OutboxMail]:
-    with rt.sessions() as s:
-        stmt = select(OutboxMail).order_by(OutboxMail.id)
-        if to:
-            stmt = stmt.where(OutboxMail.to_address == to)
-        return list(s.scalars(stmt))
-
-
-def activation_token(rt, email: str) -> str:
-    mails = [m for m in outbox(rt, email.lower()) if m.kind == "activation"]
-    assert mails, f"no activation mail for {email}"
-    match = re.search(r"token=([A-Za-z0-9_\-]+)", mails[-1].body)
-    assert match
-    return match.group(1)
-
-
-class Api:
-    """A test client that speaks JSON and remembers a bearer token."""
-
-    def __init__(self, client, rt, token: str | None = None, user: dict | None = None):
-        self.client, self.rt, self.token, self.user = client, rt, token, user
-
-    def _headers(self, headers):
-        h = dict(headers or {})
-        if self.token:
-            h.setdefault("Authorization", f"Bearer {self.token}")
-        return h
-
-    def __getattr__(self, method):
-        if method not in ("get", "post", "put", "patch", "delete"):
-            raise AttributeError(method)
-
-        def call(path, json=None, headers=None, **kw):
-            return getattr(self.client, method)(
-                path, json=json, headers=self._headers(headers), **kw
-            )
-
-        return call
-
-    def signup(self, email: str, first="Ada", last="Lovelace", **extra):
-        return self.client.post(
-            "/v1/accounts",
-            json={"login_email": email, "first_name": first, "last_name": last, **extra},
-        )
-
-    def person(self, email: str, first="Ada", last="Lovelace") -> "Api":
-        """Sign up, activate through the mailed link, log in: a logged-in client."""
-        created = self.signup(email, first, last)
-        assert created.status_code == 201, created.json
-        token = activation_token(self.rt, email)
-        activated = self.client.post(
-            "/v1/accounts/activation", json={"token": token, "password": PASSWORD}
-        )
-        assert activated.status_code == 200, activated.json
-        login = self.client.post(
-            "/v1/auth/token", json={"login_email": email, "password": PASSWORD}
-        )
-        assert login.status_code == 201, login.json
-        return Api(self.client, self.rt, login.json["access_token"], created.json)
-
-
 @pytest.fixture
 def api(client, rt) -> Api:
     return Api(client, rt)
 
 
-VALID_SIRETS = [
-    "73282932000074",
-    "35600000000048",
-    "55208131766522",
-    "44306184100047",
-    "38012986643097",
-]
-
-
 @pytest.fixture
 def structure_of(api):
-    """Make `owner` the principal of a new private structure; returns its JSON."""
+    """Make `owner` the principal of a new private structure; returns its JSON.
+    The test's structures take VALID_SIRETS in order."""
     counter = iter(VALID_SIRETS)
 
     def make(owner: Api, designation: str = "ACME SARL", **extra) -> dict:
-        r = owner.post(
-            "/v1/structures",
-            json={
-                "identifier_type": "SIRET",
-                "identifier_value": next(counter),
-                "designation": designation,
-                **extra,
-            },
-        )
-        assert r.status_code == 201, r.json
-        return r.json
+        return create_structure(owner, next(counter), designation, **extra)
 
     return make
+
+
+# --- the command line ----------------------------------------------------------
+
+
+@pytest.fixture
+def cli_env(database_url: str, tmp_path: Path) -> dict[str, str]:
+    """The AUTHZ_* environment of the commands: the test's database, cheap hashing."""
+    return {
+        "AUTHZ_DATABASE_URL": database_url,
+        "AUTHZ_VAR_DIR": str(tmp_path / "var"),
+        "AUTHZ_PUBLIC_BASE_URL": "http://authz.test",
+        "AUTHZ_ARGON2_TIME_COST": "1",
+        "AUTHZ_ARGON2_MEMORY_KIB": "1024",
+        "AUTHZ_ARGON2_PARALLELISM": "1",
+        "AUTHZ_MAIL_BACKGROUND": "false",
+    }
+
+
+@pytest.fixture
+def cli_rt(cli_env: dict[str, str]) -> Iterator[Runtime]:
+    """A Runtime on the same settings as the commands, to check what they did."""
+    rt = build_runtime(load_settings(environ=cli_env))
+    yield rt
+    rt.engine.dispose()

@@ -9,8 +9,7 @@ import time_machine
 from sqlalchemy import select
 
 from models import ActivationToken, AuthToken, User
-
-from .conftest import PASSWORD, activation_token, outbox
+from tests.support.api import PASSWORD, activation_token, outbox
 
 
 def _user(rt, email):

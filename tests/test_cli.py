@@ -5,21 +5,18 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from alembic.script import ScriptDirectory
-from click.testing import CliRunner, Result
 from sqlalchemy import func, select
 
-from api.cli import ServiceApplication, main
+from api.cli import ServiceApplication
 from authz.config import load_settings
 from authz.db import alembic_config, schema_is_current
 from authz.demo import DEMO_PASSWORD
 from authz.runtime import Runtime, build_runtime
 from authz.workflows import accounts, clients
-from authz.workflows.records import current_revision
 from models import (
     ActivationToken,
     AttachmentRequest,
@@ -33,40 +30,12 @@ from models import (
     User,
     utcnow,
 )
-
-from .conftest import VALID_SIRETS, outbox
+from tests.support.api import VALID_SIRETS, outbox
+from tests.support.cli import authz
+from tests.support.rows import revision, user_row
 
 KEY_RE = re.compile(r"^ak_[0-9a-f]{16}_\S{43}$", re.M)
 BAD_SIRET = "73282932000075"  # right length, wrong checksum
-
-
-@pytest.fixture
-def cli_env(database_url: str, tmp_path: Path) -> dict[str, str]:
-    """The AUTHZ_* environment of the commands: the test's database, cheap hashing."""
-    return {
-        "AUTHZ_DATABASE_URL": database_url,
-        "AUTHZ_VAR_DIR": str(tmp_path / "var"),
-        "AUTHZ_PUBLIC_BASE_URL": "http://authz.test",
-        "AUTHZ_ARGON2_TIME_COST": "1",
-        "AUTHZ_ARGON2_MEMORY_KIB": "1024",
-        "AUTHZ_ARGON2_PARALLELISM": "1",
-        "AUTHZ_MAIL_BACKGROUND": "false",
-    }
-
-
-@pytest.fixture
-def cli_rt(cli_env: dict[str, str]) -> Iterator[Runtime]:
-    """A Runtime on the same settings as the commands, to check what they did."""
-    rt = build_runtime(load_settings(environ=cli_env))
-    yield rt
-    rt.engine.dispose()
-
-
-def authz(env: dict[str, str], *args: str, code: int = 0) -> Result:
-    """Run `authz ARGS` and check its exit code."""
-    result = CliRunner().invoke(main, list(args), env=env)
-    assert result.exit_code == code, (result.output, result.exception)
-    return result
 
 
 def count(rt: Runtime, model, *where) -> int:
@@ -81,16 +50,16 @@ def test_db_upgrade_migrates_an_empty_database_then_changes_nothing(cli_env, tmp
     env = {**cli_env, "AUTHZ_DATABASE_URL": f"sqlite:///{tmp_path / 'fresh.db'}"}
     rt = build_runtime(load_settings(environ=env))
     head = ScriptDirectory.from_config(alembic_config(rt.engine)).get_current_head()
-    first = authz(env, "db", "upgrade")
+    first = authz("db", "upgrade", env=env)
     assert f"upgraded from an empty schema to revision {head}." in first.output
-    second = authz(env, "db", "upgrade")
+    second = authz("db", "upgrade", env=env)
     assert f"already at revision {head}." in second.output
     assert schema_is_current(rt.engine)
     rt.engine.dispose()
 
 
 def test_db_upgrade_on_a_current_database_only_syncs_the_catalogue(cli_env, cli_rt):
-    result = authz(cli_env, "db", "upgrade")
+    result = authz("db", "upgrade", env=cli_env)
     assert "already at revision" in result.output
     with cli_rt.sessions() as s:
         assert {sp.code for sp in s.scalars(select(Space))} == {
@@ -102,7 +71,7 @@ def test_db_upgrade_on_a_current_database_only_syncs_the_catalogue(cli_env, cli_
 
 
 def create_key(env: dict[str, str], name: str = "invoicing-portal") -> str:
-    result = authz(env, "clients", "create", name)
+    result = authz("clients", "create", name, env=env)
     assert "not stored" in result.output
     keys = KEY_RE.findall(result.stdout)
     assert len(keys) == 1, result.output
@@ -136,7 +105,7 @@ def test_a_revoked_client_is_refused_at_once_even_with_a_verified_key(cli_env, c
     key = create_key(cli_env)
     with cli_rt.sessions() as s:
         assert clients.authenticate_client(s, cli_rt, key) is not None  # now cached
-    result = authz(cli_env, "clients", "revoke", "invoicing-portal")
+    result = authz("clients", "revoke", "invoicing-portal", env=cli_env)
     assert "revoked" in result.output
     with cli_rt.sessions() as s:
         assert clients.authenticate_client(s, cli_rt, key) is None
@@ -177,13 +146,13 @@ def test_the_database_holds_only_a_hash_of_the_api_key(cli_env, cli_rt):
 
 def test_a_client_name_is_unique(cli_env):
     create_key(cli_env)
-    result = authz(cli_env, "clients", "create", "invoicing-portal", code=1)
+    result = authz("clients", "create", "invoicing-portal", code=1, env=cli_env)
     assert result.output.startswith("error: A client application is already named")
     assert "Traceback" not in result.output
 
 
 def test_revoking_an_unknown_client_is_a_one_line_error(cli_env):
-    result = authz(cli_env, "clients", "revoke", "nobody", code=1)
+    result = authz("clients", "revoke", "nobody", code=1, env=cli_env)
     assert result.output == "error: No client application is named 'nobody'.\n"
 
 
@@ -205,7 +174,7 @@ def test_import_registers_public_structures(cli_env, cli_rt, tmp_path):
             ("SIRET", VALID_SIRETS[3], "Département du Modèle"),
         ],
     )
-    result = authz(cli_env, "structures", "import", path)
+    result = authz("structures", "import", path, env=cli_env)
     assert "created: 2, skipped (already registered): 0" in result.output
     with cli_rt.sessions() as s:
         registered = {
@@ -226,7 +195,7 @@ def test_import_is_all_or_nothing_and_names_the_bad_line(cli_env, cli_rt, tmp_pa
             ("SIRET", VALID_SIRETS[3], "Commune C"),
         ],
     )
-    result = authz(cli_env, "structures", "import", path, code=1)
+    result = authz("structures", "import", path, code=1, env=cli_env)
     assert "error: line 3: This SIRET is not valid" in result.output
     assert "created: 0" in result.output
     assert count(cli_rt, Structure) == 0
@@ -236,8 +205,8 @@ def test_import_skips_structures_already_registered(cli_env, cli_rt, tmp_path):
     path = write_csv(
         tmp_path, [("SIRET", VALID_SIRETS[2], "Commune A"), ("SIRET", VALID_SIRETS[3], "Commune B")]
     )
-    authz(cli_env, "structures", "import", path)
-    again = authz(cli_env, "structures", "import", path)
+    authz("structures", "import", path, env=cli_env)
+    again = authz("structures", "import", path, env=cli_env)
     assert "created: 0, skipped (already registered): 2" in again.output
     assert count(cli_rt, Structure) == 2
 
@@ -248,7 +217,7 @@ def test_import_refuses_a_file_that_is_not_utf8(cli_env, cli_rt, tmp_path):
         "identifier_type,identifier_value,designation\n"
         f"SIRET,{VALID_SIRETS[2]},Préfecture\n".encode("latin-1")
     )
-    result = authz(cli_env, "structures", "import", str(path), code=1)
+    result = authz("structures", "import", str(path), code=1, env=cli_env)
     assert result.output.startswith("error:") and "not UTF-8" in result.output
     assert count(cli_rt, Structure) == 0
 
@@ -257,23 +226,18 @@ def test_import_refuses_a_file_that_is_not_utf8(cli_env, cli_rt, tmp_path):
 
 
 def test_demo_loads_once(cli_env, cli_rt):
-    first = authz(cli_env, "demo")
+    first = authz("demo", env=cli_env)
     assert "Demo data loaded." in first.output
     assert "claire.martin@boulangerie-martin.example" in first.output
     assert DEMO_PASSWORD in first.output
-    users, revision = count(cli_rt, User), _revision(cli_rt)
-    second = authz(cli_env, "demo")
+    users, rev = count(cli_rt, User), revision(cli_rt)
+    second = authz("demo", env=cli_env)
     assert "already loaded" in second.output
-    assert (count(cli_rt, User), _revision(cli_rt)) == (users, revision)
-
-
-def _revision(rt: Runtime) -> int:
-    with rt.sessions() as s:
-        return current_revision(s)
+    assert (count(cli_rt, User), revision(cli_rt)) == (users, rev)
 
 
 def test_demo_has_pending_requests_a_pending_account_and_a_technical_user(cli_env, cli_rt):
-    authz(cli_env, "demo")
+    authz("demo", env=cli_env)
     assert count(cli_rt, AttachmentRequest, AttachmentRequest.status == "pending") == 1
     with cli_rt.sessions() as s:
         request = s.scalar(select(SubscriptionRequest))
@@ -282,7 +246,7 @@ def test_demo_has_pending_requests_a_pending_account_and_a_technical_user(cli_en
         technical = s.scalar(select(User).where(User.kind == "technical"))
         assert technical.password_hash is None
     assert [m.kind for m in outbox(cli_rt, pending.login_email)] == ["activation"]
-    assert _revision(cli_rt) > 0
+    assert revision(cli_rt) > 0
 
 
 @pytest.mark.parametrize(
@@ -294,7 +258,7 @@ def test_demo_has_pending_requests_a_pending_account_and_a_technical_user(cli_en
     ],
 )
 def test_a_demo_person_logs_in_and_sees_their_structure(cli_env, client, email, designation):
-    authz(cli_env, "demo")
+    authz("demo", env=cli_env)
     login = client.post("/v1/auth/token", json={"login_email": email, "password": DEMO_PASSWORD})
     assert login.status_code == 201, login.json
     listed = client.get(
@@ -308,7 +272,7 @@ def test_a_demo_person_logs_in_and_sees_their_structure(cli_env, client, email, 
 
 
 def test_operator_create_makes_a_pending_operator_with_an_activation_mail(cli_env, cli_rt):
-    result = authz(cli_env, "operator", "create", "Ops@Example.org")
+    result = authz("operator", "create", "Ops@Example.org", env=cli_env)
     assert "Created the operator account ops@example.org (pending activation)" in result.output
     with cli_rt.sessions() as s:
         user = accounts.find_by_login(s, "ops@example.org")
@@ -321,9 +285,9 @@ def test_operator_create_promotes_an_existing_person_and_keeps_their_status(cli_
         accounts.sign_up(
             s, cli_rt, login_email="ada@example.org", first_name="Ada", last_name="Lovelace"
         )
-    result = authz(cli_env, "operator", "create", "ada@example.org")
+    result = authz("operator", "create", "ada@example.org", env=cli_env)
     assert "is now a platform operator" in result.output
-    again = authz(cli_env, "operator", "create", "ada@example.org")
+    again = authz("operator", "create", "ada@example.org", env=cli_env)
     assert "already a platform operator" in again.output
     with cli_rt.sessions() as s:
         user = accounts.find_by_login(s, "ada@example.org")
@@ -332,7 +296,7 @@ def test_operator_create_promotes_an_existing_person_and_keeps_their_status(cli_
 
 
 def test_operator_create_refuses_an_invalid_email(cli_env):
-    result = authz(cli_env, "operator", "create", "not-an-email", code=1)
+    result = authz("operator", "create", "not-an-email", code=1, env=cli_env)
     assert result.output == "error: Not a valid email address.\n"
 
 
@@ -340,8 +304,8 @@ def test_operator_create_refuses_an_invalid_email(cli_env):
 
 
 def test_mail_deliver_sends_the_due_mail(cli_env, cli_rt, tmp_path):
-    authz(cli_env, "operator", "create", "ops@example.org")
-    result = authz(cli_env, "mail", "deliver")
+    authz("operator", "create", "ops@example.org", env=cli_env)
+    result = authz("mail", "deliver", env=cli_env)
     assert "mail: 1 sent" in result.output
     assert len(list((tmp_path / "var" / "mail").glob("*.eml"))) == 1
     assert count(cli_rt, OutboxMail, OutboxMail.status == "pending") == 0
@@ -351,13 +315,7 @@ def test_maintenance_deletes_dead_tokens_and_keeps_live_ones(cli_env, cli_rt):
     now = utcnow()
     hours = lambda n: now + dt.timedelta(hours=n)  # noqa: E731
     with cli_rt.sessions() as s:
-        user = User(
-            login_email="ada@example.org",
-            contact_email="ada@example.org",
-            first_name="Ada",
-            last_name="Lovelace",
-            status="active",
-        )
+        user = user_row("ada@example.org", "Ada", "Lovelace")
         s.add(user)
         s.flush()
         tokens = {  # name: (expires_at, revoked_at)
@@ -398,7 +356,7 @@ def test_maintenance_deletes_dead_tokens_and_keeps_live_ones(cli_env, cli_rt):
         )
         s.add(LoginThrottle(key="ip:recent", failures=1, window_started_at=now))
         s.commit()
-    result = authz(cli_env, "maintenance")
+    result = authz("maintenance", env=cli_env)
     assert "deleted: 2 auth tokens, 1 activation tokens, 1 login throttles" in result.output
     assert "mail: 0 sent" in result.output
     with cli_rt.sessions() as s:
@@ -415,7 +373,7 @@ def test_maintenance_deletes_dead_tokens_and_keeps_live_ones(cli_env, cli_rt):
 def test_serve_refuses_an_unmigrated_database(cli_env, tmp_path, monkeypatch):
     monkeypatch.setattr(ServiceApplication, "run", lambda self: pytest.fail("gunicorn started"))
     env = {**cli_env, "AUTHZ_DATABASE_URL": f"sqlite:///{tmp_path / 'empty.db'}"}
-    result = authz(env, "serve", code=1)
+    result = authz("serve", code=1, env=env)
     assert result.output == (
         "error: The database schema is not at the latest migration: run `authz db upgrade` first.\n"
     )
@@ -427,7 +385,7 @@ def test_serve_starts_gunicorn_without_preloading_the_app(cli_env, monkeypatch):
     monkeypatch.setattr(
         ServiceApplication, "load", lambda self: pytest.fail("the app was built in the master")
     )
-    authz(cli_env, "serve", "--bind", "127.0.0.1:8765", "--workers", "3")
+    authz("serve", "--bind", "127.0.0.1:8765", "--workers", "3", env=cli_env)
     [server] = started
     cfg = server.cfg
     assert (cfg.bind, cfg.workers, cfg.preload_app) == (["127.0.0.1:8765"], 3, False)

@@ -22,7 +22,7 @@ from api import StartupError, create_app
 from api.cli import ServiceApplication, main
 from authz.config import ROOT, Settings, SettingError, load_settings, settings_table
 
-from .conftest import command_env
+from tests.support.backend import command_env
 
 AUTHZ = str(Path(sys.executable).parent / "authz")
 PORTS = range(18100, 18200)  # this suite's range of ports for real servers

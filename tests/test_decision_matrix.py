@@ -10,27 +10,21 @@ another API shape) is adding one function to LEGS.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from flask.testing import FlaskClient
-from sqlalchemy import text
 
 from api import create_app
-from authz.config import ROOT, load_settings
-from authz.db import make_engine
+from authz.config import ROOT
 from authz.engine.policy import SPACE_ACTIONS
 from authz.review.fixtures import WorldIds, load_world, question, read_matrix
 from authz.runtime import Runtime, close_runtime
 from authz.workflows.clients import create_client
-from models import Base
-
-from .conftest import FAST_HASH, POSTGRES_URL
+from tests.support.backend import app_settings, fresh_database
 
 MATRIX = read_matrix(ROOT / "policies" / "tests" / "decisions.yaml")
 ROLES = yaml.safe_load((ROOT / "policies" / "roles.yaml").read_text(encoding="utf-8"))
@@ -86,39 +80,10 @@ class Stage:
         return response.json
 
 
-def _fresh_database(migrated_template: str, directory: Path) -> str:
-    """A migrated, empty database for this module (as conftest's `database_url`
-    makes one per test)."""
-    if not POSTGRES_URL:
-        target = directory / "authz.db"
-        shutil.copy(migrated_template, target)
-        return f"sqlite:///{target}"
-    engine = make_engine(load_settings({"database_url": POSTGRES_URL}))
-    tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
-    with engine.begin() as conn:
-        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
-        conn.execute(
-            text(
-                "INSERT INTO policy_revision (id, revision, updated_at) "
-                "VALUES (1, 0, CURRENT_TIMESTAMP)"
-            )
-        )
-    engine.dispose()
-    return POSTGRES_URL
-
-
 @pytest.fixture(scope="module")
 def stage(migrated_template: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stage]:
     directory = tmp_path_factory.mktemp("decision-matrix")
-    app = create_app(
-        {
-            "database_url": _fresh_database(migrated_template, directory),
-            "var_dir": str(directory / "var"),
-            "mail_background": False,
-            "public_base_url": "http://authz.test",
-            **FAST_HASH,
-        }
-    )
+    app = create_app(app_settings(fresh_database(migrated_template, directory), directory / "var"))
     rt: Runtime = app.extensions["authz"]
     with rt.sessions() as session:
         ids = load_world(session, MATRIX.world)

@@ -10,7 +10,6 @@ deactivating / reactivating a service) and through the models with
 
 from __future__ import annotations
 
-import datetime as dt
 import http.client
 import json
 import os
@@ -27,13 +26,11 @@ from typing import Any
 
 import pytest
 
-from authz import roles
 from authz.runtime import Runtime
 from authz.workflows.clients import create_client
-from authz.workflows.records import bump_revision, current_revision
-from models import Attachment, Subscription, User
-
-from .conftest import VALID_SIRETS, Api
+from authz.workflows.records import bump_revision
+from tests.support.api import VALID_SIRETS, Api
+from tests.support.rows import attachment_row, revision, subscription_row, user_row
 
 READY_TIMEOUT = 30.0  # seconds for both workers to start
 HTTP_TIMEOUT = 10.0  # seconds per request
@@ -146,11 +143,6 @@ def server(database_url: str, rt: Runtime, tmp_path: Path) -> Iterator[Server]:
         served.stop()
 
 
-def revision(rt: Runtime) -> int:
-    with rt.sessions() as session:
-        return current_revision(session)
-
-
 def decisions(server: Server, key: str, body: dict[str, Any]) -> list[tuple[int, Any]]:
     """CHECKS_PER_PHASE answers to the same check, four requests at a time."""
 
@@ -192,24 +184,10 @@ def test_every_worker_answers_at_the_revision_of_the_last_grant_or_revoke(
     )["id"]
     with rt.sessions() as session:
         _, key = create_client(session, rt, "freshness")
-        bob = User(
-            login_email="bob@example.org",
-            contact_email="bob@example.org",
-            first_name="Bob",
-            last_name="Martin",
-            status="active",
-        )
+        bob = user_row("bob@example.org", "Bob", "Martin")
         session.add(bob)
         session.flush()
-        session.add(
-            Attachment(
-                user_id=bob.id,
-                structure_id=sid,
-                role="simple",
-                status="validated",
-                valid_from=roles.today() - dt.timedelta(days=1),
-            )
-        )
+        session.add(attachment_row(bob.id, sid))
         bump_revision(session, users=[bob.id], memberships=[(bob.id, sid)])
         session.commit()
     question = {"user_id": bob.id, "structure_id": sid, **QUESTION}
@@ -223,15 +201,7 @@ def test_every_worker_answers_at_the_revision_of_the_last_grant_or_revoke(
 
     # A subscription written by another process (models + bump_revision): allowed.
     with rt.sessions() as session:
-        session.add(
-            Subscription(
-                user_id=bob.id,
-                structure_id=sid,
-                space_code="works_invoices",
-                level="modify",
-                status="validated",
-            )
-        )
+        session.add(subscription_row(bob.id, sid, "works_invoices", "modify"))
         bump_revision(session, memberships=[(bob.id, sid)])
         session.commit()
     assert_always(server, key, question, revision(rt), allowed=True)

@@ -3,14 +3,10 @@ existing documents be consulted and processed."""
 
 from __future__ import annotations
 
-import datetime as dt
-
 from sqlalchemy import select
 
-from authz.workflows import clients
-from models import Attachment, AttachmentRequest, Structure, Subscription, User
-
-from .test_permissions import grant
+from models import Attachment, AttachmentRequest, Structure, Subscription
+from tests.support.rows import attachment_row, client_key, grant, subscription_row, user_row
 
 NEW_SIRET = "55208131766522"
 
@@ -37,11 +33,15 @@ def setup_world(api, rt, structure_of):
             ]
         },
     )
-    grant(rt, bob.user["id"], sid, role="secondary", space="issued_invoices", level="modify")
+    grant(
+        rt,
+        bob.user["id"],
+        sid,
+        role="secondary",
+        subscriptions=[("issued_invoices", "modify", None)],
+    )
     eve.post("/v1/attachment-requests", json={"structure_id": sid, "comment": "hi"})
-    with rt.sessions() as s:
-        _, key = clients.create_client(s, rt, "portal")
-    return ada, bob, eve, st, svc, key
+    return ada, bob, eve, st, svc, client_key(rt)
 
 
 def test_identifier_change_duplicates_and_deactivates_the_original(api, rt, structure_of):
@@ -113,34 +113,17 @@ def test_identifier_change_duplicates_and_deactivates_the_original(api, rt, stru
 def test_technical_attachments_are_not_carried_over(api, rt, structure_of):
     ada, bob, eve, st, svc, key = setup_world(api, rt, structure_of)
     with rt.sessions() as s:
-        tech = User(
-            login_email="t@technical.invalid",
+        tech = user_row(
+            "t@technical.invalid",
+            "Cash",
+            "Register",
             contact_email="ada@example.org",
-            first_name="Cash",
-            last_name="Register",
             kind="technical",
-            status="active",
         )
         s.add(tech)
         s.flush()
-        s.add(
-            Attachment(
-                user_id=tech.id,
-                structure_id=st["id"],
-                role="technical",
-                status="validated",
-                valid_from=dt.date.today(),
-            )
-        )
-        s.add(
-            Subscription(
-                user_id=tech.id,
-                structure_id=st["id"],
-                space_code="issued_invoices",
-                level="modify",
-                status="validated",
-            )
-        )
+        s.add(attachment_row(tech.id, st["id"], "technical"))
+        s.add(subscription_row(tech.id, st["id"], "issued_invoices", "modify"))
         s.commit()
         tech_id = tech.id
     r = ada.post(

@@ -1,7 +1,8 @@
 """The layers hold (docs/architecture.md): imports point one way, api → authz →
-models, the web framework stays in api/, and no module reaches into another's
-private names. Read from the source with `ast`, every import counted (at the
-top of a module or inside a function), so a lazy import cannot slip through."""
+models, the web framework stays in api/, no module reaches into another's
+private names, and no test module imports another. Read from the source with
+`ast`, every import counted (at the top of a module or inside a function), so a
+lazy import cannot slip through."""
 
 from __future__ import annotations
 
@@ -119,6 +120,32 @@ def test_no_module_imports_a_private_name_of_another():
         if _top(i.target) in PROJECT
         for name in i.names
         if name.startswith("_") and not name.startswith("__")
+    )
+    assert found == []
+
+
+def _is_test_module(dotted: str) -> bool:
+    """Whether `dotted` names a test module or a conftest.py of tests/."""
+    path = ROOT.joinpath(*dotted.split(".")).with_suffix(".py")
+    return (
+        dotted.startswith("tests.")
+        and path.is_file()
+        and (path.name.startswith("test_") or path.name == "conftest.py")
+    )
+
+
+def test_no_test_module_imports_another_test_module_or_a_conftest():
+    """Tests share helpers through tests/support/ and fixtures through the
+    conftest.py files pytest loads itself: a test module that imports another
+    (or a conftest) depends on its insides, and pytest collects the fixtures it
+    drags along twice."""
+    test_imports = list(imports("tests"))
+    assert any(i.reaches(("tests.support",)) for i in test_imports)  # the scan sees them
+    found = sorted(
+        f"{i.where()} imports {dotted}"
+        for i in test_imports
+        for dotted in (i.target, *(f"{i.target}.{n}" for n in i.names))
+        if _is_test_module(dotted)
     )
     assert found == []
 

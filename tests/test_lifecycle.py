@@ -8,11 +8,10 @@ import pytest
 import time_machine
 from sqlalchemy import select
 
-from authz.workflows import clients, maintenance
+from authz.workflows import maintenance
 from models import Attachment, Structure, User
-
-from .conftest import PASSWORD
-from .test_permissions import grant
+from tests.support.api import PASSWORD
+from tests.support.rows import client_key, grant
 
 
 def manage_check(
@@ -28,8 +27,7 @@ def manage_check(
 
 @pytest.fixture
 def key(rt):
-    with rt.sessions() as s:
-        return clients.create_client(s, rt, "portal")[1]
+    return client_key(rt)
 
 
 def roles(rt, structure_id):

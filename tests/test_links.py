@@ -12,7 +12,7 @@ import pytest
 from api import create_app
 from authz.runtime import DEFAULT_BASE_URL, close_runtime, trusted_host
 
-from .conftest import Api, outbox
+from tests.support.api import Api, outbox
 
 
 @pytest.fixture

@@ -35,7 +35,7 @@ from authz.db import (
 from authz.runtime import close_runtime
 from models import SchemaCompatibility, Space
 
-from .conftest import FAST_HASH, command_env
+from tests.support.backend import FAST_HASH, command_env
 
 AUTHZ = str(Path(sys.executable).parent / "authz")
 HEAD = code_chain().head

@@ -2,44 +2,7 @@
 
 from __future__ import annotations
 
-import datetime as dt
-
-from authz.workflows import clients
-from authz.workflows.records import bump_revision
-from models import Attachment, Subscription
-
-
-def grant(rt, user_id, structure_id, *, role="simple", space=None, level="consult"):
-    """A validated attachment (and subscription), committed with its revision bump."""
-    with rt.sessions() as s:
-        s.add(
-            Attachment(
-                user_id=user_id,
-                structure_id=structure_id,
-                role=role,
-                status="validated",
-                valid_from=dt.date.today(),
-            )
-        )
-        if space:
-            s.add(
-                Subscription(
-                    user_id=user_id,
-                    structure_id=structure_id,
-                    space_code=space,
-                    level=level,
-                    status="validated",
-                )
-            )
-        revision = bump_revision(s, memberships=[(user_id, structure_id)])
-        s.commit()
-        return revision
-
-
-def client_headers(rt):
-    with rt.sessions() as s:
-        _, key = clients.create_client(s, rt, "portal")
-    return {"Authorization": f"Bearer {key}"}
+from tests.support.rows import grant, key_headers
 
 
 def test_a_user_sees_their_own_permissions(api, rt, structure_of):
@@ -60,7 +23,9 @@ def test_a_subscription_appears_in_permissions_at_the_returned_revision(api, rt,
     ada = api.person("ada@example.org")
     bob = api.person("bob@example.org")
     st = structure_of(ada)
-    revision = grant(rt, bob.user["id"], st["id"], space="issued_invoices", level="consult")
+    revision = grant(
+        rt, bob.user["id"], st["id"], subscriptions=[("issued_invoices", "consult", None)]
+    )
     r = bob.get(
         f"/v1/users/{bob.user['id']}/permissions", query_string={"at_least_revision": revision}
     )
@@ -89,7 +54,7 @@ def test_structure_access_lists_who_may_do_what(api, rt, structure_of):
     ada = api.person("ada@example.org")
     bob = api.person("bob@example.org")
     st = structure_of(ada)
-    grant(rt, bob.user["id"], st["id"], space="issued_invoices", level="modify")
+    grant(rt, bob.user["id"], st["id"], subscriptions=[("issued_invoices", "modify", None)])
     r = ada.get(f"/v1/structures/{st['id']}/access")
     assert r.status_code == 200 and r.json["total"] == 2
     by_user = {i["user_id"]: i for i in r.json["items"]}
@@ -112,13 +77,13 @@ def test_structure_access_is_for_managers_and_clients_only(api, rt, structure_of
     grant(rt, bob.user["id"], st["id"])
     assert bob.get(f"/v1/structures/{st['id']}/access").status_code == 404
     assert eve.get(f"/v1/structures/{st['id']}/access").status_code == 404
-    headers = client_headers(rt)
+    headers = key_headers(rt)
     assert api.get(f"/v1/structures/{st['id']}/access", headers=headers).status_code == 200
     assert api.get(f"/v1/users/{bob.user['id']}/permissions", headers=headers).status_code == 200
 
 
 def test_unknown_user_and_structure_are_not_found(api, rt):
-    headers = client_headers(rt)
+    headers = key_headers(rt)
     assert api.get("/v1/users/999/permissions", headers=headers).status_code == 404
     assert api.get("/v1/structures/999/access", headers=headers).status_code == 404
 

@@ -8,16 +8,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from click.testing import CliRunner, Result
 from sqlalchemy import select
 
-from api.cli import main
 from authz.config import ROOT
 from authz.review.fixtures import load_world
 from authz.runtime import Runtime, sync_catalogue
 from models import Attachment, Subscription, User
-
-from .test_cli import cli_env, cli_rt  # noqa: F401  (fixtures)
+from tests.support.cli import authz
 
 POLICIES = ROOT / "policies"
 SETS = POLICIES / "tests" / "sets.yaml"
@@ -43,13 +40,6 @@ CREATES = {
 }
 
 
-def authz(*args: str, code: int = 0, env: dict[str, str] | None = None) -> Result:
-    """Run `authz ARGS` and check its exit code."""
-    result = CliRunner().invoke(main, list(args), env=env)
-    assert result.exit_code == code, (result.output, result.exception)
-    return result
-
-
 def write_yaml(path: Path, doc: dict) -> Path:
     path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
     return path
@@ -69,7 +59,7 @@ def no_create_policies(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def world_db(cli_rt: Runtime) -> Runtime:  # noqa: F811
+def world_db(cli_rt: Runtime) -> Runtime:
     """The CLI's database with the space catalogue and the sets.yaml world."""
     sync_catalogue(cli_rt)
     with cli_rt.sessions() as session:
@@ -150,7 +140,7 @@ def test_coverage_lists_the_rules_no_allow_assertion_exercised(tmp_path: Path) -
 
 def test_explain_an_allow_names_attachment_subscription_and_p2_row(
     world_db: Runtime, cli_env: dict[str, str]
-) -> None:  # noqa: F811
+) -> None:
     with world_db.sessions() as s:
         clerk = s.scalar(select(User).where(User.login_email == "clerk@fixtures.invalid"))
         subscription = s.scalar(
@@ -180,7 +170,7 @@ def test_explain_an_allow_names_attachment_subscription_and_p2_row(
 
 def test_explain_a_deny_gives_the_first_missing_link(
     world_db: Runtime, cli_env: dict[str, str]
-) -> None:  # noqa: F811
+) -> None:
     pending = authz(
         "policy",
         "explain",
@@ -206,7 +196,7 @@ def test_explain_a_deny_gives_the_first_missing_link(
     assert "first missing link: service inactive" in south.output
 
 
-def test_explain_a_management_action(world_db: Runtime, cli_env: dict[str, str]) -> None:  # noqa: F811
+def test_explain_a_management_action(world_db: Runtime, cli_env: dict[str, str]) -> None:
     allowed = authz(
         "policy", "explain", "boss@fixtures.invalid", "shop", "-", "users.manage", env=cli_env
     )
@@ -243,7 +233,7 @@ def test_diff_on_a_fixture_lists_exactly_the_create_decisions_that_change(
 
 def test_diff_on_the_configured_database(
     world_db: Runtime,
-    cli_env: dict[str, str],  # noqa: F811
+    cli_env: dict[str, str],
     no_create_policies: Path,
 ) -> None:
     result = authz("policy", "diff", str(POLICIES), str(no_create_policies), env=cli_env)

@@ -17,48 +17,15 @@ from sqlalchemy import select, update
 from authz.review import exports
 from authz.workflows import operators
 from authz.workflows.records import bump_revision
-from models import HistoryEntry, Subscription, TechnicalCredential, User, utcnow
-
-from .conftest import PASSWORD, Api
-from .test_cli import authz, cli_env, cli_rt  # noqa: F401  (fixtures)
+from models import HistoryEntry, TechnicalCredential, User, utcnow
+from tests.support.api import PASSWORD, Api, attach_directly, create_structure
+from tests.support.cli import authz
+from tests.support.rows import subscribe
 
 
 def new_structure(owner: Api, name: str, designation: str | None = None) -> int:
-    r = owner.post(
-        "/v1/structures",
-        json={
-            "identifier_type": "AUTRE",
-            "identifier_value": name,
-            "designation": designation or name,
-        },
-    )
-    assert r.status_code == 201, r.json
-    return r.json["id"]
-
-
-def attach(manager: Api, structure_id: int, email: str, **extra) -> None:
-    r = manager.post(
-        f"/v1/structures/{structure_id}/attachments",
-        json={"login_email": email, "whole_structure": True, **extra},
-    )
-    assert r.status_code == 201, r.json
-
-
-def subscribe(rt, user_id: int, structure_id: int, space: str, level: str, granted_by: int) -> int:
-    """A validated subscription (as a validated request leaves it), with its revision."""
-    with rt.sessions() as s:
-        sub = Subscription(
-            user_id=user_id,
-            structure_id=structure_id,
-            space_code=space,
-            level=level,
-            status="validated",
-            granted_by_id=granted_by,
-        )
-        s.add(sub)
-        bump_revision(s, memberships=[(user_id, structure_id)])
-        s.commit()
-        return sub.id
+    """A structure identified as AUTRE `name` (no SIRET needed): its id."""
+    return create_structure(owner, name, designation or name, identifier_type="AUTRE")["id"]
 
 
 def make_reviewer(api: Api, rt) -> Api:
@@ -91,8 +58,8 @@ def clean(api, rt) -> World:
     ada = api.person("ada@example.org")
     bob = api.person("bob@example.org", "Bob", "Builder")
     acme = new_structure(ada, "ACME", "ACME SARL")
-    attach(ada, acme, "bob@example.org")
-    subscribe(rt, bob.user["id"], acme, "issued_invoices", "consult", ada.user["id"])
+    attach_directly(ada, acme, "bob@example.org")
+    subscribe(rt, bob.user["id"], acme, "issued_invoices", "consult", granted_by=ada.user["id"])
     return World(
         make_reviewer(api, rt),
         ada,
@@ -119,7 +86,7 @@ def dirty(api, rt, clean) -> World:
         bump_revision(s, users=[carl.user["id"]])
         s.commit()
     assert api.signup("dana@example.org", "Dana").status_code == 201  # pending
-    attach(ada, w.acme, "dana@example.org", role="secondary")
+    attach_directly(ada, w.acme, "dana@example.org", role="secondary")
     tech = ada.post(f"/v1/structures/{w.acme}/technical-users", json={"label": "Till"})
     assert tech.status_code == 201, tech.json
     with rt.sessions() as s:
@@ -128,7 +95,7 @@ def dirty(api, rt, clean) -> World:
         )
         s.commit()
     erin = api.person("erin@example.org", "Erin")
-    attach(
+    attach_directly(
         ada,
         w.acme,
         "erin@example.org",
@@ -137,14 +104,14 @@ def dirty(api, rt, clean) -> World:
     with time_machine.travel(utcnow() - dt.timedelta(days=31)):
         frank = api.signup("frank@example.org", "Frank").json
     gina = api.person("gina@example.org", "Gina")
-    attach(ada, w.acme, "gina@example.org")
+    attach_directly(ada, w.acme, "gina@example.org")
     assert (
         gina.post("/v1/me/deactivation", json={"password": PASSWORD, "successors": []}).status_code
         == 200
     )
     hugo = api.person("hugo@example.org", "Hugo")
-    attach(ada, w.acme, "hugo@example.org")
-    subscribe(rt, hugo.user["id"], w.acme, "issued_invoices", "modify", ada.user["id"])
+    attach_directly(ada, w.acme, "hugo@example.org")
+    subscribe(rt, hugo.user["id"], w.acme, "issued_invoices", "modify", granted_by=ada.user["id"])
     closed = ada.put(
         f"/v1/structures/{w.acme}/spaces",
         json={"spaces": [{"space": "my_account"}, {"space": "manager_activities"}]},
@@ -353,29 +320,28 @@ def test_only_a_security_reviewer_reads_reviews(api, rt, clean, path):
 # --- command line --------------------------------------------------------------------
 
 
-def test_reviewer_create_gives_the_role_and_refuses_an_operator(cli_env, cli_rt):  # noqa: F811
-    result = authz(cli_env, "reviewer", "create", "Rita@Example.org")
+def test_reviewer_create_gives_the_role_and_refuses_an_operator(cli_env, cli_rt):
+    result = authz("reviewer", "create", "Rita@Example.org", env=cli_env)
     assert "security reviewer account rita@example.org" in result.output
     with cli_rt.sessions() as s:
         user = s.scalar(select(User).where(User.login_email == "rita@example.org"))
         assert (user.platform_role, user.status) == ("security_reviewer", "pending")
     assert (
         "already a security reviewer"
-        in authz(cli_env, "reviewer", "create", "rita@example.org").output
+        in authz("reviewer", "create", "rita@example.org", env=cli_env).output
     )
-    authz(cli_env, "operator", "create", "ops@example.org")
-    refused = authz(cli_env, "reviewer", "create", "ops@example.org", code=1)
+    authz("operator", "create", "ops@example.org", env=cli_env)
+    refused = authz("reviewer", "create", "ops@example.org", code=1, env=cli_env)
     assert "already a operator" in refused.output
 
 
-def test_cli_review_and_exports_write_files(api, cli_env, tmp_path):  # noqa: F811
+def test_cli_review_and_exports_write_files(api, cli_env, tmp_path):
     ada = api.person("ada@example.org")
     acme = new_structure(ada, "ACME", "ACME <SARL>")
     html_file, json_file = tmp_path / "report.html", tmp_path / "report.json"
-    authz(cli_env, "review", "--output", str(html_file))
+    authz("review", "--output", str(html_file), env=cli_env)
     assert html_file.read_text().startswith("<!DOCTYPE html>")
     authz(
-        cli_env,
         "review",
         "--structure",
         str(acme),
@@ -385,11 +351,12 @@ def test_cli_review_and_exports_write_files(api, cli_env, tmp_path):  # noqa: F8
         "json",
         "--output",
         str(json_file),
+        env=cli_env,
     )
     report = json.loads(json_file.read_text())
     assert report["structure_id"] == acme and report["changes"][0]["structure_id"] == acme
     rights = tmp_path / "rights.csv"
-    assert "Exporting" in authz(cli_env, "export", "rights", "--output", str(rights)).output
+    assert "Exporting" in authz("export", "rights", "--output", str(rights), env=cli_env).output
     lines = list(csv.reader(io.StringIO(rights.read_text())))
     assert tuple(lines[0]) == exports.RIGHTS_COLUMNS
     assert ["ada@example.org", "ACME <SARL>", "manager_activities", "modify"] in [
@@ -397,7 +364,6 @@ def test_cli_review_and_exports_write_files(api, cli_env, tmp_path):  # noqa: F8
     ]
     as_json = tmp_path / "rights.json"
     authz(
-        cli_env,
         "export",
         "rights",
         "--structure",
@@ -406,10 +372,11 @@ def test_cli_review_and_exports_write_files(api, cli_env, tmp_path):  # noqa: F8
         "json",
         "--output",
         str(as_json),
+        env=cli_env,
     )
     assert len(json.loads(as_json.read_text())) == len(lines) - 1
     casbin = tmp_path / "policy.csv"
-    authz(cli_env, "export", "casbin", "--output", str(casbin))
+    authz("export", "casbin", "--output", str(casbin), env=cli_env)
     assert "p2, modify, create, active" in casbin.read_text().splitlines()
-    failed = authz(cli_env, "export", "rights", "--structure", "999", code=1)
+    failed = authz("export", "rights", "--structure", "999", code=1, env=cli_env)
     assert "No such structure" in failed.output

@@ -16,6 +16,7 @@ from authz.workflows.access import role_on
 from authz.workflows.attachments import attach_directly, create_request, validate_request
 from authz.workflows.structures import create_private, create_service
 from models import ROLES, Attachment, User
+from tests.support.rows import user_row
 
 DAY = dt.date(2026, 3, 10)
 
@@ -88,14 +89,7 @@ def test_today_is_the_utc_date():
 
 
 def _person(session, email: str) -> User:
-    user = User(
-        login_email=email,
-        contact_email=email,
-        first_name="A",
-        last_name=email.split("@")[0],
-        kind="person",
-        status="active",
-    )
+    user = user_row(email, "A", email.split("@")[0])
     session.add(user)
     session.commit()
     return user

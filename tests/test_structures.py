@@ -7,47 +7,9 @@ import datetime as dt
 import pytest
 from sqlalchemy import select
 
-from authz.workflows.records import current_revision
 from models import Attachment, HistoryEntry, Structure, User
-
-from .conftest import PASSWORD, activation_token
-
-
-def attach(
-    rt,
-    user_id,
-    structure_id,
-    role,
-    *,
-    status="validated",
-    valid_from=None,
-    valid_until=None,
-    service_id=None,
-):
-    with rt.sessions() as s:
-        s.add(
-            Attachment(
-                user_id=user_id,
-                structure_id=structure_id,
-                role=role,
-                status=status,
-                service_id=service_id,
-                valid_from=valid_from or dt.date.today() - dt.timedelta(days=1),
-                valid_until=valid_until,
-            )
-        )
-        s.commit()
-
-
-def set_status(rt, model, row_id, status):
-    with rt.sessions() as s:
-        s.get(model, row_id).status = status
-        s.commit()
-
-
-def revision(rt):
-    with rt.sessions() as s:
-        return current_revision(s)
+from tests.support.api import PASSWORD, activation_token
+from tests.support.rows import add_attachment, revision, set_status
 
 
 def test_creator_of_a_private_structure_becomes_its_principal(api, rt, structure_of):
@@ -118,6 +80,31 @@ def test_identifier_is_unique_per_type(api, structure_of):
     assert other_type.status_code == 201
 
 
+def test_lookup_finds_only_an_active_structure_by_its_exact_identifier(api, rt, structure_of):
+    ada = api.person("ada@example.org")
+    bob = api.person("bob@example.org")
+    st = structure_of(ada)
+    find = lambda value: bob.get(
+        "/v1/structures/lookup",
+        query_string={  # noqa: E731
+            "identifier_type": "SIRET",
+            "identifier_value": value,
+        },
+    )
+    assert find(st["identifier_value"]).status_code == 200
+    assert find("35600000000048").status_code == 404  # valid, but nobody has it
+    assert find(st["identifier_value"][:10]).status_code == 422  # no partial match
+    assert (
+        api.get(
+            "/v1/structures/lookup",
+            query_string={"identifier_type": "SIRET", "identifier_value": st["identifier_value"]},
+        ).status_code
+        == 401
+    )
+    set_status(rt, Structure, st["id"], "inactive")
+    assert find(st["identifier_value"]).status_code == 404
+
+
 def test_a_stranger_can_neither_see_nor_touch_a_structure(api, structure_of):
     ada = api.person("ada@example.org")
     eve = api.person("eve@example.org")
@@ -165,7 +152,7 @@ def test_only_managers_modify_a_structure(api, rt, structure_of, role, can_view,
     st = structure_of(owner)
     if role == "principal":  # one principal per structure: hand it over
         set_status(rt, Attachment, 1, "deleted")
-    attach(rt, member.user["id"], st["id"], role)
+    add_attachment(rt, member.user["id"], st["id"], role)
     view = member.get(f"/v1/structures/{st['id']}")
     assert view.status_code == (200 if can_view else 404)
     patch = member.patch(f"/v1/structures/{st['id']}", json={"designation": "Renamed"})
@@ -181,7 +168,7 @@ def test_attachments_not_validated_grant_nothing(api, rt, structure_of, status):
     owner = api.person("owner@example.org")
     member = api.person("member@example.org")
     st = structure_of(owner)
-    attach(rt, member.user["id"], st["id"], "secondary", status=status)
+    add_attachment(rt, member.user["id"], st["id"], "secondary", status=status)
     assert member.get(f"/v1/structures/{st['id']}").status_code == 404
 
 
@@ -191,8 +178,10 @@ def test_attachments_outside_their_dates_grant_nothing(api, rt, structure_of):
     past = api.person("past@example.org")
     st = structure_of(owner)
     today = dt.date.today()
-    attach(rt, future.user["id"], st["id"], "secondary", valid_from=today + dt.timedelta(days=2))
-    attach(
+    add_attachment(
+        rt, future.user["id"], st["id"], "secondary", valid_from=today + dt.timedelta(days=2)
+    )
+    add_attachment(
         rt,
         past.user["id"],
         st["id"],
@@ -211,7 +200,7 @@ def test_a_service_attachment_gives_the_role_too(api, rt, structure_of):
     svc = owner.post(
         f"/v1/structures/{st['id']}/services", json={"code": "S1", "label": "One"}
     ).json
-    attach(rt, member.user["id"], st["id"], "simple", service_id=svc["id"])
+    add_attachment(rt, member.user["id"], st["id"], "simple", service_id=svc["id"])
     assert member.get(f"/v1/structures/{st['id']}").status_code == 200
 
 
@@ -356,7 +345,7 @@ def test_pending_user_attachment_grants_nothing_even_if_validated(api, rt, struc
     owner = api.person("owner@example.org")
     member = api.person("member@example.org")
     st = structure_of(owner)
-    attach(rt, member.user["id"], st["id"], "secondary")
+    add_attachment(rt, member.user["id"], st["id"], "secondary")
     assert member.get(f"/v1/structures/{st['id']}").status_code == 200
     set_status(rt, User, member.user["id"], "inactive")
     assert member.get(f"/v1/structures/{st['id']}").status_code == 401

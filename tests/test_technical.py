@@ -22,8 +22,7 @@ from models import (
     User,
     utcnow,
 )
-
-from .conftest import PASSWORD, Api, outbox
+from tests.support.api import PASSWORD, Api, outbox
 
 LOGIN_RE = re.compile(r"^[0-9a-f]{16}@technical\.invalid$")
 

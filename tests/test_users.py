@@ -15,9 +15,10 @@ from authz.config import load_settings
 from authz.db import make_engine, upgrade
 from authz.textkeys import fold
 from authz.workflows import users
-from models import Attachment, User
-
-from .conftest import BACKEND, PASSWORD, activation_token, outbox
+from models import User
+from tests.support.api import PASSWORD, activation_token, attach_directly, outbox
+from tests.support.backend import BACKEND
+from tests.support.rows import attachment_row, user_row
 
 
 def _account(api, email: str, first: str = "Ada", last: str = "Lovelace", **extra) -> int:
@@ -25,14 +26,6 @@ def _account(api, email: str, first: str = "Ada", last: str = "Lovelace", **extr
     r = api.signup(email, first, last, **extra)
     assert r.status_code == 201, r.json
     return r.json["id"]
-
-
-def _attach(manager, structure_id: int, user_id: int, **extra) -> None:
-    r = manager.post(
-        f"/v1/structures/{structure_id}/attachments",
-        json={"user_id": user_id, "whole_structure": True, **extra},
-    )
-    assert r.status_code == 201, r.json
 
 
 def _search(caller, **criteria) -> dict:
@@ -58,7 +51,7 @@ def world(api, structure_of):
     bakery = structure_of(ada, "Boulangerie Dupont")
     garage = structure_of(eve, "Garage Martin")
     helene = _account(api, "helene@example.org", "Hélène", "Dupré")
-    _attach(ada, bakery["id"], helene)
+    attach_directly(ada, bakery["id"], helene)
     return {
         "ada": ada,
         "eve": eve,
@@ -131,7 +124,7 @@ def test_a_manager_of_another_structure_finds_none_of_these_users(world):
 
 def test_a_simple_user_manages_nobody(api, world):
     bob = api.person("bob@example.org", "Bob", "Durand")
-    _attach(world["ada"], world["bakery"], bob.user["id"])
+    attach_directly(world["ada"], world["bakery"], bob.user["id"])
     assert _search(bob, first_name="helene")["total"] == 0
     assert bob.get(f"/v1/users/{world['helene']}").status_code == 404
 
@@ -146,8 +139,8 @@ def test_search_by_service_counts_whole_structure_attachments(api, world):
     ).json
     accountant = _account(api, "paul@example.org", "Paul", "Chiffre")
     seller = _account(api, "sam@example.org", "Sam", "Vend")
-    _attach(ada, bakery, accountant, whole_structure=False, service_ids=[compta["id"]])
-    _attach(ada, bakery, seller, whole_structure=False, service_ids=[vente["id"]])
+    attach_directly(ada, bakery, accountant, service_ids=[compta["id"]])
+    attach_directly(ada, bakery, seller, service_ids=[vente["id"]])
     by_label = set(_ids(_search(ada, service="comptabilite")))
     assert by_label == {accountant, world["helene"], ada.user["id"]}  # the last two: whole
     assert set(_ids(_search(ada, service="vente", status="pending"))) == {seller, world["helene"]}
@@ -157,7 +150,7 @@ def test_search_by_service_counts_whole_structure_attachments(api, world):
 def test_search_is_paginated_in_name_order(api, world):
     ada, bakery = world["ada"], world["bakery"]
     for email, last in (("z@example.org", "Zola"), ("b@example.org", "Balzac")):
-        _attach(ada, bakery, _account(api, email, "Émile", last))
+        attach_directly(ada, bakery, _account(api, email, "Émile", last))
     first = _search(ada, status="pending", page_size=2)
     second = _search(ada, status="pending", page_size=2, page=2)
     assert first["total"] == second["total"] == 3
@@ -209,7 +202,7 @@ def test_a_pending_request_makes_the_requester_visible_with_the_request_to_open(
 
 def test_user_structures_lists_only_the_structures_the_caller_manages(world):
     ada, eve, helene = world["ada"], world["eve"], world["helene"]
-    _attach(eve, world["garage"], helene, role="secondary")
+    attach_directly(eve, world["garage"], helene, role="secondary")
     r = ada.get(f"/v1/users/{helene}/structures")
     assert r.status_code == 200 and r.json["total"] == 1
     [item] = r.json["items"]
@@ -237,7 +230,7 @@ def test_structure_users_lists_attached_users_roles_and_statuses(api, world):
 
 def test_only_the_structure_managers_list_its_users(api, world):
     bob = api.person("bob@example.org", "Bob", "Durand")
-    _attach(world["ada"], world["bakery"], bob.user["id"])
+    attach_directly(world["ada"], world["bakery"], bob.user["id"])
     assert bob.get(f"/v1/structures/{world['bakery']}/users").status_code == 403
     assert world["eve"].get(f"/v1/structures/{world['bakery']}/users").status_code == 404
 
@@ -278,25 +271,10 @@ def test_the_login_email_cannot_be_changed(rt, world):
 
 def test_technical_users_are_not_modified_here(rt, world):
     with rt.sessions() as s:
-        robot = User(
-            login_email="robot@example.org",
-            contact_email="robot@example.org",
-            last_name="Robot",
-            first_name="ERP",
-            kind="technical",
-            status="active",
-        )
+        robot = user_row("robot@example.org", "ERP", "Robot", kind="technical")
         s.add(robot)
         s.flush()
-        s.add(
-            Attachment(
-                user_id=robot.id,
-                structure_id=world["bakery"],
-                role="technical",
-                status="validated",
-                valid_from=dt.date.today(),
-            )
-        )
+        s.add(attachment_row(robot.id, world["bakery"], "technical"))
         s.commit()
         robot_id = robot.id
     r = world["ada"].patch(f"/v1/users/{robot_id}", json={"last_name": "Hacked"})
@@ -352,7 +330,7 @@ def test_export_neutralises_cells_a_spreadsheet_would_run(api, world):
     evil = _account(
         api, "evil@example.org", "+cmd", '=HYPERLINK("http://x.test","y")', phone="-1+1"
     )
-    _attach(ada, world["bakery"], evil)
+    attach_directly(ada, world["bakery"], evil)
     header, row = _csv(ada.post("/v1/users/export", json={"ids": [evil]}))
     cells = dict(zip(header, row))
     assert cells["last_name"] == '\'=HYPERLINK("http://x.test","y")'
@@ -379,7 +357,7 @@ def test_formula_starts_are_neutralised(value, cell):
 
 def test_export_refuses_every_id_if_one_is_not_a_user_of_the_caller(api, world):
     stranger = _account(api, "stranger@example.org")
-    _attach(world["eve"], world["garage"], stranger)
+    attach_directly(world["eve"], world["garage"], stranger)
     r = world["ada"].post("/v1/users/export", json={"ids": [world["helene"], stranger]})
     assert r.status_code == 404 and r.content_type == "application/problem+json"
     assert "helene" not in r.get_data(as_text=True)
@@ -391,7 +369,7 @@ def test_export_is_produced_chunk_by_chunk(api, rt, world, monkeypatch):
     ids = [world["helene"]]
     for n in range(3):
         ids.append(_account(api, f"u{n}@example.org", "User", f"Number{n}"))
-        _attach(ada, world["bakery"], ids[-1])
+        attach_directly(ada, world["bakery"], ids[-1])
     monkeypatch.setattr(users, "EXPORT_CHUNK", 2)
     with rt.sessions() as s:
         actor = s.get(User, ada.user["id"])
@@ -426,7 +404,7 @@ def test_a_manager_creates_an_account_that_is_mailed_and_then_attached(api, rt, 
         f"/v1/structures/{bakery}/history", query_string={"action": "account.created"}
     ).json["items"]
     assert (entry["target_user_id"], entry["actor_id"]) == (new_id, ada.user["id"])
-    _attach(ada, bakery, new_id)
+    attach_directly(ada, bakery, new_id)
     assert _ids(_search(ada, first_name="noe")) == [new_id]
     token = activation_token(rt, "new@example.org")
     assert (
@@ -437,7 +415,7 @@ def test_a_manager_creates_an_account_that_is_mailed_and_then_attached(api, rt, 
 
 def test_a_simple_user_cannot_create_accounts_for_a_structure(api, rt, world):
     bob = api.person("bob@example.org", "Bob", "Durand")
-    _attach(world["ada"], world["bakery"], bob.user["id"])
+    attach_directly(world["ada"], world["bakery"], bob.user["id"])
     body = {
         "structure_id": world["bakery"],
         "login_email": "x@example.org",

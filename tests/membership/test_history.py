@@ -15,25 +15,16 @@ import time_machine
 import authz
 from authz.workflows import records
 from models import PLATFORM_ROLES
-
-# The fixtures of test_requests.py (one database and app per module, a fresh
-# bakery and fresh addresses per test) are imported to be used here too.
-from .test_requests import (  # noqa: F401
-    UTC,
-    app,
+from tests.support.api import attach_directly
+from tests.support.membership import (
     ask_attachment,
     ask_subscription,
-    attach_directly,
     attached,
-    bakery,
     history,
     make_actor,
-    own_names,
     person,
     process,
-    shared_app,
     snapshot,
-    structure_of,
 )
 
 # The "Commentaires" column of the guide: the comment of each manager action.
@@ -170,7 +161,7 @@ def test_history_filters_by_action_user_and_period(api, bakery):
     lucie = person(api, "lucie@login.example")
     # Three steps an hour apart, after everything the fixture wrote (log-in
     # tokens last longer than that).
-    now = dt.datetime.now(UTC).replace(microsecond=0)
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
 
     def at(hours: float) -> dt.datetime:
         return now + dt.timedelta(hours=hours)
