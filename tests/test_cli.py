@@ -13,7 +13,8 @@ from alembic.script import ScriptDirectory
 from click.testing import CliRunner, Result
 from sqlalchemy import func, select
 
-from api.cli import ServiceApplication, main
+from cli import main
+from cli.serve import ServiceApplication
 from authz.config import load_settings
 from authz.db import alembic_config, schema_is_current
 from authz.demo import DEMO_PASSWORD

@@ -11,7 +11,7 @@ import yaml
 from click.testing import CliRunner, Result
 from sqlalchemy import select
 
-from api.cli import main
+from cli import main
 from authz.config import ROOT
 from authz.review.fixtures import load_world
 from authz.runtime import Runtime, sync_catalogue
