@@ -30,6 +30,7 @@ WORKDIR /src
 COPY pyproject.toml setup.py MANIFEST.in README.md alembic.ini ./
 COPY api ./api
 COPY authz ./authz
+COPY cli ./cli
 COPY models ./models
 COPY migrations ./migrations
 COPY policies ./policies

@@ -338,6 +338,31 @@ def deliver_due(
     return DeliveryReport(sent=sent, failed=failed)
 
 
+# Mails sent per pass of deliver_all_due().
+DELIVERY_BATCH = 50
+
+
+def deliver_all_due(session_factory: Callable[[], Session], settings: Settings) -> DeliveryReport:
+    """Passes of deliver_due() with the settings' transport and back-off until no
+    due mail is left (`authz mail deliver`, `authz maintenance`). Failed mails stay
+    pending and are retried later; each is tried at most once here, since its
+    next attempt is then in the future."""
+    transport = transport_from_settings(settings)
+    sent = failed = 0
+    while True:
+        report = deliver_due(
+            session_factory,
+            transport,
+            mail_from=settings.mail_from,
+            limit=DELIVERY_BATCH,
+            base_delay=settings.mail_retry_base_seconds,
+            max_delay=settings.mail_retry_max_seconds,
+        )
+        sent, failed = sent + report.sent, failed + report.failed
+        if report.sent + report.failed < DELIVERY_BATCH:
+            return DeliveryReport(sent=sent, failed=failed)
+
+
 class MailDispatcher:
     """A daemon thread of this process running deliver_due() every
     `mail_poll_seconds`, and at once when kick() is called."""
@@ -403,6 +428,8 @@ __all__ = [
     "retry_delay",
     "DeliveryReport",
     "deliver_due",
+    "deliver_all_due",
+    "DELIVERY_BATCH",
     "MailDispatcher",
     "OUTBOX_ID_HEADER",
     "LAST_ERROR_MAX",

@@ -41,7 +41,7 @@ pass() { PASSED=$((PASSED + 1)); printf '    ok: %s\n' "$*"; }
 fail() { printf 'smoke: FAILED: %s\n' "$*" >&2; exit 1; }
 
 # The sources of the wheel: exactly what the Dockerfile's build stage COPYs.
-SOURCES=(pyproject.toml setup.py MANIFEST.in README.md alembic.ini api authz models migrations policies)
+SOURCES=(pyproject.toml setup.py MANIFEST.in README.md alembic.ini api authz cli models migrations policies)
 
 # ---------------------------------------------------------------------------
 # image: build stage, COPY the sources, then `pip wheel --no-deps`

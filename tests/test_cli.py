@@ -11,7 +11,8 @@ import pytest
 from alembic.script import ScriptDirectory
 from sqlalchemy import func, select
 
-from api.cli import ServiceApplication
+from cli import main
+from cli.serve import ServiceApplication
 from authz.config import load_settings
 from authz.db import alembic_config, schema_is_current
 from authz.demo import DEMO_PASSWORD

@@ -19,7 +19,8 @@ import pytest
 from click.testing import CliRunner
 
 from api import StartupError, create_app
-from api.cli import ServiceApplication, main
+from cli import main
+from cli.serve import ServiceApplication
 from authz.config import ROOT, Settings, SettingError, load_settings, settings_table
 
 from tests.support.backend import command_env

@@ -1,8 +1,9 @@
 """The layers hold (docs/architecture.md): imports point one way, api → authz →
-models, the web framework stays in api/, no module reaches into another's
-private names, and no test module imports another. Read from the source with
-`ast`, every import counted (at the top of a module or inside a function), so a
-lazy import cannot slip through."""
+models (the command line, cli/, may use api and authz; nothing imports it), the
+web framework stays in api/ (and cli/, which serves api), no module reaches into
+another's private names, and no test module imports another. Read from the source
+with `ast`, every import counted (at the top of a module or inside a function), so
+a lazy import cannot slip through."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PROJECT = ("api", "authz", "models", "tests", "bench", "migrations")
+PROJECT = ("api", "authz", "cli", "models", "tests", "bench", "migrations")
 # Web framework and presentation: api/ only.
 WEB = ("flask", "flask_smorest", "werkzeug", "marshmallow", "jinja2")
 
@@ -91,6 +92,11 @@ def test_the_domain_does_not_import_the_api():
     assert _offending(("authz",), ("api",)) == []
 
 
+def test_nothing_but_the_tests_imports_the_command_line():
+    """cli/ is an interface like api/: it calls them, they never call it."""
+    assert _offending(("api", "authz", "models", "bench", "migrations"), ("cli",)) == []
+
+
 @pytest.mark.parametrize(
     "package, below",
     [
@@ -161,4 +167,5 @@ def test_the_checks_see_the_imports():
         for i in authz_imports  # a lazy import, inside a function
     )
     assert any(i.reaches(("flask",)) for i in imports("api"))
+    assert any(i.module == "cli.review" and i.reaches(("api.review_html",)) for i in imports("cli"))
     assert any(i.target == "models.base" and "one_of" in i.names for i in imports("models"))

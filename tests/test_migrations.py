@@ -22,7 +22,7 @@ from click.testing import CliRunner
 from sqlalchemy import Engine, func, inspect, select, text
 
 from api import StartupError, create_app
-from api.cli import main
+from cli import main
 from authz.config import load_settings, shipped
 from authz.db import (
     SCHEMA_LOCK_KEY,

@@ -69,7 +69,7 @@ def test_the_wheel_ships_the_policies_migrations_and_alembic_ini_as_they_are(whe
 
 def test_the_wheel_holds_no_tests_benchmarks_or_local_state(wheel):
     tops = {name.split("/", 1)[0] for name in wheel.namelist()}
-    assert tops == {"api", "authz", "models", "authz_service-0.1.0.dist-info"}
+    assert tops == {"api", "authz", "cli", "models", "authz_service-0.1.0.dist-info"}
 
 
 def test_a_checkout_uses_its_own_top_level_files():

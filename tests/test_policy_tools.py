@@ -10,6 +10,7 @@ import pytest
 import yaml
 from sqlalchemy import select
 
+from cli import main
 from authz.config import ROOT
 from authz.review.fixtures import load_world
 from authz.runtime import Runtime, sync_catalogue

@@ -247,6 +247,16 @@ class ImportReport:
 IMPORT_COLUMNS = ("identifier_type", "identifier_value", "designation")
 
 
+def csv_data_rows(text: str) -> int:
+    """Data rows of a CSV text (its header and blank lines are not rows), e.g. to
+    size a progress bar before import_public_csv. Raises Invalid if the text is
+    not CSV."""
+    try:
+        return max(sum(1 for row in csv.reader(io.StringIO(text)) if row) - 1, 0)
+    except csv.Error as exc:
+        raise Invalid(f"not a readable CSV file: {exc}") from exc
+
+
 def import_public_csv(
     session: Session, rt: Runtime, text: str, progress: Callable[[int], None] | None = None
 ) -> ImportReport:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from click.testing import CliRunner, Result
 
-from api.cli import main
+from cli import main
 
 
 def authz(*args: str, env: dict[str, str] | None = None, code: int = 0) -> Result:

@@ -1,0 +1,41 @@
+"""`authz db`: the database schema."""
+
+from __future__ import annotations
+
+import click
+
+from authz import db
+from authz.runtime import sync_catalogue
+
+from .common import runtime
+
+
+@click.group("db")
+def group() -> None:
+    """The database schema."""
+
+
+@group.command("upgrade")
+def upgrade() -> None:
+    """Apply the pending migrations (idempotent), then copy policies/spaces.yaml
+    into the database. Run it once per release, before the new instances start
+    (a release step or an init container); several at once are safe: one
+    migrates, the others wait for it."""
+
+    def waiting() -> None:
+        click.echo("Another process is migrating this database: waiting for it.", err=True)
+
+    with runtime(migrated=False) as rt:
+        before, after = db.upgrade(rt.engine, on_wait=waiting)
+        sync_catalogue(rt)
+        head = db.code_chain().head
+    if before == after and after != head:
+        click.echo(
+            f"Database at revision {after}, newer than this release's {head} and "
+            "declared compatible with it: nothing to do."
+        )
+    elif before == after:
+        click.echo(f"Database already at revision {after}.")
+    else:
+        click.echo(f"Database upgraded from {before or 'an empty schema'} to revision {after}.")
+    click.echo("Space catalogue synchronised with the policy files.")

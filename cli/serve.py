@@ -1,0 +1,152 @@
+"""`authz serve`: the HTTP API under gunicorn, in this process."""
+
+from __future__ import annotations
+
+import os
+import shlex
+from typing import Any
+
+import click
+from flask import Flask
+from gunicorn.app.base import Application, BaseApplication
+
+from authz.config import Settings
+from authz.errors import Invalid
+
+from .common import runtime
+
+# Method and path only: a query string may carry a token (activation links).
+ACCESS_LOG_FORMAT = (
+    '%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms request_id=%({x-request-id}o)s'
+)
+
+
+class ServiceApplication(BaseApplication):
+    """gunicorn running api.create_app(). The app is built in each worker, never
+    in the master (no preload), so that each worker starts its own mail sender
+    thread and database pool; the workers use the settings the master checked.
+
+    gunicorn's settings, each layer overriding the one before: ours (the AUTHZ_*
+    settings bind, workers, threads, log level, and the fixed ones below); a
+    gunicorn configuration file (`--config`, AUTHZ_GUNICORN_CONFIG, or a
+    --config inside GUNICORN_CMD_ARGS); GUNICORN_CMD_ARGS; the options given to
+    `authz serve`. Raises Invalid for a setting gunicorn refuses."""
+
+    def __init__(
+        self,
+        options: dict[str, Any],
+        *,
+        settings: Settings | None = None,
+        config_file: str | None = None,
+        overrides: dict[str, Any] | None = None,
+        environ: dict[str, str] | None = None,
+    ) -> None:
+        self.options = options
+        self.settings = settings
+        self.config_file = config_file
+        self.overrides = overrides or {}
+        self.environ = os.environ if environ is None else environ
+        super().__init__()
+
+    def do_load_config(self) -> None:
+        # gunicorn's own version prints and exits on any error; let ours through.
+        self.load_default_config()
+        self.load_config()
+        self.cfg.validate()
+
+    def _set(self, source: str, key: str, value: Any) -> None:
+        try:
+            self.cfg.set(key.lower(), value)
+        except (TypeError, ValueError) as exc:
+            raise Invalid(f"{source}: {key}: {exc}") from None
+
+    def load_config(self) -> None:
+        for key, value in self.options.items():
+            self._set("authz serve", key, value)
+        parser = self.cfg.parser()
+
+        def refuse(message: str) -> None:
+            raise Invalid(f"GUNICORN_CMD_ARGS: {message}")
+
+        parser.error = refuse  # type: ignore[method-assign]  (argparse would exit)
+        env_args = parser.parse_args(shlex.split(self.environ.get("GUNICORN_CMD_ARGS", "")))
+        config_file = self.config_file or env_args.config
+        if config_file:
+            if not os.path.isfile(config_file):
+                raise Invalid(f"gunicorn configuration file {config_file!r} does not exist")
+            # gunicorn's own reading of the file (a Python module); unknown names are ignored.
+            namespace = Application.get_config_from_filename(self, config_file)  # type: ignore[arg-type]
+            for key, value in namespace.items():
+                if key in self.cfg.settings:
+                    self._set(config_file, key, value)
+        for key, value in vars(env_args).items():
+            if value is not None and key not in ("args", "config"):
+                self._set("GUNICORN_CMD_ARGS", key, value)
+        for key, value in self.overrides.items():
+            self._set("authz serve", key, value)
+        if self.cfg.preload_app:
+            raise Invalid(
+                "preload_app is not supported: each worker builds its own app "
+                "(database pool, mail sender thread)"
+            )
+
+    def load(self) -> Flask:
+        from api import create_app
+
+        return create_app(self.settings)
+
+
+@click.command("serve")
+@click.option(
+    "--bind",
+    metavar="HOST:PORT",
+    help="Address to listen on  [default: AUTHZ_BIND, 127.0.0.1:8000]",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    help="Worker processes  [default: AUTHZ_WORKERS, 2]",
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    help="Threads per worker (gthread: keep-alive connections, and a slow request "
+    "does not hold the whole worker)  [default: AUTHZ_THREADS, 4]",
+)
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="gunicorn configuration file (Python)  [default: AUTHZ_GUNICORN_CONFIG]",
+)
+def serve(
+    bind: str | None, workers: int | None, threads: int | None, config_file: str | None
+) -> None:
+    """Serve the HTTP API with gunicorn (access log on stdout), in this process:
+    run as a container's command, it is PID 1 and gets the stop signal.
+    gunicorn's settings also come from a configuration file and from
+    GUNICORN_CMD_ARGS (docs/operations.md). Refuses to start unless the
+    database schema is one this release runs on; never migrates."""
+    with runtime() as rt:
+        settings = rt.settings
+    given = {"bind": bind, "workers": workers, "threads": threads}
+    ServiceApplication(
+        {
+            "bind": [address.strip() for address in settings.bind.split(",")],
+            "workers": settings.workers,
+            "threads": settings.threads,
+            "preload_app": False,
+            "proc_name": "authz",
+            "worker_class": "gthread",
+            "keepalive": 5,
+            # No runtime control socket: it is not needed, and two servers would share it.
+            "control_socket_disable": True,
+            "accesslog": "-",
+            "errorlog": "-",
+            "access_log_format": ACCESS_LOG_FORMAT,
+            "loglevel": settings.log_level.lower(),
+        },
+        settings=settings,
+        config_file=config_file or settings.gunicorn_config or None,
+        overrides={key: value for key, value in given.items() if value is not None},
+    ).run()
