@@ -8,7 +8,6 @@ from __future__ import annotations
 from flask import Response
 from flask.views import MethodView
 from flask_smorest import Blueprint
-from marshmallow import Schema, fields, validate
 
 from authz import review
 from authz.review import exports, reports
@@ -25,19 +24,6 @@ blp = Blueprint(
 )
 
 NOT_REVIEWER = "The caller is not a security reviewer (`reviewer_only`)"
-
-
-class ReportArgs(Schema):
-    structure_id = fields.Integer(metadata={"description": "One structure only."})
-    since = fields.Date(
-        metadata={"description": "List every change of rights since this day (YYYY-MM-DD)."}
-    )
-    format = fields.String(load_default="json", validate=validate.OneOf(("json", "html")))
-
-
-class RightsArgs(Schema):
-    structure_id = fields.Integer(metadata={"description": "One structure only."})
-    format = fields.String(load_default="csv", validate=validate.OneOf(("csv", "json")))
 
 
 TEXT_RESPONSE = {
@@ -73,7 +59,7 @@ def _reviewer() -> None:
 
 @blp.route("/report")
 class ReviewReport(MethodView):
-    @blp.arguments(ReportArgs, location="query")
+    @blp.arguments(s.ReportArgs, location="query")
     @blp.doc(responses=TEXT_RESPONSE)
     @blp.alt_response(403, schema=s.Problem, description=NOT_REVIEWER)
     @blp.alt_response(404, schema=s.Problem, description="Unknown structure")
@@ -89,7 +75,7 @@ class ReviewReport(MethodView):
 
 @blp.route("/rights")
 class EffectiveRights(MethodView):
-    @blp.arguments(RightsArgs, location="query")
+    @blp.arguments(s.RightsArgs, location="query")
     @blp.doc(responses=RIGHTS_RESPONSE)
     @blp.alt_response(403, schema=s.Problem, description=NOT_REVIEWER)
     @blp.alt_response(404, schema=s.Problem, description="Unknown structure")

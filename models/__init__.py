@@ -26,6 +26,7 @@ from .operations import HistoryEntry, OutboxMail, PolicyChange, PolicyRevision
 from .structures import (
     IDENTIFIER_TYPES,
     STRUCTURE_KINDS,
+    STRUCTURE_STATUSES,
     OpenedSpace,
     Service,
     Space,
@@ -60,6 +61,7 @@ __all__ = [
     "TechnicalCredential",
     "IDENTIFIER_TYPES",
     "STRUCTURE_KINDS",
+    "STRUCTURE_STATUSES",
     "USER_STATUSES",
     "PLATFORM_ROLES",
     "ROLES",
