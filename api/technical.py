@@ -8,11 +8,11 @@ from typing import Any
 
 from flask import Response, request
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from authz.workflows import technical
 
 from . import schemas as s
+from .blueprint import Blueprint
 from .identity import current_user, db, public, runtime
 from .paging import page_args
 
@@ -51,23 +51,25 @@ def _connection(
     }
 
 
-@blp.route("/structures/<int:structure_id>/technical-users")
+@blp.route("/structures/<id:structure_id>/technical-users")
 class TechnicalUsers(MethodView):
+    @blp.operation("list_technical_users")
     @blp.arguments(s.PageArgs, location="query")
     @blp.response(200, s.page_of(s.TechnicalUserSchema))
-    @blp.alt_response(403, schema=s.Problem, description=NOT_PRINCIPAL)
-    @blp.alt_response(404, schema=s.Problem, description=NOT_VISIBLE)
+    @blp.problem(403, NOT_PRINCIPAL)
+    @blp.problem(404, NOT_VISIBLE)
     def get(self, args, structure_id):
         """The structure's technical users: label, login, status, secret expiry."""
         return technical.list_technical_users(
             db(), runtime(), current_user(), structure_id, **page_args(args)
         )
 
+    @blp.operation("create_technical_user")
     @blp.arguments(s.FormatArgs, location="query")
     @blp.arguments(s.TechnicalUserCreateSchema)
     @blp.response(201, s.ConnectionSchema)
-    @blp.alt_response(403, schema=s.Problem, description=NOT_PRINCIPAL)
-    @blp.alt_response(404, schema=s.Problem, description=NOT_VISIBLE)
+    @blp.problem(403, NOT_PRINCIPAL)
+    @blp.problem(404, NOT_VISIBLE)
     def post(self, query, body, structure_id):
         """Create a technical user for the structure: its login and secret are in
         this answer only (JSON, or ?format=file for the connection file)."""
@@ -84,14 +86,15 @@ class TechnicalUsers(MethodView):
         )
 
 
-@blp.route("/structures/<int:structure_id>/technical-users/<int:user_id>/secret")
+@blp.route("/structures/<id:structure_id>/technical-users/<id:user_id>/secret")
 class TechnicalSecret(MethodView):
+    @blp.operation("reset_technical_user_secret")
     @blp.arguments(s.FormatArgs, location="query")
     @blp.arguments(s.SecretResetSchema)
     @blp.response(201, s.ConnectionSchema)
-    @blp.alt_response(403, schema=s.Problem, description=NOT_PRINCIPAL)
-    @blp.alt_response(404, schema=s.Problem, description=NOT_VISIBLE)
-    @blp.alt_response(422, schema=s.Problem, description="confirm is not true")
+    @blp.problem(403, NOT_PRINCIPAL)
+    @blp.problem(404, NOT_VISIBLE)
+    @blp.problem(422, "confirm is not true")
     def post(self, query, body, structure_id, user_id):
         """Reset the secret (with {"confirm": true}): the old one and every token
         obtained with it stop working at once; the principal is mailed. The new
@@ -112,16 +115,14 @@ class TechnicalSecret(MethodView):
 
 @blp.route("/auth/technical-token")
 class TechnicalToken(MethodView):
+    @blp.operation("log_in_technical_user")
     @public
     @blp.arguments(s.TechnicalTokenRequestSchema)
     @blp.response(201, s.TokenSchema)
-    @blp.alt_response(
-        401,
-        schema=s.Problem,
-        description="Wrong login or secret (invalid_credentials), or expired "
-        "secret (secret_expired)",
+    @blp.problem(
+        401, "Wrong login or secret (invalid_credentials), or expired secret (secret_expired)"
     )
-    @blp.alt_response(429, schema=s.Problem, description="Too many failed attempts")
+    @blp.problem(429, "Too many failed attempts")
     def post(self, body):
         """A technical user exchanges its login and secret for a bearer token
         (never valid past the secret's expiry)."""

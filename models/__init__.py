@@ -21,7 +21,7 @@ from .accounts import (
     LoginThrottle,
     User,
 )
-from .base import Base, utcnow
+from .base import ID_MAX, Base, utcnow
 from .operations import HistoryEntry, OutboxMail, PolicyChange, PolicyRevision
 from .structures import (
     IDENTIFIER_TYPES,
@@ -37,6 +37,7 @@ from .technical import TechnicalCredential
 
 __all__ = [
     "Base",
+    "ID_MAX",
     "utcnow",
     "Space",
     "Structure",

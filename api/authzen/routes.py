@@ -6,8 +6,9 @@ specification requires, unknown members of a request are ignored (every
 request schema of api/schemas/authzen.py is `unknown = EXCLUDE`) and a
 malformed request — a required member missing or of the wrong JSON type, a
 body that is not a JSON object, a Content-Type other than application/json —
-is a 400 problem (elsewhere in this API such requests are 422). Client applications call these routes with their
-API key; a person may call them with their bearer token about themself only.
+is a 400 problem (elsewhere in this API such requests are 422). Client
+applications call these routes with their API key; a person may call them with
+their bearer token about themself only.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from functools import wraps
 from typing import Any
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import Schema
 
 from authz.engine import authzen
@@ -25,6 +25,7 @@ from authz.errors import Invalid
 from authz.runtime import Runtime
 
 from .. import schemas as s
+from ..blueprint import Blueprint
 from ..errors import problem
 from ..identity import caller, for_clients, public, runtime
 from . import wire
@@ -59,7 +60,7 @@ def _documented(view: Callable[..., Any]) -> Callable[..., Any]:
         (403, "A person asking about someone else"),
         (503, "context.at_least_revision not reached yet"),
     ):
-        view = blp.alt_response(status, schema=s.Problem, description=description)(view)
+        view = blp.problem(status, description)(view)
     return view
 
 
@@ -84,6 +85,7 @@ def _one_page(
 
 @blp.route(wire.ENDPOINTS["access_evaluation_endpoint"])
 class Evaluation(MethodView):
+    @blp.operation("evaluate_access")
     @for_clients
     @_arguments(s.AuthzenEvaluationSchema)
     @blp.response(200, s.AuthzenDecisionSchema)
@@ -96,6 +98,7 @@ class Evaluation(MethodView):
 
 @blp.route(wire.ENDPOINTS["access_evaluations_endpoint"])
 class Evaluations(MethodView):
+    @blp.operation("evaluate_access_batch")
     @for_clients
     @_arguments(s.AuthzenEvaluationsSchema)
     @blp.response(200, s.AuthzenEvaluationsResultSchema)
@@ -116,6 +119,7 @@ class Evaluations(MethodView):
 
 @blp.route(wire.ENDPOINTS["search_subject_endpoint"])
 class SubjectSearch(MethodView):
+    @blp.operation("search_subjects")
     @for_clients
     @_arguments(s.AuthzenSubjectSearchSchema)
     @blp.response(200, s.AuthzenEntitiesSchema)
@@ -131,6 +135,7 @@ class SubjectSearch(MethodView):
 
 @blp.route(wire.ENDPOINTS["search_resource_endpoint"])
 class ResourceSearch(MethodView):
+    @blp.operation("search_resources")
     @for_clients
     @_arguments(s.AuthzenResourceSearchSchema)
     @blp.response(200, s.AuthzenEntitiesSchema)
@@ -146,6 +151,7 @@ class ResourceSearch(MethodView):
 
 @blp.route(wire.ENDPOINTS["search_action_endpoint"])
 class ActionSearch(MethodView):
+    @blp.operation("search_actions")
     @for_clients
     @_arguments(s.AuthzenActionSearchSchema)
     @blp.response(200, s.AuthzenActionsSchema)
@@ -160,6 +166,7 @@ class ActionSearch(MethodView):
 
 @blp.route(wire.METADATA_PATH)
 class Configuration(MethodView):
+    @blp.operation("get_authzen_configuration")
     @public
     @blp.response(200, s.AuthzenConfigurationSchema)
     @blp.doc(security=[])

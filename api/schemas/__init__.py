@@ -4,7 +4,7 @@
   roles, levels…), written once over the constants of models/ and authz/;
 - common.py: the problem body, page arguments and envelopes, bulk outcomes;
 - one module per blueprint: accounts (auth), structures, catalogue (spaces),
-  checks, rights (permissions and access), users, history, lifecycle,
+  checks, health, rights (permissions and access), users, history, lifecycle,
   requests (attachment and subscription requests), technical, reviews, authzen.
 
 Views import their schemas from here (`from . import schemas as s`). Unknown
@@ -68,6 +68,9 @@ from .common import (
     page_of,
     revision_page_of,
 )
+from .health import (
+    HealthSchema,
+)
 from .history import (
     HistoryDetailSchema,
     HistoryEntrySchema,
@@ -89,7 +92,7 @@ from .requests import (
     BulkAttachmentValidationSchema,
     BulkRefusalSchema,
     BulkSubscriptionValidationSchema,
-    LineLevelSchema,
+    LineLevelChangeSchema,
     LineSchema,
     RefusalSchema,
     RequestFields,
@@ -148,6 +151,7 @@ from .users import (
 )
 
 __all__ = [
+    "HealthSchema",
     "Problem",
     "PageArgs",
     "RevisionPageArgs",
@@ -221,7 +225,7 @@ __all__ = [
     "SubscriptionRequestCreateSchema",
     "SubscriptionRequestSchema",
     "SubscriptionRequestDetailSchema",
-    "LineLevelSchema",
+    "LineLevelChangeSchema",
     "SubscriptionValidationSchema",
     "BulkSubscriptionValidationSchema",
     "TechnicalUserCreateSchema",

@@ -104,6 +104,13 @@ class AuthzenEvaluationSchema(Lenient):
     resource = fields.Nested(AuthzenResourceSchema, required=True)
     context = _context()
 
+    example = {
+        "subject": {"type": "user", "id": "42"},
+        "action": {"name": "consult"},
+        "resource": {"type": "space", "id": "12/issued_invoices"},
+        "context": {"at_least_revision": 4471},
+    }
+
 
 class AuthzenOptionsSchema(Lenient):
     evaluations_semantic = fields.String(
@@ -128,6 +135,18 @@ class AuthzenEvaluationsSchema(Lenient):
     )
     options = fields.Nested(AuthzenOptionsSchema)
 
+    example = {
+        "subject": {"type": "user", "id": "42"},
+        "evaluations": [
+            {
+                "action": {"name": "consult"},
+                "resource": {"type": "space", "id": "12/issued_invoices"},
+            },
+            {"action": {"name": "users.manage"}, "resource": {"type": "structure", "id": "12"}},
+        ],
+        "options": {"evaluations_semantic": "execute_all"},
+    }
+
 
 class AuthzenPageRequestSchema(Lenient):
     token = fields.String(
@@ -151,6 +170,13 @@ class AuthzenSubjectSearchSchema(Lenient):
     context = _context()
     page = fields.Nested(AuthzenPageRequestSchema)
 
+    example = {
+        "subject": {"type": "user"},
+        "action": {"name": "modify"},
+        "resource": {"type": "space", "id": "12/ACCOUNTING/received_invoices"},
+        "page": {"limit": 50},
+    }
+
 
 class AuthzenResourceSearchSchema(Lenient):
     subject = fields.Nested(AuthzenSubjectSchema, required=True)
@@ -159,12 +185,23 @@ class AuthzenResourceSearchSchema(Lenient):
     context = _context()
     page = fields.Nested(AuthzenPageRequestSchema)
 
+    example = {
+        "subject": {"type": "user", "id": "42"},
+        "action": {"name": "consult"},
+        "resource": {"type": "space"},
+    }
+
 
 class AuthzenActionSearchSchema(Lenient):
     subject = fields.Nested(AuthzenSubjectSchema, required=True)
     resource = fields.Nested(AuthzenResourceSchema, required=True)
     context = _context()
     page = fields.Nested(AuthzenPageRequestSchema)
+
+    example = {
+        "subject": {"type": "user", "id": "42"},
+        "resource": {"type": "structure", "id": "12"},
+    }
 
 
 # --- responses -----------------------------------------------------------------
@@ -181,6 +218,14 @@ class AuthzenDecisionSchema(Schema):
         }
     )
 
+    example = {
+        "decision": True,
+        "context": {
+            "revision": 4471,
+            "rule": "role-default:principal consult issued_invoices (spaces.yaml)",
+        },
+    }
+
 
 class AuthzenEvaluationsResultSchema(AuthzenDecisionSchema):
     decision = fields.Boolean(metadata={"description": "Only for a single evaluation."})
@@ -190,6 +235,13 @@ class AuthzenEvaluationsResultSchema(AuthzenDecisionSchema):
             "description": "In request order; shorter when a short-circuit semantic stopped."
         },
     )
+
+    example = {
+        "evaluations": [
+            AuthzenDecisionSchema.example,
+            {"decision": False, "context": {"revision": 4471, "reason": "no role on structure 12"}},
+        ]
+    }
 
 
 class AuthzenPageSchema(Schema):
@@ -201,14 +253,18 @@ class AuthzenEntitySchema(Schema):
     type = fields.String()
     id = fields.String()
 
+    example = {"type": "user", "id": "42"}
+
 
 class AuthzenActionNameSchema(Schema):
     name = fields.String()
 
+    example = {"name": "consult"}
+
 
 def _search_result(item: type[Schema], name: str) -> type[Schema]:
     """A search response whose results are `item`s."""
-    return Schema.from_dict(
+    result = Schema.from_dict(
         {
             "page": fields.Nested(AuthzenPageSchema),
             "context": fields.Dict(metadata={"description": "revision"}),
@@ -216,6 +272,12 @@ def _search_result(item: type[Schema], name: str) -> type[Schema]:
         },
         name=name,
     )
+    result.example = {  # type: ignore[attr-defined]
+        "page": {"next_token": "", "count": 1},
+        "context": {"revision": 4471},
+        "results": [item.example],  # type: ignore[attr-defined]
+    }
+    return result
 
 
 AuthzenEntitiesSchema = _search_result(AuthzenEntitySchema, "AuthzenEntities")
@@ -229,3 +291,12 @@ class AuthzenConfigurationSchema(Schema):
     search_subject_endpoint = fields.String()
     search_resource_endpoint = fields.String()
     search_action_endpoint = fields.String()
+
+    example = {
+        "policy_decision_point": "https://authz.example.org",
+        "access_evaluation_endpoint": "https://authz.example.org/access/v1/evaluation",
+        "access_evaluations_endpoint": "https://authz.example.org/access/v1/evaluations",
+        "search_subject_endpoint": "https://authz.example.org/access/v1/search/subject",
+        "search_resource_endpoint": "https://authz.example.org/access/v1/search/resource",
+        "search_action_endpoint": "https://authz.example.org/access/v1/search/action",
+    }

@@ -11,3 +11,27 @@ class SpaceSchema(Schema):
     public_only = fields.Boolean()
     opened_by_default = fields.Boolean()
     granted_by_default = fields.Dict(keys=fields.String(), values=fields.String())
+
+    example = {
+        "code": "issued_invoices",
+        "label": "Issued invoices",
+        "public_only": False,
+        "opened_by_default": True,
+        "granted_by_default": {"principal": "modify", "secondary": "modify", "simple": "consult"},
+    }
+
+    example = {
+        "code": "issued_invoices",
+        "label": "Issued invoices",
+        "public_only": False,
+        "opened_by_default": True,
+        "granted_by_default": {"principal": "modify", "secondary": "modify", "simple": "consult"},
+    }
+
+    example = {
+        "code": "issued_invoices",
+        "label": "Issued invoices",
+        "public_only": False,
+        "opened_by_default": True,
+        "granted_by_default": {"principal": "modify", "secondary": "modify", "simple": "consult"},
+    }

@@ -27,6 +27,30 @@ class QuestionSchema(Schema):
     )
     action = f.code(required=True, description=f"{ACTIONS} (on a space), or a management action.")
 
+    example = {
+        "user_id": 42,
+        "structure_id": 12,
+        "service": None,
+        "space": "issued_invoices",
+        "action": "consult",
+    }
+
+    example = {
+        "user_id": 42,
+        "structure_id": 12,
+        "service": None,
+        "space": "issued_invoices",
+        "action": "consult",
+    }
+
+    example = {
+        "user_id": 42,
+        "structure_id": 12,
+        "service": None,
+        "space": "issued_invoices",
+        "action": "consult",
+    }
+
 
 class CheckSchema(QuestionSchema):
     at_least_revision = fields.Integer(
@@ -103,6 +127,27 @@ class BatchSchema(Schema):
     at_least_revision = fields.Integer(validate=validate.Range(min=0))
     explain = fields.Boolean(load_default=False)
 
+    example = {
+        "checks": [
+            QuestionSchema.example,
+            {"user_id": 42, "structure_id": 12, "space": None, "action": "users.manage"},
+        ]
+    }
+
+    example = {
+        "checks": [
+            QuestionSchema.example,
+            {"user_id": 42, "structure_id": 12, "space": None, "action": "users.manage"},
+        ]
+    }
+
+    example = {
+        "checks": [
+            QuestionSchema.example,
+            {"user_id": 42, "structure_id": 12, "space": None, "action": "users.manage"},
+        ]
+    }
+
 
 class DecisionSchema(Schema):
     allowed = fields.Boolean(required=True)
@@ -111,6 +156,24 @@ class DecisionSchema(Schema):
     reason = fields.String(metadata={"description": "Why it was denied (when denied)."})
     explanation = fields.Dict()
 
+    example = {
+        "allowed": True,
+        "revision": 4471,
+        "rule": "role-default:principal modify issued_invoices (spaces.yaml)",
+    }
+
+    example = {
+        "allowed": True,
+        "revision": 4471,
+        "rule": "role-default:principal modify issued_invoices (spaces.yaml)",
+    }
+
+    example = {
+        "allowed": True,
+        "revision": 4471,
+        "rule": "role-default:principal modify issued_invoices (spaces.yaml)",
+    }
+
 
 class BatchDecisionSchema(Schema):
     revision = fields.Integer()
@@ -118,3 +181,27 @@ class BatchDecisionSchema(Schema):
     decisions = fields.List(
         fields.Raw(metadata={"type": "object", "description": "As the answer of POST /v1/checks."})
     )
+
+    example = {
+        "revision": 4471,
+        "decisions": [
+            DecisionSchema.example,
+            {"allowed": False, "revision": 4471, "reason": "role simple: users.manage not granted"},
+        ],
+    }
+
+    example = {
+        "revision": 4471,
+        "decisions": [
+            DecisionSchema.example,
+            {"allowed": False, "revision": 4471, "reason": "role simple: users.manage not granted"},
+        ],
+    }
+
+    example = {
+        "revision": 4471,
+        "decisions": [
+            DecisionSchema.example,
+            {"allowed": False, "revision": 4471, "reason": "role simple: users.manage not granted"},
+        ],
+    }

@@ -4,6 +4,7 @@ envelopes, and the outcome of a bulk operation."""
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 from marshmallow import Schema, fields, validate
 
@@ -45,19 +46,31 @@ def _page_name(item_schema: type[Schema]) -> str:
     return f"{item_schema.__name__.removesuffix('Schema')}Page"
 
 
+def _page_example(item_schema: type[Schema]) -> dict[str, Any] | None:
+    item = getattr(item_schema, "example", None)
+    if item is None:
+        return None
+    return {"items": [item], "page": 1, "page_size": 50, "total": 1}
+
+
 @functools.cache
 def page_of(item_schema: type[Schema]) -> type[Schema]:
     """A page envelope: {items, page, page_size, total}."""
-    return Schema.from_dict(_page_fields(item_schema), name=_page_name(item_schema))
+    page = Schema.from_dict(_page_fields(item_schema), name=_page_name(item_schema))
+    page.example = _page_example(item_schema)  # type: ignore[attr-defined]
+    return page
 
 
 @functools.cache
 def revision_page_of(item_schema: type[Schema]) -> type[Schema]:
     """A page envelope that also gives the policy revision it was computed at."""
-    return Schema.from_dict(
+    page = Schema.from_dict(
         {**_page_fields(item_schema), "revision": fields.Integer()},
         name=_page_name(item_schema),
     )
+    example = _page_example(item_schema)
+    page.example = example and {**example, "revision": 4471}  # type: ignore[attr-defined]
+    return page
 
 
 class OutcomeSchema(Schema):
@@ -66,6 +79,15 @@ class OutcomeSchema(Schema):
     code = fields.String(allow_none=True)
     detail = fields.String(allow_none=True)
 
+    example = {"id": 31, "ok": True, "code": None, "detail": None}
+
 
 class BulkOutcomeSchema(Schema):
     results = fields.List(fields.Nested(OutcomeSchema))
+
+    example = {
+        "results": [
+            OutcomeSchema.example,
+            {"id": 32, "ok": False, "code": "already_processed", "detail": "Already processed."},
+        ]
+    }

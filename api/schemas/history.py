@@ -32,7 +32,25 @@ class HistoryEntrySchema(Schema):
     comment = fields.String(allow_none=True)
     created_at = fields.DateTime()
 
+    example = {
+        "id": 905,
+        "structure_id": 12,
+        "actor_id": 42,
+        "action": "attachment_request.validated",
+        "target_user_id": 43,
+        "request_kind": "attachment",
+        "request_id": 31,
+        "comment": "Welcome to the accounting team.",
+        "created_at": "2026-02-01T08:45:00+00:00",
+    }
+
 
 class HistoryDetailSchema(HistoryEntrySchema):
     before = fields.Dict(allow_none=True)
     after = fields.Dict(allow_none=True)
+
+    example = {
+        **HistoryEntrySchema.example,
+        "before": {"status": "pending"},
+        "after": {"status": "validated", "role": "simple"},
+    }

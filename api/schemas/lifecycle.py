@@ -20,6 +20,11 @@ class SuccessorSchema(Schema):
 class DesignationSchema(SuccessorSchema):
     comment = f.comment()
 
+    example = {
+        "login_email": "paul.durand@example.org",
+        "comment": "Paul takes over as I retire.",
+    }
+
 
 class StructureSuccessorSchema(SuccessorSchema):
     structure_id = fields.Integer(required=True)
@@ -33,6 +38,11 @@ class DeactivationSchema(Schema):
         metadata={"description": "A new principal for every structure you lead."},
     )
 
+    example = {
+        "password": "correct horse battery staple",
+        "successors": [{"structure_id": 12, "login_email": "paul.durand@example.org"}],
+    }
+
 
 class ReactivationSchema(LoginSchema):
     pass
@@ -45,3 +55,10 @@ class IdentifierChangeSchema(Schema):
     confirm = fields.Boolean(
         required=True, metadata={"description": "Must be true: the structure becomes inactive."}
     )
+
+    example = {
+        "identifier_type": "SIRET",
+        "identifier_value": "73282932000082",
+        "designation": "Boulangerie Martin",
+        "confirm": True,
+    }

@@ -45,9 +45,13 @@ class RequestFields(Schema):
 class RefusalSchema(Schema):
     reason = f.reason()
 
+    example = {"reason": "You do not work for this structure."}
+
 
 class BulkRefusalSchema(RefusalSchema):
     ids = f.ids()
+
+    example = {"ids": [31, 32], "reason": "You do not work for this structure."}
 
 
 def _service_ids(**kwargs) -> fields.List:
@@ -63,11 +67,33 @@ class AttachmentRequestCreateSchema(Schema):
     service_ids = _service_ids(load_default=list)
     comment = f.comment()
 
+    example = {
+        "structure_id": 12,
+        "whole_structure": False,
+        "service_ids": [7],
+        "comment": "I keep the accounts of the bakery.",
+    }
+
 
 class AttachmentRequestSchema(RequestFields):
     whole_structure = fields.Boolean()
     service_ids = fields.Function(lambda r: sorted(s.service_id for s in r.services))
     role = fields.String(allow_none=True)
+
+    example = {
+        "id": 31,
+        "user_id": 43,
+        "structure_id": 12,
+        "comment": "I keep the accounts of the bakery.",
+        "status": "pending",
+        "reason": None,
+        "created_at": "2026-01-28T14:02:00+00:00",
+        "processed_at": None,
+        "processed_by_id": None,
+        "whole_structure": False,
+        "service_ids": [7],
+        "role": None,
+    }
 
 
 class ServiceStatusSchema(Schema):
@@ -77,6 +103,14 @@ class ServiceStatusSchema(Schema):
     status = fields.String(metadata={"description": f"{', '.join(ATTACHMENT_STATUSES)} or none"})
     preselected = fields.Boolean()
 
+    example = {
+        "service_id": 7,
+        "code": "ACCOUNTING",
+        "label": "Accounting",
+        "status": "pending",
+        "preselected": True,
+    }
+
 
 class AttachmentRequestDetailSchema(Schema):
     request = fields.Nested(AttachmentRequestSchema)
@@ -84,6 +118,14 @@ class AttachmentRequestDetailSchema(Schema):
     requester = fields.Nested(UserSchema)
     whole_structure_status = fields.String()
     services = fields.List(fields.Nested(ServiceStatusSchema))
+
+    example = {
+        "request": AttachmentRequestSchema.example,
+        "structure": StructureSchema.example,
+        "requester": UserSchema.example,
+        "whole_structure_status": "none",
+        "services": [ServiceStatusSchema.example],
+    }
 
 
 def _validation_role() -> fields.String:
@@ -104,12 +146,16 @@ class AttachmentValidationSchema(Schema):
     valid_from = fields.Date()
     comment = f.comment()
 
+    example = {"role": "simple", "valid_from": "2026-02-01", "comment": "Welcome."}
+
 
 class BulkAttachmentValidationSchema(Schema):
     ids = f.ids()
     role = _validation_role()
     valid_from = fields.Date()
     comment = f.comment()
+
+    example = {"ids": [31, 32], "role": "simple", "comment": "Welcome."}
 
 
 # --- subscription requests ------------------------------------------------------
@@ -121,6 +167,8 @@ class LineSchema(Schema):
     service_id = fields.Integer(allow_none=True, load_default=None)
     level = f.level(required=True)
 
+    example = {"id": 51, "space": "issued_invoices", "service_id": None, "level": "consult"}
+
 
 class SubscriptionRequestCreateSchema(Schema):
     structure_id = fields.Integer(required=True)
@@ -129,11 +177,35 @@ class SubscriptionRequestCreateSchema(Schema):
     )
     comment = f.comment()
 
+    example = {
+        "structure_id": 12,
+        "lines": [
+            {"space": "issued_invoices", "service_id": None, "level": "consult"},
+            {"space": "received_invoices", "service_id": 7, "level": "modify"},
+        ],
+        "comment": "To follow the invoices of the accounting service.",
+    }
+
 
 class SubscriptionRequestSchema(RequestFields):
     origin = fields.String()
     manager_comment = fields.String(allow_none=True)
     lines = fields.List(fields.Nested(LineSchema))
+
+    example = {
+        "id": 77,
+        "user_id": 43,
+        "structure_id": 12,
+        "comment": "To follow the invoices of the accounting service.",
+        "status": "pending",
+        "reason": None,
+        "created_at": "2026-02-02T10:00:00+00:00",
+        "processed_at": None,
+        "processed_by_id": None,
+        "origin": "manual",
+        "manager_comment": None,
+        "lines": [LineSchema.example],
+    }
 
 
 class SubscriptionRequestDetailSchema(Schema):
@@ -141,21 +213,31 @@ class SubscriptionRequestDetailSchema(Schema):
     structure = fields.Nested(StructureSchema)
     requester = fields.Nested(UserSchema)
 
+    example = {
+        "request": SubscriptionRequestSchema.example,
+        "structure": StructureSchema.example,
+        "requester": UserSchema.example,
+    }
 
-class LineLevelSchema(Schema):
+
+class LineLevelChangeSchema(Schema):
     id = fields.Integer(required=True)
     level = f.level(required=True)
 
 
 class SubscriptionValidationSchema(Schema):
     lines = fields.List(
-        fields.Nested(LineLevelSchema),
+        fields.Nested(LineLevelChangeSchema),
         load_default=list,
         metadata={"description": "Lines whose level the manager switches."},
     )
     comment = f.comment()
 
+    example = {"lines": [{"id": 51, "level": "modify"}], "comment": "Granted."}
+
 
 class BulkSubscriptionValidationSchema(Schema):
     ids = f.ids()
     comment = f.comment()
+
+    example = {"ids": [77, 78], "comment": "Granted."}

@@ -13,6 +13,24 @@ class GrantSchema(Schema):
     space = fields.String()
     actions = fields.List(fields.String())
 
+    example = {
+        "service": None,
+        "space": "issued_invoices",
+        "actions": ["consult", "modify", "create"],
+    }
+
+    example = {
+        "service": None,
+        "space": "issued_invoices",
+        "actions": ["consult", "modify", "create"],
+    }
+
+    example = {
+        "service": None,
+        "space": "issued_invoices",
+        "actions": ["consult", "modify", "create"],
+    }
+
 
 class RightsFields(Schema):
     role = fields.String(
@@ -27,6 +45,48 @@ class RightsFields(Schema):
 class UserRightsSchema(RightsFields):
     structure_id = fields.Integer()
 
+    example = {
+        "structure_id": 12,
+        "role": "principal",
+        "management": ["structure.view", "users.manage"],
+        "grants": [GrantSchema.example],
+    }
+
+    example = {
+        "structure_id": 12,
+        "role": "principal",
+        "management": ["structure.view", "users.manage"],
+        "grants": [GrantSchema.example],
+    }
+
+    example = {
+        "structure_id": 12,
+        "role": "principal",
+        "management": ["structure.view", "users.manage"],
+        "grants": [GrantSchema.example],
+    }
+
 
 class MemberRightsSchema(RightsFields):
     user_id = fields.Integer()
+
+    example = {
+        "user_id": 42,
+        "role": "principal",
+        "management": ["structure.view", "users.manage"],
+        "grants": [GrantSchema.example],
+    }
+
+    example = {
+        "user_id": 42,
+        "role": "principal",
+        "management": ["structure.view", "users.manage"],
+        "grants": [GrantSchema.example],
+    }
+
+    example = {
+        "user_id": 42,
+        "role": "principal",
+        "management": ["structure.view", "users.manage"],
+        "grants": [GrantSchema.example],
+    }

@@ -44,9 +44,39 @@ class StructureCreateSchema(StructureSettingsFields):
         if wrong:
             raise ValidationError({name: [why] for name in sorted(wrong)})
 
+    example = {
+        "identifier_type": "SIRET",
+        "identifier_value": "73282932000074",
+        "designation": "Boulangerie Martin",
+        "invoice_requires_service": False,
+        "default_spaces": ["issued_invoices", "received_invoices"],
+    }
+
+    example = {
+        "identifier_type": "SIRET",
+        "identifier_value": "73282932000074",
+        "designation": "Boulangerie Martin",
+        "invoice_requires_service": False,
+        "default_spaces": ["issued_invoices", "received_invoices"],
+    }
+
+    example = {
+        "identifier_type": "SIRET",
+        "identifier_value": "73282932000074",
+        "designation": "Boulangerie Martin",
+        "invoice_requires_service": False,
+        "default_spaces": ["issued_invoices", "received_invoices"],
+    }
+
 
 class StructurePatchSchema(StructureSettingsFields):
     designation = f.designation()
+
+    example = {"designation": "Boulangerie Martin et Fils", "legal_commitment_required": True}
+
+    example = {"designation": "Boulangerie Martin et Fils", "legal_commitment_required": True}
+
+    example = {"designation": "Boulangerie Martin et Fils", "legal_commitment_required": True}
 
 
 class StructureSchema(Schema):
@@ -68,6 +98,57 @@ class StructureSchema(Schema):
     def _default_spaces(self, obj) -> list[str]:
         return [d.space_code for d in obj.default_spaces]
 
+    example = {
+        "id": 12,
+        "identifier_type": "SIRET",
+        "identifier_value": "73282932000074",
+        "designation": "Boulangerie Martin",
+        "kind": "private",
+        "status": "active",
+        "centrally_managed": False,
+        "invoice_requires_service": False,
+        "legal_commitment_required": False,
+        "default_spaces": ["issued_invoices", "received_invoices"],
+        "origin_id": None,
+        "successor_id": None,
+        "created_at": "2026-01-05T09:30:00+00:00",
+        "updated_at": "2026-01-05T09:30:00+00:00",
+    }
+
+    example = {
+        "id": 12,
+        "identifier_type": "SIRET",
+        "identifier_value": "73282932000074",
+        "designation": "Boulangerie Martin",
+        "kind": "private",
+        "status": "active",
+        "centrally_managed": False,
+        "invoice_requires_service": False,
+        "legal_commitment_required": False,
+        "default_spaces": ["issued_invoices", "received_invoices"],
+        "origin_id": None,
+        "successor_id": None,
+        "created_at": "2026-01-05T09:30:00+00:00",
+        "updated_at": "2026-01-05T09:30:00+00:00",
+    }
+
+    example = {
+        "id": 12,
+        "identifier_type": "SIRET",
+        "identifier_value": "73282932000074",
+        "designation": "Boulangerie Martin",
+        "kind": "private",
+        "status": "active",
+        "centrally_managed": False,
+        "invoice_requires_service": False,
+        "legal_commitment_required": False,
+        "default_spaces": ["issued_invoices", "received_invoices"],
+        "origin_id": None,
+        "successor_id": None,
+        "created_at": "2026-01-05T09:30:00+00:00",
+        "updated_at": "2026-01-05T09:30:00+00:00",
+    }
+
 
 class StructureQuerySchema(PageArgs):
     q = f.text(1, f.SEARCH_MAX, description="Part of the designation or identifier.")
@@ -83,10 +164,40 @@ class ServiceSchema(Schema):
     label = f.text(1, f.LABEL_MAX, required=True)
     active = fields.Boolean(load_default=True)
 
+    example = {
+        "id": 7,
+        "structure_id": 12,
+        "code": "ACCOUNTING",
+        "label": "Accounting",
+        "active": True,
+    }
+
+    example = {
+        "id": 7,
+        "structure_id": 12,
+        "code": "ACCOUNTING",
+        "label": "Accounting",
+        "active": True,
+    }
+
+    example = {
+        "id": 7,
+        "structure_id": 12,
+        "code": "ACCOUNTING",
+        "label": "Accounting",
+        "active": True,
+    }
+
 
 class ServicePatchSchema(Schema):
     label = f.text(1, f.LABEL_MAX)
     active = fields.Boolean()
+
+    example = {"label": "Accounting and payroll"}
+
+    example = {"label": "Accounting and payroll"}
+
+    example = {"label": "Accounting and payroll"}
 
 
 class ServiceQuerySchema(PageArgs):
@@ -105,6 +216,27 @@ class OpenedSpacesSchema(Schema):
         fields.Nested(OpenedSpaceSchema), required=True, validate=validate.Length(max=2000)
     )
 
+    example = {
+        "spaces": [
+            {"space": "issued_invoices", "service_id": None},
+            {"space": "received_invoices", "service_id": 7},
+        ]
+    }
+
+    example = {
+        "spaces": [
+            {"space": "issued_invoices", "service_id": None},
+            {"space": "received_invoices", "service_id": 7},
+        ]
+    }
+
+    example = {
+        "spaces": [
+            {"space": "issued_invoices", "service_id": None},
+            {"space": "received_invoices", "service_id": 7},
+        ]
+    }
+
 
 class DirectAttachmentSchema(Schema):
     user_id = fields.Integer()
@@ -118,6 +250,33 @@ class DirectAttachmentSchema(Schema):
     valid_until = fields.Date(allow_none=True)
     comment = f.comment()
 
+    example = {
+        "login_email": "lucie.bernard@example.org",
+        "role": "simple",
+        "whole_structure": False,
+        "service_ids": [7],
+        "valid_from": "2026-02-01",
+        "comment": "Joins the accounting team.",
+    }
+
+    example = {
+        "login_email": "lucie.bernard@example.org",
+        "role": "simple",
+        "whole_structure": False,
+        "service_ids": [7],
+        "valid_from": "2026-02-01",
+        "comment": "Joins the accounting team.",
+    }
+
+    example = {
+        "login_email": "lucie.bernard@example.org",
+        "role": "simple",
+        "whole_structure": False,
+        "service_ids": [7],
+        "valid_from": "2026-02-01",
+        "comment": "Joins the accounting team.",
+    }
+
 
 class AttachmentSchema(Schema):
     id = fields.Integer()
@@ -128,6 +287,39 @@ class AttachmentSchema(Schema):
     status = fields.String()
     valid_from = fields.Date()
     valid_until = fields.Date(allow_none=True)
+
+    example = {
+        "id": 88,
+        "user_id": 43,
+        "structure_id": 12,
+        "service_id": 7,
+        "role": "simple",
+        "status": "validated",
+        "valid_from": "2026-02-01",
+        "valid_until": None,
+    }
+
+    example = {
+        "id": 88,
+        "user_id": 43,
+        "structure_id": 12,
+        "service_id": 7,
+        "role": "simple",
+        "status": "validated",
+        "valid_from": "2026-02-01",
+        "valid_until": None,
+    }
+
+    example = {
+        "id": 88,
+        "user_id": 43,
+        "structure_id": 12,
+        "service_id": 7,
+        "role": "simple",
+        "status": "validated",
+        "valid_from": "2026-02-01",
+        "valid_until": None,
+    }
 
 
 class LookupQuerySchema(Schema):
@@ -144,3 +336,24 @@ class LookupSchema(Schema):
             {"id": sv.id, "code": sv.code, "label": sv.label} for sv in st.services if sv.active
         ]
     )
+
+    example = {
+        "id": 12,
+        "designation": "Boulangerie Martin",
+        "kind": "private",
+        "services": [{"id": 7, "code": "ACCOUNTING", "label": "Accounting"}],
+    }
+
+    example = {
+        "id": 12,
+        "designation": "Boulangerie Martin",
+        "kind": "private",
+        "services": [{"id": 7, "code": "ACCOUNTING", "label": "Accounting"}],
+    }
+
+    example = {
+        "id": 12,
+        "designation": "Boulangerie Martin",
+        "kind": "private",
+        "services": [{"id": 7, "code": "ACCOUNTING", "label": "Accounting"}],
+    }

@@ -32,6 +32,8 @@ class ManagedUserSchema(UserSchema):
     class Meta:
         exclude = ("platform_role",)
 
+    example = {k: v for k, v in UserSchema.example.items() if k != "platform_role"}
+
 
 class ManagedUserDetailSchema(Schema):
     user = fields.Nested(ManagedUserSchema)
@@ -39,6 +41,8 @@ class ManagedUserDetailSchema(Schema):
         fields.Integer(),
         metadata={"description": "Open each with GET /v1/attachment-requests/{id}."},
     )
+
+    example = {"user": ManagedUserSchema.example, "pending_attachment_request_ids": [31]}
 
 
 class AttachmentLineSchema(Schema):
@@ -55,6 +59,17 @@ class AttachmentLineSchema(Schema):
     valid_from = fields.Date(attribute="attachment.valid_from")
     valid_until = fields.Date(attribute="attachment.valid_until", allow_none=True)
 
+    example = {
+        "id": 88,
+        "service_id": 7,
+        "service_code": "ACCOUNTING",
+        "service_label": "Accounting",
+        "role": "simple",
+        "status": "validated",
+        "valid_from": "2026-02-01",
+        "valid_until": None,
+    }
+
 
 class StructureBriefSchema(Schema):
     id = fields.Integer()
@@ -63,6 +78,15 @@ class StructureBriefSchema(Schema):
     designation = fields.String()
     kind = fields.String()
     status = fields.String()
+
+    example = {
+        "id": 12,
+        "identifier_type": "SIRET",
+        "identifier_value": "73282932000074",
+        "designation": "Boulangerie Martin",
+        "kind": "private",
+        "status": "active",
+    }
 
 
 def _role_in_force() -> fields.String:
@@ -76,11 +100,23 @@ class MembershipSchema(Schema):
     role = _role_in_force()
     attachments = fields.List(fields.Nested(AttachmentLineSchema))
 
+    example = {
+        "structure": StructureBriefSchema.example,
+        "role": "simple",
+        "attachments": [AttachmentLineSchema.example],
+    }
+
 
 class MemberSchema(Schema):
     user = fields.Nested(ManagedUserSchema)
     role = _role_in_force()
     attachments = fields.List(fields.Nested(AttachmentLineSchema))
+
+    example = {
+        "user": ManagedUserSchema.example,
+        "role": "simple",
+        "attachments": [AttachmentLineSchema.example],
+    }
 
 
 class StructureUsersArgs(PageArgs):
@@ -93,6 +129,8 @@ class StructureUsersArgs(PageArgs):
 class UserIdsSchema(Schema):
     ids = f.ids()
 
+    example = {"ids": [43, 44]}
+
 
 class UserExportSchema(Schema):
     ids = f.ids(
@@ -101,3 +139,5 @@ class UserExportSchema(Schema):
             "description": "Users to export; all must be visible, or 404 and nothing is exported."
         },
     )
+
+    example = {"ids": [42, 43, 44]}
