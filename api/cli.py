@@ -370,7 +370,7 @@ def serve(bind: str, workers: int, threads: int) -> None:
             "workers": workers,
             "preload_app": False,
             "proc_name": "authz",
-            "worker_class": "gthread",
+            "worker_class": "api.gunicorn_worker.ProblemThreadWorker",  # gthread, problems
             "threads": threads,
             "keepalive": 5,
             # No runtime control socket: it is not needed, and two servers would share it.

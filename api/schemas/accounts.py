@@ -3,7 +3,7 @@ and one's own account; the account as everyone sees it."""
 
 from __future__ import annotations
 
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, fields
 
 from . import fields as f
 
@@ -82,18 +82,14 @@ class SignUpSchema(Schema):
 
 
 class AccountCreateSchema(SignUpSchema):
-    structure_id = fields.Integer(
-        validate=validate.Range(min=1),
-        metadata={
-            "description": "Logged in (required then): the structure the manager "
-            "creates the account for (users.manage there). Logged "
-            "out: absent."
-        },
+    structure_id = f.record_id(
+        description="Logged in (required then): the structure the manager "
+        "creates the account for (users.manage there). Logged out: absent."
     )
 
 
 class ActivationSchema(Schema):
-    token = f.text(1, 200, required=True)
+    token = f.text(1, 200, required=True, kind=f.OPAQUE)
     password = f.password(required=True)
 
     example = {

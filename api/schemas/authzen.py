@@ -11,6 +11,8 @@ from marshmallow import EXCLUDE, Schema, fields, validate
 
 from authz.engine import authzen
 
+from . import fields as f
+
 TEXT_MAX = 512
 
 
@@ -22,11 +24,16 @@ class Lenient(Schema):
 
 
 def _text(required: bool = False, description: str | None = None) -> fields.String:
-    """A string member of an entity (at most TEXT_MAX characters)."""
-    return fields.String(
-        required=required,
-        validate=validate.Length(max=TEXT_MAX),
-        metadata={"description": description} if description else {},
+    """A string member of an entity (at most TEXT_MAX characters). Only matched
+    against what the service knows, never stored nor mailed: any character but
+    NUL and lone surrogates, so that a strange id is a deny, as AuthZEN wants."""
+    return f.text(max_length=TEXT_MAX, required=required, description=description, kind=f.OPAQUE)
+
+
+def _free(description: str | None = None) -> fields.Dict:
+    """An object the caller fills as it likes (properties, context)."""
+    return fields.Dict(
+        validate=f.safe_json, metadata={"description": description} if description else {}
     )
 
 
@@ -39,7 +46,7 @@ PROPERTIES = "Accepted and not used: decisions come from the service's own recor
 class AuthzenSubjectSchema(Lenient):
     type = _text(True, '"user"; any other type is denied.')
     id = _text(True, "The user id, as a string.")
-    properties = fields.Dict(metadata={"description": PROPERTIES})
+    properties = _free(PROPERTIES)
 
 
 class AuthzenResourceSchema(Lenient):
@@ -49,7 +56,7 @@ class AuthzenResourceSchema(Lenient):
         '"<structure id>/<space code>", "<structure id>/<service code>/'
         '<space code>" (space) or "<structure id>" (structure).',
     )
-    properties = fields.Dict(metadata={"description": PROPERTIES})
+    properties = _free(PROPERTIES)
 
 
 class AuthzenActionSchema(Lenient):
@@ -58,7 +65,7 @@ class AuthzenActionSchema(Lenient):
         "consult, modify, create (spaces) or a management action of "
         "policies/roles.yaml (structures).",
     )
-    properties = fields.Dict(metadata={"description": PROPERTIES})
+    properties = _free(PROPERTIES)
 
 
 class AuthzenSearchedEntitySchema(Lenient):
@@ -66,7 +73,7 @@ class AuthzenSearchedEntitySchema(Lenient):
 
     type = _text(True)
     id = _text(description="Ignored.")
-    properties = fields.Dict(metadata={"description": PROPERTIES})
+    properties = _free(PROPERTIES)
 
 
 class AuthzenDefaultEntitySchema(Lenient):
@@ -74,24 +81,20 @@ class AuthzenDefaultEntitySchema(Lenient):
 
     type = _text()
     id = _text()
-    properties = fields.Dict()
+    properties = _free()
 
 
 class AuthzenDefaultActionSchema(Lenient):
     name = _text()
-    properties = fields.Dict()
+    properties = _free()
 
 
 def _context() -> fields.Dict:
     """The request `context` member, with the keys the service reads."""
-    return fields.Dict(
-        metadata={
-            "description": (
-                "Read: at_least_revision (integer; answer at this policy revision or a newer one, "
-                "else 503) and explain (boolean; add the facts behind each decision). Other keys "
-                "are ignored."
-            )
-        }
+    return _free(
+        "Read: at_least_revision (integer; answer at this policy revision or a newer one, "
+        "else 503) and explain (boolean; add the facts behind each decision). Other keys "
+        "are ignored."
     )
 
 
@@ -113,9 +116,7 @@ class AuthzenEvaluationSchema(Lenient):
 
 
 class AuthzenOptionsSchema(Lenient):
-    evaluations_semantic = fields.String(
-        validate=validate.OneOf(authzen.SEMANTICS), metadata={"description": "Default execute_all."}
-    )
+    evaluations_semantic = f.one_of(authzen.SEMANTICS, description="Default execute_all.")
 
 
 class AuthzenEvaluationsSchema(Lenient):
@@ -124,7 +125,7 @@ class AuthzenEvaluationsSchema(Lenient):
     resource = fields.Nested(AuthzenDefaultEntitySchema)
     context = _context()
     evaluations = fields.List(
-        fields.Raw(allow_none=True),
+        fields.Raw(allow_none=True, validate=f.safe_json),
         metadata={
             "description": (
                 "Objects {subject, action, resource, context}, completed by the top-level values; "
@@ -149,10 +150,7 @@ class AuthzenEvaluationsSchema(Lenient):
 
 
 class AuthzenPageRequestSchema(Lenient):
-    token = fields.String(
-        validate=validate.Length(max=2048),
-        metadata={"description": "next_token of the previous page."},
-    )
+    token = f.text(max_length=2048, description="next_token of the previous page.")
     limit = fields.Integer(
         strict=True,
         validate=validate.Range(min=0),
@@ -160,7 +158,7 @@ class AuthzenPageRequestSchema(Lenient):
             "description": "Default AUTHZ_PAGE_SIZE (50), capped at AUTHZ_PAGE_SIZE_MAX (200)."
         },
     )
-    properties = fields.Dict(metadata={"description": "Ignored."})
+    properties = _free("Ignored.")
 
 
 class AuthzenSubjectSearchSchema(Lenient):

@@ -6,15 +6,18 @@ from __future__ import annotations
 from marshmallow import Schema, ValidationError, fields, validate
 
 from authz.engine.policy import SPACE_ACTIONS
+from models import ID_MAX
 
 from . import fields as f
 
 ACTIONS = ", ".join(SPACE_ACTIONS)
+ID_SCHEMA = {"type": "integer", "format": "int32", "minimum": 1, "maximum": ID_MAX}
+CODE_SCHEMA = {"type": "string", "minLength": 1, "maxLength": f.CODE_MAX}
 
 
 class QuestionSchema(Schema):
-    user_id = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
-    structure_id = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
+    user_id = f.record_id(required=True, strict=True)
+    structure_id = f.record_id(required=True, strict=True)
     service = f.code(
         allow_none=True,
         load_default=None,
@@ -84,6 +87,8 @@ class QuestionItem(fields.Field):
                 errors[name] = ["Missing data for required field."]
             elif type(number) is not int or number < 1:
                 errors[name] = ["Must be an integer of at least 1."]
+            elif number > ID_MAX:
+                errors[name] = [f"Must be at most {ID_MAX}."]
         for name, required in self.STRINGS.items():
             text = value.get(name)
             if text is None:
@@ -91,6 +96,8 @@ class QuestionItem(fields.Field):
                     errors[name] = ["Missing data for required field."]
             elif not isinstance(text, str) or not 1 <= len(text) <= f.CODE_MAX:
                 errors[name] = [f"Must be a string of 1 to {f.CODE_MAX} characters."]
+            elif (why := f.unsafe_text(text)) is not None:
+                errors[name] = [why]
         if errors:
             raise ValidationError(errors)
         return {
@@ -109,11 +116,11 @@ class BatchSchema(Schema):
                 "type": "object",
                 "required": ["user_id", "structure_id", "action"],
                 "properties": {
-                    "user_id": {"type": "integer", "minimum": 1},
-                    "structure_id": {"type": "integer", "minimum": 1},
-                    "service": {"type": ["string", "null"]},
-                    "space": {"type": ["string", "null"]},
-                    "action": {"type": "string"},
+                    "user_id": ID_SCHEMA,
+                    "structure_id": ID_SCHEMA,
+                    "service": {**CODE_SCHEMA, "type": ["string", "null"]},
+                    "space": {**CODE_SCHEMA, "type": ["string", "null"]},
+                    "action": CODE_SCHEMA,
                 },
             }
         ),

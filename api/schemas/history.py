@@ -18,7 +18,7 @@ class HistoryQuerySchema(PageArgs):
         60,
         description="Exact action, or a prefix ending with '.' (e.g. attachment_request.).",
     )
-    user_id = fields.Integer(metadata={"description": "As actor or as target."})
+    user_id = f.record_id(description="As actor or as target.")
 
 
 class HistoryEntrySchema(Schema):

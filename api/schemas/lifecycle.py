@@ -13,7 +13,7 @@ from .accounts import LoginSchema
 
 
 class SuccessorSchema(Schema):
-    user_id = fields.Integer()
+    user_id = f.record_id()
     login_email = f.text(3, f.EMAIL_MAX)
 
 
@@ -27,7 +27,7 @@ class DesignationSchema(SuccessorSchema):
 
 
 class StructureSuccessorSchema(SuccessorSchema):
-    structure_id = fields.Integer(required=True)
+    structure_id = f.record_id(required=True)
 
 
 class DeactivationSchema(Schema):

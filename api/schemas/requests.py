@@ -19,7 +19,7 @@ LINES_MAX = 100
 
 
 class RequestQuerySchema(PageArgs):
-    structure_id = fields.Integer()
+    structure_id = f.record_id()
     status = f.one_of(REQUEST_STATUSES)
     created_from = fields.AwareDateTime(default_timezone=dt.timezone.utc)
     created_to = fields.AwareDateTime(default_timezone=dt.timezone.utc)
@@ -55,14 +55,14 @@ class BulkRefusalSchema(RefusalSchema):
 
 
 def _service_ids(**kwargs) -> fields.List:
-    return fields.List(fields.Integer(), validate=validate.Length(max=SERVICES_MAX), **kwargs)
+    return fields.List(f.record_id(), validate=validate.Length(max=SERVICES_MAX), **kwargs)
 
 
 # --- attachment requests --------------------------------------------------------
 
 
 class AttachmentRequestCreateSchema(Schema):
-    structure_id = fields.Integer(required=True)
+    structure_id = f.record_id(required=True)
     whole_structure = fields.Boolean(load_default=True)
     service_ids = _service_ids(load_default=list)
     comment = f.comment()
@@ -164,14 +164,14 @@ class BulkAttachmentValidationSchema(Schema):
 class LineSchema(Schema):
     id = fields.Integer(dump_only=True)
     space = f.code(required=True, attribute="space_code")
-    service_id = fields.Integer(allow_none=True, load_default=None)
+    service_id = f.record_id(allow_none=True, load_default=None)
     level = f.level(required=True)
 
     example = {"id": 51, "space": "issued_invoices", "service_id": None, "level": "consult"}
 
 
 class SubscriptionRequestCreateSchema(Schema):
-    structure_id = fields.Integer(required=True)
+    structure_id = f.record_id(required=True)
     lines = fields.List(
         fields.Nested(LineSchema), required=True, validate=validate.Length(min=1, max=LINES_MAX)
     )
@@ -221,7 +221,7 @@ class SubscriptionRequestDetailSchema(Schema):
 
 
 class LineLevelChangeSchema(Schema):
-    id = fields.Integer(required=True)
+    id = f.record_id(required=True)
     level = f.level(required=True)
 
 

@@ -3,17 +3,19 @@ report and exports."""
 
 from __future__ import annotations
 
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, fields
+
+from . import fields as f
 
 
 class ReportArgs(Schema):
-    structure_id = fields.Integer(metadata={"description": "One structure only."})
+    structure_id = f.record_id(description="One structure only.")
     since = fields.Date(
         metadata={"description": "List every change of rights since this day (YYYY-MM-DD)."}
     )
-    format = fields.String(load_default="json", validate=validate.OneOf(("json", "html")))
+    format = f.one_of(("json", "html"), load_default="json")
 
 
 class RightsArgs(Schema):
-    structure_id = fields.Integer(metadata={"description": "One structure only."})
-    format = fields.String(load_default="csv", validate=validate.OneOf(("csv", "json")))
+    structure_id = f.record_id(description="One structure only.")
+    format = f.one_of(("csv", "json"), load_default="csv")

@@ -206,8 +206,8 @@ class ServiceQuerySchema(PageArgs):
 
 class OpenedSpaceSchema(Schema):
     space = f.code(required=True, attribute="space_code")
-    service_id = fields.Integer(
-        allow_none=True, load_default=None, metadata={"description": "null: the whole structure."}
+    service_id = f.record_id(
+        allow_none=True, load_default=None, description="null: the whole structure."
     )
 
 
@@ -239,13 +239,11 @@ class OpenedSpacesSchema(Schema):
 
 
 class DirectAttachmentSchema(Schema):
-    user_id = fields.Integer()
+    user_id = f.record_id()
     login_email = f.text(3, f.EMAIL_MAX)
     role = f.requestable_role(description="Default: simple.")
     whole_structure = fields.Boolean(required=True)
-    service_ids = fields.List(
-        fields.Integer(), load_default=list, validate=validate.Length(max=500)
-    )
+    service_ids = fields.List(f.record_id(), load_default=list, validate=validate.Length(max=500))
     valid_from = fields.Date()
     valid_until = fields.Date(allow_none=True)
     comment = f.comment()

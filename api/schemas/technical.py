@@ -3,7 +3,7 @@ a structure and the token a technical user gets with its login and secret."""
 
 from __future__ import annotations
 
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, fields
 
 from authz.workflows.technical import LABEL_MAX
 
@@ -22,13 +22,11 @@ class TechnicalUserCreateSchema(Schema):
 
 
 class FormatArgs(Schema):
-    format = fields.String(
+    format = f.one_of(
+        ("json", "file"),
         load_default="json",
-        validate=validate.OneOf(("json", "file")),
-        metadata={
-            "description": "file: answer the connection-information "
-            "file itself, as a text/plain download."
-        },
+        description="file: answer the connection-information file itself, "
+        "as a text/plain download.",
     )
 
 
