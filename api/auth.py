@@ -43,6 +43,7 @@ class Token(MethodView):
 @blp.route("/accounts")
 class Accounts(MethodView):
     @blp.operation("create_account")
+    @blp.problem(404, "No such structure, or not visible (logged in)")
     @public
     @blp.doc(security=[{}, {"bearer": []}])  # anonymous sign-up, or a manager's token
     @blp.arguments(s.AccountCreateSchema)

@@ -44,6 +44,7 @@ class Check(MethodView):
 @blp.route("/batch")
 class Batch(MethodView):
     @blp.operation("check_access_batch")
+    @blp.problem(403, "A user asking about someone else")
     @for_clients
     @blp.arguments(s.BatchSchema)
     @blp.response(200, s.BatchDecisionSchema)

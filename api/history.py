@@ -17,6 +17,7 @@ blp = Blueprint("history", __name__, url_prefix="/v1", description="History")
 @blp.route("/structures/<id:structure_id>/history")
 class StructureHistory(MethodView):
     @blp.operation("list_structure_history")
+    @blp.problem(403, "The caller may not read the structure's history")
     @blp.arguments(s.HistoryQuerySchema, location="query")
     @blp.response(200, s.page_of(s.HistoryEntrySchema))
     @blp.problem(404, "Unknown or not visible")

@@ -19,6 +19,7 @@ blp = Blueprint("lifecycle", __name__, url_prefix="/v1", description="Principal 
 @blp.route("/structures/<id:structure_id>/principal")
 class Principal(MethodView):
     @blp.operation("change_principal")
+    @blp.problem(409, "The structure is inactive, or the successor cannot lead it")
     @blp.arguments(s.DesignationSchema)
     @blp.response(200, s.StructureSchema)
     @blp.problem(403, "Not the principal")
@@ -81,6 +82,7 @@ class Reactivation(MethodView):
 @blp.route("/structures/<id:structure_id>/identifier-change")
 class IdentifierChange(MethodView):
     @blp.operation("change_structure_identifier")
+    @blp.problem(403, "The caller is not the structure's principal")
     @blp.arguments(s.IdentifierChangeSchema)
     @blp.response(201, s.StructureSchema)
     @blp.problem(409, "Identifier taken, or inactive")

@@ -60,6 +60,7 @@ class AttachmentRequests(MethodView):
         return _list(attachments, args)
 
     @attachment_blp.operation("create_attachment_request")
+    @attachment_blp.problem(404, "No such structure, or not visible")
     @attachment_blp.arguments(s.AttachmentRequestCreateSchema)
     @attachment_blp.response(201, s.AttachmentRequestSchema)
     @attachment_blp.problem(409, "Structure inactive, or a request pending")
@@ -82,6 +83,7 @@ class AttachmentRequestById(MethodView):
 @attachment_blp.route("/<id:request_id>/validation")
 class AttachmentValidation(MethodView):
     @attachment_blp.operation("validate_attachment_request")
+    @attachment_blp.problem(403, "The caller may not process the structure's requests")
     @attachment_blp.arguments(s.AttachmentValidationSchema)
     @attachment_blp.response(200, s.AttachmentRequestSchema)
     @attachment_blp.problem(409, "Already processed")
@@ -93,6 +95,7 @@ class AttachmentValidation(MethodView):
 @attachment_blp.route("/<id:request_id>/refusal")
 class AttachmentRefusal(MethodView):
     @attachment_blp.operation("refuse_attachment_request")
+    @attachment_blp.problem(403, "The caller may not process the structure's requests")
     @attachment_blp.arguments(s.RefusalSchema)
     @attachment_blp.response(200, s.AttachmentRequestSchema)
     @attachment_blp.problem(409, "Already processed")
@@ -148,6 +151,8 @@ class SubscriptionRequests(MethodView):
         return _list(subscriptions, args)
 
     @subscription_blp.operation("create_subscription_request")
+    @subscription_blp.problem(404, "No such structure, or not visible")
+    @subscription_blp.problem(409, "The structure is inactive, or a request is pending")
     @subscription_blp.arguments(s.SubscriptionRequestCreateSchema)
     @subscription_blp.response(201, s.SubscriptionRequestSchema)
     @subscription_blp.problem(
@@ -179,6 +184,7 @@ class SubscriptionRequestById(MethodView):
 @subscription_blp.route("/<id:request_id>/validation")
 class SubscriptionValidation(MethodView):
     @subscription_blp.operation("validate_subscription_request")
+    @subscription_blp.problem(403, "The caller may not process the structure's requests")
     @subscription_blp.arguments(s.SubscriptionValidationSchema)
     @subscription_blp.response(200, s.SubscriptionRequestSchema)
     @subscription_blp.problem(409, "Already processed")
@@ -197,6 +203,7 @@ class SubscriptionValidation(MethodView):
 @subscription_blp.route("/<id:request_id>/refusal")
 class SubscriptionRefusal(MethodView):
     @subscription_blp.operation("refuse_subscription_request")
+    @subscription_blp.problem(403, "The caller may not process the structure's requests")
     @subscription_blp.arguments(s.RefusalSchema)
     @subscription_blp.response(200, s.SubscriptionRequestSchema)
     @subscription_blp.problem(409, "Already processed")

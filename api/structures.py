@@ -85,6 +85,7 @@ class Services(MethodView):
         )
 
     @blp.operation("create_service")
+    @blp.problem(403, "The caller does not manage the structure's services")
     @blp.arguments(s.ServiceSchema)
     @blp.response(201, s.ServiceSchema)
     @blp.problem(409, "Code already used here")
@@ -96,6 +97,7 @@ class Services(MethodView):
 @blp.route("/<id:structure_id>/services/<id:service_id>")
 class ServiceById(MethodView):
     @blp.operation("update_service")
+    @blp.problem(403, "The caller does not manage the structure's services")
     @blp.arguments(s.ServicePatchSchema)
     @blp.response(200, s.ServiceSchema)
     @blp.problem(404, NOT_VISIBLE)
@@ -116,6 +118,8 @@ class OpenedSpaces(MethodView):
         return {"spaces": structures.opened_spaces(db(), runtime(), current_user(), structure_id)}
 
     @blp.operation("replace_opened_spaces")
+    @blp.problem(403, "The caller does not manage the structure's spaces")
+    @blp.problem(409, "The structure is inactive")
     @blp.arguments(s.OpenedSpacesSchema)
     @blp.response(200, s.OpenedSpacesSchema)
     @blp.problem(422, "Unknown space or service, or public-only space on a private structure")
@@ -151,6 +155,7 @@ class Access(MethodView):
 @blp.route("/<id:structure_id>/attachments")
 class Attachments(MethodView):
     @blp.operation("attach_user")
+    @blp.problem(403, "The caller may not attach users here")
     @blp.arguments(s.DirectAttachmentSchema)
     @blp.response(201, s.AttachmentSchema(many=True))
     @blp.problem(409, "Structure inactive, or principal")
@@ -163,6 +168,7 @@ class Attachments(MethodView):
 @blp.route("/<id:structure_id>/attachments/<id:user_id>")
 class AttachmentOfUser(MethodView):
     @blp.operation("detach_user")
+    @blp.problem(403, "The caller may not remove attachments here")
     @blp.response(204)
     @blp.problem(409, "The principal cannot be removed")
     def delete(self, structure_id, user_id):

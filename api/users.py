@@ -52,6 +52,7 @@ class UserById(MethodView):
         return users.get_user(db(), runtime(), current_user(), user_id)
 
     @blp.operation("update_user")
+    @blp.problem(403, "The caller may not modify this user")
     @blp.arguments(s.ProfilePatchSchema)
     @blp.response(200, s.ManagedUserSchema)
     @blp.problem(404, NOT_VISIBLE)
