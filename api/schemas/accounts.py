@@ -17,33 +17,11 @@ class LoginSchema(Schema):
         "password": "correct horse battery staple",
     }
 
-    example = {
-        "login_email": "claire.martin@example.org",
-        "password": "correct horse battery staple",
-    }
-
-    example = {
-        "login_email": "claire.martin@example.org",
-        "password": "correct horse battery staple",
-    }
-
 
 class TokenSchema(Schema):
     access_token = fields.String()
     token_type = fields.String(dump_default="Bearer")
     expires_at = fields.DateTime()
-
-    example = {
-        "access_token": "Yk3v0ZrQm5F2h7t9XcLw1sPa8uDe4bNo6jGi",
-        "token_type": "Bearer",
-        "expires_at": "2026-03-02T17:30:00+00:00",
-    }
-
-    example = {
-        "access_token": "Yk3v0ZrQm5F2h7t9XcLw1sPa8uDe4bNo6jGi",
-        "token_type": "Bearer",
-        "expires_at": "2026-03-02T17:30:00+00:00",
-    }
 
     example = {
         "access_token": "Yk3v0ZrQm5F2h7t9XcLw1sPa8uDe4bNo6jGi",
@@ -58,20 +36,6 @@ class SignUpSchema(Schema):
     last_name = f.name(required=True)
     first_name = f.name(required=True)
     phone = f.phone()
-
-    example = {
-        "login_email": "claire.martin@example.org",
-        "last_name": "Martin",
-        "first_name": "Claire",
-        "phone": "+33 6 12 34 56 78",
-    }
-
-    example = {
-        "login_email": "claire.martin@example.org",
-        "last_name": "Martin",
-        "first_name": "Claire",
-        "phone": "+33 6 12 34 56 78",
-    }
 
     example = {
         "login_email": "claire.martin@example.org",
@@ -97,23 +61,9 @@ class ActivationSchema(Schema):
         "password": "correct horse battery staple",
     }
 
-    example = {
-        "token": "3q2T7xYb0c9LmN1pQr5sUv8wXz4AbCdE",
-        "password": "correct horse battery staple",
-    }
-
-    example = {
-        "token": "3q2T7xYb0c9LmN1pQr5sUv8wXz4AbCdE",
-        "password": "correct horse battery staple",
-    }
-
 
 class ResendActivationSchema(Schema):
     login_email = f.login_email(required=True)
-
-    example = {"login_email": "claire.martin@example.org"}
-
-    example = {"login_email": "claire.martin@example.org"}
 
     example = {"login_email": "claire.martin@example.org"}
 
@@ -145,43 +95,11 @@ class UserSchema(Schema):
         "activated_at": "2026-01-05T09:20:00+00:00",
     }
 
-    example = {
-        "id": 42,
-        "login_email": "claire.martin@example.org",
-        "contact_email": "claire.martin@example.org",
-        "last_name": "Martin",
-        "first_name": "Claire",
-        "phone": "+33 6 12 34 56 78",
-        "kind": "person",
-        "status": "active",
-        "platform_role": None,
-        "created_at": "2026-01-05T09:12:00+00:00",
-        "activated_at": "2026-01-05T09:20:00+00:00",
-    }
-
-    example = {
-        "id": 42,
-        "login_email": "claire.martin@example.org",
-        "contact_email": "claire.martin@example.org",
-        "last_name": "Martin",
-        "first_name": "Claire",
-        "phone": "+33 6 12 34 56 78",
-        "kind": "person",
-        "status": "active",
-        "platform_role": None,
-        "created_at": "2026-01-05T09:12:00+00:00",
-        "activated_at": "2026-01-05T09:20:00+00:00",
-    }
-
 
 class ProfilePatchSchema(Schema):
     contact_email = f.email()
     last_name = f.name()
     first_name = f.name()
     phone = f.phone()
-
-    example = {"contact_email": "compta@boulangerie-martin.example", "phone": "+33 1 23 45 67 89"}
-
-    example = {"contact_email": "compta@boulangerie-martin.example", "phone": "+33 1 23 45 67 89"}
 
     example = {"contact_email": "compta@boulangerie-martin.example", "phone": "+33 1 23 45 67 89"}

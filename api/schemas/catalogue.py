@@ -19,19 +19,3 @@ class SpaceSchema(Schema):
         "opened_by_default": True,
         "granted_by_default": {"principal": "modify", "secondary": "modify", "simple": "consult"},
     }
-
-    example = {
-        "code": "issued_invoices",
-        "label": "Issued invoices",
-        "public_only": False,
-        "opened_by_default": True,
-        "granted_by_default": {"principal": "modify", "secondary": "modify", "simple": "consult"},
-    }
-
-    example = {
-        "code": "issued_invoices",
-        "label": "Issued invoices",
-        "public_only": False,
-        "opened_by_default": True,
-        "granted_by_default": {"principal": "modify", "secondary": "modify", "simple": "consult"},
-    }

@@ -38,22 +38,6 @@ class QuestionSchema(Schema):
         "action": "consult",
     }
 
-    example = {
-        "user_id": 42,
-        "structure_id": 12,
-        "service": None,
-        "space": "issued_invoices",
-        "action": "consult",
-    }
-
-    example = {
-        "user_id": 42,
-        "structure_id": 12,
-        "service": None,
-        "space": "issued_invoices",
-        "action": "consult",
-    }
-
 
 class CheckSchema(QuestionSchema):
     at_least_revision = fields.Integer(
@@ -141,20 +125,6 @@ class BatchSchema(Schema):
         ]
     }
 
-    example = {
-        "checks": [
-            QuestionSchema.example,
-            {"user_id": 42, "structure_id": 12, "space": None, "action": "users.manage"},
-        ]
-    }
-
-    example = {
-        "checks": [
-            QuestionSchema.example,
-            {"user_id": 42, "structure_id": 12, "space": None, "action": "users.manage"},
-        ]
-    }
-
 
 class DecisionSchema(Schema):
     allowed = fields.Boolean(required=True)
@@ -169,18 +139,6 @@ class DecisionSchema(Schema):
         "rule": "role-default:principal modify issued_invoices (spaces.yaml)",
     }
 
-    example = {
-        "allowed": True,
-        "revision": 4471,
-        "rule": "role-default:principal modify issued_invoices (spaces.yaml)",
-    }
-
-    example = {
-        "allowed": True,
-        "revision": 4471,
-        "rule": "role-default:principal modify issued_invoices (spaces.yaml)",
-    }
-
 
 class BatchDecisionSchema(Schema):
     revision = fields.Integer()
@@ -188,22 +146,6 @@ class BatchDecisionSchema(Schema):
     decisions = fields.List(
         fields.Raw(metadata={"type": "object", "description": "As the answer of POST /v1/checks."})
     )
-
-    example = {
-        "revision": 4471,
-        "decisions": [
-            DecisionSchema.example,
-            {"allowed": False, "revision": 4471, "reason": "role simple: users.manage not granted"},
-        ],
-    }
-
-    example = {
-        "revision": 4471,
-        "decisions": [
-            DecisionSchema.example,
-            {"allowed": False, "revision": 4471, "reason": "role simple: users.manage not granted"},
-        ],
-    }
 
     example = {
         "revision": 4471,

@@ -19,18 +19,6 @@ class GrantSchema(Schema):
         "actions": ["consult", "modify", "create"],
     }
 
-    example = {
-        "service": None,
-        "space": "issued_invoices",
-        "actions": ["consult", "modify", "create"],
-    }
-
-    example = {
-        "service": None,
-        "space": "issued_invoices",
-        "actions": ["consult", "modify", "create"],
-    }
-
 
 class RightsFields(Schema):
     role = fields.String(
@@ -52,41 +40,11 @@ class UserRightsSchema(RightsFields):
         "grants": [GrantSchema.example],
     }
 
-    example = {
-        "structure_id": 12,
-        "role": "principal",
-        "management": ["structure.view", "users.manage"],
-        "grants": [GrantSchema.example],
-    }
-
-    example = {
-        "structure_id": 12,
-        "role": "principal",
-        "management": ["structure.view", "users.manage"],
-        "grants": [GrantSchema.example],
-    }
-
 
 class MemberRightsSchema(RightsFields):
     user_id = fields.Integer()
 
     example = {
         "user_id": 42,
-        "role": "principal",
-        "management": ["structure.view", "users.manage"],
-        "grants": [GrantSchema.example],
-    }
-
-    example = {
-        "user_id": 42,
-        "role": "principal",
-        "management": ["structure.view", "users.manage"],
-        "grants": [GrantSchema.example],
-    }
-
-    example = {
-        "user_id": 42,
-        "role": "principal",
-        "management": ["structure.view", "users.manage"],
-        "grants": [GrantSchema.example],
+        **{k: v for k, v in UserRightsSchema.example.items() if k != "structure_id"},
     }

@@ -52,29 +52,9 @@ class StructureCreateSchema(StructureSettingsFields):
         "default_spaces": ["issued_invoices", "received_invoices"],
     }
 
-    example = {
-        "identifier_type": "SIRET",
-        "identifier_value": "73282932000074",
-        "designation": "Boulangerie Martin",
-        "invoice_requires_service": False,
-        "default_spaces": ["issued_invoices", "received_invoices"],
-    }
-
-    example = {
-        "identifier_type": "SIRET",
-        "identifier_value": "73282932000074",
-        "designation": "Boulangerie Martin",
-        "invoice_requires_service": False,
-        "default_spaces": ["issued_invoices", "received_invoices"],
-    }
-
 
 class StructurePatchSchema(StructureSettingsFields):
     designation = f.designation()
-
-    example = {"designation": "Boulangerie Martin et Fils", "legal_commitment_required": True}
-
-    example = {"designation": "Boulangerie Martin et Fils", "legal_commitment_required": True}
 
     example = {"designation": "Boulangerie Martin et Fils", "legal_commitment_required": True}
 
@@ -97,40 +77,6 @@ class StructureSchema(Schema):
 
     def _default_spaces(self, obj) -> list[str]:
         return [d.space_code for d in obj.default_spaces]
-
-    example = {
-        "id": 12,
-        "identifier_type": "SIRET",
-        "identifier_value": "73282932000074",
-        "designation": "Boulangerie Martin",
-        "kind": "private",
-        "status": "active",
-        "centrally_managed": False,
-        "invoice_requires_service": False,
-        "legal_commitment_required": False,
-        "default_spaces": ["issued_invoices", "received_invoices"],
-        "origin_id": None,
-        "successor_id": None,
-        "created_at": "2026-01-05T09:30:00+00:00",
-        "updated_at": "2026-01-05T09:30:00+00:00",
-    }
-
-    example = {
-        "id": 12,
-        "identifier_type": "SIRET",
-        "identifier_value": "73282932000074",
-        "designation": "Boulangerie Martin",
-        "kind": "private",
-        "status": "active",
-        "centrally_managed": False,
-        "invoice_requires_service": False,
-        "legal_commitment_required": False,
-        "default_spaces": ["issued_invoices", "received_invoices"],
-        "origin_id": None,
-        "successor_id": None,
-        "created_at": "2026-01-05T09:30:00+00:00",
-        "updated_at": "2026-01-05T09:30:00+00:00",
-    }
 
     example = {
         "id": 12,
@@ -172,30 +118,10 @@ class ServiceSchema(Schema):
         "active": True,
     }
 
-    example = {
-        "id": 7,
-        "structure_id": 12,
-        "code": "ACCOUNTING",
-        "label": "Accounting",
-        "active": True,
-    }
-
-    example = {
-        "id": 7,
-        "structure_id": 12,
-        "code": "ACCOUNTING",
-        "label": "Accounting",
-        "active": True,
-    }
-
 
 class ServicePatchSchema(Schema):
     label = f.text(1, f.LABEL_MAX)
     active = fields.Boolean()
-
-    example = {"label": "Accounting and payroll"}
-
-    example = {"label": "Accounting and payroll"}
 
     example = {"label": "Accounting and payroll"}
 
@@ -223,20 +149,6 @@ class OpenedSpacesSchema(Schema):
         ]
     }
 
-    example = {
-        "spaces": [
-            {"space": "issued_invoices", "service_id": None},
-            {"space": "received_invoices", "service_id": 7},
-        ]
-    }
-
-    example = {
-        "spaces": [
-            {"space": "issued_invoices", "service_id": None},
-            {"space": "received_invoices", "service_id": 7},
-        ]
-    }
-
 
 class DirectAttachmentSchema(Schema):
     user_id = f.record_id()
@@ -247,24 +159,6 @@ class DirectAttachmentSchema(Schema):
     valid_from = fields.Date()
     valid_until = fields.Date(allow_none=True)
     comment = f.comment()
-
-    example = {
-        "login_email": "lucie.bernard@example.org",
-        "role": "simple",
-        "whole_structure": False,
-        "service_ids": [7],
-        "valid_from": "2026-02-01",
-        "comment": "Joins the accounting team.",
-    }
-
-    example = {
-        "login_email": "lucie.bernard@example.org",
-        "role": "simple",
-        "whole_structure": False,
-        "service_ids": [7],
-        "valid_from": "2026-02-01",
-        "comment": "Joins the accounting team.",
-    }
 
     example = {
         "login_email": "lucie.bernard@example.org",
@@ -297,28 +191,6 @@ class AttachmentSchema(Schema):
         "valid_until": None,
     }
 
-    example = {
-        "id": 88,
-        "user_id": 43,
-        "structure_id": 12,
-        "service_id": 7,
-        "role": "simple",
-        "status": "validated",
-        "valid_from": "2026-02-01",
-        "valid_until": None,
-    }
-
-    example = {
-        "id": 88,
-        "user_id": 43,
-        "structure_id": 12,
-        "service_id": 7,
-        "role": "simple",
-        "status": "validated",
-        "valid_from": "2026-02-01",
-        "valid_until": None,
-    }
-
 
 class LookupQuerySchema(Schema):
     identifier_type = f.one_of(IDENTIFIER_TYPES, required=True)
@@ -334,20 +206,6 @@ class LookupSchema(Schema):
             {"id": sv.id, "code": sv.code, "label": sv.label} for sv in st.services if sv.active
         ]
     )
-
-    example = {
-        "id": 12,
-        "designation": "Boulangerie Martin",
-        "kind": "private",
-        "services": [{"id": 7, "code": "ACCOUNTING", "label": "Accounting"}],
-    }
-
-    example = {
-        "id": 12,
-        "designation": "Boulangerie Martin",
-        "kind": "private",
-        "services": [{"id": 7, "code": "ACCOUNTING", "label": "Accounting"}],
-    }
 
     example = {
         "id": 12,

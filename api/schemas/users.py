@@ -10,6 +10,7 @@ from models import ATTACHMENT_STATUSES, USER_STATUSES
 from . import fields as f
 from .accounts import UserSchema
 from .common import PageArgs
+from .structures import StructureSchema
 
 EXPORT_MAX = 5000
 
@@ -71,22 +72,16 @@ class AttachmentLineSchema(Schema):
     }
 
 
-class StructureBriefSchema(Schema):
-    id = fields.Integer()
-    identifier_type = fields.String()
-    identifier_value = fields.String()
-    designation = fields.String()
-    kind = fields.String()
-    status = fields.String()
+BRIEF = ("id", "identifier_type", "identifier_value", "designation", "kind", "status")
 
-    example = {
-        "id": 12,
-        "identifier_type": "SIRET",
-        "identifier_value": "73282932000074",
-        "designation": "Boulangerie Martin",
-        "kind": "private",
-        "status": "active",
-    }
+
+class StructureBriefSchema(StructureSchema):
+    """A structure in a list of memberships: who it is, not its settings."""
+
+    class Meta:
+        fields = BRIEF
+
+    example = {k: v for k, v in StructureSchema.example.items() if k in BRIEF}
 
 
 def _role_in_force() -> fields.String:
