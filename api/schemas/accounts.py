@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields
 
+from authz.workflows.accounts import PASSWORD_MAX, PASSWORD_MIN
+
 from . import fields as f
 
 
@@ -54,7 +56,10 @@ class AccountCreateSchema(SignUpSchema):
 
 class ActivationSchema(Schema):
     token = f.text(1, 200, required=True, kind=f.OPAQUE)
-    password = f.password(required=True)
+    # The password policy is the workflow's (422 weak_password): declared here.
+    password = f.password(
+        required=True, metadata={"minLength": PASSWORD_MIN, "maxLength": PASSWORD_MAX}
+    )
 
     example = {
         "token": "3q2T7xYb0c9LmN1pQr5sUv8wXz4AbCdE",
