@@ -15,6 +15,7 @@ from authz.db import schema_status
 from authz.runtime import build_runtime, close_runtime, sync_catalogue
 
 from . import errors, identity
+from .inputs import IdConverter, id_parameter_schema
 
 API_TITLE = "Authorization service"
 
@@ -79,8 +80,10 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
         },
     )
     app.extensions["authz"] = rt
+    app.url_map.converters["id"] = IdConverter
     errors.register(app)
     api = errors.ProblemApi(app)
+    api.register_converter(IdConverter, id_parameter_schema)
     api.spec.components.security_scheme(
         "bearer",
         {"type": "http", "scheme": "bearer", "description": "A token from POST /v1/auth/token."},

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from flask import g, request
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from authz.workflows import accounts, users
 
 from . import schemas as s
+from .blueprint import Blueprint
 from .identity import current_user, db, public, runtime
 
 blp = Blueprint("auth", __name__, url_prefix="/v1", description="Accounts and log-in")
@@ -16,11 +16,12 @@ blp = Blueprint("auth", __name__, url_prefix="/v1", description="Accounts and lo
 
 @blp.route("/auth/token")
 class Token(MethodView):
+    @blp.operation("log_in")
     @public
     @blp.arguments(s.LoginSchema)
     @blp.response(201, s.TokenSchema)
-    @blp.alt_response(401, schema=s.Problem, description="Wrong email or password")
-    @blp.alt_response(429, schema=s.Problem, description="Too many failed log-ins")
+    @blp.problem(401, "Wrong email or password")
+    @blp.problem(429, "Too many failed log-ins")
     def post(self, body):
         """Log in with login email and password: a bearer token, shown once."""
         token, row = accounts.log_in(
@@ -32,6 +33,7 @@ class Token(MethodView):
         )
         return {"access_token": token, "token_type": "Bearer", "expires_at": row.expires_at}
 
+    @blp.operation("log_out")
     @blp.response(204)
     def delete(self):
         """Log out: the presented token stops working at once."""
@@ -40,13 +42,15 @@ class Token(MethodView):
 
 @blp.route("/accounts")
 class Accounts(MethodView):
+    @blp.operation("create_account")
+    @blp.problem(404, "No such structure, or not visible (logged in)")
     @public
+    @blp.doc(security=[{}, {"bearer": []}])  # anonymous sign-up, or a manager's token
     @blp.arguments(s.AccountCreateSchema)
     @blp.response(201, s.UserSchema)
-    @blp.alt_response(
-        403, schema=s.Problem, description="Caller may not manage the structure's users"
-    )
-    @blp.alt_response(409, schema=s.Problem, description="Login email already used")
+    @blp.problem(401, "A token was sent and is not valid")
+    @blp.problem(403, "Caller may not manage the structure's users")
+    @blp.problem(409, "Login email already used")
     def post(self, body):
         """Create an account: it is pending until activated by the link mailed to
         the login email. Logged out: sign-up, no structure. Logged in: a manager
@@ -59,12 +63,11 @@ class Accounts(MethodView):
 
 @blp.route("/accounts/activation")
 class Activation(MethodView):
+    @blp.operation("activate_account")
     @public
     @blp.arguments(s.ActivationSchema)
     @blp.response(200, s.UserSchema)
-    @blp.alt_response(
-        422, schema=s.Problem, description="Link invalid, expired or used; or weak password"
-    )
+    @blp.problem(422, "Link invalid, expired or used; or weak password")
     def post(self, body):
         """Activate an account with the mailed token and choose its password."""
         return accounts.activate(db(), runtime(), token=body["token"], password=body["password"])
@@ -72,6 +75,7 @@ class Activation(MethodView):
 
 @blp.route("/accounts/activation-email")
 class ResendActivation(MethodView):
+    @blp.operation("resend_activation_email")
     @public
     @blp.arguments(s.ResendActivationSchema)
     @blp.response(202)
@@ -83,11 +87,13 @@ class ResendActivation(MethodView):
 
 @blp.route("/me")
 class Me(MethodView):
+    @blp.operation("get_own_account")
     @blp.response(200, s.UserSchema)
     def get(self):
         """One's own account."""
         return current_user()
 
+    @blp.operation("update_own_account")
     @blp.arguments(s.ProfilePatchSchema)
     @blp.response(200, s.UserSchema)
     def patch(self, body):

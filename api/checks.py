@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from authz.engine import checks
 from authz.engine.decisions import Question
 
 from . import schemas as s
+from .blueprint import Blueprint
 from .identity import caller, for_clients, runtime
 
 blp = Blueprint("checks", __name__, url_prefix="/v1/checks", description="Decisions")
@@ -22,11 +22,12 @@ def question(body: dict) -> Question:
 
 @blp.route("")
 class Check(MethodView):
+    @blp.operation("check_access")
     @for_clients
     @blp.arguments(s.CheckSchema)
     @blp.response(200, s.DecisionSchema)
-    @blp.alt_response(403, schema=s.Problem, description="A user asking about someone else")
-    @blp.alt_response(503, schema=s.Problem, description="at_least_revision not reached")
+    @blp.problem(403, "A user asking about someone else")
+    @blp.problem(503, "at_least_revision not reached")
     def post(self, body):
         """May this user do this? With the rule that allowed it or the reason it was
         denied, and the policy revision it was taken at."""
@@ -42,10 +43,13 @@ class Check(MethodView):
 
 @blp.route("/batch")
 class Batch(MethodView):
+    @blp.operation("check_access_batch")
+    @blp.problem(403, "A user asking about someone else")
     @for_clients
     @blp.arguments(s.BatchSchema)
     @blp.response(200, s.BatchDecisionSchema)
-    @blp.alt_response(422, schema=s.Problem, description="More than AUTHZ_BATCH_MAX checks")
+    @blp.problem(503, "at_least_revision not reached")
+    @blp.problem(422, "More than AUTHZ_BATCH_MAX checks")
     def post(self, body):
         """Several decisions at once, all at the same revision, in the asked order."""
         decisions = checks.check_batch(

@@ -6,15 +6,19 @@ generic 500 problem: the traceback goes to the log, never to the client.
 
 from __future__ import annotations
 
+import http
 import logging
 from typing import Any
 
 from flask import Flask, Response, g, json, request
 from flask_smorest import Api
+from flask_smorest.utils import prepare_response
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
 from authz import errors as domain
+
+from .schemas.common import Problem
 
 log = logging.getLogger("authz.api")
 
@@ -39,9 +43,11 @@ HTTP_CODES = {
     406: "not_acceptable",
     409: "conflict",
     413: "body_too_large",
+    414: "uri_too_long",
     415: "unsupported_media_type",
     422: "validation_failed",
     429: "too_many_attempts",
+    431: "headers_too_large",
     500: "internal_error",
     503: "unavailable",
 }
@@ -113,7 +119,19 @@ def handle_unexpected(error: Exception) -> Response:
 
 
 class ProblemApi(Api):
-    """flask-smorest's Api, with HTTP errors (including webargs' 422) as problems."""
+    """flask-smorest's Api, with HTTP errors (including webargs' 422) as problems,
+    and documented as such."""
+
+    ERROR_SCHEMA = Problem
+
+    def _register_responses(self) -> None:
+        """The error responses flask-smorest declares by itself (`default`, and
+        422 of webargs) are problems too, as the service answers them."""
+        statuses = [(s.name, s.phrase) for s in http.HTTPStatus if s >= 400]
+        for name, description in [*statuses, ("DEFAULT_ERROR", "Unexpected error (500)")]:
+            response = {"description": description, "schema": self.ERROR_SCHEMA}
+            prepare_response(response, self.spec, PROBLEM_TYPE)
+            self.spec.components.response(name, response, lazy=True)
 
     def handle_http_exception(self, error: HTTPException) -> Response:
         status = error.code or 500
@@ -132,7 +150,7 @@ class ProblemApi(Api):
                     errors.update(fields)
                 else:
                     errors[location] = fields
-        code = HTTP_CODES.get(status, "http_error")
+        code = getattr(error, "problem_code", None) or HTTP_CODES.get(status, "http_error")
         title = error.name
         detail = error.description if not errors else "Some fields are missing or invalid."
         if status == 413:

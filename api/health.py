@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from flask_smorest import Blueprint
 from sqlalchemy import text
 
 from authz.db import schema_status
 
+from .blueprint import Blueprint
+from . import schemas as s
 from .errors import problem
 from .identity import public, runtime
 
@@ -14,14 +15,23 @@ blp = Blueprint("health", __name__, url_prefix="/health", description="Probes")
 
 
 @blp.route("/live")
+@blp.operation("check_liveness")
 @public
+@blp.response(200, s.HealthSchema)
 def live():
     """The process answers."""
     return {"status": "ok"}
 
 
 @blp.route("/ready")
+@blp.operation("check_readiness")
 @public
+@blp.response(200, s.HealthSchema)
+@blp.problem(
+    503,
+    "The database does not answer (`database_unavailable`), or its schema is "
+    "behind the code (`schema_outdated`)",
+)
 def ready():
     """The database answers and its schema is one this release runs on: at its
     latest migration, or newer and declared compatible with it (rolling deploys)."""

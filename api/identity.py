@@ -21,16 +21,31 @@ PUBLIC_BLUEPRINTS = {"api-docs", "docs_assets"}
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 
+PUBLIC = "_authz_public"
+FOR_CLIENTS = "_authz_clients"
+
+
 def public(view: Any) -> Any:
     """Mark a view (function, MethodView class or method) as open to anonymous callers."""
-    view._authz_public = True
+    setattr(view, PUBLIC, True)
     return view
 
 
 def for_clients(view: Any) -> Any:
     """Mark a view that client applications (API keys) may call, besides people."""
-    view._authz_clients = True
+    setattr(view, FOR_CLIENTS, True)
     return view
+
+
+def has_mark(view: Any, method: str, mark: str) -> bool:
+    """Whether `view` (a view function, a MethodView class or the view Flask made
+    of one) carries `mark` for `method`: on the class or on its method. Read
+    here when a request comes in, and by api/blueprint.py to document it."""
+    cls = view if isinstance(view, type) else getattr(view, "view_class", None)
+    if cls is not None:
+        handler = getattr(cls, method.lower(), None)
+        return bool(getattr(cls, mark, False) or getattr(handler, mark, False))
+    return bool(getattr(view, mark, False))
 
 
 def runtime() -> Runtime:
@@ -67,11 +82,7 @@ def current_user() -> User:
 
 def _marked(mark: str) -> bool:
     view = current_app.view_functions.get(request.endpoint or "")
-    cls = getattr(view, "view_class", None)
-    if cls is not None:  # a MethodView: the class or the method may be marked
-        method = getattr(cls, request.method.lower(), None)
-        return bool(getattr(cls, mark, False) or getattr(method, mark, False))
-    return bool(getattr(view, mark, False))
+    return has_mark(view, request.method, mark)
 
 
 def _is_public() -> bool:
@@ -79,7 +90,7 @@ def _is_public() -> bool:
         return True
     if current_app.view_functions.get(request.endpoint or "") is None:
         return True  # no route: let Flask answer 404 / 405
-    return _marked("_authz_public")
+    return _marked(PUBLIC)
 
 
 def _bearer() -> str | None:
@@ -110,7 +121,7 @@ def _authenticate() -> None:
             "A valid bearer token or API key is required.",
             code="unauthenticated" if token is None else "invalid_token",
         )
-    if g.client_id is not None and not _marked("_authz_clients") and not _is_public():
+    if g.client_id is not None and not _marked(FOR_CLIENTS) and not _is_public():
         raise Forbidden(
             "Client applications may only ask for decisions.", code="client_not_allowed"
         )

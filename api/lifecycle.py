@@ -5,22 +5,24 @@ from __future__ import annotations
 
 from flask import request
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from authz.workflows import identifier, lifecycle
 
 from . import schemas as s
+from .blueprint import Blueprint
 from .identity import current_user, db, public, runtime
 from .paging import page_args
 
 blp = Blueprint("lifecycle", __name__, url_prefix="/v1", description="Principal and accounts")
 
 
-@blp.route("/structures/<int:structure_id>/principal")
+@blp.route("/structures/<id:structure_id>/principal")
 class Principal(MethodView):
+    @blp.operation("change_principal")
+    @blp.problem(409, "The structure is inactive, or the successor cannot lead it")
     @blp.arguments(s.DesignationSchema)
     @blp.response(200, s.StructureSchema)
-    @blp.alt_response(403, schema=s.Problem, description="Not the principal")
+    @blp.problem(403, "Not the principal")
     def post(self, body, structure_id):
         """Hand the principal role to another active person (by user_id or login
         email): the principal names their successor and stays attached as a
@@ -30,6 +32,7 @@ class Principal(MethodView):
 
 @blp.route("/structures/without-principal")
 class WithoutPrincipal(MethodView):
+    @blp.operation("list_structures_without_principal")
     @blp.arguments(s.PageArgs, location="query")
     @blp.response(200, s.page_of(s.StructureSchema))
     def get(self, args):
@@ -39,11 +42,10 @@ class WithoutPrincipal(MethodView):
 
 @blp.route("/me/deactivation")
 class Deactivation(MethodView):
+    @blp.operation("deactivate_own_account")
     @blp.arguments(s.DeactivationSchema)
     @blp.response(200, s.UserSchema)
-    @blp.alt_response(
-        409, schema=s.Problem, description="Successors missing, or a centrally managed structure"
-    )
+    @blp.problem(409, "Successors missing, or a centrally managed structure")
     def post(self, body):
         """Deactivate one's account, naming a successor for every structure one
         leads; reactivable for 60 days."""
@@ -58,10 +60,13 @@ class Deactivation(MethodView):
 
 @blp.route("/me/reactivation")
 class Reactivation(MethodView):
+    @blp.operation("reactivate_own_account")
     @public
     @blp.arguments(s.ReactivationSchema)
     @blp.response(200, s.UserSchema)
-    @blp.alt_response(409, schema=s.Problem, description="Not deactivated, or too late")
+    @blp.problem(409, "Not deactivated, or too late")
+    @blp.problem(401, "Wrong login email or password (`invalid_credentials`)")
+    @blp.problem(429, "Too many failed attempts")
     def post(self, body):
         """Reactivate one's account within 60 days of its deactivation (log-in
         email and password; then log in as usual)."""
@@ -74,11 +79,13 @@ class Reactivation(MethodView):
         )
 
 
-@blp.route("/structures/<int:structure_id>/identifier-change")
+@blp.route("/structures/<id:structure_id>/identifier-change")
 class IdentifierChange(MethodView):
+    @blp.operation("change_structure_identifier")
+    @blp.problem(403, "The caller is not the structure's principal")
     @blp.arguments(s.IdentifierChangeSchema)
     @blp.response(201, s.StructureSchema)
-    @blp.alt_response(409, schema=s.Problem, description="Identifier taken, or inactive")
+    @blp.problem(409, "Identifier taken, or inactive")
     def post(self, body, structure_id):
         """Duplicate the structure under a new identifier (services, settings,
         spaces, attachments, subscriptions, pending requests; not the billing

@@ -7,11 +7,11 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from authz.workflows import attachments, subscriptions
 
 from . import schemas as s
+from .blueprint import Blueprint
 from .identity import current_user, db, runtime
 from .paging import page_args
 
@@ -52,47 +52,53 @@ def _outcomes(outcomes):
 
 @attachment_blp.route("")
 class AttachmentRequests(MethodView):
+    @attachment_blp.operation("list_attachment_requests")
     @attachment_blp.arguments(s.RequestQuerySchema, location="query")
     @attachment_blp.response(200, s.page_of(s.AttachmentRequestSchema))
     def get(self, args):
         """Requests on the structures the caller manages, and the caller's own."""
         return _list(attachments, args)
 
+    @attachment_blp.operation("create_attachment_request")
+    @attachment_blp.problem(404, "No such structure, or not visible")
     @attachment_blp.arguments(s.AttachmentRequestCreateSchema)
     @attachment_blp.response(201, s.AttachmentRequestSchema)
-    @attachment_blp.alt_response(
-        409, schema=s.Problem, description="Structure inactive, or a request pending"
-    )
+    @attachment_blp.problem(409, "Structure inactive, or a request pending")
     def post(self, body):
         """Ask to be attached to a structure (whole, or some services), with a comment."""
         return attachments.create_request(db(), runtime(), current_user(), **body)
 
 
-@attachment_blp.route("/<int:request_id>")
+@attachment_blp.route("/<id:request_id>")
 class AttachmentRequestById(MethodView):
+    @attachment_blp.operation("get_attachment_request")
     @attachment_blp.response(200, s.AttachmentRequestDetailSchema)
-    @attachment_blp.alt_response(404, schema=s.Problem, description="Unknown or not visible")
+    @attachment_blp.problem(404, "Unknown or not visible")
     def get(self, request_id):
         """One request: structure, requester, comment, and every active service with
         the requester's current status and the preselection (pending + validated)."""
         return attachments.request_detail(db(), runtime(), current_user(), request_id)
 
 
-@attachment_blp.route("/<int:request_id>/validation")
+@attachment_blp.route("/<id:request_id>/validation")
 class AttachmentValidation(MethodView):
+    @attachment_blp.operation("validate_attachment_request")
+    @attachment_blp.problem(403, "The caller may not process the structure's requests")
     @attachment_blp.arguments(s.AttachmentValidationSchema)
     @attachment_blp.response(200, s.AttachmentRequestSchema)
-    @attachment_blp.alt_response(409, schema=s.Problem, description="Already processed")
+    @attachment_blp.problem(409, "Already processed")
     def post(self, body, request_id):
         """Validate, optionally changing the role and the services."""
         return attachments.validate_request(db(), runtime(), current_user(), request_id, **body)
 
 
-@attachment_blp.route("/<int:request_id>/refusal")
+@attachment_blp.route("/<id:request_id>/refusal")
 class AttachmentRefusal(MethodView):
+    @attachment_blp.operation("refuse_attachment_request")
+    @attachment_blp.problem(403, "The caller may not process the structure's requests")
     @attachment_blp.arguments(s.RefusalSchema)
     @attachment_blp.response(200, s.AttachmentRequestSchema)
-    @attachment_blp.alt_response(409, schema=s.Problem, description="Already processed")
+    @attachment_blp.problem(409, "Already processed")
     def post(self, body, request_id):
         """Refuse, with a reason."""
         return attachments.refuse_request(
@@ -102,6 +108,7 @@ class AttachmentRefusal(MethodView):
 
 @attachment_blp.route("/validations")
 class AttachmentValidations(MethodView):
+    @attachment_blp.operation("validate_attachment_requests")
     @attachment_blp.arguments(s.BulkAttachmentValidationSchema)
     @attachment_blp.response(200, s.BulkOutcomeSchema)
     def post(self, body):
@@ -112,6 +119,7 @@ class AttachmentValidations(MethodView):
 
 @attachment_blp.route("/refusals")
 class AttachmentRefusals(MethodView):
+    @attachment_blp.operation("refuse_attachment_requests")
     @attachment_blp.arguments(s.BulkRefusalSchema)
     @attachment_blp.response(200, s.BulkOutcomeSchema)
     def post(self, body):
@@ -135,18 +143,20 @@ def _lines(body_lines):
 
 @subscription_blp.route("")
 class SubscriptionRequests(MethodView):
+    @subscription_blp.operation("list_subscription_requests")
     @subscription_blp.arguments(s.RequestQuerySchema, location="query")
     @subscription_blp.response(200, s.page_of(s.SubscriptionRequestSchema))
     def get(self, args):
         """Requests on the structures the caller manages, and the caller's own."""
         return _list(subscriptions, args)
 
+    @subscription_blp.operation("create_subscription_request")
+    @subscription_blp.problem(404, "No such structure, or not visible")
+    @subscription_blp.problem(409, "The structure is inactive, or a request is pending")
     @subscription_blp.arguments(s.SubscriptionRequestCreateSchema)
     @subscription_blp.response(201, s.SubscriptionRequestSchema)
-    @subscription_blp.alt_response(
-        422,
-        schema=s.Problem,
-        description="Space unknown, not opened, or public-only on a private structure",
+    @subscription_blp.problem(
+        422, "Space unknown, not opened, or public-only on a private structure"
     )
     def post(self, body):
         """Ask for spaces of a structure one is attached to: lines of (space, all
@@ -161,20 +171,23 @@ class SubscriptionRequests(MethodView):
         )
 
 
-@subscription_blp.route("/<int:request_id>")
+@subscription_blp.route("/<id:request_id>")
 class SubscriptionRequestById(MethodView):
+    @subscription_blp.operation("get_subscription_request")
     @subscription_blp.response(200, s.SubscriptionRequestDetailSchema)
-    @subscription_blp.alt_response(404, schema=s.Problem, description="Unknown or not visible")
+    @subscription_blp.problem(404, "Unknown or not visible")
     def get(self, request_id):
         """One request: its lines and comment, with the structure and the requester."""
         return subscriptions.request_detail(db(), runtime(), current_user(), request_id)
 
 
-@subscription_blp.route("/<int:request_id>/validation")
+@subscription_blp.route("/<id:request_id>/validation")
 class SubscriptionValidation(MethodView):
+    @subscription_blp.operation("validate_subscription_request")
+    @subscription_blp.problem(403, "The caller may not process the structure's requests")
     @subscription_blp.arguments(s.SubscriptionValidationSchema)
     @subscription_blp.response(200, s.SubscriptionRequestSchema)
-    @subscription_blp.alt_response(409, schema=s.Problem, description="Already processed")
+    @subscription_blp.problem(409, "Already processed")
     def post(self, body, request_id):
         """Validate, switching any line between consult and modify, with a comment."""
         return subscriptions.validate_request(
@@ -187,11 +200,13 @@ class SubscriptionValidation(MethodView):
         )
 
 
-@subscription_blp.route("/<int:request_id>/refusal")
+@subscription_blp.route("/<id:request_id>/refusal")
 class SubscriptionRefusal(MethodView):
+    @subscription_blp.operation("refuse_subscription_request")
+    @subscription_blp.problem(403, "The caller may not process the structure's requests")
     @subscription_blp.arguments(s.RefusalSchema)
     @subscription_blp.response(200, s.SubscriptionRequestSchema)
-    @subscription_blp.alt_response(409, schema=s.Problem, description="Already processed")
+    @subscription_blp.problem(409, "Already processed")
     def post(self, body, request_id):
         """Refuse, with a reason (history: Deactivated)."""
         return subscriptions.refuse_request(
@@ -201,6 +216,7 @@ class SubscriptionRefusal(MethodView):
 
 @subscription_blp.route("/validations")
 class SubscriptionValidations(MethodView):
+    @subscription_blp.operation("validate_subscription_requests")
     @subscription_blp.arguments(s.BulkSubscriptionValidationSchema)
     @subscription_blp.response(200, s.BulkOutcomeSchema)
     def post(self, body):
@@ -214,6 +230,7 @@ class SubscriptionValidations(MethodView):
 
 @subscription_blp.route("/refusals")
 class SubscriptionRefusals(MethodView):
+    @subscription_blp.operation("refuse_subscription_requests")
     @subscription_blp.arguments(s.BulkRefusalSchema)
     @subscription_blp.response(200, s.BulkOutcomeSchema)
     def post(self, body):

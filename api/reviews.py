@@ -7,13 +7,12 @@ from __future__ import annotations
 
 from flask import Response
 from flask.views import MethodView
-from flask_smorest import Blueprint
-from marshmallow import Schema, fields, validate
 
 from authz import review
 from authz.review import exports, reports
 
 from . import schemas as s
+from .blueprint import Blueprint
 from .identity import current_user, db, runtime
 from .review_html import render_html
 
@@ -25,19 +24,6 @@ blp = Blueprint(
 )
 
 NOT_REVIEWER = "The caller is not a security reviewer (`reviewer_only`)"
-
-
-class ReportArgs(Schema):
-    structure_id = fields.Integer(metadata={"description": "One structure only."})
-    since = fields.Date(
-        metadata={"description": "List every change of rights since this day (YYYY-MM-DD)."}
-    )
-    format = fields.String(load_default="json", validate=validate.OneOf(("json", "html")))
-
-
-class RightsArgs(Schema):
-    structure_id = fields.Integer(metadata={"description": "One structure only."})
-    format = fields.String(load_default="csv", validate=validate.OneOf(("csv", "json")))
 
 
 TEXT_RESPONSE = {
@@ -73,10 +59,11 @@ def _reviewer() -> None:
 
 @blp.route("/report")
 class ReviewReport(MethodView):
-    @blp.arguments(ReportArgs, location="query")
+    @blp.operation("get_review_report")
+    @blp.arguments(s.ReportArgs, location="query")
     @blp.doc(responses=TEXT_RESPONSE)
-    @blp.alt_response(403, schema=s.Problem, description=NOT_REVIEWER)
-    @blp.alt_response(404, schema=s.Problem, description="Unknown structure")
+    @blp.problem(403, NOT_REVIEWER)
+    @blp.problem(404, "Unknown structure")
     def get(self, args):
         """Findings that need a human look, each with why it matters and the
         history entries behind it; with `since`, every change of rights since."""
@@ -89,10 +76,11 @@ class ReviewReport(MethodView):
 
 @blp.route("/rights")
 class EffectiveRights(MethodView):
-    @blp.arguments(RightsArgs, location="query")
+    @blp.operation("export_effective_rights")
+    @blp.arguments(s.RightsArgs, location="query")
     @blp.doc(responses=RIGHTS_RESPONSE)
-    @blp.alt_response(403, schema=s.Problem, description=NOT_REVIEWER)
-    @blp.alt_response(404, schema=s.Problem, description="Unknown structure")
+    @blp.problem(403, NOT_REVIEWER)
+    @blp.problem(404, "Unknown structure")
     def get(self, args):
         """The rights actually held now, as the decision API answers them, with
         their provenance (subscription or role default)."""
@@ -114,8 +102,9 @@ class EffectiveRights(MethodView):
 
 @blp.route("/casbin-policy")
 class CasbinPolicy(MethodView):
+    @blp.operation("export_casbin_policy")
     @blp.doc(responses=CASBIN_RESPONSE)
-    @blp.alt_response(403, schema=s.Problem, description=NOT_REVIEWER)
+    @blp.problem(403, NOT_REVIEWER)
     def get(self):
         """The policy the engine runs: roles.yaml's p rows and levels.csv's p2 rows."""
         _reviewer()

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from authz.engine import permissions
 from authz.workflows import attachments, structures
 
 from . import schemas as s
+from .blueprint import Blueprint
 from .identity import caller, current_user, db, for_clients, runtime
 from .paging import page_args
 
@@ -24,15 +24,17 @@ NOT_VISIBLE = "Unknown, or not visible to the caller"
 
 @blp.route("")
 class Structures(MethodView):
+    @blp.operation("list_structures")
     @blp.arguments(s.StructureQuerySchema, location="query")
     @blp.response(200, s.page_of(s.StructureSchema))
     def get(self, args):
         """Search the structures the caller may see."""
         return structures.list_visible(db(), runtime(), current_user(), **page_args(args), **args)
 
+    @blp.operation("create_structure")
     @blp.arguments(s.StructureCreateSchema)
     @blp.response(201, s.StructureSchema)
-    @blp.alt_response(409, schema=s.Problem, description="Identifier already registered")
+    @blp.problem(409, "Identifier already registered")
     def post(self, body):
         """Create a private structure (any active person: they become its principal
         manager), or register a public one (platform operator only)."""
@@ -46,28 +48,31 @@ class Structures(MethodView):
         return structures.create_private(db(), runtime(), current_user(), settings=settings, **body)
 
 
-@blp.route("/<int:structure_id>")
+@blp.route("/<id:structure_id>")
 class StructureById(MethodView):
+    @blp.operation("get_structure")
     @blp.response(200, s.StructureSchema)
-    @blp.alt_response(404, schema=s.Problem, description=NOT_VISIBLE)
+    @blp.problem(404, NOT_VISIBLE)
     def get(self, structure_id):
         """One structure the caller may see."""
         return structures.get(db(), runtime(), current_user(), structure_id)
 
+    @blp.operation("update_structure")
     @blp.arguments(s.StructurePatchSchema)
     @blp.response(200, s.StructureSchema)
-    @blp.alt_response(403, schema=s.Problem, description="Caller does not manage it")
-    @blp.alt_response(404, schema=s.Problem, description=NOT_VISIBLE)
+    @blp.problem(403, "Caller does not manage it")
+    @blp.problem(404, NOT_VISIBLE)
     def patch(self, body, structure_id):
         """Change the designation or settings (managers of the structure)."""
         return structures.update(db(), runtime(), current_user(), structure_id, body)
 
 
-@blp.route("/<int:structure_id>/services")
+@blp.route("/<id:structure_id>/services")
 class Services(MethodView):
+    @blp.operation("list_services")
     @blp.arguments(s.ServiceQuerySchema, location="query")
     @blp.response(200, s.page_of(s.ServiceSchema))
-    @blp.alt_response(404, schema=s.Problem, description=NOT_VISIBLE)
+    @blp.problem(404, NOT_VISIBLE)
     def get(self, args, structure_id):
         """The structure's services."""
         return structures.list_services(
@@ -79,19 +84,23 @@ class Services(MethodView):
             **page_args(args),
         )
 
+    @blp.operation("create_service")
+    @blp.problem(403, "The caller does not manage the structure's services")
     @blp.arguments(s.ServiceSchema)
     @blp.response(201, s.ServiceSchema)
-    @blp.alt_response(409, schema=s.Problem, description="Code already used here")
+    @blp.problem(409, "Code already used here")
     def post(self, body, structure_id):
         """Create a service (code unique within the structure)."""
         return structures.create_service(db(), runtime(), current_user(), structure_id, **body)
 
 
-@blp.route("/<int:structure_id>/services/<int:service_id>")
+@blp.route("/<id:structure_id>/services/<id:service_id>")
 class ServiceById(MethodView):
+    @blp.operation("update_service")
+    @blp.problem(403, "The caller does not manage the structure's services")
     @blp.arguments(s.ServicePatchSchema)
     @blp.response(200, s.ServiceSchema)
-    @blp.alt_response(404, schema=s.Problem, description=NOT_VISIBLE)
+    @blp.problem(404, NOT_VISIBLE)
     def patch(self, body, structure_id, service_id):
         """Rename, activate or deactivate a service."""
         return structures.update_service(
@@ -99,21 +108,21 @@ class ServiceById(MethodView):
         )
 
 
-@blp.route("/<int:structure_id>/spaces")
+@blp.route("/<id:structure_id>/spaces")
 class OpenedSpaces(MethodView):
+    @blp.operation("list_opened_spaces")
     @blp.response(200, s.OpenedSpacesSchema)
-    @blp.alt_response(404, schema=s.Problem, description=NOT_VISIBLE)
+    @blp.problem(404, NOT_VISIBLE)
     def get(self, structure_id):
         """Spaces opened on the structure (service_id null) and on its services."""
         return {"spaces": structures.opened_spaces(db(), runtime(), current_user(), structure_id)}
 
+    @blp.operation("replace_opened_spaces")
+    @blp.problem(403, "The caller does not manage the structure's spaces")
+    @blp.problem(409, "The structure is inactive")
     @blp.arguments(s.OpenedSpacesSchema)
     @blp.response(200, s.OpenedSpacesSchema)
-    @blp.alt_response(
-        422,
-        schema=s.Problem,
-        description="Unknown space or service, or public-only space on a private structure",
-    )
+    @blp.problem(422, "Unknown space or service, or public-only space on a private structure")
     def put(self, body, structure_id):
         """Set exactly which spaces are opened, on the structure or its services."""
         return {
@@ -123,12 +132,14 @@ class OpenedSpaces(MethodView):
         }
 
 
-@blp.route("/<int:structure_id>/access")
+@blp.route("/<id:structure_id>/access")
 class Access(MethodView):
+    @blp.operation("get_structure_access")
     @for_clients
     @blp.arguments(s.RevisionPageArgs, location="query")
     @blp.response(200, s.revision_page_of(s.MemberRightsSchema))
-    @blp.alt_response(404, schema=s.Problem, description=NOT_VISIBLE)
+    @blp.problem(503, "at_least_revision not reached")
+    @blp.problem(404, NOT_VISIBLE)
     def get(self, args, structure_id):
         """Who may do what here: every attached user with their role, management
         actions and actions per space and service (managers and client apps)."""
@@ -141,21 +152,25 @@ class Access(MethodView):
         )
 
 
-@blp.route("/<int:structure_id>/attachments")
+@blp.route("/<id:structure_id>/attachments")
 class Attachments(MethodView):
+    @blp.operation("attach_user")
+    @blp.problem(403, "The caller may not attach users here")
     @blp.arguments(s.DirectAttachmentSchema)
     @blp.response(201, s.AttachmentSchema(many=True))
-    @blp.alt_response(409, schema=s.Problem, description="Structure inactive, or principal")
+    @blp.problem(409, "Structure inactive, or principal")
     def post(self, body, structure_id):
         """Attach a user directly (by user_id or exact login email): role, start
         date, comment, whole structure or some services. Created validated."""
         return attachments.attach_directly(db(), runtime(), current_user(), structure_id, **body)
 
 
-@blp.route("/<int:structure_id>/attachments/<int:user_id>")
+@blp.route("/<id:structure_id>/attachments/<id:user_id>")
 class AttachmentOfUser(MethodView):
+    @blp.operation("detach_user")
+    @blp.problem(403, "The caller may not remove attachments here")
     @blp.response(204)
-    @blp.alt_response(409, schema=s.Problem, description="The principal cannot be removed")
+    @blp.problem(409, "The principal cannot be removed")
     def delete(self, structure_id, user_id):
         """Remove the user's attachment to the structure: their rights there end."""
         attachments.remove(db(), runtime(), current_user(), structure_id, user_id)
@@ -163,9 +178,10 @@ class AttachmentOfUser(MethodView):
 
 @blp.route("/lookup")
 class Lookup(MethodView):
+    @blp.operation("lookup_structure")
     @blp.arguments(s.LookupQuerySchema, location="query")
     @blp.response(200, s.LookupSchema)
-    @blp.alt_response(404, schema=s.Problem, description="No active structure has it")
+    @blp.problem(404, "No active structure has it")
     def get(self, args):
         """Find an active structure by its exact identifier, to ask for an
         attachment: its id, designation and active services."""

@@ -8,12 +8,11 @@ from typing import Any
 
 from flask import Response, request
 from flask.views import MethodView
-from flask_smorest import Blueprint
-from marshmallow import Schema, fields, validate
 
 from authz.workflows import technical
 
 from . import schemas as s
+from .blueprint import Blueprint
 from .identity import current_user, db, public, runtime
 from .paging import page_args
 
@@ -26,60 +25,6 @@ blp = Blueprint(
 
 NOT_VISIBLE = "Unknown, or not visible to the caller"
 NOT_PRINCIPAL = "The caller is not the structure's principal manager, or it is inactive"
-
-
-class TechnicalUserCreateSchema(Schema):
-    label = fields.String(
-        required=True,
-        validate=validate.Length(min=1, max=100),
-        metadata={"description": "What the system is (e.g. 'Cash register software')."},
-    )
-
-
-class FormatArgs(Schema):
-    format = fields.String(
-        load_default="json",
-        validate=validate.OneOf(("json", "file")),
-        metadata={
-            "description": "file: answer the connection-information "
-            "file itself, as a text/plain download."
-        },
-    )
-
-
-class SecretResetSchema(Schema):
-    confirm = fields.Boolean(
-        load_default=False,
-        metadata={"description": "Must be true: the old secret stops working at once."},
-    )
-
-
-class ConnectionSchema(Schema):
-    user_id = fields.Integer()
-    login = fields.String()
-    label = fields.String()
-    secret = fields.String(metadata={"description": "Shown only in this answer."})
-    secret_expires_at = fields.DateTime()
-    connection_file = fields.String(
-        metadata={"description": "The connection-information file (.env style)."}
-    )
-
-
-class TechnicalUserSchema(Schema):
-    user_id = fields.Integer()
-    login = fields.String()
-    label = fields.String()
-    status = fields.String()
-    secret_expires_at = fields.DateTime()
-    secret_expired = fields.Boolean()
-    created_at = fields.DateTime()
-    created_by_id = fields.Integer()
-    rotated_at = fields.DateTime(allow_none=True)
-
-
-class TechnicalTokenRequestSchema(Schema):
-    login = fields.String(required=True, validate=validate.Length(min=1, max=254))
-    secret = fields.String(required=True, load_only=True, validate=validate.Length(min=1, max=1024))
 
 
 def _connection(
@@ -106,23 +51,25 @@ def _connection(
     }
 
 
-@blp.route("/structures/<int:structure_id>/technical-users")
+@blp.route("/structures/<id:structure_id>/technical-users")
 class TechnicalUsers(MethodView):
+    @blp.operation("list_technical_users")
     @blp.arguments(s.PageArgs, location="query")
-    @blp.response(200, s.page_of(TechnicalUserSchema))
-    @blp.alt_response(403, schema=s.Problem, description=NOT_PRINCIPAL)
-    @blp.alt_response(404, schema=s.Problem, description=NOT_VISIBLE)
+    @blp.response(200, s.page_of(s.TechnicalUserSchema))
+    @blp.problem(403, NOT_PRINCIPAL)
+    @blp.problem(404, NOT_VISIBLE)
     def get(self, args, structure_id):
         """The structure's technical users: label, login, status, secret expiry."""
         return technical.list_technical_users(
             db(), runtime(), current_user(), structure_id, **page_args(args)
         )
 
-    @blp.arguments(FormatArgs, location="query")
-    @blp.arguments(TechnicalUserCreateSchema)
-    @blp.response(201, ConnectionSchema)
-    @blp.alt_response(403, schema=s.Problem, description=NOT_PRINCIPAL)
-    @blp.alt_response(404, schema=s.Problem, description=NOT_VISIBLE)
+    @blp.operation("create_technical_user")
+    @blp.arguments(s.FormatArgs, location="query")
+    @blp.arguments(s.TechnicalUserCreateSchema)
+    @blp.response(201, s.ConnectionSchema)
+    @blp.problem(403, NOT_PRINCIPAL)
+    @blp.problem(404, NOT_VISIBLE)
     def post(self, query, body, structure_id):
         """Create a technical user for the structure: its login and secret are in
         this answer only (JSON, or ?format=file for the connection file)."""
@@ -139,14 +86,15 @@ class TechnicalUsers(MethodView):
         )
 
 
-@blp.route("/structures/<int:structure_id>/technical-users/<int:user_id>/secret")
+@blp.route("/structures/<id:structure_id>/technical-users/<id:user_id>/secret")
 class TechnicalSecret(MethodView):
-    @blp.arguments(FormatArgs, location="query")
-    @blp.arguments(SecretResetSchema)
-    @blp.response(201, ConnectionSchema)
-    @blp.alt_response(403, schema=s.Problem, description=NOT_PRINCIPAL)
-    @blp.alt_response(404, schema=s.Problem, description=NOT_VISIBLE)
-    @blp.alt_response(422, schema=s.Problem, description="confirm is not true")
+    @blp.operation("reset_technical_user_secret")
+    @blp.arguments(s.FormatArgs, location="query")
+    @blp.arguments(s.SecretResetSchema)
+    @blp.response(201, s.ConnectionSchema)
+    @blp.problem(403, NOT_PRINCIPAL)
+    @blp.problem(404, NOT_VISIBLE)
+    @blp.problem(422, "confirm is not true")
     def post(self, query, body, structure_id, user_id):
         """Reset the secret (with {"confirm": true}): the old one and every token
         obtained with it stop working at once; the principal is mailed. The new
@@ -167,16 +115,14 @@ class TechnicalSecret(MethodView):
 
 @blp.route("/auth/technical-token")
 class TechnicalToken(MethodView):
+    @blp.operation("log_in_technical_user")
     @public
-    @blp.arguments(TechnicalTokenRequestSchema)
+    @blp.arguments(s.TechnicalTokenRequestSchema)
     @blp.response(201, s.TokenSchema)
-    @blp.alt_response(
-        401,
-        schema=s.Problem,
-        description="Wrong login or secret (invalid_credentials), or expired "
-        "secret (secret_expired)",
+    @blp.problem(
+        401, "Wrong login or secret (invalid_credentials), or expired secret (secret_expired)"
     )
-    @blp.alt_response(429, schema=s.Problem, description="Too many failed attempts")
+    @blp.problem(429, "Too many failed attempts")
     def post(self, body):
         """A technical user exchanges its login and secret for a bearer token
         (never valid past the secret's expiry)."""

@@ -8,12 +8,12 @@ from dataclasses import asdict
 
 from flask import Response, stream_with_context
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from authz.engine import permissions
 from authz.workflows import users
 
 from . import schemas as s
+from .blueprint import Blueprint
 from .identity import caller, current_user, db, for_clients, runtime
 from .paging import page_args
 
@@ -31,38 +31,43 @@ CSV_RESPONSE = {
 
 @blp.route("/users")
 class Users(MethodView):
+    @blp.operation("search_users")
     @blp.arguments(s.UserSearchArgs, location="query")
     @blp.response(200, s.page_of(s.ManagedUserSchema))
-    @blp.alt_response(422, schema=s.Problem, description="No criterion given")
+    @blp.problem(422, "No criterion given")
     def get(self, args):
         """Search the users of the structures the caller manages (at least one
         criterion; every criterion given must match)."""
         return users.search(db(), runtime(), current_user(), **page_args(args), **args)
 
 
-@blp.route("/users/<int:user_id>")
+@blp.route("/users/<id:user_id>")
 class UserById(MethodView):
+    @blp.operation("get_user")
     @blp.response(200, s.ManagedUserDetailSchema)
-    @blp.alt_response(404, schema=s.Problem, description=NOT_VISIBLE)
+    @blp.problem(404, NOT_VISIBLE)
     def get(self, user_id):
         """A user of the caller's structures, with the ids of their pending
         attachment requests the caller may process."""
         return users.get_user(db(), runtime(), current_user(), user_id)
 
+    @blp.operation("update_user")
+    @blp.problem(403, "The caller may not modify this user")
     @blp.arguments(s.ProfilePatchSchema)
     @blp.response(200, s.ManagedUserSchema)
-    @blp.alt_response(404, schema=s.Problem, description=NOT_VISIBLE)
+    @blp.problem(404, NOT_VISIBLE)
     def patch(self, body, user_id):
         """Change a user's contact email, names or phone (never the login email).
         Written in the history of the caller's structures; the user is told."""
         return users.update_user(db(), runtime(), current_user(), user_id, body)
 
 
-@blp.route("/users/<int:user_id>/structures")
+@blp.route("/users/<id:user_id>/structures")
 class UserStructures(MethodView):
+    @blp.operation("list_user_structures")
     @blp.arguments(s.PageArgs, location="query")
     @blp.response(200, s.page_of(s.MembershipSchema))
-    @blp.alt_response(404, schema=s.Problem, description=NOT_VISIBLE)
+    @blp.problem(404, NOT_VISIBLE)
     def get(self, args, user_id):
         """The structures the user is attached to, among those the caller
         manages: role and attachment rows on each."""
@@ -71,6 +76,7 @@ class UserStructures(MethodView):
 
 @blp.route("/users/activation-emails")
 class ActivationEmails(MethodView):
+    @blp.operation("send_activation_emails")
     @blp.arguments(s.UserIdsSchema)
     @blp.response(200, s.BulkOutcomeSchema)
     def post(self, body):
@@ -86,13 +92,10 @@ class ActivationEmails(MethodView):
 
 @blp.route("/users/export")
 class Export(MethodView):
+    @blp.operation("export_users")
     @blp.arguments(s.UserExportSchema)
     @blp.doc(responses=CSV_RESPONSE)
-    @blp.alt_response(
-        404,
-        schema=s.Problem,
-        description="Some id is not a user the caller manages: nothing is exported",
-    )
+    @blp.problem(404, "Some id is not a user the caller manages: nothing is exported")
     def post(self, body):
         """Export the selected users as CSV (main fields, and per attachment the
         structure, service, role, status and dates). Cells that a spreadsheet
@@ -105,12 +108,14 @@ class Export(MethodView):
         )
 
 
-@blp.route("/users/<int:user_id>/permissions")
+@blp.route("/users/<id:user_id>/permissions")
 class UserPermissions(MethodView):
+    @blp.operation("get_user_permissions")
     @for_clients
     @blp.arguments(s.RevisionPageArgs, location="query")
     @blp.response(200, s.revision_page_of(s.UserRightsSchema))
-    @blp.alt_response(404, schema=s.Problem, description="Unknown or not visible")
+    @blp.problem(503, "at_least_revision not reached")
+    @blp.problem(404, "Unknown or not visible")
     def get(self, args, user_id):
         """What this user may do, per structure: role, management actions, and
         actions per space and service. One's own everywhere; another user's only
@@ -124,12 +129,13 @@ class UserPermissions(MethodView):
         )
 
 
-@blp.route("/structures/<int:structure_id>/users")
+@blp.route("/structures/<id:structure_id>/users")
 class StructureUsers(MethodView):
+    @blp.operation("list_structure_users")
     @blp.arguments(s.StructureUsersArgs, location="query")
     @blp.response(200, s.page_of(s.MemberSchema))
-    @blp.alt_response(403, schema=s.Problem, description="Caller may not list its users")
-    @blp.alt_response(404, schema=s.Problem, description="Unknown, or not visible")
+    @blp.problem(403, "Caller may not list its users")
+    @blp.problem(404, "Unknown, or not visible")
     def get(self, args, structure_id):
         """The users attached to the structure: their role and attachment rows
         (statuses, services, dates)."""

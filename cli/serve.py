@@ -137,7 +137,7 @@ def serve(
             "threads": settings.threads,
             "preload_app": False,
             "proc_name": "authz",
-            "worker_class": "gthread",
+            "worker_class": "api.gunicorn_worker.ProblemThreadWorker",  # gthread, problems
             "keepalive": 5,
             # No runtime control socket: it is not needed, and two servers would share it.
             "control_socket_disable": True,

@@ -21,7 +21,7 @@ from .accounts import (
     LoginThrottle,
     User,
 )
-from .base import Base, utcnow
+from .base import ID_MAX, Base, utcnow
 from .operations import (
     HistoryEntry,
     OutboxMail,
@@ -32,6 +32,7 @@ from .operations import (
 from .structures import (
     IDENTIFIER_TYPES,
     STRUCTURE_KINDS,
+    STRUCTURE_STATUSES,
     OpenedSpace,
     Service,
     Space,
@@ -42,6 +43,7 @@ from .technical import TechnicalCredential
 
 __all__ = [
     "Base",
+    "ID_MAX",
     "utcnow",
     "Space",
     "Structure",
@@ -67,6 +69,7 @@ __all__ = [
     "TechnicalCredential",
     "IDENTIFIER_TYPES",
     "STRUCTURE_KINDS",
+    "STRUCTURE_STATUSES",
     "USER_STATUSES",
     "PLATFORM_ROLES",
     "ROLES",

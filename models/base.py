@@ -42,6 +42,12 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
         return value.astimezone(dt.timezone.utc)
 
 
+# Every id column is an INTEGER: 32-bit on PostgreSQL, 64-bit on SQLite. Ids the
+# service hands out and accepts stay within the smaller range on both backends
+# (the API refuses a larger one before it reaches a query).
+ID_MAX = 2**31 - 1
+
+
 def one_of(column: str, values: tuple[str, ...]) -> str:
     """The SQL text of a CHECK constraint: `column` holds one of `values`."""
     return f"{column} IN ({', '.join(repr(v) for v in values)})"

@@ -206,7 +206,7 @@ def test_serve_takes_bind_workers_and_threads_from_the_settings(serve_env, start
     serve({**serve_env, "AUTHZ_BIND": "0.0.0.0:8001", "AUTHZ_WORKERS": "3", "AUTHZ_THREADS": "6"})
     cfg = started[0].cfg
     assert (cfg.bind, cfg.workers, cfg.threads) == (["0.0.0.0:8001"], 3, 6)
-    assert (cfg.worker_class_str, cfg.preload_app, cfg.proc_name) == ("gthread", False, "authz")
+    assert (cfg.worker_class_str, cfg.preload_app, cfg.proc_name) == ("api.gunicorn_worker.ProblemThreadWorker", False, "authz")
 
 
 def test_gunicorn_cmd_args_override_the_settings(serve_env, started):

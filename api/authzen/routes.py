@@ -2,12 +2,13 @@
 
 Each view reads the body into plain values (wire.py), asks the engine
 (authz/engine/authzen.py) and writes its answer back (wire.py). As the
-specification requires, unknown members of a request are ignored (every schema
-here is `unknown = EXCLUDE`) and a malformed request — a required member
-missing or of the wrong JSON type, a body that is not a JSON object, a
-Content-Type other than application/json — is a 400 problem (elsewhere in this
-API such requests are 422). Client applications call these routes with their
-API key; a person may call them with their bearer token about themself only.
+specification requires, unknown members of a request are ignored (every
+request schema of api/schemas/authzen.py is `unknown = EXCLUDE`) and a
+malformed request — a required member missing or of the wrong JSON type, a
+body that is not a JSON object, a Content-Type other than application/json —
+is a 400 problem (elsewhere in this API such requests are 422). Client
+applications call these routes with their API key; a person may call them with
+their bearer token about themself only.
 """
 
 from __future__ import annotations
@@ -18,14 +19,14 @@ from typing import Any
 
 from flask import request
 from flask.views import MethodView
-from flask_smorest import Blueprint
-from marshmallow import EXCLUDE, Schema, fields, validate
+from marshmallow import Schema
 
 from authz.engine import authzen
 from authz.errors import Invalid
 from authz.runtime import Runtime
 
 from .. import schemas as s
+from ..blueprint import Blueprint
 from ..errors import problem
 from ..identity import caller, for_clients, public, runtime
 from . import wire
@@ -33,227 +34,6 @@ from . import wire
 blp = Blueprint("authzen", __name__, description="OpenID AuthZEN Authorization API 1.0")
 
 BAD_REQUEST = 400
-TEXT_MAX = 512
-
-
-class Lenient(Schema):
-    """Unknown members are ignored (AuthZEN forward compatibility)."""
-
-    class Meta:
-        unknown = EXCLUDE
-
-
-def _text(required: bool = False, description: str | None = None) -> fields.String:
-    """A string member of an entity (at most TEXT_MAX characters)."""
-    return fields.String(
-        required=required,
-        validate=validate.Length(max=TEXT_MAX),
-        metadata={"description": description} if description else {},
-    )
-
-
-PROPERTIES = "Accepted and not used: decisions come from the service's own records."
-
-
-# --- entities --------------------------------------------------------------------
-
-
-class AuthzenSubjectSchema(Lenient):
-    type = _text(True, '"user"; any other type is denied.')
-    id = _text(True, "The user id, as a string.")
-    properties = fields.Dict(metadata={"description": PROPERTIES})
-
-
-class AuthzenResourceSchema(Lenient):
-    type = _text(True, '"space" or "structure"; any other type is denied.')
-    id = _text(
-        True,
-        '"<structure id>/<space code>", "<structure id>/<service code>/'
-        '<space code>" (space) or "<structure id>" (structure).',
-    )
-    properties = fields.Dict(metadata={"description": PROPERTIES})
-
-
-class AuthzenActionSchema(Lenient):
-    name = _text(
-        True,
-        "consult, modify, create (spaces) or a management action of "
-        "policies/roles.yaml (structures).",
-    )
-    properties = fields.Dict(metadata={"description": PROPERTIES})
-
-
-class AuthzenSearchedEntitySchema(Lenient):
-    """The entity searched for: its type only (an id, if sent, is ignored)."""
-
-    type = _text(True)
-    id = _text(description="Ignored.")
-    properties = fields.Dict(metadata={"description": PROPERTIES})
-
-
-class AuthzenDefaultEntitySchema(Lenient):
-    """A top-level default of an evaluations request: members may be missing."""
-
-    type = _text()
-    id = _text()
-    properties = fields.Dict()
-
-
-class AuthzenDefaultActionSchema(Lenient):
-    name = _text()
-    properties = fields.Dict()
-
-
-def _context() -> fields.Dict:
-    """The request `context` member, with the keys the service reads."""
-    return fields.Dict(
-        metadata={
-            "description": (
-                "Read: at_least_revision (integer; answer at this policy revision or a newer one, "
-                "else 503) and explain (boolean; add the facts behind each decision). Other keys "
-                "are ignored."
-            )
-        }
-    )
-
-
-# --- requests ------------------------------------------------------------------
-
-
-class AuthzenEvaluationSchema(Lenient):
-    subject = fields.Nested(AuthzenSubjectSchema, required=True)
-    action = fields.Nested(AuthzenActionSchema, required=True)
-    resource = fields.Nested(AuthzenResourceSchema, required=True)
-    context = _context()
-
-
-class AuthzenOptionsSchema(Lenient):
-    evaluations_semantic = fields.String(
-        validate=validate.OneOf(authzen.SEMANTICS), metadata={"description": "Default execute_all."}
-    )
-
-
-class AuthzenEvaluationsSchema(Lenient):
-    subject = fields.Nested(AuthzenDefaultEntitySchema)
-    action = fields.Nested(AuthzenDefaultActionSchema)
-    resource = fields.Nested(AuthzenDefaultEntitySchema)
-    context = _context()
-    evaluations = fields.List(
-        fields.Raw(allow_none=True),
-        metadata={
-            "description": (
-                "Objects {subject, action, resource, context}, completed by the top-level values; "
-                "at most AUTHZ_BATCH_MAX. Absent or empty: a single evaluation. An item that "
-                "cannot be evaluated is denied with context.error."
-            )
-        },
-    )
-    options = fields.Nested(AuthzenOptionsSchema)
-
-
-class AuthzenPageRequestSchema(Lenient):
-    token = fields.String(
-        validate=validate.Length(max=2048),
-        metadata={"description": "next_token of the previous page."},
-    )
-    limit = fields.Integer(
-        strict=True,
-        validate=validate.Range(min=0),
-        metadata={
-            "description": "Default AUTHZ_PAGE_SIZE (50), capped at AUTHZ_PAGE_SIZE_MAX (200)."
-        },
-    )
-    properties = fields.Dict(metadata={"description": "Ignored."})
-
-
-class AuthzenSubjectSearchSchema(Lenient):
-    subject = fields.Nested(AuthzenSearchedEntitySchema, required=True)
-    action = fields.Nested(AuthzenActionSchema, required=True)
-    resource = fields.Nested(AuthzenResourceSchema, required=True)
-    context = _context()
-    page = fields.Nested(AuthzenPageRequestSchema)
-
-
-class AuthzenResourceSearchSchema(Lenient):
-    subject = fields.Nested(AuthzenSubjectSchema, required=True)
-    action = fields.Nested(AuthzenActionSchema, required=True)
-    resource = fields.Nested(AuthzenSearchedEntitySchema, required=True)
-    context = _context()
-    page = fields.Nested(AuthzenPageRequestSchema)
-
-
-class AuthzenActionSearchSchema(Lenient):
-    subject = fields.Nested(AuthzenSubjectSchema, required=True)
-    resource = fields.Nested(AuthzenResourceSchema, required=True)
-    context = _context()
-    page = fields.Nested(AuthzenPageRequestSchema)
-
-
-# --- responses -----------------------------------------------------------------
-
-
-class AuthzenDecisionSchema(Schema):
-    decision = fields.Boolean(required=True)
-    context = fields.Dict(
-        metadata={
-            "description": (
-                "revision, and rule (allowed) or reason (denied); explanation when asked for; "
-                "error {status, code, message} for an evaluation that could not be made."
-            )
-        }
-    )
-
-
-class AuthzenEvaluationsResultSchema(AuthzenDecisionSchema):
-    decision = fields.Boolean(metadata={"description": "Only for a single evaluation."})
-    evaluations = fields.List(
-        fields.Nested(AuthzenDecisionSchema),
-        metadata={
-            "description": "In request order; shorter when a short-circuit semantic stopped."
-        },
-    )
-
-
-class AuthzenPageSchema(Schema):
-    next_token = fields.String(metadata={"description": '"" on the last page.'})
-    count = fields.Integer()
-
-
-class AuthzenEntitySchema(Schema):
-    type = fields.String()
-    id = fields.String()
-
-
-class AuthzenActionNameSchema(Schema):
-    name = fields.String()
-
-
-def _search_result(item: type[Schema], name: str) -> type[Schema]:
-    """A search response whose results are `item`s."""
-    return Schema.from_dict(
-        {
-            "page": fields.Nested(AuthzenPageSchema),
-            "context": fields.Dict(metadata={"description": "revision"}),
-            "results": fields.List(fields.Nested(item)),
-        },
-        name=name,
-    )
-
-
-AuthzenEntitiesSchema = _search_result(AuthzenEntitySchema, "AuthzenEntities")
-AuthzenActionsSchema = _search_result(AuthzenActionNameSchema, "AuthzenActions")
-
-
-class AuthzenConfigurationSchema(Schema):
-    policy_decision_point = fields.String()
-    access_evaluation_endpoint = fields.String()
-    access_evaluations_endpoint = fields.String()
-    search_subject_endpoint = fields.String()
-    search_resource_endpoint = fields.String()
-    search_action_endpoint = fields.String()
-
-
-# --- views ---------------------------------------------------------------------
 
 
 def bad_request(view: Callable[..., Any]) -> Callable[..., Any]:
@@ -281,7 +61,7 @@ def _documented(view: Callable[..., Any]) -> Callable[..., Any]:
         (403, "A person asking about someone else"),
         (503, "context.at_least_revision not reached yet"),
     ):
-        view = blp.alt_response(status, schema=s.Problem, description=description)(view)
+        view = blp.problem(status, description)(view)
     return view
 
 
@@ -306,9 +86,10 @@ def _one_page(
 
 @blp.route(wire.ENDPOINTS["access_evaluation_endpoint"])
 class Evaluation(MethodView):
+    @blp.operation("evaluate_access")
     @for_clients
-    @_arguments(AuthzenEvaluationSchema)
-    @blp.response(200, AuthzenDecisionSchema)
+    @_arguments(s.AuthzenEvaluationSchema)
+    @blp.response(200, s.AuthzenDecisionSchema)
     @_documented
     @bad_request
     def post(self, body):
@@ -318,9 +99,10 @@ class Evaluation(MethodView):
 
 @blp.route(wire.ENDPOINTS["access_evaluations_endpoint"])
 class Evaluations(MethodView):
+    @blp.operation("evaluate_access_batch")
     @for_clients
-    @_arguments(AuthzenEvaluationsSchema)
-    @blp.response(200, AuthzenEvaluationsResultSchema)
+    @_arguments(s.AuthzenEvaluationsSchema)
+    @blp.response(200, s.AuthzenEvaluationsResultSchema)
     @_documented
     @bad_request
     def post(self, body):
@@ -338,9 +120,10 @@ class Evaluations(MethodView):
 
 @blp.route(wire.ENDPOINTS["search_subject_endpoint"])
 class SubjectSearch(MethodView):
+    @blp.operation("search_subjects")
     @for_clients
-    @_arguments(AuthzenSubjectSearchSchema)
-    @blp.response(200, AuthzenEntitiesSchema)
+    @_arguments(s.AuthzenSubjectSearchSchema)
+    @blp.response(200, s.AuthzenEntitiesSchema)
     @_documented
     @bad_request
     def post(self, body):
@@ -353,9 +136,10 @@ class SubjectSearch(MethodView):
 
 @blp.route(wire.ENDPOINTS["search_resource_endpoint"])
 class ResourceSearch(MethodView):
+    @blp.operation("search_resources")
     @for_clients
-    @_arguments(AuthzenResourceSearchSchema)
-    @blp.response(200, AuthzenEntitiesSchema)
+    @_arguments(s.AuthzenResourceSearchSchema)
+    @blp.response(200, s.AuthzenEntitiesSchema)
     @_documented
     @bad_request
     def post(self, body):
@@ -368,9 +152,10 @@ class ResourceSearch(MethodView):
 
 @blp.route(wire.ENDPOINTS["search_action_endpoint"])
 class ActionSearch(MethodView):
+    @blp.operation("search_actions")
     @for_clients
-    @_arguments(AuthzenActionSearchSchema)
-    @blp.response(200, AuthzenActionsSchema)
+    @_arguments(s.AuthzenActionSearchSchema)
+    @blp.response(200, s.AuthzenActionsSchema)
     @_documented
     @bad_request
     def post(self, body):
@@ -382,8 +167,9 @@ class ActionSearch(MethodView):
 
 @blp.route(wire.METADATA_PATH)
 class Configuration(MethodView):
+    @blp.operation("get_authzen_configuration")
     @public
-    @blp.response(200, AuthzenConfigurationSchema)
+    @blp.response(200, s.AuthzenConfigurationSchema)
     @blp.doc(security=[])
     def get(self):
         """AuthZEN PDP metadata: the endpoints, as absolute URLs under AUTHZ_PUBLIC_BASE_URL,

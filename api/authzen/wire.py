@@ -51,6 +51,7 @@ from authz.engine.authzen import (
 )
 from authz.engine.decisions import Decision, Question
 from authz.errors import Invalid
+from models import ID_MAX
 
 USER = "user"
 SPACE = "space"
@@ -67,8 +68,8 @@ ENDPOINTS = {
 METADATA_PATH = "/.well-known/authzen-configuration"
 
 # Ids of users and structures: canonical decimal integers (no sign, no leading
-# zero), small enough for a BIGINT.
-ID_RE = re.compile(r"[1-9][0-9]{0,17}")  # whole string: use fullmatch
+# zero) within the id columns' range; any other id names nothing of ours.
+ID_RE = re.compile(r"[1-9][0-9]{0,9}")  # whole string: use fullmatch
 
 SUBJECT_KEYS = ("type", "id")
 RESOURCE_KEYS = ("type", "id")
@@ -144,8 +145,14 @@ def user_id_of(subject: Mapping[str, Any]) -> int | None:
     service (another type, or an id that is not a user id). Never raises."""
     if subject.get("type") != USER:
         return None
-    value = subject.get("id")
-    return int(value) if isinstance(value, str) and ID_RE.fullmatch(value) else None
+    return record_id(subject.get("id"))
+
+
+def record_id(value: Any) -> int | None:
+    """The id a string names (a user or a structure), or None when it is not one."""
+    if not isinstance(value, str) or not ID_RE.fullmatch(value) or int(value) > ID_MAX:
+        return None
+    return int(value)
 
 
 def target_of(resource: Mapping[str, Any]) -> Target | str:
@@ -159,15 +166,17 @@ def target_of(resource: Mapping[str, Any]) -> Target | str:
     if not isinstance(value, str):
         return "resource id missing"
     if kind == STRUCTURE:
-        if not ID_RE.fullmatch(value):
+        structure_id = record_id(value)
+        if structure_id is None:
             return "resource id is not a structure id"
-        return Target(int(value))
+        return Target(structure_id)
     if kind == SPACE:
         parts = value.split("/")
         service = "/".join(parts[1:-1]) or None
+        structure_id = record_id(parts[0])
         if (
             len(parts) < 2
-            or not ID_RE.fullmatch(parts[0])
+            or structure_id is None
             or not parts[-1]
             or (len(parts) > 2 and not service)
         ):
@@ -175,7 +184,7 @@ def target_of(resource: Mapping[str, Any]) -> Target | str:
                 "resource id must be <structure id>/<space code> or "
                 "<structure id>/<service code>/<space code>"
             )
-        return Target(int(parts[0]), parts[-1], service)
+        return Target(structure_id, parts[-1], service)
     return f"unknown resource type {kind!r}: expected {SPACE!r} or {STRUCTURE!r}"
 
 

@@ -1,0 +1,89 @@
+"""What the service accepts before a schema reads it.
+
+- Ids in paths (`<id:name>`): a decimal from 1 to models.ID_MAX, the range
+  of the id columns on every backend. Anything else matches no route: 404,
+  before a query could fail on a number the column cannot hold.
+- JSON bodies nest at most JSON_DEPTH_MAX levels: deeper is a 400 problem
+  `json_too_deep`, whatever reads the body next (marshmallow, the AuthZEN
+  wire format) never recursing into it. The body is parsed once, by webargs
+  with this module's loader (Parser).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from webargs import core
+from webargs.flaskparser import FlaskParser, is_json_request
+from werkzeug.exceptions import BadRequest
+from werkzeug.routing import IntegerConverter
+
+from models import ID_MAX
+
+# The deepest legitimate body (an AuthZEN evaluations request with properties)
+# nests about 6 levels; 32 leaves room for properties a caller sends as it likes.
+JSON_DEPTH_MAX = 32
+
+
+class IdConverter(IntegerConverter):
+    """`<id:name>`: an id from 1 to ID_MAX (werkzeug's int converter, bounded)."""
+
+    def __init__(self, map: Any, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("min", 1)
+        kwargs.setdefault("max", ID_MAX)
+        super().__init__(map, *args, **kwargs)
+
+
+def id_parameter_schema(converter: IdConverter) -> dict[str, Any]:
+    """How the OpenAPI document describes an `<id:…>` path parameter."""
+    return {
+        "type": "integer",
+        "format": "int32",
+        "minimum": converter.min,
+        "maximum": converter.max,
+    }
+
+
+class JsonTooDeep(BadRequest):
+    problem_code = "json_too_deep"
+    description = f"The JSON body nests deeper than {JSON_DEPTH_MAX} levels."
+
+
+def nests_deeper(value: Any, limit: int) -> bool:
+    """Whether `value` (parsed JSON) nests more than `limit` arrays or objects
+    (`[]` is one level, `[[]]` two); level by level, each container visited
+    once, stopping past the limit."""
+    level = [value] if isinstance(value, (dict, list)) else []
+    for _ in range(limit):
+        if not level:
+            return False
+        inner: list[Any] = []
+        for item in level:
+            inner.extend(
+                v
+                for v in (item.values() if isinstance(item, dict) else item)
+                if isinstance(v, (dict, list))
+            )
+        level = inner
+    return bool(level)
+
+
+def load_json(data: bytes) -> Any:
+    """A JSON body, refused (JsonTooDeep) when it nests too deep. Python's parser
+    itself gives up (RecursionError) near a thousand levels: that is too deep too."""
+    try:
+        value = core.parse_json(data)
+    except RecursionError:
+        raise JsonTooDeep() from None
+    if nests_deeper(value, JSON_DEPTH_MAX):
+        raise JsonTooDeep()
+    return value
+
+
+class Parser(FlaskParser):
+    """webargs' Flask parser, reading JSON bodies with load_json."""
+
+    def _raw_load_json(self, req: Any) -> Any:
+        if not is_json_request(req):
+            return core.missing
+        return load_json(req.get_data(cache=True))

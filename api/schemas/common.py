@@ -1,0 +1,93 @@
+"""What every blueprint's contract shares: the problem body, page arguments and
+envelopes, and the outcome of a bulk operation."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from marshmallow import Schema, fields, validate
+
+
+class Problem(Schema):
+    type = fields.String()
+    title = fields.String()
+    status = fields.Integer()
+    code = fields.String(metadata={"description": "Stable machine-readable error code."})
+    detail = fields.String()
+    instance = fields.String()
+    request_id = fields.String()
+    errors = fields.Dict(metadata={"description": "Field name → messages."})
+
+
+class PageArgs(Schema):
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=1_000_000))
+    page_size = fields.Integer(
+        load_default=None,
+        validate=validate.Range(min=1),
+        metadata={"description": "Capped at AUTHZ_PAGE_SIZE_MAX."},
+    )
+
+
+class RevisionPageArgs(PageArgs):
+    at_least_revision = fields.Integer(validate=validate.Range(min=0))
+
+
+def _page_fields(item_schema: type[Schema]) -> dict[str, fields.Field]:
+    return {
+        "items": fields.List(fields.Nested(item_schema)),
+        "page": fields.Integer(),
+        "page_size": fields.Integer(),
+        "total": fields.Integer(),
+    }
+
+
+def _page_name(item_schema: type[Schema]) -> str:
+    return f"{item_schema.__name__.removesuffix('Schema')}Page"
+
+
+def _page_example(item_schema: type[Schema]) -> dict[str, Any] | None:
+    item = getattr(item_schema, "example", None)
+    if item is None:
+        return None
+    return {"items": [item], "page": 1, "page_size": 50, "total": 1}
+
+
+@functools.cache
+def page_of(item_schema: type[Schema]) -> type[Schema]:
+    """A page envelope: {items, page, page_size, total}."""
+    page = Schema.from_dict(_page_fields(item_schema), name=_page_name(item_schema))
+    page.example = _page_example(item_schema)  # type: ignore[attr-defined]
+    return page
+
+
+@functools.cache
+def revision_page_of(item_schema: type[Schema]) -> type[Schema]:
+    """A page envelope that also gives the policy revision it was computed at."""
+    page = Schema.from_dict(
+        {**_page_fields(item_schema), "revision": fields.Integer()},
+        name=_page_name(item_schema),
+    )
+    example = _page_example(item_schema)
+    page.example = example and {**example, "revision": 4471}  # type: ignore[attr-defined]
+    return page
+
+
+class OutcomeSchema(Schema):
+    id = fields.Integer()
+    ok = fields.Boolean()
+    code = fields.String(allow_none=True)
+    detail = fields.String(allow_none=True)
+
+    example = {"id": 31, "ok": True, "code": None, "detail": None}
+
+
+class BulkOutcomeSchema(Schema):
+    results = fields.List(fields.Nested(OutcomeSchema))
+
+    example = {
+        "results": [
+            OutcomeSchema.example,
+            {"id": 32, "ok": False, "code": "already_processed", "detail": "Already processed."},
+        ]
+    }
