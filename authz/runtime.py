@@ -83,7 +83,12 @@ def build_runtime(settings: Settings, *, engine: Engine | None = None) -> Runtim
     policies = load_policies(settings.policy_dir)
     policy_engine = PolicyEngine(policies)
     reads = db.make_engine(settings, for_reads=True) if engine.dialect.name == "sqlite" else engine
-    decider = Decider(policy_engine, reads, check_interval=settings.decision_check_interval_seconds)
+    decider = Decider(
+        policy_engine,
+        reads,
+        check_interval=settings.decision_check_interval_seconds,
+        recycle=0 if reads.dialect.name == "sqlite" else settings.database_recycle_seconds,
+    )
     return Runtime(
         settings=settings,
         engine=engine,

@@ -196,7 +196,12 @@ class Decider:
     """One per process: the index at a revision, kept fresh, and the memo."""
 
     def __init__(
-        self, engine: PolicyEngine, db_engine: Engine, *, check_interval: float = 0.0
+        self,
+        engine: PolicyEngine,
+        db_engine: Engine,
+        *,
+        check_interval: float = 0.0,
+        recycle: float = 0.0,
     ) -> None:
         self.policy = engine
         self.db_engine = db_engine
@@ -211,6 +216,9 @@ class Decider:
         self._shared_revision = -1
         self._sqlite = db_engine.dialect.name == "sqlite"
         self._poll_connection: Any = None
+        self._poll_since = 0.0
+        # Seconds after which the kept connection is replaced (0: never).
+        self._recycle = recycle
         self._data_version: int | None = None
         self.index = Index()
         self.revision = -1
@@ -239,43 +247,76 @@ class Decider:
         whether any other connection committed since the last poll; if none did,
         the revision is the one we have.
 
+        The kept connection may have died since the last poll (the database
+        restarted or failed over, or ended the session): the read is then tried
+        once more on a new connection, so that the first request after the
+        database is back is answered, not refused. The connection is also given
+        back and replaced every `recycle` seconds, as the pool recycles its own.
+
         Raises Unavailable when the database cannot be read (fail closed).
         """
-        try:
-            if self._poll_connection is None:
-                connection = self.db_engine.raw_connection()
-                if not self._sqlite:
-                    connection.dbapi_connection.autocommit = True
-                self._poll_connection = connection
-            cursor = self._poll_connection.cursor()
+        if (
+            self._poll_connection is not None
+            and self._recycle > 0
+            and time.monotonic() - self._poll_since > self._recycle
+        ):
+            self._drop_poll_connection(invalidate=False)
+        # A kept connection gets a second chance on a new one; a new one does not.
+        attempts = 2 if self._poll_connection is not None else 1
+        for attempt in range(1, attempts + 1):
             try:
-                if self._sqlite:
-                    cursor.execute("PRAGMA data_version")
-                    version = cursor.fetchone()[0]
-                    if version == self._data_version and self.revision >= 0:
-                        return self.revision
-                    self._data_version = version
-                cursor.execute("SELECT revision FROM policy_revision WHERE id = 1")
-                return int(cursor.fetchone()[0])
-            finally:
-                cursor.close()
-        except Exception as exc:
-            log.exception("cannot read the policy revision")
-            if self._poll_connection is not None:
-                self._poll_connection.invalidate()
-                self._poll_connection = None
-            self._data_version = None
-            raise Unavailable(
-                "The policy store cannot be read; decisions are refused.",
-                code="policy_store_unavailable",
-            ) from exc
+                return self._read_polled()
+            except Exception as exc:
+                self._drop_poll_connection(invalidate=True)
+                if attempt < attempts:
+                    log.warning("the connection kept for the policy revision failed: reconnecting")
+                    continue
+                log.error("cannot read the policy revision: %s", exc)
+                raise Unavailable(
+                    "The policy store cannot be read; decisions are refused.",
+                    code="policy_store_unavailable",
+                ) from exc
+        raise AssertionError("unreachable")
+
+    def _read_polled(self) -> int:
+        if self._poll_connection is None:
+            connection = self.db_engine.raw_connection()
+            if not self._sqlite:
+                connection.dbapi_connection.autocommit = True
+            self._poll_connection = connection
+            self._poll_since = time.monotonic()
+        cursor = self._poll_connection.cursor()
+        try:
+            if self._sqlite:
+                cursor.execute("PRAGMA data_version")
+                version = cursor.fetchone()[0]
+                if version == self._data_version and self.revision >= 0:
+                    return self.revision
+                self._data_version = version
+            cursor.execute("SELECT revision FROM policy_revision WHERE id = 1")
+            return int(cursor.fetchone()[0])
+        finally:
+            cursor.close()
+
+    def _drop_poll_connection(self, *, invalidate: bool) -> None:
+        """Let go of the kept connection: invalidated (it failed: the pool must not
+        hand it out again), or given back to the pool."""
+        connection, self._poll_connection = self._poll_connection, None
+        self._data_version = None
+        if connection is None:
+            return
+        try:
+            if invalidate:
+                connection.invalidate()
+            else:
+                connection.close()
+        except Exception:  # a dead connection may fail to close: it is gone either way
+            log.debug("closing the kept connection failed", exc_info=True)
 
     def close(self) -> None:
         """Give back the connection kept for polling the revision."""
         with self._lock:
-            if self._poll_connection is not None:
-                self._poll_connection.close()
-                self._poll_connection = None
+            self._drop_poll_connection(invalidate=False)
 
     def ensure_fresh(self, at_least: int | None = None) -> int:
         """Bring the index to the latest committed revision (one cheap read when
