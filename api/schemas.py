@@ -326,6 +326,13 @@ class BatchSchema(Schema):
 class DecisionSchema(Schema):
     allowed = fields.Boolean(required=True)
     revision = fields.Integer(required=True)
+    policy_version = fields.Integer(
+        allow_none=True,
+        metadata={
+            "description": "The stored policy version it was taken with (`authz policy "
+            "history`); null while the database stores none."
+        },
+    )
     rule = fields.String(metadata={"description": "What allowed it (when allowed)."})
     reason = fields.String(metadata={"description": "Why it was denied (when denied)."})
     explanation = fields.Dict()
@@ -333,6 +340,13 @@ class DecisionSchema(Schema):
 
 class BatchDecisionSchema(Schema):
     revision = fields.Integer()
+    policy_version = fields.Integer(
+        allow_none=True,
+        metadata={
+            "description": "The stored policy version it was taken with (`authz policy "
+            "history`); null while the database stores none."
+        },
+    )
     # Already plain dicts (Decision.as_dict): passed through, not dumped again.
     decisions = fields.List(
         fields.Raw(metadata={"type": "object", "description": "As the answer of POST /v1/checks."})
@@ -379,6 +393,7 @@ def revision_page_of(item_schema: type[Schema]) -> type[Schema]:
             "page_size": fields.Integer(),
             "total": fields.Integer(),
             "revision": fields.Integer(),
+            "policy_version": fields.Integer(allow_none=True),
         },
         name=f"{item_schema.__name__.removesuffix('Schema')}Page",
     )

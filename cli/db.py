@@ -5,9 +5,13 @@ from __future__ import annotations
 import click
 
 from authz import db
+from authz.errors import Invalid
+from authz.review import policy_versions
+from authz.review.fixtures import WorldError
 from authz.runtime import sync_catalogue
 
 from .common import runtime
+from .policy import echo_tests
 
 
 @click.group("db")
@@ -27,6 +31,10 @@ def upgrade() -> None:
 
     with runtime(migrated=False) as rt:
         before, after = db.upgrade(rt.engine, on_wait=waiting)
+        try:
+            first = policy_versions.store_first_version(rt)
+        except WorldError as exc:
+            raise Invalid(f"assertion file: {exc}; no policy version stored") from exc
         sync_catalogue(rt)
         head = db.code_chain().head
     if before == after and after != head:
@@ -38,4 +46,17 @@ def upgrade() -> None:
         click.echo(f"Database already at revision {after}.")
     else:
         click.echo(f"Database upgraded from {before or 'an empty schema'} to revision {after}.")
+    if first is not None and first.outcome == "refused":
+        if first.tests is not None:
+            echo_tests(first.tests)
+        raise Invalid(
+            f"the policy files of {rt.settings.policy_dir} fail their assertion tests "
+            "(`authz policy test`) or have none: no policy version stored; fix them and "
+            "run again."
+        )
+    if first is not None and first.outcome == "applied":
+        click.echo(
+            f"Policy version {first.version} stored from {rt.settings.policy_dir} "
+            f"(sha256 {first.digest}), its assertion tests passed."
+        )
     click.echo("Space catalogue synchronised with the policy files.")

@@ -33,15 +33,25 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Engine, select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from models import PolicyChange, PolicyRevision
+from models import PolicyChange, PolicyRevision, PolicyVersion
 
 from .. import roles
 from ..errors import Unavailable
 from ..roles import RANK, in_force, strongest
 from .index import LEVEL_OF, LEVEL_RANK, Index, Membership
-from .policy import LEVEL_NONE, SPACE_ACTIONS, PolicyEngine, SpaceEntry, SpaceFacts, SubjectFacts
+from .policy import (
+    LEVEL_NONE,
+    SPACE_ACTIONS,
+    PolicyEngine,
+    PolicyFileError,
+    SpaceEntry,
+    SpaceFacts,
+    SubjectFacts,
+    parse_policies,
+)
 
 log = logging.getLogger("authz.decisions")
 
@@ -65,9 +75,16 @@ class Decision:
     rule: str | None = None
     reason: str | None = None
     explanation: dict[str, Any] | None = None
+    # The stored policy version it was taken with (None: the files of
+    # AUTHZ_POLICY_DIR, while the database stores no version).
+    policy_version: int | None = None
 
     def as_dict(self, explain: bool = False) -> dict[str, Any]:
-        out: dict[str, Any] = {"allowed": self.allowed, "revision": self.revision}
+        out: dict[str, Any] = {
+            "allowed": self.allowed,
+            "revision": self.revision,
+            "policy_version": self.policy_version,
+        }
         out["rule" if self.allowed else "reason"] = self.rule if self.allowed else self.reason
         if explain and self.explanation is not None:
             out["explanation"] = self.explanation
@@ -202,8 +219,17 @@ class Decider:
         *,
         check_interval: float = 0.0,
         recycle: float = 0.0,
+        follow_versions: bool = False,
     ) -> None:
+        # The policy set decisions are taken with. With `follow_versions` (the
+        # service's decider), the version the database names at the revision the
+        # index is at (policy_revision.policy_version), or `engine` (the files of
+        # AUTHZ_POLICY_DIR) while the database names none; else always `engine`
+        # (policy tests and diffs decide with the files under test).
         self.policy = engine
+        self._files_policy = engine
+        self._follow_versions = follow_versions
+        self._versions: dict[int, PolicyEngine] = {}
         self.db_engine = db_engine
         self._check_interval = check_interval
         self._lock = threading.RLock()
@@ -229,10 +255,86 @@ class Decider:
     def load(self) -> None:
         """Load the whole index at the latest committed revision."""
         with self._lock, Session(self.db_engine) as session:
-            revision = _read_revision(session)
+            revision, version = _read_revision(session)
+            self._use_policy(session, version)
             self._load_all(session)
             self.revision = revision
             self._checked_at = time.monotonic()
+
+    @property
+    def policy_version(self) -> int | None:
+        """The stored policy version decisions are taken with (None: the files)."""
+        return self.policy.policies.version
+
+    def current_policy(self) -> PolicyEngine:
+        """The policy set in force, for the workflows: that of the latest
+        committed revision, checked as a decision checks it (ensure_fresh). A
+        decider that has not loaded its index yet (a command, a worker that has
+        only served writes) reads the version only, not the whole index.
+        Raises Unavailable (the database cannot be read)."""
+        if not self._follow_versions:
+            return self.policy
+        if self.revision >= 0:
+            self.ensure_fresh()
+            return self.policy
+        with self._lock:
+            if self.revision < 0:
+                with Session(self.db_engine) as session:
+                    try:
+                        version = _read_revision(session)[1]
+                    except DBAPIError:
+                        # No schema yet (before `authz db upgrade`), or no database: the
+                        # files, for what needs no database; what does fails on its own.
+                        log.debug("policy version unreadable: the files", exc_info=True)
+                        return self.policy
+                    self._use_policy(session, version)
+            return self.policy
+
+    def _use_policy(self, session: Session, version: int | None) -> None:
+        """Decide with policy version `version` from now on (the files' set for
+        None). Memos hold answers of one policy set: they start afresh."""
+        if not self._follow_versions or version == self.policy.policies.version:
+            return
+        if version is None:
+            engine = self._files_policy
+        else:
+            engine = self._versions.get(version) or self._load_version(session, version)
+        log.info("deciding with policy version %s (%s)", version, engine.policies.origin)
+        self.policy = engine
+        self._memo = {}
+        self._mgmt_memo = {}
+        self._spaces = {space.code: space for space in engine.policies.spaces}
+        self._shared = {}
+        self._shared_revision = -1
+
+    def _load_version(self, session: Session, version: int) -> PolicyEngine:
+        """The engine of stored policy version `version`. Raises Unavailable when it
+        is missing or does not load (fail closed: nothing is decided with it)."""
+        files = session.scalar(select(PolicyVersion.files).where(PolicyVersion.version == version))
+        try:
+            if files is None:
+                raise PolicyFileError(f"policy version {version} is not stored")
+            engine = PolicyEngine(
+                parse_policies(files, origin=f"policy version {version}", version=version)
+            )
+        except PolicyFileError as exc:
+            log.error("cannot decide with policy version %s: %s", version, exc)
+            raise Unavailable(
+                f"Policy version {version} cannot be loaded; decisions are refused.",
+                code="policy_version_unusable",
+            ) from exc
+        if engine.policies.digest != self._files_policy.policies.digest:
+            log.warning(
+                "the policy files of %s (sha256 %s) differ from policy version %s in force "
+                "(sha256 %s): deciding with the stored version; apply the files with "
+                "`authz policy apply` to use them (docs/operations.md)",
+                self._files_policy.policies.origin,
+                self._files_policy.policies.digest[:12],
+                version,
+                engine.policies.digest[:12],
+            )
+        self._versions = {version: engine}  # the one in force; older ones are not kept
+        return engine
 
     def _load_all(self, session: Session) -> None:
         self.index.load_all(session)
@@ -330,10 +432,21 @@ class Decider:
         ):
             return self.revision
         with self._lock:
-            if self._poll() > self.revision or self.revision < 0:
+            if self._poll() != self.revision or self.revision < 0:
                 with Session(self.db_engine) as session:
-                    latest = _read_revision(session)
+                    latest, version = _read_revision(session)
+                    self._use_policy(session, version)
                     if self.revision < 0:
+                        self._load_all(session)
+                    elif latest < self.revision:
+                        # The database went back in time (restored from a backup, or a
+                        # fail-over lost the last commits): what the index holds from
+                        # later revisions may not exist any more.
+                        log.warning(
+                            "policy revision went back from %s to %s: full reload",
+                            self.revision,
+                            latest,
+                        )
                         self._load_all(session)
                     else:
                         self._apply(session, self.revision, latest)
@@ -364,6 +477,7 @@ class Decider:
             log.info("policy revision %s -> %s: full reload", after, upto)
             self._load_all(session)
             return
+        # Scope 'policy' changed the policy set (ensure_fresh switched to it), no fact.
         for scope, a, b in set(changes):
             if scope == "user":
                 self.index.reload_user(session, a)
@@ -392,10 +506,20 @@ class Decider:
             return self._space(q, today, explain)
         except Exception:
             log.exception("decision error: deny")
-            return Decision(False, self.revision, reason="internal error: denied")
+            return Decision(
+                False,
+                self.revision,
+                reason="internal error: denied",
+                policy_version=self.policy_version,
+            )
 
     def _denied(self, reason: str) -> Decision:
-        return self._shared_decision(reason, lambda: Decision(False, self.revision, reason=reason))
+        return self._shared_decision(
+            reason,
+            lambda: Decision(
+                False, self.revision, reason=reason, policy_version=self.policy_version
+            ),
+        )
 
     def _space(self, q: Question, today: dt.date, explain: bool) -> Decision:
         if q.action not in SPACE_ACTIONS:
@@ -416,7 +540,12 @@ class Decider:
         allowed, row, reason = found
         if not explain:
             if allowed:
-                return Decision(True, self.revision, rule=allow_rule(g, row[0], q))
+                return Decision(
+                    True,
+                    self.revision,
+                    rule=allow_rule(g, row[0], q),
+                    policy_version=self.policy_version,
+                )
             return self._denied(reason)
         facts = {"subject": _facts(g.sub), "resource": _facts(g.obj)}
         if allowed:
@@ -431,12 +560,14 @@ class Decider:
                     "levels.csv": ["p2", *row],
                     "model": "policies/model.conf [matchers] m2",
                 },
+                policy_version=self.policy_version,
             )
         return Decision(
             False,
             self.revision,
             reason=reason,
             explanation={"facts": facts, "model": "policies/model.conf [matchers] m2"},
+            policy_version=self.policy_version,
         )
 
     def role_of(self, user_id: int, structure_id: int, today: dt.date) -> str | None:
@@ -467,6 +598,7 @@ class Decider:
                     True,
                     self.revision,
                     rule=f"role:{role} {q.action} ({structure.status} structure, roles.yaml)",
+                    policy_version=self.policy_version,
                 ),
             )
         if role is None:
@@ -519,7 +651,9 @@ def _facts(value: Any) -> dict[str, Any]:
     return {name: getattr(value, name) for name in value.__slots__}
 
 
-def _read_revision(session: Session) -> int:
-    return session.execute(
-        select(PolicyRevision.revision).where(PolicyRevision.id == 1)
-    ).scalar_one()
+def _read_revision(session: Session) -> tuple[int, int | None]:
+    """The latest committed revision and the policy version in force at it."""
+    row = session.execute(
+        select(PolicyRevision.revision, PolicyRevision.policy_version).where(PolicyRevision.id == 1)
+    ).one()
+    return int(row.revision), row.policy_version
