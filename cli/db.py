@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from authz import db
+from authz.backup import backup_sqlite
 from authz.errors import Invalid
 from authz.review import policy_versions
 from authz.review.fixtures import WorldError
@@ -60,3 +63,15 @@ def upgrade() -> None:
             f"(sha256 {first.digest}), its assertion tests passed."
         )
     click.echo("Space catalogue synchronised with the policy files.")
+
+
+@group.command("backup")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+def backup(file: Path) -> None:
+    """Copy the SQLite database into FILE (a new file) while the service runs,
+    with SQLite's online backup API. To restore, stop the service and put FILE
+    in the database's place (or point AUTHZ_DATABASE_URL at it). PostgreSQL:
+    use pg_dump and pg_restore (docs/operations.md)."""
+    with runtime() as rt:
+        revision = backup_sqlite(rt.engine, file)
+    click.echo(f"Database copied to {file} (at policy revision {revision}).")
