@@ -3,6 +3,7 @@ and change review."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -12,6 +13,7 @@ from authz.engine.policy import write_policy_files
 from authz.errors import Invalid
 from authz.review import policy_versions, policytest
 from authz.review.fixtures import WorldError
+from authz.runtime import Runtime
 from authz.workflows import references
 
 from .common import runtime, table
@@ -119,6 +121,17 @@ ACTOR_OPTION = click.option(
 )
 
 
+def _apply(what: str, apply: Callable[[Runtime], policy_versions.Applied]) -> None:
+    """Run `apply` on the Runtime of the settings and say what it did; exits 1
+    when the set was refused (an assertion file that does not read included)."""
+    with runtime() as rt:
+        try:
+            applied = apply(rt)
+        except WorldError as exc:
+            raise Invalid(f"assertion file: {exc}; nothing changed") from exc
+    _echo_applied(applied, what)
+
+
 def _echo_applied(applied: policy_versions.Applied, what: str) -> None:
     """What apply or rollback did; exits 1 when the set was refused."""
     if applied.tests is not None:
@@ -156,12 +169,10 @@ def apply(directory: Path, actor: str | None) -> None:
     stored as a new policy version (who, when, sha256, the files, the decisions
     it changes on this database) and every worker of every instance decides
     with it from the revision it is applied at."""
-    with runtime() as rt:
-        try:
-            applied = policy_versions.apply_directory(rt, directory, actor=actor)
-        except WorldError as exc:
-            raise Invalid(f"assertion file: {exc}; nothing changed") from exc
-    _echo_applied(applied, f"The policy set of {directory}")
+    _apply(
+        f"The policy set of {directory}",
+        lambda rt: policy_versions.apply_directory(rt, directory, actor=actor),
+    )
 
 
 @group.command("rollback")
@@ -170,12 +181,9 @@ def apply(directory: Path, actor: str | None) -> None:
 def rollback(version: int, actor: str | None) -> None:
     """Apply stored policy VERSION again, as a new version, after running its
     assertion tests (as `authz policy apply`)."""
-    with runtime() as rt:
-        try:
-            applied = policy_versions.rollback(rt, version, actor=actor)
-        except WorldError as exc:
-            raise Invalid(f"assertion file: {exc}; nothing changed") from exc
-    _echo_applied(applied, f"Policy version {version}")
+    _apply(
+        f"Policy version {version}", lambda rt: policy_versions.rollback(rt, version, actor=actor)
+    )
 
 
 @group.command("history")
