@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -118,18 +119,31 @@ def relayed(url: str) -> Iterator[tuple[Relay, str]]:
 
 
 def terminate_every_backend(url: str) -> int:
-    """End every other connection to the test database, as a restart does."""
+    """End every other connection to the test database, as a restart does, and
+    wait until they are gone (pg_terminate_backend only signals them: a backend
+    still finishing would look alive to a ping a moment longer)."""
     admin = create_engine(url)
     try:
         with admin.connect() as conn:
-            return len(
-                conn.execute(
+            ended = [
+                pid
+                for pid, _ in conn.execute(
                     text(
-                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity "
                         "WHERE datname = current_database() AND pid <> pg_backend_pid()"
                     )
-                ).all()
-            )
+                )
+            ]
+            conn.commit()  # pg_stat_activity is read once per transaction
+            deadline = time.monotonic() + 10
+            while conn.execute(
+                text("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(:pids)"),
+                {"pids": list(ended)},
+            ).scalar():
+                conn.commit()
+                assert time.monotonic() < deadline, "terminated backends still there"
+                time.sleep(0.05)
+            return len(ended)
     finally:
         admin.dispose()
 
@@ -140,14 +154,20 @@ def phase(server: Server, key: str) -> list[tuple[int, int]]:
     already = len(server.served())
     workers = server.workers()
 
+    refusals: list = []
+
     def ask(_: int) -> int:
-        return server.call("POST", "/v1/checks", QUESTION, key)[0]
+        status, answer = server.call("POST", "/v1/checks", QUESTION, key)
+        if status != 200:
+            refusals.append(answer)
+        return status
 
     with ThreadPoolExecutor(max_workers=4) as pool:
         for _ in range(PHASE_MAX // 8):
             list(pool.map(ask, range(8)))
             answered = [(pid, status) for pid, status, *_ in server.served()[already:]]
             if all(sum(1 for pid, _ in answered if pid == w) >= 2 for w in workers):
+                assert not refusals, (refusals, answered)
                 return answered
     pytest.fail(f"not every worker answered: {answered}")
 

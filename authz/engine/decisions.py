@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import datetime as dt
 import gc
+import json
 import logging
 import threading
 import time
@@ -33,10 +34,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Engine, select
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from models import PolicyChange, PolicyRevision, PolicyVersion
+from models import PolicyChange, PolicyRevision
 
 from .. import roles
 from ..errors import Unavailable
@@ -246,6 +246,8 @@ class Decider:
         # Seconds after which the kept connection is replaced (0: never).
         self._recycle = recycle
         self._data_version: int | None = None
+        # The policy version named with the revision the last poll read.
+        self._polled_version: int | None = None
         self.index = Index()
         self.revision = -1
         self._checked_at = 0.0
@@ -256,7 +258,7 @@ class Decider:
         """Load the whole index at the latest committed revision."""
         with self._lock, Session(self.db_engine) as session:
             revision, version = _read_revision(session)
-            self._use_policy(session, version)
+            self._use_policy(version)
             self._load_all(session)
             self.revision = revision
             self._checked_at = time.monotonic()
@@ -267,38 +269,35 @@ class Decider:
         return self.policy.policies.version
 
     def current_policy(self) -> PolicyEngine:
-        """The policy set in force, for the workflows: that of the latest
-        committed revision, checked as a decision checks it (ensure_fresh). A
-        decider that has not loaded its index yet (a command, a worker that has
-        only served writes) reads the version only, not the whole index.
-        Raises Unavailable (the database cannot be read)."""
+        """The policy set in force, for the workflows: that of the latest committed
+        revision. Read on the connection kept for polling (one row; the stored
+        set is loaded once per version), never from the pool: a workflow asks
+        this while its own transaction holds a pooled connection, and sixteen
+        of them at once must not wait for a seventeenth. The decisions' own
+        set moves with the index (ensure_fresh), this one may be a revision
+        ahead. Raises Unavailable (the database cannot be read)."""
         if not self._follow_versions:
             return self.policy
-        if self.revision >= 0:
-            self.ensure_fresh()
-            return self.policy
         with self._lock:
-            if self.revision < 0:
-                with Session(self.db_engine) as session:
-                    try:
-                        version = _read_revision(session)[1]
-                    except DBAPIError:
-                        # No schema yet (before `authz db upgrade`), or no database: the
-                        # files, for what needs no database; what does fails on its own.
-                        log.debug("policy version unreadable: the files", exc_info=True)
-                        return self.policy
-                    self._use_policy(session, version)
-            return self.policy
+            if self.revision >= 0:
+                self._poll()
+            else:
+                try:
+                    self._read_polled()
+                except Exception:  # noqa: BLE001
+                    # No schema yet (before `authz db upgrade`), or no database: the
+                    # files, for what needs no database; what does fails on its own.
+                    self._drop_poll_connection(invalidate=True)
+                    log.debug("policy version unreadable: the files", exc_info=True)
+                    return self._files_policy
+            return self._engine_for(self._polled_version)
 
-    def _use_policy(self, session: Session, version: int | None) -> None:
+    def _use_policy(self, version: int | None) -> None:
         """Decide with policy version `version` from now on (the files' set for
         None). Memos hold answers of one policy set: they start afresh."""
         if not self._follow_versions or version == self.policy.policies.version:
             return
-        if version is None:
-            engine = self._files_policy
-        else:
-            engine = self._versions.get(version) or self._load_version(session, version)
+        engine = self._engine_for(version)
         log.info("deciding with policy version %s (%s)", version, engine.policies.origin)
         self.policy = engine
         self._memo = {}
@@ -307,10 +306,16 @@ class Decider:
         self._shared = {}
         self._shared_revision = -1
 
-    def _load_version(self, session: Session, version: int) -> PolicyEngine:
-        """The engine of stored policy version `version`. Raises Unavailable when it
-        is missing or does not load (fail closed: nothing is decided with it)."""
-        files = session.scalar(select(PolicyVersion.files).where(PolicyVersion.version == version))
+    def _engine_for(self, version: int | None) -> PolicyEngine:
+        """The engine of stored policy version `version` (the files' for None),
+        loaded once. Raises Unavailable when it is missing or does not load (fail
+        closed: nothing is decided with it)."""
+        if version is None:
+            return self._files_policy
+        found = self._versions.get(version)
+        if found is not None:
+            return found
+        files = self._stored_files(version)
         try:
             if files is None:
                 raise PolicyFileError(f"policy version {version} is not stored")
@@ -333,8 +338,32 @@ class Decider:
                 version,
                 engine.policies.digest[:12],
             )
-        self._versions = {version: engine}  # the one in force; older ones are not kept
+        # The last two: the decisions' set and the workflows' may differ by one.
+        self._versions = {v: e for v, e in self._versions.items() if v > version - 2}
+        self._versions[version] = engine
         return engine
+
+    def _stored_files(self, version: int) -> dict[str, str] | None:
+        """The files of a stored version, read on the kept connection."""
+        try:
+            if self._poll_connection is None:
+                self._read_polled()
+            cursor = self._poll_connection.cursor()
+            try:
+                cursor.execute(f"SELECT files FROM policy_versions WHERE version = {int(version)}")
+                row = cursor.fetchone()
+            finally:
+                cursor.close()
+        except Exception as exc:  # noqa: BLE001  (fail closed)
+            self._drop_poll_connection(invalidate=True)
+            raise Unavailable(
+                "The policy store cannot be read; decisions are refused.",
+                code="policy_store_unavailable",
+            ) from exc
+        if row is None:
+            return None
+        files = row[0]
+        return json.loads(files) if isinstance(files, str) else dict(files)
 
     def _load_all(self, session: Session) -> None:
         self.index.load_all(session)
@@ -395,8 +424,9 @@ class Decider:
                 if version == self._data_version and self.revision >= 0:
                     return self.revision
                 self._data_version = version
-            cursor.execute("SELECT revision FROM policy_revision WHERE id = 1")
-            return int(cursor.fetchone()[0])
+            cursor.execute("SELECT revision, policy_version FROM policy_revision WHERE id = 1")
+            revision, self._polled_version = cursor.fetchone()
+            return int(revision)
         finally:
             cursor.close()
 
@@ -435,7 +465,7 @@ class Decider:
             if self._poll() != self.revision or self.revision < 0:
                 with Session(self.db_engine) as session:
                     latest, version = _read_revision(session)
-                    self._use_policy(session, version)
+                    self._use_policy(version)
                     if self.revision < 0:
                         self._load_all(session)
                     elif latest < self.revision:
