@@ -30,6 +30,7 @@ from authz.errors import Unavailable
 from authz.review.fixtures import load_world
 from authz.runtime import build_runtime, close_runtime
 from authz.workflows.clients import create_client
+from authz.workflows.records import bump_revision
 from cli import main
 from models import PolicyRevision, PolicyVersion, Space, Structure, User
 
@@ -434,3 +435,21 @@ def revision_of(url: str) -> int:
             return s.scalar(select(PolicyRevision.revision))
     finally:
         close_runtime(rt)
+
+
+def test_asking_the_policy_in_force_does_not_hide_a_change_from_the_next_decision(rt):
+    """Workflows read the version on the decider's kept connection; the change
+    that read saw must still reach the index at the next decision (SQLite's
+    data_version says only whether something moved since the last read)."""
+    sophie, _, acme = ids(rt)
+    assert decide(rt, sophie, acme, "identifier.change").allowed
+    with rt.sessions() as session:
+        session.get(User, sophie).status = "inactive"
+        bump_revision(session, users=[sophie])
+        session.commit()
+    rt.management  # polls: sees the new revision, does not refresh the index
+    denied = decide(rt, sophie, acme, "identifier.change")
+    assert (denied.allowed, denied.reason) == (
+        False,
+        "no validated attachment in force on this structure",
+    )

@@ -246,7 +246,9 @@ class Decider:
         # Seconds after which the kept connection is replaced (0: never).
         self._recycle = recycle
         self._data_version: int | None = None
-        # The policy version named with the revision the last poll read.
+        # The revision the last poll read, and the policy version named with it
+        # (the index may be behind it: current_policy polls without refreshing).
+        self._polled_revision: int | None = None
         self._polled_version: int | None = None
         self.index = Index()
         self.revision = -1
@@ -421,12 +423,13 @@ class Decider:
             if self._sqlite:
                 cursor.execute("PRAGMA data_version")
                 version = cursor.fetchone()[0]
-                if version == self._data_version and self.revision >= 0:
-                    return self.revision
+                if version == self._data_version and self._polled_revision is not None:
+                    return self._polled_revision  # no other connection committed since
                 self._data_version = version
             cursor.execute("SELECT revision, policy_version FROM policy_revision WHERE id = 1")
             revision, self._polled_version = cursor.fetchone()
-            return int(revision)
+            self._polled_revision = int(revision)
+            return self._polled_revision
         finally:
             cursor.close()
 
@@ -435,6 +438,7 @@ class Decider:
         hand it out again), or given back to the pool."""
         connection, self._poll_connection = self._poll_connection, None
         self._data_version = None
+        self._polled_revision = None
         if connection is None:
             return
         try:
