@@ -61,5 +61,6 @@ class Batch(MethodView):
         )
         return {
             "revision": decisions[0].revision,
+            "policy_version": decisions[0].policy_version,
             "decisions": [d.as_dict(explain=body["explain"]) for d in decisions],
         }

@@ -45,6 +45,9 @@ class Settings:
     var_dir: str = "var"
     # SQLAlchemy URL; empty means a SQLite file `<var_dir>/authz.db`.
     database_url: str = ""
+    # PostgreSQL: connections older than this are replaced (seconds; 0: never), so
+    # that none outlives a failover, a proxy's idle timeout or a firewall's.
+    database_recycle_seconds: int = 1800
     # Folder of the Casbin model, the role / space catalogues and the policy tests
     # (default: the reviewed policies/ shipped with the package).
     policy_dir: str = str(shipped("policies"))
@@ -198,6 +201,7 @@ RULES: dict[str, tuple[str, Callable[[Any], bool]]] = {
         "empty or a SQLAlchemy URL of SQLite or PostgreSQL, e.g. postgresql+psycopg://user@host/db",
         _database_url,
     ),
+    "database_recycle_seconds": ("an integer >= 0 (0: never)", lambda v: v >= 0),
     "policy_dir": ("an existing folder of policy files", lambda v: Path(v).is_dir()),
     "public_base_url": (
         "empty or an http(s) URL without query, e.g. https://authz.example.org",

@@ -35,7 +35,10 @@ def make_engine(settings: Settings, *, for_reads: bool = False) -> Engine:
         begin = "BEGIN" if for_reads else "BEGIN IMMEDIATE"
         event.listen(engine, "begin", lambda conn: conn.exec_driver_sql(begin))
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    # Every connection the pool hands out is checked first (a restart or failover
+    # of PostgreSQL kills them all) and replaced once older than the setting.
+    recycle = settings.database_recycle_seconds or -1
+    return create_engine(url, pool_pre_ping=True, pool_recycle=recycle)
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:

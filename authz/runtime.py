@@ -58,11 +58,21 @@ class Runtime:
     # Sessions that only read (on SQLite: no write lock at BEGIN).
     read_sessions: sessionmaker[Session]
     hasher: Hasher
-    policies: Policies
-    management: PolicyEngine
     decider: Decider
     # Background outbox sender of this process (None: mail is sent by `authz mail`).
     dispatcher: Any = None
+
+    @property
+    def management(self) -> PolicyEngine:
+        """The policy set in force (the stored version of the latest revision, or
+        the files of AUTHZ_POLICY_DIR while none is stored), for the workflows.
+        Raises Unavailable when the database cannot be read."""
+        return self.decider.current_policy()
+
+    @property
+    def policies(self) -> Policies:
+        """The catalogues of the policy set in force (see management)."""
+        return self.management.policies
 
     def link_base(self) -> str:
         """The base URL of the links the service mails or hands out, without a
@@ -83,15 +93,19 @@ def build_runtime(settings: Settings, *, engine: Engine | None = None) -> Runtim
     policies = load_policies(settings.policy_dir)
     policy_engine = PolicyEngine(policies)
     reads = db.make_engine(settings, for_reads=True) if engine.dialect.name == "sqlite" else engine
-    decider = Decider(policy_engine, reads, check_interval=settings.decision_check_interval_seconds)
+    decider = Decider(
+        policy_engine,
+        reads,
+        check_interval=settings.decision_check_interval_seconds,
+        recycle=0 if reads.dialect.name == "sqlite" else settings.database_recycle_seconds,
+        follow_versions=True,
+    )
     return Runtime(
         settings=settings,
         engine=engine,
         sessions=db.make_session_factory(engine),
         read_sessions=db.make_session_factory(reads),
         hasher=Hasher(settings),
-        policies=policies,
-        management=policy_engine,
         decider=decider,
     )
 

@@ -27,6 +27,7 @@ from .operations import (
     OutboxMail,
     PolicyChange,
     PolicyRevision,
+    PolicyVersion,
     SchemaCompatibility,
 )
 from .structures import (
@@ -64,6 +65,7 @@ __all__ = [
     "HistoryEntry",
     "OutboxMail",
     "PolicyRevision",
+    "PolicyVersion",
     "PolicyChange",
     "SchemaCompatibility",
     "TechnicalCredential",

@@ -63,16 +63,48 @@ class PolicyRevision(Base):
     id: Mapped[int] = mapped_column(primary_key=True, default=1)
     revision: Mapped[int] = mapped_column(BigInteger, default=0)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # The policy set in force (policy_versions.version), changed with a bump of
+    # the revision; null: none stored yet (the service decides with its files).
+    policy_version: Mapped[int | None] = mapped_column(Integer)
+
+
+class PolicyVersion(Base):
+    """A set of policy files as applied (`authz policy apply` or `rollback`, or
+    `authz db upgrade` storing the first): written once, never changed. Only a
+    set whose assertion tests passed is stored."""
+
+    __tablename__ = "policy_versions"
+
+    version: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    # sha256 of the files (authz.engine.policy.digest), hex.
+    digest: Mapped[str] = mapped_column(String(64))
+    # File name (model.conf, tests/decisions.yaml...) -> its text.
+    files: Mapped[dict[str, str]] = mapped_column(JSON)
+    # Who applied it (the --actor, or the operating-system user), and when.
+    applied_by: Mapped[str] = mapped_column(String(200))
+    applied_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # The policy revision from which every worker decides with it.
+    revision: Mapped[int] = mapped_column(BigInteger)
+    # What applied it, e.g. "authz policy apply /etc/authz/policies".
+    source: Mapped[str] = mapped_column(String(300))
+    # The older version this one re-applies (`authz policy rollback`), if any.
+    rollback_of: Mapped[int | None] = mapped_column(Integer)
+    # The decisions it changed on the database when applied (`authz policy diff`):
+    # {"count": n, "decisions": ["user on structure: space:action: deny -> allow", ...]}.
+    changes: Mapped[dict[str, Any]] = mapped_column(JSON)
 
 
 class PolicyChange(Base):
     """What a revision changed, so every worker updates only that part of its
     decision index. scope: 'user' (a = user id), 'structure' (a = structure id),
-    'membership' (a = user id, b = structure id) or 'all'."""
+    'membership' (a = user id, b = structure id), 'all', or 'policy' (the
+    policy set changed: policy_revision.policy_version; no fact did)."""
 
     __tablename__ = "policy_changes"
     __table_args__ = (
-        CheckConstraint(one_of("scope", ("user", "structure", "membership", "all")), name="scope"),
+        CheckConstraint(
+            one_of("scope", ("user", "structure", "membership", "all", "policy")), name="scope"
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -550,7 +550,7 @@ def results(found: Found, page: Page, entity_of: Callable[[Any], dict[str, str]]
     next_token = encode_token(found.resume_after, page.fingerprint) if found.more else ""
     return {
         "page": {"next_token": next_token, "count": len(found.results)},
-        "context": {"revision": found.revision},
+        "context": {"revision": found.revision, "policy_version": found.policy_version},
         "results": [entity_of(r) for r in found.results],
     }
 

@@ -129,6 +129,13 @@ class BatchSchema(Schema):
 class DecisionSchema(Schema):
     allowed = fields.Boolean(required=True)
     revision = fields.Integer(required=True)
+    policy_version = fields.Integer(
+        allow_none=True,
+        metadata={
+            "description": "The stored policy version it was taken with (`authz policy "
+            "history`); null while the database stores none."
+        },
+    )
     rule = fields.String(metadata={"description": "What allowed it (when allowed)."})
     reason = fields.String(metadata={"description": "Why it was denied (when denied)."})
     explanation = fields.Dict()
@@ -136,12 +143,20 @@ class DecisionSchema(Schema):
     example = {
         "allowed": True,
         "revision": 4471,
+        "policy_version": 3,
         "rule": "role-default:principal modify issued_invoices (spaces.yaml)",
     }
 
 
 class BatchDecisionSchema(Schema):
     revision = fields.Integer()
+    policy_version = fields.Integer(
+        allow_none=True,
+        metadata={
+            "description": "The stored policy version it was taken with (`authz policy "
+            "history`); null while the database stores none."
+        },
+    )
     # Already plain dicts (Decision.as_dict): passed through, not dumped again.
     decisions = fields.List(
         fields.Raw(metadata={"type": "object", "description": "As the answer of POST /v1/checks."})

@@ -65,7 +65,11 @@ def page_of(item_schema: type[Schema]) -> type[Schema]:
 def revision_page_of(item_schema: type[Schema]) -> type[Schema]:
     """A page envelope that also gives the policy revision it was computed at."""
     page = Schema.from_dict(
-        {**_page_fields(item_schema), "revision": fields.Integer()},
+        {
+            **_page_fields(item_schema),
+            "revision": fields.Integer(),
+            "policy_version": fields.Integer(allow_none=True),
+        },
         name=_page_name(item_schema),
     )
     example = _page_example(item_schema)

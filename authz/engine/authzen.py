@@ -80,7 +80,9 @@ class Ask:
 def _answer(decider: Decider, ask: Ask, today: dt.date) -> Decision:
     """The decision for one evaluation (a denial when no question could be put)."""
     if ask.question is None:
-        return Decision(False, decider.revision, reason=ask.denial)
+        return Decision(
+            False, decider.revision, reason=ask.denial, policy_version=decider.policy_version
+        )
     return decider.decide(ask.question, today=today, explain=ask.explain)
 
 
@@ -134,12 +136,13 @@ def evaluate_many(
 class Found:
     """One page of a search: the results (user ids, Targets or action names,
     by search), whether more remain, the key to resume after, and the revision
-    it was decided at."""
+    and policy version it was decided at."""
 
     results: list[Any]
     more: bool
     resume_after: Key | None
     revision: int
+    policy_version: int | None = None
 
 
 Candidates = Callable[[Decider, Key | None, dt.date], Iterator[tuple[Key, Any]]]
@@ -177,12 +180,13 @@ class Search:
         with decider.reading(at_least) as revision:
             results: list[Any] = []
             last = after
+            version = decider.policy_version
             for key, result in self.candidates(decider, after, roles.today()):
                 if len(results) == limit:  # one more exists: another page
-                    return Found(results, True, last, revision)
+                    return Found(results, True, last, revision, version)
                 results.append(result)
                 last = key
-        return Found(results, False, None, revision)
+        return Found(results, False, None, revision, version)
 
 
 def search_subjects(rt: Runtime, caller: Caller, target: Target | None, action: str) -> Search:

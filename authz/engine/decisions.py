@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import datetime as dt
 import gc
+import json
 import logging
 import threading
 import time
@@ -41,7 +42,16 @@ from .. import roles
 from ..errors import Unavailable
 from ..roles import RANK, in_force, strongest
 from .index import LEVEL_OF, LEVEL_RANK, Index, Membership
-from .policy import LEVEL_NONE, SPACE_ACTIONS, PolicyEngine, SpaceEntry, SpaceFacts, SubjectFacts
+from .policy import (
+    LEVEL_NONE,
+    SPACE_ACTIONS,
+    PolicyEngine,
+    PolicyFileError,
+    SpaceEntry,
+    SpaceFacts,
+    SubjectFacts,
+    parse_policies,
+)
 
 log = logging.getLogger("authz.decisions")
 
@@ -65,9 +75,16 @@ class Decision:
     rule: str | None = None
     reason: str | None = None
     explanation: dict[str, Any] | None = None
+    # The stored policy version it was taken with (None: the files of
+    # AUTHZ_POLICY_DIR, while the database stores no version).
+    policy_version: int | None = None
 
     def as_dict(self, explain: bool = False) -> dict[str, Any]:
-        out: dict[str, Any] = {"allowed": self.allowed, "revision": self.revision}
+        out: dict[str, Any] = {
+            "allowed": self.allowed,
+            "revision": self.revision,
+            "policy_version": self.policy_version,
+        }
         out["rule" if self.allowed else "reason"] = self.rule if self.allowed else self.reason
         if explain and self.explanation is not None:
             out["explanation"] = self.explanation
@@ -196,9 +213,23 @@ class Decider:
     """One per process: the index at a revision, kept fresh, and the memo."""
 
     def __init__(
-        self, engine: PolicyEngine, db_engine: Engine, *, check_interval: float = 0.0
+        self,
+        engine: PolicyEngine,
+        db_engine: Engine,
+        *,
+        check_interval: float = 0.0,
+        recycle: float = 0.0,
+        follow_versions: bool = False,
     ) -> None:
+        # The policy set decisions are taken with. With `follow_versions` (the
+        # service's decider), the version the database names at the revision the
+        # index is at (policy_revision.policy_version), or `engine` (the files of
+        # AUTHZ_POLICY_DIR) while the database names none; else always `engine`
+        # (policy tests and diffs decide with the files under test).
         self.policy = engine
+        self._files_policy = engine
+        self._follow_versions = follow_versions
+        self._versions: dict[int, PolicyEngine] = {}
         self.db_engine = db_engine
         self._check_interval = check_interval
         self._lock = threading.RLock()
@@ -211,7 +242,14 @@ class Decider:
         self._shared_revision = -1
         self._sqlite = db_engine.dialect.name == "sqlite"
         self._poll_connection: Any = None
+        self._poll_since = 0.0
+        # Seconds after which the kept connection is replaced (0: never).
+        self._recycle = recycle
         self._data_version: int | None = None
+        # The revision the last poll read, and the policy version named with it
+        # (the index may be behind it: current_policy polls without refreshing).
+        self._polled_revision: int | None = None
+        self._polled_version: int | None = None
         self.index = Index()
         self.revision = -1
         self._checked_at = 0.0
@@ -221,10 +259,113 @@ class Decider:
     def load(self) -> None:
         """Load the whole index at the latest committed revision."""
         with self._lock, Session(self.db_engine) as session:
-            revision = _read_revision(session)
+            revision, version = _read_revision(session)
+            self._use_policy(version)
             self._load_all(session)
             self.revision = revision
             self._checked_at = time.monotonic()
+
+    @property
+    def policy_version(self) -> int | None:
+        """The stored policy version decisions are taken with (None: the files)."""
+        return self.policy.policies.version
+
+    def current_policy(self) -> PolicyEngine:
+        """The policy set in force, for the workflows: that of the latest committed
+        revision. Read on the connection kept for polling (one row; the stored
+        set is loaded once per version), never from the pool: a workflow asks
+        this while its own transaction holds a pooled connection, and sixteen
+        of them at once must not wait for a seventeenth. The decisions' own
+        set moves with the index (ensure_fresh), this one may be a revision
+        ahead. Raises Unavailable (the database cannot be read)."""
+        if not self._follow_versions:
+            return self.policy
+        with self._lock:
+            if self.revision >= 0:
+                self._poll()
+            else:
+                try:
+                    self._read_polled()
+                except Exception:  # noqa: BLE001
+                    # No schema yet (before `authz db upgrade`), or no database: the
+                    # files, for what needs no database; what does fails on its own.
+                    self._drop_poll_connection(invalidate=True)
+                    log.debug("policy version unreadable: the files", exc_info=True)
+                    return self._files_policy
+            return self._engine_for(self._polled_version)
+
+    def _use_policy(self, version: int | None) -> None:
+        """Decide with policy version `version` from now on (the files' set for
+        None). Memos hold answers of one policy set: they start afresh."""
+        if not self._follow_versions or version == self.policy.policies.version:
+            return
+        engine = self._engine_for(version)
+        log.info("deciding with policy version %s (%s)", version, engine.policies.origin)
+        self.policy = engine
+        self._memo = {}
+        self._mgmt_memo = {}
+        self._spaces = {space.code: space for space in engine.policies.spaces}
+        self._shared = {}
+        self._shared_revision = -1
+
+    def _engine_for(self, version: int | None) -> PolicyEngine:
+        """The engine of stored policy version `version` (the files' for None),
+        loaded once. Raises Unavailable when it is missing or does not load (fail
+        closed: nothing is decided with it)."""
+        if version is None:
+            return self._files_policy
+        found = self._versions.get(version)
+        if found is not None:
+            return found
+        files = self._stored_files(version)
+        try:
+            if files is None:
+                raise PolicyFileError(f"policy version {version} is not stored")
+            engine = PolicyEngine(
+                parse_policies(files, origin=f"policy version {version}", version=version)
+            )
+        except PolicyFileError as exc:
+            log.error("cannot decide with policy version %s: %s", version, exc)
+            raise Unavailable(
+                f"Policy version {version} cannot be loaded; decisions are refused.",
+                code="policy_version_unusable",
+            ) from exc
+        if engine.policies.digest != self._files_policy.policies.digest:
+            log.warning(
+                "the policy files of %s (sha256 %s) differ from policy version %s in force "
+                "(sha256 %s): deciding with the stored version; apply the files with "
+                "`authz policy apply` to use them (docs/operations.md)",
+                self._files_policy.policies.origin,
+                self._files_policy.policies.digest[:12],
+                version,
+                engine.policies.digest[:12],
+            )
+        # The last two: the decisions' set and the workflows' may differ by one.
+        self._versions = {v: e for v, e in self._versions.items() if v > version - 2}
+        self._versions[version] = engine
+        return engine
+
+    def _stored_files(self, version: int) -> dict[str, str] | None:
+        """The files of a stored version, read on the kept connection."""
+        try:
+            if self._poll_connection is None:
+                self._read_polled()
+            cursor = self._poll_connection.cursor()
+            try:
+                cursor.execute(f"SELECT files FROM policy_versions WHERE version = {int(version)}")
+                row = cursor.fetchone()
+            finally:
+                cursor.close()
+        except Exception as exc:  # noqa: BLE001  (fail closed)
+            self._drop_poll_connection(invalidate=True)
+            raise Unavailable(
+                "The policy store cannot be read; decisions are refused.",
+                code="policy_store_unavailable",
+            ) from exc
+        if row is None:
+            return None
+        files = row[0]
+        return json.loads(files) if isinstance(files, str) else dict(files)
 
     def _load_all(self, session: Session) -> None:
         self.index.load_all(session)
@@ -239,43 +380,79 @@ class Decider:
         whether any other connection committed since the last poll; if none did,
         the revision is the one we have.
 
+        The kept connection may have died since the last poll (the database
+        restarted or failed over, or ended the session): the read is then tried
+        once more on a new connection, so that the first request after the
+        database is back is answered, not refused. The connection is also given
+        back and replaced every `recycle` seconds, as the pool recycles its own.
+
         Raises Unavailable when the database cannot be read (fail closed).
         """
-        try:
-            if self._poll_connection is None:
-                connection = self.db_engine.raw_connection()
-                if not self._sqlite:
-                    connection.dbapi_connection.autocommit = True
-                self._poll_connection = connection
-            cursor = self._poll_connection.cursor()
+        if (
+            self._poll_connection is not None
+            and self._recycle > 0
+            and time.monotonic() - self._poll_since > self._recycle
+        ):
+            self._drop_poll_connection(invalidate=False)
+        # A kept connection gets a second chance on a new one; a new one does not.
+        attempts = 2 if self._poll_connection is not None else 1
+        for attempt in range(1, attempts + 1):
             try:
-                if self._sqlite:
-                    cursor.execute("PRAGMA data_version")
-                    version = cursor.fetchone()[0]
-                    if version == self._data_version and self.revision >= 0:
-                        return self.revision
-                    self._data_version = version
-                cursor.execute("SELECT revision FROM policy_revision WHERE id = 1")
-                return int(cursor.fetchone()[0])
-            finally:
-                cursor.close()
-        except Exception as exc:
-            log.exception("cannot read the policy revision")
-            if self._poll_connection is not None:
-                self._poll_connection.invalidate()
-                self._poll_connection = None
-            self._data_version = None
-            raise Unavailable(
-                "The policy store cannot be read; decisions are refused.",
-                code="policy_store_unavailable",
-            ) from exc
+                return self._read_polled()
+            except Exception as exc:
+                self._drop_poll_connection(invalidate=True)
+                if attempt < attempts:
+                    log.warning("the connection kept for the policy revision failed: reconnecting")
+                    continue
+                log.error("cannot read the policy revision: %s", exc)
+                raise Unavailable(
+                    "The policy store cannot be read; decisions are refused.",
+                    code="policy_store_unavailable",
+                ) from exc
+        raise AssertionError("unreachable")
+
+    def _read_polled(self) -> int:
+        if self._poll_connection is None:
+            connection = self.db_engine.raw_connection()
+            if not self._sqlite:
+                connection.dbapi_connection.autocommit = True
+            self._poll_connection = connection
+            self._poll_since = time.monotonic()
+        cursor = self._poll_connection.cursor()
+        try:
+            if self._sqlite:
+                cursor.execute("PRAGMA data_version")
+                version = cursor.fetchone()[0]
+                if version == self._data_version and self._polled_revision is not None:
+                    return self._polled_revision  # no other connection committed since
+                self._data_version = version
+            cursor.execute("SELECT revision, policy_version FROM policy_revision WHERE id = 1")
+            revision, self._polled_version = cursor.fetchone()
+            self._polled_revision = int(revision)
+            return self._polled_revision
+        finally:
+            cursor.close()
+
+    def _drop_poll_connection(self, *, invalidate: bool) -> None:
+        """Let go of the kept connection: invalidated (it failed: the pool must not
+        hand it out again), or given back to the pool."""
+        connection, self._poll_connection = self._poll_connection, None
+        self._data_version = None
+        self._polled_revision = None
+        if connection is None:
+            return
+        try:
+            if invalidate:
+                connection.invalidate()
+            else:
+                connection.close()
+        except Exception:  # a dead connection may fail to close: it is gone either way
+            log.debug("closing the kept connection failed", exc_info=True)
 
     def close(self) -> None:
         """Give back the connection kept for polling the revision."""
         with self._lock:
-            if self._poll_connection is not None:
-                self._poll_connection.close()
-                self._poll_connection = None
+            self._drop_poll_connection(invalidate=False)
 
     def ensure_fresh(self, at_least: int | None = None) -> int:
         """Bring the index to the latest committed revision (one cheap read when
@@ -289,10 +466,21 @@ class Decider:
         ):
             return self.revision
         with self._lock:
-            if self._poll() > self.revision or self.revision < 0:
+            if self._poll() != self.revision or self.revision < 0:
                 with Session(self.db_engine) as session:
-                    latest = _read_revision(session)
+                    latest, version = _read_revision(session)
+                    self._use_policy(version)
                     if self.revision < 0:
+                        self._load_all(session)
+                    elif latest < self.revision:
+                        # The database went back in time (restored from a backup, or a
+                        # fail-over lost the last commits): what the index holds from
+                        # later revisions may not exist any more.
+                        log.warning(
+                            "policy revision went back from %s to %s: full reload",
+                            self.revision,
+                            latest,
+                        )
                         self._load_all(session)
                     else:
                         self._apply(session, self.revision, latest)
@@ -323,6 +511,7 @@ class Decider:
             log.info("policy revision %s -> %s: full reload", after, upto)
             self._load_all(session)
             return
+        # Scope 'policy' changed the policy set (ensure_fresh switched to it), no fact.
         for scope, a, b in set(changes):
             if scope == "user":
                 self.index.reload_user(session, a)
@@ -351,10 +540,20 @@ class Decider:
             return self._space(q, today, explain)
         except Exception:
             log.exception("decision error: deny")
-            return Decision(False, self.revision, reason="internal error: denied")
+            return Decision(
+                False,
+                self.revision,
+                reason="internal error: denied",
+                policy_version=self.policy_version,
+            )
 
     def _denied(self, reason: str) -> Decision:
-        return self._shared_decision(reason, lambda: Decision(False, self.revision, reason=reason))
+        return self._shared_decision(
+            reason,
+            lambda: Decision(
+                False, self.revision, reason=reason, policy_version=self.policy_version
+            ),
+        )
 
     def _space(self, q: Question, today: dt.date, explain: bool) -> Decision:
         if q.action not in SPACE_ACTIONS:
@@ -375,7 +574,12 @@ class Decider:
         allowed, row, reason = found
         if not explain:
             if allowed:
-                return Decision(True, self.revision, rule=allow_rule(g, row[0], q))
+                return Decision(
+                    True,
+                    self.revision,
+                    rule=allow_rule(g, row[0], q),
+                    policy_version=self.policy_version,
+                )
             return self._denied(reason)
         facts = {"subject": _facts(g.sub), "resource": _facts(g.obj)}
         if allowed:
@@ -390,12 +594,14 @@ class Decider:
                     "levels.csv": ["p2", *row],
                     "model": "policies/model.conf [matchers] m2",
                 },
+                policy_version=self.policy_version,
             )
         return Decision(
             False,
             self.revision,
             reason=reason,
             explanation={"facts": facts, "model": "policies/model.conf [matchers] m2"},
+            policy_version=self.policy_version,
         )
 
     def role_of(self, user_id: int, structure_id: int, today: dt.date) -> str | None:
@@ -426,6 +632,7 @@ class Decider:
                     True,
                     self.revision,
                     rule=f"role:{role} {q.action} ({structure.status} structure, roles.yaml)",
+                    policy_version=self.policy_version,
                 ),
             )
         if role is None:
@@ -478,7 +685,9 @@ def _facts(value: Any) -> dict[str, Any]:
     return {name: getattr(value, name) for name in value.__slots__}
 
 
-def _read_revision(session: Session) -> int:
-    return session.execute(
-        select(PolicyRevision.revision).where(PolicyRevision.id == 1)
-    ).scalar_one()
+def _read_revision(session: Session) -> tuple[int, int | None]:
+    """The latest committed revision and the policy version in force at it."""
+    row = session.execute(
+        select(PolicyRevision.revision, PolicyRevision.policy_version).where(PolicyRevision.id == 1)
+    ).one()
+    return int(row.revision), row.policy_version

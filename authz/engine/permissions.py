@@ -20,6 +20,7 @@ from .decisions import Decider, Question
 @dataclass(frozen=True)
 class PermissionPage(Page):
     revision: int = 0
+    policy_version: int | None = None
 
 
 def _rights(decider: Decider, user_id: int, structure_id: int) -> dict[str, Any]:
@@ -74,8 +75,14 @@ def user_permissions(
                 raise NotFound("No such user.")
         chosen = structures[(page - 1) * page_size : page * page_size]
         items = [{"structure_id": sid, **_rights(decider, user_id, sid)} for sid in chosen]
+        version = decider.policy_version
     return PermissionPage(
-        items=items, page=page, page_size=page_size, total=len(structures), revision=revision
+        items=items,
+        page=page,
+        page_size=page_size,
+        total=len(structures),
+        revision=revision,
+        policy_version=version,
     )
 
 
@@ -103,6 +110,12 @@ def structure_access(
         members = decider.members_of(structure_id)
         chosen = members[(page - 1) * page_size : page * page_size]
         items = [{"user_id": uid, **_rights(decider, uid, structure_id)} for uid in chosen]
+        version = decider.policy_version
     return PermissionPage(
-        items=items, page=page, page_size=page_size, total=len(members), revision=revision
+        items=items,
+        page=page,
+        page_size=page_size,
+        total=len(members),
+        revision=revision,
+        policy_version=version,
     )

@@ -6,12 +6,15 @@ start-up, and wraps pycasbin so that any error in the engine is a deny.
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import casbin
 import yaml
+from casbin.persist.adapter import Adapter, load_policy_line
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -27,6 +30,52 @@ class PolicyFileError(Exception):
     """A policy file is missing, malformed or inconsistent."""
 
 
+# The files of a policy set: the engine's, then the assertion tests
+# (tests/*.yaml, which `authz policy test` runs and `authz policy apply` requires).
+ENGINE_FILES = ("model.conf", "levels.csv", "roles.yaml", "spaces.yaml")
+TESTS_GLOB = "tests/*.yaml"
+
+
+def read_policy_files(directory: str | Path) -> dict[str, str]:
+    """The texts of a policy folder's files by name (`tests/x.yaml` for the
+    assertion files): what a policy version stores. Raises PolicyFileError when
+    an engine file is missing or unreadable."""
+    directory = Path(directory)
+    files = {}
+    for name in ENGINE_FILES:
+        try:
+            files[name] = (directory / name).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise PolicyFileError(f"{directory / name}: {exc}") from exc
+    for path in sorted(directory.glob(TESTS_GLOB)):
+        files[path.relative_to(directory).as_posix()] = path.read_text(encoding="utf-8")
+    return files
+
+
+def digest(files: Mapping[str, str]) -> str:
+    """sha256 (hex) of a policy set: every file's name and text, in name order."""
+    h = hashlib.sha256()
+    for name in sorted(files):
+        for part in (name, files[name]):
+            data = part.encode("utf-8")
+            h.update(len(data).to_bytes(8, "big"))
+            h.update(data)
+    return h.hexdigest()
+
+
+def write_policy_files(files: Mapping[str, str], directory: str | Path) -> Path:
+    """Write a stored policy set into `directory` (e.g. to run its assertion
+    tests, or to read it). Refuses names that would leave the folder."""
+    directory = Path(directory)
+    for name, text in files.items():
+        target = directory / name
+        if ".." in Path(name).parts or Path(name).is_absolute():
+            raise PolicyFileError(f"policy file name {name!r} leaves its folder")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+    return directory
+
+
 @dataclass(frozen=True)
 class SpaceEntry:
     code: str
@@ -38,10 +87,19 @@ class SpaceEntry:
 
 @dataclass(frozen=True)
 class Policies:
-    directory: Path
+    # Where the files were read from (a folder), or "policy version N".
+    origin: str
     spaces: tuple[SpaceEntry, ...]
     actions: dict[str, dict]
     roles: dict[str, dict]
+    # Their texts by name (read_policy_files), and the stored version they are
+    # (None: read from a folder, not from the database).
+    files: Mapping[str, str] = field(default_factory=dict, repr=False)
+    version: int | None = None
+
+    @property
+    def digest(self) -> str:
+        return digest(self.files)
 
     def space(self, code: str) -> SpaceEntry | None:
         return next((s for s in self.spaces if s.code == code), None)
@@ -51,20 +109,28 @@ class Policies:
         return frozenset(r for r, spec in self.roles.items() if spec.get("manages"))
 
 
-def _read_yaml(path: Path) -> dict:
+def _read_yaml(files: Mapping[str, str], name: str, origin: str) -> dict:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise PolicyFileError(f"{path}: {exc}") from exc
+        data = yaml.safe_load(files[name])
+    except (KeyError, yaml.YAMLError) as exc:
+        raise PolicyFileError(f"{origin}/{name}: {exc}") from exc
     if not isinstance(data, dict):
-        raise PolicyFileError(f"{path}: expected a mapping at the top level")
+        raise PolicyFileError(f"{origin}/{name}: expected a mapping at the top level")
     return data
 
 
 def load_policies(directory: str | Path) -> Policies:
-    directory = Path(directory)
-    spaces_doc = _read_yaml(directory / "spaces.yaml")
-    roles_doc = _read_yaml(directory / "roles.yaml")
+    """The policy files of a folder, read and checked. Raises PolicyFileError."""
+    return parse_policies(read_policy_files(directory), origin=str(directory))
+
+
+def parse_policies(
+    files: Mapping[str, str], *, origin: str, version: int | None = None
+) -> Policies:
+    """A policy set from its files' texts (a folder's, or a stored version's),
+    checked. Raises PolicyFileError."""
+    spaces_doc = _read_yaml(files, "spaces.yaml", origin)
+    roles_doc = _read_yaml(files, "roles.yaml", origin)
     spaces: list[SpaceEntry] = []
     for item in spaces_doc.get("spaces") or []:
         try:
@@ -94,7 +160,14 @@ def load_policies(directory: str | Path) -> Policies:
         unknown = set(spec.get("actions") or []) - set(actions)
         if unknown:
             raise PolicyFileError(f"roles.yaml: {role}: unknown actions {sorted(unknown)}")
-    return Policies(directory=directory, spaces=tuple(spaces), actions=actions, roles=roles)
+    return Policies(
+        origin=origin,
+        spaces=tuple(spaces),
+        actions=actions,
+        roles=roles,
+        files=dict(files),
+        version=version,
+    )
 
 
 def management_rules(policies: Policies) -> list[list[str]]:
@@ -142,9 +215,11 @@ class PolicyEngine:
 
     def __init__(self, policies: Policies) -> None:
         self.policies = policies
-        self._enforcer = casbin.Enforcer(
-            str(policies.directory / "model.conf"), str(policies.directory / "levels.csv")
-        )
+        try:
+            model = casbin.Enforcer.new_model(text=policies.files["model.conf"])
+            self._enforcer = casbin.Enforcer(model, _TextAdapter(policies.files["levels.csv"]))
+        except Exception as exc:  # noqa: BLE001  (casbin raises anything on a bad model)
+            raise PolicyFileError(f"{policies.origin}/model.conf or levels.csv: {exc}") from exc
         self._enforcer.enable_auto_save(False)  # rows live in memory only
         self._enforcer.add_policies(management_rules(policies))
         self._spaces = self._enforcer.new_enforce_context("2")
@@ -170,6 +245,18 @@ class PolicyEngine:
 
     def level_rows(self) -> list[list[str]]:
         return [list(r) for r in self._enforcer.get_named_policy("p2")]
+
+
+class _TextAdapter(Adapter):
+    """Casbin policy rows from a text in Casbin's CSV format (levels.csv), read
+    line by line as Casbin's own file adapter reads a file."""
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+
+    def load_policy(self, model) -> None:
+        for line in self._text.splitlines():
+            load_policy_line(line.strip(), model)
 
 
 def sync_space_catalogue(session: Session, policies: Policies) -> None:

@@ -62,10 +62,12 @@ def bump_revision(
     users: Iterable[int] = (),
     structures: Iterable[int] = (),
     memberships: Iterable[tuple[int, int]] = (),
+    policy: bool = False,
 ) -> int:
     """Increment the policy revision inside the caller's transaction and log what
     changed (users, structures, (user, structure) pairs) so every worker updates
     just that part of its decision index. Nothing named: the whole index reloads.
+    `policy`: the policy set changed (authz.review.policy_versions), no fact.
     """
     revision = session.execute(
         update(PolicyRevision)
@@ -78,6 +80,8 @@ def bump_revision(
         + [{"scope": "structure", "a": s, "b": None} for s in set(structures)]
         + [{"scope": "membership", "a": u, "b": s} for u, s in set(memberships)]
     )
+    if policy:
+        rows.append({"scope": "policy", "a": None, "b": None})
     if not rows:
         rows = [{"scope": "all", "a": None, "b": None}]
     session.execute(insert(PolicyChange), [{"revision": revision, **r} for r in rows])
