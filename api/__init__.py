@@ -94,6 +94,7 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
         checks,
         health,
         history,
+        invitations,
         lifecycle,
         requests,
         reviews,
@@ -116,6 +117,7 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
         requests.attachment_blp,
         requests.subscription_blp,
         reviews.blp,
+        invitations.blp,
     ]
     for blueprint in blueprints:
         api.register_blueprint(blueprint)

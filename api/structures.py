@@ -7,10 +7,13 @@ from flask_smorest import Blueprint
 
 from authz.engine import permissions
 from authz.workflows import attachments, structures
+from models import Invitation
 
 from . import schemas as s
 from .identity import caller, current_user, db, for_clients, runtime
+from .invitations import invitation_created
 from .paging import page_args
+from .schemas_invitations import InvitationSchema
 
 blp = Blueprint(
     "structures",
@@ -145,11 +148,23 @@ class Access(MethodView):
 class Attachments(MethodView):
     @blp.arguments(s.DirectAttachmentSchema)
     @blp.response(201, s.AttachmentSchema(many=True))
-    @blp.alt_response(409, schema=s.Problem, description="Structure inactive, or principal")
+    @blp.alt_response(
+        202,
+        schema=InvitationSchema,
+        description="The person must consent: an invitation, which grants nothing yet",
+    )
+    @blp.alt_response(
+        409, schema=s.Problem, description="Structure inactive, principal, or invitation pending"
+    )
     def post(self, body, structure_id):
         """Attach a user directly (by user_id or exact login email): role, start
-        date, comment, whole structure or some services. Created validated."""
-        return attachments.attach_directly(db(), runtime(), current_user(), structure_id, **body)
+        date, comment, whole structure or some services. An account this
+        structure created and that is still pending is attached at once (201);
+        anyone else is invited (202) and attached when they accept."""
+        result = attachments.attach_directly(db(), runtime(), current_user(), structure_id, **body)
+        if isinstance(result, Invitation):
+            return invitation_created(result)
+        return result
 
 
 @blp.route("/<int:structure_id>/attachments/<int:user_id>")

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from . import (
     db,
+    logins,  # noqa: F401  (registers the listener that keeps login look-alike keys)
     textkeys,  # noqa: F401  (registers the listeners that keep search keys)
 )
 from .config import Settings

@@ -43,6 +43,7 @@ from models import (
     SubscriptionRequest,
 )
 
+from . import consent
 from .conftest import FAST_HASH, PASSWORD, POSTGRES_URL, Api, activation_token, outbox
 
 ATT = "/v1/attachment-requests"
@@ -236,9 +237,10 @@ def attach_directly(
     service_ids: list[int] | None = None,
     **extra,
 ) -> list[dict]:
-    r = manager.post(
-        f"/v1/structures/{structure_id}/attachments",
-        json={
+    return consent.attach(
+        manager,
+        structure_id,
+        {
             "login_email": login,
             "role": role,
             "whole_structure": not service_ids,
@@ -246,8 +248,6 @@ def attach_directly(
             **extra,
         },
     )
-    assert r.status_code == 201, r.json
-    return r.json
 
 
 def attached(
@@ -697,8 +697,9 @@ def test_guide_direct_attachment_and_removal_end_to_end(api, rt, bakery):
     assert allowed(paul, sid, "my_account", "modify", service="BOUTIQUE", at=at)
     assert not allowed(paul, sid, "my_account", "modify", service="ATELIER", at=at)
     assert allowed(paul, sid, None, "attachments.create", at=at)
+    # Paul's account is active: he was invited, and accepted (tests/consent.py).
     [mail] = notifications(rt, contact_of(paul))
-    assert mail.subject == f"Attached to {DESIGNATION}"
+    assert mail.subject == f"Invitation to join {DESIGNATION}"
 
     removed = claire.delete(f"/v1/structures/{sid}/attachments/{paul.user['id']}")
     assert removed.status_code == 204
@@ -714,7 +715,8 @@ def test_guide_direct_attachment_and_removal_end_to_end(api, rt, bakery):
     entries = history(claire, sid, user_id=paul.user["id"])
     assert [(e["action"], e["comment"]) for e in entries] == [
         ("attachment.deleted", "Deleted"),
-        ("attachment.created", "Attached"),
+        ("invitation.accepted", "Invitation accepted"),
+        ("invitation.created", "Invited"),
     ]
 
 

@@ -19,6 +19,7 @@ from authz.workflows import operators
 from authz.workflows.records import bump_revision
 from models import HistoryEntry, Subscription, TechnicalCredential, User, utcnow
 
+from . import consent
 from .conftest import PASSWORD, Api
 from .test_cli import authz, cli_env, cli_rt  # noqa: F401  (fixtures)
 
@@ -37,11 +38,7 @@ def new_structure(owner: Api, name: str, designation: str | None = None) -> int:
 
 
 def attach(manager: Api, structure_id: int, email: str, **extra) -> None:
-    r = manager.post(
-        f"/v1/structures/{structure_id}/attachments",
-        json={"login_email": email, "whole_structure": True, **extra},
-    )
-    assert r.status_code == 201, r.json
+    consent.attach(manager, structure_id, {"login_email": email, "whole_structure": True, **extra})
 
 
 def subscribe(rt, user_id: int, structure_id: int, space: str, level: str, granted_by: int) -> int:
@@ -222,7 +219,8 @@ def test_an_inactive_account_still_attached_is_listed_with_its_deactivation(dirt
     assert set(found) == {dirty.users["gina"], dirty.users["carl"]}
     with rt.sessions() as s:
         actions = {s.get(HistoryEntry, i).action for i in found[dirty.users["gina"]]["history_ids"]}
-    assert {"attachment.created", "account.deactivated"} <= actions
+    # An active account joins by accepting an invitation (docs/decisions.md, "Consent").
+    assert {"invitation.accepted", "account.deactivated"} <= actions
 
 
 def test_a_subscription_on_a_space_closed_afterwards_is_listed(dirty, rt):
@@ -248,7 +246,7 @@ def test_changes_since_a_day_are_grouped_by_structure(dirty):
     report = dirty.report(since=dt.date.today().isoformat())
     groups = {g["structure_id"]: g for g in report["changes"]}
     actions = {e["action"] for e in groups[dirty.acme]["entries"]}
-    assert {"attachment.created", "spaces.updated", "technical_user.created"} <= actions
+    assert {"invitation.accepted", "spaces.updated", "technical_user.created"} <= actions
     assert dirty.report(since=(dt.date.today() + dt.timedelta(days=1)).isoformat())["changes"] == []
 
 

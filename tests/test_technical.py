@@ -23,6 +23,7 @@ from models import (
     utcnow,
 )
 
+from . import consent
 from .conftest import PASSWORD, Api, outbox
 
 LOGIN_RE = re.compile(r"^[0-9a-f]{16}@technical\.invalid$")
@@ -182,11 +183,9 @@ def test_a_secondary_manager_cannot_create_nor_list_nor_reset(api, world):
     ada, _bob, st, _ = world
     tech = created(ada, st)
     carl = api.person("carl@example.org", "Carl", "Second")
-    attached = ada.post(
-        f"/v1/structures/{st}/attachments",
-        json={"user_id": carl.user["id"], "role": "secondary", "whole_structure": True},
+    consent.attach(
+        ada, st, {"user_id": carl.user["id"], "role": "secondary", "whole_structure": True}
     )
-    assert attached.status_code == 201, attached.json
     r = create(carl, st)
     assert r.status_code == 403 and r.json["code"] == "action_not_allowed"
     assert carl.get(f"/v1/structures/{st}/technical-users").status_code == 403
