@@ -44,6 +44,7 @@ class Deactivation(MethodView):
     @blp.alt_response(
         409, schema=s.Problem, description="Successors missing, or a centrally managed structure"
     )
+    @blp.alt_response(429, schema=s.Problem, description="Too many wrong passwords")
     def post(self, body):
         """Deactivate one's account, naming a successor for every structure one
         leads; reactivable for 60 days."""
@@ -53,6 +54,7 @@ class Deactivation(MethodView):
             current_user(),
             password=body["password"],
             successors=[lifecycle.Successor(**x) for x in body["successors"]],
+            address=request.remote_addr,
         )
 
 

@@ -219,16 +219,18 @@ def check_credentials(
     session: Session, rt: Runtime, *, login_email: str, password: str, address: str | None
 ) -> User:
     """The person whose login email and password these are, whatever their status,
-    under the brute-force limits (failures are counted and committed).
+    under the brute-force limits (authz/workflows/throttle.py: the attempt is
+    counted before the password is checked; everything is committed).
 
     Raises TooManyAttempts (this email or address is locked out), Unauthenticated
     `invalid_credentials` (unknown email or wrong password: not told apart).
     """
     now = utcnow()
-    login = (login_email or "").strip().lower()
-    keys = throttle.check(session, rt, login, address, now)
+    login = logins.normalize(login_email)
+    keys = throttle.reserve(session, rt, login, address, now)
     user = find_by_login(session, login) if login else None
     person = user if user is not None and user.kind == "person" else None
+    session.commit()  # end the read: nothing is held while argon2 runs
     if not rt.hasher.verify(person.password_hash if person else None, password or ""):
         throttle.record_failure(session, rt, keys, now)
         raise Unauthenticated("Wrong login email or password.", code="invalid_credentials")
@@ -236,6 +238,7 @@ def check_credentials(
     if rt.hasher.needs_rehash(person.password_hash):
         person.password_hash = rt.hasher.hash(password)
     throttle.forget_login(session, keys)
+    session.commit()  # the attempt is given back even if the caller refuses next
     return person
 
 
