@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from flask_smorest import Blueprint
-from sqlalchemy import text
 
-from authz.db import schema_status
+from authz.db import probe_database, schema_status
 
 from .errors import problem
 from .identity import public, runtime
@@ -23,13 +22,14 @@ def live():
 @blp.route("/ready")
 @public
 def ready():
-    """The database answers and its schema is one this release runs on: at its
-    latest migration, or newer and declared compatible with it (rolling deploys)."""
-    engine = runtime().engine
+    """The database answers within AUTHZ_READY_TIMEOUT_MS - the policy revision,
+    which every decision reads, included - and its schema is one this release
+    runs on: at its latest migration, or newer and declared compatible with it
+    (rolling deploys)."""
+    rt = runtime()
     try:
-        with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-        status = schema_status(engine)
+        probe_database(rt.decider.db_engine, rt.settings.ready_timeout_ms)
+        status = schema_status(rt.engine)
     except Exception:  # any failure to reach the database means not ready
         return problem(503, "database_unavailable", "Not ready", "The database does not answer.")
     if not status.usable:

@@ -101,6 +101,6 @@ def sync_catalogue(rt: Runtime) -> None:
     """Copy policies/spaces.yaml into the database (after migrations). Under the
     schema lock: workers and instances starting together would otherwise both
     insert a new space."""
-    with rt.sessions.begin() as session:
-        db.lock_schema(session.connection())
+    with db.schema_transaction(rt.engine) as conn, Session(bind=conn) as session:
         sync_space_catalogue(session, rt.policies)
+        session.flush()

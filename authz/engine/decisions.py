@@ -215,6 +215,8 @@ class Decider:
         self.index = Index()
         self.revision = -1
         self._checked_at = 0.0
+        # When reading the revision last failed (monotonic clock).
+        self._failed_at = -1.0
 
     # Freshness
 
@@ -239,7 +241,9 @@ class Decider:
         whether any other connection committed since the last poll; if none did,
         the revision is the one we have.
 
-        Raises Unavailable when the database cannot be read (fail closed).
+        Raises Unavailable when the database cannot be read (fail closed),
+        including when the read waits longer than the connection's statement or
+        lock timeout (authz/db.py: a lock held on policy_revision).
         """
         try:
             if self._poll_connection is None:
@@ -265,6 +269,7 @@ class Decider:
                 self._poll_connection.invalidate()
                 self._poll_connection = None
             self._data_version = None
+            self._failed_at = time.monotonic()
             raise Unavailable(
                 "The policy store cannot be read; decisions are refused.",
                 code="policy_store_unavailable",
@@ -277,10 +282,11 @@ class Decider:
                 self._poll_connection.close()
                 self._poll_connection = None
 
-    def ensure_fresh(self, at_least: int | None = None) -> int:
+    def ensure_fresh(self, at_least: int | None = None, *, asked_at: float | None = None) -> int:
         """Bring the index to the latest committed revision (one cheap read when
         nothing moved). Raises Unavailable when `at_least` is beyond what is
-        committed, or the database cannot be read."""
+        committed, or the database cannot be read; at once when reading it
+        failed since `asked_at` (when the caller started waiting for the lock)."""
         if (
             (at_least is None or at_least <= self.revision)
             and self._check_interval
@@ -288,7 +294,15 @@ class Decider:
             and self.revision >= 0
         ):
             return self.revision
+        asked_at = time.monotonic() if asked_at is None else asked_at
         with self._lock:
+            if self._failed_at >= asked_at:
+                # The poll that ran while this caller waited for the lock failed:
+                # fail closed at once rather than wait another timeout in turn.
+                raise Unavailable(
+                    "The policy store cannot be read; decisions are refused.",
+                    code="policy_store_unavailable",
+                )
             if self._poll() > self.revision or self.revision < 0:
                 with Session(self.db_engine) as session:
                     latest = _read_revision(session)
@@ -334,8 +348,9 @@ class Decider:
     @contextmanager
     def reading(self, at_least: int | None = None) -> Iterator[int]:
         """Fresh (see ensure_fresh), then held still while the caller decides."""
+        asked_at = time.monotonic()
         with self._lock:
-            yield self.ensure_fresh(at_least)
+            yield self.ensure_fresh(at_least, asked_at=asked_at)
 
     # Decisions
 
