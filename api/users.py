@@ -51,10 +51,17 @@ class UserById(MethodView):
 
     @blp.arguments(s.ProfilePatchSchema)
     @blp.response(200, s.ManagedUserSchema)
+    @blp.alt_response(
+        403,
+        schema=s.Problem,
+        description="Not an account the caller's structure owns, or a higher role",
+    )
     @blp.alt_response(404, schema=s.Problem, description=NOT_VISIBLE)
     def patch(self, body, user_id):
-        """Change a user's contact email, names or phone (never the login email).
-        Written in the history of the caller's structures; the user is told."""
+        """Change a user's contact email, names or phone (never the login email),
+        for an account the caller's structure owns (created by it, attached
+        nowhere else) and not of a higher role than the caller's. Written in
+        that structure's history; the user is told."""
         return users.update_user(db(), runtime(), current_user(), user_id, body)
 
 
