@@ -33,12 +33,12 @@ from models import (
 )
 
 from ..errors import Conflict, Forbidden, Invalid, NotFound
-from ..logins import normalize
 from ..pagination import Page
 from ..roles import today, validated_role
 from ..runtime import Runtime
 from . import invitations
 from . import request_flow as flow
+from .accounts import find_by_login
 from .access import authorize, require_open_structure
 from .records import bump_revision, commit, notify, record
 
@@ -480,7 +480,7 @@ def attach_directly(
     user = (
         session.get(User, user_id)
         if user_id is not None
-        else session.scalar(select(User).where(User.login_email == normalize(login_email)))
+        else find_by_login(session, login_email or "")
     )
     if user is None or user.kind != "person" or user.status == "closed":
         raise NotFound("No such user.")

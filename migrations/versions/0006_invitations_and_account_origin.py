@@ -115,18 +115,27 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("invitation_id", "service_id", name=op.f("pk_invitation_services")),
     )
-    with op.batch_alter_table("users", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("created_for_structure_id", sa.Integer(), nullable=True))
-        batch_op.add_column(sa.Column("login_skeleton", sa.String(length=254), nullable=True))
-        batch_op.create_index(
-            batch_op.f("ix_users_login_skeleton"), ["login_skeleton"], unique=False
+    # ALTER TABLE … ADD COLUMN with the foreign key inline: a batch operation
+    # would rebuild `users` on SQLite, and dropping the old table fails there
+    # while other tables' rows point to it.
+    fk = op.f("fk_users_created_for_structure_id_structures")
+    if op.get_bind().dialect.name == "sqlite":
+        op.execute(
+            "ALTER TABLE users ADD COLUMN created_for_structure_id INTEGER "
+            f"CONSTRAINT {fk} REFERENCES structures (id)"
         )
-        batch_op.create_foreign_key(
-            batch_op.f("fk_users_created_for_structure_id_structures"),
-            "structures",
-            ["created_for_structure_id"],
-            ["id"],
+    else:
+        op.add_column(
+            "users",
+            sa.Column(
+                "created_for_structure_id",
+                sa.Integer(),
+                sa.ForeignKey("structures.id", name=fk),
+                nullable=True,
+            ),
         )
+    op.add_column("users", sa.Column("login_skeleton", sa.String(length=254), nullable=True))
+    op.create_index(op.f("ix_users_login_skeleton"), "users", ["login_skeleton"], unique=False)
 
     conn = op.get_bind()
     users = sa.table(
@@ -161,6 +170,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    # On SQLite the batch below rebuilds `users`, which works on an empty
+    # database only (roll forward, docs/operations.md).
     with op.batch_alter_table("users", schema=None) as batch_op:
         batch_op.drop_constraint(
             batch_op.f("fk_users_created_for_structure_id_structures"), type_="foreignkey"
