@@ -7,13 +7,14 @@ never one of a higher role; a person may leave a structure themself."""
 from __future__ import annotations
 
 import datetime as dt
+import threading
 
 import pytest
 from sqlalchemy import func, select
 
 from authz.workflows import invitations, maintenance
 from authz.workflows.records import current_revision
-from models import Attachment, HistoryEntry, Invitation, User
+from models import Attachment, HistoryEntry, Invitation, Structure, User
 
 from .conftest import PASSWORD, Api, activation_token, outbox
 
@@ -144,6 +145,8 @@ def test_attaching_someone_else_gives_an_invitation_and_no_power_over_them(api, 
     )
     assert r.status_code == 404 and r.json["code"] == "not_found"
     assert mallory.get(f"/v1/structures/{private}/users").json["total"] == 1  # herself
+    access = mallory.get(f"/v1/structures/{private}/access").json["items"]
+    assert [m["user_id"] for m in access] == [mallory.user["id"]]
     listed = mallory.get(f"/v1/users/{claire.user['id']}/permissions")
     assert listed.status_code == 404
     # …and Claire is unchanged, told by mail, and free to refuse.
@@ -320,6 +323,49 @@ def test_one_pending_invitation_per_person_and_none_for_the_principal(api, rt, i
     assert (own.status_code, own.json["code"]) == (409, "user_is_principal")
     with rt.sessions() as s:
         assert s.scalar(select(func.count()).select_from(Invitation)) == 1
+
+
+def test_an_invitation_cannot_be_accepted_once_its_structure_or_service_closed(api, rt, invited):
+    claire, townhall, paul, invitation, fin, _until = invited
+    r = claire.patch(f"/v1/structures/{townhall}/services/{fin}", json={"active": False})
+    assert r.status_code == 200, r.json
+    r = paul.post(f"/v1/me/invitations/{invitation['id']}/acceptance")
+    assert (r.status_code, r.json["code"]) == (409, "invitation_outdated")
+    with rt.sessions() as s:
+        s.get(Structure, townhall).status = "inactive"
+        s.commit()
+    r = paul.post(f"/v1/me/invitations/{invitation['id']}/acceptance")
+    assert (r.status_code, r.json["code"]) == (409, "structure_inactive")
+    assert rows(rt, paul.user["id"], townhall) == []
+    # Refusing stays possible.
+    assert paul.post(f"/v1/me/invitations/{invitation['id']}/refusal").status_code == 200
+
+
+def test_an_invitation_is_accepted_once_under_concurrency(app, api, rt, invited):
+    _claire, townhall, paul, invitation, _fin, _until = invited
+    n = 8
+    barrier = threading.Barrier(n)
+    statuses: list = [None] * n
+
+    def click(i: int) -> None:
+        barrier.wait(timeout=30)
+        answer = "acceptance" if i % 2 == 0 else "refusal"
+        r = app.test_client().post(
+            f"/v1/me/invitations/{invitation['id']}/{answer}",
+            headers={"Authorization": f"Bearer {paul.token}"},
+        )
+        statuses[i] = r.status_code
+
+    threads = [threading.Thread(target=click, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert sorted(statuses) == [200] + [409] * (n - 1), statuses
+    answered = [
+        a for a in actions(rt, townhall) if a in ("invitation.accepted", "invitation.refused")
+    ]
+    assert len(answered) == 1
 
 
 def test_only_managers_of_the_structure_see_its_invitations(api, rt, invited):
