@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -239,6 +240,30 @@ def _claim(session: Session, invitation: Invitation, actor: User, status: str) -
     session.refresh(invitation)
 
 
+def _record(
+    session: Session,
+    invitation: Invitation,
+    actor: User | None,
+    action: str,
+    comment: str,
+    *,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+) -> None:
+    """The history entry of what became of an invitation, on its structure,
+    about the person invited."""
+    record(
+        session,
+        action=action,
+        actor=actor,
+        structure_id=invitation.structure_id,
+        target_user_id=invitation.user_id,
+        comment=comment,
+        before=before,
+        after={**(after or {}), "invitation_id": invitation.id},
+    )
+
+
 def _mine(session: Session, actor: User, invitation_id: int) -> Invitation:
     invitation = session.get(Invitation, invitation_id)
     if invitation is None or invitation.user_id != actor.id:
@@ -291,15 +316,14 @@ def accept(session: Session, rt: Runtime, actor: User, invitation_id: int) -> In
         valid_until=invitation.valid_until,
     )
     default_spaces_request(session, rt, actor, structure, scopes)
-    record(
+    _record(
         session,
-        action="invitation.accepted",
-        actor=actor,
-        structure_id=structure.id,
-        target_user_id=actor.id,
-        comment="Invitation accepted",
+        invitation,
+        actor,
+        "invitation.accepted",
+        "Invitation accepted",
         before=change["before"],
-        after={**change["after"], "invitation_id": invitation.id},
+        after=change["after"],
     )
     bump_revision(session, memberships=[(actor.id, structure.id)])
     _tell_managers(
@@ -325,15 +349,7 @@ def refuse(session: Session, rt: Runtime, actor: User, invitation_id: int) -> In
     structure = session.get(Structure, invitation.structure_id)
     assert structure is not None
     _claim(session, invitation, actor, "refused")
-    record(
-        session,
-        action="invitation.refused",
-        actor=actor,
-        structure_id=structure.id,
-        target_user_id=actor.id,
-        comment="Invitation refused",
-        after={"invitation_id": invitation.id},
-    )
+    _record(session, invitation, actor, "invitation.refused", "Invitation refused")
     _tell_managers(
         session,
         structure,
@@ -387,15 +403,7 @@ def withdraw(
     if invitation is None or invitation.structure_id != structure.id:
         raise NotFound(NOT_FOUND)
     _claim(session, invitation, actor, "withdrawn")
-    record(
-        session,
-        action="invitation.withdrawn",
-        actor=actor,
-        structure_id=structure.id,
-        target_user_id=invitation.user_id,
-        comment="Invitation withdrawn",
-        after={"invitation_id": invitation.id},
-    )
+    _record(session, invitation, actor, "invitation.withdrawn", "Invitation withdrawn")
     user = session.get(User, invitation.user_id)
     if user is not None:
         notify(
@@ -419,14 +427,6 @@ def expire(session: Session, rt: Runtime, now: dt.datetime | None = None) -> int
     )
     for invitation in stale:
         invitation.status = "expired"
-        record(
-            session,
-            action="invitation.expired",
-            actor=None,
-            structure_id=invitation.structure_id,
-            target_user_id=invitation.user_id,
-            comment="Invitation expired",
-            after={"invitation_id": invitation.id},
-        )
+        _record(session, invitation, None, "invitation.expired", "Invitation expired")
     commit(session, rt)
     return len(stale)
