@@ -97,6 +97,7 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
         checks,
         health,
         history,
+        invitations,
         lifecycle,
         requests,
         reviews,
@@ -119,6 +120,7 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
         requests.attachment_blp,
         requests.subscription_blp,
         reviews.blp,
+        invitations.blp,
     ]
     for blueprint in blueprints:
         api.register_blueprint(blueprint)

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from sqlalchemy import text
 
-from authz.db import schema_status
+from authz.db import probe_database, schema_status
 
 from .blueprint import Blueprint
 from . import schemas as s
@@ -33,13 +32,14 @@ def live():
     "behind the code (`schema_outdated`)",
 )
 def ready():
-    """The database answers and its schema is one this release runs on: at its
-    latest migration, or newer and declared compatible with it (rolling deploys)."""
-    engine = runtime().engine
+    """The database answers within AUTHZ_READY_TIMEOUT_MS - the policy revision,
+    which every decision reads, included - and its schema is one this release
+    runs on: at its latest migration, or newer and declared compatible with it
+    (rolling deploys)."""
+    rt = runtime()
     try:
-        with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-        status = schema_status(engine)
+        probe_database(rt.decider.db_engine, rt.settings.ready_timeout_ms)
+        status = schema_status(rt.engine)
     except Exception:  # any failure to reach the database means not ready
         return problem(503, "database_unavailable", "Not ready", "The database does not answer.")
     if not status.usable:

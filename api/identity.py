@@ -110,7 +110,7 @@ def _authenticate() -> None:
     if token is not None:
         with runtime().read_sessions() as session:
             if token.startswith(clients.KEY_PREFIX):
-                client = clients.authenticate_client(session, runtime(), token)
+                client = clients.authenticate_client(session, runtime(), token, request.remote_addr)
                 g.client_id = client.id if client is not None else None
             else:
                 found = accounts.authenticate(session, token)

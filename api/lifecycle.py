@@ -46,6 +46,7 @@ class Deactivation(MethodView):
     @blp.arguments(s.DeactivationSchema)
     @blp.response(200, s.UserSchema)
     @blp.problem(409, "Successors missing, or a centrally managed structure")
+    @blp.problem(429, "Too many wrong passwords")
     def post(self, body):
         """Deactivate one's account, naming a successor for every structure one
         leads; reactivable for 60 days."""
@@ -55,6 +56,7 @@ class Deactivation(MethodView):
             current_user(),
             password=body["password"],
             successors=[lifecycle.Successor(**x) for x in body["successors"]],
+            address=request.remote_addr,
         )
 
 

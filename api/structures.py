@@ -6,10 +6,12 @@ from flask.views import MethodView
 
 from authz.engine import permissions
 from authz.workflows import attachments, structures
+from models import Invitation
 
 from . import schemas as s
 from .blueprint import Blueprint
 from .identity import caller, current_user, db, for_clients, runtime
+from .invitations import invitation_created
 from .paging import page_args
 
 blp = Blueprint(
@@ -158,11 +160,23 @@ class Attachments(MethodView):
     @blp.problem(403, "The caller may not attach users here")
     @blp.arguments(s.DirectAttachmentSchema)
     @blp.response(201, s.AttachmentSchema(many=True))
-    @blp.problem(409, "Structure inactive, or principal")
+    @blp.problem(409, "Structure inactive, principal, or invitation pending")
+    @blp.alt_response(
+        202,
+        schema=s.InvitationSchema,
+        description="The person must consent: an invitation, which grants nothing yet",
+        example=s.InvitationSchema.example,
+        success=True,
+    )
     def post(self, body, structure_id):
         """Attach a user directly (by user_id or exact login email): role, start
-        date, comment, whole structure or some services. Created validated."""
-        return attachments.attach_directly(db(), runtime(), current_user(), structure_id, **body)
+        date, comment, whole structure or some services. An account this
+        structure created and that is still pending is attached at once (201);
+        anyone else is invited (202) and attached when they accept."""
+        result = attachments.attach_directly(db(), runtime(), current_user(), structure_id, **body)
+        if isinstance(result, Invitation):
+            return invitation_created(result)
+        return result
 
 
 @blp.route("/<id:structure_id>/attachments/<id:user_id>")

@@ -52,13 +52,19 @@ class UserById(MethodView):
         return users.get_user(db(), runtime(), current_user(), user_id)
 
     @blp.operation("update_user")
-    @blp.problem(403, "The caller may not modify this user")
+    @blp.problem(
+        403,
+        "The caller may not modify this user: not an account the caller's structure "
+        "owns (`account_not_owned`), or of a higher role (`higher_role`)",
+    )
     @blp.arguments(s.ProfilePatchSchema)
     @blp.response(200, s.ManagedUserSchema)
     @blp.problem(404, NOT_VISIBLE)
     def patch(self, body, user_id):
-        """Change a user's contact email, names or phone (never the login email).
-        Written in the history of the caller's structures; the user is told."""
+        """Change a user's contact email, names or phone (never the login email),
+        for an account the caller's structure owns (created by it, attached
+        nowhere else) and not of a higher role than the caller's. Written in
+        that structure's history; the user is told."""
         return users.update_user(db(), runtime(), current_user(), user_id, body)
 
 

@@ -113,6 +113,18 @@ class Settings:
     workers: int = 2
     threads: int = 4
     gunicorn_config: str = ""
+    # Bounded waits on the database (docs/decisions.md, "Bounded waits"): a
+    # statement running longer is cancelled (PostgreSQL statement_timeout), ms...
+    db_statement_timeout_ms: int = 5000
+    # ...a wait for a lock longer than this fails (PostgreSQL lock_timeout;
+    # SQLite: how long a writer waits for the write lock), ms...
+    db_lock_timeout_ms: int = 2000
+    # ...and connecting to PostgreSQL gives up after this, seconds.
+    db_connect_timeout_seconds: int = 5
+    # /health/ready answers 503 when the database does not answer within this, ms.
+    ready_timeout_ms: int = 1000
+    # A manager's invitation to join a structure expires after this, days.
+    invitation_ttl_days: int = 30
 
     @property
     def effective_database_url(self) -> str:
@@ -249,6 +261,11 @@ RULES: dict[str, tuple[str, Callable[[Any], bool]]] = {
         "empty or an existing gunicorn configuration file (Python)",
         lambda v: not v or Path(v).is_file(),
     ),
+    "db_statement_timeout_ms": ("an integer >= 100 (milliseconds)", lambda v: v >= 100),
+    "db_lock_timeout_ms": ("an integer >= 100 (milliseconds)", lambda v: v >= 100),
+    "db_connect_timeout_seconds": ("an integer >= 2 (seconds)", lambda v: v >= 2),
+    "ready_timeout_ms": ("an integer >= 100 (milliseconds)", lambda v: v >= 100),
+    "invitation_ttl_days": _AT_LEAST_1,
 }
 # Settings that must not be smaller than another: (setting, floor setting).
 _NOT_BELOW = (("page_size_max", "page_size"), ("mail_retry_max_seconds", "mail_retry_base_seconds"))

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -11,7 +12,17 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, create_engine, event, func, inspect, select
+from sqlalchemy import (
+    Connection,
+    Engine,
+    create_engine,
+    event,
+    func,
+    inspect,
+    make_url,
+    select,
+    text,
+)
 from sqlalchemy.orm import Session, sessionmaker
 
 from models import SchemaCompatibility
@@ -23,30 +34,62 @@ from .errors import Unavailable
 def make_engine(settings: Settings, *, for_reads: bool = False) -> Engine:
     """The engine for `settings`. On SQLite, write transactions take the write lock
     at BEGIN; `for_reads` gives an engine whose transactions only read (deferred
-    BEGIN, so they never wait for or block writers in WAL mode)."""
+    BEGIN, so they never wait for or block writers in WAL mode).
+
+    Every connection waits a bounded time (docs/decisions.md, "Bounded waits"):
+    on PostgreSQL a statement runs at most AUTHZ_DB_STATEMENT_TIMEOUT_MS and
+    waits for a lock at most AUTHZ_DB_LOCK_TIMEOUT_MS, and connecting gives up
+    after AUTHZ_DB_CONNECT_TIMEOUT_SECONDS; on SQLite a writer waits for the
+    write lock at most AUTHZ_DB_LOCK_TIMEOUT_MS. Past them the driver raises an
+    OperationalError, which the API answers with 503."""
     url = settings.effective_database_url
     if url.startswith("sqlite"):
         if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30})
-        event.listen(engine, "connect", _sqlite_pragmas)
+        busy_ms = settings.db_lock_timeout_ms
+        engine = create_engine(url, connect_args={"timeout": busy_ms / 1000})
+        event.listen(engine, "connect", lambda conn, _record: _sqlite_pragmas(conn, busy_ms))
         # pysqlite's own transaction handling defers BEGIN, which lets two writers
         # read the same row before either writes; take the write lock up front.
         begin = "BEGIN" if for_reads else "BEGIN IMMEDIATE"
         event.listen(engine, "begin", lambda conn: conn.exec_driver_sql(begin))
         return engine
+    parsed = make_url(url)
+    connect_args = {}
+    if "connect_timeout" not in parsed.query:
+        connect_args["connect_timeout"] = settings.db_connect_timeout_seconds
     # Every connection the pool hands out is checked first (a restart or failover
     # of PostgreSQL kills them all) and replaced once older than the setting.
     recycle = settings.database_recycle_seconds or -1
-    return create_engine(url, pool_pre_ping=True, pool_recycle=recycle)
+    engine = create_engine(
+        url, pool_pre_ping=True, pool_recycle=recycle, connect_args=connect_args
+    )
+    timeouts = (settings.db_statement_timeout_ms, settings.db_lock_timeout_ms)
+    event.listen(engine, "connect", lambda conn, _record: _postgresql_timeouts(conn, *timeouts))
+    return engine
 
 
-def _sqlite_pragmas(dbapi_connection, _record) -> None:
+def _postgresql_timeouts(dbapi_connection, statement_ms: int, lock_ms: int) -> None:
+    """The session's statement and lock timeouts, set once per connection."""
+    autocommit = dbapi_connection.autocommit
+    dbapi_connection.autocommit = True
+    try:
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT set_config('statement_timeout', %s, false), "
+                "set_config('lock_timeout', %s, false)",
+                (f"{statement_ms}ms", f"{lock_ms}ms"),
+            )
+    finally:
+        dbapi_connection.autocommit = autocommit
+
+
+def _sqlite_pragmas(dbapi_connection, busy_ms: int) -> None:
     dbapi_connection.isolation_level = None  # we issue BEGIN ourselves (see above)
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys = ON")
     cursor.execute("PRAGMA journal_mode = WAL")
-    cursor.execute("PRAGMA busy_timeout = 30000")
+    cursor.execute(f"PRAGMA busy_timeout = {int(busy_ms)}")
     cursor.execute("PRAGMA synchronous = NORMAL")
     cursor.close()
 
@@ -69,6 +112,8 @@ def alembic_config(engine: Engine | None, *, script_location: str | Path | None 
 # Key of the PostgreSQL advisory lock that serialises schema changes and the
 # space catalogue sync between processes: the bytes "authzmig" as a signed bigint.
 SCHEMA_LOCK_KEY = int.from_bytes(b"authzmig", "big", signed=True)
+# How long `authz db upgrade` waits for SQLite's write lock (another migration).
+MIGRATION_BUSY_MS = 120_000
 
 
 def lock_schema(conn: Connection, on_wait: Callable[[], None] | None = None) -> None:
@@ -83,7 +128,12 @@ def lock_schema(conn: Connection, on_wait: Callable[[], None] | None = None) -> 
     if not conn.execute(select(func.pg_try_advisory_xact_lock(SCHEMA_LOCK_KEY))).scalar():
         if on_wait is not None:
             on_wait()
+        # Waiting for another process's migration is expected: no lock timeout
+        # for this wait (AUTHZ_DB_LOCK_TIMEOUT_MS applies again after it).
+        saved = conn.execute(text("SELECT current_setting('lock_timeout')")).scalar()
+        conn.execute(text("SET LOCAL lock_timeout = 0"))
         conn.execute(select(func.pg_advisory_xact_lock(SCHEMA_LOCK_KEY)))
+        conn.execute(select(func.set_config("lock_timeout", saved, True)))
 
 
 def _database_revision(conn: Connection) -> str | None:
@@ -109,7 +159,9 @@ def upgrade(
     revision that declares itself compatible with this code is left as it is;
     raises Unavailable `schema_incompatible` if it is newer and not compatible."""
     cfg = alembic_config(engine, script_location=script_location)
-    with engine.connect() as conn, conn.begin():
+    with engine.connect() as conn, _waiting_freely(conn), conn.begin():
+        if conn.dialect.name == "postgresql":  # a migration may run long
+            conn.execute(text("SET LOCAL statement_timeout = 0"))
         lock_schema(conn, on_wait)
         before = _database_revision(conn)
         chain = code_chain(cfg.get_main_option("script_location"))
@@ -123,6 +175,32 @@ def upgrade(
         command.upgrade(cfg, revision)
         after = _database_revision(conn)
     return before, after
+
+
+@contextmanager
+def schema_transaction(engine: Engine) -> Iterator[Connection]:
+    """A transaction holding the schema lock (waited for without the usual lock
+    timeouts, see lock_schema and _waiting_freely); committed on exit."""
+    with engine.connect() as conn, _waiting_freely(conn), conn.begin():
+        lock_schema(conn)
+        yield conn
+
+
+@contextmanager
+def _waiting_freely(conn: Connection) -> Iterator[None]:
+    """On SQLite, let this connection wait up to MIGRATION_BUSY_MS for the write
+    lock (another process migrating), then give it back its usual busy timeout.
+    PostgreSQL's wait for the schema lock is lifted in lock_schema."""
+    if conn.dialect.name != "sqlite":
+        yield
+        return
+    raw = conn.connection.dbapi_connection
+    usual = raw.execute("PRAGMA busy_timeout").fetchone()[0]
+    raw.execute(f"PRAGMA busy_timeout = {MIGRATION_BUSY_MS}")
+    try:
+        yield
+    finally:
+        raw.execute(f"PRAGMA busy_timeout = {int(usual)}")
 
 
 # --- is the schema one this code runs on? ---------------------------------------
@@ -217,6 +295,22 @@ def _status(conn: Connection, chain: CodeChain, database: str | None) -> SchemaS
         + (f" (it needs code from revision {floor} on)" if floor else "")
         + ": deploy the release that migrated it.",
     )
+
+
+def probe_database(engine: Engine, timeout_ms: int) -> None:
+    """Read the policy revision, as every decision does, giving up after
+    `timeout_ms` (PostgreSQL: statement and lock timeouts of this transaction;
+    SQLite's reads do not wait for writers). Raises the driver's error."""
+    with engine.connect() as conn, conn.begin():
+        if conn.dialect.name == "postgresql":
+            limit = f"{int(timeout_ms)}ms"
+            conn.execute(
+                select(
+                    func.set_config("statement_timeout", limit, True),
+                    func.set_config("lock_timeout", limit, True),
+                )
+            )
+        conn.execute(text("SELECT revision FROM policy_revision WHERE id = 1")).scalar_one()
 
 
 def schema_is_current(engine: Engine) -> bool:

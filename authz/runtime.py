@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from . import (
     db,
+    logins,  # noqa: F401  (registers the listener that keeps login look-alike keys)
     textkeys,  # noqa: F401  (registers the listeners that keep search keys)
 )
 from .config import Settings
@@ -114,6 +115,6 @@ def sync_catalogue(rt: Runtime) -> None:
     """Copy policies/spaces.yaml into the database (after migrations). Under the
     schema lock: workers and instances starting together would otherwise both
     insert a new space."""
-    with rt.sessions.begin() as session:
-        db.lock_schema(session.connection())
+    with db.schema_transaction(rt.engine) as conn, Session(bind=conn) as session:
         sync_space_catalogue(session, rt.policies)
+        session.flush()

@@ -2,12 +2,15 @@
 
 from .access import (
     ATTACHMENT_STATUSES,
+    INVITATION_STATUSES,
     LEVELS,
     REQUEST_STATUSES,
     ROLES,
     Attachment,
     AttachmentRequest,
     AttachmentRequestService,
+    Invitation,
+    InvitationService,
     Subscription,
     SubscriptionRequest,
     SubscriptionRequestLine,
@@ -62,6 +65,8 @@ __all__ = [
     "AttachmentRequestService",
     "SubscriptionRequest",
     "SubscriptionRequestLine",
+    "Invitation",
+    "InvitationService",
     "HistoryEntry",
     "OutboxMail",
     "PolicyRevision",
@@ -78,4 +83,5 @@ __all__ = [
     "ATTACHMENT_STATUSES",
     "LEVELS",
     "REQUEST_STATUSES",
+    "INVITATION_STATUSES",
 ]

@@ -15,6 +15,7 @@ LEVELS = ("consult", "modify")
 SUBSCRIPTION_STATUSES = ("validated", "deactivated")
 REQUEST_STATUSES = ("pending", "validated", "refused")
 SUBSCRIPTION_REQUEST_ORIGINS = ("manual", "default_spaces")
+INVITATION_STATUSES = ("pending", "accepted", "refused", "withdrawn", "expired")
 
 
 def _unique_per_scope(name: str, *columns: str) -> tuple[Index, Index]:
@@ -165,3 +166,54 @@ class SubscriptionRequestLine(Base):
     # NULL: all services of the structure.
     service_id: Mapped[int | None] = mapped_column(ForeignKey("services.id"))
     level: Mapped[str] = mapped_column(String(10))
+
+
+class Invitation(Base):
+    """A manager's offer to attach an account that is not the structure's to
+    attach at once (docs/decisions.md, "Consent"). It grants nothing: the
+    person accepts it (the attachment is then made, with this role, scope and
+    dates) or refuses it; a manager may withdraw it; it expires."""
+
+    __tablename__ = "invitations"
+    __table_args__ = (
+        # One pending invitation per person and structure.
+        Index(
+            "uq_invitations_pending",
+            "user_id",
+            "structure_id",
+            unique=True,
+            sqlite_where=text("status = 'pending'"),
+            postgresql_where=text("status = 'pending'"),
+        ),
+        CheckConstraint(one_of("status", INVITATION_STATUSES), name="status"),
+        CheckConstraint(one_of("role", ("secondary", "simple")), name="role"),
+        CheckConstraint("valid_until IS NULL OR valid_until >= valid_from", name="dates"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    structure_id: Mapped[int] = mapped_column(ForeignKey("structures.id"), index=True)
+    role: Mapped[str] = mapped_column(String(10))
+    # True: the whole structure; False: the services listed in `services`.
+    whole_structure: Mapped[bool] = mapped_column(Boolean, default=True)
+    valid_from: Mapped[dt.date] = mapped_column(Date)
+    valid_until: Mapped[dt.date | None] = mapped_column(Date)
+    comment: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(10), default="pending", index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime]
+    created_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    # When and by whom it was accepted, refused, withdrawn (NULL when it expired).
+    decided_at: Mapped[dt.datetime | None]
+    decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+
+    services: Mapped[list[InvitationService]] = relationship(
+        cascade="all, delete-orphan", order_by="InvitationService.service_id"
+    )
+
+
+class InvitationService(Base):
+    __tablename__ = "invitation_services"
+
+    invitation_id: Mapped[int] = mapped_column(ForeignKey("invitations.id"), primary_key=True)
+    service_id: Mapped[int] = mapped_column(ForeignKey("services.id"), primary_key=True)

@@ -48,6 +48,14 @@ class User(Base):
     # fills them on every ORM write; NULL only for rows bulk-written without them).
     last_name_key: Mapped[str | None] = mapped_column(Text)
     first_name_key: Mapped[str | None] = mapped_column(Text)
+    # The structure whose manager created this account (POST /v1/accounts with
+    # structure_id); NULL for a sign-up. Decides what that structure's managers
+    # may do with it (docs/decisions.md, "Consent").
+    created_for_structure_id: Mapped[int | None] = mapped_column(ForeignKey("structures.id"))
+    # The login email's look-alike key (authz/logins.py: skeleton): two logins
+    # with the same key are refused as confusable. NULL only for rows written
+    # without it.
+    login_skeleton: Mapped[str | None] = mapped_column(String(254), index=True)
 
 
 class AuthToken(Base):

@@ -189,7 +189,8 @@ def test_an_inactive_account_still_attached_is_listed_with_its_deactivation(dirt
     assert set(found) == {dirty.users["gina"], dirty.users["carl"]}
     with rt.sessions() as s:
         actions = {s.get(HistoryEntry, i).action for i in found[dirty.users["gina"]]["history_ids"]}
-    assert {"attachment.created", "account.deactivated"} <= actions
+    # An active account joins by accepting an invitation (docs/decisions.md, "Consent").
+    assert {"invitation.accepted", "account.deactivated"} <= actions
 
 
 def test_a_subscription_on_a_space_closed_afterwards_is_listed(dirty, rt):
@@ -215,7 +216,7 @@ def test_changes_since_a_day_are_grouped_by_structure(dirty):
     report = dirty.report(since=dt.date.today().isoformat())
     groups = {g["structure_id"]: g for g in report["changes"]}
     actions = {e["action"] for e in groups[dirty.acme]["entries"]}
-    assert {"attachment.created", "spaces.updated", "technical_user.created"} <= actions
+    assert {"invitation.accepted", "spaces.updated", "technical_user.created"} <= actions
     assert dirty.report(since=(dt.date.today() + dt.timedelta(days=1)).isoformat())["changes"] == []
 
 

@@ -12,6 +12,7 @@ import time_machine
 from sqlalchemy import select
 
 from authz import roles
+from authz.workflows import invitations
 from authz.workflows.access import role_on
 from authz.workflows.attachments import attach_directly, create_request, validate_request
 from authz.workflows.structures import create_private, create_service
@@ -156,7 +157,7 @@ def test_a_manager_validating_a_request_keeps_a_role_that_starts_later(rt, sessi
     )
     atelier = create_service(session, rt, claire, structure.id, code="ATELIER", label="Atelier")
     boutique = create_service(session, rt, claire, structure.id, code="BOUTIQUE", label="Shop")
-    attach_directly(
+    invitation = attach_directly(
         session,
         rt,
         claire,
@@ -167,6 +168,7 @@ def test_a_manager_validating_a_request_keeps_a_role_that_starts_later(rt, sessi
         service_ids=[atelier.id],
         valid_from=roles.today() + dt.timedelta(days=7),
     )
+    invitations.accept(session, rt, paul, invitation.id)  # Paul's account is active
     assert role_on(session, paul, structure.id) is None  # not in force yet
     request = create_request(
         session,

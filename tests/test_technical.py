@@ -22,7 +22,7 @@ from models import (
     User,
     utcnow,
 )
-from tests.support.api import PASSWORD, Api, outbox
+from tests.support.api import PASSWORD, Api, attach_directly, outbox
 
 LOGIN_RE = re.compile(r"^[0-9a-f]{16}@technical\.invalid$")
 
@@ -181,11 +181,7 @@ def test_a_secondary_manager_cannot_create_nor_list_nor_reset(api, world):
     ada, _bob, st, _ = world
     tech = created(ada, st)
     carl = api.person("carl@example.org", "Carl", "Second")
-    attached = ada.post(
-        f"/v1/structures/{st}/attachments",
-        json={"user_id": carl.user["id"], "role": "secondary", "whole_structure": True},
-    )
-    assert attached.status_code == 201, attached.json
+    attach_directly(ada, st, carl.user["id"], role="secondary")
     r = create(carl, st)
     assert r.status_code == 403 and r.json["code"] == "action_not_allowed"
     assert carl.get(f"/v1/structures/{st}/technical-users").status_code == 403

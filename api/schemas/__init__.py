@@ -5,7 +5,8 @@
 - common.py: the problem body, page arguments and envelopes, bulk outcomes;
 - one module per blueprint: accounts (auth), structures, catalogue (spaces),
   checks, health, rights (permissions and access), users, history, lifecycle,
-  requests (attachment and subscription requests), technical, reviews, authzen.
+  requests (attachment and subscription requests), invitations (and leaving a
+  structure), technical, reviews, authzen.
 
 Views import their schemas from here (`from . import schemas as s`). Unknown
 fields in a body are refused (marshmallow's default), except in AuthZEN
@@ -75,6 +76,10 @@ from .history import (
     HistoryDetailSchema,
     HistoryEntrySchema,
     HistoryQuerySchema,
+)
+from .invitations import (
+    InvitationQueryArgs,
+    InvitationSchema,
 )
 from .lifecycle import (
     DeactivationSchema,
@@ -205,6 +210,8 @@ __all__ = [
     "HistoryQuerySchema",
     "HistoryEntrySchema",
     "HistoryDetailSchema",
+    "InvitationSchema",
+    "InvitationQueryArgs",
     "SuccessorSchema",
     "DesignationSchema",
     "StructureSuccessorSchema",

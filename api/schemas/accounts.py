@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields
 
-from authz.workflows.accounts import PASSWORD_MAX, PASSWORD_MIN
+from authz import passwords
 
 from . import fields as f
 
@@ -56,9 +56,11 @@ class AccountCreateSchema(SignUpSchema):
 
 class ActivationSchema(Schema):
     token = f.text(1, 200, required=True, kind=f.OPAQUE)
-    # The password policy is the workflow's (422 weak_password): declared here.
+    # The password policy is authz/passwords.py's (422 weak_password): its
+    # lengths declared here.
     password = f.password(
-        required=True, metadata={"minLength": PASSWORD_MIN, "maxLength": PASSWORD_MAX}
+        required=True,
+        metadata={"minLength": passwords.MIN_LENGTH, "maxLength": passwords.MAX_LENGTH},
     )
 
     example = {

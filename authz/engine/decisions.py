@@ -253,6 +253,8 @@ class Decider:
         self.index = Index()
         self.revision = -1
         self._checked_at = 0.0
+        # When reading the revision last failed (monotonic clock).
+        self._failed_at = -1.0
 
     # Freshness
 
@@ -386,7 +388,9 @@ class Decider:
         database is back is answered, not refused. The connection is also given
         back and replaced every `recycle` seconds, as the pool recycles its own.
 
-        Raises Unavailable when the database cannot be read (fail closed).
+        Raises Unavailable when the database cannot be read (fail closed),
+        including when the read waits longer than the connection's statement or
+        lock timeout (authz/db.py: a lock held on policy_revision).
         """
         if (
             self._poll_connection is not None
@@ -405,6 +409,7 @@ class Decider:
                     log.warning("the connection kept for the policy revision failed: reconnecting")
                     continue
                 log.error("cannot read the policy revision: %s", exc)
+                self._failed_at = time.monotonic()
                 raise Unavailable(
                     "The policy store cannot be read; decisions are refused.",
                     code="policy_store_unavailable",
@@ -454,10 +459,11 @@ class Decider:
         with self._lock:
             self._drop_poll_connection(invalidate=False)
 
-    def ensure_fresh(self, at_least: int | None = None) -> int:
+    def ensure_fresh(self, at_least: int | None = None, *, asked_at: float | None = None) -> int:
         """Bring the index to the latest committed revision (one cheap read when
         nothing moved). Raises Unavailable when `at_least` is beyond what is
-        committed, or the database cannot be read."""
+        committed, or the database cannot be read; at once when reading it
+        failed since `asked_at` (when the caller started waiting for the lock)."""
         if (
             (at_least is None or at_least <= self.revision)
             and self._check_interval
@@ -465,7 +471,15 @@ class Decider:
             and self.revision >= 0
         ):
             return self.revision
+        asked_at = time.monotonic() if asked_at is None else asked_at
         with self._lock:
+            if self._failed_at >= asked_at:
+                # The poll that ran while this caller waited for the lock failed:
+                # fail closed at once rather than wait another timeout in turn.
+                raise Unavailable(
+                    "The policy store cannot be read; decisions are refused.",
+                    code="policy_store_unavailable",
+                )
             if self._poll() != self.revision or self.revision < 0:
                 with Session(self.db_engine) as session:
                     latest, version = _read_revision(session)
@@ -523,8 +537,9 @@ class Decider:
     @contextmanager
     def reading(self, at_least: int | None = None) -> Iterator[int]:
         """Fresh (see ensure_fresh), then held still while the caller decides."""
+        asked_at = time.monotonic()
         with self._lock:
-            yield self.ensure_fresh(at_least)
+            yield self.ensure_fresh(at_least, asked_at=asked_at)
 
     # Decisions
 

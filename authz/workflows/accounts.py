@@ -10,12 +10,13 @@ import datetime as dt
 import re
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from models import ActivationToken, AuthToken, User, utcnow
 
+from .. import logins, passwords
 from ..errors import Conflict, Forbidden, Invalid, Unauthenticated
 from ..runtime import Runtime
 from ..security import digest, new_token
@@ -23,29 +24,25 @@ from . import throttle
 from .records import commit, queue_mail
 
 EMAIL_RE = re.compile(r"^[^@\s\x00-\x1f]{1,64}@[^@\s\x00-\x1f]+\.[^@\s\x00-\x1f]+$")
-PASSWORD_MIN = 12
-PASSWORD_MAX = 256
 PROFILE_FIELDS = ("contact_email", "last_name", "first_name", "phone")
 
 
 def normalize_email(value: str, field: str = "login_email") -> str:
-    email = (value or "").strip().lower()
+    """The address in normal form (authz/logins.py: NFKC, stripped, lower-cased).
+    Raises Invalid (not an address)."""
+    email = logins.normalize(value)
     if len(email) > 254 or not EMAIL_RE.match(email):
         raise Invalid("Not a valid email address.", errors={field: ["Not a valid email address."]})
     return email
 
 
-def check_password(password: str) -> None:
-    if not PASSWORD_MIN <= len(password) <= PASSWORD_MAX:
-        raise Invalid(
-            f"The password must have {PASSWORD_MIN} to {PASSWORD_MAX} characters.",
-            errors={"password": [f"Length must be {PASSWORD_MIN} to {PASSWORD_MAX}."]},
-            code="weak_password",
-        )
-
-
 def find_by_login(session: Session, login_email: str) -> User | None:
-    return session.scalar(select(User).where(User.login_email == login_email.strip().lower()))
+    """The account with this login email, compared in normal form (an account
+    stored before logins were normalised is found by its exact lower case)."""
+    exact = (login_email or "").strip().lower()
+    normal = logins.normalize(login_email)
+    found = session.scalars(select(User).where(User.login_email.in_({exact, normal}))).all()
+    return next((u for u in found if u.login_email == exact), found[0] if found else None)
 
 
 def create_account(
@@ -57,16 +54,28 @@ def create_account(
     first_name: str,
     contact_email: str | None = None,
     phone: str | None = None,
+    created_for_structure_id: int | None = None,
 ) -> User:
-    """Create a pending person account and mail its activation link.
+    """Create a pending person account and mail its activation link;
+    `created_for_structure_id`: the structure whose manager creates it (None
+    for a sign-up).
 
-    Raises Invalid (bad email), Conflict `login_email_taken` (any letter case).
+    Raises Invalid (bad email), Conflict `login_email_taken` (the same login in
+    normal form: any letter case, any Unicode compatibility form),
+    `login_confusable` (it looks like another account's login: authz/logins.py).
     Does not commit: sign_up() and the manager workflow commit with their own writes.
     """
     login = normalize_email(login_email)
     contact = normalize_email(contact_email, "contact_email") if contact_email else login
     if find_by_login(session, login) is not None:
         raise Conflict("An account already uses this login email.", code="login_email_taken")
+    key = logins.skeleton(login)
+    _serialize_on(session, key)
+    if session.scalar(select(User.id).where(User.login_skeleton == key).limit(1)) is not None:
+        raise Conflict(
+            "This login email looks like the login of another account; choose another one.",
+            code="login_confusable",
+        )
     user = User(
         login_email=login,
         contact_email=contact,
@@ -75,6 +84,8 @@ def create_account(
         phone=(phone or "").strip() or None,
         kind="person",
         status="pending",
+        created_for_structure_id=created_for_structure_id,
+        login_skeleton=key,
     )
     session.add(user)
     try:
@@ -86,6 +97,14 @@ def create_account(
         ) from exc
     _issue_activation(session, rt, user)
     return user
+
+
+def _serialize_on(session: Session, key: str) -> None:
+    """Make concurrent creations of logins with the same look-alike key wait for
+    each other until commit, so that the check above sees the first one. On
+    SQLite the write lock taken at BEGIN already does."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock(func.hashtext(f"login:{key}"))))
 
 
 def sign_up(session: Session, rt: Runtime, **fields: Any) -> User:
@@ -165,9 +184,9 @@ def activate(session: Session, rt: Runtime, *, token: str, password: str) -> Use
     """Use an activation link: set the password, make the account active.
 
     Raises Invalid `activation_link_invalid` (unknown, expired or already used
-    link; the three are not told apart), Invalid `weak_password`.
+    link; the three are not told apart), Invalid `weak_password` (the password
+    policy of authz/passwords.py; the link stays usable).
     """
-    check_password(password)
     now = utcnow()
     row = session.scalar(
         select(ActivationToken).where(ActivationToken.token_hash == digest(token or ""))
@@ -177,6 +196,8 @@ def activate(session: Session, rt: Runtime, *, token: str, password: str) -> Use
     )
     if row is None or row.used_at is not None or row.expires_at <= now:
         raise invalid
+    owner = session.get(User, row.user_id)
+    passwords.check(password or "", login_email=owner.login_email if owner else None)
     # Single use even under concurrency: only one caller flips used_at.
     claimed = session.execute(
         update(ActivationToken)
@@ -198,16 +219,18 @@ def check_credentials(
     session: Session, rt: Runtime, *, login_email: str, password: str, address: str | None
 ) -> User:
     """The person whose login email and password these are, whatever their status,
-    under the brute-force limits (failures are counted and committed).
+    under the brute-force limits (authz/workflows/throttle.py: the attempt is
+    counted before the password is checked; everything is committed).
 
     Raises TooManyAttempts (this email or address is locked out), Unauthenticated
     `invalid_credentials` (unknown email or wrong password: not told apart).
     """
     now = utcnow()
-    login = (login_email or "").strip().lower()
-    keys = throttle.check(session, rt, login, address, now)
+    login = logins.normalize(login_email)
+    keys = throttle.reserve(session, rt, login, address, now)
     user = find_by_login(session, login) if login else None
     person = user if user is not None and user.kind == "person" else None
+    session.commit()  # end the read: nothing is held while argon2 runs
     if not rt.hasher.verify(person.password_hash if person else None, password or ""):
         throttle.record_failure(session, rt, keys, now)
         raise Unauthenticated("Wrong login email or password.", code="invalid_credentials")
@@ -215,6 +238,7 @@ def check_credentials(
     if rt.hasher.needs_rehash(person.password_hash):
         person.password_hash = rt.hasher.hash(password)
     throttle.forget_login(session, keys)
+    session.commit()  # the attempt is given back even if the caller refuses next
     return person
 
 

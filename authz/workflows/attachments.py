@@ -1,5 +1,6 @@
 """Attachments of users to structures: requests (ask, list, open, validate,
-refuse — unit and bulk), direct attachment by a manager, and removal.
+refuse — unit and bulk), direct attachment by a manager (or the invitation it
+becomes, authz/workflows/invitations.py), removal, and leaving a structure.
 
 Each workflow owns its transaction: the state change, the grants (attachment
 rows, revision bump with its change log), the history entry and the mail are
@@ -21,6 +22,7 @@ from models import (
     Attachment,
     AttachmentRequest,
     AttachmentRequestService,
+    Invitation,
     Service,
     Structure,
     Subscription,
@@ -34,7 +36,9 @@ from ..errors import Conflict, Forbidden, Invalid, NotFound
 from ..pagination import Page
 from ..roles import today, validated_role
 from ..runtime import Runtime
+from . import invitations
 from . import request_flow as flow
+from .accounts import find_by_login
 from .access import authorize, require_open_structure
 from .records import bump_revision, commit, notify, record
 
@@ -98,7 +102,7 @@ def _existing_rows(
     }
 
 
-def _grant(
+def grant(
     session: Session,
     actor: User,
     user: User,
@@ -152,7 +156,7 @@ def _summary(rows: dict[int | None, Attachment]) -> dict[str, Any]:
     }
 
 
-def _default_spaces_request(
+def default_spaces_request(
     session: Session, rt: Runtime, user: User, structure: Structure, scopes: list[int | None]
 ) -> SubscriptionRequest | None:
     """The structure's settings may name default spaces for new users: ask for
@@ -350,7 +354,7 @@ def validate_request(
         session, structure.id, whole_structure=whole_structure, service_ids=service_ids
     )
     flow.claim(session, req, actor, "validated", role=role)
-    change = _grant(
+    change = grant(
         session,
         actor,
         user,
@@ -364,7 +368,7 @@ def validate_request(
     for row in _existing_rows(session, user.id, structure.id).values():
         if row.status == "pending" and row.service_id not in scopes:
             row.status = "refused"
-    _default_spaces_request(session, rt, user, structure, scopes)
+    default_spaces_request(session, rt, user, structure, scopes)
     record(
         session,
         action="attachment_request.validated",
@@ -426,6 +430,14 @@ def refuse_request(
 # --- direct attachment and removal ----------------------------------------------
 
 
+def attached_at_once(user: User, structure_id: int) -> bool:
+    """Whether a manager's direct attachment of `user` to the structure takes
+    effect at once: only for a person the structure's managers created for it
+    and who has not activated the account yet (nobody else's consent to ask).
+    Anyone else gets an invitation (docs/decisions.md, "Consent")."""
+    return user.status == "pending" and user.created_for_structure_id == structure_id
+
+
 def attach_directly(
     session: Session,
     rt: Runtime,
@@ -440,13 +452,16 @@ def attach_directly(
     valid_from: dt.date | None = None,
     valid_until: dt.date | None = None,
     comment: str | None = None,
-) -> list[Attachment]:
+) -> list[Attachment] | Invitation:
     """A manager attaches a person (picked by id or exact login email) with a
-    role and a start date: the attachments are created validated, effective
-    from `valid_from`.
+    role, a scope and dates. For an account the structure created and that is
+    still pending (attached_at_once), the attachments are created validated,
+    effective from `valid_from`, and returned. For anyone else nothing is
+    granted: the person is invited (invitations.invite) and the invitation is
+    returned; their attachments are made when they accept it.
 
     Raises NotFound (structure or user), Forbidden, Conflict (`structure_inactive`,
-    `user_is_principal`), Invalid.
+    `user_is_principal`, `invitation_pending`), Invalid.
     """
     structure = authorize(session, rt, actor, structure_id, "attachments.create")
     require_open_structure(structure)
@@ -465,9 +480,7 @@ def attach_directly(
     user = (
         session.get(User, user_id)
         if user_id is not None
-        else session.scalar(
-            select(User).where(User.login_email == (login_email or "").strip().lower())
-        )
+        else find_by_login(session, login_email or "")
     )
     if user is None or user.kind != "person" or user.status == "closed":
         raise NotFound("No such user.")
@@ -481,7 +494,26 @@ def attach_directly(
     scopes = resolve_scope(
         session, structure_id, whole_structure=whole_structure, service_ids=service_ids
     )
-    change = _grant(
+    if validated_role(_existing_rows(session, user.id, structure_id).values()) == "principal":
+        raise Conflict(
+            "This user is the structure's principal manager; use the "
+            "principal transfer to change their role.",
+            code="user_is_principal",
+        )
+    if not attached_at_once(user, structure_id):
+        return invitations.invite(
+            session,
+            rt,
+            actor,
+            structure,
+            user,
+            role=role,
+            scopes=scopes,
+            valid_from=start,
+            valid_until=valid_until,
+            comment=comment,
+        )
+    change = grant(
         session,
         actor,
         user,
@@ -491,7 +523,7 @@ def attach_directly(
         valid_from=start,
         valid_until=valid_until,
     )
-    _default_spaces_request(session, rt, user, structure, scopes)
+    default_spaces_request(session, rt, user, structure, scopes)
     record(
         session,
         action="attachment.created",
@@ -518,23 +550,17 @@ def attach_directly(
     ]
 
 
-def remove(
-    session: Session,
-    rt: Runtime,
-    actor: User,
-    structure_id: int,
-    user_id: int,
-    *,
-    comment: str | None = None,
-) -> None:
-    """Remove every attachment of a user to the structure: they become `deleted`,
-    the user's subscriptions there are deactivated and their pending attachment
-    and subscription requests there are closed (refused), so nothing is granted
-    and nothing pending can grant it back later.
+def _detach(
+    session: Session, user_id: int, structure_id: int, *, by: User, reason: str
+) -> dict[str, Any]:
+    """End every attachment of the user to the structure (validated or pending
+    rows become `deleted`), deactivate their subscriptions there and close
+    their pending attachment and subscription requests there (refused with
+    `reason`), so nothing is granted and nothing pending can grant it back.
+    Returns the rows' summary before. In the caller's transaction.
 
-    Raises NotFound (not attached), Forbidden, Conflict `user_is_principal`.
+    Raises NotFound (not attached), Conflict `user_is_principal`.
     """
-    structure = authorize(session, rt, actor, structure_id, "attachments.delete")
     rows = {
         k: v
         for k, v in _existing_rows(session, user_id, structure_id).items()
@@ -544,7 +570,7 @@ def remove(
         raise NotFound("This user is not attached to this structure.")
     if validated_role(rows.values()) == "principal":
         raise Conflict(
-            "The principal manager cannot be removed; transfer the role first.",
+            "The principal manager cannot leave or be removed; transfer the role first.",
             code="user_is_principal",
         )
     before = _summary(rows)
@@ -559,34 +585,35 @@ def remove(
         )
         .values(status="deactivated", updated_at=utcnow())
     )
-    session.execute(
-        update(AttachmentRequest)
-        .where(
-            AttachmentRequest.user_id == user_id,
-            AttachmentRequest.structure_id == structure_id,
-            AttachmentRequest.status == "pending",
+    for model in (AttachmentRequest, SubscriptionRequest):
+        session.execute(
+            update(model)
+            .where(
+                model.user_id == user_id,
+                model.structure_id == structure_id,
+                model.status == "pending",
+            )
+            .values(status="refused", reason=reason, processed_at=utcnow(), processed_by_id=by.id)
         )
-        .values(
-            status="refused",
-            reason="Attachment removed",
-            processed_at=utcnow(),
-            processed_by_id=actor.id,
-        )
-    )
-    session.execute(
-        update(SubscriptionRequest)
-        .where(
-            SubscriptionRequest.user_id == user_id,
-            SubscriptionRequest.structure_id == structure_id,
-            SubscriptionRequest.status == "pending",
-        )
-        .values(
-            status="refused",
-            reason="Attachment removed",
-            processed_at=utcnow(),
-            processed_by_id=actor.id,
-        )
-    )
+    return before
+
+
+def remove(
+    session: Session,
+    rt: Runtime,
+    actor: User,
+    structure_id: int,
+    user_id: int,
+    *,
+    comment: str | None = None,
+) -> None:
+    """A manager removes every attachment of a user to the structure (see
+    _detach); the user is mailed.
+
+    Raises NotFound (not attached), Forbidden, Conflict `user_is_principal`.
+    """
+    structure = authorize(session, rt, actor, structure_id, "attachments.delete")
+    before = _detach(session, user_id, structure_id, by=actor, reason="Attachment removed")
     record(
         session,
         action="attachment.deleted",
@@ -605,6 +632,49 @@ def remove(
             user,
             f"Detached from {structure.designation}",
             f"A manager removed your attachment to {structure.designation}.",
+        )
+    commit(session, rt)
+
+
+def leave(session: Session, rt: Runtime, actor: User, structure_id: int) -> None:
+    """A person leaves a structure themself: every attachment of theirs there
+    ends (see _detach; any role but principal, whatever the dates), the
+    structure's managers are mailed, "attachment.left" is written and the
+    revision moves. Commits.
+
+    Raises NotFound (unknown structure, or not attached to it: not told apart),
+    Forbidden `action_not_allowed` (technical users belong to their structure),
+    Conflict `user_is_principal` (designate a successor first).
+    """
+    if actor.kind != "person":
+        raise Forbidden(
+            "A technical user cannot leave its structure; its principal manages it.",
+            code="action_not_allowed",
+        )
+    structure = session.get(Structure, structure_id)
+    try:
+        if structure is None:
+            raise NotFound("")
+        before = _detach(session, actor.id, structure_id, by=actor, reason="Left the structure")
+    except NotFound as exc:
+        raise NotFound("No such structure among yours.") from exc
+    record(
+        session,
+        action="attachment.left",
+        actor=actor,
+        structure_id=structure_id,
+        target_user_id=actor.id,
+        comment="Left",
+        before=before,
+    )
+    bump_revision(session, memberships=[(actor.id, structure_id)])
+    for manager in invitations.managers_of(session, structure_id):
+        notify(
+            session,
+            manager,
+            f"{actor.first_name} {actor.last_name} left {structure.designation}",
+            f"{actor.first_name} {actor.last_name} ({actor.login_email}) left "
+            f"{structure.designation}: their attachments and subscriptions there ended.",
         )
     commit(session, rt)
 

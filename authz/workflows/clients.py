@@ -24,6 +24,7 @@ from models import ClientApplication, utcnow
 
 from ..errors import Conflict, Invalid, NotFound
 from ..runtime import Runtime
+from . import throttle
 from .records import commit, record
 
 KEY_PREFIX = "ak_"
@@ -80,14 +81,18 @@ def create_client(session: Session, rt: Runtime, name: str) -> tuple[ClientAppli
 
 
 def authenticate_client(
-    session: Session, rt: Runtime, presented_key: str
+    session: Session, rt: Runtime, presented_key: str, address: str | None = None
 ) -> ClientApplication | None:
     """The active client application owning `presented_key`, or None (malformed,
     unknown, wrong secret or revoked: not told apart).
 
     A key already verified by this process against the row's current hash is
     accepted without running argon2 again; the row is read every time, so a
-    revoked client or a replaced hash is refused at once.
+    revoked client or a replaced hash is refused at once. Otherwise the secret
+    is checked under the brute-force limit of the caller's `address` (the
+    log-in's; not per key, whose id is public: anyone could lock a client out).
+
+    Raises TooManyAttempts (the address is locked out).
     """
     match = KEY_RE.match(presented_key or "")
     if match is None:
@@ -104,8 +109,14 @@ def authenticate_client(
             _verified.move_to_end(fingerprint)
     if cached is not None and secrets.compare_digest(cached, client.key_hash):
         return client
-    if not rt.hasher.verify(client.key_hash, match["secret"]):
-        return None
+    with rt.sessions() as counting:
+        now = utcnow()
+        keys = throttle.reserve(counting, rt, None, address, now)
+        if not rt.hasher.verify(client.key_hash, match["secret"]):
+            throttle.record_failure(counting, rt, keys, now)
+            return None
+        throttle.forget_login(counting, keys)
+        counting.commit()
     with _verified_lock:
         _verified[fingerprint] = client.key_hash
         _verified.move_to_end(fingerprint)

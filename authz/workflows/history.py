@@ -69,6 +69,6 @@ def get_entry(session: Session, rt: Runtime, actor: User, entry_id: int) -> Hist
         raise NotFound("No such history entry.")
     try:
         authorize(session, rt, actor, entry.structure_id, "history.read")
-    except Forbidden as exc:
+    except (NotFound, Forbidden) as exc:  # the same answer as a missing entry
         raise NotFound("No such history entry.") from exc
     return entry

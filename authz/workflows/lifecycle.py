@@ -22,7 +22,7 @@ from ..errors import Conflict, Forbidden, Invalid, NotFound, Unauthenticated
 from ..pagination import Page, paginate
 from ..roles import in_force_condition, today
 from ..runtime import Runtime
-from . import accounts
+from . import accounts, throttle
 from .access import authorize, effective_attachments, role_on
 from .records import bump_revision, commit, notify, record
 
@@ -248,19 +248,31 @@ class Successor:
 
 
 def deactivate_self(
-    session: Session, rt: Runtime, actor: User, *, password: str, successors: list[Successor]
+    session: Session,
+    rt: Runtime,
+    actor: User,
+    *,
+    password: str,
+    successors: list[Successor],
+    address: str | None = None,
 ) -> User:
     """Deactivate one's own account. A principal names a successor for EVERY
     structure they lead, in the same call; structures run through the state's
     central pipeline cannot be left this way. The account grants nothing from
-    now on and can be reactivated by its owner within 60 days.
+    now on and can be reactivated by its owner within 60 days. The password is
+    checked under the log-in's brute-force limits (its login and `address`).
 
-    Raises Unauthenticated (wrong password), Conflict `successors_required`
-    (missing ones listed) / `centrally_managed`, Invalid (a successor for a
-    structure the actor does not lead, or not eligible).
+    Raises TooManyAttempts, Unauthenticated (wrong password), Conflict
+    `successors_required` (missing ones listed) / `centrally_managed`, Invalid
+    (a successor for a structure the actor does not lead, or not eligible).
     """
-    if actor.password_hash is None or not rt.hasher.verify(actor.password_hash, password):
+    now = utcnow()
+    keys = throttle.reserve(session, rt, actor.login_email, address, now)
+    if not rt.hasher.verify(actor.password_hash, password or ""):
+        throttle.record_failure(session, rt, keys, now)
         raise Unauthenticated("Wrong password.", code="invalid_credentials")
+    throttle.forget_login(session, keys)
+    session.commit()  # the attempt is given back even if a check below refuses
     led = {
         row.structure_id
         for row in session.scalars(

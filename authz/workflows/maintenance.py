@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 
 from sqlalchemy import delete, or_
 from sqlalchemy.orm import Session
@@ -11,6 +12,7 @@ from sqlalchemy.orm import Session
 from models import ActivationToken, AuthToken, LoginThrottle, PolicyChange, utcnow
 
 from ..runtime import Runtime
+from . import invitations
 from .lifecycle import close_expired_accounts
 from .records import commit
 
@@ -18,6 +20,8 @@ from .records import commit
 GRACE = dt.timedelta(days=1)
 # How long the policy change log is kept for workers to catch up incrementally.
 CHANGE_LOG_AGE = dt.timedelta(days=7)
+
+log = logging.getLogger("authz.maintenance")
 
 
 def run_maintenance(
@@ -28,7 +32,8 @@ def run_maintenance(
     window and lock-out have both ended. Return the number of rows deleted per
     kind; change-log rows older than CHANGE_LOG_AGE (a worker that far behind
     reloads its whole decision index instead). Then close the accounts
-    deactivated more than 60 days ago. Commits.
+    deactivated more than 60 days ago, and mark the invitations past their
+    expiry as expired. Commits.
     """
     now = now or utcnow()
     cutoff = now - GRACE
@@ -60,4 +65,9 @@ def run_maintenance(
     }
     commit(session, rt)
     counts["closed_accounts"] = close_expired_accounts(session, rt, now)
+    # Invitations past their expiry are already refused as expired; this writes
+    # their status and history entry (logged, not counted: nothing is deleted).
+    expired = invitations.expire(session, rt, now)
+    if expired:
+        log.info("%d invitation(s) expired", expired)
     return counts

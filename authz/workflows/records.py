@@ -42,6 +42,13 @@ HISTORY_ACTIONS: dict[str, bool] = {
     "attachment_request.refused": False,
     "attachment.created": True,
     "attachment.deleted": True,
+    "attachment.left": True,  # the person left the structure themself
+    # invitations (they grant nothing until accepted)
+    "invitation.created": False,
+    "invitation.accepted": True,
+    "invitation.refused": False,
+    "invitation.withdrawn": False,
+    "invitation.expired": False,
     "principal.designated": True,
     "principal.appointed": True,
     # subscriptions

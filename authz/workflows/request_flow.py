@@ -115,7 +115,10 @@ def load_for_processing(
     req = session.get(model, request_id)
     if req is None:
         raise NotFound(f"No such {NAME[model]}.")
-    structure = authorize(session, rt, actor, req.structure_id, PROCESS[model])
+    try:
+        structure = authorize(session, rt, actor, req.structure_id, PROCESS[model])
+    except NotFound as exc:  # another structure's request: the same answer as a missing one
+        raise NotFound(f"No such {NAME[model]}.") from exc
     if req.user_id == actor.id:
         raise Forbidden("Nobody validates or refuses their own request.", code="own_request")
     if req.status != "pending":

@@ -327,9 +327,13 @@ def list_visible(
     """The structures the actor may see, filtered and paginated."""
     stmt = select(Structure).where(visible_structures(rt, actor))
     if q:
-        like = f"%{q.strip().lower()}%"
+        # A literal substring: %, _ and the escape character match themselves.
+        term = q.strip().lower()
         stmt = stmt.where(
-            or_(func.lower(Structure.designation).like(like), Structure.identifier_value.like(like))
+            or_(
+                func.lower(Structure.designation).contains(term, autoescape=True),
+                Structure.identifier_value.contains(term, autoescape=True),
+            )
         )
     if identifier_value:
         stmt = stmt.where(Structure.identifier_value == identifier_value.strip())

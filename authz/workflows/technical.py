@@ -312,7 +312,7 @@ def authenticate_technical(
     """
     now = utcnow()
     login = (login or "").strip().lower()
-    keys = throttle.check(session, rt, login, address, now)
+    keys = throttle.reserve(session, rt, login, address, now)
     user = find_by_login(session, login) if login else None
     credential = None
     if user is not None and user.kind == "technical":
@@ -327,15 +327,20 @@ def authenticate_technical(
         throttle.record_failure(session, rt, keys, now)
         raise Unauthenticated("Wrong login or secret.", code="invalid_credentials")
     assert user is not None and credential is not None
+    refusal: Unauthenticated | Forbidden | None = None
     if credential.secret_expires_at <= now:
-        raise Unauthenticated(
+        refusal = Unauthenticated(
             "This secret has expired: the structure's principal manager must reset it.",
             code="secret_expired",
         )
-    if user.status != "active":
-        raise Forbidden(
+    elif user.status != "active":
+        refusal = Forbidden(
             f"This account is {user.status}: it cannot log in.", code="account_not_active"
         )
+    if refusal is not None:  # the right secret: the attempt is given back
+        throttle.forget_login(session, keys)
+        session.commit()
+        raise refusal
     if rt.hasher.needs_rehash(credential.secret_hash):
         credential.secret_hash = rt.hasher.hash(secret)
     throttle.forget_login(session, keys)

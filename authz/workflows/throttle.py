@@ -1,21 +1,30 @@
-"""Brute-force limits on log-in: failures are counted per login and per client
-address (rows of `login_throttles`), and a key that reaches its limit is locked
-out for AUTHZ_LOGIN_LOCKOUT_SECONDS.
+"""Brute-force limits on every check of a password or secret: attempts are
+counted per login and per client address (rows of `login_throttles`), and a
+key that reaches its limit is locked out for AUTHZ_LOGIN_LOCKOUT_SECONDS.
 
-Person log-ins (authz/workflows/accounts.py) and technical tokens (authz/workflows/technical.py)
-share these counters, so guessing a technical secret costs the same lock-outs
-as guessing a password. A caller:
+Person log-ins and reactivations (authz/workflows/accounts.py), the password
+confirmation of a deactivation (authz/workflows/lifecycle.py), technical tokens
+(authz/workflows/technical.py) and client API keys (authz/workflows/clients.py,
+per address only) share these counters, so guessing any of them costs the same
+lock-outs.
 
-    keys = throttle.check(session, rt, login, address, now)  # TooManyAttempts
-    ... wrong credentials: throttle.record_failure(session, rt, keys, now)
-    ... right ones:        throttle.forget_login(session, keys)
+An attempt is counted BEFORE the secret is checked, by one atomic upsert per
+key (INSERT … ON CONFLICT DO UPDATE … RETURNING), committed at once: of N
+parallel guesses, on any backend, only the first `limit` are checked at all,
+the others are refused without running argon2. A right secret then gives the
+attempt back. A caller:
+
+    keys = throttle.reserve(session, rt, login, address, now)  # TooManyAttempts; commits
+    ... wrong secret: throttle.record_failure(session, rt, keys, now)   # commits
+    ... right one:    throttle.forget_login(session, keys)  # in the caller's transaction
 """
 
 from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import and_, case, delete, literal, null, or_, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from models import LoginThrottle
@@ -23,58 +32,103 @@ from models import LoginThrottle
 from ..errors import TooManyAttempts
 from ..runtime import Runtime
 
-# (key, failures allowed before a lock-out); the login's key comes first.
+# (key, attempts allowed in a window); the login's key comes first.
 Keys = list[tuple[str, int]]
 
+_TABLE = LoginThrottle.__table__
+_INSERT = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 
-def keys_for(rt: Runtime, login: str, address: str | None) -> Keys:
-    """The counters a log-in attempt with `login` from `address` counts on."""
-    keys = [(f"email:{login}", rt.settings.login_max_failures)]
+
+def keys_for(rt: Runtime, login: str | None, address: str | None) -> Keys:
+    """The counters an attempt for `login` (None: no login, e.g. an API key)
+    from `address` counts on."""
+    keys = [(f"email:{login}", rt.settings.login_max_failures)] if login is not None else []
     if address:
         keys.append((f"ip:{address}", rt.settings.login_max_failures_per_ip))
     return keys
 
 
-def check(session: Session, rt: Runtime, login: str, address: str | None, now: dt.datetime) -> Keys:
-    """The attempt's keys, if none of them is locked out at `now`.
+def _count(session: Session, key: str, now: dt.datetime, window: dt.timedelta):
+    """Add one attempt to `key`'s counter, starting a new window when the last
+    one and its lock-out have ended; returns (failures, window start, locked
+    until) as they are after this attempt. One statement: concurrent attempts
+    on the same key are serialised by the database on its row."""
+    ended = and_(
+        _TABLE.c.window_started_at <= now - window,
+        or_(_TABLE.c.locked_until.is_(None), _TABLE.c.locked_until <= now),
+    )
+    at_now = literal(now, _TABLE.c.window_started_at.type)
+    insert = _INSERT[session.get_bind().dialect.name]
+    stmt = (
+        insert(_TABLE)
+        .values(key=key, failures=1, window_started_at=now, locked_until=None)
+        .on_conflict_do_update(
+            index_elements=[_TABLE.c.key],
+            set_={
+                "failures": case((ended, 1), else_=_TABLE.c.failures + 1),
+                "window_started_at": case((ended, at_now), else_=_TABLE.c.window_started_at),
+                "locked_until": case((ended, null()), else_=_TABLE.c.locked_until),
+            },
+        )
+        .returning(_TABLE.c.failures, _TABLE.c.window_started_at, _TABLE.c.locked_until)
+    )
+    return session.execute(stmt).one()
 
-    Raises TooManyAttempts (with the seconds to wait before retrying).
+
+def reserve(
+    session: Session, rt: Runtime, login: str | None, address: str | None, now: dt.datetime
+) -> Keys:
+    """Count an attempt on its keys (see keys_for) before its secret is
+    checked, and commit; return the keys for record_failure / forget_login.
+
+    Raises TooManyAttempts (with the seconds to wait) when a key is locked out,
+    or already has as many attempts as it allows in its window: the secret
+    must then not be checked.
     """
+    window = dt.timedelta(seconds=rt.settings.login_lockout_seconds)
     keys = keys_for(rt, login, address)
-    for key, _limit in keys:
-        row = session.get(LoginThrottle, key)
-        if row is not None and row.locked_until is not None and row.locked_until > now:
-            retry = int((row.locked_until - now).total_seconds()) + 1
-            raise TooManyAttempts("Too many failed log-ins; try again later.", retry_after=retry)
+    for key, limit in keys:
+        failures, started, locked_until = _count(session, key, now, window)
+        if (locked_until is not None and locked_until > now) or failures > limit:
+            session.commit()
+            until = locked_until if locked_until is not None and locked_until > now else None
+            retry = ((until or started + window) - now).total_seconds()
+            raise TooManyAttempts(
+                "Too many failed attempts; try again later.", retry_after=max(1, int(retry) + 1)
+            )
+    session.commit()
     return keys
 
 
 def record_failure(session: Session, rt: Runtime, keys: Keys, now: dt.datetime) -> None:
-    """Count a failed attempt on each key, locking out those that reach their
-    limit; commits at once (the caller then raises, and must not roll it back)."""
-    window = dt.timedelta(seconds=rt.settings.login_lockout_seconds)
-    for attempt in range(3):
-        try:
-            for key, limit in keys:
-                row = session.get(LoginThrottle, key)
-                if row is None:
-                    row = LoginThrottle(key=key, failures=0, window_started_at=now)
-                    session.add(row)
-                elif row.window_started_at + window <= now:
-                    row.failures, row.window_started_at, row.locked_until = 0, now, None
-                row.failures += 1
-                if row.failures >= limit:
-                    row.locked_until = now + window
-            session.commit()
-            return
-        except IntegrityError:  # a concurrent failure inserted the same key first
-            session.rollback()
-    raise RuntimeError("could not record a failed log-in")
+    """The secret was wrong: the attempt stays counted, and each key that has
+    reached its limit is locked out from now. Commits at once (the caller then
+    raises, and must not roll it back)."""
+    until = now + dt.timedelta(seconds=rt.settings.login_lockout_seconds)
+    for key, limit in keys:
+        session.execute(
+            update(LoginThrottle)
+            .where(
+                LoginThrottle.key == key,
+                LoginThrottle.failures >= limit,
+                or_(LoginThrottle.locked_until.is_(None), LoginThrottle.locked_until <= now),
+            )
+            .values(locked_until=until)
+            .execution_options(synchronize_session=False)
+        )
+    session.commit()
 
 
 def forget_login(session: Session, keys: Keys) -> None:
-    """A successful log-in clears its login's counter (not the address's), in
-    the caller's transaction."""
-    row = session.get(LoginThrottle, keys[0][0])
-    if row is not None:
-        session.delete(row)
+    """The secret was right: the login's counter is cleared, and the address's
+    gets its attempt back; in the caller's transaction."""
+    for key, _limit in keys:
+        if key.startswith("email:"):
+            stmt = delete(LoginThrottle).where(LoginThrottle.key == key)
+        else:
+            stmt = (
+                update(LoginThrottle)
+                .where(LoginThrottle.key == key, LoginThrottle.failures > 0)
+                .values(failures=LoginThrottle.failures - 1)
+            )
+        session.execute(stmt.execution_options(synchronize_session=False))

@@ -30,11 +30,11 @@ from models import Attachment, AttachmentRequest, Service, Structure, User
 
 from ..errors import Forbidden, Invalid, NotFound
 from ..pagination import Page, paginate
-from ..roles import role_in_force, today
+from ..roles import RANK, role_in_force, today, validated_role
 from ..runtime import Runtime
 from ..textkeys import fold
 from . import accounts
-from .access import authorize, managed_structures
+from .access import authorize, managed_structures, role_on
 from .records import commit, queue_mail, record
 from .request_flow import PROCESS, Outcome, bulk
 
@@ -311,16 +311,42 @@ def _profile(user: User) -> dict[str, Any]:
     return {field: getattr(user, field) for field in accounts.PROFILE_FIELDS}
 
 
+def owner_of(session: Session, user: User) -> int | None:
+    """The structure that owns the account, or None. A structure owns an account
+    when one of its managers created it for that structure
+    (`created_for_structure_id`) and the account is attached nowhere else: no
+    attachment row that is validated, pending or deactivated on another
+    structure (a request made elsewhere counts: it writes pending rows). A
+    person account only, without a platform role."""
+    structure_id = user.created_for_structure_id
+    if structure_id is None or user.kind != "person" or user.platform_role is not None:
+        return None
+    elsewhere = session.scalar(
+        select(Attachment.id)
+        .where(
+            Attachment.user_id == user.id,
+            Attachment.structure_id != structure_id,
+            Attachment.status.in_(("validated", "pending", "deactivated")),
+        )
+        .limit(1)
+    )
+    return None if elsewhere is not None else structure_id
+
+
 def update_user(
     session: Session, rt: Runtime, actor: User, user_id: int, changes: dict[str, Any]
 ) -> User:
-    """A manager changes a visible person's contact email, names or phone (never
-    the login email, which receives activation and password mails). The change
-    is written in the history of every structure where the actor manages the
-    user, and the user is told at the contact email they had before.
+    """A manager changes the contact email, names or phone (never the login
+    email, which receives activation and password mails) of an account their
+    structure owns (owner_of), where the person's role is not above their own
+    (a secondary manager never edits the principal). The change is written in
+    the structure's history, and the user is told at the contact email they had
+    before.
 
-    Raises NotFound (unknown or invisible), Forbidden `technical_user` (technical
-    users are managed by the principal manager), Invalid (another field, or a bad
+    Raises NotFound (unknown or invisible), Forbidden `technical_user`
+    (technical users are managed by the principal manager), `account_not_owned`
+    (the account was not created by a structure the actor manages, or is
+    attached elsewhere too), `higher_role`, Invalid (another field, or a bad
     contact email).
     """
     user = get_visible(session, rt, actor, user_id)
@@ -329,28 +355,40 @@ def update_user(
             "Technical users are managed by the structure's principal manager.",
             code="technical_user",
         )
+    owner = owner_of(session, user)
+    if owner is None or owner not in session.scalars(managed_structures(rt, actor, MANAGE)).all():
+        raise Forbidden(
+            "Only the structure that created this account, while it is attached nowhere "
+            "else, may change it; the person changes it themself (PATCH /v1/me).",
+            code="account_not_owned",
+        )
+    theirs = validated_role(
+        session.scalars(
+            select(Attachment).where(
+                Attachment.user_id == user.id, Attachment.structure_id == owner
+            )
+        )
+    )
+    if RANK.get(theirs or "", 0) > RANK.get(role_on(session, actor, owner) or "", 0):
+        raise Forbidden(
+            "You may not change the account of someone whose role is above yours.",
+            code="higher_role",
+        )
     before = _profile(user)
     accounts.apply_profile(user, changes)
     after = _profile(user)
     changed = [field for field in accounts.PROFILE_FIELDS if before[field] != after[field]]
     if changed:
-        structure_ids = session.scalars(
-            select(Attachment.structure_id)
-            .distinct()
-            .where(Attachment.user_id == user.id, _seen_attachments(rt, actor))
-            .order_by(Attachment.structure_id)
-        ).all()
-        for structure_id in structure_ids:
-            record(
-                session,
-                action="user.updated",
-                actor=actor,
-                structure_id=structure_id,
-                target_user_id=user.id,
-                comment="Modified",
-                before={f: before[f] for f in changed},
-                after={f: after[f] for f in changed},
-            )
+        record(
+            session,
+            action="user.updated",
+            actor=actor,
+            structure_id=owner,
+            target_user_id=user.id,
+            comment="Modified",
+            before={f: before[f] for f in changed},
+            after={f: after[f] for f in changed},
+        )
         queue_mail(
             session,
             kind="notification",
@@ -386,13 +424,16 @@ def create_account_for(
     """A manager creates the pending account of a person they want to attach to
     `structure_id` (the structure they act for): the activation link is mailed
     to the login email and "account.created" is written in the structure's
-    history. The person is not attached yet: the manager attaches them next
-    (attachments.attach_directly), which also makes them visible here.
+    history. The account records that structure (`created_for_structure_id`):
+    its managers may attach it at once while it is pending, and modify it while
+    the structure owns it (owner_of). The person is not attached yet: the
+    manager attaches them next (attachments.attach_directly), which also makes
+    them visible here.
 
     `fields`: those of accounts.create_account. Raises Invalid
     `structure_required` (no structure named) or a bad field, NotFound (structure
     unknown or invisible), Forbidden `action_not_allowed` (the actor may not
-    manage its users), Conflict `login_email_taken`.
+    manage its users), Conflict `login_email_taken` / `login_confusable`.
     """
     if structure_id is None:
         raise Invalid(
@@ -401,7 +442,7 @@ def create_account_for(
             errors={"structure_id": ["Required when logged in."]},
         )
     authorize(session, rt, actor, structure_id, MANAGE)
-    user = accounts.create_account(session, rt, **fields)
+    user = accounts.create_account(session, rt, created_for_structure_id=structure_id, **fields)
     record(
         session,
         action="account.created",

@@ -1,7 +1,7 @@
 """policy versions: the policy files as applied, versioned and audited
 
 Revision ID: 0007
-Revises: 0005
+Revises: 0006
 Create Date: 2026-11-30 16:00:00.000000
 
 Adds `policy_versions` (each set of policy files applied: who, when, digest, the
@@ -10,8 +10,8 @@ the policy_revision row, and the change-log scope 'policy' (a revision that
 changed the policy set, not the facts of the decision index). See
 docs/operations.md, "Policy versions".
 
-(Numbered 0007 and chained on 0005: another branch adds a 0006 in parallel;
-whoever merges second re-chains theirs on the other's.)
+(Written in parallel with 0006 and first chained on 0005; re-chained on 0006
+when the two branches merged. Neither touches what the other adds.)
 """
 
 from alembic import op
@@ -19,11 +19,12 @@ import sqlalchemy as sa
 
 
 revision = "0007"
-down_revision = "0005"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 # Additive: code at 0005 runs on this schema (a new table, a nullable column,
-# and a change-log scope it skips).
+# and a change-log scope it skips), as it runs on 0006's (which declares 0005
+# too, docs/operations.md "The declaration"), and so does code at 0006.
 compatible_with = "0005"
 
 OLD_SCOPES = "scope IN ('user', 'structure', 'membership', 'all')"

@@ -50,8 +50,9 @@ def test_guide_direct_attachment_and_removal_end_to_end(api, rt, bakery):
     assert allowed(paul, sid, "my_account", "modify", service="BOUTIQUE", at=at)
     assert not allowed(paul, sid, "my_account", "modify", service="ATELIER", at=at)
     assert allowed(paul, sid, None, "attachments.create", at=at)
+    # Paul's account is active: he was invited, and accepted (tests/support/consent.py).
     [mail] = notifications(rt, contact_of(paul))
-    assert mail.subject == f"Attached to {DESIGNATION}"
+    assert mail.subject == f"Invitation to join {DESIGNATION}"
 
     removed = claire.delete(f"/v1/structures/{sid}/attachments/{paul.user['id']}")
     assert removed.status_code == 204
@@ -67,7 +68,8 @@ def test_guide_direct_attachment_and_removal_end_to_end(api, rt, bakery):
     entries = history(claire, sid, user_id=paul.user["id"])
     assert [(e["action"], e["comment"]) for e in entries] == [
         ("attachment.deleted", "Deleted"),
-        ("attachment.created", "Attached"),
+        ("invitation.accepted", "Invitation accepted"),
+        ("invitation.created", "Invited"),
     ]
 
 

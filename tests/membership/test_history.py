@@ -199,12 +199,14 @@ def test_history_filters_by_action_user_and_period(api, bakery):
     assert actions(user_id=lucie.user["id"]) == [
         "subscription_request.refused",
         "subscription_request.created",
-        "attachment.created",
+        # Lucie's account is active: she was invited, and accepted (tests/support/consent.py).
+        "invitation.accepted",
+        "invitation.created",
     ]
     assert set(actions(user_id=claire.user["id"])) >= {
         "attachment_request.validated",
         "subscription_request.refused",
-        "attachment.created",
+        "invitation.created",
     }
 
     def iso(moment: dt.datetime) -> str:
@@ -215,7 +217,8 @@ def test_history_filters_by_action_user_and_period(api, bakery):
     assert actions(since=iso(at(2.5))) == [
         "subscription_request.refused",
         "subscription_request.created",
-        "attachment.created",
+        "invitation.accepted",
+        "invitation.created",
     ]
     assert "structure.created" in actions(until=iso(at(0.5)))
     assert not {"attachment_request.created", "attachment.created"} & set(

@@ -9,6 +9,8 @@ from sqlalchemy import select
 
 from models import OutboxMail
 
+from .consent import attach
+
 PASSWORD = "correct horse battery staple"
 
 # Valid SIRETs (Luhn) for the structures of a test, in the order it makes them.
@@ -118,10 +120,13 @@ def attach_directly(
 ) -> list[dict]:
     """`manager` attaches a user directly (POST …/attachments): `who` is their
     login email (a str) or their id (an int); the whole structure unless
-    `service_ids` are given. The attachments made."""
-    r = manager.post(
-        f"/v1/structures/{structure_id}/attachments",
-        json={
+    `service_ids` are given. An account the structure may not attach at once
+    is invited, and the invitation accepted in the person's name
+    (tests/support/consent.py). The attachments made."""
+    return attach(
+        manager,
+        structure_id,
+        {
             "login_email" if isinstance(who, str) else "user_id": who,
             "role": role,
             "whole_structure": not service_ids,
@@ -129,5 +134,3 @@ def attach_directly(
             **extra,
         },
     )
-    assert r.status_code == 201, r.json
-    return r.json
