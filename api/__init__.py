@@ -14,7 +14,7 @@ from authz.config import SettingError, Settings, load_settings, unknown_variable
 from authz.db import schema_status
 from authz.runtime import build_runtime, close_runtime, sync_catalogue
 
-from . import errors, identity
+from . import errors, identity, revisions
 from .inputs import IdConverter, id_parameter_schema
 
 API_TITLE = "Authorization service"
@@ -89,11 +89,13 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
         {"type": "http", "scheme": "bearer", "description": "A token from POST /v1/auth/token."},
     )
     identity.register(app)
+    revisions.register(app)
 
     from . import (
         auth,
         authzen,
         catalogue,
+        changes,
         checks,
         health,
         history,
@@ -112,6 +114,7 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
         structures.blp,
         catalogue.blp,
         checks.blp,
+        changes.blp,
         users.blp,
         history.blp,
         authzen.blp,

@@ -4,7 +4,7 @@
   roles, levels…), written once over the constants of models/ and authz/;
 - common.py: the problem body, page arguments and envelopes, bulk outcomes;
 - one module per blueprint: accounts (auth), structures, catalogue (spaces),
-  checks, health, rights (permissions and access), users, history, lifecycle,
+  changes, checks, health, rights (permissions and access), users, history, lifecycle,
   requests (attachment and subscription requests), invitations (and leaving a
   structure), technical, reviews, authzen.
 
@@ -52,6 +52,12 @@ from .authzen import (
 from .catalogue import (
     SpaceSchema,
 )
+from .changes import (
+    ChangePageSchema,
+    ChangeSchema,
+    ChangesQuerySchema,
+    RevisionChangesSchema,
+)
 from .checks import (
     BatchDecisionSchema,
     BatchSchema,
@@ -66,8 +72,10 @@ from .common import (
     PageArgs,
     Problem,
     RevisionPageArgs,
+    WrittenSchema,
     page_of,
     revision_page_of,
+    written,
 )
 from .health import (
     HealthSchema,
@@ -120,6 +128,7 @@ from .rights import (
 )
 from .structures import (
     AttachmentSchema,
+    AttachmentsWrittenSchema,
     DirectAttachmentSchema,
     LookupQuerySchema,
     LookupSchema,
@@ -156,6 +165,13 @@ from .users import (
 )
 
 __all__ = [
+    "ChangePageSchema",
+    "ChangeSchema",
+    "ChangesQuerySchema",
+    "RevisionChangesSchema",
+    "AttachmentsWrittenSchema",
+    "WrittenSchema",
+    "written",
     "HealthSchema",
     "Problem",
     "PageArgs",
