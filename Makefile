@@ -3,7 +3,8 @@
 #   make run                     migrate, load the demo data, serve (SQLite under var/)
 #   make run BIND=0.0.0.0:8000   same, on another address
 #   make test                    pytest on SQLite, then on PostgreSQL too when
-#                                AUTHZ_TEST_POSTGRES_URL is set in the environment
+#                                AUTHZ_TEST_POSTGRES_URL is set in the environment;
+#                                then the policy tests and the Python client's tests
 #   make test ARGS="-k login -x" extra pytest arguments (given to both runs)
 #   make clean                   remove var/ and caches (keeps .venv)
 
@@ -31,8 +32,10 @@ venv: $(STAMP)
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): pyproject.toml | $(VENV)/bin/python
-	$(VENV)/bin/python -m pip install --disable-pip-version-check -e ".[test]"
+# The Python client (clients/python) is installed too: the service's suite runs
+# it against a live service (tests/test_python_client.py).
+$(STAMP): pyproject.toml clients/python/pyproject.toml | $(VENV)/bin/python
+	$(VENV)/bin/python -m pip install --disable-pip-version-check -e ".[test]" -e clients/python
 	@touch $@
 
 # --- run the service --------------------------------------------------------
@@ -60,6 +63,8 @@ test: venv
 	echo "==> SQLite: exit $$sqlite_rc$$( [ -n "$${AUTHZ_TEST_POSTGRES_URL:-}" ] && echo ", PostgreSQL: exit $$pg_rc")"; \
 	[ $$sqlite_rc -eq 0 ] && [ $$pg_rc -eq 0 ]
 	$(VENV)/bin/authz policy test
+	@echo "==> the Python client's own tests (clients/python/tests)"
+	cd clients/python && ../../$(VENV)/bin/pytest -q
 
 # --- housekeeping -----------------------------------------------------------
 clean:
