@@ -373,37 +373,56 @@ class AuthzClient:
     def search_subjects(
         self, resource: Mapping[str, Any], action: Mapping[str, Any], *,
         subject_type: str = "user", page: Mapping[str, Any] | None = None,
+        context: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Who may do `action` on `resource`? (POST /access/v1/search/subject):
-        `results` and `page.next_token`. Raises AuthzError."""
+        `results` and `page.next_token`. Raises AuthzError.
+
+        Searches send `context` as given, never the remembered revision: a page
+        token is bound to its request, context included, so every page of one
+        search must send the same (e.g. {"at_least_revision": authz.revision})."""
         return self._search(
             "/access/v1/search/subject",
             {"subject": {"type": subject_type}, "action": dict(action), "resource": dict(resource)},
             page,
+            context,
         )
 
     def search_resources(
         self, subject: Mapping[str, Any], action: Mapping[str, Any], *,
         resource_type: str = "space", page: Mapping[str, Any] | None = None,
+        context: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         """On what may `subject` do `action`? (POST /access/v1/search/resource)."""
         return self._search(
             "/access/v1/search/resource",
             {"subject": dict(subject), "action": dict(action), "resource": {"type": resource_type}},
             page,
+            context,
         )
 
     def search_actions(
         self, subject: Mapping[str, Any], resource: Mapping[str, Any], *,
         page: Mapping[str, Any] | None = None,
+        context: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         """What may `subject` do on `resource`? (POST /access/v1/search/action)."""
         return self._search(
-            "/access/v1/search/action", {"subject": dict(subject), "resource": dict(resource)}, page
+            "/access/v1/search/action",
+            {"subject": dict(subject), "resource": dict(resource)},
+            page,
+            context,
         )
 
-    def _search(self, path: str, body: dict[str, Any], page: Mapping[str, Any] | None) -> Any:
-        body["context"] = self._authzen_context(None)
+    def _search(
+        self,
+        path: str,
+        body: dict[str, Any],
+        page: Mapping[str, Any] | None,
+        context: Mapping[str, Any] | None,
+    ) -> Any:
+        if context is not None:
+            body["context"] = dict(context)
         if page is not None:
             body["page"] = dict(page)
         return self.request("POST", path, json=body)
