@@ -129,9 +129,17 @@ def test_a_check_at_the_revision_a_write_returned_sees_it_on_every_worker(live):
             token=live.token("alice@example.org"),
         )
         assert authz.revision == answer["revision"]
-        decisions = on_every_worker(live, lambda: authz.check(*_args(live.victor_may())))
-        assert {(d.allowed, d.error) for d in decisions} == {(False, None)}
-        assert min(d.revision for d in decisions) >= answer["revision"]
+        assert not authz.check(*_args(live.victor_may()))
+
+    def elsewhere():
+        """Another process of the application, told the revision (a new client:
+        a new connection, which any worker may take)."""
+        with AuthzClient(live.url, live.key) as other:
+            return other.check(*_args(live.victor_may()), at_least_revision=answer["revision"])
+
+    decisions = on_every_worker(live, elsewhere)
+    assert {(d.allowed, d.error) for d in decisions} == {(False, None)}
+    assert min(d.revision for d in decisions) >= answer["revision"]
 
 
 def _args(q: Question) -> tuple:
