@@ -9,8 +9,8 @@ from authz.workflows import accounts, users
 
 from . import schemas as s
 from .blueprint import Blueprint
-from .revisions import revisioned
 from .identity import current_user, db, public, runtime
+from .revisions import revisioned
 
 blp = Blueprint("auth", __name__, url_prefix="/v1", description="Accounts and log-in")
 

@@ -75,11 +75,10 @@ def revisioned(view: View) -> View:
 
 
 def answer(result: Any, revision: int) -> Any:
+    """`result` with `revision`, for the response schema to dump."""
     if isinstance(result, dict):
         return {**result, "revision": revision}
     return Written(result, revision)
-
-    return wrapper
 
 
 def _answer_with_revision(response: Response) -> Response:

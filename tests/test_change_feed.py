@@ -44,8 +44,11 @@ def test_each_revision_names_what_it_changed(api, client, rt, key, structure_of)
     ada = api.person("ada@example.org")
     sid = structure_of(ada)["id"]
     page = feed(client, key, after_revision=start)
-    changes = [(c["kind"], c["user_id"], c["structure_id"]) for r in page["revisions"]
-               for c in r["changes"]]
+    changes = [
+        (c["kind"], c["user_id"], c["structure_id"])
+        for r in page["revisions"]
+        for c in r["changes"]
+    ]
     assert ("structure", None, sid) in changes
     assert ("membership", ada.user["id"], sid) in changes
     assert page["next_after_revision"] == page["latest_revision"] == revision(rt)

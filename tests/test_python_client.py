@@ -157,10 +157,14 @@ def test_batches_permissions_and_authzen_answer_through_the_client(live):
         space = {"type": "space", "id": f"{live.acme}/issued_invoices"}
         assert authz.evaluate(victor, {"name": "modify"}, space)
         managers = {"type": "space", "id": f"{live.acme}/manager_activities"}
-        assert [d.allowed for d in authz.evaluate_many(
-            [{"resource": space}, {"resource": managers}],
-            subject=victor, action={"name": "consult"},
-        )] == [True, False]
+        assert [
+            d.allowed
+            for d in authz.evaluate_many(
+                [{"resource": space}, {"resource": managers}],
+                subject=victor,
+                action={"name": "consult"},
+            )
+        ] == [True, False]
         who = authz.search_subjects(space, {"name": "modify"})
         assert str(live.victor) in {s["id"] for s in who["results"]}
         where = authz.search_resources(victor, {"name": "modify"})

@@ -20,6 +20,28 @@ def revision_of(response) -> int:
     return response.json["revision"]
 
 
+def pending_account_attached(manager, structure_id: int, role: str = "simple"):
+    """An account `manager` created for the structure and attached at once
+    (still pending): its id and the attachment's answer."""
+    created = manager.post(
+        "/v1/accounts",
+        json={
+            "structure_id": structure_id,
+            "login_email": "noe@example.org",
+            "first_name": "Noé",
+            "last_name": "Neuf",
+        },
+    )
+    assert created.status_code == 201, created.json
+    noe = created.json["id"]
+    attached = manager.post(
+        f"/v1/structures/{structure_id}/attachments",
+        json={"user_id": noe, "role": role, "whole_structure": True},
+    )
+    assert attached.status_code == 201, attached.json
+    return noe, attached
+
+
 def test_a_created_structure_answers_its_revision_and_a_check_at_it_sees_its_principal(
     api, rt, structure_of
 ):
@@ -31,8 +53,15 @@ def test_a_created_structure_answers_its_revision_and_a_check_at_it_sees_its_pri
     assert r.status_code == 201, r.json
     written = revision_of(r)
     assert written == revision(rt)
-    decision = check(api, ada.user["id"], r.json["id"], None, "attachments.create", at=written,
-                     headers=key_headers(rt))
+    decision = check(
+        api,
+        ada.user["id"],
+        r.json["id"],
+        None,
+        "attachments.create",
+        at=written,
+        headers=key_headers(rt),
+    )
     assert decision["allowed"] and decision["revision"] >= written
 
 
@@ -43,18 +72,7 @@ def test_activating_an_attached_account_answers_a_revision_at_which_it_grants(
     its activation changes rights, so it bumps the revision and answers it."""
     claire = api.person("claire@example.org")
     sid = structure_of(claire)["id"]
-    created = claire.post(
-        "/v1/accounts",
-        json={"structure_id": sid, "login_email": "noe@example.org", "first_name": "Noé",
-              "last_name": "Neuf"},
-    )
-    assert created.status_code == 201, created.json
-    noe = created.json["id"]
-    attached = claire.post(
-        f"/v1/structures/{sid}/attachments",
-        json={"user_id": noe, "role": "secondary", "whole_structure": True},
-    )
-    assert attached.status_code == 201, attached.json
+    noe, attached = pending_account_attached(claire, sid, role="secondary")
     key = key_headers(rt)
     at = revision_of(attached)
     assert not check(api, noe, sid, None, "attachments.create", at=at, headers=key)["allowed"]
@@ -71,17 +89,7 @@ def test_activating_an_attached_account_answers_a_revision_at_which_it_grants(
 def test_removing_an_attachment_answers_its_revision_instead_of_no_content(api, rt, structure_of):
     claire = api.person("claire@example.org")
     sid = structure_of(claire)["id"]
-    created = claire.post(
-        "/v1/accounts",
-        json={"structure_id": sid, "login_email": "noe@example.org", "first_name": "Noé",
-              "last_name": "Neuf"},
-    )
-    noe = created.json["id"]
-    attached = claire.post(
-        f"/v1/structures/{sid}/attachments",
-        json={"user_id": noe, "whole_structure": True},
-    )
-    assert attached.status_code == 201, attached.json
+    noe, attached = pending_account_attached(claire, sid)
     assert [a["user_id"] for a in attached.json["attachments"]] == [noe]
     removed = claire.delete(f"/v1/structures/{sid}/attachments/{noe}")
     assert removed.status_code == 200, removed.json

@@ -99,9 +99,7 @@ def read_changes(
 def changes_after(session: Session, after_revision: int | None, limit: int) -> ChangePage:
     """One page of the log (see read_changes), read in one transaction."""
     latest = int(
-        session.execute(
-            select(PolicyRevision.revision).where(PolicyRevision.id == 1)
-        ).scalar_one()
+        session.execute(select(PolicyRevision.revision).where(PolicyRevision.id == 1)).scalar_one()
     )
     if after_revision is None or after_revision == latest:
         return ChangePage([], latest, latest, False)

@@ -10,7 +10,6 @@ import time
 
 import httpx
 import pytest
-
 from authz_client import (
     AuthzClient,
     AuthzError,
@@ -147,11 +146,24 @@ def test_the_cache_answers_what_it_was_given_until_the_feed_names_it():
     cache.put(Q, Decision(True, revision=10))
     assert cache.get(Q).allowed and cache.get(Q).cached
     # A change of another user leaves it; one of this user on this structure drops it.
-    cache.apply({"revisions": [{"revision": 11, "changes": [{"kind": "user", "user_id": 9}]}],
-                 "next_after_revision": 11})
+    cache.apply(
+        {
+            "revisions": [{"revision": 11, "changes": [{"kind": "user", "user_id": 9}]}],
+            "next_after_revision": 11,
+        }
+    )
     assert cache.get(Q)
-    cache.apply({"revisions": [{"revision": 12, "changes": [
-        {"kind": "membership", "user_id": 1, "structure_id": 2}]}], "next_after_revision": 12})
+    cache.apply(
+        {
+            "revisions": [
+                {
+                    "revision": 12,
+                    "changes": [{"kind": "membership", "user_id": 1, "structure_id": 2}],
+                }
+            ],
+            "next_after_revision": 12,
+        }
+    )
     assert cache.get(Q) is None
 
 
@@ -159,8 +171,12 @@ def test_the_cache_answers_what_it_was_given_until_the_feed_names_it():
 def test_a_structure_a_policy_or_an_unknown_change_drops_the_entry(kind):
     cache = cached()
     cache.put(Q, Decision(True, revision=10))
-    cache.apply({"revisions": [{"revision": 11, "changes": [{"kind": kind, "structure_id": 2}]}],
-                 "next_after_revision": 11})
+    cache.apply(
+        {
+            "revisions": [{"revision": 11, "changes": [{"kind": kind, "structure_id": 2}]}],
+            "next_after_revision": 11,
+        }
+    )
     assert cache.get(Q) is None
 
 

@@ -1,10 +1,10 @@
 """Python client of the authorization service (docs/clients.md).
 
-    from authz_client import AuthzClient, Question
+from authz_client import AuthzClient, Question
 
-    with AuthzClient("https://authz.example.org", api_key=KEY) as authz:
-        if authz.check(user_id, structure_id, "issued_invoices", "consult"):
-            ...
+with AuthzClient("https://authz.example.org", api_key=KEY) as authz:
+    if authz.check(user_id, structure_id, "issued_invoices", "consult"):
+        ...
 """
 
 from __future__ import annotations

@@ -63,10 +63,7 @@ class DecisionCache:
 
     def usable(self) -> bool:
         """Following the feed, and heard from it within max_staleness."""
-        return (
-            self._position is not None
-            and time.monotonic() - self._heard_at < self.max_staleness
-        )
+        return self._position is not None and time.monotonic() - self._heard_at < self.max_staleness
 
     def get(self, question: Question, at_least: int | None = None) -> Decision | None:
         if not self.usable():

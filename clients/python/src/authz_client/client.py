@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 import httpx
 
@@ -144,7 +144,7 @@ class AuthzClient:
             self.cache.stop()
         self._http.close()
 
-    def __enter__(self) -> AuthzClient:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -220,7 +220,9 @@ class AuthzClient:
                 )
             except httpx.TransportError as exc:
                 if attempt >= self.retries:
-                    raise AuthzError(f"no answer from the service ({exc.__class__.__name__})") from exc
+                    raise AuthzError(
+                        f"no answer from the service ({exc.__class__.__name__})"
+                    ) from exc
                 retry_after = None
             else:
                 if response.status_code not in RETRIED_STATUSES or attempt >= self.retries:
@@ -307,7 +309,11 @@ class AuthzClient:
         return [answers[i] for i in range(len(questions))]
 
     def permissions(
-        self, user_id: int, *, at_least_revision: int | None = None, page: int = 1,
+        self,
+        user_id: int,
+        *,
+        at_least_revision: int | None = None,
+        page: int = 1,
         page_size: int | None = None,
     ) -> dict[str, Any]:
         """What may this user do, structure by structure (GET
@@ -371,8 +377,12 @@ class AuthzClient:
         return [self._authzen_decision(a) for a in answers]
 
     def search_subjects(
-        self, resource: Mapping[str, Any], action: Mapping[str, Any], *,
-        subject_type: str = "user", page: Mapping[str, Any] | None = None,
+        self,
+        resource: Mapping[str, Any],
+        action: Mapping[str, Any],
+        *,
+        subject_type: str = "user",
+        page: Mapping[str, Any] | None = None,
         context: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Who may do `action` on `resource`? (POST /access/v1/search/subject):
@@ -389,8 +399,12 @@ class AuthzClient:
         )
 
     def search_resources(
-        self, subject: Mapping[str, Any], action: Mapping[str, Any], *,
-        resource_type: str = "space", page: Mapping[str, Any] | None = None,
+        self,
+        subject: Mapping[str, Any],
+        action: Mapping[str, Any],
+        *,
+        resource_type: str = "space",
+        page: Mapping[str, Any] | None = None,
         context: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         """On what may `subject` do `action`? (POST /access/v1/search/resource)."""
@@ -402,7 +416,10 @@ class AuthzClient:
         )
 
     def search_actions(
-        self, subject: Mapping[str, Any], resource: Mapping[str, Any], *,
+        self,
+        subject: Mapping[str, Any],
+        resource: Mapping[str, Any],
+        *,
         page: Mapping[str, Any] | None = None,
         context: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:

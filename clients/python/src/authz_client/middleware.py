@@ -54,11 +54,14 @@ def require(
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             try:
                 asked = question(**kwargs)
-            except Exception as exc:  # a question that cannot be built is a refusal
+            except Exception as exc:  # noqa: BLE001 - a question that cannot be built is a refusal
                 decision = Decision.failed(f"question not built: {exc.__class__.__name__}")
             else:
                 decision = client.check(
-                    asked.user_id, asked.structure_id, asked.space, asked.action,
+                    asked.user_id,
+                    asked.structure_id,
+                    asked.space,
+                    asked.action,
                     service=asked.service,
                 )
             if not decision.allowed:
@@ -88,13 +91,16 @@ class AuthzMiddleware:
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         try:
             asked = self.question(environ)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a question that cannot be built is a refusal
             decision = Decision.failed(f"question not built: {exc.__class__.__name__}")
         else:
             if asked is None:
                 return self.app(environ, start_response)
             decision = self.client.check(
-                asked.user_id, asked.structure_id, asked.space, asked.action,
+                asked.user_id,
+                asked.structure_id,
+                asked.space,
+                asked.action,
                 service=asked.service,
             )
         if decision.allowed:
