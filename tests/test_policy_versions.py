@@ -388,6 +388,7 @@ def test_two_instances_follow_writes_and_policy_versions_of_one_database(tmp_pat
                 capture_output=True,
                 text=True,
                 timeout=120,
+                check=False,
             )
             assert refused.returncode == 1, refused.stdout + refused.stderr
             for server in (one, two):
@@ -418,6 +419,7 @@ def every_worker_answers(one, two, body, key) -> list[dict]:
     marks = {server.port: len(server.served()) for server in (one, two)}
     answers: list[dict] = []
     with ThreadPoolExecutor(max_workers=4) as pool:
+        answered: set = set()
         for _ in range(30):
             answers += pool.map(
                 lambda server: server.call("POST", "/v1/checks", body, key)[1], [one, two] * 4
@@ -432,7 +434,7 @@ def revision_of(url: str) -> int:
     rt = build_runtime(load_settings({"database_url": url}))
     try:
         with rt.read_sessions() as s:
-            return s.scalar(select(PolicyRevision.revision))
+            return s.scalars(select(PolicyRevision.revision)).one()
     finally:
         close_runtime(rt)
 
@@ -447,7 +449,7 @@ def test_asking_the_policy_in_force_does_not_hide_a_change_from_the_next_decisio
         session.get(User, sophie).status = "inactive"
         bump_revision(session, users=[sophie])
         session.commit()
-    rt.management  # polls: sees the new revision, does not refresh the index
+    _ = rt.management  # polls: sees the new revision, does not refresh the index
     denied = decide(rt, sophie, acme, "identifier.change")
     assert (denied.allowed, denied.reason) == (
         False,
