@@ -90,7 +90,9 @@ def live(tmp_path: Path) -> Iterator[Live]:
             with rt.sessions() as session:
                 world = load_world(session, WORLD)
                 session.commit()
-                session.get(User, world.users["alice"]).password_hash = rt.hasher.hash(PASSWORD)
+                alice = session.get(User, world.users["alice"])
+                assert alice is not None
+                alice.password_hash = rt.hasher.hash(PASSWORD)
                 session.commit()
                 _, key = create_client(session, rt, "portal")
         finally:
@@ -210,14 +212,14 @@ def test_enforcement_allows_refuses_and_refuses_when_the_service_is_down(live):
         return space
 
     protected = AuthzMiddleware(
-        lambda environ, start: (start("200 OK", []), [b"ok"])[1],
+        lambda _environ, start: (start("200 OK", []), [b"ok"])[1],
         authz,
         lambda environ: Question(live.victor, live.acme, environ["PATH_INFO"][1:], "consult"),
     )
 
     def through_middleware(space: str) -> str:
         statuses: list[str] = []
-        b"".join(protected({"PATH_INFO": f"/{space}"}, lambda s, h: statuses.append(s)))
+        b"".join(protected({"PATH_INFO": f"/{space}"}, lambda s, _h: statuses.append(s)))
         return statuses[0]
 
     web = app.test_client()

@@ -102,9 +102,10 @@ class WrittenSchema(Schema):
 def written(schema: type[Schema]) -> type[Schema]:
     """`schema` with the revision the write committed (api/revisions.py)."""
     name = schema.__name__.removesuffix("Schema") + "WrittenSchema"
-    cls = type(schema)(name, (schema,), {"revision": REVISION})
     example = getattr(schema, "example", None)
-    cls.example = example and {**example, "revision": REVISION_EXAMPLE}  # type: ignore[attr-defined]
+    written_example = example and {**example, "revision": REVISION_EXAMPLE}
+    # type() picks the schema's metaclass, which declares the new field.
+    cls: type[Schema] = type(name, (schema,), {"revision": REVISION, "example": written_example})
     return cls
 
 

@@ -241,19 +241,19 @@ def call(app, path="/"):
 
 def test_the_wsgi_middleware_passes_an_allow_and_refuses_the_rest_with_a_problem():
     allowed, _ = answering((200, batch(True)))
-    app = AuthzMiddleware(wsgi_app, client(allowed), lambda env: Q)
+    app = AuthzMiddleware(wsgi_app, client(allowed), lambda _env: Q)
     assert call(app)[0] == "200 OK"
     down, _ = answering(httpx.ConnectError("down"))
-    status, headers, body = call(AuthzMiddleware(wsgi_app, client(down), lambda env: Q))
+    status, headers, body = call(AuthzMiddleware(wsgi_app, client(down), lambda _env: Q))
     assert status.startswith("403") and headers["Content-Type"] == "application/problem+json"
     assert json.loads(body)["code"] == "authorization_unavailable"
 
 
 def test_the_wsgi_middleware_leaves_unprotected_requests_and_refuses_unbuildable_ones():
     transport, seen = answering((200, batch(False)))
-    app = AuthzMiddleware(wsgi_app, client(transport), lambda env: None)
+    app = AuthzMiddleware(wsgi_app, client(transport), lambda _env: None)
     assert call(app)[0] == "200 OK" and not seen
-    app = AuthzMiddleware(wsgi_app, client(transport), lambda env: 1 / 0)
+    app = AuthzMiddleware(wsgi_app, client(transport), lambda _env: 1 / 0)
     assert call(app)[0].startswith("403")
 
 

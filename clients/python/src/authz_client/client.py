@@ -233,7 +233,8 @@ class AuthzClient:
 
     def _delay(self, attempt: int, retry_after: int | None) -> float:
         """Exponential back-off with full jitter, capped; Retry-After if sooner."""
-        delay = random.uniform(0, min(self.backoff_max, self.backoff * 2**attempt))
+        # Jitter spreads the retries of many clients; nothing secret is drawn.
+        delay = random.uniform(0, min(self.backoff_max, self.backoff * 2**attempt))  # noqa: S311
         if retry_after is not None:
             delay = min(float(retry_after), self.backoff_max)
         return delay
@@ -323,9 +324,11 @@ class AuthzClient:
             params["page_size"] = page_size
         if (at_least := self._at_least(at_least_revision)) is not None:
             params["at_least_revision"] = at_least
-        answer = self.request("GET", f"/v1/users/{int(user_id)}/permissions", params=params)
+        answer = _object(
+            self.request("GET", f"/v1/users/{int(user_id)}/permissions", params=params)
+        )
         self.observe(answer.get("revision"))
-        return dict(answer)
+        return answer
 
     # --- AuthZEN -------------------------------------------------------------------
 
@@ -437,12 +440,12 @@ class AuthzClient:
         body: dict[str, Any],
         page: Mapping[str, Any] | None,
         context: Mapping[str, Any] | None,
-    ) -> Any:
+    ) -> dict[str, Any]:
         if context is not None:
             body["context"] = dict(context)
         if page is not None:
             body["page"] = dict(page)
-        return self.request("POST", path, json=body)
+        return _object(self.request("POST", path, json=body))
 
     def _authzen_context(self, context: Mapping[str, Any] | None) -> dict[str, Any]:
         merged = dict(context or {})
@@ -479,12 +482,12 @@ class AuthzClient:
         if after_revision is not None:
             params["after_revision"] = after_revision
         try:
-            page = self.request("GET", "/v1/changes", params=params, timeout=wait + 5.0)
+            page = _object(self.request("GET", "/v1/changes", params=params, timeout=wait + 5.0))
         except AuthzError as exc:
             if exc.status == 410:
                 raise ChangesGone(str(exc), status=410, code=exc.code) from exc
             raise
-        return dict(page)
+        return page
 
 
 def _decision(raw: Any) -> Decision:
@@ -506,6 +509,13 @@ def _decisions_of(result: Any, count: int) -> list[Any]:
         return [None] * count  # each becomes a failed (denied) decision
     revision = result.get("revision")
     return [{**d, "revision": revision} if isinstance(d, dict) else d for d in decisions]
+
+
+def _object(answer: Any) -> dict[str, Any]:
+    """A JSON object answer, or AuthzError."""
+    if not isinstance(answer, dict):
+        raise AuthzError("the service answered something that is not a JSON object")
+    return answer
 
 
 def _int_or_none(value: Any) -> int | None:

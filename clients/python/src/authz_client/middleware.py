@@ -47,7 +47,7 @@ def require(
                                                       "issued_invoices", "consult"))
         def invoices(structure_id): ...
     """
-    from flask import Response  # Flask is needed only by those who use it
+    from flask import Response  # noqa: PLC0415 - Flask is needed only by the decorator's users
 
     def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(view)
