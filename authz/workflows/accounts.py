@@ -22,7 +22,7 @@ from ..errors import Conflict, Forbidden, Invalid, Unauthenticated
 from ..runtime import Runtime
 from ..security import digest, new_token
 from . import throttle
-from .records import commit, queue_mail
+from .records import bump_revision, commit, queue_mail
 
 EMAIL_RE = re.compile(r"^[^@\s\x00-\x1f]{1,64}@[^@\s\x00-\x1f]+\.[^@\s\x00-\x1f]+$")
 PROFILE_FIELDS = ("contact_email", "last_name", "first_name", "phone")
@@ -214,6 +214,8 @@ def activate(session: Session, rt: Runtime, *, token: str, password: str) -> Use
     user.password_hash = rt.hasher.hash(password)
     user.status = "active"
     user.activated_at = now
+    # An account a manager created may already be attached: active, it grants.
+    bump_revision(session, users=[user.id])
     commit(session, rt)
     return user
 
