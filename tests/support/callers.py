@@ -10,12 +10,15 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
 
 from authz.security import digest, new_token
 from authz.workflows import operators
 from models import AuthToken, utcnow
 
-from .api import Api, create_structure
+from .api import PASSWORD, Api, create_structure
 from .rows import client_key, grant, user_row
 
 # The callers, least powerful first.
@@ -51,36 +54,51 @@ def bearer_token(rt, user_id: int) -> str:
 
 
 def person(rt, email: str, first: str, last: str, platform_role: str | None = None) -> int:
-    """An active person account (with a platform role if given); its id."""
+    """An active person account, whose password is PASSWORD (with a platform role if given); its id."""
     with rt.sessions() as s:
-        user = user_row(email, first, last, platform_role=platform_role)
+        user = user_row(
+            email, first, last, platform_role=platform_role, password_hash=rt.hasher.hash(PASSWORD)
+        )
         s.add(user)
         s.commit()
         return user.id
+
+
+# The people of a world: first name, last name, platform role.
+PEOPLE = {
+    "ada": ("Ada", "Lovelace", None),
+    "bob": ("Bob", "Builder", None),
+    "sam": ("Sam", "Second", None),
+    "sue": ("Sue", "Simple", None),
+    "pat": ("Pat", "Pending", None),
+    "oscar": ("Oscar", "Ops", operators.OPERATOR),
+    "rita": ("Rita", "Reviewer", operators.REVIEWER),
+}
 
 
 @dataclass
 class World:
     tokens: dict[str, str | None]  # caller → bearer token (None: no header)
     ids: dict[str, int] = field(default_factory=dict)  # named ids of the world
+    names: dict[str, str] = field(default_factory=dict)  # its logins and identifiers
 
     def headers(self, caller: str) -> dict[str, str]:
         token = self.tokens[caller]
         return {"Authorization": f"Bearer {token}"} if token else {}
 
 
-def build_world(api: Api) -> World:
+def build_world(api: Api, n: int = 0) -> World:
     """The world of the module docstring, through the API where a workflow
-    makes it (structures, requests, invitation, technical user)."""
+    makes it (structures, requests, invitation, technical user). Worlds of
+    other numbers `n` live side by side in one database (their own logins
+    and identifiers); `World.names` holds world n's logins and identifiers."""
     rt = api.rt
     ids: dict[str, int] = {}
-    ids["ada"] = person(rt, "ada@example.org", "Ada", "Lovelace")
-    ids["bob"] = person(rt, "bob@example.org", "Bob", "Builder")
-    ids["sam"] = person(rt, "sam@example.org", "Sam", "Second")
-    ids["sue"] = person(rt, "sue@example.org", "Sue", "Simple")
-    ids["pat"] = person(rt, "pat@example.org", "Pat", "Pending")
-    ids["oscar"] = person(rt, "oscar@example.org", "Oscar", "Ops", operators.OPERATOR)
-    ids["rita"] = person(rt, "rita@example.org", "Rita", "Reviewer", operators.REVIEWER)
+    names = {f"{who}_email": f"{who}{n or ''}@example.org" for who in PEOPLE}
+    names |= {"new_email": f"new{n or ''}@example.org"}
+    names |= {f"{key}_identifier": f"{key.upper()}{n}" for key in ("acme", "bobs", "new")}
+    for who, (first, last, role) in PEOPLE.items():
+        ids[who] = person(rt, names[f"{who}_email"], first, last, role)
     tokens: dict[str, str | None] = {
         name: bearer_token(rt, ids[who])
         for name, who in [
@@ -94,8 +112,9 @@ def build_world(api: Api) -> World:
     }
     ada = Api(api.client, rt, tokens["principal"])
     bob = Api(api.client, rt, tokens["other_principal"])
-    ids["acme"] = create_structure(ada, "73282932000074", "ACME SARL")["id"]
-    ids["bobs"] = create_structure(bob, "35600000000048", "Bob Corp")["id"]
+    for key, owner, designation in [("acme", ada, "ACME SARL"), ("bobs", bob, "Bob Corp")]:
+        identifier = names[f"{key}_identifier"]
+        ids[key] = create_structure(owner, identifier, designation, identifier_type="AUTRE")["id"]
     service = ada.post(f"/v1/structures/{ids['acme']}/services", json={"code": "ACC", "label": "Accounts"})
     assert service.status_code == 201, service.json
     ids["service"] = service.json["id"]
@@ -123,7 +142,7 @@ def build_world(api: Api) -> World:
     ids["subscription_request"] = subscribing.json["id"]
     invited = ada.post(
         f"/v1/structures/{ids['acme']}/attachments",
-        json={"login_email": "bob@example.org", "role": "simple", "whole_structure": True},
+        json={"login_email": names["bob_email"], "role": "simple", "whole_structure": True},
     )
     assert invited.status_code == 202, invited.json
     ids["invitation"] = invited.json["id"]
@@ -142,8 +161,35 @@ def build_world(api: Api) -> World:
     history = ada.get(f"/v1/structures/{ids['acme']}/history")
     assert history.status_code == 200, history.json
     ids["history_entry"] = history.json["items"][0]["id"]
-    return World(tokens, ids)
+    return World(tokens, ids, names)
 
 
 
-OPERATIONS = Path("/tmp/fuzz_ops.txt").read_text().split("\n")
+
+def route_matrix() -> dict[str, dict[str, Any]]:
+    """tests/route_matrix.yaml: operation → its row (allow, path, query, body)."""
+    return yaml.safe_load(MATRIX.read_text(encoding="utf-8"))
+
+
+def resolve(value: Any, ids: dict[str, int], names: dict[str, str]) -> Any:
+    """A row's path, query or body with the world's ids put in: "$name" is the
+    id (a number), "{name}" inside a string is the id written out, "$password"
+    the people's password; "{pat_email}", "{acme_identifier}": the world's logins
+    and identifiers."""
+    if isinstance(value, dict):
+        return {k: resolve(v, ids, names) for k, v in value.items()}
+    if isinstance(value, list):
+        return [resolve(v, ids, names) for v in value]
+    if value == "$password":
+        return PASSWORD
+    if isinstance(value, str) and value.startswith("$"):
+        return ids[value[1:]]
+    if isinstance(value, str) and "{" in value:
+        return value.format(**ids, **names)
+    return value
+
+
+MATRIX = Path(__file__).resolve().parent.parent / "route_matrix.yaml"
+# Every operation of the OpenAPI document, as the matrix lists them (the matrix
+# test fails when the document has one the matrix lacks).
+OPERATIONS = list(route_matrix())
