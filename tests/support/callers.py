@@ -1,5 +1,6 @@
 """The ten callers of the role × route matrix and of the fuzz run, on one world:
-ACME (principal Ada, secondary Sam, simple Sue, a technical user, a service, a
+ACME (principal Ada, secondary Sam, simple Sue, Olga whose account ACME made
+and who is still pending, a technical user, a service, a
 pending attachment request, a pending subscription request, an invitation out),
 Bob Corp (principal Bob: another structure's principal), a client application,
 an operator and a security reviewer. Every token is real: people's are rows
@@ -155,6 +156,17 @@ def build_world(api: Api, n: int = 0) -> World:
     )
     assert got.status_code == 201, got.json
     tokens["technical"] = got.json["access_token"]
+    names |= {"technical_login": tech.json["login"], "technical_secret": tech.json["secret"]}
+    # Olga's account is ACME's own: Ada created it (pending), it is attached nowhere else.
+    olga = {"login_email": f"olga{n or ''}@example.org", "first_name": "Olga", "last_name": "Own"}
+    owned = ada.post("/v1/accounts", json={**olga, "structure_id": ids["acme"]})
+    assert owned.status_code == 201, owned.json
+    ids["olga"] = owned.json["id"]
+    attached = ada.post(
+        f"/v1/structures/{ids['acme']}/attachments",
+        json={"user_id": ids["olga"], "role": "simple", "whole_structure": True},
+    )
+    assert attached.status_code == 201, attached.json
     tokens["client_key"] = client_key(rt)
     tokens["no_token"] = None
     tokens["bad_token"] = "at_" + "x" * 40
