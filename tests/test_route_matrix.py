@@ -60,7 +60,7 @@ def verdict(response: Any, row: dict[str, Any], world: Any) -> str:
     if not 200 <= status < 300:
         return str(status)
     body = response.get_json(silent=True)
-    if isinstance(body, dict) and "results" in body:
+    if isinstance(body, dict) and body.get("results") and "ok" in body["results"][0]:
         if all(r["ok"] for r in body["results"]):
             return "granted"
         if all(r["code"] == "not_found" for r in body["results"]):
