@@ -143,9 +143,9 @@ def fuzzed(fuzz_database: str, tmp_path_factory) -> Iterator[Fuzzed]:
     rt = app.extensions["authz"]
     try:
         world = build_world(Api(app.test_client(), rt))
-        with serving(serve_env(fuzz_database, var / "var"), var / "serve.log") as server:
-            with requests.Session() as session:
-                yield Fuzzed(server, world, rt, session)
+        env = serve_env(fuzz_database, var / "var")
+        with serving(env, var / "serve.log") as server, requests.Session() as session:
+            yield Fuzzed(server, world, rt, session)
     finally:
         close_runtime(rt)
 

@@ -9,8 +9,8 @@ like a log-in leaves, the technical user's comes from its secret."""
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -55,11 +55,11 @@ def bearer_token(rt, user_id: int) -> str:
 
 
 def person(rt, email: str, first: str, last: str, platform_role: str | None = None) -> int:
-    """An active person account, whose password is PASSWORD (with a platform role if given); its id."""
+    """An active person account whose password is PASSWORD (with a platform
+    role if given); its id."""
     with rt.sessions() as s:
-        user = user_row(
-            email, first, last, platform_role=platform_role, password_hash=rt.hasher.hash(PASSWORD)
-        )
+        secret = rt.hasher.hash(PASSWORD)
+        user = user_row(email, first, last, platform_role=platform_role, password_hash=secret)
         s.add(user)
         s.commit()
         return user.id
@@ -116,7 +116,9 @@ def build_world(api: Api, n: int = 0) -> World:
     for key, owner, designation in [("acme", ada, "ACME SARL"), ("bobs", bob, "Bob Corp")]:
         identifier = names[f"{key}_identifier"]
         ids[key] = create_structure(owner, identifier, designation, identifier_type="AUTRE")["id"]
-    service = ada.post(f"/v1/structures/{ids['acme']}/services", json={"code": "ACC", "label": "Accounts"})
+    service = ada.post(
+        f"/v1/structures/{ids['acme']}/services", json={"code": "ACC", "label": "Accounts"}
+    )
     assert service.status_code == 201, service.json
     ids["service"] = service.json["id"]
     grant(rt, ids["sam"], ids["acme"], role="secondary")
@@ -174,8 +176,6 @@ def build_world(api: Api, n: int = 0) -> World:
     assert history.status_code == 200, history.json
     ids["history_entry"] = history.json["items"][0]["id"]
     return World(tokens, ids, names)
-
-
 
 
 def route_matrix() -> dict[str, dict[str, Any]]:
