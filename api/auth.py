@@ -96,6 +96,7 @@ class Me(MethodView):
         return current_user()
 
     @blp.operation("update_own_account")
+    @blp.problem(403, "A technical user's profile is not its own to change (`not_a_person`)")
     @blp.arguments(s.ProfilePatchSchema)
     @blp.response(200, s.UserSchema)
     def patch(self, body):

@@ -317,7 +317,17 @@ def apply_profile(user: User, changes: dict[str, Any]) -> None:
 
 
 def update_profile(session: Session, rt: Runtime, user: User, changes: dict[str, Any]) -> User:
-    """Change one's contact email, names or phone (never the login email)."""
+    """Change one's contact email, names or phone (never the login email).
+
+    Raises Forbidden `not_a_person` for a technical user: its profile is its
+    structure's (its contact email is the principal's, docs/technical-users.md),
+    which a stolen token must not redirect.
+    """
+    if user.kind != "person":
+        raise Forbidden(
+            "A technical user's profile is kept by its structure's principal.",
+            code="not_a_person",
+        )
     apply_profile(user, changes)
     commit(session, rt)
     return user
