@@ -39,7 +39,7 @@ from ..runtime import Runtime
 from . import invitations
 from . import request_flow as flow
 from .accounts import find_by_login
-from .access import authorize, require_open_structure
+from .access import authorize, managers_of, require_open_structure, tell_managers
 from .records import bump_revision, commit, notify, record
 
 REQUESTABLE_ROLES = ("secondary", "simple")
@@ -668,7 +668,7 @@ def leave(session: Session, rt: Runtime, actor: User, structure_id: int) -> None
         before=before,
     )
     bump_revision(session, memberships=[(actor.id, structure_id)])
-    for manager in invitations.managers_of(session, structure_id):
+    for manager in managers_of(session, structure_id):
         notify(
             session,
             manager,

@@ -54,6 +54,8 @@ HISTORY_ACTIONS: dict[str, bool] = {
     # subscriptions
     "subscription_request.created": False,
     "subscription_request.validated": True,
+    # the structure's sole manager validated their own request (nobody else could)
+    "subscription_request.self_validated": True,
     "subscription_request.refused": False,
     "subscriptions.granted": True,  # written by the demo loader only (authz/demo.py)
     # technical users

@@ -18,7 +18,7 @@ from models import AttachmentRequest, Structure, SubscriptionRequest, User, utcn
 from ..errors import Conflict, DomainError, Forbidden, Invalid, NotFound
 from ..pagination import Page, paginate
 from ..runtime import Runtime
-from .access import authorize, managed_structures
+from .access import authorize, managed_structures, managers_of
 
 R = TypeVar("R", AttachmentRequest, SubscriptionRequest)
 
@@ -104,10 +104,24 @@ def get_request(session: Session, rt: Runtime, actor: User, model: type[R], requ
     return req
 
 
+def sole_manager(session: Session, actor: User, structure_id: int) -> bool:
+    """Whether `actor` is the only active manager (principal or secondary, in
+    force today) of the structure: nobody else could decide their request."""
+    return [m.id for m in managers_of(session, structure_id)] == [actor.id]
+
+
 def load_for_processing(
-    session: Session, rt: Runtime, actor: User, model: type[R], request_id: int
+    session: Session,
+    rt: Runtime,
+    actor: User,
+    model: type[R],
+    request_id: int,
+    *,
+    self_validation: bool = False,
 ) -> tuple[R, Structure, User]:
     """The pending request, its structure and requester, if the actor may process it.
+    With `self_validation`, the actor's own request is theirs to decide when
+    they are the structure's sole manager (docs/decisions.md, "A sole manager").
 
     Raises NotFound, Forbidden (`action_not_allowed`, `own_request`), Conflict
     `request_processed`.
@@ -119,8 +133,14 @@ def load_for_processing(
         structure = authorize(session, rt, actor, req.structure_id, PROCESS[model])
     except NotFound as exc:  # another structure's request: the same answer as a missing one
         raise NotFound(f"No such {NAME[model]}.") from exc
-    if req.user_id == actor.id:
-        raise Forbidden("Nobody validates or refuses their own request.", code="own_request")
+    if req.user_id == actor.id and not (
+        self_validation and sole_manager(session, actor, structure.id)
+    ):
+        raise Forbidden(
+            "Nobody validates or refuses their own request"
+            + (" while another manager of the structure can." if self_validation else "."),
+            code="own_request",
+        )
     if req.status != "pending":
         raise Conflict("This request was already processed.", code="request_processed")
     return req, structure, session.get(User, req.user_id)

@@ -239,13 +239,17 @@ def validate_request(
     consult and modify. Each line becomes a validated subscription (replacing
     the user's previous one on the same space and scope); the user is mailed.
 
-    Raises NotFound, Forbidden (`action_not_allowed`, `own_request`), Conflict
-    `request_processed`, Invalid (a line no longer valid: space closed…,
-    `unknown_line`).
+    The structure's sole manager validates their own request (nobody else
+    could): recorded as `subscription_request.self_validated`.
+
+    Raises NotFound, Forbidden (`action_not_allowed`, `own_request` while another
+    manager can decide it), Conflict `request_processed`, Invalid (a line no
+    longer valid: space closed…, `unknown_line`).
     """
     req, structure, user = flow.load_for_processing(
-        session, rt, actor, SubscriptionRequest, request_id
+        session, rt, actor, SubscriptionRequest, request_id, self_validation=True
     )
+    own = user.id == actor.id
     levels = levels or {}
     unknown = set(levels) - {line.id for line in req.lines}
     if unknown:
@@ -290,15 +294,15 @@ def validate_request(
         sub.level, sub.status, sub.granted_by_id = line.level, "validated", actor.id
     record(
         session,
-        action="subscription_request.validated",
+        action="subscription_request.self_validated" if own else "subscription_request.validated",
         actor=actor,
         structure_id=structure.id,
         target_user_id=user.id,
         request_kind="subscription",
         request_id=req.id,
-        comment="Validated",
+        comment="Validated by the sole manager" if own else "Validated",
         before={"subscriptions": before},
-        after={"lines": _lines(req), "manager_comment": comment},
+        after={"lines": _lines(req), "manager_comment": comment, "sole_manager": own},
     )
     bump_revision(session, memberships=[(user.id, structure.id)])
     granted = ", ".join(f"{line.space_code} ({line.level})" for line in req.lines)

@@ -344,8 +344,14 @@ def _action_literals(tree: ast.Module) -> Iterator[tuple[int, str]]:
         if not isinstance(node, ast.Call):
             continue
         for keyword in node.keywords:
-            if keyword.arg == "action" and isinstance(keyword.value, ast.Constant):
-                yield keyword.value.lineno, str(keyword.value.value)
+            if keyword.arg != "action":
+                continue
+            # `action="a"`, or `action="a" if c else "b"` (both branches)
+            value = keyword.value
+            branches = [value.body, value.orelse] if isinstance(value, ast.IfExp) else [value]
+            for branch in branches:
+                if isinstance(branch, ast.Constant):
+                    yield branch.lineno, str(branch.value)
         func = node.func
         name = func.id if isinstance(func, ast.Name) else getattr(func, "attr", None)
         index = positions.get(name or "")
