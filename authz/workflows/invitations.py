@@ -23,7 +23,6 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from models import (
-    Attachment,
     Invitation,
     InvitationService,
     Structure,
@@ -33,9 +32,8 @@ from models import (
 
 from ..errors import Conflict, Invalid, NotFound
 from ..pagination import Page, paginate
-from ..roles import in_force_condition, today
 from ..runtime import Runtime
-from .access import authorize, managers_of, require_open_structure, tell_managers
+from .access import authorize, require_open_structure, tell_managers
 from .records import bump_revision, commit, notify, record
 
 LIST = "users.list"
