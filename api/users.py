@@ -10,7 +10,7 @@ from flask import Response, stream_with_context
 from flask.views import MethodView
 
 from authz.engine import permissions
-from authz.workflows import members, users
+from authz.workflows import members, request_flow, users
 
 from . import schemas as s
 from .blueprint import Blueprint
@@ -228,3 +228,14 @@ class MemberSubscription(MethodView):
         members.revoke_subscription(
             db(), runtime(), current_user(), structure_id, user_id, subscription_id
         )
+
+
+@blp.route("/me/summary")
+class ManagerSummary(MethodView):
+    @blp.operation("get_manager_summary")
+    @blp.response(200, s.ManagerSummarySchema)
+    def get(self):
+        """The manager's summary screen: the structures one manages today, one's
+        role there, and the pending requests of others waiting on each (empty
+        for someone who manages nothing)."""
+        return request_flow.summary(db(), runtime(), current_user())

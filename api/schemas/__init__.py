@@ -82,6 +82,7 @@ from .invitations import (
     InvitationSchema,
 )
 from .lifecycle import (
+    DeactivatedAccountSchema,
     DeactivationSchema,
     DesignationSchema,
     IdentifierChangeSchema,
@@ -145,7 +146,9 @@ from .technical import (
 from .users import (
     AttachmentLineSchema,
     ManagedUserDetailSchema,
+    ManagedStructureSchema,
     ManagedUserSchema,
+    ManagerSummarySchema,
     MemberSchema,
     MembershipSchema,
     MemberSubscriptionSchema,
@@ -207,6 +210,8 @@ __all__ = [
     "AttachmentLineSchema",
     "StructureBriefSchema",
     "MembershipSchema",
+    "ManagedStructureSchema",
+    "ManagerSummarySchema",
     "MemberSchema",
     "MemberSubscriptionSchema",
     "MemberSubscriptionsSchema",
@@ -223,6 +228,7 @@ __all__ = [
     "SuccessorSchema",
     "DesignationSchema",
     "StructureSuccessorSchema",
+    "DeactivatedAccountSchema",
     "DeactivationSchema",
     "ReactivationSchema",
     "IdentifierChangeSchema",

@@ -177,3 +177,38 @@ class MemberSubscriptionsSchema(Schema):
     items = fields.List(fields.Nested(MemberSubscriptionSchema))
 
     example = {"items": [MemberSubscriptionSchema.example]}
+
+
+class ManagedStructureSchema(Schema):
+    structure = fields.Nested(StructureBriefSchema)
+    role = fields.String(metadata={"description": "principal or secondary, in force today."})
+    pending_attachment_requests = fields.Integer(
+        allow_none=True,
+        metadata={
+            "description": "Pending attachment requests of others here; null: not "
+            "processable here (e.g. an inactive structure)."
+        },
+    )
+    pending_subscription_requests = fields.Integer(
+        allow_none=True,
+        metadata={"description": "Pending subscription requests of others here."},
+    )
+
+    example = {
+        "structure": StructureBriefSchema.example,
+        "role": "principal",
+        "pending_attachment_requests": 2,
+        "pending_subscription_requests": 1,
+    }
+
+
+class ManagerSummarySchema(Schema):
+    structures = fields.List(fields.Nested(ManagedStructureSchema))
+    pending_attachment_requests = fields.Integer(metadata={"description": "Sum over structures."})
+    pending_subscription_requests = fields.Integer(metadata={"description": "Sum over structures."})
+
+    example = {
+        "structures": [ManagedStructureSchema.example],
+        "pending_attachment_requests": 2,
+        "pending_subscription_requests": 1,
+    }

@@ -38,7 +38,7 @@ from ..roles import today, validated_role
 from ..runtime import Runtime
 from . import invitations
 from . import request_flow as flow
-from .access import authorize, managers_of, require_open_structure
+from .access import authorize, managers_of, require_open_structure, tell_managers
 from .accounts import find_by_login
 from .records import bump_revision, commit, notify, record
 from .withdrawal import scope_names, withdraw
@@ -263,6 +263,16 @@ def create_request(
         request_id=req.id,
         comment=comment,
         after={"whole_structure": whole_structure, "service_ids": [s for s in scopes if s]},
+    )
+    tell_managers(
+        session,
+        structure,
+        actor,
+        f"New attachment request on {structure.designation}",
+        f"{actor.first_name} {actor.last_name} ({actor.login_email}) asks to be attached to "
+        f"{structure.designation} ({scope_names(session, scopes)})."
+        + (f"\n\nTheir comment: {comment}" if comment else "")
+        + f"\n\nOpen it: GET /v1/attachment-requests/{req.id}",
     )
     commit(session, rt)
     return req

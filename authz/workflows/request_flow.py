@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from models import AttachmentRequest, Structure, SubscriptionRequest, User, utcnow
@@ -18,7 +18,7 @@ from models import AttachmentRequest, Structure, SubscriptionRequest, User, utcn
 from ..errors import Conflict, DomainError, Forbidden, Invalid, NotFound
 from ..pagination import Page, paginate
 from ..runtime import Runtime
-from .access import authorize, managed_structures, managers_of
+from .access import authorize, managed_structures, managers_of, role_on
 
 R = TypeVar("R", AttachmentRequest, SubscriptionRequest)
 
@@ -88,6 +88,78 @@ def list_requests(
         stmt = stmt.where(model.created_at < created_to)
     return paginate(
         session, stmt.order_by(model.created_at, model.id), page=page, page_size=page_size
+    )
+
+
+@dataclass(frozen=True)
+class ManagedStructure:
+    """A structure the caller manages, their role there, and how many pending
+    requests of others wait for its managers (None: that role may not process
+    them on a structure in that status)."""
+
+    structure: Structure
+    role: str
+    pending_attachment_requests: int | None
+    pending_subscription_requests: int | None
+
+
+@dataclass(frozen=True)
+class ManagerSummary:
+    """What waits for a manager: their structures, and the totals over them."""
+
+    structures: list[ManagedStructure]
+
+    @property
+    def pending_attachment_requests(self) -> int:
+        return sum(s.pending_attachment_requests or 0 for s in self.structures)
+
+    @property
+    def pending_subscription_requests(self) -> int:
+        return sum(s.pending_subscription_requests or 0 for s in self.structures)
+
+
+def summary(session: Session, rt: Runtime, actor: User) -> ManagerSummary:
+    """The guide's summary screen: every structure where the actor holds a
+    manager role today, by designation, with the pending requests they may
+    process there — never their own."""
+    managed = [
+        (structure, role)
+        for structure in session.scalars(
+            select(Structure)
+            .where(Structure.id.in_(managed_structures(rt, actor, "structure.view")))
+            .order_by(Structure.designation, Structure.id)
+        )
+        if (role := role_on(session, actor, structure.id)) in rt.policies.manager_roles
+    ]
+    counts: dict[type, dict[int, int]] = {}
+    for model in (AttachmentRequest, SubscriptionRequest):
+        counts[model] = dict(
+            session.execute(
+                select(model.structure_id, func.count())
+                .where(
+                    model.structure_id.in_([st.id for st, _ in managed]),
+                    model.status == "pending",
+                    model.user_id != actor.id,
+                )
+                .group_by(model.structure_id)
+            ).all()
+        )
+
+    def pending(model: type, structure: Structure, role: str) -> int | None:
+        if not rt.management.allows(role, PROCESS[model], structure.status):
+            return None
+        return counts[model].get(structure.id, 0)
+
+    return ManagerSummary(
+        [
+            ManagedStructure(
+                structure,
+                role,
+                pending(AttachmentRequest, structure, role),
+                pending(SubscriptionRequest, structure, role),
+            )
+            for structure, role in managed
+        ]
     )
 
 

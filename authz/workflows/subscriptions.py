@@ -31,8 +31,9 @@ from ..pagination import Page
 from ..roles import today
 from ..runtime import Runtime
 from . import request_flow as flow
-from .access import effective_attachments, require_open_structure
+from .access import effective_attachments, require_open_structure, tell_managers
 from .records import bump_revision, commit, notify, record
+from .withdrawal import scope_names
 
 
 def _check_line(
@@ -187,6 +188,22 @@ def create_request(
         request_id=req.id,
         comment=comment,
         after={"lines": _lines(req)},
+    )
+    asked = ", ".join(
+        f"{line.space_code} ({line.level}, "
+        + ("all services" if line.service_id is None else scope_names(session, [line.service_id]))
+        + ")"
+        for line in req.lines
+    )
+    tell_managers(
+        session,
+        structure,
+        actor,
+        f"New subscription request on {structure.designation}",
+        f"{actor.first_name} {actor.last_name} ({actor.login_email}) asks for spaces of "
+        f"{structure.designation}: {asked}."
+        + (f"\n\nTheir comment: {comment}" if comment else "")
+        + f"\n\nOpen it: GET /v1/subscription-requests/{req.id}",
     )
     commit(session, rt)
     return req
