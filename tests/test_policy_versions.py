@@ -450,5 +450,5 @@ def test_asking_the_policy_in_force_does_not_hide_a_change_from_the_next_decisio
     denied = decide(rt, sophie, acme, "identifier.change")
     assert (denied.allowed, denied.reason) == (
         False,
-        "no validated attachment in force on this structure",
+        "user account inactive (deactivated by its owner)",
     )
