@@ -292,7 +292,7 @@ def revoke_subscription(
         )
     else:
         user = actor
-    structure = session.get(Structure, structure_id)
+    structure = session.get_one(Structure, structure_id)
     sub = session.get(Subscription, subscription_id)
     if (
         sub is None

@@ -132,7 +132,7 @@ def summary(session: Session, rt: Runtime, actor: User) -> ManagerSummary:
         )
         if (role := role_on(session, actor, structure.id)) in rt.policies.manager_roles
     ]
-    counts: dict[type, dict[int, int]] = {}
+    counts: dict[type[AttachmentRequest | SubscriptionRequest], dict[int, int]] = {}
     for model in (AttachmentRequest, SubscriptionRequest):
         counts[model] = dict(
             session.execute(
@@ -146,7 +146,9 @@ def summary(session: Session, rt: Runtime, actor: User) -> ManagerSummary:
             ).all()
         )
 
-    def pending(model: type, structure: Structure, role: str) -> int | None:
+    def pending(
+        model: type[AttachmentRequest | SubscriptionRequest], structure: Structure, role: str
+    ) -> int | None:
         if not rt.management.allows(role, PROCESS[model], structure.status):
             return None
         return counts[model].get(structure.id, 0)

@@ -521,7 +521,7 @@ def update_service(
             )
         ).all():
             withdraw(session, user_id, structure_id, [service.id])
-            deactivated.append(session.get(User, user_id))
+            deactivated.append(session.get_one(User, user_id))
         after["deactivated_attachments"] = [u.id for u in deactivated]
     record(
         session,
@@ -534,7 +534,7 @@ def update_service(
     )
     if before["active"] != after["active"]:
         bump_revision(session, structures=[structure_id])
-    structure = session.get(Structure, structure_id)
+    structure = session.get_one(Structure, structure_id)
     for user in deactivated:
         notify(
             session,

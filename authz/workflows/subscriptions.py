@@ -8,6 +8,7 @@ entry and mail commit together; a request is processed at most once.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -118,7 +119,7 @@ def _check_line(
 
 
 def _outside(
-    session: Session, attached: list[int | None], service_id: int | None
+    session: Session, attached: Sequence[int | None], service_id: int | None
 ) -> tuple[str, str] | None:
     """`outside_attachment` if the user's attachments do not cover the line's
     scope: "all services" needs an attachment to the whole structure, even for
@@ -129,8 +130,10 @@ def _outside(
     if service_id is None:
         return (
             "outside_attachment",
-            f"You are attached to some services only ({theirs}): ask for each of them; "
-            '"all services" needs an attachment to the whole structure.',
+            (
+                f"You are attached to some services only ({theirs}): ask for each of them; "
+                '"all services" needs an attachment to the whole structure.'
+            ),
         )
     return (
         "outside_attachment",

@@ -215,8 +215,10 @@ def test_every_bad_line_is_reported_by_position_and_name(api, rt, bakery):
     assert (r.status_code, r.json["code"]) == (422, "space_not_opened")
     assert r.json["errors"]["lines"] == {
         "1": [
-            "line 2 (works_invoices, service BOUTIQUE): The space 'works_invoices' is not "
-            "opened on this structure nor on service BOUTIQUE."
+            (
+                "line 2 (works_invoices, service BOUTIQUE): The space 'works_invoices' is not "
+                "opened on this structure nor on service BOUTIQUE."
+            )
         ],
         "2": ["line 3 (issued_invoices, service ANCIEN): The service ANCIEN is inactive."],
         "3": ["line 4 (issued_invoices, all services): The same space and scope as line 1."],
@@ -234,9 +236,11 @@ def test_all_services_is_refused_to_a_user_attached_service_by_service_in_words(
     )
     assert (r.status_code, r.json["code"]) == (422, "outside_attachment")
     assert r.json["errors"]["lines"]["0"] == [
-        "line 1 (issued_invoices, all services): You are attached to some services only "
-        '(ATELIER, BOUTIQUE): ask for each of them; "all services" needs an attachment '
-        "to the whole structure."
+        (
+            "line 1 (issued_invoices, all services): You are attached to some services only "
+            '(ATELIER, BOUTIQUE): ask for each of them; "all services" needs an attachment '
+            "to the whole structure."
+        )
     ]
     assert "None" not in r.json["detail"]
 
