@@ -20,7 +20,7 @@ class Token(MethodView):
     @blp.operation("log_in")
     @public
     @blp.arguments(s.LoginSchema)
-    @blp.response(201, s.TokenSchema)
+    @blp.response(200, s.TokenSchema)
     @blp.problem(401, "Wrong email or password")
     @blp.problem(429, "Too many failed log-ins")
     def post(self, body):

@@ -46,13 +46,13 @@ class WithoutPrincipal(MethodView):
 class Deactivation(MethodView):
     @blp.operation("deactivate_own_account")
     @blp.arguments(s.DeactivationSchema)
-    @blp.response(200, s.written(s.UserSchema))
+    @blp.response(200, s.written(s.DeactivatedAccountSchema))
     @blp.problem(409, "Successors missing, or a centrally managed structure")
     @blp.problem(429, "Too many wrong passwords")
     @revisioned
     def post(self, body):
         """Deactivate one's account, naming a successor for every structure one
-        leads; reactivable for 60 days."""
+        leads; reactivable for 60 days (the answer says until when)."""
         return lifecycle.deactivate_self(
             db(),
             runtime(),

@@ -29,16 +29,23 @@ NOT_PRINCIPAL = "The caller is not the structure's principal manager, or it is i
 
 
 def _connection(
-    user_id: int, login: str, label: str, secret: str, expires_at: dt.datetime, as_file: bool
+    user_id: int,
+    login: str,
+    label: str,
+    secret: str,
+    expires_at: dt.datetime,
+    as_file: bool,
+    status: int = 201,
 ) -> dict[str, Any] | Response:
-    """The answer carrying a new secret: JSON, or the file as a download."""
+    """The answer carrying a new secret: JSON, or the file as a download
+    (`status`: 201 for a new technical user, 200 for a new secret)."""
     text = technical.connection_file(
         runtime(), login=login, secret=secret, expires_at=expires_at, label=label
     )
     if as_file:
         return Response(
             text,
-            status=201,
+            status=status,
             mimetype="text/plain",
             headers={"Content-Disposition": f'attachment; filename="technical-user-{user_id}.env"'},
         )
@@ -93,7 +100,7 @@ class TechnicalSecret(MethodView):
     @blp.operation("reset_technical_user_secret")
     @blp.arguments(s.FormatArgs, location="query")
     @blp.arguments(s.SecretResetSchema)
-    @blp.response(201, s.written(s.ConnectionSchema))
+    @blp.response(200, s.written(s.ConnectionSchema))
     @blp.problem(403, NOT_PRINCIPAL)
     @blp.problem(404, NOT_VISIBLE)
     @blp.problem(422, "confirm is not true")
@@ -113,6 +120,7 @@ class TechnicalSecret(MethodView):
             secret,
             info.secret_expires_at,
             query["format"] == "file",
+            status=200,
         )
 
 
@@ -121,7 +129,7 @@ class TechnicalToken(MethodView):
     @blp.operation("log_in_technical_user")
     @public
     @blp.arguments(s.TechnicalTokenRequestSchema)
-    @blp.response(201, s.TokenSchema)
+    @blp.response(200, s.TokenSchema)
     @blp.problem(
         401, "Wrong login or secret (invalid_credentials), or expired secret (secret_expired)"
     )

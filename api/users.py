@@ -10,12 +10,13 @@ from flask import Response, stream_with_context
 from flask.views import MethodView
 
 from authz.engine import permissions
-from authz.workflows import users
+from authz.workflows import members, request_flow, users
 
 from . import schemas as s
 from .blueprint import Blueprint
 from .identity import caller, current_user, db, for_clients, runtime
 from .paging import page_args
+from .revisions import revisioned
 
 blp = Blueprint("users", __name__, url_prefix="/v1", description="Users")
 
@@ -153,3 +154,93 @@ class StructureUsers(MethodView):
             status=args.pop("status", None),
             **page_args(args),
         )
+
+
+@blp.route("/structures/<id:structure_id>/users/<id:user_id>/role")
+class MemberRole(MethodView):
+    @blp.operation("change_member_role")
+    @blp.arguments(s.RoleChangeSchema)
+    @blp.response(200, s.written(s.MemberSchema))
+    @blp.problem(
+        403, "The caller may not change it (`action_not_allowed`), or the member ranks higher"
+    )
+    @blp.problem(
+        409, "The member is the principal or a technical user, or the structure is inactive"
+    )
+    @blp.problem(404, "Unknown, invisible, or not a member of the structure")
+    @revisioned
+    def put(self, body, structure_id, user_id):
+        """Change a member's role (secondary or simple) on every validated
+        attachment of theirs here. History, mail to the member, revision bump."""
+        return members.change_role(db(), runtime(), current_user(), structure_id, user_id, **body)
+
+
+@blp.route("/structures/<id:structure_id>/users/<id:user_id>/services")
+class MemberServices(MethodView):
+    @blp.operation("add_member_services")
+    @blp.arguments(s.ServicesAddSchema)
+    @blp.response(200, s.written(s.MemberSchema))
+    @blp.problem(403, "The caller may not attach users here, or the member ranks higher")
+    @blp.problem(409, "Attached to the whole structure, principal, or structure inactive")
+    @blp.problem(404, "Unknown, invisible, or not a member of the structure")
+    @revisioned
+    def post(self, body, structure_id, user_id):
+        """Attach a member to more services, with their current role."""
+        return members.add_services(db(), runtime(), current_user(), structure_id, user_id, **body)
+
+
+@blp.route("/structures/<id:structure_id>/users/<id:user_id>/services/<id:service_id>")
+class MemberService(MethodView):
+    @blp.operation("remove_member_service")
+    @blp.response(200, s.written(s.MemberSchema))
+    @blp.problem(403, "The caller may not remove attachments here, or the member ranks higher")
+    @blp.problem(409, "The last attachment (remove the attachment instead), or the principal")
+    @blp.problem(404, "Unknown, invisible, or not attached to that service")
+    @revisioned
+    def delete(self, structure_id, user_id, service_id):
+        """Withdraw one service from a member: that attachment becomes
+        deactivated, with their subscriptions on the service."""
+        return members.remove_service(
+            db(), runtime(), current_user(), structure_id, user_id, service_id
+        )
+
+
+@blp.route("/structures/<id:structure_id>/users/<id:user_id>/subscriptions")
+class MemberSubscriptions(MethodView):
+    @blp.operation("list_member_subscriptions")
+    @blp.response(200, s.MemberSubscriptionsSchema)
+    @blp.problem(403, "Caller may not list the structure's users")
+    @blp.problem(404, "Unknown, invisible, or not a member of the structure")
+    def get(self, structure_id, user_id):
+        """A member's subscriptions here, validated and deactivated, with their ids."""
+        return {
+            "items": members.subscriptions_of(
+                db(), runtime(), current_user(), structure_id, user_id
+            )
+        }
+
+
+@blp.route("/structures/<id:structure_id>/users/<id:user_id>/subscriptions/<id:subscription_id>")
+class MemberSubscription(MethodView):
+    @blp.operation("revoke_member_subscription")
+    @blp.response(200, s.WrittenSchema)
+    @blp.problem(403, "The caller may not process subscriptions here, or the member ranks higher")
+    @blp.problem(409, "The member is the principal")
+    @blp.problem(404, "Unknown, invisible, or not a validated subscription of that member")
+    @revisioned
+    def delete(self, structure_id, user_id, subscription_id):
+        """Revoke one subscription line of a member (it becomes deactivated)."""
+        members.revoke_subscription(
+            db(), runtime(), current_user(), structure_id, user_id, subscription_id
+        )
+
+
+@blp.route("/me/summary")
+class ManagerSummary(MethodView):
+    @blp.operation("get_manager_summary")
+    @blp.response(200, s.ManagerSummarySchema)
+    def get(self):
+        """The manager's summary screen: the structures one manages today, one's
+        role there, and the pending requests of others waiting on each (empty
+        for someone who manages nothing)."""
+        return request_flow.summary(db(), runtime(), current_user())

@@ -315,10 +315,12 @@ def _build_world(session: Session, rt: Runtime) -> None:
     )
     b.attach(paul, bakery, "secondary", by=claire)
     b.attach(lucie, bakery, "simple", by=paul)
+    # Nobody decides their own rights while another manager could: Paul, the
+    # secondary manager, gave Claire hers.
     b.subscribe(
         claire,
         bakery,
-        claire,
+        paul,
         ("issued_invoices", "modify", None),
         ("works_invoices", "modify", workshop),
     )
@@ -408,11 +410,7 @@ def _build_world(session: Session, rt: Runtime) -> None:
     town = structures.register_public(session, rt, principal_email=SOPHIE[0], **TOWN_HALL)
     finance = b.services(town, sophie, TOWN_HALL_SERVICES)["FIN"]
     b.attach(thomas, town, "simple", by=sophie, service=finance)
-    b.subscribe(
-        sophie,
-        town,
-        sophie,
-        ("received_invoices", "modify", None),
-        ("issued_invoices", "modify", None),
-    )
+    # Sophie, the town hall's sole manager, holds no subscription: she asks for
+    # the spaces she works in and validates her own request, as any sole
+    # manager does (docs/manager-guide.md, §2.4).
     b.subscribe(thomas, town, sophie, ("received_invoices", "consult", finance))

@@ -27,7 +27,7 @@ class Invalid(DomainError):
     title = "Invalid request"
 
     def __init__(
-        self, detail: str, *, errors: dict[str, list[str]] | None = None, code: str | None = None
+        self, detail: str, *, errors: dict[str, Any] | None = None, code: str | None = None
     ) -> None:
         super().__init__(detail, code=code, extra={"errors": errors} if errors else None)
 

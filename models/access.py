@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Boolean, CheckConstraint, Date, ForeignKey, Index, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .base import Base, one_of, utcnow
+
+if TYPE_CHECKING:
+    from .accounts import User
 
 ROLES = ("principal", "secondary", "simple", "technical")
 ATTACHMENT_STATUSES = ("pending", "validated", "deactivated", "refused", "deleted")
@@ -122,6 +126,8 @@ class AttachmentRequest(Base):
     processed_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
 
     services: Mapped[list[AttachmentRequestService]] = relationship(cascade="all, delete-orphan")
+    # The requester, for lists that show people rather than ids (read only).
+    user: Mapped[User] = relationship(foreign_keys=[user_id], viewonly=True, lazy="selectin")
 
 
 class AttachmentRequestService(Base):
@@ -154,6 +160,8 @@ class SubscriptionRequest(Base):
     lines: Mapped[list[SubscriptionRequestLine]] = relationship(
         cascade="all, delete-orphan", order_by="SubscriptionRequestLine.id"
     )
+    # The requester, for lists that show people rather than ids (read only).
+    user: Mapped[User] = relationship(foreign_keys=[user_id], viewonly=True, lazy="selectin")
 
 
 class SubscriptionRequestLine(Base):

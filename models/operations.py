@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import JSON, BigInteger, CheckConstraint, ForeignKey, Integer, String, Text
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .base import Base, one_of, utcnow
+
+if TYPE_CHECKING:
+    from .accounts import User
 
 MAIL_STATUSES = ("pending", "sent")
 
@@ -31,6 +34,14 @@ class HistoryEntry(Base):
     before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+
+    # Who acted and on whom, for lists that show people rather than ids (read only).
+    actor: Mapped[User | None] = relationship(
+        foreign_keys=[actor_id], viewonly=True, lazy="selectin"
+    )
+    target_user: Mapped[User | None] = relationship(
+        foreign_keys=[target_user_id], viewonly=True, lazy="selectin"
+    )
 
 
 class OutboxMail(Base):

@@ -140,7 +140,7 @@ def test_wrong_password_is_refused_with_a_problem(api):
 def test_log_in_is_case_insensitive_on_the_email(api):
     api.person("case@example.org")
     r = api.post("/v1/auth/token", json={"login_email": "CASE@example.org", "password": PASSWORD})
-    assert r.status_code == 201
+    assert r.status_code == 200
 
 
 def test_token_gives_access_until_log_out(api):
@@ -187,7 +187,7 @@ def test_log_in_is_locked_after_repeated_failures(api, rt):
         ok = api.post(
             "/v1/auth/token", json={"login_email": "target@example.org", "password": PASSWORD}
         )
-        assert ok.status_code == 201
+        assert ok.status_code == 200
 
 
 def test_lock_out_of_one_email_does_not_lock_another(api, rt):
@@ -198,7 +198,7 @@ def test_lock_out_of_one_email_does_not_lock_another(api, rt):
             json={"login_email": "victim@example.org", "password": "not the password"},
         )
     r = api.post("/v1/auth/token", json={"login_email": "other@example.org", "password": PASSWORD})
-    assert r.status_code == 201
+    assert r.status_code == 200
 
 
 def test_one_address_is_locked_after_many_failures_on_many_emails(api, rt, app):

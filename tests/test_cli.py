@@ -260,7 +260,7 @@ def test_demo_has_pending_requests_a_pending_account_and_a_technical_user(cli_en
 def test_a_demo_person_logs_in_and_sees_their_structure(cli_env, client, email, designation):
     authz("demo", env=cli_env)
     login = client.post("/v1/auth/token", json={"login_email": email, "password": DEMO_PASSWORD})
-    assert login.status_code == 201, login.json
+    assert login.status_code == 200, login.json
     listed = client.get(
         "/v1/structures", headers={"Authorization": f"Bearer {login.json['access_token']}"}
     )

@@ -13,6 +13,7 @@ import pytest
 
 from tests.support.api import Api
 from tests.support.consent import attach
+from tests.support.rows import subscribe
 
 MISSING = 987_654
 
@@ -33,6 +34,14 @@ BODIES: dict[tuple[str, str], dict | None] = {
     },
     ("delete", "/v1/structures/{structure_id}/attachments/{user_id}"): None,
     ("get", "/v1/structures/{structure_id}/users"): None,
+    ("put", "/v1/structures/{structure_id}/users/{user_id}/role"): {"role": "secondary"},
+    ("post", "/v1/structures/{structure_id}/users/{user_id}/services"): {"service_ids": [1]},
+    ("delete", "/v1/structures/{structure_id}/users/{user_id}/services/{service_id}"): None,
+    ("get", "/v1/structures/{structure_id}/users/{user_id}/subscriptions"): None,
+    (
+        "delete",
+        "/v1/structures/{structure_id}/users/{user_id}/subscriptions/{subscription_id}",
+    ): None,
     ("get", "/v1/structures/{structure_id}/history"): None,
     ("post", "/v1/structures/{structure_id}/principal"): {"user_id": "{user}"},
     ("post", "/v1/structures/{structure_id}/identifier-change"): {
@@ -83,6 +92,7 @@ def world(api, rt, structure_of) -> World:
     ada = api.person("ada@example.org", "Ada", "Own")
     bob = api.person("bob@example.org", "Bob", "Other")
     beth = api.person("beth@example.org", "Beth", "Member")
+    eve = api.person("eve@example.org", "Eve", "Service")
     mine = structure_of(ada, "Ada's")["id"]
     theirs = structure_of(bob, "Bob's")["id"]
     svc = bob.post(f"/v1/structures/{theirs}/services", json={"code": "S", "label": "S"}).json
@@ -107,6 +117,12 @@ def world(api, rt, structure_of) -> World:
     )
     assert invited.status_code == 202, invited.json
     entry = bob.get(f"/v1/structures/{theirs}/history").json["items"][0]["id"]
+    beths = subscribe(rt, beth.user["id"], theirs, "issued_solicitations", "consult", granted_by=1)
+    attach(
+        bob,
+        theirs,
+        {"user_id": eve.user["id"], "whole_structure": False, "service_ids": [svc["id"]]},
+    )
     return World(
         ada=ada,
         own={"structure_id": mine, "service_id": own_svc["id"]},
@@ -118,6 +134,8 @@ def world(api, rt, structure_of) -> World:
             "entry_id": entry,
             "attachment": att["id"],
             "subscription": sub.json["id"],
+            "subscription_id": beths,
+            "service_user_id": eve.user["id"],
             "invitation_id": invited.json["id"],
             "user": beth.user["id"],
         },
@@ -149,6 +167,8 @@ def _foreign(world: World, path: str) -> dict[str, int]:
     ids = dict(world.theirs)
     if "/technical-users/" in path:
         ids["user_id"] = world.theirs["technical_user_id"]
+    if "/users/{user_id}/services/" in path:
+        ids["user_id"] = world.theirs["service_user_id"]
     if path.startswith("/v1/attachment-requests/"):
         ids["request_id"] = world.theirs["attachment"]
     if path.startswith("/v1/subscription-requests/"):

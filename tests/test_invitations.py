@@ -96,7 +96,7 @@ def activate(api: Api, email: str) -> Api:
     r = api.client.post("/v1/accounts/activation", json={"token": token, "password": PASSWORD})
     assert r.status_code == 200, r.json
     login = api.client.post("/v1/auth/token", json={"login_email": email, "password": PASSWORD})
-    assert login.status_code == 201, login.json
+    assert login.status_code == 200, login.json
     return Api(api.client, api.rt, login.json["access_token"], r.json)
 
 

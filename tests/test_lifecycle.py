@@ -199,7 +199,7 @@ def test_reactivation_within_60_days_restores_the_account(api, rt, key, structur
             api.post(
                 "/v1/auth/token", json={"login_email": "ada@example.org", "password": PASSWORD}
             ).status_code
-            == 201
+            == 200
         )
         assert manage_check(api, key, ada.user["id"], st["id"], "structure.view")["allowed"] is True
 

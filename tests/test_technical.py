@@ -43,7 +43,7 @@ def get_token(api: Api, login: str, secret: str):
 
 def as_technical(api: Api, tech: dict) -> Api:
     r = get_token(api, tech["login"], tech["secret"])
-    assert r.status_code == 201, r.json
+    assert r.status_code == 200, r.json
     return Api(api.client, api.rt, r.json["access_token"], {"id": tech["user_id"]})
 
 
@@ -133,7 +133,7 @@ def test_the_connection_file_downloads_as_text(rt, world):
     login = re.search(r"^AUTHZ_TECHNICAL_LOGIN=(\S+)$", content, re.MULTILINE).group(1)
     secret = re.search(r"^AUTHZ_TECHNICAL_SECRET=(\S+)$", content, re.MULTILINE).group(1)
     assert LOGIN_RE.match(login)
-    assert get_token(Api(ada.client, rt), login, secret).status_code == 201
+    assert get_token(Api(ada.client, rt), login, secret).status_code == 200
 
 
 def test_the_secret_is_stored_only_as_an_argon2id_hash(api, rt, world):
@@ -240,7 +240,7 @@ def test_the_technical_user_gets_a_token_with_login_and_secret(api, world):
     ada, _bob, st, _ = world
     tech = created(ada, st)
     r = get_token(api, tech["login"].upper(), tech["secret"])
-    assert r.status_code == 201 and r.json["token_type"] == "Bearer"
+    assert r.status_code == 200 and r.json["token_type"] == "Bearer"
     robot = Api(api.client, api.rt, r.json["access_token"])
     me = robot.get("/v1/me").json
     assert (me["id"], me["kind"]) == (tech["user_id"], "technical")
@@ -318,7 +318,7 @@ def test_a_token_never_outlives_the_secret(api, world):
     expiry = dt.datetime.fromisoformat(tech["secret_expires_at"])
     with time_machine.travel(expiry - dt.timedelta(hours=1)):
         r = get_token(api, tech["login"], tech["secret"])
-        assert r.status_code == 201
+        assert r.status_code == 200
         assert dt.datetime.fromisoformat(r.json["expires_at"]) == expiry
 
 
@@ -356,7 +356,7 @@ def test_a_reset_needs_an_explicit_confirmation(api, world, body):
     tech = created(ada, st)
     r = reset(ada, st, tech["user_id"], body)
     assert r.status_code == 422 and r.json["code"] == "confirmation_required"
-    assert get_token(api, tech["login"], tech["secret"]).status_code == 201
+    assert get_token(api, tech["login"], tech["secret"]).status_code == 200
 
 
 def test_a_reset_kills_the_old_secret_and_its_tokens_at_once(api, rt, world):
@@ -365,7 +365,7 @@ def test_a_reset_kills_the_old_secret_and_its_tokens_at_once(api, rt, world):
     old = as_technical(api, tech)
     assert old.get("/v1/me").status_code == 200
     r = reset(ada, st, tech["user_id"])
-    assert r.status_code == 201
+    assert r.status_code == 200
     renewed = r.json
     assert (renewed["user_id"], renewed["login"]) == (tech["user_id"], tech["login"])
     assert renewed["secret"] != tech["secret"]
@@ -401,7 +401,7 @@ def test_a_reset_downloads_as_a_file_too(world):
     ada, _bob, st, _ = world
     tech = created(ada, st)
     r = reset(ada, st, tech["user_id"], query_string={"format": "file"})
-    assert r.status_code == 201 and r.mimetype == "text/plain"
+    assert r.status_code == 200 and r.mimetype == "text/plain"
     assert f"AUTHZ_TECHNICAL_LOGIN={tech['login']}" in r.get_data(as_text=True)
 
 
@@ -414,7 +414,7 @@ def test_a_reset_renews_the_expiry_of_an_expired_secret(api, world):
         )
         owner = Api(api.client, api.rt, fresh.json["access_token"])
         renewed = reset(owner, st, tech["user_id"]).json
-        assert get_token(api, tech["login"], renewed["secret"]).status_code == 201
+        assert get_token(api, tech["login"], renewed["secret"]).status_code == 200
 
 
 # --- never a manager -----------------------------------------------------------------

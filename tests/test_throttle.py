@@ -80,7 +80,7 @@ def test_a_right_password_gives_its_attempt_back(api, rt):
             r = api.post(
                 "/v1/auth/token", json={"login_email": "ada@example.org", "password": password}
             )
-            assert r.status_code == (401 if password == WRONG else 201)
+            assert r.status_code == (401 if password == WRONG else 200)
 
 
 def test_the_deactivation_password_is_throttled(api, rt, counted):

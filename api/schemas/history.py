@@ -21,12 +21,24 @@ class HistoryQuerySchema(PageArgs):
     user_id = f.record_id(description="As actor or as target.")
 
 
+class PersonNameSchema(Schema):
+    """Who a history entry names: the person's id and names."""
+
+    id = fields.Integer()
+    first_name = fields.String()
+    last_name = fields.String()
+
+    example = {"id": 42, "first_name": "Claire", "last_name": "Martin"}
+
+
 class HistoryEntrySchema(Schema):
     id = fields.Integer()
     structure_id = fields.Integer(allow_none=True)
     actor_id = fields.Integer(allow_none=True)
+    actor = fields.Nested(PersonNameSchema, allow_none=True)
     action = fields.String()
     target_user_id = fields.Integer(allow_none=True)
+    target_user = fields.Nested(PersonNameSchema, allow_none=True)
     request_kind = fields.String(allow_none=True)
     request_id = fields.Integer(allow_none=True)
     comment = fields.String(allow_none=True)
@@ -36,8 +48,10 @@ class HistoryEntrySchema(Schema):
         "id": 905,
         "structure_id": 12,
         "actor_id": 42,
+        "actor": PersonNameSchema.example,
         "action": "attachment_request.validated",
         "target_user_id": 43,
+        "target_user": {"id": 43, "first_name": "Lucie", "last_name": "Petit"},
         "request_kind": "attachment",
         "request_id": 31,
         "comment": "Welcome to the accounting team.",

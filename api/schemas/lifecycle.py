@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields
 
+from authz.workflows.lifecycle import reactivable_until
 from models import IDENTIFIER_TYPES
 
 from . import fields as f
-from .accounts import LoginSchema
+from .accounts import LoginSchema, UserSchema
 
 
 class SuccessorSchema(Schema):
@@ -61,4 +62,23 @@ class IdentifierChangeSchema(Schema):
         "identifier_value": "73282932000082",
         "designation": "Boulangerie Martin",
         "confirm": True,
+    }
+
+
+class DeactivatedAccountSchema(UserSchema):
+    """The account just deactivated, with the deadline to reactivate it."""
+
+    reactivable_until = fields.Function(
+        lambda user: (until := reactivable_until(user)) and until.isoformat(),
+        metadata={
+            "type": "string",
+            "format": "date-time",
+            "description": "Until when POST /v1/me/reactivation works; then the account is closed.",
+        },
+    )
+
+    example = {
+        **UserSchema.example,
+        "status": "inactive",
+        "reactivable_until": "2027-01-29T10:12:00",
     }

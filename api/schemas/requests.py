@@ -29,11 +29,28 @@ class RequestQuerySchema(PageArgs):
     )
 
 
+class RequesterSchema(Schema):
+    """Who made a request: what a manager needs to recognise the person."""
+
+    id = fields.Integer()
+    first_name = fields.String()
+    last_name = fields.String()
+    login_email = fields.String()
+
+    example = {
+        "id": 43,
+        "first_name": "Lucie",
+        "last_name": "Petit",
+        "login_email": "lucie.petit@example.org",
+    }
+
+
 class RequestFields(Schema):
     """What attachment and subscription requests both show."""
 
     id = fields.Integer()
     user_id = fields.Integer()
+    user = fields.Nested(RequesterSchema, metadata={"description": "The requester."})
     structure_id = fields.Integer()
     comment = fields.String(allow_none=True)
     status = fields.String()
@@ -84,6 +101,7 @@ class AttachmentRequestSchema(RequestFields):
     example = {
         "id": 31,
         "user_id": 43,
+        "user": RequesterSchema.example,
         "structure_id": 12,
         "comment": "I keep the accounts of the bakery.",
         "status": "pending",
@@ -196,6 +214,7 @@ class SubscriptionRequestSchema(RequestFields):
     example = {
         "id": 77,
         "user_id": 43,
+        "user": RequesterSchema.example,
         "structure_id": 12,
         "comment": "To follow the invoices of the accounting service.",
         "status": "pending",

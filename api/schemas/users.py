@@ -3,7 +3,7 @@ users by the managers of their structures."""
 
 from __future__ import annotations
 
-from marshmallow import Schema, fields
+from marshmallow import Schema, fields, validate
 
 from models import ATTACHMENT_STATUSES, USER_STATUSES
 
@@ -136,3 +136,79 @@ class UserExportSchema(Schema):
     )
 
     example = {"ids": [42, 43, 44]}
+
+
+class RoleChangeSchema(Schema):
+    role = f.requestable_role(required=True)
+    comment = f.comment()
+
+    example = {"role": "secondary", "comment": "Takes over the accounting team."}
+
+
+class ServicesAddSchema(Schema):
+    service_ids = fields.List(
+        f.record_id(), required=True, validate=validate.Length(min=1, max=500)
+    )
+    valid_from = fields.Date(metadata={"description": "Default: today (UTC)."})
+    comment = f.comment()
+
+    example = {"service_ids": [7], "valid_from": "2026-02-01", "comment": "Also the shop."}
+
+
+class MemberSubscriptionSchema(Schema):
+    id = fields.Integer()
+    space = fields.String(attribute="space_code")
+    service_id = fields.Integer(allow_none=True, metadata={"description": "null: all services."})
+    level = fields.String()
+    status = fields.String(metadata={"description": "validated, or deactivated (revoked)."})
+    granted_by_id = fields.Integer(allow_none=True)
+
+    example = {
+        "id": 12,
+        "space": "issued_invoices",
+        "service_id": None,
+        "level": "modify",
+        "status": "validated",
+        "granted_by_id": 1,
+    }
+
+
+class MemberSubscriptionsSchema(Schema):
+    items = fields.List(fields.Nested(MemberSubscriptionSchema))
+
+    example = {"items": [MemberSubscriptionSchema.example]}
+
+
+class ManagedStructureSchema(Schema):
+    structure = fields.Nested(StructureBriefSchema)
+    role = fields.String(metadata={"description": "principal or secondary, in force today."})
+    pending_attachment_requests = fields.Integer(
+        allow_none=True,
+        metadata={
+            "description": "Pending attachment requests of others here; null: not "
+            "processable here (e.g. an inactive structure)."
+        },
+    )
+    pending_subscription_requests = fields.Integer(
+        allow_none=True,
+        metadata={"description": "Pending subscription requests of others here."},
+    )
+
+    example = {
+        "structure": StructureBriefSchema.example,
+        "role": "principal",
+        "pending_attachment_requests": 2,
+        "pending_subscription_requests": 1,
+    }
+
+
+class ManagerSummarySchema(Schema):
+    structures = fields.List(fields.Nested(ManagedStructureSchema))
+    pending_attachment_requests = fields.Integer(metadata={"description": "Sum over structures."})
+    pending_subscription_requests = fields.Integer(metadata={"description": "Sum over structures."})
+
+    example = {
+        "structures": [ManagedStructureSchema.example],
+        "pending_attachment_requests": 2,
+        "pending_subscription_requests": 1,
+    }

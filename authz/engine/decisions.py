@@ -175,14 +175,47 @@ def gather(
 _EMPTY = Membership()
 
 
+# How an account that is not active is named in a denial.
+ACCOUNT_NOT_ACTIVE = {
+    "pending": "user account pending activation",
+    "inactive": "user account inactive (deactivated by its owner)",
+    "closed": "user account closed",
+}
+NO_ATTACHMENT = "no validated attachment in force covering this scope"
+
+
+def account_reason(status: str) -> str:
+    return ACCOUNT_NOT_ACTIVE.get(status, f"user account {status}")
+
+
+def dates_reason(
+    membership: Membership, today: dt.date, *, service_id: int | None, any_scope: bool = False
+) -> str | None:
+    """Why the validated attachments covering the scope (the whole structure,
+    or `service_id`; every one with `any_scope`) are not in force today: the
+    date one starts, or the date the last one ended; None if there is none."""
+    covering = [
+        a
+        for a in membership.attachments
+        if any_scope or a.service_id is None or a.service_id == service_id
+    ]
+    starts = [a.valid_from for a in covering if a.valid_from > today]
+    if starts:
+        return f"attachment starts on {min(starts).isoformat()}"
+    ended = [a.valid_until for a in covering if a.valid_until and a.valid_until < today]
+    if ended:
+        return f"attachment ended on {max(ended).isoformat()}"
+    return None
+
+
 def deny_reason(sub: SubjectFacts, obj: SpaceFacts, action: str) -> str:
     """The first missing link, in the order of the model's matcher (diagnostic
     only: the decision itself is the engine's)."""
     s, o = sub, obj
     if s.user_status != "active":
-        return f"user account {s.user_status}"
+        return account_reason(s.user_status)
     if not (s.whole or s.service):
-        return "no validated attachment in force covering this scope"
+        return NO_ATTACHMENT
     if not (o.opened_structure or o.opened_service):
         return "space not opened here"
     if o.service_status == "inactive":
@@ -603,6 +636,15 @@ class Decider:
                 "" if allowed else deny_reason(sub, obj, q.action),
             )
         allowed, row, reason = found
+        if reason == NO_ATTACHMENT:  # name the dates, if dates are what is missing
+            structure = self.index.structures[q.structure_id]
+            found_service = structure.services.get(q.service) if q.service else None
+            dates = dates_reason(
+                self.index.memberships.get((q.user_id, q.structure_id)) or _EMPTY,
+                today,
+                service_id=found_service[0] if found_service else None,
+            )
+            reason = f"{reason}: {dates}" if dates else reason
         if not explain:
             if allowed:
                 return Decision(
@@ -667,7 +709,17 @@ class Decider:
                 ),
             )
         if role is None:
-            return self._denied("no validated attachment in force on this structure")
+            status = self.index.users[q.user_id]
+            if status != "active":
+                return self._denied(account_reason(status))
+            dates = dates_reason(
+                self.index.memberships.get((q.user_id, q.structure_id)) or _EMPTY,
+                today,
+                service_id=None,
+                any_scope=True,
+            )
+            reason = "no validated attachment in force on this structure"
+            return self._denied(f"{reason}: {dates}" if dates else reason)
         return self._denied(f"role {role} may not {q.action} on an {structure.status} structure")
 
     def _shared_decision(self, key: object, make: Callable[[], Decision]) -> Decision:

@@ -19,6 +19,7 @@ from ..engine.policy import STATES
 from ..errors import Conflict, Forbidden, NotFound
 from ..roles import in_force_condition, strongest, today
 from ..runtime import Runtime
+from .records import notify
 
 
 def effective_attachments(user_id: int, on: dt.date) -> ColumnElement[bool]:
@@ -96,3 +97,33 @@ def managed_structures(rt: Runtime, actor: User, action: str) -> Select[int]:
 def visible_structures(rt: Runtime, actor: User) -> ColumnElement[bool]:
     """Condition on Structure: the structures `actor` may see (structure.view)."""
     return Structure.id.in_(managed_structures(rt, actor, "structure.view"))
+
+
+def managers_of(session: Session, structure_id: int) -> list[User]:
+    """The active principal and secondary managers of a structure today."""
+    return list(
+        session.scalars(
+            select(User)
+            .where(
+                User.status == "active",
+                User.id.in_(
+                    select(Attachment.user_id).where(
+                        Attachment.structure_id == structure_id,
+                        Attachment.role.in_(("principal", "secondary")),
+                        in_force_condition(today()),
+                    )
+                ),
+            )
+            .order_by(User.id)
+        )
+    )
+
+
+def tell_managers(
+    session: Session, structure: Structure, person: User | None, subject: str, body: str
+) -> None:
+    """Mail the structure's managers (an outbox row each, in the caller's
+    transaction) about `person`, who is not mailed even if a manager."""
+    for manager in managers_of(session, structure.id):
+        if person is None or manager.id != person.id:
+            notify(session, manager, subject, body)

@@ -38,9 +38,10 @@ from ..roles import today, validated_role
 from ..runtime import Runtime
 from . import invitations
 from . import request_flow as flow
-from .access import authorize, require_open_structure
+from .access import authorize, managers_of, require_open_structure, tell_managers
 from .accounts import find_by_login
 from .records import bump_revision, commit, notify, record
+from .withdrawal import scope_names, withdraw
 
 REQUESTABLE_ROLES = ("secondary", "simple")
 
@@ -89,7 +90,7 @@ def resolve_scope(
     return ids
 
 
-def _existing_rows(
+def existing_rows(
     session: Session, user_id: int, structure_id: int
 ) -> dict[int | None, Attachment]:
     return {
@@ -116,14 +117,14 @@ def grant(
     """Make the user's attachments on `scopes` validated with `role` (and every
     other validated attachment of theirs on the structure carry the same role).
     Returns a before/after summary for the history."""
-    rows = _existing_rows(session, user.id, structure.id)
+    rows = existing_rows(session, user.id, structure.id)
     if validated_role(rows.values()) == "principal":
         raise Conflict(
             "This user is the structure's principal manager; use the "
             "principal transfer to change their role.",
             code="user_is_principal",
         )
-    before = _summary(rows)
+    before = summary(rows)
     for scope in scopes:
         row = rows.get(scope)
         if row is None:
@@ -138,10 +139,10 @@ def grant(
         if row.status == "validated":
             row.role = role
     session.flush()
-    return {"before": before, "after": _summary(rows)}
+    return {"before": before, "after": summary(rows)}
 
 
-def _summary(rows: dict[int | None, Attachment]) -> dict[str, Any]:
+def summary(rows: dict[int | None, Attachment]) -> dict[str, Any]:
     return {
         "attachments": [
             {
@@ -234,7 +235,7 @@ def create_request(
         services=[AttachmentRequestService(service_id=s) for s in scopes if s is not None],
     )
     session.add(req)
-    rows = _existing_rows(session, actor.id, structure_id)
+    rows = existing_rows(session, actor.id, structure_id)
     for scope in scopes:
         row = rows.get(scope)
         if row is None:
@@ -262,6 +263,16 @@ def create_request(
         request_id=req.id,
         comment=comment,
         after={"whole_structure": whole_structure, "service_ids": [s for s in scopes if s]},
+    )
+    tell_managers(
+        session,
+        structure,
+        actor,
+        f"New attachment request on {structure.designation}",
+        f"{actor.first_name} {actor.last_name} ({actor.login_email}) asks to be attached to "
+        f"{structure.designation} ({scope_names(session, scopes)})."
+        + (f"\n\nTheir comment: {comment}" if comment else "")
+        + f"\n\nOpen it: GET /v1/attachment-requests/{req.id}",
     )
     commit(session, rt)
     return req
@@ -293,7 +304,7 @@ def request_detail(session: Session, rt: Runtime, actor: User, request_id: int) 
     the requester's current status on it; `preselected` marks the services the
     guide pre-checks for validation (pending and validated)."""
     req = flow.get_request(session, rt, actor, AttachmentRequest, request_id)
-    rows = _existing_rows(session, req.user_id, req.structure_id)
+    rows = existing_rows(session, req.user_id, req.structure_id)
     services = [s for s in _structure_services(session, req.structure_id).values() if s.active]
     statuses = []
     for svc in sorted(services, key=lambda s: s.code):
@@ -343,8 +354,10 @@ def validate_request(
         session, rt, actor, AttachmentRequest, request_id
     )
     if role is None:  # not changed by the manager: keep the one the user holds
-        current = validated_role(_existing_rows(session, user.id, structure.id).values())
+        current = validated_role(existing_rows(session, user.id, structure.id).values())
         role = current if current in REQUESTABLE_ROLES else "simple"
+    # The manager's ticks, when given, are the services the user will hold.
+    ticked = whole_structure is not None or service_ids is not None
     if whole_structure is None:
         whole_structure = req.whole_structure
         service_ids = (
@@ -364,10 +377,19 @@ def validate_request(
         valid_from=valid_from or today(),
         valid_until=None,
     )
-    # Pending rows of this request that the manager did not keep are refused.
-    for row in _existing_rows(session, user.id, structure.id).values():
+    # Pending rows of this request that the manager did not keep are refused;
+    # validated ones the manager unticked are withdrawn (deactivated).
+    untick = []
+    for row in existing_rows(session, user.id, structure.id).values():
         if row.status == "pending" and row.service_id not in scopes:
             row.status = "refused"
+        elif row.status == "validated" and row.service_id not in scopes:
+            untick.append(row.service_id)
+    withdrawn = (
+        withdraw(session, user.id, structure.id, untick) if ticked and None not in scopes else []
+    )
+    if withdrawn:
+        change["after"] = summary(existing_rows(session, user.id, structure.id))
     default_spaces_request(session, rt, user, structure, scopes)
     record(
         session,
@@ -386,7 +408,9 @@ def validate_request(
         session,
         user,
         f"Attachment to {structure.designation} validated",
-        f"Your request to be attached to {structure.designation} was validated (role: {role}).",
+        f"Your request to be attached to {structure.designation} was validated (role: {role})."
+        + (f"\n\nNo longer attached to: {scope_names(session, withdrawn)}." if withdrawn else "")
+        + (f"\n\nComment: {comment}" if comment else ""),
     )
     commit(session, rt)
     return req
@@ -403,7 +427,7 @@ def refuse_request(
     req, structure, user, reason = flow.claim_refusal(
         session, rt, actor, AttachmentRequest, request_id, reason
     )
-    for row in _existing_rows(session, user.id, structure.id).values():
+    for row in existing_rows(session, user.id, structure.id).values():
         if row.status == "pending":
             row.status = "refused"
     record(
@@ -494,7 +518,7 @@ def attach_directly(
     scopes = resolve_scope(
         session, structure_id, whole_structure=whole_structure, service_ids=service_ids
     )
-    if validated_role(_existing_rows(session, user.id, structure_id).values()) == "principal":
+    if validated_role(existing_rows(session, user.id, structure_id).values()) == "principal":
         raise Conflict(
             "This user is the structure's principal manager; use the "
             "principal transfer to change their role.",
@@ -544,9 +568,7 @@ def attach_directly(
     )
     commit(session, rt)
     return [
-        a
-        for a in _existing_rows(session, user.id, structure_id).values()
-        if a.status == "validated"
+        a for a in existing_rows(session, user.id, structure_id).values() if a.status == "validated"
     ]
 
 
@@ -563,7 +585,7 @@ def _detach(
     """
     rows = {
         k: v
-        for k, v in _existing_rows(session, user_id, structure_id).items()
+        for k, v in existing_rows(session, user_id, structure_id).items()
         if v.status in ("validated", "pending")
     }
     if not rows:
@@ -573,7 +595,7 @@ def _detach(
             "The principal manager cannot leave or be removed; transfer the role first.",
             code="user_is_principal",
         )
-    before = _summary(rows)
+    before = summary(rows)
     for row in rows.values():
         row.status = "deleted"
     session.execute(
@@ -668,7 +690,7 @@ def leave(session: Session, rt: Runtime, actor: User, structure_id: int) -> None
         before=before,
     )
     bump_revision(session, memberships=[(actor.id, structure_id)])
-    for manager in invitations.managers_of(session, structure_id):
+    for manager in managers_of(session, structure_id):
         notify(
             session,
             manager,

@@ -30,8 +30,8 @@ from models import (
 
 from ..errors import Conflict, Forbidden, Invalid
 from ..runtime import Runtime
-from .access import authorize, require_open_structure
-from .records import bump_revision, commit, record
+from .access import authorize, require_open_structure, tell_managers
+from .records import bump_revision, commit, notify, record
 from .structures import SETTING_FIELDS, normalize_identifier, snapshot
 
 MOVED = "Moved to the successor structure (change of identifier)"
@@ -103,7 +103,7 @@ def change_identifier(
     technical = set(session.scalars(select(User.id).where(User.kind == "technical")))
     members = _copy_attachments(session, old, new, services, technical)
     _copy_subscriptions(session, old, new, services, technical)
-    _move_requests(session, actor, old, new, services)
+    moved = _move_requests(session, actor, old, new, services)
     old.status, old.successor_id = "inactive", new.id
     session.flush()
     after = {"successor_id": new.id, "identifier_type": identifier_type, "identifier_value": value}
@@ -134,8 +134,35 @@ def change_identifier(
         structures=[old.id, new.id],
         memberships=[(uid, sid) for uid in members for sid in (old.id, new.id)],
     )
+    _tell(session, actor, old, new, moved)
     commit(session, rt)
     return new
+
+
+def _tell(session: Session, actor: User, old: Structure, new: Structure, moved: set[int]) -> None:
+    """Mail the other managers about the change, and each person whose pending
+    request moved to the successor (outbox rows in the caller's transaction)."""
+    where = f"{new.identifier_type} {new.identifier_value} (structure {new.id})"
+    tell_managers(
+        session,
+        old,
+        actor,
+        f"{old.designation}: identifier changed",
+        f"{actor.first_name} {actor.last_name} changed the identifier of {old.designation}: "
+        f"it carries on as {new.designation}, {where}, with its services, settings, "
+        f"attachments and subscriptions. The former structure {old.identifier_type} "
+        f"{old.identifier_value} (structure {old.id}) is inactive: existing documents "
+        "stay consultable, nothing new is entered there.",
+    )
+    for user in session.scalars(select(User).where(User.id.in_(moved)).order_by(User.id)):
+        notify(
+            session,
+            user,
+            f"Your request on {old.designation} moved",
+            f"{old.designation} changed its identifier and carries on as {where}. Your "
+            "pending request moved there and waits for its managers' decision; the one "
+            "on the former structure is closed.",
+        )
 
 
 def _copy_services(session: Session, old: Structure, new: Structure) -> dict[int, int]:
@@ -198,10 +225,11 @@ def _copy_subscriptions(
 
 def _move_requests(
     session: Session, actor: User, old: Structure, new: Structure, services: dict[int, int]
-) -> None:
+) -> set[int]:
     """Pending requests go on on the successor; on the original they are closed
-    (refused, with the reason saying where they went)."""
+    (refused, with the reason saying where they went). Returns the requesters."""
     now = utcnow()
+    requesters: set[int] = set()
     for req in session.scalars(
         select(AttachmentRequest).where(
             AttachmentRequest.structure_id == old.id, AttachmentRequest.status == "pending"
@@ -221,6 +249,7 @@ def _move_requests(
                 ],
             )
         )
+        requesters.add(req.user_id)
         req.status, req.reason, req.processed_at, req.processed_by_id = (
             "refused",
             MOVED,
@@ -250,9 +279,11 @@ def _move_requests(
                 ],
             )
         )
+        requesters.add(sreq.user_id)
         sreq.status, sreq.reason, sreq.processed_at, sreq.processed_by_id = (
             "refused",
             MOVED,
             now,
             actor.id,
         )
+    return requesters

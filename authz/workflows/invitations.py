@@ -23,7 +23,6 @@ from sqlalchemy import Select, select, update
 from sqlalchemy.orm import Session
 
 from models import (
-    Attachment,
     Invitation,
     InvitationService,
     Structure,
@@ -34,9 +33,8 @@ from models import (
 from ..db import rowcount
 from ..errors import Conflict, Invalid, NotFound
 from ..pagination import Page, paginate
-from ..roles import in_force_condition, today
 from ..runtime import Runtime
-from .access import authorize, require_open_structure
+from .access import authorize, require_open_structure, tell_managers
 from .records import bump_revision, commit, notify, record
 
 LIST = "users.list"
@@ -50,35 +48,6 @@ def effective_status(invitation: Invitation, now: dt.datetime | None = None) -> 
     if invitation.status == "pending" and invitation.expires_at <= (now or utcnow()):
         return "expired"
     return invitation.status
-
-
-def managers_of(session: Session, structure_id: int) -> list[User]:
-    """The active principal and secondary managers of a structure today."""
-    return list(
-        session.scalars(
-            select(User)
-            .where(
-                User.status == "active",
-                User.id.in_(
-                    select(Attachment.user_id).where(
-                        Attachment.structure_id == structure_id,
-                        Attachment.role.in_(("principal", "secondary")),
-                        in_force_condition(today()),
-                    )
-                ),
-            )
-            .order_by(User.id)
-        )
-    )
-
-
-def _tell_managers(
-    session: Session, structure: Structure, person: User, subject: str, body: str
-) -> None:
-    """Mail the structure's managers about `person` (not `person` themself)."""
-    for manager in managers_of(session, structure.id):
-        if manager.id != person.id:
-            notify(session, manager, subject, body)
 
 
 def _expire_stale(session: Session, user_id: int, structure_id: int, now: dt.datetime) -> None:
@@ -329,7 +298,7 @@ def accept(session: Session, rt: Runtime, actor: User, invitation_id: int) -> In
         after=change["after"],
     )
     bump_revision(session, memberships=[(actor.id, structure.id)])
-    _tell_managers(
+    tell_managers(
         session,
         structure,
         actor,
@@ -352,7 +321,7 @@ def refuse(session: Session, rt: Runtime, actor: User, invitation_id: int) -> In
     structure = session.get_one(Structure, invitation.structure_id)
     _claim(session, invitation, actor, "refused")
     _record(session, invitation, actor, "invitation.refused", "Invitation refused")
-    _tell_managers(
+    tell_managers(
         session,
         structure,
         actor,

@@ -23,7 +23,7 @@ from ..pagination import Page, paginate
 from ..roles import in_force_condition, today
 from ..runtime import Runtime
 from . import accounts, throttle
-from .access import authorize, effective_attachments, role_on
+from .access import authorize, effective_attachments, role_on, tell_managers
 from .records import bump_revision, commit, notify, record
 
 REACTIVATION_DAYS = 60
@@ -356,11 +356,20 @@ def deactivate_self(
         session,
         actor,
         "Your account is deactivated",
-        f"Your account is deactivated. You can reactivate it within {REACTIVATION_DAYS} "
-        "days; after that it is closed.",
+        f"Your account is deactivated. You can reactivate it until "
+        f"{reactivable_until(actor):%Y-%m-%d %H:%M} UTC ({REACTIVATION_DAYS} days); "
+        "after that it is closed.",
     )
     commit(session, rt)
     return actor
+
+
+def reactivable_until(user: User) -> dt.datetime | None:
+    """Until when a deactivated account may be reactivated by its owner (then
+    `authz maintenance` closes it); None if it is not deactivated."""
+    if user.status != "inactive" or user.deactivated_at is None:
+        return None
+    return user.deactivated_at + dt.timedelta(days=REACTIVATION_DAYS)
 
 
 def reactivate_self(
@@ -426,6 +435,27 @@ def close_expired_accounts(session: Session, rt: Runtime, now: dt.datetime | Non
             target_user_id=user.id,
             comment="Closed 60 days after deactivation",
         )
+        for structure in session.scalars(
+            select(Structure)
+            .where(
+                Structure.id.in_(
+                    select(Attachment.structure_id).where(
+                        Attachment.user_id == user.id, Attachment.status == "validated"
+                    )
+                )
+            )
+            .order_by(Structure.id)
+        ):
+            tell_managers(
+                session,
+                structure,
+                user,
+                f"{user.first_name} {user.last_name}'s account is closed",
+                f"The account of {user.first_name} {user.last_name} ({user.login_email}), "
+                f"attached to {structure.designation}, was deactivated "
+                f"{REACTIVATION_DAYS} days ago and is now closed: it grants nothing any "
+                "more. Remove their attachment to tidy the list of users.",
+            )
     if expired:
         bump_revision(session, users=[u.id for u in expired])
     commit(session, rt)

@@ -45,6 +45,9 @@ HISTORY_ACTIONS: dict[str, bool] = {
     "attachment.created": True,
     "attachment.deleted": True,
     "attachment.left": True,  # the person left the structure themself
+    "attachment.role_changed": True,
+    "attachment.services_added": True,
+    "attachment.services_removed": True,  # the rows become deactivated
     # invitations (they grant nothing until accepted)
     "invitation.created": False,
     "invitation.accepted": True,
@@ -56,8 +59,11 @@ HISTORY_ACTIONS: dict[str, bool] = {
     # subscriptions
     "subscription_request.created": False,
     "subscription_request.validated": True,
+    # the structure's sole manager validated their own request (nobody else could)
+    "subscription_request.self_validated": True,
     "subscription_request.refused": False,
     "subscriptions.granted": True,  # written by the demo loader only (authz/demo.py)
+    "subscription.revoked": True,  # one line taken back by a manager
     # technical users
     "technical_user.created": True,
     "technical_user.secret_reset": True,

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from models import AttachmentRequest, Structure, SubscriptionRequest, User, utcnow
@@ -19,7 +19,7 @@ from ..db import rowcount
 from ..errors import Conflict, DomainError, Forbidden, Invalid, NotFound
 from ..pagination import Page, paginate
 from ..runtime import Runtime
-from .access import authorize, managed_structures
+from .access import authorize, managed_structures, managers_of, role_on
 
 R = TypeVar("R", AttachmentRequest, SubscriptionRequest)
 
@@ -92,6 +92,80 @@ def list_requests(
     )
 
 
+@dataclass(frozen=True)
+class ManagedStructure:
+    """A structure the caller manages, their role there, and how many pending
+    requests of others wait for its managers (None: that role may not process
+    them on a structure in that status)."""
+
+    structure: Structure
+    role: str
+    pending_attachment_requests: int | None
+    pending_subscription_requests: int | None
+
+
+@dataclass(frozen=True)
+class ManagerSummary:
+    """What waits for a manager: their structures, and the totals over them."""
+
+    structures: list[ManagedStructure]
+
+    @property
+    def pending_attachment_requests(self) -> int:
+        return sum(s.pending_attachment_requests or 0 for s in self.structures)
+
+    @property
+    def pending_subscription_requests(self) -> int:
+        return sum(s.pending_subscription_requests or 0 for s in self.structures)
+
+
+def summary(session: Session, rt: Runtime, actor: User) -> ManagerSummary:
+    """The guide's summary screen: every structure where the actor holds a
+    manager role today, by designation, with the pending requests they may
+    process there — never their own."""
+    managed = [
+        (structure, role)
+        for structure in session.scalars(
+            select(Structure)
+            .where(Structure.id.in_(managed_structures(rt, actor, "structure.view")))
+            .order_by(Structure.designation, Structure.id)
+        )
+        if (role := role_on(session, actor, structure.id)) in rt.policies.manager_roles
+    ]
+    counts: dict[type[AttachmentRequest | SubscriptionRequest], dict[int, int]] = {}
+    for model in (AttachmentRequest, SubscriptionRequest):
+        counts[model] = dict(
+            session.execute(
+                select(model.structure_id, func.count())
+                .where(
+                    model.structure_id.in_([st.id for st, _ in managed]),
+                    model.status == "pending",
+                    model.user_id != actor.id,
+                )
+                .group_by(model.structure_id)
+            ).all()
+        )
+
+    def pending(
+        model: type[AttachmentRequest | SubscriptionRequest], structure: Structure, role: str
+    ) -> int | None:
+        if not rt.management.allows(role, PROCESS[model], structure.status):
+            return None
+        return counts[model].get(structure.id, 0)
+
+    return ManagerSummary(
+        [
+            ManagedStructure(
+                structure,
+                role,
+                pending(AttachmentRequest, structure, role),
+                pending(SubscriptionRequest, structure, role),
+            )
+            for structure, role in managed
+        ]
+    )
+
+
 def get_request(session: Session, rt: Runtime, actor: User, model: type[R], request_id: int) -> R:
     """Raises NotFound unless the actor may process its structure or made it."""
     req = session.get(model, request_id)
@@ -105,10 +179,24 @@ def get_request(session: Session, rt: Runtime, actor: User, model: type[R], requ
     return req
 
 
+def sole_manager(session: Session, actor: User, structure_id: int) -> bool:
+    """Whether `actor` is the only active manager (principal or secondary, in
+    force today) of the structure: nobody else could decide their request."""
+    return [m.id for m in managers_of(session, structure_id)] == [actor.id]
+
+
 def load_for_processing(
-    session: Session, rt: Runtime, actor: User, model: type[R], request_id: int
+    session: Session,
+    rt: Runtime,
+    actor: User,
+    model: type[R],
+    request_id: int,
+    *,
+    self_validation: bool = False,
 ) -> tuple[R, Structure, User]:
     """The pending request, its structure and requester, if the actor may process it.
+    With `self_validation`, the actor's own request is theirs to decide when
+    they are the structure's sole manager (docs/decisions.md, "A sole manager").
 
     Raises NotFound, Forbidden (`action_not_allowed`, `own_request`), Conflict
     `request_processed`.
@@ -120,8 +208,14 @@ def load_for_processing(
         structure = authorize(session, rt, actor, req.structure_id, PROCESS[model])
     except NotFound as exc:  # another structure's request: the same answer as a missing one
         raise NotFound(f"No such {NAME[model]}.") from exc
-    if req.user_id == actor.id:
-        raise Forbidden("Nobody validates or refuses their own request.", code="own_request")
+    if req.user_id == actor.id and not (
+        self_validation and sole_manager(session, actor, structure.id)
+    ):
+        raise Forbidden(
+            "Nobody validates or refuses their own request"
+            + (" while another manager of the structure can." if self_validation else "."),
+            code="own_request",
+        )
     if req.status != "pending":
         raise Conflict("This request was already processed.", code="request_processed")
     return req, structure, session.get_one(User, req.user_id)

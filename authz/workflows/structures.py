@@ -33,7 +33,8 @@ from ..roles import today
 from ..runtime import Runtime
 from . import accounts
 from .access import authorize, visible_structures
-from .records import bump_revision, commit, record
+from .records import bump_revision, commit, notify, record
+from .withdrawal import withdraw
 
 SETTING_FIELDS = ("invoice_requires_service", "legal_commitment_required")
 
@@ -509,17 +510,39 @@ def update_service(
         service.label = label
     if "active" in changes:
         service.active = bool(changes["active"])
-    after = {"label": service.label, "active": service.active}
+    after: dict[str, Any] = {"label": service.label, "active": service.active}
+    deactivated: list[User] = []
+    if before["active"] and not service.active:
+        # The guide's "Désactivé": the attachments to the service are withdrawn
+        # with their subscriptions there, and do not come back with the service.
+        for user_id in session.scalars(
+            select(Attachment.user_id).where(
+                Attachment.service_id == service.id, Attachment.status == "validated"
+            )
+        ).all():
+            withdraw(session, user_id, structure_id, [service.id])
+            deactivated.append(session.get_one(User, user_id))
+        after["deactivated_attachments"] = [u.id for u in deactivated]
     record(
         session,
         action="service.updated",
         actor=actor,
         structure_id=structure_id,
+        comment="Deactivated" if deactivated else None,
         before={"service_id": service.id, **before},
         after={"service_id": service.id, **after},
     )
     if before["active"] != after["active"]:
         bump_revision(session, structures=[structure_id])
+    structure = session.get_one(Structure, structure_id)
+    for user in deactivated:
+        notify(
+            session,
+            user,
+            f"Service {service.code} of {structure.designation} deactivated",
+            f"The service {service.code} ({service.label}) of {structure.designation} was "
+            "deactivated: your attachment to it and your subscriptions there ended.",
+        )
     commit(session, rt)
     return service
 

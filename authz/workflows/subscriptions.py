@@ -8,6 +8,7 @@ entry and mail commit together; a request is processed at most once.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,8 +32,74 @@ from ..pagination import Page
 from ..roles import today
 from ..runtime import Runtime
 from . import request_flow as flow
-from .access import effective_attachments, require_open_structure
+from .access import effective_attachments, require_open_structure, tell_managers
 from .records import bump_revision, commit, notify, record
+from .withdrawal import scope_names
+
+
+def _scope(session: Session, service_id: int | None) -> str:
+    """How a line's scope reads: "all services" or the service's code."""
+    if service_id is None:
+        return "all services"
+    service = session.get(Service, service_id)
+    return f"service {service.code}" if service else f"service {service_id}"
+
+
+def _line_problem(
+    session: Session,
+    rt: Runtime,
+    structure: Structure,
+    *,
+    space: str,
+    service_id: int | None,
+    level: str,
+) -> tuple[str, str] | None:
+    """What is wrong with a line, as (code, message), or None. A line names a
+    known space, opened on the structure (or on that service), never
+    public-only on a private structure, an active service of the structure if
+    any, and a level. Codes: `unknown_space`, `public_only_space`,
+    `invalid_level`, `unknown_service`, `space_not_opened`."""
+    entry = rt.policies.space(space)
+    if entry is None:
+        return "unknown_space", f"Unknown space {space!r}."
+    if entry.public_only and structure.kind != "public":
+        return "public_only_space", f"The space {space!r} exists only on public structures."
+    if level not in LEVELS:
+        return "invalid_level", "The level must be consult or modify."
+    if service_id is not None:
+        service = session.get(Service, service_id)
+        if service is None or service.structure_id != structure.id:
+            return "unknown_service", f"Service {service_id} is not a service of this structure."
+        if not service.active:
+            return "unknown_service", f"The service {service.code} is inactive."
+    opened = session.scalar(
+        select(OpenedSpace.id).where(
+            OpenedSpace.structure_id == structure.id,
+            OpenedSpace.space_code == space,
+            or_(OpenedSpace.service_id.is_(None), OpenedSpace.service_id == service_id),
+        )
+    )
+    if opened is None:
+        where = "this structure" + (f" nor on {_scope(session, service_id)}" if service_id else "")
+        return "space_not_opened", f"The space {space!r} is not opened on {where}."
+    return None
+
+
+def _refuse_lines(session: Session, problems: dict[int, tuple[str, str]], lines: list) -> None:
+    """Raises Invalid naming every bad line (by its position from 1, its space
+    and scope); the code is the first bad line's. Nothing if no problem."""
+    if not problems:
+        return
+    named = {
+        i: f"line {i + 1} ({lines[i]['space']}, {_scope(session, lines[i].get('service_id'))}): "
+        f"{message}"
+        for i, (_, message) in sorted(problems.items())
+    }
+    raise Invalid(
+        "; ".join(named.values()),
+        code=problems[min(problems)][0],
+        errors={"lines": {str(i): [text] for i, text in named.items()}},
+    )
 
 
 def _check_line(
@@ -44,57 +111,34 @@ def _check_line(
     service_id: int | None,
     level: str,
 ) -> None:
-    """A line must name a known space, opened on the structure (or on that
-    service), never public-only on a private structure, and a level.
+    """Raises Invalid if the line has a problem (see _line_problem)."""
+    problem = _line_problem(session, rt, structure, space=space, service_id=service_id, level=level)
+    if problem:
+        line = {"space": space, "service_id": service_id}
+        _refuse_lines(session, {0: problem}, [line])
 
-    Raises Invalid `unknown_space`, `public_only_space`, `unknown_service`,
-    `space_not_opened`, `invalid_level`.
-    """
-    entry = rt.policies.space(space)
-    if entry is None:
-        raise Invalid(
-            f"Unknown space {space!r}.",
-            code="unknown_space",
-            errors={"lines": [f"Unknown space {space!r}."]},
+
+def _outside(
+    session: Session, attached: Sequence[int | None], service_id: int | None
+) -> tuple[str, str] | None:
+    """`outside_attachment` if the user's attachments do not cover the line's
+    scope: "all services" needs an attachment to the whole structure, even for
+    someone attached to each service one by one (docs/decisions.md)."""
+    if None in attached or service_id in attached:
+        return None
+    theirs = ", ".join(sorted(_scope(session, s).removeprefix("service ") for s in attached))
+    if service_id is None:
+        return (
+            "outside_attachment",
+            (
+                f"You are attached to some services only ({theirs}): ask for each of them; "
+                '"all services" needs an attachment to the whole structure.'
+            ),
         )
-    if entry.public_only and structure.kind != "public":
-        raise Invalid(
-            f"The space {space!r} exists only on public structures.",
-            code="public_only_space",
-            errors={"lines": [f"{space!r} is for public structures only."]},
-        )
-    if level not in LEVELS:
-        raise Invalid(
-            "The level must be consult or modify.",
-            code="invalid_level",
-            errors={"lines": ["level: consult or modify"]},
-        )
-    if service_id is not None:
-        service = session.get(Service, service_id)
-        if service is None or service.structure_id != structure.id or not service.active:
-            raise Invalid(
-                f"Service {service_id} is not an active service of this structure.",
-                code="unknown_service",
-                errors={"lines": [f"Unknown or inactive service {service_id}."]},
-            )
-    opened = session.scalar(
-        select(OpenedSpace.id).where(
-            OpenedSpace.structure_id == structure.id,
-            OpenedSpace.space_code == space,
-            or_(OpenedSpace.service_id.is_(None), OpenedSpace.service_id == service_id),
-        )
+    return (
+        "outside_attachment",
+        f"You are not attached to {_scope(session, service_id)} (only to {theirs}).",
     )
-    if opened is None:
-        raise Invalid(
-            f"The space {space!r} is not opened here.",
-            code="space_not_opened",
-            errors={
-                "lines": [
-                    f"{space!r} is not opened on this structure"
-                    + (" or service." if service_id else ".")
-                ]
-            },
-        )
 
 
 def create_request(
@@ -126,30 +170,28 @@ def create_request(
         raise Invalid(
             "Ask for at least one space.", code="no_lines", errors={"lines": ["At least one line."]}
         )
-    seen = set()
-    for line in lines:
+    problems: dict[int, tuple[str, str]] = {}
+    seen: dict[tuple[str, int | None], int] = {}
+    for index, line in enumerate(lines):
         key = (line["space"], line.get("service_id"))
         if key in seen:
-            raise Invalid(
-                "The same space and service appear twice.",
-                code="duplicate_line",
-                errors={"lines": [f"Repeated: {key}"]},
+            problems[index] = (
+                "duplicate_line",
+                f"The same space and scope as line {seen[key] + 1}.",
             )
-        seen.add(key)
-        _check_line(
+            continue
+        seen[key] = index
+        problem = _line_problem(
             session,
             rt,
             structure,
             space=line["space"],
             service_id=line.get("service_id"),
             level=line["level"],
-        )
-        if None not in attached and line.get("service_id") not in attached:
-            raise Invalid(
-                "You are attached to some services only: ask for those.",
-                code="outside_attachment",
-                errors={"lines": [f"Not attached to service {key[1]}."]},
-            )
+        ) or _outside(session, attached, line.get("service_id"))
+        if problem:
+            problems[index] = problem
+    _refuse_lines(session, problems, lines)
     if session.scalar(
         select(SubscriptionRequest.id).where(
             SubscriptionRequest.user_id == actor.id,
@@ -187,6 +229,22 @@ def create_request(
         request_id=req.id,
         comment=comment,
         after={"lines": _lines(req)},
+    )
+    asked = ", ".join(
+        f"{line.space_code} ({line.level}, "
+        + ("all services" if line.service_id is None else scope_names(session, [line.service_id]))
+        + ")"
+        for line in req.lines
+    )
+    tell_managers(
+        session,
+        structure,
+        actor,
+        f"New subscription request on {structure.designation}",
+        f"{actor.first_name} {actor.last_name} ({actor.login_email}) asks for spaces of "
+        f"{structure.designation}: {asked}."
+        + (f"\n\nTheir comment: {comment}" if comment else "")
+        + f"\n\nOpen it: GET /v1/subscription-requests/{req.id}",
     )
     commit(session, rt)
     return req
@@ -239,13 +297,17 @@ def validate_request(
     consult and modify. Each line becomes a validated subscription (replacing
     the user's previous one on the same space and scope); the user is mailed.
 
-    Raises NotFound, Forbidden (`action_not_allowed`, `own_request`), Conflict
-    `request_processed`, Invalid (a line no longer valid: space closed…,
-    `unknown_line`).
+    The structure's sole manager validates their own request (nobody else
+    could): recorded as `subscription_request.self_validated`.
+
+    Raises NotFound, Forbidden (`action_not_allowed`, `own_request` while another
+    manager can decide it), Conflict `request_processed`, Invalid (a line no
+    longer valid: space closed…, `unknown_line`).
     """
     req, structure, user = flow.load_for_processing(
-        session, rt, actor, SubscriptionRequest, request_id
+        session, rt, actor, SubscriptionRequest, request_id, self_validation=True
     )
+    own = user.id == actor.id
     levels = levels or {}
     unknown = set(levels) - {line.id for line in req.lines}
     if unknown:
@@ -254,9 +316,10 @@ def validate_request(
             code="unknown_line",
             errors={"lines": [f"Unknown: {sorted(unknown)}"]},
         )
-    for line in req.lines:
+    problems = {}
+    for index, line in enumerate(req.lines):
         line.level = levels.get(line.id, line.level)
-        _check_line(
+        problem = _line_problem(
             session,
             rt,
             structure,
@@ -264,6 +327,11 @@ def validate_request(
             service_id=line.service_id,
             level=line.level,
         )
+        if problem:
+            problems[index] = problem
+    _refuse_lines(
+        session, problems, [{"space": x.space_code, "service_id": x.service_id} for x in req.lines]
+    )
     flow.claim(session, req, actor, "validated", manager_comment=comment)
     existing = {
         (s.space_code, s.service_id): s
@@ -290,15 +358,15 @@ def validate_request(
         sub.level, sub.status, sub.granted_by_id = line.level, "validated", actor.id
     record(
         session,
-        action="subscription_request.validated",
+        action="subscription_request.self_validated" if own else "subscription_request.validated",
         actor=actor,
         structure_id=structure.id,
         target_user_id=user.id,
         request_kind="subscription",
         request_id=req.id,
-        comment="Validated",
+        comment="Validated by the sole manager" if own else "Validated",
         before={"subscriptions": before},
-        after={"lines": _lines(req), "manager_comment": comment},
+        after={"lines": _lines(req), "manager_comment": comment, "sole_manager": own},
     )
     bump_revision(session, memberships=[(user.id, structure.id)])
     granted = ", ".join(f"{line.space_code} ({line.level})" for line in req.lines)

@@ -304,6 +304,19 @@ def structure_users(
     return Page(items=items, page=found.page, page_size=found.page_size, total=found.total)
 
 
+def member(session: Session, user: User, structure_id: int) -> Member:
+    """`user` on the structure: their role today and their attachment rows
+    (every status but deleted). No authorisation: the caller's workflow
+    checked it."""
+    rows = and_(
+        Attachment.structure_id == structure_id,
+        Attachment.user_id == user.id,
+        Attachment.status != "deleted",
+    )
+    lines = _lines(session, rows)[(user.id, structure_id)]
+    return Member(user, _role(lines), lines)
+
+
 # --- changes --------------------------------------------------------------------
 
 

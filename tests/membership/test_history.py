@@ -17,10 +17,12 @@ from authz.workflows import records
 from models import PLATFORM_ROLES
 from tests.support.api import attach_directly
 from tests.support.membership import (
+    ATT,
     ask_attachment,
     ask_subscription,
     attached,
     history,
+    login_of,
     make_actor,
     person,
     process,
@@ -346,8 +348,14 @@ def _action_literals(tree: ast.Module) -> Iterator[tuple[int, str]]:
         if not isinstance(node, ast.Call):
             continue
         for keyword in node.keywords:
-            if keyword.arg == "action" and isinstance(keyword.value, ast.Constant):
-                yield keyword.value.lineno, str(keyword.value.value)
+            if keyword.arg != "action":
+                continue
+            # `action="a"`, or `action="a" if c else "b"` (both branches)
+            value = keyword.value
+            branches = [value.body, value.orelse] if isinstance(value, ast.IfExp) else [value]
+            for branch in branches:
+                if isinstance(branch, ast.Constant):
+                    yield branch.lineno, str(branch.value)
         func = node.func
         name = func.id if isinstance(func, ast.Name) else getattr(func, "attr", None)
         index = positions.get(name or "")
@@ -369,3 +377,27 @@ def test_every_action_the_code_records_is_declared():
     appointed = {f"{role}.appointed" for role in PLATFORM_ROLES}
     # Nothing declared that the code never records (a stale entry).
     assert {action for *_, action in found} | appointed == set(records.HISTORY_ACTIONS)
+
+
+def test_lists_name_people_not_only_ids(api, rt, bakery):
+    """Pending requests carry the requester's names and login email; history
+    entries the actor's and the target's names (issue 15)."""
+    claire, sid = bakery.claire, bakery.id
+    julien = person(api, "julien@login.example", "Julien", "Moreau")
+    asked = ask_attachment(julien, sid)
+    listed = claire.get(ATT, query_string={"structure_id": sid, "status": "pending"}).json
+    mine = next(r for r in listed["items"] if r["id"] == asked["id"])
+    assert mine["user"] == {
+        "id": julien.user["id"],
+        "first_name": "Julien",
+        "last_name": "Moreau",
+        "login_email": login_of(julien),
+    }
+    assert process(claire, "attachment", asked["id"], "validation").status_code == 200
+    entry = history(claire, sid, action="attachment_request.validated")[0]
+    assert entry["actor"] == {
+        "id": claire.user["id"],
+        "first_name": "Claire",
+        "last_name": "Martin",
+    }
+    assert entry["target_user"]["last_name"] == "Moreau"

@@ -195,6 +195,56 @@ def test_subscription_lines_only_name_spaces_opened_and_allowed_here(api, rt, ba
     assert snapshot(rt, bakery.id) == before
 
 
+def test_every_bad_line_is_reported_by_position_and_name(api, rt, bakery):
+    """Several bad lines: each is named (position from 1, space, scope by its
+    code) in `errors.lines` and in the detail; the code is the first's."""
+    lucie = attached(api, bakery, "lucie@login.example")
+    svc = bakery.services
+    r = lucie.post(
+        SUB,
+        json={
+            "structure_id": bakery.id,
+            "lines": lines_of(
+                ("issued_invoices", None, "consult"),
+                ("works_invoices", svc["BOUTIQUE"], "consult"),
+                ("issued_invoices", svc["ANCIEN"], "consult"),
+                ("issued_invoices", None, "modify"),
+            ),
+        },
+    )
+    assert (r.status_code, r.json["code"]) == (422, "space_not_opened")
+    assert r.json["errors"]["lines"] == {
+        "1": [
+            (
+                "line 2 (works_invoices, service BOUTIQUE): The space 'works_invoices' is not "
+                "opened on this structure nor on service BOUTIQUE."
+            )
+        ],
+        "2": ["line 3 (issued_invoices, service ANCIEN): The service ANCIEN is inactive."],
+        "3": ["line 4 (issued_invoices, all services): The same space and scope as line 1."],
+    }
+    assert "line 2" in r.json["detail"] and "line 4" in r.json["detail"]
+
+
+def test_all_services_is_refused_to_a_user_attached_service_by_service_in_words(api, rt, bakery):
+    """Attached to every active service, but not to the structure: "all
+    services" stays reserved to the whole structure, and the refusal says so."""
+    lucie = attached(api, bakery, "lucie@login.example", services=["ATELIER", "BOUTIQUE"])
+    r = lucie.post(
+        SUB,
+        json={"structure_id": bakery.id, "lines": lines_of(("issued_invoices", None, "consult"))},
+    )
+    assert (r.status_code, r.json["code"]) == (422, "outside_attachment")
+    assert r.json["errors"]["lines"]["0"] == [
+        (
+            "line 1 (issued_invoices, all services): You are attached to some services only "
+            '(ATELIER, BOUTIQUE): ask for each of them; "all services" needs an attachment '
+            "to the whole structure."
+        )
+    ]
+    assert "None" not in r.json["detail"]
+
+
 def test_a_manager_switching_a_line_to_modify_grants_modify(api, rt, bakery):
     lucie = attached(api, bakery, "lucie@login.example")
     req = ask_subscription(

@@ -86,7 +86,7 @@ class Api:
         login = self.client.post(
             "/v1/auth/token", json={"login_email": email, "password": PASSWORD}
         )
-        assert login.status_code == 201, login.json
+        assert login.status_code == 200, login.json
         return Api(self.client, self.rt, login.json["access_token"], created.json)
 
 

@@ -156,7 +156,7 @@ def build_world(api: Api, n: int = 0) -> World:
         "/v1/auth/technical-token",
         json={"login": tech.json["login"], "secret": tech.json["secret"]},
     )
-    assert got.status_code == 201, got.json
+    assert got.status_code == 200, got.json
     tokens["technical"] = got.json["access_token"]
     names |= {"technical_login": tech.json["login"], "technical_secret": tech.json["secret"]}
     # Olga's account is ACME's own: Ada created it (pending), it is attached nowhere else.
@@ -175,6 +175,9 @@ def build_world(api: Api, n: int = 0) -> World:
     history = ada.get(f"/v1/structures/{ids['acme']}/history")
     assert history.status_code == 200, history.json
     ids["history_entry"] = history.json["items"][0]["id"]
+    held = ada.get(f"/v1/structures/{ids['acme']}/users/{ids['sue']}/subscriptions")
+    assert held.status_code == 200, held.json
+    ids["sue_subscription"] = held.json["items"][0]["id"]
     return World(tokens, ids, names)
 
 
