@@ -10,11 +10,12 @@ import swagger_ui_bundle
 from flask import Blueprint, Flask, send_from_directory
 from gunicorn.errors import AppImportError
 
+from authz import logs, metrics
 from authz.config import SettingError, Settings, load_settings, unknown_variables
 from authz.db import schema_status
 from authz.runtime import build_runtime, close_runtime, sync_catalogue
 
-from . import errors, identity
+from . import errors, identity, observe
 from .inputs import IdConverter, id_parameter_schema
 
 API_TITLE = "Authorization service"
@@ -39,9 +40,8 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
             settings = load_settings(config)
         except SettingError as exc:
             raise StartupError(str(exc)) from None
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    logs.configure(settings.log_format, settings.log_level)
+    logs.quiet_probes()
     if not isinstance(config, Settings):
         for line in unknown_variables():
             logging.getLogger("authz").warning(line.removeprefix("warning: "))
@@ -52,6 +52,8 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
         raise StartupError(status.detail)
     sync_catalogue(rt)
     rt.decider.load()
+    for engine in {rt.engine, rt.decider.db_engine}:
+        metrics.watch_pool(engine)
 
     app = Flask(__name__)
     if settings.proxy_hops:
@@ -89,6 +91,7 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
         {"type": "http", "scheme": "bearer", "description": "A token from POST /v1/auth/token."},
     )
     identity.register(app)
+    observe.register(app)
 
     from . import (
         auth,

@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 
 from models import OutboxMail, utcnow
 
+from . import metrics
 from .config import Settings
 from .errors import Invalid
 
@@ -301,6 +302,7 @@ def deliver_due(
             transport.send(build_message(row, mail_from))
         except Exception as exc:  # any failure: the mail stays pending and is retried
             failed += 1
+            metrics.get().mail_failures.inc()
             finished = clock()
             delay = retry_delay(row.attempts, base_delay, max_delay)
             next_attempt = finished + dt.timedelta(seconds=delay)
@@ -328,6 +330,7 @@ def deliver_due(
                 )
             continue
         sent += 1
+        metrics.get().mails_sent.inc()
         with session_factory() as session, session.begin():
             session.execute(
                 update(OutboxMail)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .. import roles
+from .. import metrics, roles
 from ..errors import NotFound
 from ..pagination import Page
 from ..runtime import Runtime
@@ -65,7 +65,9 @@ def user_permissions(
     Unavailable (at_least_revision not reached).
     """
     decider = rt.decider
-    with decider.reading(at_least_revision) as revision:
+    with metrics.decision_timer("permissions") as count, decider.reading(
+        at_least_revision
+    ) as revision:
         if user_id not in decider.index.users:
             raise NotFound("No such user.")
         structures = decider.structures_of(user_id)
@@ -76,6 +78,7 @@ def user_permissions(
         chosen = structures[(page - 1) * page_size : page * page_size]
         items = [{"structure_id": sid, **_rights(decider, user_id, sid)} for sid in chosen]
         version = decider.policy_version
+        count(len(items), 0, 0)
     return PermissionPage(
         items=items,
         page=page,
@@ -102,7 +105,9 @@ def structure_access(
     Unavailable (at_least_revision not reached).
     """
     decider = rt.decider
-    with decider.reading(at_least_revision) as revision:
+    with metrics.decision_timer("access") as count, decider.reading(
+        at_least_revision
+    ) as revision:
         if structure_id not in decider.index.structures or not _may_read_access(
             decider, caller, structure_id
         ):
@@ -111,6 +116,7 @@ def structure_access(
         chosen = members[(page - 1) * page_size : page * page_size]
         items = [{"user_id": uid, **_rights(decider, uid, structure_id)} for uid in chosen]
         version = decider.policy_version
+        count(len(items), 0, 0)
     return PermissionPage(
         items=items,
         page=page,

@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 
 from models import LoginThrottle
 
+from .. import metrics
 from ..errors import TooManyAttempts
 from ..runtime import Runtime
 
@@ -91,6 +92,7 @@ def reserve(
         failures, started, locked_until = _count(session, key, now, window)
         if (locked_until is not None and locked_until > now) or failures > limit:
             session.commit()
+            metrics.get().login_failures.labels("locked_out").inc()
             until = locked_until if locked_until is not None and locked_until > now else None
             retry = ((until or started + window) - now).total_seconds()
             raise TooManyAttempts(
@@ -105,8 +107,10 @@ def record_failure(session: Session, rt: Runtime, keys: Keys, now: dt.datetime) 
     reached its limit is locked out from now. Commits at once (the caller then
     raises, and must not roll it back)."""
     until = now + dt.timedelta(seconds=rt.settings.login_lockout_seconds)
+    m = metrics.get()
+    m.login_failures.labels("wrong_secret").inc()
     for key, limit in keys:
-        session.execute(
+        locked = session.execute(
             update(LoginThrottle)
             .where(
                 LoginThrottle.key == key,
@@ -115,7 +119,9 @@ def record_failure(session: Session, rt: Runtime, keys: Keys, now: dt.datetime) 
             )
             .values(locked_until=until)
             .execution_options(synchronize_session=False)
-        )
+        ).rowcount
+        if locked:
+            m.lockouts.inc()
     session.commit()
 
 

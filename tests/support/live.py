@@ -25,7 +25,10 @@ from sqlalchemy import create_engine, make_url
 
 from tests.support.backend import FAST_HASH, POSTGRES_URL
 
-PORTS = range(18400, 18500)  # this suite's range of ports for these servers
+# This suite's range of ports for these servers; AUTHZ_TEST_PORTS=FIRST-LAST
+# gives another (several suites running on one machine).
+_FIRST, _, _LAST = os.environ.get("AUTHZ_TEST_PORTS", "18400-18499").partition("-")
+PORTS = range(int(_FIRST), int(_LAST) + 1)
 READY_TIMEOUT = 60.0
 HTTP_TIMEOUT = 10.0
 # Access log lines: the worker's pid, the status, the method and the path.
@@ -110,6 +113,16 @@ class Server:
             response = conn.getresponse()
             payload = response.read()
             return response.status, json.loads(payload) if payload else None
+        finally:
+            conn.close()
+
+    def fetch(self, path: str, headers: Mapping[str, str] | None = None) -> tuple[int, str]:
+        """GET `path`: (status, body as text), on a new connection."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=HTTP_TIMEOUT)
+        try:
+            conn.request("GET", path, headers={"Connection": "close", **(headers or {})})
+            response = conn.getresponse()
+            return response.status, response.read().decode("utf-8")
         finally:
             conn.close()
 
