@@ -98,6 +98,7 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
         authzen,
         catalogue,
         checks,
+        decision_log,
         health,
         history,
         invitations,
@@ -123,6 +124,7 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
         requests.attachment_blp,
         requests.subscription_blp,
         reviews.blp,
+        decision_log.blp,
         invitations.blp,
     ]
     for blueprint in blueprints:

@@ -26,6 +26,8 @@ from .accounts import (
 )
 from .base import ID_MAX, Base, utcnow
 from .operations import (
+    DECISION_APIS,
+    DecisionRecord,
     HistoryEntry,
     OutboxMail,
     PolicyChange,
@@ -47,6 +49,8 @@ from .technical import TechnicalCredential
 
 __all__ = [
     "Base",
+    "DECISION_APIS",
+    "DecisionRecord",
     "ID_MAX",
     "utcnow",
     "Space",

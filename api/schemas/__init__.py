@@ -6,7 +6,7 @@
 - one module per blueprint: accounts (auth), structures, catalogue (spaces),
   checks, health, rights (permissions and access), users, history, lifecycle,
   requests (attachment and subscription requests), invitations (and leaving a
-  structure), technical, reviews, authzen.
+  structure), technical, reviews, decision_log, authzen.
 
 Views import their schemas from here (`from . import schemas as s`). Unknown
 fields in a body are refused (marshmallow's default), except in AuthZEN
@@ -25,6 +25,7 @@ from .accounts import (
     TokenSchema,
     UserSchema,
 )
+from .decision_log import DecisionLogQuerySchema, DecisionRecordSchema
 from .authzen import (
     AuthzenActionNameSchema,
     AuthzenActionSchema,
@@ -156,6 +157,8 @@ from .users import (
 )
 
 __all__ = [
+    "DecisionLogQuerySchema",
+    "DecisionRecordSchema",
     "HealthSchema",
     "Problem",
     "PageArgs",

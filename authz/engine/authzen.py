@@ -96,6 +96,8 @@ def evaluate(rt: Runtime, caller: Caller, ask: Ask) -> Decision:
     with metrics.decision_timer("authzen") as count, rt.decider.reading(ask.at_least):
         decision = _answer(rt.decider, ask, roles.today())
         count(*tally([decision]))
+    if ask.question is not None:
+        rt.recorder.record("authzen", caller, [(ask.question, decision)])
     return decision
 
 
@@ -129,6 +131,15 @@ def evaluate_many(
             ):
                 break
         count(*tally(answers))
+    rt.recorder.record(
+        "authzen",
+        caller,
+        (
+            (item.question, answer)
+            for item, answer in zip(items, answers)
+            if isinstance(item, Ask) and item.question is not None and isinstance(answer, Decision)
+        ),
+    )
     return answers
 
 

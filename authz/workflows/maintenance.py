@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from models import ActivationToken, AuthToken, LoginThrottle, PolicyChange, utcnow
 
+from .. import decision_log
 from ..runtime import Runtime
 from . import invitations
 from .lifecycle import close_expired_accounts
@@ -29,7 +30,8 @@ def run_maintenance(
 ) -> dict[str, int]:
     """Delete log-in tokens expired or revoked more than a day ago, activation
     links expired more than a day ago, and log-in throttle rows whose counting
-    window and lock-out have both ended. Return the number of rows deleted per
+    window and lock-out have both ended, and decision log records older than
+    AUTHZ_DECISION_LOG_RETENTION_DAYS. Return the number of rows deleted per
     kind; change-log rows older than CHANGE_LOG_AGE (a worker that far behind
     reloads its whole decision index instead). Then close the accounts
     deactivated more than 60 days ago, and mark the invitations past their
@@ -62,6 +64,9 @@ def run_maintenance(
             delete(PolicyChange).where(PolicyChange.created_at < now - CHANGE_LOG_AGE),
             execution_options=unsynced,
         ).rowcount,
+        "decision_records": decision_log.prune(
+            session, rt.settings.decision_log_retention_days, now
+        ),
     }
     commit(session, rt)
     counts["closed_accounts"] = close_expired_accounts(session, rt, now)

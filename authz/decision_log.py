@@ -1,0 +1,283 @@
+"""The decision log: which decisions were taken for whom, recorded off the hot
+path, kept AUTHZ_DECISION_LOG_RETENTION_DAYS, read by the security team
+(docs/operations.md, "Decision log").
+
+What is recorded is AUTHZ_DECISION_LOG: `off`, `sampled` (each decision with
+probability AUTHZ_DECISION_LOG_SAMPLE_RATE) or `all`; with
+AUTHZ_DECISION_LOG_DENIALS every denial too, whatever the mode. A request
+appends plain tuples to an in-memory buffer (no database, no lock of its own);
+a background thread of the process writes what is buffered every
+AUTHZ_DECISION_LOG_FLUSH_SECONDS in one multi-row INSERT, and once more when
+the process stops. A full buffer, or a write that fails, drops records: the
+decision is never delayed or refused for its record, and the drop is counted
+(authz_decision_log_dropped_total) and logged.
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import csv
+import datetime as dt
+import io
+import logging
+import random
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine, Select, delete, insert, select
+from sqlalchemy.orm import Session
+
+from models import DecisionRecord, utcnow
+
+from . import logs, metrics
+from .config import Settings
+from .pagination import Page, paginate
+
+log = logging.getLogger("authz.decision_log")
+
+# The columns of a record, in the order of the buffered tuples and of the CSV export.
+COLUMNS = (
+    "decided_at",
+    "api",
+    "client_id",
+    "caller_user_id",
+    "user_id",
+    "structure_id",
+    "service",
+    "space",
+    "action",
+    "allowed",
+    "rule",
+    "reason",
+    "revision",
+    "policy_version",
+    "request_id",
+)
+_TABLE = DecisionRecord.__table__
+_TEXT_MAX = 300
+
+
+@dataclass(frozen=True)
+class Asked:
+    """A question as recorded (the decision APIs' questions have these fields)."""
+
+    user_id: int | None
+    structure_id: int | None
+    space: str | None
+    action: str
+    service: str | None = None
+
+
+class Recorder:
+    """One per process: decides what is recorded, buffers it, writes it."""
+
+    def __init__(self, engine: Engine, settings: Settings) -> None:
+        self.engine = engine
+        self.mode = settings.decision_log
+        self.rate = settings.decision_log_sample_rate
+        self.denials = settings.decision_log_denials
+        self.capacity = settings.decision_log_buffer
+        self.period = settings.decision_log_flush_seconds
+        self.enabled = self.mode != "off" or self.denials
+        self._buffer: collections.deque[tuple] = collections.deque()
+        self._wake = threading.Event()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        self._random = random.random
+
+    def wanted(self, allowed: bool) -> bool:
+        """Whether a decision with this answer is recorded (the sampling draw)."""
+        if self.mode == "all" or (self.denials and not allowed):
+            return True
+        return self.mode == "sampled" and self._random() < self.rate
+
+    def record(
+        self,
+        api: str,
+        caller: Any,
+        answered: Iterable[tuple[Any, Any]],
+    ) -> None:
+        """Buffer the (question, decision) pairs of one request that are to be
+        recorded. `caller` has client_id and user_id; a question has user_id,
+        structure_id, space, action, service; a decision allowed, rule, reason,
+        revision, policy_version. Never raises, never waits for the database."""
+        if not self.enabled:
+            return
+        try:
+            now = utcnow()
+            request_id = logs.context().get("request_id")
+            client_id, caller_user_id = caller.client_id, caller.user_id
+            rows = [
+                (
+                    now,
+                    api,
+                    client_id,
+                    caller_user_id,
+                    q.user_id,
+                    q.structure_id,
+                    q.service,
+                    q.space,
+                    q.action,
+                    d.allowed,
+                    _short(d.rule),
+                    _short(d.reason),
+                    d.revision,
+                    d.policy_version,
+                    request_id,
+                )
+                for q, d in answered
+                if self.wanted(d.allowed)
+            ]
+            if not rows:
+                return
+            room = self.capacity - len(self._buffer)
+            if room < len(rows):
+                metrics.get().decision_log_dropped.inc(len(rows) - max(room, 0))
+                rows = rows[: max(room, 0)]
+            self._buffer.extend(rows)
+            self._ensure_started()
+        except Exception:  # noqa: BLE001  (a record never costs the decision)
+            log.exception("decision log: a record could not be buffered")
+
+    def _ensure_started(self) -> None:
+        if self._thread is not None:
+            return
+        with self._start_lock:
+            if self._thread is None and not self._stopping:
+                self._thread = threading.Thread(
+                    target=self._run, name="authz-decision-log", daemon=True
+                )
+                self._thread.start()
+                atexit.register(self.close)
+
+    def _run(self) -> None:
+        while not self._stopping:
+            self._wake.wait(self.period)
+            self._wake.clear()
+            self.flush()
+
+    def flush(self) -> int:
+        """Write what is buffered now (one INSERT per batch); the number written."""
+        with self._write_lock:
+            rows = []
+            while self._buffer:
+                rows.append(self._buffer.popleft())
+            if not rows:
+                return 0
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(insert(_TABLE), [dict(zip(COLUMNS, row)) for row in rows])
+            except Exception as exc:  # noqa: BLE001  (dropped and counted, never raised)
+                metrics.get().decision_log_dropped.inc(len(rows))
+                log.error("decision log: %d record(s) dropped: %s", len(rows), type(exc).__name__)
+                return 0
+            metrics.get().decision_log_written.inc(len(rows))
+            return len(rows)
+
+    def close(self) -> None:
+        """Stop the writer and write what remains (at shutdown)."""
+        self._stopping = True
+        self._wake.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=max(5.0, self.period * 2))
+        self.flush()
+
+
+def _short(text: str | None) -> str | None:
+    return text if text is None or len(text) <= _TEXT_MAX else text[: _TEXT_MAX - 1] + "…"
+
+
+# --- reading and pruning ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Filters:
+    user_id: int | None = None
+    structure_id: int | None = None
+    service: str | None = None
+    space: str | None = None
+    action: str | None = None
+    allowed: bool | None = None
+    client_id: int | None = None
+    api: str | None = None
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+
+
+def query(filters: Filters) -> Select:
+    """The records matching `filters` (since inclusive, until exclusive), newest first."""
+    stmt = select(DecisionRecord)
+    column = DecisionRecord.__table__.c
+    for name in ("user_id", "structure_id", "service", "space", "action", "client_id", "api"):
+        value = getattr(filters, name)
+        if value is not None:
+            stmt = stmt.where(column[name] == value)
+    if filters.allowed is not None:
+        stmt = stmt.where(DecisionRecord.allowed.is_(filters.allowed))
+    if filters.since is not None:
+        stmt = stmt.where(DecisionRecord.decided_at >= filters.since)
+    if filters.until is not None:
+        stmt = stmt.where(DecisionRecord.decided_at < filters.until)
+    return stmt.order_by(DecisionRecord.decided_at.desc(), DecisionRecord.id.desc())
+
+
+def list_records(session: Session, filters: Filters, *, page: int, page_size: int) -> Page:
+    """One page of the records matching `filters`, newest first."""
+    return paginate(session, query(filters), page=page, page_size=page_size)
+
+
+def as_dict(record: DecisionRecord) -> dict[str, Any]:
+    return {"id": record.id, **{name: getattr(record, name) for name in COLUMNS}}
+
+
+def iter_records(session: Session, filters: Filters, chunk: int = 1000) -> Iterator[DecisionRecord]:
+    """Every record matching `filters`, newest first, read in chunks."""
+    yield from session.scalars(query(filters).execution_options(yield_per=chunk))
+
+
+def to_csv(records: Iterable[DecisionRecord]) -> Iterator[str]:
+    """A header row, then one row per record (CSV, streamed)."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(("id", *COLUMNS))
+    yield out.getvalue()
+    for record in records:
+        out.seek(0)
+        out.truncate()
+        row = as_dict(record)
+        row["decided_at"] = row["decided_at"].isoformat()
+        writer.writerow([_cell(v) for v in row.values()])
+        yield out.getvalue()
+
+
+def _cell(value: Any) -> Any:
+    """A CSV cell that a spreadsheet will not run as a formula."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@"):
+        return "'" + value
+    return "" if value is None else value
+
+
+def prune(session: Session, retention_days: int, now: dt.datetime | None = None) -> int:
+    """Delete the records older than `retention_days`; how many. The caller commits."""
+    cutoff = (now or utcnow()) - dt.timedelta(days=retention_days)
+    result = session.execute(
+        delete(DecisionRecord).where(DecisionRecord.decided_at < cutoff),
+        execution_options={"synchronize_session": False},
+    )
+    return int(result.rowcount or 0)
+
+
+def recorded_pairs(
+    questions: Sequence[Any], decisions: Sequence[Any]
+) -> Iterator[tuple[Any, Any]]:
+    """(question, decision) pairs of a request, skipping answers that are not
+    decisions (an AuthZEN item that could not be read)."""
+    for q, d in zip(questions, decisions):
+        if hasattr(d, "allowed"):
+            yield q, d
