@@ -21,6 +21,7 @@ blp = Blueprint(
     description="Decisions recorded (security reviewers)",
 )
 
+
 def filters(args: dict) -> decision_log.Filters:
     result = args.pop("result", None)
     return decision_log.Filters(

@@ -126,6 +126,9 @@ class Settings:
     # how often the background writer writes them, seconds.
     decision_log_buffer: int = 10000
     decision_log_flush_seconds: float = 1.0
+    # Also write each record as a log line (logger authz.decision_log.records; with
+    # AUTHZ_LOG_FORMAT=json one JSON object, member `decision`), for a SIEM.
+    decision_log_stream: bool = False
     # `authz serve` (gunicorn): address, worker processes, threads per worker,
     # and a gunicorn configuration file (empty: none). gunicorn's own
     # configuration file, then GUNICORN_CMD_ARGS, then the options of
@@ -291,6 +294,7 @@ RULES: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "decision_log_retention_days": _AT_LEAST_1,
     "decision_log_buffer": ("an integer >= 100", lambda v: v >= 100),
     "decision_log_flush_seconds": ("a number from 0.05 to 60", lambda v: 0.05 <= v <= 60),
+    "decision_log_stream": ("true or false", lambda v: True),
     "bind": ("HOST:PORT (or unix:PATH), several separated by commas", _binds),
     "workers": _AT_LEAST_1,
     "threads": _AT_LEAST_1,

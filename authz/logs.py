@@ -26,7 +26,7 @@ from typing import Any
 _CONTEXT: ContextVar[dict[str, Any] | None] = ContextVar("authz_log_context", default=None)
 
 # Members of a record (passed with `extra=`) copied into a JSON line.
-FIELDS = ("status", "duration_ms", "remote", "path_kind", "pid", "outbox_id", "attempt")
+FIELDS = ("status", "duration_ms", "remote", "pid", "decision")
 # Loggers quiet at INFO: Alembic's two lines on every schema check (each
 # readiness probe runs one), and Casbin's dump of the model at every load.
 QUIET = ("alembic.runtime.migration", "casbin")

@@ -24,7 +24,6 @@ import functools
 import os
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -153,29 +152,35 @@ def get() -> Metrics:
     return Metrics()
 
 
-@contextmanager
-def decision_timer(api: str) -> Iterator[Callable[[int, int, int], None]]:
-    """Time a decision request: the body calls the yielded function once with its
-    (allowed, denied, errors) counts. A request that raises counts one error when
-    no decision could be taken (Unavailable, or anything unexpected), one denial
-    when the caller was refused (Forbidden, NotFound, Invalid)."""
-    started = time.perf_counter()
-    counted = False
+class DecisionTimer:
+    """Times a decision request (`with DecisionTimer(api) as count:`): the body
+    calls `count(allowed, denied, errors)` once. A request that raises counts
+    one error when no decision could be taken (Unavailable, or anything
+    unexpected), one denial when the caller was refused (Forbidden, NotFound,
+    Invalid). A class, not a generator: it runs on every check."""
 
-    def count(allowed: int, denied: int, errors: int) -> None:
-        nonlocal counted
-        counted = True
-        get().decided(api, allowed, denied, errors, time.perf_counter() - started)
+    __slots__ = ("api", "counted", "started")
 
-    try:
-        yield count
-    except BaseException as exc:
-        if not counted:
-            from .errors import DomainError, Unavailable
+    def __init__(self, api: str) -> None:
+        self.api = api
+        self.counted = False
+        self.started = 0.0
 
-            refused = isinstance(exc, DomainError) and not isinstance(exc, Unavailable)
-            get().decided(api, 0, int(refused), int(not refused), time.perf_counter() - started)
-        raise
+    def __enter__(self) -> DecisionTimer:
+        self.started = time.perf_counter()
+        return self
+
+    def __call__(self, allowed: int, denied: int, errors: int) -> None:
+        self.counted = True
+        get().decided(self.api, allowed, denied, errors, time.perf_counter() - self.started)
+
+    def __exit__(self, kind: Any, exc: BaseException | None, _tb: Any) -> None:
+        if exc is None or self.counted:
+            return
+        from .errors import DomainError, Unavailable
+
+        refused = isinstance(exc, DomainError) and not isinstance(exc, Unavailable)
+        self(0, int(refused), int(not refused))
 
 
 def index_loaded(kind: str, seconds: float, sizes: dict[str, int], revision: int) -> None:

@@ -130,7 +130,6 @@ class SchemaCompatibility(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
-
 DECISION_APIS = ("check", "batch", "permissions", "access", "authzen")
 
 

@@ -11,12 +11,12 @@ import json
 import pytest
 from sqlalchemy import func, select
 
-from authz import decision_log
+from authz import decision_log, logs
 from authz.engine.checks import Caller
 from authz.engine.decisions import Decision, Question
-from authz.workflows import maintenance, operators
+from authz.workflows import maintenance
 from models import DecisionRecord, utcnow
-from tests.support.api import Api, create_structure
+from tests.support.api import create_structure, make_reviewer
 from tests.support.backend import app_settings
 from tests.support.cli import authz
 from tests.support.rows import client_key
@@ -109,6 +109,7 @@ class Settings:
             decision_log_denials=False,
             decision_log_buffer=100,
             decision_log_flush_seconds=60.0,
+            decision_log_stream=False,
         )
         self.__dict__.update(defaults, **values)
 
@@ -133,7 +134,7 @@ def test_what_is_recorded_follows_the_mode_the_rate_and_denials(rt, settings, dr
     recorder = decision_log.Recorder(rt.engine, Settings(**settings))
     recorder._random = lambda: draw
     recorder.record("check", Caller(client_id=1), [(Q, ALLOW), (Q, DENY)])
-    assert [row[decision_log.COLUMNS.index("allowed")] for row in recorder._buffer] == expected
+    assert [d.allowed for *_, pairs in recorder._buffer for _, d in pairs] == expected
     assert (recorder._thread is not None) == bool(expected)
     recorder.close()
 
@@ -142,11 +143,15 @@ def test_a_full_buffer_drops_and_the_rest_is_written_at_close(rt):
     recorder = decision_log.Recorder(
         rt.engine, Settings(decision_log="all", decision_log_buffer=100)
     )
-    recorder.record("check", Caller(client_id=1), [(Q, ALLOW)] * 150)
-    assert len(recorder._buffer) == 100
+    for _ in range(2):  # the second request's records do not fit: dropped
+        recorder.record("check", Caller(client_id=1), [(Q, ALLOW)] * 60)
+    assert len(recorder._buffer) == 1
     recorder.close()  # the writer stops and writes what remains
     assert len(recorder._buffer) == 0
-    assert len(recorded(rt, api="check")) == 100
+    assert len(recorded(rt, api="check")) == 60
+    recorder.record("check", Caller(client_id=1), [(Q, ALLOW)] * 100)
+    recorder.flush()
+    assert len(recorded(rt, api="check")) == 160  # room again once written
 
 
 def test_the_background_writer_writes_without_being_asked(rt):
@@ -162,13 +167,6 @@ def test_the_background_writer_writes_without_being_asked(rt):
     else:
         pytest.fail("nothing written")
     recorder.close()
-
-
-def make_reviewer(api: Api, rt) -> Api:
-    reviewer = api.person("rita@example.org", "Rita", "Reviewer")
-    with rt.sessions() as s:
-        operators.create_operator(s, rt, "rita@example.org", role=operators.REVIEWER)
-    return reviewer
 
 
 def put(rt, **fields) -> None:
@@ -245,3 +243,17 @@ def test_authz_decisions_prints_json_lines_and_csv(cli_env, cli_rt):
     result = authz("decisions", "--format", "csv", env=cli_env)
     assert len(result.stdout.splitlines()) == 3
     assert "2 record(s)." in result.stderr
+
+
+def test_the_stream_writes_each_record_as_one_json_log_line(rt, caplog):
+    recorder = decision_log.Recorder(
+        rt.engine, Settings(decision_log="all", decision_log_stream=True)
+    )
+    recorder.record("check", Caller(client_id=3), [(Q, DENY)])
+    with caplog.at_level("INFO", logger="authz.decision_log.records"):
+        assert recorder.flush() == 1
+    [record] = [r for r in caplog.records if r.name == "authz.decision_log.records"]
+    line = json.loads(logs.JsonFormatter().format(record))
+    assert line["decision"]["client_id"] == 3 and line["decision"]["allowed"] is False
+    assert line["decision"]["reason"] == "no validated attachment"
+    recorder.close()

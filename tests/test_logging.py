@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import subprocess
 from collections.abc import Iterator
 
 import pytest
@@ -17,14 +18,13 @@ from authz import logs, mail
 from authz.runtime import close_runtime
 from tests.support.api import PASSWORD, Api, activation_token, create_structure, outbox
 from tests.support.backend import app_settings
+from tests.support.live import authz_command, serve_env, serving
 from tests.support.rows import client_key
 
 
 @pytest.fixture
 def json_app(database_url, tmp_path) -> Iterator:
-    app = create_app(
-        {**app_settings(database_url, tmp_path / "var"), "log_format": "json"}
-    )
+    app = create_app({**app_settings(database_url, tmp_path / "var"), "log_format": "json"})
     app.config["TESTING"] = True
     yield app
     close_runtime(app.extensions["authz"])
@@ -191,3 +191,31 @@ def test_a_broad_session_logs_no_secret(json_app, captured, tmp_path):
     text = captured.getvalue()
     for secret in secrets:
         assert secret not in text, f"a secret was logged: {secret[:6]}…"
+
+
+def test_authz_serve_in_json_writes_only_json_lines(tmp_path):
+    url = f"sqlite:///{tmp_path / 'authz.db'}"
+    env = serve_env(url, tmp_path / "var", log_format="json")
+    subprocess.run([authz_command(), "db", "upgrade"], env=env, check=True, timeout=120)
+    log = tmp_path / "serve.log"
+    with serving(env, log) as server:
+        for _ in range(3):
+            assert server.fetch("/health/ready")[0] == 200
+        assert server.call("GET", "/v1/me")[0] == 401
+        status, _ = server.fetch("/metrics")
+        assert status == 200
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    assert {line["logger"] for line in lines} >= {"gunicorn.error", "authz.access"}
+    [me] = [line for line in lines if line.get("route") == "/v1/me"]
+    assert me["status"] == 401 and me["pid"] in server_pids(lines)
+    assert not [line for line in lines if str(line.get("route", "")).startswith("/health")]
+    assert not [line for line in lines if line["logger"].startswith("alembic")]
+
+
+def server_pids(lines: list[dict]) -> set[int]:
+    """The workers' pids, from gunicorn's "Booting worker with pid: N" lines."""
+    return {
+        int(line["message"].rsplit(" ", 1)[1])
+        for line in lines
+        if line["message"].startswith("Booting worker with pid")
+    }

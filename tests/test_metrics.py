@@ -103,9 +103,11 @@ def test_the_outbox_and_log_in_failures_are_measured(api, client, rt):
         pending = len(s.scalars(select(OutboxMail).where(OutboxMail.status == "pending")).all())
     assert sample(after, "authz_mail_outbox_pending") == pending >= 1
     assert sample(after, "authz_mail_outbox_oldest_age_seconds") >= 0
-    assert sample(after, "authz_login_failures_total", reason="wrong_secret") - sample(
-        before, "authz_login_failures_total", reason="wrong_secret"
-    ) == 1
+    assert (
+        sample(after, "authz_login_failures_total", reason="wrong_secret")
+        - sample(before, "authz_login_failures_total", reason="wrong_secret")
+        == 1
+    )
 
 
 def test_routes_are_counted_by_template_never_by_path(api, client):

@@ -93,7 +93,7 @@ def evaluate(rt: Runtime, caller: Caller, ask: Ask) -> Decision:
     else), Unavailable `revision_unavailable`.
     """
     require_subjects(caller, [ask.user_id])
-    with metrics.decision_timer("authzen") as count, rt.decider.reading(ask.at_least):
+    with metrics.DecisionTimer("authzen") as count, rt.decider.reading(ask.at_least):
         decision = _answer(rt.decider, ask, roles.today())
         count(*tally([decision]))
     if ask.question is not None:
@@ -120,7 +120,7 @@ def evaluate_many(
     """
     require_subjects(caller, [a.user_id for a in items if isinstance(a, Ask)])
     answers: list[Decision | Invalid] = []
-    with metrics.decision_timer("authzen") as count, rt.decider.reading(at_least):
+    with metrics.DecisionTimer("authzen") as count, rt.decider.reading(at_least):
         today = roles.today()
         for item in items:
             answer = item if isinstance(item, Invalid) else _answer(rt.decider, item, today)

@@ -74,7 +74,7 @@ def check_batch(
         )
     require_subjects(caller, [q.user_id for q in questions])
     decider = rt.decider
-    with metrics.decision_timer(api) as count, decider.reading(at_least_revision):
+    with metrics.DecisionTimer(api) as count, decider.reading(at_least_revision):
         today = today or roles.today()
         decisions = [decider.decide(q, today=today, explain=explain) for q in questions]
         count(*tally(decisions))

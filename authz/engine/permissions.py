@@ -86,9 +86,10 @@ def user_permissions(
     Unavailable (at_least_revision not reached).
     """
     decider = rt.decider
-    with metrics.decision_timer("permissions") as count, decider.reading(
-        at_least_revision
-    ) as revision:
+    with (
+        metrics.DecisionTimer("permissions") as count,
+        decider.reading(at_least_revision) as revision,
+    ):
         if user_id not in decider.index.users:
             raise NotFound("No such user.")
         structures = decider.structures_of(user_id)
@@ -127,9 +128,7 @@ def structure_access(
     Unavailable (at_least_revision not reached).
     """
     decider = rt.decider
-    with metrics.decision_timer("access") as count, decider.reading(
-        at_least_revision
-    ) as revision:
+    with metrics.DecisionTimer("access") as count, decider.reading(at_least_revision) as revision:
         if structure_id not in decider.index.structures or not _may_read_access(
             decider, caller, structure_id
         ):

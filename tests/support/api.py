@@ -7,6 +7,7 @@ import re
 
 from sqlalchemy import select
 
+from authz.workflows import operators
 from models import OutboxMail
 
 from .consent import attach
@@ -134,3 +135,11 @@ def attach_directly(
             **extra,
         },
     )
+
+
+def make_reviewer(api: Api, rt) -> Api:
+    """A logged-in security reviewer (rita@example.org)."""
+    reviewer = api.person("rita@example.org", "Rita", "Reviewer")
+    with rt.sessions() as s:
+        operators.create_operator(s, rt, "rita@example.org", role=operators.REVIEWER)
+    return reviewer
