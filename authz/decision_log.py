@@ -146,14 +146,17 @@ class Recorder:
         except Exception:  # noqa: BLE001  (a record never costs the decision)
             log.exception("decision log: a record could not be buffered")
 
-    def _rows(self) -> list[tuple]:
-        """Take what is buffered, as rows in the order of COLUMNS."""
+    def _rows(self, sqlite: bool = False) -> list[tuple]:
+        """Take what is buffered, as rows in the order of COLUMNS (the time as
+        SQLite stores it when `sqlite`)."""
         rows = []
         buffer = self._buffer
         while buffer:
             at, api, client_id, caller_user_id, request_id, pairs = buffer.popleft()
             self._queued -= len(pairs)
-            when = dt.datetime.fromtimestamp(at, dt.timezone.utc)
+            when: Any = dt.datetime.fromtimestamp(at, dt.timezone.utc)
+            if sqlite:
+                when = _sqlite_time(when)
             rows += [
                 (
                     when,
@@ -196,22 +199,19 @@ class Recorder:
     def flush(self) -> int:
         """Write what is buffered now, in one statement; the number written."""
         with self._write_lock:
-            rows = self._rows()
+            sqlite = self.engine.dialect.name == "sqlite"
+            rows = self._rows(sqlite)
             if not rows:
                 return 0
             if self.stream:
                 for row in rows:
                     record = dict(zip(COLUMNS, row))
-                    record["decided_at"] = row[0].isoformat()
+                    record["decided_at"] = str(row[0]) if sqlite else row[0].isoformat()
                     stream_log.info("decision", extra={"decision": record})
             try:
                 with self.engine.begin() as conn:
-                    # The driver's executemany: no per-row work in Python beyond the time.
-                    sqlite = conn.dialect.name == "sqlite"
-                    conn.exec_driver_sql(
-                        _INSERT.format(mark="?" if sqlite else "%s"),
-                        [(_sqlite_time(r[0]) if sqlite else r[0], *r[1:]) for r in rows],
-                    )
+                    # The driver's executemany: no per-row work in Python.
+                    conn.exec_driver_sql(_INSERT.format(mark="?" if sqlite else "%s"), rows)
             except Exception as exc:  # noqa: BLE001  (dropped and counted, never raised)
                 metrics.get().decision_log_dropped.inc(len(rows))
                 log.error("decision log: %d record(s) dropped: %s", len(rows), type(exc).__name__)

@@ -879,7 +879,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def observability_phase(
-    rt: Runtime, questions: list[Question], res: Results, workdir: Path, rounds: int = 5
+    rt: Runtime, questions: list[Question], res: Results, workdir: Path, rounds: int = 9
 ) -> None:
     """(e) What metrics and the decision log cost a check, in this process: one
     POST /v1/checks's decision function (authz.engine.checks.check, without HTTP)
@@ -896,7 +896,7 @@ def observability_phase(
     from authz import decision_log, metrics
 
     caller = Caller(client_id=1)
-    mix = questions[:20_000]
+    mix = questions[:5_000]
     timer = metrics.DecisionTimer
     off = rt.recorder
     everything = decision_log.Recorder(
@@ -936,12 +936,12 @@ def observability_phase(
         everything.close()
     base = best["bare"]
     for name, rate in best.items():
+        added = (1 / rate - 1 / base) * 1e6
         res.add(
             "(e) observability",
-            f"checks in process, {name}",
-            f"{rate:,.0f} checks/s ({rate / base:.0%} of bare)",
-            "≥ 85% of metrics only" if name.endswith("(all)") else "",
-            rate >= 0.85 * best["metrics"] if name.endswith("(all)") else None,
+            f"checks.check() in process, {name} (CPU of the process)",
+            f"{rate:,.0f} checks/s, {1e6 / rate:.1f} µs each"
+            + (f" (+{added:.1f} µs, {rate / base:.0%} of bare)" if name != "bare" else ""),
         )
     res.data["observability"] = {**best, "decision_log_written": sum(written)}
 
