@@ -7,15 +7,35 @@ from collections.abc import Mapping
 from typing import Any
 
 import swagger_ui_bundle
-from flask import Blueprint, Flask, send_from_directory
+from flask import Blueprint, Flask, Response, send_from_directory
 from gunicorn.errors import AppImportError
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from authz import logs, metrics
 from authz.config import SettingError, Settings, load_settings, unknown_variables
 from authz.db import schema_status
+from authz.mail import MailDispatcher
 from authz.runtime import build_runtime, close_runtime, sync_catalogue
 
-from . import errors, identity, observe
+from . import (
+    auth,
+    authzen,
+    catalogue,
+    checks,
+    decision_log,
+    errors,
+    health,
+    history,
+    identity,
+    invitations,
+    lifecycle,
+    observe,
+    requests,
+    reviews,
+    structures,
+    technical,
+    users,
+)
 from .inputs import IdConverter, id_parameter_schema
 
 API_TITLE = "Authorization service"
@@ -57,12 +77,9 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
 
     app = Flask(__name__)
     if settings.proxy_hops:
-        from werkzeug.middleware.proxy_fix import ProxyFix
-
-        app.wsgi_app = ProxyFix(
-            app.wsgi_app,
-            x_for=settings.proxy_hops,  # type: ignore
-            x_proto=settings.proxy_hops,
+        # Flask's documented way to wrap its WSGI application in a middleware.
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=settings.proxy_hops, x_proto=settings.proxy_hops
         )
     app.config.update(
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
@@ -93,23 +110,6 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
     identity.register(app)
     observe.register(app)
 
-    from . import (
-        auth,
-        authzen,
-        catalogue,
-        checks,
-        decision_log,
-        health,
-        history,
-        invitations,
-        lifecycle,
-        requests,
-        reviews,
-        structures,
-        technical,
-        users,
-    )
-
     blueprints = [
         health.blp,
         auth.blp,
@@ -132,8 +132,6 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
     app.register_blueprint(_docs_assets())
 
     if settings.mail_background:
-        from authz.mail import MailDispatcher
-
         rt.dispatcher = MailDispatcher(rt.sessions, settings)
         rt.dispatcher.start()
     return app
@@ -144,7 +142,7 @@ def _docs_assets() -> Blueprint:
     assets = Blueprint("docs_assets", __name__)
 
     @assets.route("/docs/assets/<path:filename>")
-    def asset(filename: str):
+    def asset(filename: str) -> Response:
         return send_from_directory(swagger_ui_bundle.swagger_ui_path, filename)
 
     return assets

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from models import ActivationToken, AuthToken, User, utcnow
 
 from .. import logins, passwords
+from ..db import rowcount
 from ..errors import Conflict, Forbidden, Invalid, Unauthenticated
 from ..runtime import Runtime
 from ..security import digest, new_token
@@ -199,11 +200,13 @@ def activate(session: Session, rt: Runtime, *, token: str, password: str) -> Use
     owner = session.get(User, row.user_id)
     passwords.check(password or "", login_email=owner.login_email if owner else None)
     # Single use even under concurrency: only one caller flips used_at.
-    claimed = session.execute(
-        update(ActivationToken)
-        .where(ActivationToken.id == row.id, ActivationToken.used_at.is_(None))
-        .values(used_at=now)
-    ).rowcount
+    claimed = rowcount(
+        session.execute(
+            update(ActivationToken)
+            .where(ActivationToken.id == row.id, ActivationToken.used_at.is_(None))
+            .values(used_at=now)
+        )
+    )
     user = session.get(User, row.user_id)
     if claimed != 1 or user is None or user.status != "pending":
         session.rollback()
@@ -230,12 +233,14 @@ def check_credentials(
     keys = throttle.reserve(session, rt, login, address, now)
     user = find_by_login(session, login) if login else None
     person = user if user is not None and user.kind == "person" else None
+    stored = person.password_hash if person else None
     session.commit()  # end the read: nothing is held while argon2 runs
-    if not rt.hasher.verify(person.password_hash if person else None, password or ""):
+    # The hash is verified whoever asks (a dummy one when nobody has this email),
+    # so that the time taken does not tell a known email from an unknown one.
+    if not rt.hasher.verify(stored, password or "") or person is None or stored is None:
         throttle.record_failure(session, rt, keys, now)
         raise Unauthenticated("Wrong login email or password.", code="invalid_credentials")
-    assert person is not None and person.password_hash is not None
-    if rt.hasher.needs_rehash(person.password_hash):
+    if rt.hasher.needs_rehash(stored):
         person.password_hash = rt.hasher.hash(password)
     throttle.forget_login(session, keys)
     session.commit()  # the attempt is given back even if the caller refuses next
