@@ -66,5 +66,4 @@ class DecisionLog(MethodView):
                 mimetype="text/csv",
                 headers={"Content-Disposition": 'attachment; filename="decision-log.csv"'},
             )
-        page = decision_log.list_records(db(), chosen, **paging)
-        return page
+        return decision_log.list_records(db(), chosen, **paging)

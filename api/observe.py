@@ -61,7 +61,7 @@ def _database_facts() -> metrics.DatabaseFacts:
         ).one()
     age = 0.0
     if oldest is not None:
-        oldest = oldest if oldest.tzinfo else oldest.replace(tzinfo=dt.timezone.utc)
+        oldest = oldest if oldest.tzinfo else oldest.replace(tzinfo=dt.UTC)
         age = max(0.0, (utcnow() - oldest).total_seconds())
     return metrics.DatabaseFacts(int(revision or 0), int(pending), age)
 

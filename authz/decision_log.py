@@ -9,8 +9,9 @@ appends plain tuples to an in-memory buffer (no database, no lock of its own);
 a background thread of the process writes what is buffered every
 AUTHZ_DECISION_LOG_FLUSH_SECONDS in one multi-row INSERT, and once more when
 the process stops; with AUTHZ_DECISION_LOG_STREAM it also writes each record
-as a log line (JSON lines for a SIEM with AUTHZ_LOG_FORMAT=json). A full buffer, or a write that fails, drops records: the
-decision is never delayed or refused for its record, and the drop is counted
+as a log line (JSON lines for a SIEM with AUTHZ_LOG_FORMAT=json). A full
+buffer, or a write that fails, drops records: the decision is never delayed
+or refused for its record, and the drop is counted
 (authz_decision_log_dropped_total) and logged.
 """
 
@@ -25,7 +26,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +37,7 @@ from models import DecisionRecord, utcnow
 
 from . import logs, metrics
 from .config import Settings
+from .db import rowcount
 from .pagination import Page, paginate
 
 log = logging.getLogger("authz.decision_log")
@@ -61,8 +63,9 @@ COLUMNS = (
     "request_id",
 )
 _TEXT_MAX = 300
+# The columns are the constants above; the driver binds every value.
 _INSERT = (
-    f"INSERT INTO decision_log ({', '.join(COLUMNS)}) "
+    f"INSERT INTO decision_log ({', '.join(COLUMNS)}) "  # noqa: S608  (constants, no value)
     f"VALUES ({', '.join(['{mark}'] * len(COLUMNS))})"
 )
 
@@ -86,7 +89,10 @@ class Asked:
 class Recorder:
     """One per process: decides what is recorded, buffers it, writes it."""
 
-    def __init__(self, engine: Engine, settings: Settings) -> None:
+    def __init__(
+        self, engine: Engine, settings: Settings, draw: Callable[[], float] = random.random
+    ) -> None:
+        """`draw`: the sampling draw, uniform in [0, 1) (tests give their own)."""
         self.engine = engine
         self.mode = settings.decision_log
         self.rate = settings.decision_log_sample_rate
@@ -104,13 +110,13 @@ class Recorder:
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._write_lock = threading.Lock()
-        self._random = random.random
+        self._draw = draw
 
     def wanted(self, allowed: bool) -> bool:
         """Whether a decision with this answer is recorded (the sampling draw)."""
         if self.mode == "all" or (self.denials and not allowed):
             return True
-        return self.mode == "sampled" and self._random() < self.rate
+        return self.mode == "sampled" and self._draw() < self.rate
 
     def record(self, api: str, caller: Any, answered: Iterable[tuple[Any, Any]]) -> None:
         """Buffer the (question, decision) pairs of one request that are to be
@@ -143,7 +149,7 @@ class Recorder:
             )
             if self._thread is None:
                 self._ensure_started()
-        except Exception:  # noqa: BLE001  (a record never costs the decision)
+        except Exception:
             log.exception("decision log: a record could not be buffered")
 
     def _rows(self, sqlite: bool = False) -> list[tuple]:
@@ -154,7 +160,7 @@ class Recorder:
         while buffer:
             at, api, client_id, caller_user_id, request_id, pairs = buffer.popleft()
             self._queued -= len(pairs)
-            when: Any = dt.datetime.fromtimestamp(at, dt.timezone.utc)
+            when: Any = dt.datetime.fromtimestamp(at, dt.UTC)
             if sqlite:
                 when = _sqlite_time(when)
             rows += [
@@ -179,9 +185,18 @@ class Recorder:
             ]
         return rows
 
+    @property
+    def pending(self) -> int:
+        """Records buffered, not yet written."""
+        return sum(len(entry[-1]) for entry in list(self._buffer))
+
+    @property
+    def started(self) -> bool:
+        """Whether the background writer was started (on the first record)."""
+        return self._thread is not None
+
     def _ensure_started(self) -> None:
-        if self._thread is not None:
-            return
+        """Start the writer, once (record() calls this while none is started)."""
         with self._start_lock:
             if self._thread is None and not self._stopping:
                 self._thread = threading.Thread(
@@ -205,7 +220,7 @@ class Recorder:
                 return 0
             if self.stream:
                 for row in rows:
-                    record = dict(zip(COLUMNS, row))
+                    record = dict(zip(COLUMNS, row, strict=False))
                     record["decided_at"] = str(row[0]) if sqlite else row[0].isoformat()
                     stream_log.info("decision", extra={"decision": record})
             try:
@@ -214,7 +229,10 @@ class Recorder:
                     conn.exec_driver_sql(_INSERT.format(mark="?" if sqlite else "%s"), rows)
             except Exception as exc:  # noqa: BLE001  (dropped and counted, never raised)
                 metrics.get().decision_log_dropped.inc(len(rows))
-                log.error("decision log: %d record(s) dropped: %s", len(rows), type(exc).__name__)
+                # Not log.exception: the error's text holds the statement's parameters.
+                log.error(  # noqa: TRY400
+                    "decision log: %d record(s) dropped: %s", len(rows), type(exc).__name__
+                )
                 return 0
             metrics.get().decision_log_written.inc(len(rows))
             return len(rows)
@@ -306,16 +324,17 @@ def _cell(value: Any) -> Any:
 def prune(session: Session, retention_days: int, now: dt.datetime | None = None) -> int:
     """Delete the records older than `retention_days`; how many. The caller commits."""
     cutoff = (now or utcnow()) - dt.timedelta(days=retention_days)
-    result = session.execute(
-        delete(DecisionRecord).where(DecisionRecord.decided_at < cutoff),
-        execution_options={"synchronize_session": False},
+    return rowcount(
+        session.execute(
+            delete(DecisionRecord).where(DecisionRecord.decided_at < cutoff),
+            execution_options={"synchronize_session": False},
+        )
     )
-    return int(result.rowcount or 0)
 
 
 def recorded_pairs(questions: Sequence[Any], decisions: Sequence[Any]) -> Iterator[tuple[Any, Any]]:
     """(question, decision) pairs of a request, skipping answers that are not
     decisions (an AuthZEN item that could not be read)."""
-    for q, d in zip(questions, decisions):
+    for q, d in zip(questions, decisions, strict=False):
         if hasattr(d, "allowed"):
             yield q, d

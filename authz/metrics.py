@@ -49,7 +49,7 @@ class Metrics:
     """The service's metrics (one instance per process, see `get`)."""
 
     def __init__(self) -> None:
-        from prometheus_client import Counter, Gauge, Histogram
+        from prometheus_client import Counter, Gauge, Histogram  # noqa: PLC0415  (lazy: see the module docstring)
 
         self.decisions = Counter(
             "authz_decisions",
@@ -177,7 +177,7 @@ class DecisionTimer:
     def __exit__(self, kind: Any, exc: BaseException | None, _tb: Any) -> None:
         if exc is None or self.counted:
             return
-        from .errors import DomainError, Unavailable
+        from .errors import DomainError, Unavailable  # noqa: PLC0415  (errors is light; kept off the import of this module)
 
         refused = isinstance(exc, DomainError) and not isinstance(exc, Unavailable)
         self(0, int(refused), int(not refused))
@@ -195,7 +195,7 @@ def index_loaded(kind: str, seconds: float, sizes: dict[str, int], revision: int
 
 def watch_pool(engine: Any) -> None:
     """Count the connections `engine`'s pool hands out and keeps."""
-    from sqlalchemy import event
+    from sqlalchemy import event  # noqa: PLC0415  (lazy: see the module docstring)
 
     m = get()
     size = getattr(engine.pool, "size", None)
@@ -225,9 +225,9 @@ def render(read_database: Callable[[], DatabaseFacts] | None = None) -> tuple[by
     process's), plus what `read_database` reads at scrape time: the latest
     revision (and each worker's lag behind it) and the mail outbox. A database
     that cannot be read gives `authz_scrape_database_up 0`, not an error."""
-    from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
-    from prometheus_client.core import GaugeMetricFamily
-    from prometheus_client.multiprocess import MultiProcessCollector
+    from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest  # noqa: PLC0415  (lazy: see the module docstring)
+    from prometheus_client.core import GaugeMetricFamily  # noqa: PLC0415  (lazy: see the module docstring)
+    from prometheus_client.multiprocess import MultiProcessCollector  # noqa: PLC0415  (lazy: see the module docstring)
 
     get()  # every family is declared, even before its first value
     source: Any = REGISTRY
@@ -251,7 +251,7 @@ def render(read_database: Callable[[], DatabaseFacts] | None = None) -> tuple[by
 
 
 def _database_families(facts: DatabaseFacts, families: list[Any]) -> Iterator[Any]:
-    from prometheus_client.core import GaugeMetricFamily
+    from prometheus_client.core import GaugeMetricFamily  # noqa: PLC0415  (lazy: see the module docstring)
 
     latest = GaugeMetricFamily(
         "authz_policy_revision_database", "The latest policy revision committed."
@@ -293,6 +293,6 @@ class _Collected:
 
 def mark_dead(pid: int, directory: str) -> None:
     """A worker exited: its live gauges no longer count (gunicorn's child_exit)."""
-    from prometheus_client.multiprocess import mark_process_dead
+    from prometheus_client.multiprocess import mark_process_dead  # noqa: PLC0415  (lazy: see the module docstring)
 
     mark_process_dead(pid, directory)

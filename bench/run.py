@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import gc
 import http.client
 import json
@@ -52,7 +53,7 @@ from typing import Any
 import casbin
 from sqlalchemy import func, select
 
-from authz import roles
+from authz import decision_log, metrics, roles
 from authz.config import load_settings
 from authz.engine import checks
 from authz.engine.checks import Caller
@@ -834,7 +835,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
         questions = in_process(rt, prof, size, res, workdir)
-        observability_phase(rt, questions, res, workdir)
+        observability_phase(rt, questions, res)
         if not args.skip_http:
             try:
                 http_phase(rt, prof, size, res, url, workdir, args, questions, servers)
@@ -876,7 +877,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def observability_phase(
-    rt: Runtime, questions: list[Question], res: Results, workdir: Path, rounds: int = 9
+    rt: Runtime, questions: list[Question], res: Results, rounds: int = 9
 ) -> None:
     """(e) What metrics and the decision log cost a check, in this process: one
     POST /v1/checks's decision function (authz.engine.checks.check, without HTTP)
@@ -888,10 +889,6 @@ def observability_phase(
     metrics in prometheus-client's multiprocess mode, as under `authz serve`
     (main sets PROMETHEUS_MULTIPROC_DIR). Ratios are what to compare
     (docs/performance.md)."""
-    import dataclasses
-
-    from authz import decision_log, metrics
-
     caller = Caller(client_id=1)
     mix = questions[:5_000]
     timer = metrics.DecisionTimer
@@ -905,7 +902,7 @@ def observability_phase(
             pass
 
         def __enter__(self):
-            return lambda *counts: None
+            return lambda *_: None
 
         def __exit__(self, *exc):
             return None
@@ -923,10 +920,10 @@ def observability_phase(
     written: list[int] = []
     try:
         for _ in range(rounds):
-            for name in best:
+            for name, so_far in best.items():
                 metrics.DecisionTimer = Bare if name == "bare" else timer  # type: ignore[misc]
                 rt.recorder = everything if name.endswith("(all)") else off
-                best[name] = max(best[name], run())
+                best[name] = max(so_far, run())
     finally:
         metrics.DecisionTimer = timer  # type: ignore[misc]
         rt.recorder = off

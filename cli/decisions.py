@@ -18,7 +18,7 @@ _WHEN = click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M
 
 
 def _utc(value: dt.datetime | None) -> dt.datetime | None:
-    return None if value is None else value.replace(tzinfo=dt.timezone.utc)
+    return None if value is None else value.replace(tzinfo=dt.UTC)
 
 
 @click.command("decisions")

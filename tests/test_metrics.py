@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import re
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -198,7 +199,7 @@ def test_two_workers_add_up_to_the_checks_made(tmp_path: Path):
         assert sample(text, "authz_decisions_total", api="check", result="denied") == made
         assert sample(text, "authz_http_requests_total", route="/v1/checks") == made
         # One revision gauge per live worker.
-        assert len(re.findall(r"^authz_policy_revision\{", text, re.M)) == 2
+        assert len(re.findall(r"^authz_policy_revision\{", text, re.MULTILINE)) == 2
         assert sample(text, "authz_policy_revision_lag") == 0
     directory = re.search(r"authz-metrics-\w+", (tmp_path / "serve.log").read_text())
-    assert directory is None or not Path("/tmp", directory[0]).exists()
+    assert directory is None or not Path(tempfile.gettempdir(), directory[0]).exists()

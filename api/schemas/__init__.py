@@ -25,7 +25,6 @@ from .accounts import (
     TokenSchema,
     UserSchema,
 )
-from .decision_log import DecisionLogQuerySchema, DecisionRecordSchema
 from .authzen import (
     AuthzenActionNameSchema,
     AuthzenActionSchema,
@@ -70,6 +69,7 @@ from .common import (
     page_of,
     revision_page_of,
 )
+from .decision_log import DecisionLogQuerySchema, DecisionRecordSchema
 from .health import (
     HealthSchema,
 )

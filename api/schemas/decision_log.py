@@ -22,10 +22,10 @@ class DecisionLogQuerySchema(PageArgs):
     client_id = f.record_id(description="The client application that asked.")
     api = f.one_of(DECISION_APIS)
     since = fields.AwareDateTime(
-        default_timezone=dt.timezone.utc, metadata={"description": "From (inclusive)."}
+        default_timezone=dt.UTC, metadata={"description": "From (inclusive)."}
     )
     until = fields.AwareDateTime(
-        default_timezone=dt.timezone.utc, metadata={"description": "To (exclusive)."}
+        default_timezone=dt.UTC, metadata={"description": "To (exclusive)."}
     )
     format = f.one_of(
         ("json", "csv"),

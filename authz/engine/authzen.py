@@ -136,7 +136,7 @@ def evaluate_many(
         caller,
         (
             (item.question, answer)
-            for item, answer in zip(items, answers)
+            for item, answer in zip(items, answers, strict=False)
             if isinstance(item, Ask) and item.question is not None and isinstance(answer, Decision)
         ),
     )

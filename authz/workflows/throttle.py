@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 from models import LoginThrottle
 
 from .. import metrics
+from ..db import rowcount
 from ..errors import TooManyAttempts
 from ..runtime import Runtime
 
@@ -115,16 +116,18 @@ def record_failure(session: Session, rt: Runtime, keys: Keys, now: dt.datetime) 
     m = metrics.get()
     m.login_failures.labels("wrong_secret").inc()
     for key, limit in keys:
-        locked = session.execute(
-            update(LoginThrottle)
-            .where(
-                LoginThrottle.key == key,
-                LoginThrottle.failures >= limit,
-                or_(LoginThrottle.locked_until.is_(None), LoginThrottle.locked_until <= now),
+        locked = rowcount(
+            session.execute(
+                update(LoginThrottle)
+                .where(
+                    LoginThrottle.key == key,
+                    LoginThrottle.failures >= limit,
+                    or_(LoginThrottle.locked_until.is_(None), LoginThrottle.locked_until <= now),
+                )
+                .values(locked_until=until)
+                .execution_options(synchronize_session=False)
             )
-            .values(locked_until=until)
-            .execution_options(synchronize_session=False)
-        ).rowcount
+        )
         if locked:
             m.lockouts.inc()
     session.commit()

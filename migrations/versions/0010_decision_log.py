@@ -14,9 +14,8 @@ record outlives the rows it names.
 on the last of them when the branches merge. It touches nothing they add.)
 """
 
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = "0010"
 down_revision = "0007"
