@@ -21,6 +21,7 @@ from . import (
     auth,
     authzen,
     catalogue,
+    changes,
     checks,
     decision_log,
     errors,
@@ -32,6 +33,7 @@ from . import (
     observe,
     requests,
     reviews,
+    revisions,
     structures,
     technical,
     users,
@@ -108,6 +110,7 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
         {"type": "http", "scheme": "bearer", "description": "A token from POST /v1/auth/token."},
     )
     identity.register(app)
+    revisions.register(app)
     observe.register(app)
 
     blueprints = [
@@ -116,6 +119,7 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
         structures.blp,
         catalogue.blp,
         checks.blp,
+        changes.blp,
         users.blp,
         history.blp,
         authzen.blp,
