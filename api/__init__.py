@@ -11,6 +11,7 @@ from flask import Blueprint, Flask, Response, send_from_directory
 from gunicorn.errors import AppImportError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from authz import logs, metrics
 from authz.config import SettingError, Settings, load_settings, unknown_variables
 from authz.db import schema_status
 from authz.mail import MailDispatcher
@@ -22,12 +23,14 @@ from . import (
     catalogue,
     changes,
     checks,
+    decision_log,
     errors,
     health,
     history,
     identity,
     invitations,
     lifecycle,
+    observe,
     requests,
     reviews,
     revisions,
@@ -59,9 +62,8 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
             settings = load_settings(config)
         except SettingError as exc:
             raise StartupError(str(exc)) from None
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    logs.configure(settings.log_format, settings.log_level)
+    logs.quiet_probes()
     if not isinstance(config, Settings):
         for line in unknown_variables():
             logging.getLogger("authz").warning(line.removeprefix("warning: "))
@@ -72,6 +74,8 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
         raise StartupError(status.detail)
     sync_catalogue(rt)
     rt.decider.load()
+    for engine in {rt.engine, rt.decider.db_engine}:
+        metrics.watch_pool(engine)
 
     app = Flask(__name__)
     if settings.proxy_hops:
@@ -107,6 +111,7 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
     )
     identity.register(app)
     revisions.register(app)
+    observe.register(app)
 
     blueprints = [
         health.blp,
@@ -123,6 +128,7 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
         requests.attachment_blp,
         requests.subscription_blp,
         reviews.blp,
+        decision_log.blp,
         invitations.blp,
     ]
     for blueprint in blueprints:

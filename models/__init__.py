@@ -26,6 +26,8 @@ from .accounts import (
 )
 from .base import ID_MAX, Base, utcnow
 from .operations import (
+    DECISION_APIS,
+    DecisionRecord,
     HistoryEntry,
     OutboxMail,
     PolicyChange,
@@ -47,6 +49,7 @@ from .technical import TechnicalCredential
 
 __all__ = [
     "ATTACHMENT_STATUSES",
+    "DECISION_APIS",
     "IDENTIFIER_TYPES",
     "ID_MAX",
     "INVITATION_STATUSES",
@@ -64,6 +67,7 @@ __all__ = [
     "AuthToken",
     "Base",
     "ClientApplication",
+    "DecisionRecord",
     "HistoryEntry",
     "Invitation",
     "InvitationService",

@@ -6,7 +6,7 @@
 - one module per blueprint: accounts (auth), structures, catalogue (spaces),
   changes, checks, health, rights (permissions and access), users, history, lifecycle,
   requests (attachment and subscription requests), invitations (and leaving a
-  structure), technical, reviews, authzen.
+  structure), technical, reviews, decision_log, authzen.
 
 Views import their schemas from here (`from . import schemas as s`). Unknown
 fields in a body are refused (marshmallow's default), except in AuthZEN
@@ -77,6 +77,7 @@ from .common import (
     revision_page_of,
     written,
 )
+from .decision_log import DecisionLogQuerySchema, DecisionRecordSchema
 from .health import (
     HealthSchema,
 )
@@ -215,6 +216,8 @@ __all__ = [
     "ConnectionSchema",
     "DeactivatedAccountSchema",
     "DeactivationSchema",
+    "DecisionLogQuerySchema",
+    "DecisionRecordSchema",
     "DecisionSchema",
     "DesignationSchema",
     "DirectAttachmentSchema",

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from models import ActivationToken, AuthToken, LoginThrottle, PolicyChange, utcnow
 
+from .. import decision_log
 from ..db import rowcount
 from ..runtime import Runtime
 from . import invitations
@@ -28,7 +29,8 @@ def run_maintenance(
 ) -> dict[str, int]:
     """Delete log-in tokens expired or revoked more than a day ago, activation
     links expired more than a day ago, and log-in throttle rows whose counting
-    window and lock-out have both ended. Return the number of rows deleted per
+    window and lock-out have both ended, and decision log records older than
+    AUTHZ_DECISION_LOG_RETENTION_DAYS. Return the number of rows deleted per
     kind; change-log rows older than AUTHZ_CHANGE_LOG_RETENTION_DAYS (a worker
     that far behind reloads its whole decision index instead, a change-feed
     reader gets 410 and starts again). Then close the accounts
@@ -65,6 +67,9 @@ def run_maintenance(
                 PolicyChange.created_at
                 < now - dt.timedelta(days=rt.settings.change_log_retention_days)
             )
+        ),
+        "decision_records": decision_log.prune(
+            session, rt.settings.decision_log_retention_days, now
         ),
     }
     commit(session, rt)
