@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
-import swagger_ui_bundle
 from flask import Blueprint, Flask, send_from_directory
 from gunicorn.errors import AppImportError
 
@@ -18,6 +18,8 @@ from . import errors, identity
 from .inputs import IdConverter, id_parameter_schema
 
 API_TITLE = "Authorization service"
+# Swagger UI 5.x (swagger-ui-dist, vendored: see its VERSION file).
+SWAGGER_UI_DIR = Path(__file__).parent / "static" / "swagger-ui"
 
 
 class StartupError(AppImportError):
@@ -53,7 +55,7 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
     sync_catalogue(rt)
     rt.decider.load()
 
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder=None)
     if settings.proxy_hops:
         from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -135,11 +137,11 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
 
 
 def _docs_assets() -> Blueprint:
-    """Swagger UI's files, served locally (no CDN)."""
+    """Swagger UI's files, served locally (no CDN), with our start-up script."""
     assets = Blueprint("docs_assets", __name__)
 
     @assets.route("/docs/assets/<path:filename>")
     def asset(filename: str):
-        return send_from_directory(swagger_ui_bundle.swagger_ui_path, filename)
+        return send_from_directory(SWAGGER_UI_DIR, filename)
 
     return assets
