@@ -127,6 +127,10 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
     for blueprint in blueprints:
         api.register_blueprint(blueprint)
     app.register_blueprint(_docs_assets())
+    from . import console
+
+    console.register(app)
+    app.after_request(_html_headers)
 
     if settings.mail_background:
         from authz.mail import MailDispatcher
@@ -134,6 +138,18 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
         rt.dispatcher = MailDispatcher(rt.sessions, settings)
         rt.dispatcher.start()
     return app
+
+
+def _html_headers(response):
+    """Pages outside the console (the /docs page) are not framed either, and
+    run only the scripts served here (the console sets its own, stricter CSP)."""
+    if response.mimetype == "text/html" and "Content-Security-Policy" not in response.headers:
+        response.headers["Content-Security-Policy"] = (
+            "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
+            "frame-ancestors 'none'"
+        )
+        response.headers["X-Frame-Options"] = "DENY"
+    return response
 
 
 def _docs_assets() -> Blueprint:

@@ -21,7 +21,9 @@ from .accounts import (
     ActivationToken,
     AuthToken,
     ClientApplication,
+    ConsoleSession,
     LoginThrottle,
+    PasswordResetToken,
     User,
 )
 from .base import ID_MAX, Base, utcnow
@@ -57,6 +59,8 @@ __all__ = [
     "User",
     "AuthToken",
     "ActivationToken",
+    "ConsoleSession",
+    "PasswordResetToken",
     "LoginThrottle",
     "ClientApplication",
     "Attachment",

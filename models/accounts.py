@@ -84,6 +84,35 @@ class ActivationToken(Base):
     used_at: Mapped[dt.datetime | None]
 
 
+class PasswordResetToken(Base):
+    """A single-use "forgot password" link; only its SHA-256 digest is stored."""
+
+    __tablename__ = "password_reset_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime]
+    used_at: Mapped[dt.datetime | None]
+
+
+class ConsoleSession(Base):
+    """A browser session of the manager console (the cookie's value is shown
+    once, only its SHA-256 digest is stored); ends when revoked (log-out,
+    password reset), at expires_at, or when unused for the idle timeout."""
+
+    __tablename__ = "console_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime]
+    revoked_at: Mapped[dt.datetime | None]
+
+
 class LoginThrottle(Base):
     """Failed log-ins counted per key ("email:<login>" or "ip:<address>")."""
 
