@@ -51,6 +51,21 @@ def logout():
     return web.log_out_cookie(redirect(url_for("console.login", done="logged_out")))
 
 
+@blp.route("/signup", methods=["GET", "POST"])
+@open_page
+def signup():
+    """Create one's own account while logged out (the activation link is mailed)."""
+    if request.method == "GET":
+        return page("signup.html")
+    accounts.sign_up(
+        db(), runtime(),
+        login_email=request.form.get("login_email", ""),
+        first_name=request.form.get("first_name", ""),
+        last_name=request.form.get("last_name", ""),
+    )
+    return page("signup.html", sent=True)
+
+
 @blp.route("/activation", methods=["GET", "POST"])
 @open_page
 def activation():

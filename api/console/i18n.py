@@ -241,6 +241,10 @@ FRENCH = {
     "Space (empty: a management action)": "Espace (vide : une action de gestion)",
     "Service code": "Code du service",
     "Explain": "Expliquer",
+    "Create my account": "Créer mon compte",
+    "Your account is created: open the link mailed to you within 60 minutes to choose your password.":
+        "Votre compte est créé : ouvrez le lien envoyé par courriel dans les 60 minutes pour "
+        "choisir votre mot de passe.",
 }
 
 
