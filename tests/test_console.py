@@ -188,3 +188,112 @@ def test_every_text_of_the_templates_has_its_french():
         texts |= set(re.findall(r'(?<![\w.])t\("([^"~]+)"\)', path.read_text(encoding="utf-8")))
     missing = sorted(t for t in texts if t not in i18n.FRENCH)
     assert not missing
+
+
+def test_direct_attachment_of_an_active_account_sends_an_invitation(app, api, world):
+    mine = world["mine"]["id"]
+    claire = console_for(app, "claire@example.org")
+    claire.get(f"/console/structures/{mine}/users")
+    answer = claire.post(f"/console/structures/{mine}/users/attach",
+                         {"login_email": "zoe@example.org", "role": "simple"})
+    assert answer.status_code == 302 and "done=invitation_sent" in answer.headers["Location"]
+    assert world["zoe"].get(f"/v1/structures/{mine}").status_code == 404  # nothing granted yet
+    zoe = console_for(app, "zoe@example.org")
+    page = zoe.text("/console/me")
+    invitation = re.search(r'/console/me/invitations/(\d+)', page).group(1)
+    accepted = zoe.post(f"/console/me/invitations/{invitation}", {"answer": "accept"})
+    assert "done=invitation_accepted" in accepted.headers["Location"]
+    assert world["zoe"].get(f"/v1/structures/{mine}").status_code == 200
+
+
+def test_users_are_searched_exported_mailed_and_removed(app, api, rt, world):
+    mine = world["mine"]["id"]
+    claire = console_for(app, "claire@example.org")
+    claire.get(f"/console/structures/{mine}/users")
+    created = claire.post(f"/console/structures/{mine}/accounts", {
+        "login_email": "new@example.org", "first_name": "Nina", "last_name": "Neuve"})
+    assert "done=account_created" in created.headers["Location"], created.get_data(True)
+    found = claire.text(f"/console/structures/{mine}/users?last_name=neuve")
+    assert "new@example.org" in found and "bob@example.org" not in found
+    nina = re.search(r'data-user="(\d+)"', found).group(1)
+    csv = claire.post(f"/console/structures/{mine}/users/selected",
+                      {"user_ids": nina, "action": "export"})
+    assert csv.mimetype == "text/csv" and "new@example.org" in csv.get_data(True)
+    claire.get(f"/console/structures/{mine}/users")
+    mailed = claire.post(f"/console/structures/{mine}/users/selected",
+                         {"user_ids": nina, "action": "activation"})
+    assert mailed.status_code == 200 and 'class="ok"' in mailed.get_data(True)
+    claire.get(f"/console/structures/{mine}/users")
+    removed = claire.post(f"/console/structures/{mine}/users/{nina}/remove")
+    assert "done=removed" in removed.headers["Location"]
+    # The principal cannot be removed: the workflow's refusal, as a page.
+    claire.get(f"/console/structures/{mine}/users")
+    principal = world["claire"].user["id"]
+    refused = claire.post(f"/console/structures/{mine}/users/{principal}/remove")
+    assert refused.status_code == 409
+
+
+def test_a_technical_secret_is_reset_only_when_confirmed(app, world):
+    mine = world["mine"]["id"]
+    claire = console_for(app, "claire@example.org")
+    claire.get(f"/console/structures/{mine}/technical-users")
+    created = claire.post(f"/console/structures/{mine}/technical-users", {"label": "ERP"})
+    listing = claire.text(f"/console/structures/{mine}/technical-users")
+    reset = re.search(r'technical-users/(\d+)/reset', listing).group(0)
+    unconfirmed = claire.post(f"/console/structures/{mine}/{reset}")
+    assert unconfirmed.status_code == 422
+    claire.get(f"/console/structures/{mine}/technical-users")
+    confirmed = claire.post(f"/console/structures/{mine}/{reset}", {"confirm": "on"})
+    old = re.search(r"<code>([^<]+)</code>", created.get_data(True)).group(1)
+    new = re.search(r"<code>([^<]+)</code>", confirmed.get_data(True)).group(1)
+    assert confirmed.status_code == 200 and new != old
+
+
+def test_the_principal_hands_over_and_the_identifier_changes(app, api, world):
+    mine = world["mine"]["id"]
+    claire = console_for(app, "claire@example.org")
+    claire.get(f"/console/structures/{mine}/identifier")
+    unconfirmed = claire.post(f"/console/structures/{mine}/identifier", {
+        "identifier_type": "SIRET", "identifier_value": "44306184100047"})
+    assert unconfirmed.status_code == 422
+    changed = claire.post(f"/console/structures/{mine}/identifier", {
+        "identifier_type": "SIRET", "identifier_value": "44306184100047", "confirm": "on"})
+    assert "done=identifier_changed" in changed.headers["Location"]
+    successor = int(re.search(r"/structures/(\d+)", changed.headers["Location"]).group(1))
+    assert successor != mine
+    claire.get(f"/console/structures/{successor}/principal")
+    handed = claire.post(f"/console/structures/{successor}/principal",
+                         {"login_email": "bob@example.org"})
+    assert "done=principal_designated" in handed.headers["Location"], handed.get_data(True)
+    assert claire.get(f"/console/structures/{successor}/technical-users").status_code == 403
+
+
+def test_a_person_asks_for_an_attachment_and_a_subscription_from_their_page(app, world):
+    zoe = console_for(app, "zoe@example.org")
+    zoe.get("/console/me")
+    asked = zoe.post("/console/me/attachment-requests", {
+        "identifier_type": "SIRET", "identifier_value": world["mine"]["identifier_value"],
+        "comment": "bonjour"})
+    assert "done=request_sent" in asked.headers["Location"]
+    zoe.get("/console/me")
+    not_member = zoe.post("/console/me/subscription-requests", {
+        "structure_id": world["mine"]["id"], "space": "issued_invoices", "level": "consult"})
+    assert not_member.status_code == 404  # not attached yet: the workflow's answer
+
+
+def test_the_review_pages_are_for_the_security_reviewer_only(app, api, rt, world):
+    from authz.workflows import operators
+
+    claire = console_for(app, "claire@example.org")
+    assert claire.get("/console/review").status_code == 403
+    assert claire.get("/console/review/explain").status_code == 403
+    api.person("rita@example.org", "Rita", "Revue")
+    with rt.sessions() as s:
+        operators.create_operator(s, rt, "rita@example.org", role="security_reviewer")
+    rita = console_for(app, "rita@example.org")
+    assert "findings" in rita.text("/console/review")
+    explained = rita.text(
+        f"/console/review/explain?user_id={world['claire'].user['id']}"
+        f"&structure_id={world['mine']['id']}&space=issued_invoices&action=consult"
+    )
+    assert 'id="explanation"' in explained and "decision:" in explained
