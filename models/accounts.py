@@ -71,30 +71,28 @@ class AuthToken(Base):
     revoked_at: Mapped[dt.datetime | None]
 
 
-class ActivationToken(Base):
-    """A single-use activation link; only its SHA-256 digest is stored."""
+class MailedLink:
+    """The columns of a single-use link mailed to a person: only the token's
+    SHA-256 digest is stored; used once, before it expires."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime]
+    used_at: Mapped[dt.datetime | None]
+
+
+class ActivationToken(MailedLink, Base):
+    """A single-use activation link."""
 
     __tablename__ = "activation_tokens"
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
-    token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
-    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
-    expires_at: Mapped[dt.datetime]
-    used_at: Mapped[dt.datetime | None]
 
-
-class PasswordResetToken(Base):
-    """A single-use "forgot password" link; only its SHA-256 digest is stored."""
+class PasswordResetToken(MailedLink, Base):
+    """A single-use "forgot password" link."""
 
     __tablename__ = "password_reset_tokens"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
-    token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
-    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
-    expires_at: Mapped[dt.datetime]
-    used_at: Mapped[dt.datetime | None]
 
 
 class ConsoleSession(Base):

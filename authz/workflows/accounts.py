@@ -182,25 +182,16 @@ def activate(session: Session, rt: Runtime, *, token: str, password: str) -> Use
     link; the three are not told apart), Invalid `weak_password` (the password
     policy of authz/passwords.py; the link stays usable).
     """
-    now = utcnow()
-    row = session.scalar(
-        select(ActivationToken).where(ActivationToken.token_hash == digest(token or ""))
-    )
     invalid = Invalid(
         "This activation link is invalid, expired or already used.", code="activation_link_invalid"
     )
-    if row is None or row.used_at is not None or row.expires_at <= now:
-        raise invalid
+    now = utcnow()
+    row = _open_link(session, ActivationToken, token, now, invalid)
     owner = session.get(User, row.user_id)
     passwords.check(password or "", login_email=owner.login_email if owner else None)
-    # Single use even under concurrency: only one caller flips used_at.
-    claimed = session.execute(
-        update(ActivationToken)
-        .where(ActivationToken.id == row.id, ActivationToken.used_at.is_(None))
-        .values(used_at=now)
-    ).rowcount
+    _spend_link(session, ActivationToken, row.id, now, invalid)
     user = session.get(User, row.user_id)
-    if claimed != 1 or user is None or user.status != "pending":
+    if user is None or user.status != "pending":
         session.rollback()
         raise invalid
     user.password_hash = rt.hasher.hash(password)
@@ -269,27 +260,14 @@ def reset_password(session: Session, rt: Runtime, *, token: str, password: str) 
     account is no longer active: not told apart), Invalid `weak_password` (the
     link stays usable).
     """
+    invalid = Invalid("This link is invalid, expired or already used.", code="reset_link_invalid")
     now = utcnow()
-    row = session.scalar(
-        select(PasswordResetToken).where(PasswordResetToken.token_hash == digest(token or ""))
-    )
-    invalid = Invalid(
-        "This link is invalid, expired or already used.", code="reset_link_invalid"
-    )
-    if row is None or row.used_at is not None or row.expires_at <= now:
-        raise invalid
+    row = _open_link(session, PasswordResetToken, token, now, invalid)
     user = session.get(User, row.user_id)
     if user is None or user.status != "active":
         raise invalid
     passwords.check(password or "", login_email=user.login_email)
-    claimed = session.execute(
-        update(PasswordResetToken)
-        .where(PasswordResetToken.id == row.id, PasswordResetToken.used_at.is_(None))
-        .values(used_at=now)
-    ).rowcount
-    if claimed != 1:
-        session.rollback()
-        raise invalid
+    _spend_link(session, PasswordResetToken, row.id, now, invalid)
     user.password_hash = rt.hasher.hash(password)
     for table in (AuthToken, ConsoleSession):
         session.execute(
@@ -299,6 +277,30 @@ def reset_password(session: Session, rt: Runtime, *, token: str, password: str) 
         )
     commit(session, rt)
     return user
+
+
+def _open_link(
+    session: Session, table: Any, token: str, now: dt.datetime, invalid: Invalid
+) -> Any:
+    """The row of a mailed single-use link (activation or reset) by its token;
+    raises `invalid` for an unknown, used or expired one (not told apart)."""
+    row = session.scalar(select(table).where(table.token_hash == digest(token or "")))
+    if row is None or row.used_at is not None or row.expires_at <= now:
+        raise invalid
+    return row
+
+
+def _spend_link(
+    session: Session, table: Any, row_id: int, now: dt.datetime, invalid: Invalid
+) -> None:
+    """Use the link once, even under concurrency: only one caller flips
+    used_at; the others roll back and get `invalid`."""
+    claimed = session.execute(
+        update(table).where(table.id == row_id, table.used_at.is_(None)).values(used_at=now)
+    ).rowcount
+    if claimed != 1:
+        session.rollback()
+        raise invalid
 
 
 def _expire_unused(session: Session, table: Any, user_id: int, now: dt.datetime) -> None:
