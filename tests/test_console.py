@@ -25,8 +25,14 @@ def world(api, structure_of):
     mine = structure_of(claire, "Boulangerie Martin")
     theirs = structure_of(other, "Autre SA")
     attach_directly(claire, mine["id"], "bob@example.org", role="secondary")
-    return {"claire": claire, "bob": bob, "zoe": zoe, "other": other, "mine": mine,
-            "theirs": theirs}
+    return {
+        "claire": claire,
+        "bob": bob,
+        "zoe": zoe,
+        "other": other,
+        "mine": mine,
+        "theirs": theirs,
+    }
 
 
 def test_pages_ask_for_a_log_in_and_send_security_headers(client):
@@ -57,7 +63,8 @@ def test_the_session_cookie_is_httponly_and_samesite_and_secure_over_https(app, 
     secure = Console(app.test_client())
     secure.get("/console/login", base_url="https://localhost")
     answer = secure.post(
-        "/console/login", {"login_email": "claire@example.org", "password": PASSWORD},
+        "/console/login",
+        {"login_email": "claire@example.org", "password": PASSWORD},
         base_url="https://localhost",
     )
     cookie = next(c for c in answer.headers.getlist("Set-Cookie") if "authz_console=" in c)
@@ -67,7 +74,8 @@ def test_the_session_cookie_is_httponly_and_samesite_and_secure_over_https(app, 
 def test_a_form_without_its_csrf_token_is_refused(app, world):
     browser = console_for(app, "claire@example.org")
     answer = browser.post(
-        f"/console/structures/{world['mine']['id']}/technical-users", {"label": "ERP"},
+        f"/console/structures/{world['mine']['id']}/technical-users",
+        {"label": "ERP"},
         csrf=False,
     )
     assert answer.status_code == 403 and 'data-code="csrf_refused"' in answer.get_data(True)
@@ -87,8 +95,15 @@ def test_a_form_without_its_csrf_token_is_refused(app, world):
 def test_another_structures_manager_gets_a_404_on_every_page(app, world):
     theirs = world["theirs"]["id"]
     claire = console_for(app, "claire@example.org")
-    for path in ("", "/requests", "/users", "/technical-users", "/history", "/principal",
-                 "/identifier"):
+    for path in (
+        "",
+        "/requests",
+        "/users",
+        "/technical-users",
+        "/history",
+        "/principal",
+        "/identifier",
+    ):
         answer = claire.get(f"/console/structures/{theirs}{path}")
         assert answer.status_code == 404, path
         assert "Autre SA" not in answer.get_data(as_text=True)
@@ -121,8 +136,8 @@ def test_an_idle_session_ends(app, rt, world):
 def test_the_principal_validates_and_refuses_requests_with_names(app, api, world):
     zoe, mine = world["zoe"], world["mine"]
     asked = zoe.post(
-        "/v1/attachment-requests", json={"structure_id": mine["id"], "whole_structure": True,
-                                         "comment": "comptable"},
+        "/v1/attachment-requests",
+        json={"structure_id": mine["id"], "whole_structure": True, "comment": "comptable"},
     )
     assert asked.status_code == 201, asked.json
     claire = console_for(app, "claire@example.org")
@@ -142,14 +157,16 @@ def test_the_principal_validates_and_refuses_requests_with_names(app, api, world
 
 def test_a_refusal_needs_a_reason(app, world):
     zoe, mine = world["zoe"], world["mine"]
-    asked = zoe.post("/v1/attachment-requests", json={"structure_id": mine["id"],
-                                                      "whole_structure": True})
+    asked = zoe.post(
+        "/v1/attachment-requests", json={"structure_id": mine["id"], "whole_structure": True}
+    )
     claire = console_for(app, "claire@example.org")
     claire.get(f"/console/attachment-requests/{asked.json['id']}")
     empty = claire.post(f"/console/attachment-requests/{asked.json['id']}/refuse", {"reason": ""})
     assert empty.status_code == 422
-    done = claire.post(f"/console/attachment-requests/{asked.json['id']}/refuse",
-                       {"reason": "inconnu"})
+    done = claire.post(
+        f"/console/attachment-requests/{asked.json['id']}/refuse", {"reason": "inconnu"}
+    )
     assert done.status_code == 302
     mine_now = zoe.get("/v1/attachment-requests?mine=true").json["items"]
     assert [r["status"] for r in mine_now] == ["refused"]
@@ -194,13 +211,15 @@ def test_direct_attachment_of_an_active_account_sends_an_invitation(app, api, wo
     mine = world["mine"]["id"]
     claire = console_for(app, "claire@example.org")
     claire.get(f"/console/structures/{mine}/users")
-    answer = claire.post(f"/console/structures/{mine}/users/attach",
-                         {"login_email": "zoe@example.org", "role": "simple"})
+    answer = claire.post(
+        f"/console/structures/{mine}/users/attach",
+        {"login_email": "zoe@example.org", "role": "simple"},
+    )
     assert answer.status_code == 302 and "done=invitation_sent" in answer.headers["Location"]
     assert world["zoe"].get(f"/v1/structures/{mine}").status_code == 404  # nothing granted yet
     zoe = console_for(app, "zoe@example.org")
     page = zoe.text("/console/me")
-    invitation = re.search(r'/console/me/invitations/(\d+)', page).group(1)
+    invitation = re.search(r"/console/me/invitations/(\d+)", page).group(1)
     accepted = zoe.post(f"/console/me/invitations/{invitation}", {"answer": "accept"})
     assert "done=invitation_accepted" in accepted.headers["Location"]
     assert world["zoe"].get(f"/v1/structures/{mine}").status_code == 200
@@ -210,18 +229,22 @@ def test_users_are_searched_exported_mailed_and_removed(app, api, rt, world):
     mine = world["mine"]["id"]
     claire = console_for(app, "claire@example.org")
     claire.get(f"/console/structures/{mine}/users")
-    created = claire.post(f"/console/structures/{mine}/accounts", {
-        "login_email": "new@example.org", "first_name": "Nina", "last_name": "Neuve"})
+    created = claire.post(
+        f"/console/structures/{mine}/accounts",
+        {"login_email": "new@example.org", "first_name": "Nina", "last_name": "Neuve"},
+    )
     assert "done=account_created" in created.headers["Location"], created.get_data(True)
     found = claire.text(f"/console/structures/{mine}/users?last_name=neuve")
     assert "new@example.org" in found and "bob@example.org" not in found
     nina = re.search(r'data-user="(\d+)"', found).group(1)
-    csv = claire.post(f"/console/structures/{mine}/users/selected",
-                      {"user_ids": nina, "action": "export"})
+    csv = claire.post(
+        f"/console/structures/{mine}/users/selected", {"user_ids": nina, "action": "export"}
+    )
     assert csv.mimetype == "text/csv" and "new@example.org" in csv.get_data(True)
     claire.get(f"/console/structures/{mine}/users")
-    mailed = claire.post(f"/console/structures/{mine}/users/selected",
-                         {"user_ids": nina, "action": "activation"})
+    mailed = claire.post(
+        f"/console/structures/{mine}/users/selected", {"user_ids": nina, "action": "activation"}
+    )
     assert mailed.status_code == 200 and 'class="ok"' in mailed.get_data(True)
     claire.get(f"/console/structures/{mine}/users")
     removed = claire.post(f"/console/structures/{mine}/users/{nina}/remove")
@@ -239,7 +262,7 @@ def test_a_technical_secret_is_reset_only_when_confirmed(app, world):
     claire.get(f"/console/structures/{mine}/technical-users")
     created = claire.post(f"/console/structures/{mine}/technical-users", {"label": "ERP"})
     listing = claire.text(f"/console/structures/{mine}/technical-users")
-    reset = re.search(r'technical-users/(\d+)/reset', listing).group(0)
+    reset = re.search(r"technical-users/(\d+)/reset", listing).group(0)
     unconfirmed = claire.post(f"/console/structures/{mine}/{reset}")
     assert unconfirmed.status_code == 422
     claire.get(f"/console/structures/{mine}/technical-users")
@@ -253,17 +276,22 @@ def test_the_principal_hands_over_and_the_identifier_changes(app, api, world):
     mine = world["mine"]["id"]
     claire = console_for(app, "claire@example.org")
     claire.get(f"/console/structures/{mine}/identifier")
-    unconfirmed = claire.post(f"/console/structures/{mine}/identifier", {
-        "identifier_type": "SIRET", "identifier_value": "44306184100047"})
+    unconfirmed = claire.post(
+        f"/console/structures/{mine}/identifier",
+        {"identifier_type": "SIRET", "identifier_value": "44306184100047"},
+    )
     assert unconfirmed.status_code == 422
-    changed = claire.post(f"/console/structures/{mine}/identifier", {
-        "identifier_type": "SIRET", "identifier_value": "44306184100047", "confirm": "on"})
+    changed = claire.post(
+        f"/console/structures/{mine}/identifier",
+        {"identifier_type": "SIRET", "identifier_value": "44306184100047", "confirm": "on"},
+    )
     assert "done=identifier_changed" in changed.headers["Location"]
     successor = int(re.search(r"/structures/(\d+)", changed.headers["Location"]).group(1))
     assert successor != mine
     claire.get(f"/console/structures/{successor}/principal")
-    handed = claire.post(f"/console/structures/{successor}/principal",
-                         {"login_email": "bob@example.org"})
+    handed = claire.post(
+        f"/console/structures/{successor}/principal", {"login_email": "bob@example.org"}
+    )
     assert "done=principal_designated" in handed.headers["Location"], handed.get_data(True)
     assert claire.get(f"/console/structures/{successor}/technical-users").status_code == 403
 
@@ -271,13 +299,20 @@ def test_the_principal_hands_over_and_the_identifier_changes(app, api, world):
 def test_a_person_asks_for_an_attachment_and_a_subscription_from_their_page(app, world):
     zoe = console_for(app, "zoe@example.org")
     zoe.get("/console/me")
-    asked = zoe.post("/console/me/attachment-requests", {
-        "identifier_type": "SIRET", "identifier_value": world["mine"]["identifier_value"],
-        "comment": "bonjour"})
+    asked = zoe.post(
+        "/console/me/attachment-requests",
+        {
+            "identifier_type": "SIRET",
+            "identifier_value": world["mine"]["identifier_value"],
+            "comment": "bonjour",
+        },
+    )
     assert "done=request_sent" in asked.headers["Location"]
     zoe.get("/console/me")
-    not_member = zoe.post("/console/me/subscription-requests", {
-        "structure_id": world["mine"]["id"], "space": "issued_invoices", "level": "consult"})
+    not_member = zoe.post(
+        "/console/me/subscription-requests",
+        {"structure_id": world["mine"]["id"], "space": "issued_invoices", "level": "consult"},
+    )
     assert not_member.status_code == 404  # not attached yet: the workflow's answer
 
 
@@ -297,3 +332,42 @@ def test_the_review_pages_are_for_the_security_reviewer_only(app, api, rt, world
         f"&structure_id={world['mine']['id']}&space=issued_invoices&action=consult"
     )
     assert 'id="explanation"' in explained and "decision:" in explained
+
+
+@pytest.mark.parametrize(
+    "value, accepted", [("60", True), ("59", False), ("28800", True), ("28801", False)]
+)
+def test_the_idle_timeout_setting_is_checked(value, accepted):
+    from authz.config import SettingError, load_settings
+
+    environ = {"AUTHZ_CONSOLE_IDLE_TIMEOUT_SECONDS": value}
+    if accepted:
+        assert load_settings(environ=environ).console_idle_timeout_seconds == int(value)
+    else:
+        with pytest.raises(SettingError, match="AUTHZ_CONSOLE_IDLE_TIMEOUT_SECONDS"):
+            load_settings(environ=environ)
+
+
+def test_a_subscription_request_is_asked_and_validated_with_its_level_switched(app, api, world):
+    mine = world["mine"]["id"]
+    attach_directly(world["claire"], mine, "zoe@example.org")
+    zoe = console_for(app, "zoe@example.org")
+    zoe.get("/console/me")
+    asked = zoe.post(
+        "/console/me/subscription-requests",
+        {"structure_id": mine, "space": "issued_invoices", "level": "consult"},
+    )
+    assert "done=request_sent" in asked.headers["Location"], asked.get_data(True)
+    claire = console_for(app, "claire@example.org")
+    listing = claire.text(f"/console/structures/{mine}/requests")
+    request_id = re.search(r"/console/subscription-requests/(\d+)", listing).group(1)
+    page = claire.text(f"/console/subscription-requests/{request_id}")
+    line = re.search(r'name="level_(\d+)"', page).group(1)
+    done = claire.post(
+        f"/console/subscription-requests/{request_id}/validate",
+        {f"level_{line}": "modify", "comment": "ok"},
+    )
+    assert "done=validated" in done.headers["Location"], done.get_data(True)
+    [mine_now] = world["zoe"].get("/v1/subscription-requests?mine=true").json["items"]
+    assert mine_now["status"] == "validated"
+    assert [line["level"] for line in mine_now["lines"]] == ["modify"]

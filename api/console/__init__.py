@@ -18,7 +18,10 @@ from . import web
 STATIC = Path(__file__).parent.parent / "static" / "console"
 
 blp = Blueprint(
-    "console", __name__, url_prefix="/console", static_folder=str(STATIC),
+    "console",
+    __name__,
+    url_prefix="/console",
+    static_folder=str(STATIC),
     static_url_path="/assets",
 )
 blp.before_request(web.load_session)

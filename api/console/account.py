@@ -10,9 +10,8 @@ from urllib.parse import urlsplit
 from flask import g, redirect, request, url_for
 
 from authz.errors import Invalid
-from authz.workflows import accounts, attachments, invitations, lifecycle, sessions
+from authz.workflows import accounts, attachments, invitations, lifecycle, sessions, subscriptions
 from authz.workflows import structures as structure_flow
-from authz.workflows import subscriptions
 from authz.workflows.access import role_on
 
 from ..identity import db, runtime
@@ -22,8 +21,12 @@ from .web import open_page, page
 
 def _safe_next(target: str | None) -> str:
     """Only a path of the console itself (no open redirect)."""
-    if target and target.startswith("/console/") and not urlsplit(target).netloc \
-            and not target.startswith("//"):
+    if (
+        target
+        and target.startswith("/console/")
+        and not urlsplit(target).netloc
+        and not target.startswith("//")
+    ):
         return target
     return url_for("console.home")
 
@@ -58,7 +61,8 @@ def signup():
     if request.method == "GET":
         return page("signup.html")
     accounts.sign_up(
-        db(), runtime(),
+        db(),
+        runtime(),
         login_email=request.form.get("login_email", ""),
         first_name=request.form.get("first_name", ""),
         last_name=request.form.get("last_name", ""),
@@ -73,7 +77,9 @@ def activation():
     if request.method == "GET":
         return page("password.html", purpose="activation", token=request.args.get("token", ""))
     accounts.activate(
-        db(), runtime(), token=request.form.get("token", ""),
+        db(),
+        runtime(),
+        token=request.form.get("token", ""),
         password=_confirmed_password(),
     )
     return redirect(url_for("console.login", done="activated"))
@@ -123,29 +129,54 @@ def me():
     """My page: my account, my invitations, my requests, ask for more."""
     pending = invitations.list_mine(db(), g.user, status="pending", page=1, page_size=100)
     mine_att = attachments.list_requests(
-        db(), runtime(), g.user, structure_id=None, status=None, created_from=None,
-        created_to=None, mine=True, page=1, page_size=50,
+        db(),
+        runtime(),
+        g.user,
+        structure_id=None,
+        status=None,
+        created_from=None,
+        created_to=None,
+        mine=True,
+        page=1,
+        page_size=50,
     )
     mine_sub = subscriptions.list_requests(
-        db(), runtime(), g.user, structure_id=None, status=None, created_from=None,
-        created_to=None, mine=True, page=1, page_size=50,
+        db(),
+        runtime(),
+        g.user,
+        structure_id=None,
+        status=None,
+        created_from=None,
+        created_to=None,
+        mine=True,
+        page=1,
+        page_size=50,
     )
     spaces = runtime().policies.spaces
     return page(
-        "me.html", invitations=pending.items, attachment_requests=mine_att.items,
-        subscription_requests=mine_sub.items, spaces=spaces,
+        "me.html",
+        invitations=pending.items,
+        attachment_requests=mine_att.items,
+        subscription_requests=mine_sub.items,
+        spaces=spaces,
     )
 
 
 @blp.route("/me/attachment-requests", methods=["POST"])
 def ask_attachment():
     structure = structure_flow.lookup(
-        db(), runtime(), g.user,
+        db(),
+        runtime(),
+        g.user,
         identifier_type=request.form.get("identifier_type", "SIRET"),
         identifier_value=request.form.get("identifier_value", ""),
     )
     attachments.create_request(
-        db(), runtime(), g.user, structure_id=structure.id, whole_structure=True,
+        db(),
+        runtime(),
+        g.user,
+        structure_id=structure.id,
+        whole_structure=True,
         comment=request.form.get("comment") or None,
     )
     return web.done("console.me", "request_sent")
@@ -154,14 +185,20 @@ def ask_attachment():
 @blp.route("/me/subscription-requests", methods=["POST"])
 def ask_subscription():
     lines: list[dict[str, Any]] = [
-        {"space": request.form.get("space", ""), "service_id": None,
-         "level": request.form.get("level", "consult")}
+        {
+            "space": request.form.get("space", ""),
+            "service_id": None,
+            "level": request.form.get("level", "consult"),
+        }
     ]
     structure_id = request.form.get("structure_id", "")
     subscriptions.create_request(
-        db(), runtime(), g.user,
+        db(),
+        runtime(),
+        g.user,
         structure_id=int(structure_id) if structure_id.isdigit() else 0,
-        lines=lines, comment=request.form.get("comment") or None,
+        lines=lines,
+        comment=request.form.get("comment") or None,
     )
     return web.done("console.me", "request_sent")
 
@@ -180,7 +217,11 @@ def deactivate():
     """Deactivate my own account (a principal names successors through the API
     or the transfer page first); the session ends with it."""
     lifecycle.deactivate_self(
-        db(), runtime(), g.user, password=request.form.get("password", ""), successors=[],
+        db(),
+        runtime(),
+        g.user,
+        password=request.form.get("password", ""),
+        successors=[],
         address=request.remote_addr,
     )
     sessions.end(db(), runtime(), g.console_session_id)
@@ -194,7 +235,10 @@ def reactivate():
     if request.method == "GET":
         return page("reactivate.html")
     lifecycle.reactivate_self(
-        db(), runtime(), login_email=request.form.get("login_email", ""),
-        password=request.form.get("password", ""), address=request.remote_addr,
+        db(),
+        runtime(),
+        login_email=request.form.get("login_email", ""),
+        password=request.form.get("password", ""),
+        address=request.remote_addr,
     )
     return redirect(url_for("console.login", done="reactivated"))

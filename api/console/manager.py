@@ -51,8 +51,16 @@ def _page_number() -> int:
 
 def _pending(module: Any, structure_id: int) -> list[Any]:
     return module.list_requests(
-        db(), runtime(), g.user, structure_id=structure_id, status="pending",
-        created_from=None, created_to=None, mine=False, page=1, page_size=200,
+        db(),
+        runtime(),
+        g.user,
+        structure_id=structure_id,
+        status="pending",
+        created_from=None,
+        created_to=None,
+        mine=False,
+        page=1,
+        page_size=200,
     ).items
 
 
@@ -81,8 +89,11 @@ def requests(structure_id: int):
     subscribe = _pending(subscriptions, structure_id)
     names = users.display_names(db(), [r.user_id for r in [*attach, *subscribe]])
     return page(
-        "requests.html", structure=found, attachment_requests=attach,
-        subscription_requests=subscribe, names=names,
+        "requests.html",
+        structure=found,
+        attachment_requests=attach,
+        subscription_requests=subscribe,
+        names=names,
     )
 
 
@@ -98,7 +109,10 @@ def attachment_request(request_id: int):
 def validate_attachment(request_id: int):
     service_ids = form_ids("service_ids")
     req = attachments.validate_request(
-        db(), runtime(), g.user, request_id,
+        db(),
+        runtime(),
+        g.user,
+        request_id,
         role=request.form.get("role") or None,
         whole_structure=request.form.get("whole_structure") == "on" or not service_ids,
         service_ids=service_ids,
@@ -131,7 +145,11 @@ def validate_subscription(request_id: int):
         if key.startswith("level_") and key.removeprefix("level_").isdigit()
     }
     req = subscriptions.validate_request(
-        db(), runtime(), g.user, request_id, levels=levels or None,
+        db(),
+        runtime(),
+        g.user,
+        request_id,
+        levels=levels or None,
         comment=request.form.get("comment") or None,
     )
     return web.done("console.requests", "validated", structure_id=req.structure_id)
@@ -181,8 +199,13 @@ def structure_users(structure_id: int):
     }
     if criteria:
         result = users.search(
-            db(), runtime(), g.user, designation=found.designation, **criteria,
-            page=_page_number(), page_size=PAGE_SIZE,
+            db(),
+            runtime(),
+            g.user,
+            designation=found.designation,
+            **criteria,
+            page=_page_number(),
+            page_size=PAGE_SIZE,
         )
         members = [users.Member(user=u, role=None, attachments=[]) for u in result.items]
     else:
@@ -194,8 +217,13 @@ def structure_users(structure_id: int):
         db(), runtime(), g.user, structure_id, active=True, page=1, page_size=200
     ).items
     return page(
-        "users.html", structure=found, members=members, total=result.total,
-        criteria=criteria, services=services, today=dt.date.today().isoformat(),
+        "users.html",
+        structure=found,
+        members=members,
+        total=result.total,
+        criteria=criteria,
+        services=services,
+        today=dt.date.today().isoformat(),
     )
 
 
@@ -205,7 +233,10 @@ def attach(structure_id: int):
     and still pending, else an invitation (nothing granted until accepted)."""
     service_ids = form_ids("service_ids")
     result = attachments.attach_directly(
-        db(), runtime(), g.user, structure_id,
+        db(),
+        runtime(),
+        g.user,
+        structure_id,
         login_email=request.form.get("login_email", ""),
         role=request.form.get("role") or "simple",
         whole_structure=not service_ids,
@@ -220,7 +251,11 @@ def attach(structure_id: int):
 @blp.route("/structures/<id:structure_id>/users/<id:user_id>/remove", methods=["POST"])
 def remove_user(structure_id: int, user_id: int):
     attachments.remove(
-        db(), runtime(), g.user, structure_id, user_id,
+        db(),
+        runtime(),
+        g.user,
+        structure_id,
+        user_id,
         comment=request.form.get("comment") or None,
     )
     return web.done("console.structure_users", "removed", structure_id=structure_id)
@@ -235,7 +270,8 @@ def selected_users(structure_id: int):
     if request.form.get("action") == "export":
         chunks = users.export_csv(db(), runtime(), g.user, ids)
         return Response(
-            stream_with_context(chunks), mimetype="text/csv",
+            stream_with_context(chunks),
+            mimetype="text/csv",
             headers={"Content-Disposition": 'attachment; filename="users.csv"'},
         )
     outcomes = users.send_activation_emails(db(), runtime(), g.user, ids)
@@ -249,14 +285,22 @@ def create_account(structure_id: int):
     """Create the pending account of a person to attach (activation mail), then
     attach them at once (the structure created the account)."""
     user = users.create_account_for(
-        db(), runtime(), g.user, structure_id=structure_id,
+        db(),
+        runtime(),
+        g.user,
+        structure_id=structure_id,
         login_email=request.form.get("login_email", ""),
         first_name=request.form.get("first_name", ""),
         last_name=request.form.get("last_name", ""),
     )
     attachments.attach_directly(
-        db(), runtime(), g.user, structure_id, user_id=user.id,
-        role=request.form.get("role") or "simple", whole_structure=True,
+        db(),
+        runtime(),
+        g.user,
+        structure_id,
+        user_id=user.id,
+        role=request.form.get("role") or "simple",
+        whole_structure=True,
     )
     return web.done("console.structure_users", "account_created", structure_id=structure_id)
 
@@ -269,12 +313,16 @@ def technical_users(structure_id: int):
     """The structure's technical users (principal only); creating one shows
     its connection information once."""
     if request.method == "POST":
-        user, credential, login, secret = technical.create_technical_user(
+        _user, credential, login, secret = technical.create_technical_user(
             db(), runtime(), g.user, structure_id, label=request.form.get("label", "")
         )
         return page(
-            "secret.html", structure_id=structure_id, login=login, secret=secret,
-            expires_at=credential.secret_expires_at, label=credential.label,
+            "secret.html",
+            structure_id=structure_id,
+            login=login,
+            secret=secret,
+            expires_at=credential.secret_expires_at,
+            label=credential.label,
         )
     listed = technical.list_technical_users(
         db(), runtime(), g.user, structure_id, page=1, page_size=200
@@ -286,13 +334,21 @@ def technical_users(structure_id: int):
 @blp.route("/structures/<id:structure_id>/technical-users/<id:user_id>/reset", methods=["POST"])
 def reset_technical_secret(structure_id: int, user_id: int):
     secret = technical.reset_secret(
-        db(), runtime(), g.user, structure_id, user_id,
+        db(),
+        runtime(),
+        g.user,
+        structure_id,
+        user_id,
         confirm=request.form.get("confirm") == "on",
     )
     info = technical.get_technical_user(db(), runtime(), g.user, structure_id, user_id)
     return page(
-        "secret.html", structure_id=structure_id, login=info.login, secret=secret,
-        expires_at=info.secret_expires_at, label=info.label,
+        "secret.html",
+        structure_id=structure_id,
+        login=info.login,
+        secret=secret,
+        expires_at=info.secret_expires_at,
+        label=info.label,
     )
 
 
@@ -306,7 +362,10 @@ def transfer(structure_id: int):
     if request.method == "GET":
         return page("transfer.html", structure=found)
     lifecycle.designate_principal(
-        db(), runtime(), g.user, structure_id,
+        db(),
+        runtime(),
+        g.user,
+        structure_id,
         login_email=request.form.get("login_email", ""),
         comment=request.form.get("comment") or None,
     )
@@ -320,7 +379,10 @@ def change_identifier(structure_id: int):
     if request.method == "GET":
         return page("identifier.html", structure=found)
     successor = identifier.change_identifier(
-        db(), runtime(), g.user, structure_id,
+        db(),
+        runtime(),
+        g.user,
+        structure_id,
         identifier_type=request.form.get("identifier_type", ""),
         identifier_value=request.form.get("identifier_value", ""),
         designation=request.form.get("designation") or None,
@@ -338,13 +400,22 @@ def structure_history(structure_id: int):
     found = structure_flow.get(db(), runtime(), g.user, structure_id)
     action = request.args.get("action", "").strip() or None
     entries = history.list_entries(
-        db(), runtime(), g.user, structure_id, action=action, page=_page_number(),
+        db(),
+        runtime(),
+        g.user,
+        structure_id,
+        action=action,
+        page=_page_number(),
         page_size=PAGE_SIZE,
     )
     names = users.display_names(
         db(), [i for e in entries.items for i in (e.actor_id, e.target_user_id)]
     )
     return page(
-        "history.html", structure=found, entries=entries.items, total=entries.total,
-        names=names, action=action or "",
+        "history.html",
+        structure=found,
+        entries=entries.items,
+        total=entries.total,
+        names=names,
+        action=action or "",
     )

@@ -28,14 +28,20 @@ def explain():
     """Why a decision is what it is: the chain of facts and rules, or the
     first missing link."""
     review.require_reviewer(g.user)
-    asked = {k: request.args.get(k, "").strip() for k in
-             ("user_id", "structure_id", "space", "action", "service")}
+    asked = {
+        k: request.args.get(k, "").strip()
+        for k in ("user_id", "structure_id", "space", "action", "service")
+    }
     text = None
     if asked["user_id"] or asked["structure_id"]:
         if not (asked["user_id"].isdigit() and asked["structure_id"].isdigit()):
             raise Invalid("User and structure are ids (numbers).", code="validation_failed")
         text = policytest.explain(
-            runtime(), int(asked["user_id"]), int(asked["structure_id"]),
-            asked["space"] or None, asked["action"] or "consult", asked["service"] or None,
+            runtime(),
+            int(asked["user_id"]),
+            int(asked["structure_id"]),
+            asked["space"] or None,
+            asked["action"] or "consult",
+            asked["service"] or None,
         )
     return page("explain.html", asked=asked, text=text)

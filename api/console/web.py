@@ -79,8 +79,11 @@ def _set_cookie(response: Response, base: str, value: str, *, max_age: int | Non
 
 def _delete_cookie(response: Response, base: str) -> None:
     response.delete_cookie(
-        cookie_name(base), path="/" if _secure() else COOKIE_PATH, secure=_secure(),
-        httponly=True, samesite="Strict",
+        cookie_name(base),
+        path="/" if _secure() else COOKIE_PATH,
+        secure=_secure(),
+        httponly=True,
+        samesite="Strict",
     )
 
 
@@ -96,25 +99,37 @@ def load_session() -> None:
     g.user_id = g.client_id = g.token_id = None
     g.user = None
     g.console_session_id = None
-    g.lang = i18n.choose(request.args.get("lang") or request.cookies.get(LANG_COOKIE),
-                         request.accept_languages.best_match(i18n.LANGUAGES))
+    g.lang = i18n.choose(
+        request.args.get("lang") or request.cookies.get(LANG_COOKIE),
+        request.accept_languages.best_match(i18n.LANGUAGES),
+    )
     token = request.cookies.get(cookie_name(SESSION_COOKIE))
     if token:
         found = sessions.resume(db(), runtime(), token)
         if found is not None:
             g.user, row = found
             g.user_id, g.console_session_id = g.user.id, row.id
-    g.csrf_secret = token if g.console_session_id else request.cookies.get(
-        cookie_name(PRE_SESSION_COOKIE)
+    g.csrf_secret = (
+        token if g.console_session_id else request.cookies.get(cookie_name(PRE_SESSION_COOKIE))
     )
     if not g.csrf_secret:
         g.csrf_secret = g.new_pre_session = secrets.token_urlsafe(32)
     if request.method == "POST":
         sent = request.form.get(CSRF_FIELD, "")
         if g.get("new_pre_session") or not hmac.compare_digest(sent, csrf_for(g.csrf_secret)):
-            abort(Response(page("error.html", code="csrf_refused",
-                                detail=i18n.t("This form expired or did not come from this site. "
-                                              "Reload the page and try again.")), 403))
+            abort(
+                Response(
+                    page(
+                        "error.html",
+                        code="csrf_refused",
+                        detail=i18n.t(
+                            "This form expired or did not come from this site. "
+                            "Reload the page and try again."
+                        ),
+                    ),
+                    403,
+                )
+            )
     view = current_app.view_functions.get(request.endpoint or "")
     is_open = getattr(view, OPEN, False) or request.endpoint == "console.static"
     if g.console_session_id is None and not is_open:
@@ -173,8 +188,9 @@ def handle_domain_error(error: domain.DomainError) -> tuple[str, int]:
     status = next((STATUS_OF[c] for c in type(error).__mro__ if c in STATUS_OF), 500)
     if status == 404:
         return page("error.html", code="not_found", detail=i18n.t("Not found.")), 404
-    return page("error.html", code=error.code, detail=error.detail,
-                errors=error.extra.get("errors")), status
+    return page(
+        "error.html", code=error.code, detail=error.detail, errors=error.extra.get("errors")
+    ), status
 
 
 def handle_http_error(error: Any) -> tuple[str, int]:
@@ -195,4 +211,3 @@ def form_ids(name: str) -> list[int]:
 def done(endpoint: str, notice: str, **values: Any) -> Response:
     """Redirect after a successful POST (the page shows `notice`)."""
     return redirect(url_for(endpoint, done=notice, **values))  # type: ignore[return-value]
-

@@ -204,7 +204,7 @@ def activate(session: Session, rt: Runtime, *, token: str, password: str) -> Use
 def request_password_reset(
     session: Session, rt: Runtime, login_email: str, address: str | None
 ) -> None:
-    """"Forgot password": mail a single-use link (valid
+    """ "Forgot password": mail a single-use link (valid
     AUTHZ_PASSWORD_RESET_TTL_SECONDS) to an active person account; every
     earlier unused link of the account stops working. Says nothing about the
     address (no account enumeration): unknown, pending, inactive and technical
@@ -246,7 +246,10 @@ def request_password_reset(
         f"If you did not ask for this, ignore this message: your password is unchanged.\n"
     )
     queue_mail(
-        session, kind="password_reset", to=user.login_email, subject="Choose a new password",
+        session,
+        kind="password_reset",
+        to=user.login_email,
+        subject="Choose a new password",
         body=body,
     )
     commit(session, rt)
@@ -279,9 +282,7 @@ def reset_password(session: Session, rt: Runtime, *, token: str, password: str) 
     return user
 
 
-def _open_link(
-    session: Session, table: Any, token: str, now: dt.datetime, invalid: Invalid
-) -> Any:
+def _open_link(session: Session, table: Any, token: str, now: dt.datetime, invalid: Invalid) -> Any:
     """The row of a mailed single-use link (activation or reset) by its token;
     raises `invalid` for an unknown, used or expired one (not told apart)."""
     row = session.scalar(select(table).where(table.token_hash == digest(token or "")))

@@ -14,9 +14,8 @@ value, when it was last used (the idle timeout) and when it ends. See
 docs/console.md, "Security".
 """
 
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = "0008"
 down_revision = "0007"

@@ -34,8 +34,11 @@ def live(migrated_template, tmp_path_factory) -> Iterator[dict]:
         app.config["TESTING"] = True
         rt = app.extensions["authz"]
         try:
-            yield {"base": f"http://127.0.0.1:{server.port}", "api": Api(app.test_client(), rt),
-                   "rt": rt}
+            yield {
+                "base": f"http://127.0.0.1:{server.port}",
+                "api": Api(app.test_client(), rt),
+                "rt": rt,
+            }
         finally:
             close_runtime(rt)
 

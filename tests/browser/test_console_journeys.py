@@ -11,8 +11,13 @@ import re
 
 import pytest
 
-from tests.support.api import PASSWORD, VALID_SIRETS, activation_token, attach_directly
-from tests.support.api import create_structure
+from tests.support.api import (
+    PASSWORD,
+    VALID_SIRETS,
+    activation_token,
+    attach_directly,
+    create_structure,
+)
 from tests.support.browser import screenshot
 
 ZOE_PASSWORD = "zoe chooses a long passphrase"
@@ -28,12 +33,15 @@ def world(live):
     api.person("bob@example.org", "Bob", "Durand")
     attach_directly(claire, bakery["id"], "bob@example.org", role="secondary")
     asked = {}
-    for email, first, last in (("yann@example.org", "Yann", "Le Goff"),
-                               ("xavier@example.org", "Xavier", "Roux"),
-                               ("walter@example.org", "Walter", "Blanc")):
+    for email, first, last in (
+        ("yann@example.org", "Yann", "Le Goff"),
+        ("xavier@example.org", "Xavier", "Roux"),
+        ("walter@example.org", "Walter", "Blanc"),
+    ):
         person = api.person(email, first, last)
-        answer = person.post("/v1/attachment-requests",
-                             json={"structure_id": bakery["id"], "whole_structure": True})
+        answer = person.post(
+            "/v1/attachment-requests", json={"structure_id": bakery["id"], "whole_structure": True}
+        )
         assert answer.status_code == 201, answer.json
         asked[first] = answer.json["id"]
     otto = api.person("otto@example.org", "Otto", "Autre")
@@ -47,8 +55,9 @@ def test_from_sign_up_to_validated_requests_technical_user_and_history(at, live,
     at.open("/console/login?lang=en").click("#link-signup")
     at.fill("#login_email", "zoe@example.org").fill("#first_name", "Zoé")
     at.fill("#last_name", "Petit").click("#signup").find("#sent")
-    link = re.search(r"http://\S+/console/activation\?token=\S+",
-                     _last_mail(live, "zoe@example.org")).group(0)
+    link = re.search(
+        r"http://\S+/console/activation\?token=\S+", _last_mail(live, "zoe@example.org")
+    ).group(0)
     assert activation_token(live["rt"], "zoe@example.org") in link
     at.driver.get(link)
     screenshot(at.driver, "activation")
@@ -65,8 +74,10 @@ def test_from_sign_up_to_validated_requests_technical_user_and_history(at, live,
     at.log_in("claire@example.org", PASSWORD)
     screenshot(at.driver, "my-structures")
     at.click("#structures a").click("#link-requests")
-    rows = {r.find_element("css selector", ".requester").text: r
-            for r in at.all("#attachment-requests tbody tr")}
+    rows = {
+        r.find_element("css selector", ".requester").text: r
+        for r in at.all("#attachment-requests tbody tr")
+    }
     assert set(rows) == {"Zoé Petit", "Yann Le Goff", "Xavier Roux", "Walter Blanc"}
     screenshot(at.driver, "pending-requests")
     rows["Zoé Petit"].find_element("css selector", "a").click()

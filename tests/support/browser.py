@@ -37,8 +37,14 @@ def chromium() -> Any:
         _missing("chromium or chromium-driver is not installed")
     options = webdriver.ChromeOptions()
     options.binary_location = binary
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
-                     "--disable-gpu", "--window-size=1280,900", "--lang=fr-FR"):
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        "--window-size=1280,900",
+        "--lang=fr-FR",
+    ):
         options.add_argument(argument)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(options=options, service=Service(driver_path))
@@ -60,7 +66,7 @@ class Page:
     def __init__(self, driver: Any, base: str) -> None:
         self.driver, self.base = driver, base
 
-    def open(self, path: str) -> "Page":
+    def open(self, path: str) -> Page:
         self.driver.get(self.base + path)
         return self
 
@@ -78,27 +84,27 @@ class Page:
 
         return self.driver.find_elements(By.CSS_SELECTOR, css)
 
-    def fill(self, css: str, value: str) -> "Page":
+    def fill(self, css: str, value: str) -> Page:
         field = self.find(css)
         field.clear()
         field.send_keys(value)
         return self
 
-    def click(self, css: str) -> "Page":
+    def click(self, css: str) -> Page:
         self.find(css).click()
         return self
 
     def text(self) -> str:
         return self.find("body").text
 
-    def log_in(self, email: str, password: str) -> "Page":
+    def log_in(self, email: str, password: str) -> Page:
         self.driver.delete_all_cookies()
         self.open("/console/login?lang=en")
         self.fill("#login_email", email).fill("#password", password).click("#login")
         self.find("#who")
         return self
 
-    def log_out(self) -> "Page":
+    def log_out(self) -> Page:
         self.click("#logout")
         self.find("#login-form")
         return self

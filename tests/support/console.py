@@ -42,7 +42,7 @@ class Console:
             self.csrf = found.group(1)
         return self.last
 
-    def log_in(self, email: str, password: str = PASSWORD) -> "Console":
+    def log_in(self, email: str, password: str = PASSWORD) -> Console:
         self.get("/console/login")
         answer = self.post("/console/login", {"login_email": email, "password": password})
         assert answer.status_code == 302, answer.get_data(as_text=True)
