@@ -371,3 +371,36 @@ def test_a_subscription_request_is_asked_and_validated_with_its_level_switched(a
     [mine_now] = world["zoe"].get("/v1/subscription-requests?mine=true").json["items"]
     assert mine_now["status"] == "validated"
     assert [line["level"] for line in mine_now["lines"]] == ["modify"]
+
+
+def test_maintenance_deletes_ended_sessions_and_keeps_live_ones(app, rt, world):
+    from sqlalchemy import func, select
+
+    from authz.workflows import maintenance
+    from models import ConsoleSession
+
+    ended = console_for(app, "claire@example.org")
+    ended.post("/console/logout")
+    console_for(app, "bob@example.org")
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=1, minutes=1)
+    with rt.sessions() as s:
+        counts = maintenance.run_maintenance(s, rt, now=later)
+        assert counts["console_sessions"] == 1
+        assert s.scalar(select(func.count()).select_from(ConsoleSession)) == 1
+
+
+def test_console_log_ins_share_the_api_lock_out(app, rt, world):
+    browser = Console(app.test_client())
+    statuses = []
+    for _ in range(rt.settings.login_max_failures + 1):
+        browser.get("/console/login")
+        answer = browser.post(
+            "/console/login", {"login_email": "claire@example.org", "password": "wrong"}
+        )
+        statuses.append(answer.status_code)
+    assert statuses == [401] * rt.settings.login_max_failures + [429]
+    assert int(answer.headers["Retry-After"]) > 0
+    api_login = app.test_client().post(
+        "/v1/auth/token", json={"login_email": "claire@example.org", "password": PASSWORD}
+    )
+    assert api_login.status_code == 429  # the same counters as the API's log-in

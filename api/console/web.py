@@ -182,15 +182,20 @@ def template_globals() -> dict[str, Any]:
     }
 
 
-def handle_domain_error(error: domain.DomainError) -> tuple[str, int]:
+def handle_domain_error(error: domain.DomainError) -> Response:
     """A domain error on a console page: an HTML page with the same status as
     the API would give (api/errors.py's table), its code and detail."""
     status = next((STATUS_OF[c] for c in type(error).__mro__ if c in STATUS_OF), 500)
     if status == 404:
-        return page("error.html", code="not_found", detail=i18n.t("Not found.")), 404
-    return page(
-        "error.html", code=error.code, detail=error.detail, errors=error.extra.get("errors")
-    ), status
+        body = page("error.html", code="not_found", detail=i18n.t("Not found."))
+    else:
+        body = page(
+            "error.html", code=error.code, detail=error.detail, errors=error.extra.get("errors")
+        )
+    response = Response(body, status=status, mimetype="text/html")
+    if isinstance(error, domain.TooManyAttempts):
+        response.headers["Retry-After"] = str(error.retry_after)
+    return response
 
 
 def handle_http_error(error: Any) -> tuple[str, int]:

@@ -9,7 +9,15 @@ import logging
 from sqlalchemy import delete, or_
 from sqlalchemy.orm import Session
 
-from models import ActivationToken, AuthToken, LoginThrottle, PolicyChange, utcnow
+from models import (
+    ActivationToken,
+    AuthToken,
+    ConsoleSession,
+    LoginThrottle,
+    PasswordResetToken,
+    PolicyChange,
+    utcnow,
+)
 
 from ..runtime import Runtime
 from . import invitations
@@ -27,8 +35,9 @@ log = logging.getLogger("authz.maintenance")
 def run_maintenance(
     session: Session, rt: Runtime, now: dt.datetime | None = None
 ) -> dict[str, int]:
-    """Delete log-in tokens expired or revoked more than a day ago, activation
-    links expired more than a day ago, and log-in throttle rows whose counting
+    """Delete log-in tokens and console sessions expired, revoked or idle more
+    than a day ago, activation and password-reset links expired more than a
+    day ago, and log-in throttle rows whose counting
     window and lock-out have both ended. Return the number of rows deleted per
     kind; change-log rows older than CHANGE_LOG_AGE (a worker that far behind
     reloads its whole decision index instead). Then close the accounts
@@ -38,6 +47,7 @@ def run_maintenance(
     now = now or utcnow()
     cutoff = now - GRACE
     window_start_limit = now - dt.timedelta(seconds=rt.settings.login_lockout_seconds)
+    idle = dt.timedelta(seconds=rt.settings.console_idle_timeout_seconds)
     # Bulk deletes: the rows are not loaded, so there is nothing to synchronize.
     unsynced = {"synchronize_session": False}
     counts = {
@@ -60,6 +70,20 @@ def run_maintenance(
         ).rowcount,
         "policy_changes": session.execute(
             delete(PolicyChange).where(PolicyChange.created_at < now - CHANGE_LOG_AGE),
+            execution_options=unsynced,
+        ).rowcount,
+        "password_reset_tokens": session.execute(
+            delete(PasswordResetToken).where(PasswordResetToken.expires_at < cutoff),
+            execution_options=unsynced,
+        ).rowcount,
+        "console_sessions": session.execute(
+            delete(ConsoleSession).where(
+                or_(
+                    ConsoleSession.expires_at < cutoff,
+                    ConsoleSession.revoked_at < cutoff,
+                    ConsoleSession.last_seen_at < cutoff - idle,
+                )
+            ),
             execution_options=unsynced,
         ).rowcount,
     }
