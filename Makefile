@@ -2,8 +2,9 @@
 #
 #   make run                     migrate, load the demo data, serve (SQLite under var/)
 #   make run BIND=0.0.0.0:8000   same, on another address
-#   make test                    pytest on SQLite, then on PostgreSQL too when
-#                                AUTHZ_TEST_POSTGRES_URL is set in the environment
+#   make test                    lint, then pytest on SQLite, then on PostgreSQL too
+#                                when AUTHZ_TEST_POSTGRES_URL is set in the environment
+#   make lint                    ruff check, ruff format --check, mypy (make test runs it)
 #   make test ARGS="-k login -x" extra pytest arguments (given to both runs)
 #   make clean                   remove var/ and caches (keeps .venv)
 
@@ -15,12 +16,13 @@ WORKERS ?=
 ARGS   ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test clean
+.PHONY: help venv run lint test clean
 
 help:
 	@echo "make venv    create .venv and install the project with its test extras"
 	@echo "make run     migrate, load demo data and serve   (BIND=host:port WORKERS=n)"
-	@echo "make test    pytest on SQLite, then PostgreSQL if AUTHZ_TEST_POSTGRES_URL is set (ARGS=...)"
+	@echo "make test    lint, pytest on SQLite, then PostgreSQL if AUTHZ_TEST_POSTGRES_URL is set (ARGS=...)"
+	@echo "make lint    ruff check, ruff format --check and mypy (settings in pyproject.toml)"
 	@echo "make clean   remove var/ and caches (keeps .venv)"
 
 # --- virtual environment ----------------------------------------------------
@@ -42,12 +44,23 @@ run: venv
 	$(if $(BIND),AUTHZ_PUBLIC_BASE_URL=$${AUTHZ_PUBLIC_BASE_URL:-http://$(BIND)}) \
 	  exec $(VENV)/bin/authz serve$(if $(BIND), --bind $(BIND))$(if $(WORKERS), --workers $(WORKERS))
 
+# --- lint -------------------------------------------------------------------
+# The linter, the formatter's check and the type checker, at the versions pinned
+# in the test extras; settings in pyproject.toml, the choices in docs/decisions.md
+# ("Linting and types"). `make test` runs it first.
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
 # --- tests ------------------------------------------------------------------
-# Same suite on each backend. Both runs happen even if the first fails, so one
-# run shows every failure; the target fails if either run failed.
+# Lint, then the same suite on each backend. Every step runs even if one before
+# it failed, so one run shows every failure; the target fails if any step failed.
 # The URL is printed with any password masked.
 test: venv
-	@sqlite_rc=0; pg_rc=0; \
+	@lint_rc=0; sqlite_rc=0; pg_rc=0; \
+	echo "==> lint (ruff check, ruff format --check, mypy)"; \
+	$(MAKE) --no-print-directory lint || lint_rc=$$?; \
 	echo "==> pytest on SQLite (AUTHZ_TEST_POSTGRES_URL unset for this run)"; \
 	( unset AUTHZ_TEST_POSTGRES_URL; exec $(VENV)/bin/pytest $(ARGS) ) || sqlite_rc=$$?; \
 	if [ -n "$${AUTHZ_TEST_POSTGRES_URL:-}" ]; then \
@@ -57,13 +70,13 @@ test: venv
 	else \
 	  echo "==> PostgreSQL run skipped: AUTHZ_TEST_POSTGRES_URL is not set"; \
 	fi; \
-	echo "==> SQLite: exit $$sqlite_rc$$( [ -n "$${AUTHZ_TEST_POSTGRES_URL:-}" ] && echo ", PostgreSQL: exit $$pg_rc")"; \
-	[ $$sqlite_rc -eq 0 ] && [ $$pg_rc -eq 0 ]
+	echo "==> lint: exit $$lint_rc, SQLite: exit $$sqlite_rc$$( [ -n "$${AUTHZ_TEST_POSTGRES_URL:-}" ] && echo ", PostgreSQL: exit $$pg_rc")"; \
+	[ $$lint_rc -eq 0 ] && [ $$sqlite_rc -eq 0 ] && [ $$pg_rc -eq 0 ]
 	$(VENV)/bin/authz policy test
 
 # --- housekeeping -----------------------------------------------------------
 clean:
-	rm -rf var .pytest_cache build
+	rm -rf var .pytest_cache .mypy_cache .ruff_cache build
 	find . -path ./$(VENV) -prune -o -path ./.git -prune -o \
 	  -type d -name __pycache__ -prune -exec rm -rf {} +
 

@@ -7,14 +7,33 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Flask, send_from_directory
+from flask import Blueprint, Flask, Response, send_from_directory
 from gunicorn.errors import AppImportError
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from authz.config import SettingError, Settings, load_settings, unknown_variables
 from authz.db import schema_status
+from authz.mail import MailDispatcher
 from authz.runtime import build_runtime, close_runtime, sync_catalogue
 
-from . import errors, identity
+from . import (
+    auth,
+    authzen,
+    catalogue,
+    checks,
+    console,
+    errors,
+    health,
+    history,
+    identity,
+    invitations,
+    lifecycle,
+    requests,
+    reviews,
+    structures,
+    technical,
+    users,
+)
 from .inputs import IdConverter, id_parameter_schema
 
 API_TITLE = "Authorization service"
@@ -57,12 +76,9 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
 
     app = Flask(__name__, static_folder=None)
     if settings.proxy_hops:
-        from werkzeug.middleware.proxy_fix import ProxyFix
-
-        app.wsgi_app = ProxyFix(
-            app.wsgi_app,
-            x_for=settings.proxy_hops,  # type: ignore
-            x_proto=settings.proxy_hops,
+        # Flask's documented way to wrap its WSGI application in a middleware.
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=settings.proxy_hops, x_proto=settings.proxy_hops
         )
     app.config.update(
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
@@ -92,22 +108,6 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
     )
     identity.register(app)
 
-    from . import (
-        auth,
-        authzen,
-        catalogue,
-        checks,
-        health,
-        history,
-        invitations,
-        lifecycle,
-        requests,
-        reviews,
-        structures,
-        technical,
-        users,
-    )
-
     blueprints = [
         health.blp,
         auth.blp,
@@ -127,14 +127,10 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
     for blueprint in blueprints:
         api.register_blueprint(blueprint)
     app.register_blueprint(_docs_assets())
-    from . import console
-
     console.register(app)
     app.after_request(_html_headers)
 
     if settings.mail_background:
-        from authz.mail import MailDispatcher
-
         rt.dispatcher = MailDispatcher(rt.sessions, settings)
         rt.dispatcher.start()
     return app
@@ -157,7 +153,7 @@ def _docs_assets() -> Blueprint:
     assets = Blueprint("docs_assets", __name__)
 
     @assets.route("/docs/assets/<path:filename>")
-    def asset(filename: str):
+    def asset(filename: str) -> Response:
         return send_from_directory(SWAGGER_UI_DIR, filename)
 
     return assets

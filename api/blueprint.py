@@ -26,6 +26,7 @@ from typing import Any
 
 import flask_smorest
 from flask.views import MethodView
+from marshmallow import Schema
 
 from .errors import PROBLEM_TYPE
 from .identity import FOR_CLIENTS, PUBLIC, has_mark
@@ -45,10 +46,10 @@ TOO_LARGE = "The body is larger than AUTHZ_MAX_BODY_BYTES (`body_too_large`)"
 INVALID = "Some field is missing or invalid (`validation_failed`): `errors` names each"
 
 
-def example_of(schema: Any, *, loading: bool = False) -> Any:
+def example_of(schema: Schema | type[Schema], *, loading: bool = False) -> Any:
     """The example a schema (class or instance, `many` or not) documents, if any;
     `loading`: without the fields the schema only writes (ids of a created row)."""
-    cls = schema if isinstance(schema, type) else type(schema)
+    cls: type[Schema] = schema if isinstance(schema, type) else type(schema)
     example = getattr(cls, "example", None)
     if example is not None and loading:
         written = {n for n, f in cls._declared_fields.items() if f.dump_only}
@@ -65,21 +66,28 @@ class Blueprint(flask_smorest.Blueprint):
         """Name the operation (OpenAPI `operationId`)."""
         if not OPERATION_ID.fullmatch(operation_id):
             raise ValueError(f"operationId {operation_id!r} is not snake_case verb_noun")
-        return self.doc(operationId=operation_id)
+        name: Callable[[View], View] = self.doc(operationId=operation_id)
+        return name
 
     def problem(self, status: int, description: str) -> Callable[[View], View]:
         """Declare an error answer: a problem (application/problem+json)."""
-        return self.alt_response(
+        declare: Callable[[View], View] = self.alt_response(
             status, schema=Problem, content_type=PROBLEM_TYPE, description=description
         )
+        return declare
 
-    def arguments(self, schema: Any, *, location: str = "json", **kwargs: Any):
+    def arguments(
+        self, schema: Schema | type[Schema], *, location: str = "json", **kwargs: Any
+    ) -> Callable[[View], View]:
         """flask-smorest's arguments, with the errors reading them can give and
         the schema's example of a body."""
-        if location == "json" and "example" not in kwargs:
-            if (example := example_of(schema, loading=True)) is not None:
-                kwargs["example"] = example
-        read = super().arguments(schema, location=location, **kwargs)
+        if (
+            location == "json"
+            and "example" not in kwargs
+            and (example := example_of(schema, loading=True)) is not None
+        ):
+            kwargs["example"] = example
+        read: Callable[[View], View] = super().arguments(schema, location=location, **kwargs)
         invalid = kwargs.get("error_status_code", 422)
         errors = {invalid: INVALID}
         if location == "json":
@@ -93,14 +101,26 @@ class Blueprint(flask_smorest.Blueprint):
 
         return decorator
 
-    def response(self, status_code: int, schema: Any = None, **kwargs: Any):
+    def response(
+        self, status_code: int, schema: Schema | type[Schema] | None = None, **kwargs: Any
+    ) -> Callable[[View], View]:
         """flask-smorest's response, with the schema's example."""
-        if schema is not None and "example" not in kwargs:
-            if (example := example_of(schema)) is not None:
-                kwargs["example"] = example
-        return super().response(status_code, schema, **kwargs)
+        if (
+            schema is not None
+            and "example" not in kwargs
+            and (example := example_of(schema)) is not None
+        ):
+            kwargs["example"] = example
+        respond: Callable[[View], View] = super().response(status_code, schema, **kwargs)
+        return respond
 
-    def add_url_rule(self, rule: str, endpoint=None, view_func=None, **kwargs: Any) -> None:
+    def add_url_rule(
+        self,
+        rule: str,
+        endpoint: str | None = None,
+        view_func: Callable[..., Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
         if isinstance(view_func, type) and issubclass(view_func, MethodView):
             for method in view_func.methods or ():
                 handler = getattr(view_func, method.lower())

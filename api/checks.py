@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask.views import MethodView
 
 from authz.engine import checks
@@ -13,11 +15,15 @@ from .identity import caller, for_clients, runtime
 
 blp = Blueprint("checks", __name__, url_prefix="/v1/checks", description="Decisions")
 
-QUESTION_FIELDS = ("user_id", "structure_id", "service", "space", "action")
 
-
-def question(body: dict) -> Question:
-    return Question(**{k: body.get(k) for k in QUESTION_FIELDS})
+def question(body: dict[str, Any]) -> Question:
+    return Question(
+        user_id=body["user_id"],
+        structure_id=body["structure_id"],
+        space=body.get("space"),
+        action=body["action"],
+        service=body.get("service"),
+    )
 
 
 @blp.route("")

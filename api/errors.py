@@ -109,7 +109,7 @@ def handle_database_down(error: OperationalError) -> Response:
 
 
 def handle_unexpected(error: Exception) -> Response:
-    log.exception("unhandled error on %s %s", request.method, request.path)
+    log.error("unhandled error on %s %s", request.method, request.path, exc_info=error)
     return problem(
         500,
         "internal_error",

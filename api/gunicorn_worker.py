@@ -73,12 +73,13 @@ def problem_answer(status: int, reason: str) -> bytes:
 class ProblemThreadWorker(ThreadWorker):
     def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
         captured = _Captured(client)
-        super().handle_error(req, captured, addr, exc)
+        # A stand-in for the socket, that keeps what gunicorn writes to it.
+        super().handle_error(req, captured, addr, exc)  # type: ignore[arg-type]
         status = STATUS_LINE.match(captured.sent)
         answer = captured.sent
         if status is not None:
             answer = problem_answer(int(status[1]), status[2].decode("latin-1"))
         try:
             write_nonblock(client, answer)
-        except Exception:  # the client may be gone: as gunicorn does, let it be
+        except Exception:  # noqa: BLE001 - the client may be gone: as gunicorn does, let it be
             self.log.debug("Failed to send error message.")

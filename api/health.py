@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-
 from authz.db import probe_database, schema_status
 
-from .blueprint import Blueprint
 from . import schemas as s
+from .blueprint import Blueprint
 from .errors import problem
 from .identity import public, runtime
 
@@ -40,7 +39,7 @@ def ready():
     try:
         probe_database(rt.decider.db_engine, rt.settings.ready_timeout_ms)
         status = schema_status(rt.engine)
-    except Exception:  # any failure to reach the database means not ready
+    except Exception:  # noqa: BLE001 - any failure to reach the database means not ready
         return problem(503, "database_unavailable", "Not ready", "The database does not answer.")
     if not status.usable:
         return problem(503, status.code, "Not ready", status.detail)

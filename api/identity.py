@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import re
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from flask import Flask, Response, current_app, g, request
 from sqlalchemy.orm import Session
@@ -51,14 +52,16 @@ def has_mark(view: Any, method: str, mark: str) -> bool:
 
 
 def runtime() -> Runtime:
-    return current_app.extensions["authz"]
+    rt: Runtime = current_app.extensions["authz"]
+    return rt
 
 
 def db() -> Session:
     """The request's session (opened on first use, closed when the request ends)."""
     if "db_session" not in g:
         g.db_session = runtime().sessions()
-    return g.db_session
+    session: Session = g.db_session
+    return session
 
 
 def caller() -> Caller:
@@ -74,12 +77,13 @@ def caller() -> Caller:
 def current_user() -> User:
     """The calling person, loaded in the request's session (the one workflows
     write with) on first use."""
-    if g.get("user") is None:
+    user: User | None = g.get("user")
+    if user is None:
         user = db().get(User, g.user_id) if g.get("user_id") is not None else None
         if user is None or user.status != "active":  # only from a public view, or gone
             raise Unauthenticated("Log in first.")
         g.user = user
-    return g.user
+    return user
 
 
 def _marked(mark: str) -> bool:

@@ -28,10 +28,10 @@ JSON_DEPTH_MAX = 32
 class IdConverter(IntegerConverter):
     """`<id:name>`: an id from 1 to ID_MAX (werkzeug's int converter, bounded)."""
 
-    def __init__(self, map: Any, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, url_map: Any, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("min", 1)
         kwargs.setdefault("max", ID_MAX)
-        super().__init__(map, *args, **kwargs)
+        super().__init__(url_map, *args, **kwargs)
 
 
 def id_parameter_schema(converter: IdConverter) -> dict[str, Any]:
@@ -74,9 +74,9 @@ def load_json(data: bytes) -> Any:
     try:
         value = core.parse_json(data)
     except RecursionError:
-        raise JsonTooDeep() from None
+        raise JsonTooDeep from None
     if nests_deeper(value, JSON_DEPTH_MAX):
-        raise JsonTooDeep()
+        raise JsonTooDeep
     return value
 
 

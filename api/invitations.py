@@ -7,6 +7,7 @@ from flask import Response, json
 from flask.views import MethodView
 
 from authz.workflows import attachments, invitations
+from models import Invitation
 
 from . import schemas as s
 from .blueprint import Blueprint
@@ -23,7 +24,7 @@ blp = Blueprint(
 NOT_MINE = "Unknown, or not made to you"
 
 
-def invitation_created(invitation) -> Response:
+def invitation_created(invitation: Invitation) -> Response:
     """The 202 answer of a direct attachment that became an invitation."""
     return Response(
         json.dumps(s.InvitationSchema().dump(invitation)),

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict
 
 from .identity import runtime
 
 
-def page_args(args: dict[str, Any]) -> dict[str, int]:
+class PageArgs(TypedDict):
+    page: int
+    page_size: int
+
+
+def page_args(args: dict[str, Any]) -> PageArgs:
     """Pop page / page_size from parsed query args; page_size is clamped to the cap."""
     settings = runtime().settings
     size = args.pop("page_size", None) or settings.page_size

@@ -199,4 +199,4 @@ class Lookup(MethodView):
     def get(self, args):
         """Find an active structure by its exact identifier, to ask for an
         attachment: its id, designation and active services."""
-        return structures.lookup(db(), runtime(), current_user(), **args)
+        return structures.lookup(db(), current_user(), **args)

@@ -40,7 +40,10 @@ def backup_sqlite(engine: Engine, target: str | Path) -> int:
     try:
         copy = sqlite3.connect(target)
         try:
-            source.driver_connection.backup(copy, pages=PAGES_PER_STEP)
+            driver = source.driver_connection
+            if not isinstance(driver, sqlite3.Connection):
+                raise TypeError("a SQLite backup needs the sqlite3 driver's connection")
+            driver.backup(copy, pages=PAGES_PER_STEP)
             revision = copy.execute("SELECT revision FROM policy_revision WHERE id = 1").fetchone()
         finally:
             copy.close()

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
+import psycopg
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import (
     Connection,
+    CursorResult,
     Engine,
+    Result,
     create_engine,
     event,
     func,
@@ -61,15 +66,15 @@ def make_engine(settings: Settings, *, for_reads: bool = False) -> Engine:
     # Every connection the pool hands out is checked first (a restart or failover
     # of PostgreSQL kills them all) and replaced once older than the setting.
     recycle = settings.database_recycle_seconds or -1
-    engine = create_engine(
-        url, pool_pre_ping=True, pool_recycle=recycle, connect_args=connect_args
-    )
+    engine = create_engine(url, pool_pre_ping=True, pool_recycle=recycle, connect_args=connect_args)
     timeouts = (settings.db_statement_timeout_ms, settings.db_lock_timeout_ms)
     event.listen(engine, "connect", lambda conn, _record: _postgresql_timeouts(conn, *timeouts))
     return engine
 
 
-def _postgresql_timeouts(dbapi_connection, statement_ms: int, lock_ms: int) -> None:
+def _postgresql_timeouts(
+    dbapi_connection: psycopg.Connection[Any], statement_ms: int, lock_ms: int
+) -> None:
     """The session's statement and lock timeouts, set once per connection."""
     autocommit = dbapi_connection.autocommit
     dbapi_connection.autocommit = True
@@ -84,7 +89,7 @@ def _postgresql_timeouts(dbapi_connection, statement_ms: int, lock_ms: int) -> N
         dbapi_connection.autocommit = autocommit
 
 
-def _sqlite_pragmas(dbapi_connection, busy_ms: int) -> None:
+def _sqlite_pragmas(dbapi_connection: sqlite3.Connection, busy_ms: int) -> None:
     dbapi_connection.isolation_level = None  # we issue BEGIN ourselves (see above)
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys = ON")
@@ -98,7 +103,18 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(bind=engine, expire_on_commit=False)
 
 
-def alembic_config(engine: Engine | None, *, script_location: str | Path | None = None):
+def rowcount(result: Result[*tuple[Any, ...]]) -> int:
+    """How many rows an UPDATE or DELETE changed. Session.execute() is typed as
+    returning a Result; for those statements it is a CursorResult, which counts
+    them (anything else is a programming error)."""
+    if not isinstance(result, CursorResult):
+        raise TypeError(f"{type(result).__name__} has no row count")
+    return result.rowcount
+
+
+def alembic_config(
+    engine: Engine | None, *, script_location: str | Path | None = None
+) -> AlembicConfig:
     """Alembic's configuration: the shipped alembic.ini and migrations (or the
     migrations folder `script_location`), migrating through `engine`."""
     cfg = AlembicConfig(str(shipped("alembic.ini")))
@@ -195,6 +211,8 @@ def _waiting_freely(conn: Connection) -> Iterator[None]:
         yield
         return
     raw = conn.connection.dbapi_connection
+    if raw is None:
+        raise RuntimeError("the migration's connection is closed")
     usual = raw.execute("PRAGMA busy_timeout").fetchone()[0]
     raw.execute(f"PRAGMA busy_timeout = {MIGRATION_BUSY_MS}")
     try:

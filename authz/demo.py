@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -35,15 +35,24 @@ from .security import new_token
 from .workflows import accounts, structures
 from .workflows.records import bump_revision, commit, record
 
-DEMO_PASSWORD = "demo-password-2026"
+DEMO_PASSWORD = "demo-password-2026"  # noqa: S105 - the demo's, printed by `authz demo`
 
-BAKERY = {
+
+class Identity(TypedDict):
+    """What the demo's structures are registered with."""
+
+    identifier_type: str
+    identifier_value: str
+    designation: str
+
+
+BAKERY: Identity = {
     "identifier_type": "SIRET",
     "identifier_value": "73282932000074",
     "designation": "Boulangerie Martin SARL",
 }
 BAKERY_SERVICES = (("ATELIER", "Atelier"), ("BOUTIQUE", "Boutique"))
-TOWN_HALL = {
+TOWN_HALL: Identity = {
     "identifier_type": "SIRET",
     "identifier_value": "35600000000048",
     "designation": "Mairie de Sainte-Exemple",

@@ -1,12 +1,12 @@
 """Login emails: their normal form, and the key that makes look-alikes equal.
 
 - **Normal form** (`normalize`): Unicode NFKC, stripped, lower-cased. It is what
-  is stored and what every log-in and look-up compares, so `ｃlaire@…`
-  (fullwidth c) and `claire@…` are one login.
+  is stored and what every log-in and look-up compares, so `claire@…`
+  written with a fullwidth c (U+FF43) and `claire@…` are one login.
 - **Skeleton** (`skeleton`): the normal form casefolded, with every character
   that looks like an ASCII letter or digit replaced by that letter or digit
   (`data/confusables.tsv`, from Unicode's confusables data), then NFKC again.
-  `сlaire@…` with a Cyrillic с has the skeleton of `claire@…`: the service
+  `claire@…` written with a Cyrillic es (U+0441) has the skeleton of `claire@…`: the service
   refuses to create the second of two accounts with the same skeleton
   (409 `login_confusable`), so nobody can pass for someone else in a list of
   users or in a manager's search. ASCII characters are never mapped (`rn` and

@@ -19,11 +19,12 @@ import smtplib
 import ssl
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import format_datetime
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
@@ -31,6 +32,7 @@ from sqlalchemy.orm import Session
 from models import OutboxMail, utcnow
 
 from .config import Settings
+from .db import rowcount
 from .errors import Invalid
 
 logger = logging.getLogger("authz.mail")
@@ -90,18 +92,19 @@ def enqueue(session: Session, *, kind: str, to: str, subject: str, body: str) ->
 def build_message(row: OutboxMail, mail_from: str) -> EmailMessage:
     """The RFC 5322 message of an outbox row, identical on every attempt: UTF-8
     8bit body (readable as it is in a .eml file: links are not cut by
-    quoted-printable soft breaks; SMTP servers announce 8BITMIME), Date of the row's creation, and a Message-ID made of
-    the outbox id and creation time (so a receiver can spot a resent copy).
+    quoted-printable soft breaks; SMTP servers announce 8BITMIME), Date of the
+    row's creation, and a Message-ID made of the outbox id and creation time (so
+    a receiver can spot a resent copy).
 
     Raises ValueError if a header value is malformed (e.g. contains a line break).
     """
     domain = mail_from.rpartition("@")[2] or "localhost"
-    stamp = row.created_at.astimezone(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    stamp = row.created_at.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
     message = EmailMessage()
     message["From"] = mail_from
     message["To"] = row.to_address
     message["Subject"] = row.subject
-    message["Date"] = format_datetime(row.created_at.astimezone(dt.timezone.utc))
+    message["Date"] = format_datetime(row.created_at.astimezone(dt.UTC))
     message["Message-ID"] = f"<outbox-{row.id}.{stamp}@{domain}>"
     message[OUTBOX_ID_HEADER] = str(row.id)
     message.set_content(row.body, charset="utf-8", cte="8bit")
@@ -141,7 +144,7 @@ class FileTransport:
                 tmp.write(data)
                 tmp.flush()
                 os.fsync(tmp.fileno())
-            os.replace(tmp_name, path)
+            Path(tmp_name).replace(path)
         except BaseException:
             Path(tmp_name).unlink(missing_ok=True)
             raise
@@ -245,7 +248,7 @@ def _claim(
             .values(claimed_until=claim_until, attempts=OutboxMail.attempts + 1),
             execution_options={"synchronize_session": False},
         )
-        if result.rowcount != 1:
+        if rowcount(result) != 1:
             return None
         row = session.get_one(OutboxMail, outbox_id)
         session.expunge(row)  # keep its loaded values past the commit
@@ -299,7 +302,7 @@ def deliver_due(
             continue
         try:
             transport.send(build_message(row, mail_from))
-        except Exception as exc:  # any failure: the mail stays pending and is retried
+        except Exception as exc:  # noqa: BLE001 - any failure: the mail stays pending, retried
             failed += 1
             finished = clock()
             delay = retry_delay(row.attempts, base_delay, max_delay)
@@ -419,18 +422,18 @@ class MailDispatcher:
 
 
 __all__ = [
-    "enqueue",
-    "build_message",
-    "Transport",
-    "FileTransport",
-    "SMTPTransport",
-    "transport_from_settings",
-    "retry_delay",
-    "DeliveryReport",
-    "deliver_due",
-    "deliver_all_due",
     "DELIVERY_BATCH",
-    "MailDispatcher",
-    "OUTBOX_ID_HEADER",
     "LAST_ERROR_MAX",
+    "OUTBOX_ID_HEADER",
+    "DeliveryReport",
+    "FileTransport",
+    "MailDispatcher",
+    "SMTPTransport",
+    "Transport",
+    "build_message",
+    "deliver_all_due",
+    "deliver_due",
+    "enqueue",
+    "retry_delay",
+    "transport_from_settings",
 ]

@@ -49,7 +49,7 @@ class Held(Dated, Protocol):
 def today(now: dt.datetime | None = None) -> dt.date:
     """The UTC date of `now` (default: the current time): the day attachments
     are judged in force on."""
-    return (now or dt.datetime.now(dt.timezone.utc)).astimezone(dt.timezone.utc).date()
+    return (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC).date()
 
 
 def in_force(attachment: Dated, on: dt.date) -> bool:

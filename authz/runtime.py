@@ -12,14 +12,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from . import (
     db,
-    logins,  # noqa: F401  (registers the listener that keeps login look-alike keys)
-    textkeys,  # noqa: F401  (registers the listeners that keep search keys)
+    logins,  # noqa: F401 - imported for its effect: the listener that keeps login look-alike keys
+    textkeys,  # noqa: F401 - imported for its effect: the listeners that keep search keys
 )
 from .config import Settings
 from .engine.decisions import Decider
 from .engine.policy import Policies, PolicyEngine, load_policies, sync_space_catalogue
 from .security import Hasher
-
 
 # --- the base URL of links ---------------------------------------------------------
 # Links the service hands out (activation mails, technical users' connection

@@ -35,9 +35,10 @@ class Hasher:
 
     def verify(self, stored: str | None, secret: str) -> bool:
         try:
-            return self._ph.verify(stored or self._dummy, secret) and stored is not None
+            self._ph.verify(stored or self._dummy, secret)  # raises unless they match
         except (VerificationError, InvalidHashError):
             return False
+        return stored is not None
 
     def needs_rehash(self, stored: str) -> bool:
         return self._ph.check_needs_rehash(stored)

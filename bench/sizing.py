@@ -19,6 +19,11 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
+
+from authz.config import load_settings
+from authz.runtime import build_runtime, close_runtime
+from bench.world import WorldSize, ensure_world
 
 # Users and structures grow with the grants, in the proportions of the full
 # benchmark (100,000 users, 10,000 structures, 1,000,000 grants).
@@ -26,7 +31,7 @@ DEFAULT_GRANTS = (10_000, 100_000, 300_000)
 
 
 def rss_mb() -> float:
-    with open("/proc/self/status", encoding="ascii") as status:
+    with Path("/proc/self/status").open(encoding="ascii") as status:
         for line in status:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
@@ -34,17 +39,12 @@ def rss_mb() -> float:
 
 
 def world(grants: int):
-    from bench.world import WorldSize, ensure_world
-
     size = WorldSize(users=max(grants // 10, 100), structures=max(grants // 100, 10), grants=grants)
     return ensure_world(size)
 
 
 def measure(grants: int) -> dict:
     """In this process: a runtime on the (cached) world of `grants`, and its index."""
-    from authz.config import load_settings
-    from authz.runtime import build_runtime, close_runtime
-
     generated = world(grants)
     gc.collect()
     rt = build_runtime(load_settings({"database_url": generated.url, "mail_background": False}))

@@ -38,10 +38,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, event, func, insert, select, text, update
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
-from authz import db
+from authz import db, textkeys
 from authz.config import ROOT, load_settings
 from authz.engine.policy import load_policies, sync_space_catalogue
 from models import (
@@ -95,11 +97,7 @@ class WorldSize:
 
 
 def schema_head() -> str:
-    from alembic.script import ScriptDirectory
-
-    from authz.db import alembic_config
-
-    heads = ScriptDirectory.from_config(alembic_config(None)).get_heads()  # type: ignore[arg-type]
+    heads = ScriptDirectory.from_config(db.alembic_config(None)).get_heads()
     return "+".join(sorted(heads))
 
 
@@ -119,8 +117,6 @@ def cache_path(size: WorldSize) -> Path:
 def reset_database(url: str) -> None:
     """Empty a PostgreSQL benchmark database (its public schema), refusing any
     database whose name does not contain "bench"."""
-    from sqlalchemy.engine import make_url
-
     name = make_url(url).database or ""
     if "bench" not in name:
         raise SystemExit(
@@ -134,7 +130,7 @@ def reset_database(url: str) -> None:
 
 
 def ensure_world(
-    size: WorldSize, database_url: str | None = None, log=lambda msg: None, reset: bool = False
+    size: WorldSize, database_url: str | None = None, log=lambda _msg: None, reset: bool = False
 ) -> WorldReport:
     """The world of `size`: from the cache when there, else generated. A
     PostgreSQL database is filled in place; `reset` empties it first (a run
@@ -160,7 +156,7 @@ def ensure_world(
     start = time.perf_counter()
     try:
         rows = generate(f"sqlite:///{tmp}", size, log)
-        os.replace(tmp, path)
+        tmp.replace(path)
     finally:
         for leftover in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
             leftover.unlink(missing_ok=True)
@@ -176,7 +172,7 @@ def _bulk_engine(url: str):
         engine = create_engine(url)
 
         @event.listens_for(engine, "connect")
-        def _pg(dbapi_connection, _record):  # noqa: ANN001
+        def _pg(dbapi_connection, _record):
             with dbapi_connection.cursor() as cur:
                 cur.execute("SET synchronous_commit = off")
 
@@ -184,7 +180,7 @@ def _bulk_engine(url: str):
     engine = create_engine(url)
 
     @event.listens_for(engine, "connect")
-    def _sqlite(dbapi_connection, _record):  # noqa: ANN001
+    def _sqlite(dbapi_connection, _record):
         cur = dbapi_connection.cursor()
         cur.execute("PRAGMA journal_mode = WAL")
         cur.execute("PRAGMA synchronous = OFF")
@@ -199,34 +195,28 @@ def _bulk_engine(url: str):
 def _search_keys() -> dict[str, dict[str, str]]:
     """table name -> {searchable column: its folded key column}, for the schema's
     search keys that the ORM fills on writes and Core bulk inserts must fill
-    themselves (authz/textkeys.py); {} where the code base has none."""
-    try:
-        from authz import textkeys
-    except ImportError:
-        return {}
-    keys = getattr(textkeys, "KEYS", {})
+    themselves (authz/textkeys.py)."""
+    keys = textkeys.KEYS
     return {model.__table__.name: dict(pairs) for model, pairs in keys.items()}
 
 
 def _insert(conn, table, rows: list[dict], counts: dict[str, int]) -> None:
     keys = _search_keys().get(table.name)
     if keys:
-        from authz.textkeys import fold
-
         cache: dict[str, str] = {}
         for row in rows:
             for source, key in keys.items():
                 value = row[source]
                 folded = cache.get(value)
                 if folded is None:
-                    folded = cache[value] = fold(value)
+                    folded = cache[value] = textkeys.fold(value)
                 row[key] = folded
     for start in range(0, len(rows), CHUNK):
         conn.execute(insert(table), rows[start : start + CHUNK])
     counts[table.name] = counts.get(table.name, 0) + len(rows)
 
 
-def generate(url: str, size: WorldSize, log=lambda msg: None) -> dict[str, int]:
+def generate(url: str, size: WorldSize, log=lambda _msg: None) -> dict[str, int]:
     """Migrate the database at `url`, then write the world of `size` into it."""
     settings = load_settings({"database_url": url})
     service_engine = db.make_engine(settings)
@@ -239,7 +229,7 @@ def generate(url: str, size: WorldSize, log=lambda msg: None) -> dict[str, int]:
     service_engine.dispose()
 
     rng = random.Random(size.seed)
-    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     today = now.date()
     spaces = policies.spaces
     counts: dict[str, int] = {}
@@ -562,12 +552,12 @@ def generate(url: str, size: WorldSize, log=lambda msg: None) -> dict[str, int]:
     else:
         with engine.begin() as conn:  # ids were given explicitly: move the sequences on
             for table in ("users", "structures", "services", "attachments", "subscriptions"):
-                conn.execute(
-                    text(
-                        f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
-                        f"(SELECT coalesce(max(id), 0) + 1 FROM {table}), false)"
-                    )
+                # The table names are the literals above, not input.
+                sql = (
+                    f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "  # noqa: S608
+                    f"(SELECT coalesce(max(id), 0) + 1 FROM {table}), false)"
                 )
+                conn.execute(text(sql))
         with engine.connect() as conn:
             conn.execution_options(isolation_level="AUTOCOMMIT").execute(text("ANALYZE"))
     engine.dispose()

@@ -27,7 +27,7 @@ def _main_help() -> str:
 class _Cli(click.Group):
     """Turns the errors an operator can act on into one line and exit code 1."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: click.Context) -> Any:  # noqa: RET503 - ctx.exit() raises (NoReturn)
         try:
             return super().invoke(ctx)
         except DomainError as exc:

@@ -42,10 +42,11 @@ def runtime(*, migrated: bool = True) -> Iterator[Runtime]:
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     """A plain-text table: the headers, a rule, the rows; columns left-aligned."""
-    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows)]
+    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=True)]
     lines = [headers, ["-" * w for w in widths], *rows]
     return "\n".join(
-        "  ".join(str(c).ljust(w) for c, w in zip(line, widths)).rstrip() for line in lines
+        "  ".join(str(c).ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
+        for line in lines
     )
 
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import shlex
-from typing import Any
+from pathlib import Path
+from typing import Any, NoReturn
 
 import click
 from flask import Flask
 from gunicorn.app.base import Application, BaseApplication
 
+from api import create_app
 from authz.config import Settings
 from authz.errors import Invalid
 
@@ -65,16 +67,18 @@ class ServiceApplication(BaseApplication):
             self._set("authz serve", key, value)
         parser = self.cfg.parser()
 
-        def refuse(message: str) -> None:
+        def refuse(message: str) -> NoReturn:
             raise Invalid(f"GUNICORN_CMD_ARGS: {message}")
 
-        parser.error = refuse  # type: ignore[method-assign]  (argparse would exit)
+        # argparse would exit; the parser is gunicorn's, so its method is replaced.
+        parser.error = refuse  # type: ignore[method-assign]
         env_args = parser.parse_args(shlex.split(self.environ.get("GUNICORN_CMD_ARGS", "")))
         config_file = self.config_file or env_args.config
         if config_file:
-            if not os.path.isfile(config_file):
+            if not Path(config_file).is_file():
                 raise Invalid(f"gunicorn configuration file {config_file!r} does not exist")
-            # gunicorn's own reading of the file (a Python module); unknown names are ignored.
+            # gunicorn's own reading of the file (a Python module): a method of its
+            # Application, which this BaseApplication is not. Unknown names are ignored.
             namespace = Application.get_config_from_filename(self, config_file)  # type: ignore[arg-type]
             for key, value in namespace.items():
                 if key in self.cfg.settings:
@@ -90,9 +94,9 @@ class ServiceApplication(BaseApplication):
                 "(database pool, mail sender thread)"
             )
 
-    def load(self) -> Flask:
-        from api import create_app
-
+    # gunicorn's stubs type start_response without the exc_info argument that
+    # PEP 3333 (and Flask) give it, so no WSGI application matches them.
+    def load(self) -> Flask:  # type: ignore[override]
         return create_app(self.settings)
 
 

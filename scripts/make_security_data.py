@@ -31,7 +31,7 @@ PROTOTYPES = string.ascii_lowercase + string.digits + string.ascii_uppercase
 
 
 def common_passwords() -> str:
-    from zxcvbn import frequency_lists
+    from zxcvbn import frequency_lists  # noqa: PLC0415 - installed only to refresh the data
 
     words = frequency_lists.FREQUENCY_LISTS["passwords"][:COMMON]
     header = (

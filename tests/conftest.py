@@ -11,6 +11,9 @@ world of its own adds a conftest.py of its own.
 
 from __future__ import annotations
 
+import datetime as dt
+import os
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +28,13 @@ from authz.db import make_engine, upgrade
 from authz.runtime import Runtime, build_runtime, close_runtime
 from tests.support.api import VALID_SIRETS, Api, create_structure
 from tests.support.backend import BACKEND, POSTGRES_URL, app_settings, fresh_database
+
+# The suite runs where the local date is not UTC's (UTC+14 from 10:00 UTC, UTC-12
+# before). The service's day is UTC's (authz/roles.py: today): a test or a code path
+# that took the local date instead would pass on a UTC machine and fail elsewhere;
+# here it fails everywhere. The processes the tests start inherit the zone.
+os.environ["TZ"] = "Etc/GMT-14" if dt.datetime.now(dt.UTC).hour >= 10 else "Etc/GMT+12"
+time.tzset()
 
 
 def pytest_report_header(config):
@@ -53,7 +63,6 @@ def migrated_template(tmp_path_factory) -> str:
 def database_url(migrated_template: str, tmp_path: Path) -> str:
     """A fresh, migrated, empty database for one test."""
     return fresh_database(migrated_template, tmp_path)
-
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

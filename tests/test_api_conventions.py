@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from authz.workflows import structures
+
 
 def test_missing_and_invalid_fields_are_a_422_problem(api):
     r = api.post("/v1/accounts", json={"login_email": "not-an-email", "first_name": ""})
@@ -67,8 +69,6 @@ def test_problem_carries_the_request_id(api):
 
 
 def test_unexpected_errors_are_a_500_problem_without_traceback(app, api, monkeypatch):
-    from authz.workflows import structures
-
     def boom(*a, **k):
         raise RuntimeError("secret internal detail")
 

@@ -102,8 +102,8 @@ def test_every_postgresql_session_has_statement_and_lock_timeouts(rt):
     with rt.engine.connect() as conn:
         assert conn.execute(text("SHOW statement_timeout")).scalar() == "5s"
         assert conn.execute(text("SHOW lock_timeout")).scalar() == "2s"
+        conn.execute(text("SET statement_timeout = 200"))
         with pytest.raises(Exception, match="statement timeout"):
-            conn.execute(text("SET statement_timeout = 200"))
             conn.execute(text("SELECT pg_sleep(2)"))
 
 
@@ -111,7 +111,7 @@ def test_every_postgresql_session_has_statement_and_lock_timeouts(rt):
 def test_a_writer_waits_for_the_sqlite_write_lock_no_longer_than_the_lock_timeout(
     quick, settings_overrides
 ):
-    app, ada, _sid = quick
+    _app, ada, _sid = quick
     holder = make_engine(load_settings({"database_url": settings_overrides["database_url"]}))
     conn = holder.connect()
     try:

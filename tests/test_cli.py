@@ -11,13 +11,12 @@ import pytest
 from alembic.script import ScriptDirectory
 from sqlalchemy import func, select
 
-from cli import main
-from cli.serve import ServiceApplication
 from authz.config import load_settings
 from authz.db import alembic_config, schema_is_current
 from authz.demo import DEMO_PASSWORD
 from authz.runtime import Runtime, build_runtime
 from authz.workflows import accounts, clients
+from cli.serve import ServiceApplication
 from models import (
     ActivationToken,
     AttachmentRequest,
@@ -35,13 +34,13 @@ from tests.support.api import VALID_SIRETS, outbox
 from tests.support.cli import authz
 from tests.support.rows import revision, user_row
 
-KEY_RE = re.compile(r"^ak_[0-9a-f]{16}_\S{43}$", re.M)
+KEY_RE = re.compile(r"^ak_[0-9a-f]{16}_\S{43}$", re.MULTILINE)
 BAD_SIRET = "73282932000075"  # right length, wrong checksum
 
 
 def count(rt: Runtime, model, *where) -> int:
     with rt.sessions() as s:
-        return s.scalar(select(func.count()).select_from(model).where(*where))
+        return s.execute(select(func.count()).select_from(model).where(*where)).scalar_one()
 
 
 # --- authz db upgrade -------------------------------------------------------
@@ -92,7 +91,7 @@ def test_a_created_api_key_authenticates_its_client(cli_env, cli_rt):
         lambda key: key[:-1] + ("A" if key[-1] != "A" else "B"),  # wrong secret
         lambda key: "ak_0123456789abcdef" + key[len("ak_0123456789abcdef") :],  # unknown key id
         lambda key: key.replace("ak_", "xx_", 1),  # not a key
-        lambda key: "",
+        lambda _key: "",
     ],
     ids=["wrong_secret", "unknown_key_id", "malformed", "empty"],
 )
@@ -314,7 +313,10 @@ def test_mail_deliver_sends_the_due_mail(cli_env, cli_rt, tmp_path):
 
 def test_maintenance_deletes_dead_tokens_and_keeps_live_ones(cli_env, cli_rt):
     now = utcnow()
-    hours = lambda n: now + dt.timedelta(hours=n)  # noqa: E731
+
+    def hours(n: int) -> dt.datetime:
+        return now + dt.timedelta(hours=n)
+
     with cli_rt.sessions() as s:
         user = user_row("ada@example.org", "Ada", "Lovelace")
         s.add(user)
@@ -372,7 +374,7 @@ def test_maintenance_deletes_dead_tokens_and_keeps_live_ones(cli_env, cli_rt):
 
 
 def test_serve_refuses_an_unmigrated_database(cli_env, tmp_path, monkeypatch):
-    monkeypatch.setattr(ServiceApplication, "run", lambda self: pytest.fail("gunicorn started"))
+    monkeypatch.setattr(ServiceApplication, "run", lambda _self: pytest.fail("gunicorn started"))
     env = {**cli_env, "AUTHZ_DATABASE_URL": f"sqlite:///{tmp_path / 'empty.db'}"}
     result = authz("serve", code=1, env=env)
     assert result.output == (
@@ -382,9 +384,10 @@ def test_serve_refuses_an_unmigrated_database(cli_env, tmp_path, monkeypatch):
 
 def test_serve_starts_gunicorn_without_preloading_the_app(cli_env, monkeypatch):
     started: list[ServiceApplication] = []
-    monkeypatch.setattr(ServiceApplication, "run", lambda self: started.append(self))
+    # A function, not started.append: set on the class, it must bind `self`.
+    monkeypatch.setattr(ServiceApplication, "run", lambda self: started.append(self))  # noqa: PLW0108
     monkeypatch.setattr(
-        ServiceApplication, "load", lambda self: pytest.fail("the app was built in the master")
+        ServiceApplication, "load", lambda _self: pytest.fail("the app was built in the master")
     )
     authz("serve", "--bind", "127.0.0.1:8765", "--workers", "3", env=cli_env)
     [server] = started

@@ -19,10 +19,9 @@ import pytest
 from click.testing import CliRunner
 
 from api import StartupError, create_app
+from authz.config import ROOT, RULES, SettingError, Settings, load_settings, settings_table
 from cli import main
 from cli.serve import ServiceApplication
-from authz.config import ROOT, Settings, SettingError, load_settings, settings_table
-
 from tests.support.backend import command_env
 
 AUTHZ = str(Path(sys.executable).parent / "authz")
@@ -72,8 +71,6 @@ def test_a_bad_value_is_refused_naming_the_variable_and_what_it_accepts(variable
 
 
 def test_every_setting_has_a_rule():
-    from authz.config import RULES
-
     assert set(RULES) == {f.name for f in dataclasses.fields(Settings)}
 
 
@@ -85,7 +82,7 @@ def test_a_refused_database_url_does_not_show_its_password():
 
 
 def test_overrides_are_checked_like_the_environment():
-    with pytest.raises(SettingError, match="^AUTHZ_PAGE_SIZE: expected an integer >= 1, got 0$"):
+    with pytest.raises(SettingError, match=r"^AUTHZ_PAGE_SIZE: expected an integer >= 1, got 0$"):
         load_settings({"page_size": 0}, environ={})
     with pytest.raises(SettingError, match="AUTHZ_WORKERS"):
         load_settings({"workers": 2.5}, environ={})
@@ -119,7 +116,7 @@ def test_a_bad_setting_stops_every_command_with_one_line_and_exit_1(tmp_path):
 def test_a_bad_setting_prints_no_traceback_from_the_installed_command(tmp_path):
     env = {**os.environ, "AUTHZ_VAR_DIR": str(tmp_path), "AUTHZ_SMTP_PORT": "smtp"}
     done = subprocess.run(
-        [AUTHZ, "db", "upgrade"], env=env, capture_output=True, text=True, timeout=60
+        [AUTHZ, "db", "upgrade"], env=env, check=False, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 1
     assert done.stderr == (
@@ -150,11 +147,15 @@ def test_unknown_variables_are_warned_about_once_each_with_a_suggestion(tmp_path
     assert result.exit_code == 0, result.output
     warnings = [line for line in result.output.splitlines() if line.startswith("warning:")]
     assert warnings == [
-        "warning: AUTHZ_SMTP_HOSTNAME is not a setting and is ignored "
-        "(did you mean AUTHZ_SMTP_HOST?)",
+        (
+            "warning: AUTHZ_SMTP_HOSTNAME is not a setting and is ignored "
+            "(did you mean AUTHZ_SMTP_HOST?)"
+        ),
         "warning: AUTHZ_SOMETHING_ELSE is not a setting and is ignored",
-        "warning: AUTHZ_TOKEN_TTL is not a setting and is ignored "
-        "(did you mean AUTHZ_TOKEN_TTL_SECONDS?)",
+        (
+            "warning: AUTHZ_TOKEN_TTL is not a setting and is ignored "
+            "(did you mean AUTHZ_TOKEN_TTL_SECONDS?)"
+        ),
     ]
 
 
@@ -170,8 +171,10 @@ def test_create_app_logs_unknown_variables(settings_overrides, monkeypatch, capl
 
 def test_the_readme_lists_every_setting():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    listed = set(re.findall(r"^\| `(AUTHZ_[A-Z0-9_]+)`", readme, re.M))
-    listed |= set(re.findall(r"^\| `AUTHZ_[A-Z0-9_]+` / `(AUTHZ_[A-Z0-9_]+)`", readme, re.M))
+    listed = set(re.findall(r"^\| `(AUTHZ_[A-Z0-9_]+)`", readme, re.MULTILINE))
+    listed |= set(
+        re.findall(r"^\| `AUTHZ_[A-Z0-9_]+` / `(AUTHZ_[A-Z0-9_]+)`", readme, re.MULTILINE)
+    )
     assert {name for name, _ in settings_table()} <= listed
 
 
@@ -192,7 +195,8 @@ def serve_env(database_url, tmp_path) -> dict[str, str]:
 def started(monkeypatch) -> list[ServiceApplication]:
     """The gunicorn applications `authz serve` would have run."""
     runs: list[ServiceApplication] = []
-    monkeypatch.setattr(ServiceApplication, "run", lambda self: runs.append(self))
+    # A function, not runs.append: set on the class, it must bind `self`.
+    monkeypatch.setattr(ServiceApplication, "run", lambda self: runs.append(self))  # noqa: PLW0108
     return runs
 
 
@@ -206,7 +210,11 @@ def test_serve_takes_bind_workers_and_threads_from_the_settings(serve_env, start
     serve({**serve_env, "AUTHZ_BIND": "0.0.0.0:8001", "AUTHZ_WORKERS": "3", "AUTHZ_THREADS": "6"})
     cfg = started[0].cfg
     assert (cfg.bind, cfg.workers, cfg.threads) == (["0.0.0.0:8001"], 3, 6)
-    assert (cfg.worker_class_str, cfg.preload_app, cfg.proc_name) == ("api.gunicorn_worker.ProblemThreadWorker", False, "authz")
+    assert (cfg.worker_class_str, cfg.preload_app, cfg.proc_name) == (
+        "api.gunicorn_worker.ProblemThreadWorker",
+        False,
+        "authz",
+    )
 
 
 def test_gunicorn_cmd_args_override_the_settings(serve_env, started):
@@ -309,6 +317,7 @@ def test_gunicorn_started_on_create_app_prints_a_bad_setting_in_one_line(cli_rea
         ],
         env=env,
         cwd=ROOT,
+        check=False,
         capture_output=True,
         text=True,
         timeout=60,

@@ -6,10 +6,16 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from pathlib import Path
 
 import pytest
 import time_machine
+from sqlalchemy import func, select
 
+from api.console import i18n
+from authz.config import SettingError, load_settings
+from authz.workflows import maintenance, operators
+from models import ConsoleSession
 from tests.support.api import PASSWORD, attach_directly
 from tests.support.console import Console, console_for
 
@@ -195,10 +201,6 @@ def test_the_pages_speak_french_and_english(app, world):
 
 
 def test_every_text_of_the_templates_has_its_french():
-    from pathlib import Path
-
-    from api.console import i18n
-
     root = Path(__file__).parent.parent / "api"
     texts = set()
     for path in [*root.glob("templates/console/*.html"), *root.glob("console/*.py")]:
@@ -317,8 +319,6 @@ def test_a_person_asks_for_an_attachment_and_a_subscription_from_their_page(app,
 
 
 def test_the_review_pages_are_for_the_security_reviewer_only(app, api, rt, world):
-    from authz.workflows import operators
-
     claire = console_for(app, "claire@example.org")
     assert claire.get("/console/review").status_code == 403
     assert claire.get("/console/review/explain").status_code == 403
@@ -338,8 +338,6 @@ def test_the_review_pages_are_for_the_security_reviewer_only(app, api, rt, world
     "value, accepted", [("60", True), ("59", False), ("28800", True), ("28801", False)]
 )
 def test_the_idle_timeout_setting_is_checked(value, accepted):
-    from authz.config import SettingError, load_settings
-
     environ = {"AUTHZ_CONSOLE_IDLE_TIMEOUT_SECONDS": value}
     if accepted:
         assert load_settings(environ=environ).console_idle_timeout_seconds == int(value)
@@ -374,11 +372,6 @@ def test_a_subscription_request_is_asked_and_validated_with_its_level_switched(a
 
 
 def test_maintenance_deletes_ended_sessions_and_keeps_live_ones(app, rt, world):
-    from sqlalchemy import func, select
-
-    from authz.workflows import maintenance
-    from models import ConsoleSession
-
     ended = console_for(app, "claire@example.org")
     ended.post("/console/logout")
     console_for(app, "bob@example.org")

@@ -76,8 +76,10 @@ class Stage:
 
     def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         response = self.client.post(path, json=body, headers=self.headers)
-        assert response.status_code == 200, (path, body, response.json)
-        return response.json
+        answer = response.json
+        assert response.status_code == 200, (path, body, answer)
+        assert isinstance(answer, dict)
+        return answer
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 import yaml
@@ -144,6 +144,7 @@ class Reference:
         return self.engine.allows(*facts), facts
 
     def _space(self, session: Session, q: Question, today: dt.date) -> tuple[bool, Any]:
+        assert q.space is not None, "a question about a space"
         if q.action not in SPACE_ACTIONS:
             return False, "unknown action"
         f = session.execute(
@@ -208,7 +209,8 @@ def random_world(rnd: random.Random) -> dict[str, Any]:
             "services": services,
         }
     users = {f"u{i}": {"status": rnd.choice(USER_STATUSES)} for i in range(rnd.randint(2, 5))}
-    attachments, subscriptions = [], []
+    attachments: list[dict[str, Any]] = []
+    subscriptions: list[dict[str, Any]] = []
     for user in users:
         for name, structure in structures.items():
             scopes = [None, *structure["services"]]
@@ -237,17 +239,17 @@ def random_world(rnd: random.Random) -> dict[str, Any]:
                     }
                 )
             for space in spaces:
-                for service in rnd.sample(scopes, rnd.randint(0, min(2, len(scopes)))):
-                    subscriptions.append(
-                        {
-                            "user": user,
-                            "structure": name,
-                            "service": service,
-                            "space": space,
-                            "level": rnd.choice(("consult", "modify")),
-                            "status": rnd.choice(("validated", "validated", "deactivated")),
-                        }
-                    )
+                subscriptions.extend(
+                    {
+                        "user": user,
+                        "structure": name,
+                        "service": service,
+                        "space": space,
+                        "level": rnd.choice(("consult", "modify")),
+                        "status": rnd.choice(("validated", "validated", "deactivated")),
+                    }
+                    for service in rnd.sample(scopes, rnd.randint(0, min(2, len(scopes))))
+                )
     return {
         "structures": structures,
         "users": users,
@@ -288,7 +290,7 @@ class Snapshot:
             structures=list(session.scalars(select(Structure.id).order_by(Structure.id))),
             services=services,
             opened=opened,
-            members=[tuple(m) for m in members],
+            members=[(user_id, structure_id) for user_id, structure_id in members],
         )
 
 
@@ -318,10 +320,10 @@ def random_question(
     return Question(user_id, structure_id, space, action, service)
 
 
-Scope = dict[str, list[Any]]
+Scope = dict[str, Any]
 
 
-def _pick(rnd: random.Random, session: Session, model: type) -> Any:
+def _pick(rnd: random.Random, session: Session, model: type[Any]) -> Any:
     rows = list(session.scalars(select(model).order_by(model.id)))
     return rnd.choice(rows) if rows else None
 
@@ -507,7 +509,15 @@ def mutate_structure(session: Session, rnd: random.Random, today: dt.date) -> Sc
     return {"structures": [structure.id]}
 
 
-MUTATIONS: tuple[Callable[[Session, random.Random, dt.date], Scope], ...] = (
+class Mutation(Protocol):
+    """A random change to the world, saying what it touched."""
+
+    __name__: str
+
+    def __call__(self, session: Session, rnd: random.Random, today: dt.date) -> Scope: ...
+
+
+MUTATIONS: tuple[Mutation, ...] = (
     mutate_user,
     mutate_attachment,
     mutate_attachment,
@@ -603,6 +613,14 @@ def harness(rt: Runtime) -> Harness:
     return Harness(rt=rt, reference=Reference(PolicyEngine(rt.policies)), today=roles.today())
 
 
+def _describe(seed: int, number: int, world: dict[str, Any], applied: list[str]) -> str:
+    """What a failure prints: the seed, the world and the mutations applied so far."""
+    return (
+        f"seed {seed}, world {number}:\n{yaml.safe_dump(world, sort_keys=False)}"
+        f"mutations: {applied}"
+    )
+
+
 @pytest.mark.parametrize("seed", SEEDS)
 def test_fast_path_agrees_with_the_reference_on_random_worlds_and_mutations(
     harness: Harness, seed: int, monkeypatch: pytest.MonkeyPatch
@@ -613,13 +631,7 @@ def test_fast_path_agrees_with_the_reference_on_random_worlds_and_mutations(
     for number in range(WORLDS_PER_SEED):
         world = random_world(rnd)
         applied: list[str] = []
-
-        def describe() -> str:
-            return (
-                f"seed {seed}, world {number}:\n{yaml.safe_dump(world, sort_keys=False)}"
-                f"mutations: {applied}"
-            )
-
+        describe = partial(_describe, seed, number, world, applied)
         harness.reset(world)
         decider.ensure_fresh()
         harness.compare(harness.questions(rnd), rnd.choice((0, 0, -1, 1)), describe)
@@ -662,7 +674,7 @@ def _small_world_questions(harness: Harness) -> list[Question]:
     service, for every space and action, and every management action."""
     with Session(harness.rt.engine) as session:
         users = list(session.scalars(select(User.id).order_by(User.id)))
-        acme = session.scalar(select(Structure.id))
+        acme = session.scalars(select(Structure.id)).one()
     return [
         Question(u, acme, space, action, service)
         for u in users
@@ -674,7 +686,7 @@ def _small_world_questions(harness: Harness) -> list[Question]:
 
 def _revoke_everything(session: Session) -> None:
     """Deactivate sam's account, the subscription and the service, close the space."""
-    session.scalar(select(User).where(User.login_email.like("sam@%"))).status = "inactive"
+    session.scalars(select(User).where(User.login_email.like("sam@%"))).one().status = "inactive"
     for sub in session.scalars(select(Subscription)):
         sub.status = "deactivated"
     for service in session.scalars(select(Service)):
@@ -709,10 +721,10 @@ def test_a_change_log_that_does_not_reach_back_reloads_everything(
     questions = _small_world_questions(harness)
     with Session(harness.rt.engine) as session:
         sam, ada = (
-            session.scalar(select(User.id).where(User.login_email.like(f"{name}@%")))
+            session.scalars(select(User.id).where(User.login_email.like(f"{name}@%"))).one()
             for name in ("sam", "ada")
         )
-        acme = session.scalar(select(Structure.id))
+        acme = session.scalars(select(Structure.id)).one()
     consult = Question(sam, acme, "issued_invoices", "consult")
     assert decider.decide(consult).allowed
 
@@ -721,7 +733,7 @@ def test_a_change_log_that_does_not_reach_back_reloads_everything(
         return {"structures": [acme]}
 
     def deactivate_ada(session: Session) -> Scope:
-        session.get(User, ada).status = "inactive"
+        session.get_one(User, ada).status = "inactive"
         return {"users": [ada]}
 
     harness.commit(close_every_space)

@@ -173,12 +173,12 @@ def test_another_structures_id_answers_as_a_missing_one(world, method, path):
     body = BODIES[(method, path)]
     params = [p.strip("{}") for p in path.split("/") if p.startswith("{")]
     foreign = _foreign(world, path)
-    cases = [({p: foreign[p] for p in params}, {p: MISSING for p in params})]
+    cases = [({p: foreign[p] for p in params}, dict.fromkeys(params, MISSING))]
     if len(params) > 1:  # Ada's own structure, then Bob's thing in it
         first, rest = params[0], params[1:]
         own = {first: world.own[first]}
         cases.append(
-            ({**own, **{p: foreign[p] for p in rest}}, {**own, **{p: MISSING for p in rest}})
+            ({**own, **{p: foreign[p] for p in rest}}, {**own, **dict.fromkeys(rest, MISSING)})
         )
     user = world.theirs["user"]
     for theirs, missing in cases:

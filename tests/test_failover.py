@@ -14,6 +14,7 @@ after it is back succeeds.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -60,17 +61,13 @@ class Relay:
     def down(self) -> None:
         listener, self._listener = self._listener, None
         if listener is not None:
-            try:
+            with contextlib.suppress(OSError):
                 listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() in progress
-            except OSError:
-                pass
             listener.close()
         with self._lock:
             for sock in self._open:
-                try:
+                with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
                 sock.close()
             self._open.clear()
 
@@ -99,10 +96,8 @@ class Relay:
             pass
         finally:
             for sock in (source, sink):
-                try:
+                with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
 
 
 @contextmanager
@@ -161,6 +156,7 @@ def phase(server: Server, key: str) -> list[tuple[int, int]]:
             refusals.append(answer)
         return status
 
+    answered: list = []
     with ThreadPoolExecutor(max_workers=4) as pool:
         for _ in range(PHASE_MAX // 8):
             list(pool.map(ask, range(8)))
@@ -180,7 +176,9 @@ def test_postgresql_connections_are_checked_before_use_and_recycled(seconds, rec
         }
     )
     engine = db.make_engine(settings)  # connects to nothing yet
-    assert (engine.pool._pre_ping, engine.pool._recycle) == (True, recycle)
+    # The pool keeps both settings private: no public attribute reads them back.
+    pool = engine.pool
+    assert (pool._pre_ping, pool._recycle) == (True, recycle)  # noqa: SLF001
 
 
 def test_a_negative_recycle_age_is_refused():

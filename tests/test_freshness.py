@@ -147,7 +147,7 @@ def decisions(server: Server, key: str, body: dict[str, Any]) -> list[tuple[int,
     """CHECKS_PER_PHASE answers to the same check, four requests at a time."""
 
     def ask(_: int) -> tuple[int, Any]:
-        status, _, answer = server.call("POST", "/v1/checks", body, key)
+        status, _headers, answer = server.call("POST", "/v1/checks", body, key)
         return status, answer
 
     with ThreadPoolExecutor(max_workers=4) as pool:

@@ -60,7 +60,7 @@ def test_identifier_change_duplicates_and_deactivates_the_original(api, rt, stru
     assert new["origin_id"] == sid and new["identifier_value"] == NEW_SIRET
     old = ada.get(f"/v1/structures/{sid}").json
     assert old["status"] == "inactive" and old["successor_id"] == new["id"]
-    after = dict(user_id=bob.user["id"], space="issued_invoices")
+    after = {"user_id": bob.user["id"], "space": "issued_invoices"}
     on_old = check(api, key, structure_id=sid, action="create", **after)
     assert on_old["allowed"] is False and "inactive" in on_old["reason"]
     assert check(api, key, structure_id=sid, action="modify", **after)["allowed"] is True
@@ -111,7 +111,7 @@ def test_identifier_change_duplicates_and_deactivates_the_original(api, rt, stru
 
 
 def test_technical_attachments_are_not_carried_over(api, rt, structure_of):
-    ada, bob, eve, st, svc, key = setup_world(api, rt, structure_of)
+    ada, bob, _eve, st, _svc, _key = setup_world(api, rt, structure_of)
     with rt.sessions() as s:
         tech = user_row(
             "t@technical.invalid",
@@ -147,7 +147,7 @@ def test_technical_attachments_are_not_carried_over(api, rt, structure_of):
 
 
 def test_identifier_change_refusals(api, rt, structure_of):
-    ada, bob, eve, st, svc, key = setup_world(api, rt, structure_of)
+    ada, _bob, eve, st, _svc, _key = setup_world(api, rt, structure_of)
     sid = st["id"]
     body = {"identifier_type": "SIRET", "identifier_value": NEW_SIRET, "confirm": True}
     assert eve.post(f"/v1/structures/{sid}/identifier-change", json=body).status_code == 404

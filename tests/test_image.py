@@ -45,7 +45,7 @@ def test_the_wheel_is_built_from_the_same_sources_in_the_image_and_the_smoke():
     for word, args in instructions(0):
         if word == "COPY":
             copied += shlex.split(args)[:-1]
-    [listed] = re.findall(r"^SOURCES=\((.*)\)$", SMOKE, re.M)
+    [listed] = re.findall(r"^SOURCES=\((.*)\)$", SMOKE, re.MULTILINE)
     assert sorted(copied) == sorted(listed.split())
     # ...and those are what the wheel needs: setup.py copies the shipped entries.
     assert {"policies", "migrations", "alembic.ini", "setup.py", "MANIFEST.in"} <= set(copied)
@@ -77,7 +77,7 @@ def test_the_image_and_the_smoke_set_the_same_serve_settings():
     env = " ".join(args for word, args in instructions(1) if word == "ENV")
     image = set(re.findall(r"(AUTHZ_[A-Z_]+)=", env))
     assert {"AUTHZ_VAR_DIR", "AUTHZ_BIND", "AUTHZ_WORKERS", "AUTHZ_THREADS"} <= image
-    exported = set(re.findall(r"^export (.*)$", SMOKE, re.M))
+    exported = set(re.findall(r"^export (.*)$", SMOKE, re.MULTILINE))
     smoke = {name for line in exported for name in re.findall(r"(AUTHZ_[A-Z_]+)=", line)}
     assert image <= smoke
 

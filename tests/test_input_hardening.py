@@ -6,6 +6,7 @@ deeply nested JSON is a 400; and gunicorn's own refusals are problems."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -25,7 +26,6 @@ from marshmallow import ValidationError
 from api.inputs import JSON_DEPTH_MAX, IdConverter
 from api.schemas import QuestionItem, QuestionSchema
 from models import ID_MAX
-
 from tests.support.api import VALID_SIRETS, Api
 
 METHODS = ("get", "post", "put", "patch", "delete")
@@ -222,7 +222,9 @@ def test_batch_items_refuse_what_single_checks_refuse(item):
 def test_ids_out_of_range_in_a_path_are_a_404_on_every_route(app, ada, spec):
     routes = 0
     for rule in app.url_map.iter_rules():
-        ids = [name for name, conv in rule._converters.items() if isinstance(conv, IdConverter)]
+        # werkzeug has no public map of a rule's arguments to their converters.
+        converters = rule._converters.items()  # noqa: SLF001
+        ids = [name for name, conv in converters if isinstance(conv, IdConverter)]
         if not ids:
             continue
         for method in rule.methods - {"HEAD", "OPTIONS"}:
@@ -349,10 +351,8 @@ def free_port() -> int:
 def raw(port: int, request: bytes) -> tuple[int, dict[str, str], bytes]:
     """Send raw bytes; the status, headers and body of the answer."""
     with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
-        try:
+        with contextlib.suppress(OSError):  # gunicorn may answer and close before reading it all
             conn.sendall(request)
-        except OSError:
-            pass  # gunicorn may answer and close before reading it all
         received = b""
         while chunk := conn.recv(65536):
             received += chunk
@@ -376,8 +376,14 @@ def served(database_url: str, rt, tmp_path: Path) -> Iterator[int]:
     port, log = free_port(), tmp_path / "server.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [str(Path(sys.executable).with_name("authz")), "serve", "--bind"]
-            + [f"127.0.0.1:{port}", "--workers", "1"],
+            [
+                str(Path(sys.executable).with_name("authz")),
+                "serve",
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--workers",
+                "1",
+            ],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -12,12 +12,13 @@ import threading
 import pytest
 from sqlalchemy import func, select
 
+from authz.roles import today
 from authz.workflows import invitations, maintenance
 from authz.workflows.records import current_revision
 from models import Attachment, HistoryEntry, Invitation, Structure, User
 from tests.support.api import PASSWORD, Api, activation_token, outbox
 
-TODAY = dt.date.today
+TODAY = today  # the service's date is UTC's, not the machine's (tests/conftest.py)
 
 
 def revision(rt) -> int:
@@ -224,7 +225,7 @@ def invited(api, rt, town):
 
 
 def test_accepting_attaches_with_the_invitation_role_scope_and_dates(api, rt, invited):
-    claire, townhall, paul, invitation, fin, until = invited
+    _claire, townhall, paul, invitation, fin, until = invited
     before = revision(rt)
     r = paul.post(f"/v1/me/invitations/{invitation['id']}/acceptance")
     assert r.status_code == 200, r.json
@@ -243,7 +244,7 @@ def test_accepting_attaches_with_the_invitation_role_scope_and_dates(api, rt, in
 
 
 def test_refusing_grants_nothing_and_tells_the_managers(api, rt, invited):
-    claire, townhall, paul, invitation, _fin, _until = invited
+    _claire, townhall, paul, invitation, _fin, _until = invited
     before = revision(rt)
     r = paul.post(f"/v1/me/invitations/{invitation['id']}/refusal")
     assert r.status_code == 200 and r.json["status"] == "refused"
@@ -272,7 +273,7 @@ def test_an_invitation_expires(api, rt, invited):
     with rt.sessions() as s:
         row = s.get(Invitation, invitation["id"])
         ttl = row.expires_at - row.created_at
-        row.expires_at = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=1)
+        row.expires_at = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
         s.commit()
     assert ttl == dt.timedelta(days=rt.settings.invitation_ttl_days)
     assert paul.get("/v1/me/invitations").json["items"][0]["status"] == "expired"
@@ -377,7 +378,7 @@ def test_only_managers_of_the_structure_see_its_invitations(api, rt, invited):
 
 
 def test_a_person_leaves_a_structure_themself(api, rt, invited):
-    claire, townhall, paul, invitation, _fin, _until = invited
+    _claire, townhall, paul, invitation, _fin, _until = invited
     assert paul.post(f"/v1/me/invitations/{invitation['id']}/acceptance").status_code == 200
     before = revision(rt)
     assert paul.delete(f"/v1/me/structures/{townhall}").status_code == 204
@@ -423,7 +424,7 @@ def owned(api, rt, town):
 
 
 def test_a_secondary_manager_cannot_edit_the_principal(owned):
-    townhall, bob, carl, _claire = owned
+    _townhall, bob, carl, _claire = owned
     r = carl.patch(f"/v1/users/{bob.user['id']}", json={"contact_email": "x@evil.example"})
     assert (r.status_code, r.json["code"]) == (403, "higher_role")
     assert bob.get("/v1/me").json["contact_email"] == "bob@example.org"
@@ -435,7 +436,7 @@ def test_a_secondary_manager_cannot_edit_the_principal(owned):
 def test_an_account_attached_elsewhere_or_signed_up_is_not_the_structures_to_edit(
     api, owned, structure_of
 ):
-    townhall, bob, carl, claire = owned
+    _townhall, bob, carl, claire = owned
     # Claire signed up herself: her account is no structure's.
     r = bob.patch(f"/v1/users/{claire.user['id']}", json={"last_name": "X"})
     assert (r.status_code, r.json["code"]) == (403, "account_not_owned")

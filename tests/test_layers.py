@@ -68,7 +68,7 @@ def imports(top: str) -> Iterator[Import]:
 
 
 def _top(name: str) -> str:
-    return name.split(".")[0]
+    return name.split(".", maxsplit=1)[0]
 
 
 def _offending(tops: tuple[str, ...], forbidden: tuple[str, ...]) -> list[str]:

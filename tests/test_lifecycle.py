@@ -190,7 +190,7 @@ def test_reactivation_within_60_days_restores_the_account(api, rt, key, structur
             "successors": [{"structure_id": st["id"], "user_id": bob.user["id"]}],
         },
     )
-    with time_machine.travel(dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=59)):
+    with time_machine.travel(dt.datetime.now(dt.UTC) + dt.timedelta(days=59)):
         r = api.post(
             "/v1/me/reactivation", json={"login_email": "ada@example.org", "password": PASSWORD}
         )
@@ -207,7 +207,7 @@ def test_reactivation_within_60_days_restores_the_account(api, rt, key, structur
 def test_reactivation_after_60_days_is_refused_and_maintenance_closes(api, rt, structure_of):
     ada = api.person("ada@example.org")
     ada.post("/v1/me/deactivation", json={"password": PASSWORD, "successors": []})
-    later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=61)
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=61)
     with time_machine.travel(later):
         r = api.post(
             "/v1/me/reactivation", json={"login_email": "ada@example.org", "password": PASSWORD}

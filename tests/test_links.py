@@ -11,7 +11,6 @@ import pytest
 
 from api import create_app
 from authz.runtime import DEFAULT_BASE_URL, close_runtime, trusted_host
-
 from tests.support.api import Api, outbox
 
 

@@ -14,9 +14,10 @@ import re
 import socket
 import threading
 import time
+from collections.abc import Callable, Iterator
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -85,7 +86,7 @@ class Collector:
     def __init__(self) -> None:
         self.received: list[tuple[str, list[str], EmailMessage]] = []
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: ARG002, N802 - aiosmtpd's hook
         parsed = email.message_from_bytes(envelope.content, policy=email.policy.default)
         self.received.append((envelope.mail_from, list(envelope.rcpt_tos), parsed))
         return "250 Message accepted"
@@ -147,7 +148,8 @@ def committed_count(engine: Engine) -> int:
     try:
         cursor = raw.cursor()
         cursor.execute("SELECT count(*) FROM outbox_mails")
-        return cursor.fetchone()[0]
+        (count,) = cursor.fetchall()[0]
+        return count
     finally:
         raw.close()
 
@@ -347,7 +349,7 @@ def test_concurrent_deliverers_send_each_mail_exactly_once(
         start.wait()
         try:
             reports.append(mail.deliver_due(factory, transport))
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - reported by the test's own thread
             errors.append(exc)
 
     threads = [threading.Thread(target=worker) for _ in range(2)]

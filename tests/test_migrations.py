@@ -22,7 +22,6 @@ from click.testing import CliRunner
 from sqlalchemy import Engine, func, inspect, select, text
 
 from api import StartupError, create_app
-from cli import main
 from authz.config import load_settings, shipped
 from authz.db import (
     SCHEMA_LOCK_KEY,
@@ -33,8 +32,8 @@ from authz.db import (
     upgrade,
 )
 from authz.runtime import close_runtime
+from cli import main
 from models import SchemaCompatibility, Space
-
 from tests.support.backend import FAST_HASH, command_env
 
 AUTHZ = str(Path(sys.executable).parent / "authz")

@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,11 +32,11 @@ def _tracked(folder: Path) -> dict[str, bytes]:
 
 
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory) -> zipfile.ZipFile:
+def wheel(tmp_path_factory) -> Iterator[zipfile.ZipFile]:
     """The wheel built as the image and the smoke script build it: from a copy of
     the sources they list (so no stale build/ folder of the checkout gets in)."""
     smoke = (ROOT / "scripts" / "wheel-smoke.sh").read_text(encoding="utf-8")
-    [sources] = re.findall(r"^SOURCES=\((.*)\)$", smoke, re.M)
+    [sources] = re.findall(r"^SOURCES=\((.*)\)$", smoke, re.MULTILINE)
     src, out = tmp_path_factory.mktemp("src"), tmp_path_factory.mktemp("dist")
     for name in sources.split():
         if (ROOT / name).is_dir():
@@ -84,13 +85,13 @@ def test_an_installed_package_uses_the_copy_inside_it(tmp_path, monkeypatch):
     for name in ("policies", "migrations"):
         (package / "_shipped" / name).mkdir(parents=True)
     (package / "_shipped" / "alembic.ini").write_text("[alembic]\n")
-    monkeypatch.setattr(config.resources, "files", lambda name: package)
+    monkeypatch.setattr(config.resources, "files", lambda _name: package)
     for name in SHIPPED:
         assert shipped(name) == package / "_shipped" / name
 
 
 def test_only_the_shipped_names_can_be_asked_for():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="'tests' is not shipped"):
         shipped("tests")
 
 

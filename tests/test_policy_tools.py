@@ -10,11 +10,10 @@ import pytest
 import yaml
 from sqlalchemy import select
 
-from cli import main
 from authz.config import ROOT
 from authz.review.fixtures import load_world
 from authz.runtime import Runtime, sync_catalogue
-from models import Attachment, Subscription, User
+from models import Attachment, Structure, Subscription, User
 from tests.support.cli import authz
 
 POLICIES = ROOT / "policies"
@@ -143,13 +142,21 @@ def test_explain_an_allow_names_attachment_subscription_and_p2_row(
     world_db: Runtime, cli_env: dict[str, str]
 ) -> None:
     with world_db.sessions() as s:
-        clerk = s.scalar(select(User).where(User.login_email == "clerk@fixtures.invalid"))
-        subscription = s.scalar(
+        clerk = s.scalars(select(User).where(User.login_email == "clerk@fixtures.invalid")).one()
+        shop = s.scalars(select(Structure).where(Structure.designation == "shop")).one()
+        # clerk is in two structures: the rows of shop, the one the question names.
+        subscription = s.scalars(
             select(Subscription).where(
-                Subscription.user_id == clerk.id, Subscription.space_code == "issued_invoices"
+                Subscription.user_id == clerk.id,
+                Subscription.structure_id == shop.id,
+                Subscription.space_code == "issued_invoices",
             )
-        )
-        attachment = s.scalar(select(Attachment).where(Attachment.user_id == clerk.id))
+        ).one()
+        attachment = s.scalars(
+            select(Attachment).where(
+                Attachment.user_id == clerk.id, Attachment.structure_id == shop.id
+            )
+        ).one()
     result = authz(
         "policy",
         "explain",

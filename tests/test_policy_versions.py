@@ -387,6 +387,7 @@ def test_two_instances_follow_writes_and_policy_versions_of_one_database(tmp_pat
                 capture_output=True,
                 text=True,
                 timeout=120,
+                check=False,
             )
             assert refused.returncode == 1, refused.stdout + refused.stderr
             for server in (one, two):
@@ -417,6 +418,7 @@ def every_worker_answers(one, two, body, key) -> list[dict]:
     marks = {server.port: len(server.served()) for server in (one, two)}
     answers: list[dict] = []
     with ThreadPoolExecutor(max_workers=4) as pool:
+        answered: set = set()
         for _ in range(30):
             answers += pool.map(
                 lambda server: server.call("POST", "/v1/checks", body, key)[1], [one, two] * 4
@@ -431,7 +433,7 @@ def revision_of(url: str) -> int:
     rt = build_runtime(load_settings({"database_url": url}))
     try:
         with rt.read_sessions() as s:
-            return s.scalar(select(PolicyRevision.revision))
+            return s.scalars(select(PolicyRevision.revision)).one()
     finally:
         close_runtime(rt)
 
@@ -446,7 +448,7 @@ def test_asking_the_policy_in_force_does_not_hide_a_change_from_the_next_decisio
         session.get(User, sophie).status = "inactive"
         bump_revision(session, users=[sophie])
         session.commit()
-    rt.management  # polls: sees the new revision, does not refresh the index
+    _ = rt.management  # polls: sees the new revision, does not refresh the index
     denied = decide(rt, sophie, acme, "identifier.change")
     assert (denied.allowed, denied.reason) == (
         False,

@@ -14,6 +14,7 @@ import pytest
 import time_machine
 from sqlalchemy import select, update
 
+from authz import roles
 from authz.review import exports
 from authz.workflows import operators
 from authz.workflows.records import bump_revision
@@ -99,7 +100,7 @@ def dirty(api, rt, clean) -> World:
         ada,
         w.acme,
         "erin@example.org",
-        valid_from=(dt.date.today() + dt.timedelta(days=10)).isoformat(),
+        valid_from=(roles.today() + dt.timedelta(days=10)).isoformat(),
     )
     with time_machine.travel(utcnow() - dt.timedelta(days=31)):
         frank = api.signup("frank@example.org", "Frank").json
@@ -213,17 +214,17 @@ def test_a_report_on_one_structure_keeps_only_its_findings(dirty):
 
 
 def test_changes_since_a_day_are_grouped_by_structure(dirty):
-    report = dirty.report(since=dt.date.today().isoformat())
+    report = dirty.report(since=roles.today().isoformat())
     groups = {g["structure_id"]: g for g in report["changes"]}
     actions = {e["action"] for e in groups[dirty.acme]["entries"]}
     assert {"invitation.accepted", "spaces.updated", "technical_user.created"} <= actions
-    assert dirty.report(since=(dt.date.today() + dt.timedelta(days=1)).isoformat())["changes"] == []
+    assert dirty.report(since=(roles.today() + dt.timedelta(days=1)).isoformat())["changes"] == []
 
 
 def test_the_html_report_escapes_designations(clean):
     evil = new_structure(clean.ada, "EVIL", "<script>alert(1)</script>")
     r = clean.api.get(
-        "/v1/reviews/report", query_string={"format": "html", "since": dt.date.today().isoformat()}
+        "/v1/reviews/report", query_string={"format": "html", "since": roles.today().isoformat()}
     )
     assert r.status_code == 200 and r.mimetype == "text/html"
     page = r.get_data(as_text=True)
@@ -347,7 +348,7 @@ def test_cli_review_and_exports_write_files(api, cli_env, tmp_path):
         "--structure",
         str(acme),
         "--since",
-        dt.date.today().isoformat(),
+        roles.today().isoformat(),
         "--format",
         "json",
         "--output",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from zoneinfo import ZoneInfo
 
 import pytest
 import time_machine
@@ -85,12 +86,19 @@ def test_today_is_the_utc_date():
         2026, 3, 10, 23, 30, tzinfo=dt.timezone(dt.timedelta(hours=-5))
     )
     assert roles.today(late_evening_in_new_york) == dt.date(2026, 3, 11)
-    with time_machine.travel(dt.datetime(2026, 3, 10, 23, 59, tzinfo=dt.timezone.utc)):
+    with time_machine.travel(dt.datetime(2026, 3, 10, 23, 59, tzinfo=dt.UTC)):
         assert roles.today() == dt.date(2026, 3, 10)
 
 
+def test_today_is_the_utc_date_whatever_the_local_time_zone():
+    # 23:30 in New York on 10 March: the local date is the 10th, UTC's the 11th.
+    with time_machine.travel(dt.datetime(2026, 3, 10, 23, 30, tzinfo=ZoneInfo("America/New_York"))):
+        assert dt.date.today() == dt.date(2026, 3, 10)  # noqa: DTZ011 - the local date, to compare
+        assert roles.today() == dt.date(2026, 3, 11)
+
+
 def _person(session, email: str) -> User:
-    user = user_row(email, "A", email.split("@")[0])
+    user = user_row(email, "A", email.split("@", maxsplit=1)[0])
     session.add(user)
     session.commit()
     return user

@@ -7,6 +7,7 @@ import datetime as dt
 import pytest
 from sqlalchemy import select
 
+from authz import roles
 from models import Attachment, HistoryEntry, Structure, User
 from tests.support.api import PASSWORD, activation_token
 from tests.support.rows import add_attachment, revision, set_status
@@ -84,13 +85,13 @@ def test_lookup_finds_only_an_active_structure_by_its_exact_identifier(api, rt, 
     ada = api.person("ada@example.org")
     bob = api.person("bob@example.org")
     st = structure_of(ada)
-    find = lambda value: bob.get(
-        "/v1/structures/lookup",
-        query_string={  # noqa: E731
-            "identifier_type": "SIRET",
-            "identifier_value": value,
-        },
-    )
+
+    def find(value: str):
+        return bob.get(
+            "/v1/structures/lookup",
+            query_string={"identifier_type": "SIRET", "identifier_value": value},
+        )
+
     assert find(st["identifier_value"]).status_code == 200
     assert find("35600000000048").status_code == 404  # valid, but nobody has it
     assert find(st["identifier_value"][:10]).status_code == 422  # no partial match
@@ -177,7 +178,7 @@ def test_attachments_outside_their_dates_grant_nothing(api, rt, structure_of):
     future = api.person("future@example.org")
     past = api.person("past@example.org")
     st = structure_of(owner)
-    today = dt.date.today()
+    today = roles.today()
     add_attachment(
         rt, future.user["id"], st["id"], "secondary", valid_from=today + dt.timedelta(days=2)
     )

@@ -130,8 +130,8 @@ def test_the_connection_file_downloads_as_text(rt, world):
     assert r.headers["Content-Disposition"].startswith("attachment; filename=")
     assert r.headers["Cache-Control"] == "no-store"
     content = r.get_data(as_text=True)
-    login = re.search(r"^AUTHZ_TECHNICAL_LOGIN=(\S+)$", content, re.M).group(1)
-    secret = re.search(r"^AUTHZ_TECHNICAL_SECRET=(\S+)$", content, re.M).group(1)
+    login = re.search(r"^AUTHZ_TECHNICAL_LOGIN=(\S+)$", content, re.MULTILINE).group(1)
+    secret = re.search(r"^AUTHZ_TECHNICAL_SECRET=(\S+)$", content, re.MULTILINE).group(1)
     assert LOGIN_RE.match(login)
     assert get_token(Api(ada.client, rt), login, secret).status_code == 201
 

@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from api import create_app
 from authz.runtime import close_runtime
+from authz.workflows import clients
 from models import ClientApplication
 from tests.support.api import PASSWORD
 
@@ -40,7 +41,7 @@ def _in_parallel(n: int, call) -> list:
         try:
             barrier.wait(timeout=30)
             results[i] = call(i)
-        except Exception as exc:  # reported by the caller's assertions
+        except Exception as exc:  # noqa: BLE001 - reported by the caller's assertions
             results[i] = repr(exc)
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
@@ -138,8 +139,6 @@ def test_wrong_client_keys_are_throttled_per_address(settings_overrides, rt):
     app = create_app(overrides)
     try:
         own = app.extensions["authz"]
-        from authz.workflows import clients
-
         with own.sessions() as s:
             _client, key = clients.create_client(s, own, "portal")
             key_id = s.scalar(select(ClientApplication.key_id))

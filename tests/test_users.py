@@ -4,13 +4,13 @@ CSV export, a structure's users, and accounts created by a manager."""
 from __future__ import annotations
 
 import csv
-import datetime as dt
 import io
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select, text
 
+from authz import roles
 from authz.config import load_settings
 from authz.db import make_engine, upgrade
 from authz.textkeys import fold
@@ -329,11 +329,11 @@ def test_export_is_a_streamed_utf8_csv_with_a_header(world):
     assert r.headers["Content-Disposition"] == 'attachment; filename="users.csv"'
     header, *rows = _csv(r)
     assert header == list(users.EXPORT_COLUMNS)
-    [row] = [dict(zip(header, row)) for row in rows]
+    [row] = [dict(zip(header, row, strict=True)) for row in rows]
     assert (row["first_name"], row["last_name"]) == ("Hélène", "Dupré")
     assert row["structure_designation"] == "Boulangerie Dupont"
     assert (row["role"], row["attachment_status"]) == ("simple", "validated")
-    assert row["valid_from"] == dt.date.today().isoformat() and row["valid_until"] == ""
+    assert row["valid_from"] == roles.today().isoformat() and row["valid_until"] == ""
 
 
 def test_export_neutralises_cells_a_spreadsheet_would_run(api, world):
@@ -343,7 +343,7 @@ def test_export_neutralises_cells_a_spreadsheet_would_run(api, world):
     )
     attach_directly(ada, world["bakery"], evil)
     header, row = _csv(ada.post("/v1/users/export", json={"ids": [evil]}))
-    cells = dict(zip(header, row))
+    cells = dict(zip(header, row, strict=True))
     assert cells["last_name"] == '\'=HYPERLINK("http://x.test","y")'
     assert cells["first_name"] == "'+cmd" and cells["phone"] == "'-1+1"
 

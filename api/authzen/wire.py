@@ -300,7 +300,7 @@ def semantic_of(options: object) -> str:
         return EXECUTE_ALL
     if not isinstance(options, Mapping):
         raise _invalid("options", "Must be an object.", "invalid_field")
-    semantic = options.get("evaluations_semantic", EXECUTE_ALL)
+    semantic: str = options.get("evaluations_semantic", EXECUTE_ALL)
     if semantic not in SEMANTICS:
         raise _invalid(
             "options.evaluations_semantic",
@@ -528,7 +528,7 @@ def _decode_token(token: object, digest: str, key_types: Sequence[type]) -> Key 
     if not (
         isinstance(after, list)
         and len(after) == len(key_types)
-        and all(type(v) is t for v, t in zip(after, key_types))
+        and all(type(v) is t for v, t in zip(after, key_types, strict=True))
     ):
         raise bad
     return after

@@ -8,6 +8,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from flask import g, redirect, request, url_for
+from flask.typing import ResponseReturnValue
 
 from authz.errors import Invalid
 from authz.workflows import accounts, attachments, invitations, lifecycle, sessions, subscriptions
@@ -15,8 +16,8 @@ from authz.workflows import structures as structure_flow
 from authz.workflows.access import role_on
 
 from ..identity import db, runtime
-from . import blp, i18n, web
-from .web import open_page, page
+from . import i18n, web
+from .web import blp, open_page, page
 
 
 def _safe_next(target: str | None) -> str:
@@ -33,7 +34,7 @@ def _safe_next(target: str | None) -> str:
 
 @blp.route("/login", methods=["GET", "POST"])
 @open_page
-def login():
+def login() -> ResponseReturnValue:
     if request.method == "GET":
         return page("login.html", next=request.args.get("next", ""))
     token, _row = sessions.open_session(
@@ -48,7 +49,7 @@ def login():
 
 @blp.route("/logout", methods=["POST"])
 @open_page
-def logout():
+def logout() -> ResponseReturnValue:
     if g.console_session_id is not None:
         sessions.end(db(), runtime(), g.console_session_id)
     return web.log_out_cookie(redirect(url_for("console.login", done="logged_out")))
@@ -56,7 +57,7 @@ def logout():
 
 @blp.route("/signup", methods=["GET", "POST"])
 @open_page
-def signup():
+def signup() -> ResponseReturnValue:
     """Create one's own account while logged out (the activation link is mailed)."""
     if request.method == "GET":
         return page("signup.html")
@@ -72,7 +73,7 @@ def signup():
 
 @blp.route("/activation", methods=["GET", "POST"])
 @open_page
-def activation():
+def activation() -> ResponseReturnValue:
     """The link of the activation mail: choose a password, the account is active."""
     if request.method == "GET":
         return page("password.html", purpose="activation", token=request.args.get("token", ""))
@@ -87,7 +88,7 @@ def activation():
 
 @blp.route("/password-reset", methods=["GET", "POST"])
 @open_page
-def password_reset():
+def password_reset() -> ResponseReturnValue:
     """The link of the "forgot password" mail: choose a new password."""
     if request.method == "GET":
         return page("password.html", purpose="reset", token=request.args.get("token", ""))
@@ -99,7 +100,7 @@ def password_reset():
 
 @blp.route("/forgot-password", methods=["GET", "POST"])
 @open_page
-def forgot_password():
+def forgot_password() -> ResponseReturnValue:
     """Ask for a "forgot password" link: the same answer whatever the address."""
     if request.method == "GET":
         return page("forgot.html")
@@ -117,7 +118,7 @@ def _confirmed_password() -> str:
 
 
 @blp.route("/")
-def home():
+def home() -> ResponseReturnValue:
     """My structures: where I am attached, with my role, and what I may do there."""
     mine = structure_flow.list_visible(db(), runtime(), g.user, page=1, page_size=200)
     roles = {s.id: role_on(db(), g.user, s.id) for s in mine.items}
@@ -125,7 +126,7 @@ def home():
 
 
 @blp.route("/me", methods=["GET"])
-def me():
+def me() -> ResponseReturnValue:
     """My page: my account, my invitations, my requests, ask for more."""
     pending = invitations.list_mine(db(), g.user, status="pending", page=1, page_size=100)
     mine_att = attachments.list_requests(
@@ -163,10 +164,9 @@ def me():
 
 
 @blp.route("/me/attachment-requests", methods=["POST"])
-def ask_attachment():
+def ask_attachment() -> ResponseReturnValue:
     structure = structure_flow.lookup(
         db(),
-        runtime(),
         g.user,
         identifier_type=request.form.get("identifier_type", "SIRET"),
         identifier_value=request.form.get("identifier_value", ""),
@@ -183,7 +183,7 @@ def ask_attachment():
 
 
 @blp.route("/me/subscription-requests", methods=["POST"])
-def ask_subscription():
+def ask_subscription() -> ResponseReturnValue:
     lines: list[dict[str, Any]] = [
         {
             "space": request.form.get("space", ""),
@@ -204,7 +204,7 @@ def ask_subscription():
 
 
 @blp.route("/me/invitations/<id:invitation_id>", methods=["POST"])
-def answer_invitation(invitation_id: int):
+def answer_invitation(invitation_id: int) -> ResponseReturnValue:
     if request.form.get("answer") == "accept":
         invitations.accept(db(), runtime(), g.user, invitation_id)
         return web.done("console.me", "invitation_accepted")
@@ -213,7 +213,7 @@ def answer_invitation(invitation_id: int):
 
 
 @blp.route("/me/deactivate", methods=["POST"])
-def deactivate():
+def deactivate() -> ResponseReturnValue:
     """Deactivate my own account (a principal names successors through the API
     or the transfer page first); the session ends with it."""
     lifecycle.deactivate_self(
@@ -230,7 +230,7 @@ def deactivate():
 
 @blp.route("/reactivate", methods=["GET", "POST"])
 @open_page
-def reactivate():
+def reactivate() -> ResponseReturnValue:
     """Reactivate my account within 60 days of its deactivation."""
     if request.method == "GET":
         return page("reactivate.html")

@@ -15,8 +15,8 @@ def choose(asked: str | None, accepted: str | None) -> str:
     """The page's language: the one asked (?lang= or its cookie), else the
     browser's preference among ours, else French."""
     for candidate in (asked, accepted):
-        if candidate in LANGUAGES:
-            return candidate  # type: ignore[return-value]
+        if candidate is not None and candidate in LANGUAGES:
+            return candidate
     return DEFAULT
 
 
@@ -96,7 +96,9 @@ FRENCH = {
     "notice:validated": "Demande validée.",
     "notice:refused": "Demande refusée.",
     "notice:attached": "Utilisateur rattaché.",
-    "notice:invitation_sent": "Invitation envoyée : la personne sera rattachée quand elle l'acceptera.",
+    (
+        "notice:invitation_sent"
+    ): "Invitation envoyée : la personne sera rattachée quand elle l'acceptera.",
     "notice:removed": "Utilisateur retiré de la structure.",
     "notice:account_created": "Compte créé et rattaché ; le courriel d'activation est envoyé.",
     "notice:principal_designated": "Le nouveau gestionnaire principal est désigné.",
@@ -111,7 +113,9 @@ FRENCH = {
     "Log in": "Se connecter",
     "Error": "Erreur",
     "Not found.": "Introuvable.",
-    "This form expired or did not come from this site. Reload the page and try again.": "Ce formulaire a expiré ou ne vient pas de ce site. Rechargez la page et recommencez.",
+    (
+        "This form expired or did not come from this site. Reload the page and try again."
+    ): "Ce formulaire a expiré ou ne vient pas de ce site. Rechargez la page et recommencez.",
     "The two passwords differ.": "Les deux mots de passe diffèrent.",
     "Login email": "Adresse de connexion",
     "Password": "Mot de passe",
@@ -123,9 +127,14 @@ FRENCH = {
     "Choose your password": "Choisissez votre mot de passe",
     "Activate your account": "Activez votre compte",
     "Choose a new password": "Choisissez un nouveau mot de passe",
-    "At least 12 characters; a long passphrase is best.": "Au moins 12 caractères ; une longue phrase de passe est préférable.",
+    (
+        "At least 12 characters; a long passphrase is best."
+    ): "Au moins 12 caractères ; une longue phrase de passe est préférable.",
     "Save the password": "Enregistrer le mot de passe",
-    "If an active account uses this address, a link to choose a new password was mailed to it. It works once, for 60 minutes.": "Si un compte actif utilise cette adresse, un lien pour choisir un nouveau mot de passe "
+    (
+        "If an active account uses this address, a link to choose a new password was mailed to "
+        "it. It works once, for 60 minutes."
+    ): "Si un compte actif utilise cette adresse, un lien pour choisir un nouveau mot de passe "
     "lui a été envoyé. Il fonctionne une fois, pendant 60 minutes.",
     "Send me a link": "M'envoyer un lien",
     "Designation": "Raison sociale",
@@ -133,7 +142,9 @@ FRENCH = {
     "Identifier type": "Type d'identifiant",
     "Status": "Statut",
     "My role": "Mon rôle",
-    "You are attached to no structure yet: ask for an attachment on your page.": "Vous n'êtes rattaché à aucune structure : demandez un rattachement depuis votre compte.",
+    (
+        "You are attached to no structure yet: ask for an attachment on your page."
+    ): "Vous n'êtes rattaché à aucune structure : demandez un rattachement depuis votre compte.",
     "Pending requests": "Demandes en attente",
     "Users": "Utilisateurs",
     "Technical users": "Utilisateurs techniques",
@@ -176,11 +187,16 @@ FRENCH = {
     "Name": "Nom",
     "user(s)": "utilisateur(s)",
     "Export the checked users (CSV)": "Exporter les utilisateurs cochés (CSV)",
-    "Send the activation mail to the checked users": "Envoyer le courriel d'activation aux utilisateurs cochés",
+    (
+        "Send the activation mail to the checked users"
+    ): "Envoyer le courriel d'activation aux utilisateurs cochés",
     "Remove": "Retirer",
     "Attach a user directly": "Rattacher directement un utilisateur",
     "Attach": "Rattacher",
-    "An account already active receives an invitation: it is attached when the person accepts it.": "Un compte déjà actif reçoit une invitation : il est rattaché quand la personne l'accepte.",
+    (
+        "An account already active receives an invitation: it is attached when the person accepts "
+        "it."
+    ): "Un compte déjà actif reçoit une invitation : il est rattaché quand la personne l'accepte.",
     "Create an account": "Créer un compte",
     "Create and attach": "Créer et rattacher",
     "Label": "Libellé",
@@ -192,12 +208,17 @@ FRENCH = {
     "Create a technical user": "Créer un utilisateur technique",
     "Create": "Créer",
     "Connection information": "Informations de connexion",
-    "Copy the secret now: it is shown only once and cannot be read again.": "Copiez le secret maintenant : il n'est affiché qu'une fois et ne peut plus être relu.",
+    (
+        "Copy the secret now: it is shown only once and cannot be read again."
+    ): "Copiez le secret maintenant : il n'est affiché qu'une fois et ne peut plus être relu.",
     "Secret": "Secret",
     "You stay attached as a simple user.": "Vous restez rattaché comme utilisateur simple.",
     "Login email of the new principal": "Adresse de connexion du nouveau gestionnaire principal",
     "Designate": "Désigner",
-    "The structure is duplicated under the new identifier with its services, settings, attachments and subscriptions; this one becomes inactive.": "La structure est dupliquée sous le nouvel identifiant avec ses services, paramètres, "
+    (
+        "The structure is duplicated under the new identifier with its services, settings, "
+        "attachments and subscriptions; this one becomes inactive."
+    ): "La structure est dupliquée sous le nouvel identifiant avec ses services, paramètres, "
     "rattachements et abonnements ; celle-ci devient inactive.",
     "New identifier": "Nouvel identifiant",
     "I confirm the change": "Je confirme le changement",
@@ -218,7 +239,10 @@ FRENCH = {
     "Ask for a subscription": "Demander un abonnement",
     "My requests": "Mes demandes",
     "Deactivate my account": "Désactiver mon compte",
-    "A principal manager first designates a successor for each structure. The account can be reactivated within 60 days.": "Un gestionnaire principal désigne d'abord un successeur pour chaque structure. "
+    (
+        "A principal manager first designates a successor for each structure. The account can be "
+        "reactivated within 60 days."
+    ): "Un gestionnaire principal désigne d'abord un successeur pour chaque structure. "
     "Le compte peut être réactivé dans les 60 jours.",
     "Deactivate": "Désactiver",
     "Generated at": "Généré le",
@@ -233,7 +257,10 @@ FRENCH = {
     "Service code": "Code du service",
     "Explain": "Expliquer",
     "Create my account": "Créer mon compte",
-    "Your account is created: open the link mailed to you within 60 minutes to choose your password.": "Votre compte est créé : ouvrez le lien envoyé par courriel dans les 60 minutes pour "
+    (
+        "Your account is created: open the link mailed to you within 60 minutes to choose your "
+        "password."
+    ): "Votre compte est créé : ouvrez le lien envoyé par courriel dans les 60 minutes pour "
     "choisir votre mot de passe.",
 }
 

@@ -14,8 +14,11 @@ import datetime as dt
 from typing import Any
 
 from flask import Response, g, request, stream_with_context
+from flask.typing import ResponseReturnValue
 
 from authz.errors import Invalid
+from authz.pagination import Page
+from authz.roles import today
 from authz.workflows import (
     attachments,
     history,
@@ -29,8 +32,8 @@ from authz.workflows import structures as structure_flow
 from authz.workflows.access import role_on
 
 from ..identity import db, runtime
-from . import blp, web
-from .web import form_ids, page
+from . import web
+from .web import blp, form_ids, page
 
 PAGE_SIZE = 50
 
@@ -50,7 +53,7 @@ def _page_number() -> int:
 
 
 def _pending(module: Any, structure_id: int) -> list[Any]:
-    return module.list_requests(
+    found: Page = module.list_requests(
         db(),
         runtime(),
         g.user,
@@ -61,14 +64,15 @@ def _pending(module: Any, structure_id: int) -> list[Any]:
         mine=False,
         page=1,
         page_size=200,
-    ).items
+    )
+    return found.items
 
 
 # --- a structure ----------------------------------------------------------------
 
 
 @blp.route("/structures/<id:structure_id>")
-def structure(structure_id: int):
+def structure(structure_id: int) -> ResponseReturnValue:
     """A structure's overview: its details, services and the manager's pages."""
     found = structure_flow.get(db(), runtime(), g.user, structure_id)
     return page("structure.html", structure=found, role=_role(structure_id))
@@ -82,7 +86,7 @@ def _role(structure_id: int) -> str | None:
 
 
 @blp.route("/structures/<id:structure_id>/requests")
-def requests(structure_id: int):
+def requests(structure_id: int) -> ResponseReturnValue:
     """Pending attachment and subscription requests, with the requesters' names."""
     found = structure_flow.get(db(), runtime(), g.user, structure_id)
     attach = _pending(attachments, structure_id)
@@ -98,15 +102,15 @@ def requests(structure_id: int):
 
 
 @blp.route("/attachment-requests/<id:request_id>")
-def attachment_request(request_id: int):
+def attachment_request(request_id: int) -> ResponseReturnValue:
     """One attachment request, every active service with the requester's status
     on it, the preselection, and the validate / refuse forms."""
     detail = attachments.request_detail(db(), runtime(), g.user, request_id)
-    return page("attachment_request.html", detail=detail, today=dt.date.today().isoformat())
+    return page("attachment_request.html", detail=detail, today=today().isoformat())
 
 
 @blp.route("/attachment-requests/<id:request_id>/validate", methods=["POST"])
-def validate_attachment(request_id: int):
+def validate_attachment(request_id: int) -> ResponseReturnValue:
     service_ids = form_ids("service_ids")
     req = attachments.validate_request(
         db(),
@@ -123,7 +127,7 @@ def validate_attachment(request_id: int):
 
 
 @blp.route("/attachment-requests/<id:request_id>/refuse", methods=["POST"])
-def refuse_attachment(request_id: int):
+def refuse_attachment(request_id: int) -> ResponseReturnValue:
     req = attachments.refuse_request(
         db(), runtime(), g.user, request_id, reason=request.form.get("reason", "")
     )
@@ -131,14 +135,14 @@ def refuse_attachment(request_id: int):
 
 
 @blp.route("/subscription-requests/<id:request_id>")
-def subscription_request(request_id: int):
+def subscription_request(request_id: int) -> ResponseReturnValue:
     """One subscription request: its lines, each switchable between consult and modify."""
     detail = subscriptions.request_detail(db(), runtime(), g.user, request_id)
     return page("subscription_request.html", detail=detail)
 
 
 @blp.route("/subscription-requests/<id:request_id>/validate", methods=["POST"])
-def validate_subscription(request_id: int):
+def validate_subscription(request_id: int) -> ResponseReturnValue:
     levels = {
         int(key.removeprefix("level_")): value
         for key, value in request.form.items()
@@ -156,7 +160,7 @@ def validate_subscription(request_id: int):
 
 
 @blp.route("/subscription-requests/<id:request_id>/refuse", methods=["POST"])
-def refuse_subscription(request_id: int):
+def refuse_subscription(request_id: int) -> ResponseReturnValue:
     req = subscriptions.refuse_request(
         db(), runtime(), g.user, request_id, reason=request.form.get("reason", "")
     )
@@ -164,7 +168,7 @@ def refuse_subscription(request_id: int):
 
 
 @blp.route("/structures/<id:structure_id>/requests/bulk", methods=["POST"])
-def bulk_requests(structure_id: int):
+def bulk_requests(structure_id: int) -> ResponseReturnValue:
     """Validate or refuse the checked requests at once; one outcome per request."""
     structure_flow.get(db(), runtime(), g.user, structure_id)
     decision = request.form.get("decision")
@@ -188,7 +192,7 @@ def bulk_requests(structure_id: int):
 
 
 @blp.route("/structures/<id:structure_id>/users")
-def structure_users(structure_id: int):
+def structure_users(structure_id: int) -> ResponseReturnValue:
     """The structure's users (or a search among the caller's users), with the
     direct-attachment form and the bulk actions (activation mails, CSV)."""
     found = structure_flow.get(db(), runtime(), g.user, structure_id)
@@ -223,12 +227,12 @@ def structure_users(structure_id: int):
         total=result.total,
         criteria=criteria,
         services=services,
-        today=dt.date.today().isoformat(),
+        today=today().isoformat(),
     )
 
 
 @blp.route("/structures/<id:structure_id>/users/attach", methods=["POST"])
-def attach(structure_id: int):
+def attach(structure_id: int) -> ResponseReturnValue:
     """Attach a person directly: at once for an account the structure created
     and still pending, else an invitation (nothing granted until accepted)."""
     service_ids = form_ids("service_ids")
@@ -249,7 +253,7 @@ def attach(structure_id: int):
 
 
 @blp.route("/structures/<id:structure_id>/users/<id:user_id>/remove", methods=["POST"])
-def remove_user(structure_id: int, user_id: int):
+def remove_user(structure_id: int, user_id: int) -> ResponseReturnValue:
     attachments.remove(
         db(),
         runtime(),
@@ -262,7 +266,7 @@ def remove_user(structure_id: int, user_id: int):
 
 
 @blp.route("/structures/<id:structure_id>/users/selected", methods=["POST"])
-def selected_users(structure_id: int):
+def selected_users(structure_id: int) -> ResponseReturnValue:
     """The bulk actions on the checked users: CSV export or activation mails."""
     ids = form_ids("user_ids")
     if not ids:
@@ -281,7 +285,7 @@ def selected_users(structure_id: int):
 
 
 @blp.route("/structures/<id:structure_id>/accounts", methods=["POST"])
-def create_account(structure_id: int):
+def create_account(structure_id: int) -> ResponseReturnValue:
     """Create the pending account of a person to attach (activation mail), then
     attach them at once (the structure created the account)."""
     user = users.create_account_for(
@@ -309,7 +313,7 @@ def create_account(structure_id: int):
 
 
 @blp.route("/structures/<id:structure_id>/technical-users", methods=["GET", "POST"])
-def technical_users(structure_id: int):
+def technical_users(structure_id: int) -> ResponseReturnValue:
     """The structure's technical users (principal only); creating one shows
     its connection information once."""
     if request.method == "POST":
@@ -332,7 +336,7 @@ def technical_users(structure_id: int):
 
 
 @blp.route("/structures/<id:structure_id>/technical-users/<id:user_id>/reset", methods=["POST"])
-def reset_technical_secret(structure_id: int, user_id: int):
+def reset_technical_secret(structure_id: int, user_id: int) -> ResponseReturnValue:
     secret = technical.reset_secret(
         db(),
         runtime(),
@@ -356,7 +360,7 @@ def reset_technical_secret(structure_id: int, user_id: int):
 
 
 @blp.route("/structures/<id:structure_id>/principal", methods=["GET", "POST"])
-def transfer(structure_id: int):
+def transfer(structure_id: int) -> ResponseReturnValue:
     """Leave the principal role: designate a successor by login email."""
     found = structure_flow.get(db(), runtime(), g.user, structure_id)
     if request.method == "GET":
@@ -373,7 +377,7 @@ def transfer(structure_id: int):
 
 
 @blp.route("/structures/<id:structure_id>/identifier", methods=["GET", "POST"])
-def change_identifier(structure_id: int):
+def change_identifier(structure_id: int) -> ResponseReturnValue:
     """Change of identifier: the structure is duplicated under the new one."""
     found = structure_flow.get(db(), runtime(), g.user, structure_id)
     if request.method == "GET":
@@ -395,7 +399,7 @@ def change_identifier(structure_id: int):
 
 
 @blp.route("/structures/<id:structure_id>/history")
-def structure_history(structure_id: int):
+def structure_history(structure_id: int) -> ResponseReturnValue:
     """The structure's history, newest first, with the names of who did what to whom."""
     found = structure_flow.get(db(), runtime(), g.user, structure_id)
     action = request.args.get("action", "").strip() or None

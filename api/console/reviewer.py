@@ -5,18 +5,18 @@
 from __future__ import annotations
 
 from flask import g, request
+from flask.typing import ResponseReturnValue
 
 from authz import review
 from authz.errors import Invalid
 from authz.review import policytest, reports
 
 from ..identity import db, runtime
-from . import blp
-from .web import page
+from .web import blp, page
 
 
 @blp.route("/review")
-def review_report():
+def review_report() -> ResponseReturnValue:
     """Findings that need a human look, each with why it matters."""
     review.require_reviewer(g.user)
     report = reports.report_json(reports.build_report(db(), runtime()))
@@ -24,7 +24,7 @@ def review_report():
 
 
 @blp.route("/review/explain")
-def explain():
+def explain() -> ResponseReturnValue:
     """Why a decision is what it is: the chain of facts and rules, or the
     first missing link."""
     review.require_reviewer(g.user)

@@ -21,13 +21,27 @@ import hashlib
 import hmac
 import secrets
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from flask import Response, abort, current_app, g, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    g,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from markupsafe import Markup
+from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response as AnyResponse
 
 from authz import errors as domain
 from authz.workflows import sessions
+from models import ID_MAX
 
 from ..errors import STATUS_OF
 from ..identity import db, runtime
@@ -64,7 +78,7 @@ def cookie_name(base: str) -> str:
     return f"__Host-{base}" if _secure() else base
 
 
-def _set_cookie(response: Response, base: str, value: str, *, max_age: int | None) -> None:
+def _set_cookie(response: AnyResponse, base: str, value: str, *, max_age: int | None) -> None:
     # __Host- cookies must have Path=/; the plain one is kept to /console.
     response.set_cookie(
         cookie_name(base),
@@ -77,7 +91,7 @@ def _set_cookie(response: Response, base: str, value: str, *, max_age: int | Non
     )
 
 
-def _delete_cookie(response: Response, base: str) -> None:
+def _delete_cookie(response: AnyResponse, base: str) -> None:
     response.delete_cookie(
         cookie_name(base),
         path="/" if _secure() else COOKIE_PATH,
@@ -91,7 +105,7 @@ def csrf_for(secret: str) -> str:
     return hashlib.sha256(f"csrf:{secret}".encode()).hexdigest()
 
 
-def load_session() -> None:
+def load_session() -> AnyResponse | None:
     """before_request of the console: who is logged in (the cookie only: a
     bearer token means nothing here), the language, and the CSRF check of a
     POST. A view not marked open_page without a live session redirects to the
@@ -133,7 +147,7 @@ def load_session() -> None:
     view = current_app.view_functions.get(request.endpoint or "")
     is_open = getattr(view, OPEN, False) or request.endpoint == "console.static"
     if g.console_session_id is None and not is_open:
-        return redirect(url_for("console.login", next=request.full_path.rstrip("?")))  # type: ignore[return-value]
+        return redirect(url_for("console.login", next=request.full_path.rstrip("?")))
     return None
 
 
@@ -151,13 +165,13 @@ def finish(response: Response) -> Response:
     return response
 
 
-def log_in_cookie(response: Response, token: str) -> Response:
+def log_in_cookie(response: AnyResponse, token: str) -> AnyResponse:
     _set_cookie(response, SESSION_COOKIE, token, max_age=None)
     _delete_cookie(response, PRE_SESSION_COOKIE)
     return response
 
 
-def log_out_cookie(response: Response) -> Response:
+def log_out_cookie(response: AnyResponse) -> AnyResponse:
     _delete_cookie(response, SESSION_COOKIE)
     return response
 
@@ -206,13 +220,28 @@ def handle_http_error(error: Any) -> tuple[str, int]:
 
 def form_ids(name: str) -> list[int]:
     """The checked ids of a multi-select (bulk) field; bad values are dropped."""
-    ids = []
-    for value in request.form.getlist(name):
-        if value.isdigit() and 0 < int(value) < 2**31:
-            ids.append(int(value))
-    return ids
+    values = request.form.getlist(name)
+    return [int(v) for v in values if v.isdigit() and 0 < int(v) < ID_MAX]
 
 
-def done(endpoint: str, notice: str, **values: Any) -> Response:
+def done(endpoint: str, notice: str, **values: Any) -> AnyResponse:
     """Redirect after a successful POST (the page shows `notice`)."""
-    return redirect(url_for(endpoint, done=notice, **values))  # type: ignore[return-value]
+    return redirect(url_for(endpoint, done=notice, **values))
+
+
+STATIC = Path(__file__).parent.parent / "static" / "console"
+
+# The console's blueprint: every page module (account, manager, reviewer)
+# adds its routes to it; api/console/__init__.py registers it on the app.
+blp = Blueprint(
+    "console",
+    __name__,
+    url_prefix="/console",
+    static_folder=str(STATIC),
+    static_url_path="/assets",
+)
+blp.before_request(load_session)
+blp.after_request(finish)
+blp.context_processor(template_globals)
+blp.register_error_handler(domain.DomainError, handle_domain_error)
+blp.register_error_handler(HTTPException, handle_http_error)

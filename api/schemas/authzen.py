@@ -270,6 +270,7 @@ def _search_result(item: type[Schema], name: str) -> type[Schema]:
         },
         name=name,
     )
+    # The examples are class attributes Schema does not declare (see common.page_of).
     result.example = {  # type: ignore[attr-defined]
         "page": {"next_token": "", "count": 1},
         "context": {"revision": 4471},

@@ -59,7 +59,7 @@ class QuestionItem(fields.Field):
     STRINGS = {"action": True, "space": False, "service": False}  # name -> required
     INTS = ("user_id", "structure_id")
 
-    def _deserialize(self, value, attr, data, **kwargs):
+    def _deserialize(self, value, attr, data, **kwargs):  # noqa: ARG002 - marshmallow's signature
         if not isinstance(value, dict):
             raise ValidationError("Must be an object.")
         errors: dict[str, list[str]] = {

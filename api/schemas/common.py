@@ -57,6 +57,8 @@ def _page_example(item_schema: type[Schema]) -> dict[str, Any] | None:
 def page_of(item_schema: type[Schema]) -> type[Schema]:
     """A page envelope: {items, page, page_size, total}."""
     page = Schema.from_dict(_page_fields(item_schema), name=_page_name(item_schema))
+    # A schema made by from_dict gets its example afterwards (a class attribute, as
+    # a declared schema has; api/blueprint.py reads it); Schema does not declare it.
     page.example = _page_example(item_schema)  # type: ignore[attr-defined]
     return page
 
@@ -73,6 +75,7 @@ def revision_page_of(item_schema: type[Schema]) -> type[Schema]:
         name=_page_name(item_schema),
     )
     example = _page_example(item_schema)
+    # The example as in page_of: a class attribute Schema does not declare.
     page.example = example and {**example, "revision": 4471}  # type: ignore[attr-defined]
     return page
 

@@ -11,8 +11,8 @@ from .common import PageArgs
 
 
 class HistoryQuerySchema(PageArgs):
-    since = fields.AwareDateTime(default_timezone=dt.timezone.utc)
-    until = fields.AwareDateTime(default_timezone=dt.timezone.utc)
+    since = fields.AwareDateTime(default_timezone=dt.UTC)
+    until = fields.AwareDateTime(default_timezone=dt.UTC)
     action = f.text(
         1,
         60,

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any, ClassVar
 
 from marshmallow import Schema, fields, validate
 
@@ -21,8 +22,8 @@ LINES_MAX = 100
 class RequestQuerySchema(PageArgs):
     structure_id = f.record_id()
     status = f.one_of(REQUEST_STATUSES)
-    created_from = fields.AwareDateTime(default_timezone=dt.timezone.utc)
-    created_to = fields.AwareDateTime(default_timezone=dt.timezone.utc)
+    created_from = fields.AwareDateTime(default_timezone=dt.UTC)
+    created_to = fields.AwareDateTime(default_timezone=dt.UTC)
     mine = fields.Boolean(
         load_default=False, metadata={"description": "Only the caller's own requests."}
     )
@@ -45,7 +46,7 @@ class RequestFields(Schema):
 class RefusalSchema(Schema):
     reason = f.reason()
 
-    example = {"reason": "You do not work for this structure."}
+    example: ClassVar[dict[str, object]] = {"reason": "You do not work for this structure."}
 
 
 class BulkRefusalSchema(RefusalSchema):
@@ -54,7 +55,7 @@ class BulkRefusalSchema(RefusalSchema):
     example = {"ids": [31, 32], "reason": "You do not work for this structure."}
 
 
-def _service_ids(**kwargs) -> fields.List:
+def _service_ids(**kwargs: Any) -> fields.List:
     return fields.List(f.record_id(), validate=validate.Length(max=SERVICES_MAX), **kwargs)
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from models import IDENTIFIER_TYPES, STRUCTURE_KINDS, STRUCTURE_STATUSES
+from models import IDENTIFIER_TYPES, STRUCTURE_KINDS, STRUCTURE_STATUSES, Structure
 
 from . import fields as f
 from .common import PageArgs
@@ -16,6 +16,10 @@ class StructureSettingsFields(Schema):
     invoice_requires_service = fields.Boolean()
     legal_commitment_required = fields.Boolean()
     default_spaces = fields.List(f.text(max_length=f.CODE_MAX), validate=validate.Length(max=50))
+
+
+# The names of the settings, which only a private structure is created with.
+SETTINGS = frozenset(StructureSettingsFields().fields)
 
 
 class StructureCreateSchema(StructureSettingsFields):
@@ -36,7 +40,7 @@ class StructureCreateSchema(StructureSettingsFields):
     @validates_schema
     def _fields_of_kind(self, data, **_kwargs):
         if data.get("kind") == "public":
-            wrong = set(StructureSettingsFields._declared_fields) & set(data)
+            wrong = set(data) & SETTINGS
             why = "Settings of a public structure are set by its managers (PATCH)."
         else:
             wrong = {"centrally_managed", "principal_email"} & set(data)
@@ -75,7 +79,7 @@ class StructureSchema(Schema):
     created_at = fields.DateTime()
     updated_at = fields.DateTime()
 
-    def _default_spaces(self, obj) -> list[str]:
+    def _default_spaces(self, obj: Structure) -> list[str]:
         return [d.space_code for d in obj.default_spaces]
 
     example = {

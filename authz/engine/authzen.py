@@ -148,7 +148,7 @@ class Found:
 Candidates = Callable[[Decider, Key | None, dt.date], Iterator[tuple[Key, Any]]]
 
 
-def _nothing(decider: Decider, after: Key | None, today: dt.date) -> Iterator[tuple[Key, Any]]:
+def _nothing(_decider: Decider, _after: Key | None, _today: dt.date) -> Iterator[tuple[Key, Any]]:
     """No candidates: the request names nothing this service knows."""
     return iter(())
 

@@ -11,14 +11,16 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVarTuple
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, select
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from models import Attachment, OpenedSpace, Service, Structure, Subscription, User
 
 from .policy import LEVEL_NONE
+
+Ts = TypeVarTuple("Ts")
 
 LEVEL_RANK = {LEVEL_NONE: 0, "consult": 1, "modify": 2}
 
@@ -55,6 +57,9 @@ class Index:
     """The facts of the current revision. Mutated only under Decider's lock."""
 
     def __init__(self) -> None:
+        self._clear()
+
+    def _clear(self) -> None:
         self.users: dict[int, str] = {}  # user id -> status
         self.structures: dict[int, StructureEntry] = {}
         self.memberships: dict[tuple[int, int], Membership] = {}
@@ -65,7 +70,7 @@ class Index:
     # Loading: whole tables at start-up, or a few keys per change.
 
     def load_all(self, session: Session) -> None:
-        self.__init__()
+        self._clear()
         statuses: dict[str, str] = {}
         for uid, status in _driver_rows(session, select(User.id, User.status)):
             self.users[uid] = statuses.setdefault(status, status)
@@ -94,7 +99,7 @@ class Index:
         self.structures_of.get(user_id, set()).discard(structure_id)
 
     def _load_structures(self, session: Session, only: int | None) -> None:
-        def where(stmt, column):
+        def where(stmt: Select[*Ts], column: InstrumentedAttribute[int]) -> Select[*Ts]:
             return stmt if only is None else stmt.where(column == only)
 
         for sid, status, kind in session.execute(
@@ -111,7 +116,7 @@ class Index:
             if entry is not None:
                 entry.services[code] = (svc_id, active)
                 entry.codes[svc_id] = code
-        for sid, space, svc_id in session.execute(
+        for sid, space, scope in session.execute(
             where(
                 select(OpenedSpace.structure_id, OpenedSpace.space_code, OpenedSpace.service_id),
                 OpenedSpace.structure_id,
@@ -119,7 +124,7 @@ class Index:
         ):
             entry = self.structures.get(sid)
             if entry is not None:
-                entry.opened.add((space, svc_id))
+                entry.opened.add((space, scope))
 
     def _membership(self, user_id: int, structure_id: int) -> Membership:
         key = (user_id, structure_id)
@@ -198,6 +203,8 @@ def _driver_rows(session: Session, stmt: Any) -> Iterator[tuple]:
     connection = session.connection()
     sql = str(stmt.compile(dialect=connection.dialect, compile_kwargs={"literal_binds": True}))
     raw = connection.connection.dbapi_connection
+    if raw is None:
+        raise RuntimeError("the session's connection is closed")
     cursor = (
         raw.cursor() if connection.dialect.name == "sqlite" else raw.cursor(name="authz_index_load")
     )

@@ -44,7 +44,8 @@ def _rights(decider: Decider, user_id: int, structure_id: int) -> dict[str, Any]
 def _may_read_access(decider: Decider, caller: Caller, structure_id: int) -> bool:
     if caller.client_id is not None:
         return True
-    assert caller.user_id is not None
+    if caller.user_id is None:
+        return False  # neither a client nor a person: nobody to read for
     return decider.decide(Question(caller.user_id, structure_id, None, "access.read")).allowed
 
 

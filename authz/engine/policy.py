@@ -218,7 +218,7 @@ class PolicyEngine:
         try:
             model = casbin.Enforcer.new_model(text=policies.files["model.conf"])
             self._enforcer = casbin.Enforcer(model, _TextAdapter(policies.files["levels.csv"]))
-        except Exception as exc:  # noqa: BLE001  (casbin raises anything on a bad model)
+        except Exception as exc:
             raise PolicyFileError(f"{policies.origin}/model.conf or levels.csv: {exc}") from exc
         self._enforcer.enable_auto_save(False)  # rows live in memory only
         self._enforcer.add_policies(management_rules(policies))
@@ -254,7 +254,7 @@ class _TextAdapter(Adapter):
     def __init__(self, text: str) -> None:
         self._text = text
 
-    def load_policy(self, model) -> None:
+    def load_policy(self, model: casbin.Model) -> None:
         for line in self._text.splitlines():
             load_policy_line(line.strip(), model)
 

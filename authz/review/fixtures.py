@@ -22,7 +22,8 @@ refused, so a typo never silently changes what a test proves)::
     attachments:
       - {user: <name>, structure: <name>, service: <code> | null,   # null: whole structure
          role: principal | secondary | simple | technical,
-         status: validated,                     # pending | validated | deactivated | refused | deleted
+         # status: pending | validated | deactivated | refused | deleted
+         status: validated,
          valid_from: 0, valid_until: null}      # day offsets
     subscriptions:
       - {user: <name>, structure: <name>, service: <code> | null,   # null: all services
@@ -43,7 +44,7 @@ import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from sqlalchemy.orm import Session
@@ -53,6 +54,9 @@ from models import Attachment, OpenedSpace, Service, Structure, Subscription, Us
 from .. import roles
 from ..engine.decisions import Question
 from ..workflows.records import bump_revision
+
+K = TypeVar("K")
+V = TypeVar("V")
 
 WORLD_SECTIONS = frozenset({"structures", "users", "attachments", "subscriptions"})
 STRUCTURE_FIELDS = frozenset(
@@ -159,8 +163,8 @@ def load_world(
                     OpenedSpace(structure_id=structure.id, service_id=service.id, space_code=space)
                 )
     users: dict[str, User] = {}
-    for name, spec in (world.get("users") or {}).items():
-        spec = spec or {}
+    for name, given in (world.get("users") or {}).items():
+        spec = given or {}
         _check_fields(spec, USER_FIELDS, f"user {name}")
         user = User(
             login_email=spec.get("login_email", f"{name}@fixtures.invalid").lower(),
@@ -250,8 +254,10 @@ def question(row: Mapping[str, Any], ids: WorldIds) -> Question:
     )
 
 
-def _lookup(table: Mapping[Any, Any], key: Any, what: str) -> Any:
+def _lookup(table: Mapping[K, V], key: K | None, what: str) -> V:
     try:
+        if key is None:
+            raise KeyError(key)
         return table[key]
     except (KeyError, TypeError):
         raise WorldError(f"unknown {what} {key!r}") from None

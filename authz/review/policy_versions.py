@@ -215,16 +215,16 @@ def _relative(report: policytest.RunReport, root: Path) -> policytest.RunReport:
 
 
 def applied_at(version: PolicyVersion) -> str:
-    return version.applied_at.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return version.applied_at.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 __all__ = [
-    "Applied",
     "CHANGES_KEPT",
+    "Applied",
     "PolicyFileError",
+    "applied_at",
     "apply_directory",
     "apply_files",
-    "applied_at",
     "default_actor",
     "history",
     "in_force",

@@ -30,6 +30,7 @@ import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -227,7 +228,8 @@ class _Asker:
         if not decision.allowed:
             return
         if item.get("space") is not None:
-            self.coverage.exercised.add(tuple(decision.explanation["levels.csv"]))
+            if decision.explanation is not None:  # always, for an explained allow
+                self.coverage.exercised.add(tuple(decision.explanation["levels.csv"]))
             return
         q = question({**item, "user": user, "action": action}, self.ids)
         role = self.rt.decider.role_of(q.user_id, q.structure_id, self.today)
@@ -279,7 +281,7 @@ def run_file(
                 f"exactly these users: {_label(item, '*')}",
                 set(item["users"]),
                 decisions,
-                lambda user: (user, item["action"]),
+                partial(_question, action=item["action"]),
             )
         for item in assertions.exactly_actions:
             report.checked += 1
@@ -294,9 +296,13 @@ def run_file(
                 f"exactly these actions: {_label(item, action='*')}",
                 set(item["actions"]),
                 decisions,
-                lambda action: (item["user"], action),
+                partial(_question, item["user"]),
             )
     return report
+
+
+def _question(user: str, action: str) -> tuple[str, str]:
+    return user, action
 
 
 def _compare_sets(
@@ -389,7 +395,7 @@ def _attachment_line(session: Session, attachment_id: int | None) -> str:
     where = (
         "whole structure"
         if att.service_id is None
-        else f"service {session.get(Service, att.service_id).code}"
+        else f"service {session.get_one(Service, att.service_id).code}"
     )
     return (
         f"attachment {att.id}: role {att.role}, {att.status}, {where}, valid from "
@@ -415,6 +421,8 @@ def _space_chain(
             f"  model: {explanation['model']} (no levels.csv row matches)",
         ]
     g = gather(decider.index, {s.code: s for s in decider.policy.policies.spaces}, q, today)
+    if isinstance(g, str):  # the facts changed since the decision was taken
+        return [*lines, f"  first missing link now: {g}"]
     level = explanation["levels.csv"][1]
     lines.append(f"  1. {_attachment_line(session, explanation['attachment_id'])}")
     packed = (
@@ -425,11 +433,11 @@ def _space_chain(
         else None
     )
     if packed is not None:
-        sub = session.get(Subscription, packed >> 2)
+        sub = session.get_one(Subscription, packed >> 2)
         covers = (
             "all services"
             if sub.service_id is None
-            else f"service {session.get(Service, sub.service_id).code}"
+            else f"service {session.get_one(Service, sub.service_id).code}"
         )
         lines.append(
             f"  2. subscription {sub.id}: level {sub.level} on {sub.space_code} "
@@ -460,15 +468,17 @@ def _management_chain(
         None,
     )
     lines = [
-        f"  facts: account {decider.index.users.get(q.user_id, 'unknown')}, role "
-        f"{role or 'none'}, structure {structure.status if structure else 'unknown'}"
+        (
+            f"  facts: account {decider.index.users.get(q.user_id, 'unknown')}, role "
+            f"{role or 'none'}, structure {structure.status if structure else 'unknown'}"
+        )
     ]
     if not decision.allowed:
         return [*lines, f"  first missing link: {decision.reason}"]
     return [
         *lines,
         f"  1. {_attachment_line(session, attachment_id)}",
-        f"  2. roles.yaml rule: p, {role}, {q.action}, {structure.status}",
+        f"  2. roles.yaml rule: p, {role}, {q.action}, {structure.status if structure else '?'}",
         f"  3. matcher: {MATCHER_MANAGEMENT}",
         f"  rule: {decision.rule}",
     ]

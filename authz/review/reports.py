@@ -10,10 +10,10 @@ import datetime as dt
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, TypeVarTuple
 
-from sqlalchemy import or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, or_, select
+from sqlalchemy.orm import QueryableAttribute, Session
 
 from models import (
     Attachment,
@@ -34,6 +34,8 @@ from ..workflows.lifecycle import orphan_structure_ids
 from ..workflows.records import RIGHTS_ACTIONS
 from .exports import export_scope
 
+Ts = TypeVarTuple("Ts")
+
 # A user able to modify documents on this many structures or more is listed.
 MANY_STRUCTURES = 5
 # Secrets expiring within this many days are listed (expired ones always are).
@@ -50,38 +52,50 @@ KINDS: dict[str, tuple[str, str, str]] = {
     "structure_without_principal": (
         "Structures without an acting principal",
         "high",
-        "Nobody can hand over the structure, manage its technical users or change its "
-        "identifier until the operator appoints a principal.",
+        (
+            "Nobody can hand over the structure, manage its technical users or change its "
+            "identifier until the operator appoints a principal."
+        ),
     ),
     "manager_not_active": (
         "Managers whose account is inactive or pending",
         "high",
-        "A manager role held by an account nobody uses is a dormant power that can be "
-        "revived by reactivating or activating the account.",
+        (
+            "A manager role held by an account nobody uses is a dormant power that can be "
+            "revived by reactivating or activating the account."
+        ),
     ),
     "technical_secret_expiring": (
         "Technical users with a secret expired or expiring soon",
         "medium",
-        f"An expired secret stops the structure's system; one expiring within "
-        f"{SECRET_WARNING_DAYS} days must be rotated and the system warned in time.",
+        (
+            f"An expired secret stops the structure's system; one expiring within "
+            f"{SECRET_WARNING_DAYS} days must be rotated and the system warned in time."
+        ),
     ),
     "many_structures_modify": (
         f"Users modifying documents on {MANY_STRUCTURES} structures or more",
         "medium",
-        "Broad modification rights across structures are rarely needed and multiply the "
-        "damage of a stolen account.",
+        (
+            "Broad modification rights across structures are rarely needed and multiply the "
+            "damage of a stolen account."
+        ),
     ),
     "attachment_out_of_dates": (
         "Validated attachments not in force (future start or ended)",
         "low",
-        "A future start silently grants rights later, and an ended attachment should be "
-        "removed rather than left validated.",
+        (
+            "A future start silently grants rights later, and an ended attachment should be "
+            "removed rather than left validated."
+        ),
     ),
     "account_pending_too_long": (
         f"Accounts pending activation for more than {PENDING_DAYS} days",
         "low",
-        "An account never activated is likely unwanted, and its activation link could be "
-        "resent to the wrong person.",
+        (
+            "An account never activated is likely unwanted, and its activation link could be "
+            "resent to the wrong person."
+        ),
     ),
     "inactive_user_attached": (
         "Inactive or closed accounts still holding validated attachments",
@@ -152,12 +166,12 @@ class _World:
         self.structures = {s.id: s for s in session.scalars(stmt)}
         self._users: dict[int, User] = {}
 
-    def scoped(self, stmt: Any, column: Any) -> Any:
+    def scoped(self, stmt: Select[*Ts], column: QueryableAttribute[int | None]) -> Select[*Ts]:
         return stmt if self.structure_id is None else stmt.where(column == self.structure_id)
 
     def user(self, user_id: int) -> User:
         if user_id not in self._users:
-            self._users[user_id] = self.session.get(User, user_id)
+            self._users[user_id] = self.session.get_one(User, user_id)
         return self._users[user_id]
 
     def name(self, user_id: int | None) -> str:
@@ -359,8 +373,10 @@ def _out_of_dates(w: _World, today: dt.date) -> Iterator[Finding]:
     for att in w.session.scalars(stmt):
         if att.valid_from > today:
             detail = f"{att.role}, starts {att.valid_from.isoformat()}."
-        else:
-            detail = f"{att.role}, ended {att.valid_until.isoformat()}."  # type: ignore
+        elif att.valid_until is not None:
+            detail = f"{att.role}, ended {att.valid_until.isoformat()}."
+        else:  # started and never ends, so in force: not what the query asked for
+            continue
         yield _finding(
             w,
             "attachment_out_of_dates",
@@ -466,7 +482,7 @@ def _ref(w: _World, entry: HistoryEntry) -> HistoryRef:
 
 
 def _changes(w: _World, since: dt.date) -> list[StructureChanges]:
-    start = dt.datetime.combine(since, dt.time(), tzinfo=dt.timezone.utc)
+    start = dt.datetime.combine(since, dt.time(), tzinfo=dt.UTC)
     stmt = w.scoped(
         select(HistoryEntry)
         .where(HistoryEntry.created_at >= start, HistoryEntry.action.in_(sorted(RIGHTS_ACTIONS)))

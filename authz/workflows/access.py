@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import and_, false, select, tuple_
+from sqlalchemy import ColumnElement, Select, and_, false, select, tuple_
 from sqlalchemy.orm import Session, aliased
 
 from models import ROLES, Attachment, Structure, User
@@ -21,7 +21,7 @@ from ..roles import in_force_condition, strongest, today
 from ..runtime import Runtime
 
 
-def effective_attachments(user_id: int, on: dt.date):
+def effective_attachments(user_id: int, on: dt.date) -> ColumnElement[bool]:
     """Condition: validated attachments of `user_id` in force on date `on`."""
     return and_(Attachment.user_id == user_id, in_force_condition(on))
 
@@ -71,7 +71,7 @@ def authorize(
     return structure
 
 
-def managed_structures(rt: Runtime, actor: User, action: str):
+def managed_structures(rt: Runtime, actor: User, action: str) -> Select[int]:
     """Subquery: ids of the structures where `actor` may perform `action`
     (their role there and the structure's status, asked of the engine)."""
     pairs = [
@@ -93,6 +93,6 @@ def managed_structures(rt: Runtime, actor: User, action: str):
     )
 
 
-def visible_structures(rt: Runtime, actor: User):
+def visible_structures(rt: Runtime, actor: User) -> ColumnElement[bool]:
     """Condition on Structure: the structures `actor` may see (structure.view)."""
     return Structure.id.in_(managed_structures(rt, actor, "structure.view"))

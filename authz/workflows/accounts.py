@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from models import ActivationToken, AuthToken, ConsoleSession, PasswordResetToken, User, utcnow
 
 from .. import logins, passwords
+from ..db import rowcount
 from ..errors import Conflict, Forbidden, Invalid, Unauthenticated
 from ..runtime import Runtime
 from ..security import digest, new_token
@@ -25,7 +26,7 @@ from .records import commit, queue_mail
 
 # The pages mailed links open (api/console/): a GET shows a form, its POST acts.
 ACTIVATION_PAGE = "/console/activation"
-PASSWORD_RESET_PAGE = "/console/password-reset"
+RESET_LINK_PAGE = "/console/password-reset"
 EMAIL_RE = re.compile(r"^[^@\s\x00-\x1f]{1,64}@[^@\s\x00-\x1f]+\.[^@\s\x00-\x1f]+$")
 PROFILE_FIELDS = ("contact_email", "last_name", "first_name", "phone")
 
@@ -204,7 +205,7 @@ def activate(session: Session, rt: Runtime, *, token: str, password: str) -> Use
 def request_password_reset(
     session: Session, rt: Runtime, login_email: str, address: str | None
 ) -> None:
-    """ "Forgot password": mail a single-use link (valid
+    """Forgot password: mail a single-use link (valid
     AUTHZ_PASSWORD_RESET_TTL_SECONDS) to an active person account; every
     earlier unused link of the account stops working. Says nothing about the
     address (no account enumeration): unknown, pending, inactive and technical
@@ -242,7 +243,7 @@ def request_password_reset(
         f"Hello {user.first_name} {user.last_name},\n\n"
         f"Someone asked to choose a new password for the login {user.login_email}.\n"
         f"Choose it within {minutes} minutes (the link works once):\n\n"
-        f"  {rt.link_base()}{PASSWORD_RESET_PAGE}?token={token}\n\n"
+        f"  {rt.link_base()}{RESET_LINK_PAGE}?token={token}\n\n"
         f"If you did not ask for this, ignore this message: your password is unchanged.\n"
     )
     queue_mail(
@@ -296,9 +297,11 @@ def _spend_link(
 ) -> None:
     """Use the link once, even under concurrency: only one caller flips
     used_at; the others roll back and get `invalid`."""
-    claimed = session.execute(
-        update(table).where(table.id == row_id, table.used_at.is_(None)).values(used_at=now)
-    ).rowcount
+    claimed = rowcount(
+        session.execute(
+            update(table).where(table.id == row_id, table.used_at.is_(None)).values(used_at=now)
+        )
+    )
     if claimed != 1:
         session.rollback()
         raise invalid
@@ -328,12 +331,14 @@ def check_credentials(
     keys = throttle.reserve(session, rt, login, address, now)
     user = find_by_login(session, login) if login else None
     person = user if user is not None and user.kind == "person" else None
+    stored = person.password_hash if person else None
     session.commit()  # end the read: nothing is held while argon2 runs
-    if not rt.hasher.verify(person.password_hash if person else None, password or ""):
+    # The hash is verified whoever asks (a dummy one when nobody has this email),
+    # so that the time taken does not tell a known email from an unknown one.
+    if not rt.hasher.verify(stored, password or "") or person is None or stored is None:
         throttle.record_failure(session, rt, keys, now)
         raise Unauthenticated("Wrong login email or password.", code="invalid_credentials")
-    assert person is not None and person.password_hash is not None
-    if rt.hasher.needs_rehash(person.password_hash):
+    if rt.hasher.needs_rehash(stored):
         person.password_hash = rt.hasher.hash(password)
     throttle.forget_login(session, keys)
     session.commit()  # the attempt is given back even if the caller refuses next

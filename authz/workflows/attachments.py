@@ -38,8 +38,8 @@ from ..roles import today, validated_role
 from ..runtime import Runtime
 from . import invitations
 from . import request_flow as flow
-from .accounts import find_by_login
 from .access import authorize, require_open_structure
+from .accounts import find_by_login
 from .records import bump_revision, commit, notify, record
 
 REQUESTABLE_ROLES = ("secondary", "simple")
@@ -63,7 +63,7 @@ def resolve_scope(
 
     Raises Invalid `invalid_scope` / `unknown_service`.
     """
-    ids = list(dict.fromkeys(service_ids or []))
+    ids: list[int | None] = list(dict.fromkeys(service_ids or []))
     if whole_structure:
         if ids:
             raise Invalid(
@@ -162,18 +162,18 @@ def default_spaces_request(
     """The structure's settings may name default spaces for new users: ask for
     them (consultation) in a subscription request, for the attached scopes."""
     opened = {(o.space_code, o.service_id) for o in structure.opened_spaces}
-    lines = []
+    lines: list[SubscriptionRequestLine] = []
     for default in structure.default_spaces:
         entry = rt.policies.space(default.space_code)
         if entry is None or (entry.public_only and structure.kind != "public"):
             continue
-        for scope in scopes:
-            if (default.space_code, None) in opened or (default.space_code, scope) in opened:
-                lines.append(
-                    SubscriptionRequestLine(
-                        space_code=default.space_code, service_id=scope, level="consult"
-                    )
-                )
+        lines.extend(
+            SubscriptionRequestLine(
+                space_code=default.space_code, service_id=scope, level="consult"
+            )
+            for scope in scopes
+            if (default.space_code, None) in opened or (default.space_code, scope) in opened
+        )
     if not lines:
         return None
     req = SubscriptionRequest(
@@ -302,8 +302,8 @@ def request_detail(session: Session, rt: Runtime, actor: User, request_id: int) 
     whole = rows[None].status if None in rows else "none"
     return RequestDetail(
         req,
-        session.get(Structure, req.structure_id),
-        session.get(User, req.user_id),
+        session.get_one(Structure, req.structure_id),
+        session.get_one(User, req.user_id),
         whole,
         statuses,
     )

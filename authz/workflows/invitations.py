@@ -19,7 +19,7 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Select, select, update
 from sqlalchemy.orm import Session
 
 from models import (
@@ -31,6 +31,7 @@ from models import (
     utcnow,
 )
 
+from ..db import rowcount
 from ..errors import Conflict, Invalid, NotFound
 from ..pagination import Page, paginate
 from ..roles import in_force_condition, today
@@ -202,7 +203,7 @@ def list_mine(
     )
 
 
-def _with_status(stmt, status: str | None):
+def _with_status(stmt: Select[Any], status: str | None) -> Select[Any]:
     now = utcnow()
     if status == "pending":
         return stmt.where(Invitation.status == "pending", Invitation.expires_at > now)
@@ -224,16 +225,18 @@ def _claim(session: Session, invitation: Invitation, actor: User, status: str) -
     now = utcnow()
     if invitation.status == "pending" and invitation.expires_at <= now:
         raise Conflict("This invitation has expired.", code="invitation_expired")
-    claimed = session.execute(
-        update(Invitation)
-        .where(
-            Invitation.id == invitation.id,
-            Invitation.status == "pending",
-            Invitation.expires_at > now,
+    claimed = rowcount(
+        session.execute(
+            update(Invitation)
+            .where(
+                Invitation.id == invitation.id,
+                Invitation.status == "pending",
+                Invitation.expires_at > now,
+            )
+            .values(status=status, decided_at=now, decided_by_id=actor.id)
+            .execution_options(synchronize_session=False)
         )
-        .values(status=status, decided_at=now, decided_by_id=actor.id)
-        .execution_options(synchronize_session=False)
-    ).rowcount
+    )
     if claimed != 1:
         session.rollback()
         raise Conflict("This invitation was already answered.", code="invitation_processed")
@@ -283,11 +286,11 @@ def accept(session: Session, rt: Runtime, actor: User, invitation_id: int) -> In
     `invitation_outdated` — a service of it is no longer active —,
     `user_is_principal`).
     """
-    from .attachments import default_spaces_request, grant, resolve_scope
+    # A cycle: attachments invites through this module, this one grants through it.
+    from .attachments import default_spaces_request, grant, resolve_scope  # noqa: PLC0415
 
     invitation = _mine(session, actor, invitation_id)
-    structure = session.get(Structure, invitation.structure_id)
-    assert structure is not None
+    structure = session.get_one(Structure, invitation.structure_id)
     if invitation.status == "pending":
         require_open_structure(structure)
     try:
@@ -346,8 +349,7 @@ def refuse(session: Session, rt: Runtime, actor: User, invitation_id: int) -> In
     (`invitation_processed`, `invitation_expired`).
     """
     invitation = _mine(session, actor, invitation_id)
-    structure = session.get(Structure, invitation.structure_id)
-    assert structure is not None
+    structure = session.get_one(Structure, invitation.structure_id)
     _claim(session, invitation, actor, "refused")
     _record(session, invitation, actor, "invitation.refused", "Invitation refused")
     _tell_managers(

@@ -195,14 +195,26 @@ def appoint_principal(
 
 
 def change_principal(
-    session: Session, rt: Runtime, actor: User, structure_id: int, **successor: object
+    session: Session,
+    rt: Runtime,
+    actor: User,
+    structure_id: int,
+    *,
+    user_id: int | None = None,
+    login_email: str | None = None,
+    comment: str | None = None,
 ) -> Structure:
     """POST …/principal: the operator (when not a member of the structure)
     appoints one for a structure left without an acting principal; a member
     designates their successor (see both)."""
-    if actor.platform_role == "operator" and role_on(session, actor, structure_id) is None:
-        return appoint_principal(session, rt, actor, structure_id, **successor)
-    return designate_principal(session, rt, actor, structure_id, **successor)
+    change = (
+        appoint_principal
+        if actor.platform_role == "operator" and role_on(session, actor, structure_id) is None
+        else designate_principal
+    )
+    return change(
+        session, rt, actor, structure_id, user_id=user_id, login_email=login_email, comment=comment
+    )
 
 
 def orphan_structure_ids(session: Session, only: Iterable[int] | None = None) -> set[int]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
-from sqlalchemy import delete, or_
+from sqlalchemy import Delete, delete, or_
 from sqlalchemy.orm import Session
 
 from models import (
@@ -19,6 +19,7 @@ from models import (
     utcnow,
 )
 
+from ..db import rowcount
 from ..runtime import Runtime
 from . import invitations
 from .lifecycle import close_expired_accounts
@@ -48,44 +49,43 @@ def run_maintenance(
     cutoff = now - GRACE
     window_start_limit = now - dt.timedelta(seconds=rt.settings.login_lockout_seconds)
     idle = dt.timedelta(seconds=rt.settings.console_idle_timeout_seconds)
-    # Bulk deletes: the rows are not loaded, so there is nothing to synchronize.
-    unsynced = {"synchronize_session": False}
+
+    def purge(statement: Delete) -> int:
+        # Bulk deletes: the rows are not loaded, so there is nothing to synchronize.
+        return rowcount(
+            session.execute(statement, execution_options={"synchronize_session": False})
+        )
+
     counts = {
-        "auth_tokens": session.execute(
+        "auth_tokens": purge(
             delete(AuthToken).where(
                 or_(AuthToken.expires_at < cutoff, AuthToken.revoked_at < cutoff)
-            ),
-            execution_options=unsynced,
-        ).rowcount,
-        "activation_tokens": session.execute(
-            delete(ActivationToken).where(ActivationToken.expires_at < cutoff),
-            execution_options=unsynced,
-        ).rowcount,
-        "login_throttles": session.execute(
+            )
+        ),
+        "activation_tokens": purge(
+            delete(ActivationToken).where(ActivationToken.expires_at < cutoff)
+        ),
+        "login_throttles": purge(
             delete(LoginThrottle).where(
                 LoginThrottle.window_started_at <= window_start_limit,
                 or_(LoginThrottle.locked_until.is_(None), LoginThrottle.locked_until <= now),
-            ),
-            execution_options=unsynced,
-        ).rowcount,
-        "policy_changes": session.execute(
-            delete(PolicyChange).where(PolicyChange.created_at < now - CHANGE_LOG_AGE),
-            execution_options=unsynced,
-        ).rowcount,
-        "password_reset_tokens": session.execute(
-            delete(PasswordResetToken).where(PasswordResetToken.expires_at < cutoff),
-            execution_options=unsynced,
-        ).rowcount,
-        "console_sessions": session.execute(
+            )
+        ),
+        "policy_changes": purge(
+            delete(PolicyChange).where(PolicyChange.created_at < now - CHANGE_LOG_AGE)
+        ),
+        "password_reset_tokens": purge(
+            delete(PasswordResetToken).where(PasswordResetToken.expires_at < cutoff)
+        ),
+        "console_sessions": purge(
             delete(ConsoleSession).where(
                 or_(
                     ConsoleSession.expires_at < cutoff,
                     ConsoleSession.revoked_at < cutoff,
                     ConsoleSession.last_seen_at < cutoff - idle,
                 )
-            ),
-            execution_options=unsynced,
-        ).rowcount,
+            )
+        ),
     }
     commit(session, rt)
     counts["closed_accounts"] = close_expired_accounts(session, rt, now)

@@ -12,6 +12,8 @@ from sqlalchemy.orm import Session
 
 from models import HistoryEntry, PolicyChange, PolicyRevision, User, utcnow
 
+from .. import mail
+
 # Every action a history entry records, and whether it changes who may do what
 # (True: the review report lists it among the "changes of rights"). record()
 # refuses an action missing here, so the table stays complete.
@@ -138,8 +140,6 @@ def record(
 
 def queue_mail(session: Session, *, kind: str, to: str, subject: str, body: str) -> None:
     """Put a mail in the outbox, in the caller's transaction."""
-    from .. import mail
-
     mail.enqueue(session, kind=kind, to=to, subject=subject, body=body)
     session.info["mail_queued"] = True
 

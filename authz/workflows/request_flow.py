@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from models import AttachmentRequest, Structure, SubscriptionRequest, User, utcnow
 
+from ..db import rowcount
 from ..errors import Conflict, DomainError, Forbidden, Invalid, NotFound
 from ..pagination import Page, paginate
 from ..runtime import Runtime
@@ -123,7 +124,7 @@ def load_for_processing(
         raise Forbidden("Nobody validates or refuses their own request.", code="own_request")
     if req.status != "pending":
         raise Conflict("This request was already processed.", code="request_processed")
-    return req, structure, session.get(User, req.user_id)
+    return req, structure, session.get_one(User, req.user_id)
 
 
 def claim(session: Session, req: R, actor: User, status: str, **values: Any) -> None:
@@ -132,12 +133,14 @@ def claim(session: Session, req: R, actor: User, status: str, **values: Any) -> 
     Raises Conflict `request_processed` (another transaction got there first).
     """
     model = type(req)
-    claimed = session.execute(
-        update(model)
-        .where(model.id == req.id, model.status == "pending")
-        .values(status=status, processed_at=utcnow(), processed_by_id=actor.id, **values)
-        .execution_options(synchronize_session=False)
-    ).rowcount
+    claimed = rowcount(
+        session.execute(
+            update(model)
+            .where(model.id == req.id, model.status == "pending")
+            .values(status=status, processed_at=utcnow(), processed_by_id=actor.id, **values)
+            .execution_options(synchronize_session=False)
+        )
+    )
     if claimed != 1:
         session.rollback()
         raise Conflict("This request was already processed.", code="request_processed")

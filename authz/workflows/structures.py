@@ -345,7 +345,7 @@ def list_visible(
 
 
 def lookup(
-    session: Session, rt: Runtime, actor: User, *, identifier_type: str, identifier_value: str
+    session: Session, actor: User, *, identifier_type: str, identifier_value: str
 ) -> Structure:
     """An ACTIVE structure by its exact identifier, for a person who wants to ask
     for an attachment (exact match only: no browsing of the directory).

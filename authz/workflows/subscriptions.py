@@ -222,7 +222,7 @@ def request_detail(session: Session, rt: Runtime, actor: User, request_id: int) 
     made it."""
     req = flow.get_request(session, rt, actor, SubscriptionRequest, request_id)
     return RequestDetail(
-        req, session.get(Structure, req.structure_id), session.get(User, req.user_id)
+        req, session.get_one(Structure, req.structure_id), session.get_one(User, req.user_id)
     )
 
 

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from models import Attachment, AuthToken, TechnicalCredential, User, utcnow
 
+from ..db import rowcount
 from ..errors import Forbidden, Invalid, NotFound, Unauthenticated
 from ..pagination import Page, paginate
 from ..roles import today
@@ -35,7 +36,7 @@ from .accounts import find_by_login
 from .records import bump_revision, commit, notify, record
 
 MANAGE = "technical_users.manage"
-SECRET_PREFIX = "ts_"
+SECRET_PREFIX = "ts_"  # noqa: S105 - the prefix of every secret, not a secret
 # Logins are pseudo-emails under a reserved domain (RFC 2606): nothing is mailed there.
 LOGIN_DOMAIN = "technical.invalid"
 LABEL_MAX = 100
@@ -211,7 +212,7 @@ def get_technical_user(
     """
     authorize(session, rt, actor, structure_id, MANAGE)
     credential = _credential(session, structure_id, user_id)
-    return _info(session.get(User, user_id), credential, utcnow())
+    return _info(session.get_one(User, user_id), credential, utcnow())
 
 
 def _principals(session: Session, structure_id: int) -> list[User]:
@@ -250,7 +251,7 @@ def reset_secret(
     # Locked: a concurrent authenticate_technical() either finishes first (its
     # token is then revoked below) or reads the new hash.
     credential = _credential(session, structure.id, user_id, lock=True)
-    user = session.get(User, user_id)
+    user = session.get_one(User, user_id)
     now = utcnow()
     rotated = credential.rotated_at
     before = {
@@ -261,13 +262,17 @@ def reset_secret(
     credential.secret_hash = rt.hasher.hash(secret)
     credential.secret_expires_at = _expiry(rt, now)
     credential.rotated_at = now
-    revoked = session.execute(
-        update(AuthToken)
-        .where(
-            AuthToken.user_id == user_id, AuthToken.revoked_at.is_(None), AuthToken.expires_at > now
+    revoked = rowcount(
+        session.execute(
+            update(AuthToken)
+            .where(
+                AuthToken.user_id == user_id,
+                AuthToken.revoked_at.is_(None),
+                AuthToken.expires_at > now,
+            )
+            .values(revoked_at=now)
         )
-        .values(revoked_at=now)
-    ).rowcount
+    )
     record(
         session,
         action="technical_user.secret_reset",
@@ -323,10 +328,10 @@ def authenticate_technical(
             .where(TechnicalCredential.user_id == user.id)
             .with_for_update(read=True)
         )
-    if not rt.hasher.verify(credential.secret_hash if credential else None, secret or ""):
+    stored = credential.secret_hash if credential else None
+    if not rt.hasher.verify(stored, secret or "") or user is None or credential is None:
         throttle.record_failure(session, rt, keys, now)
         raise Unauthenticated("Wrong login or secret.", code="invalid_credentials")
-    assert user is not None and credential is not None
     refusal: Unauthenticated | Forbidden | None = None
     if credential.secret_expires_at <= now:
         refusal = Unauthenticated(

@@ -22,8 +22,9 @@ attempt back. A caller:
 from __future__ import annotations
 
 import datetime as dt
+from typing import cast
 
-from sqlalchemy import and_, case, delete, literal, null, or_, update
+from sqlalchemy import Delete, Row, Table, Update, and_, case, delete, literal, null, or_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -35,8 +36,7 @@ from ..runtime import Runtime
 # (key, attempts allowed in a window); the login's key comes first.
 Keys = list[tuple[str, int]]
 
-_TABLE = LoginThrottle.__table__
-_INSERT = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+_TABLE = cast(Table, LoginThrottle.__table__)
 
 
 def keys_for(rt: Runtime, login: str | None, address: str | None) -> Keys:
@@ -48,7 +48,9 @@ def keys_for(rt: Runtime, login: str | None, address: str | None) -> Keys:
     return keys
 
 
-def _count(session: Session, key: str, now: dt.datetime, window: dt.timedelta):
+def _count(
+    session: Session, key: str, now: dt.datetime, window: dt.timedelta
+) -> Row[int, dt.datetime, dt.datetime | None]:
     """Add one attempt to `key`'s counter, starting a new window when the last
     one and its lock-out have ended; returns (failures, window start, locked
     until) as they are after this attempt. One statement: concurrent attempts
@@ -58,10 +60,13 @@ def _count(session: Session, key: str, now: dt.datetime, window: dt.timedelta):
         or_(_TABLE.c.locked_until.is_(None), _TABLE.c.locked_until <= now),
     )
     at_now = literal(now, _TABLE.c.window_started_at.type)
-    insert = _INSERT[session.get_bind().dialect.name]
+    upsert: postgresql.Insert | sqlite.Insert = (
+        postgresql.insert(_TABLE)
+        if session.get_bind().dialect.name == "postgresql"
+        else sqlite.insert(_TABLE)
+    )
     stmt = (
-        insert(_TABLE)
-        .values(key=key, failures=1, window_started_at=now, locked_until=None)
+        upsert.values(key=key, failures=1, window_started_at=now, locked_until=None)
         .on_conflict_do_update(
             index_elements=[_TABLE.c.key],
             set_={
@@ -128,6 +133,7 @@ def forget_login(session: Session, keys: Keys) -> None:
     """The secret was right: the login's counter is cleared, and the address's
     gets its attempt back; in the caller's transaction."""
     for key, _limit in keys:
+        stmt: Delete | Update
         if key.startswith("email:"):
             stmt = delete(LoginThrottle).where(LoginThrottle.key == key)
         else:

@@ -543,7 +543,7 @@ def _export_chunks(
 
 
 def display_names(session: Session, user_ids: Iterable[int | None]) -> dict[int, str]:
-    """ "First Last" of these users, for pages that list ids a workflow already
+    """The names ("First Last") of these users, for pages that list ids a workflow already
     let the caller see (requesters, history actors and targets)."""
     wanted = {i for i in user_ids if i is not None}
     if not wanted:

@@ -12,9 +12,8 @@ when it was written.
 
 import unicodedata
 
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = "0004"
 down_revision = "0003"
@@ -55,7 +54,7 @@ def upgrade() -> None:
             conn.execute(
                 table.update()
                 .where(table.c.id == row.id)
-                .values({key: fold(row._mapping[source]) for source, key in keys.items()})
+                .values({key: fold(row._mapping[source]) for source, key in keys.items()})  # noqa: SLF001 - Row's public API
             )
 
 

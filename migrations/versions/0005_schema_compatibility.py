@@ -10,9 +10,8 @@ the `compatible_with` declared below, which every migration from this one on
 declares (docs/operations.md, "Expand, then contract").
 """
 
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = "0005"
 down_revision = "0004"

@@ -20,9 +20,8 @@ Consent before power over an account (issue 10, docs/decisions.md "Consent"):
 import unicodedata
 from importlib import resources
 
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = "0006"
 down_revision = "0005"

@@ -14,9 +14,8 @@ docs/operations.md, "Policy versions".
 when the two branches merged. Neither touches what the other adds.)
 """
 
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = "0007"
 down_revision = "0006"

@@ -17,6 +17,7 @@ from tests.support.api import (
     activation_token,
     attach_directly,
     create_structure,
+    outbox,
 )
 from tests.support.browser import screenshot
 
@@ -155,8 +156,6 @@ def test_the_docs_page_renders_the_whole_api(at):
 
 
 def _last_mail(live, email: str) -> str:
-    from tests.support.api import outbox
-
     mails = outbox(live["rt"], email)
     assert mails, email
     return mails[-1].body

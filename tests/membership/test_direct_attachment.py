@@ -129,7 +129,7 @@ def test_direct_attachment_refuses_bad_input(api, rt, structure_of):
     carl = person(api, "carl@example.org")
     st = structure_of(ada)
     url = f"/v1/structures/{st['id']}/attachments"
-    today = dt.date.today()
+    today = roles.today()
     cases = [
         ({"user_id": 999, "whole_structure": True}, 404),
         ({"login_email": "nobody@example.org", "whole_structure": True}, 404),

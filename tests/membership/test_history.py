@@ -336,8 +336,10 @@ def _action_literals(tree: ast.Module) -> Iterator[tuple[int, str]]:
             if "action" in names:
                 bound = 1 if names[0] == "self" else 0
                 positions[node.name] = names.index("action") - bound
+                # The defaults belong to the last arguments ([-0:] would be all of them).
                 defaults = node.args.defaults
-                for arg, default in zip(node.args.args[-len(defaults) :], defaults):
+                with_default = node.args.args[len(node.args.args) - len(defaults) :]
+                for arg, default in zip(with_default, defaults, strict=True):
                     if arg.arg == "action" and isinstance(default, ast.Constant):
                         yield default.lineno, str(default.value)
     for node in ast.walk(tree):
@@ -350,9 +352,9 @@ def _action_literals(tree: ast.Module) -> Iterator[tuple[int, str]]:
         name = func.id if isinstance(func, ast.Name) else getattr(func, "attr", None)
         index = positions.get(name or "")
         if index is not None and index < len(node.args):
-            arg = node.args[index]
-            if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
-                yield arg.lineno, arg.value
+            given = node.args[index]
+            if isinstance(given, ast.Constant) and isinstance(given.value, str):
+                yield given.lineno, given.value
 
 
 def test_every_action_the_code_records_is_declared():

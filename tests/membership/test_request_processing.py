@@ -148,7 +148,7 @@ def test_a_request_is_processed_once_under_concurrency(app, api, rt, bakery, kin
                 headers={"Authorization": f"Bearer {token}"},
             )
             results[i] = (op, r.status_code, r.get_json())
-        except Exception as exc:  # reported below, not lost in the thread
+        except Exception as exc:  # noqa: BLE001 - reported below, not lost in the thread
             results[i] = (op, "exception", repr(exc))
 
     threads = [threading.Thread(target=click, args=(i,)) for i in range(threads_n)]

@@ -4,6 +4,7 @@ people who sign up and log in, structures, and the mail they are sent."""
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from sqlalchemy import select
 
@@ -45,7 +46,9 @@ class Api:
     """A test client that speaks JSON and remembers a bearer token."""
 
     def __init__(self, client, rt, token: str | None = None, user: dict | None = None):
-        self.client, self.rt, self.token, self.user = client, rt, token, user
+        self.client, self.rt, self.token = client, rt, token
+        # The logged-in account as the API showed it; {} while nobody is logged in.
+        self.user: dict[str, Any] = user or {}
 
     def _headers(self, headers):
         h = dict(headers or {})
@@ -70,7 +73,7 @@ class Api:
             json={"login_email": email, "first_name": first, "last_name": last, **extra},
         )
 
-    def person(self, email: str, first="Ada", last="Lovelace", **extra) -> "Api":
+    def person(self, email: str, first="Ada", last="Lovelace", **extra) -> Api:
         """Sign up (with `extra` fields, e.g. a contact_email), activate through
         the mailed link, log in: a logged-in client."""
         created = self.signup(email, first, last, **extra)

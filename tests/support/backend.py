@@ -57,6 +57,7 @@ def app_settings(database_url: str, var_dir: Path) -> dict[str, Any]:
         **FAST_HASH,
     }
 
+
 def command_env(database_url: str, var_dir: Path) -> dict[str, str]:
     """The environment of a real `authz` (or gunicorn) process on `database_url`:
     this process's, less its AUTHZ_* and gunicorn variables, plus cheap hashing

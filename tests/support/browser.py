@@ -7,9 +7,14 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as ec
+from selenium.webdriver.support.ui import WebDriverWait
 
 REQUIRED = os.environ.get("AUTHZ_TEST_REQUIRE_BROWSER") == "1"
 # Where the journeys save screenshots of the main pages (docs/screenshots/ is
@@ -18,7 +23,7 @@ SCREENSHOTS = os.environ.get("AUTHZ_TEST_SCREENSHOTS", "")
 WAIT_SECONDS = 10
 
 
-def _missing(reason: str) -> None:
+def _missing(reason: str) -> NoReturn:
     if REQUIRED:
         pytest.fail(f"{reason} (AUTHZ_TEST_REQUIRE_BROWSER=1)")
     pytest.skip(reason)
@@ -26,15 +31,11 @@ def _missing(reason: str) -> None:
 
 def chromium() -> Any:
     """A new headless Chromium, or skip (fail when required)."""
-    try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
-    except ImportError:
-        _missing("selenium is not installed")
     binary = shutil.which("chromium") or shutil.which("chromium-browser")
     driver_path = shutil.which("chromedriver")
     if not binary or not driver_path:
         _missing("chromium or chromium-driver is not installed")
+        raise AssertionError("unreachable: _missing skips or fails")
     options = webdriver.ChromeOptions()
     options.binary_location = binary
     for argument in (
@@ -71,17 +72,11 @@ class Page:
         return self
 
     def find(self, css: str) -> Any:
-        from selenium.webdriver.common.by import By
-        from selenium.webdriver.support import expected_conditions as ec
-        from selenium.webdriver.support.ui import WebDriverWait
-
         return WebDriverWait(self.driver, WAIT_SECONDS).until(
             ec.presence_of_element_located((By.CSS_SELECTOR, css))
         )
 
     def all(self, css: str) -> list[Any]:
-        from selenium.webdriver.common.by import By
-
         return self.driver.find_elements(By.CSS_SELECTOR, css)
 
     def fill(self, css: str, value: str) -> Page:
