@@ -74,7 +74,7 @@ def test_from_sign_up_to_validated_requests_technical_user_and_history(at, live,
     # Claire validates Zoé's request from the list, where names are shown.
     at.log_in("claire@example.org", PASSWORD)
     screenshot(at.driver, "my-structures")
-    at.click("#structures a").click("#link-requests")
+    at.click("#structures a").click("#link-requests").find("#attachment-requests")
     rows = {
         r.find_element("css selector", ".requester").text: r
         for r in at.all("#attachment-requests tbody tr")
@@ -95,7 +95,7 @@ def test_from_sign_up_to_validated_requests_technical_user_and_history(at, live,
     # Yann's and Xavier's are validated together.
     for row in at.all("#attachment-requests tbody tr"):
         row.find_element("css selector", "input[type=checkbox]").click()
-    at.click("#bulk-validate").click("#bulk-submit")
+    at.click("#bulk-validate").click("#bulk-submit").find("#outcomes")
     assert len(at.all("#outcomes tr.ok")) == 2 and not at.all("#outcomes tr.failed")
 
     roles = _roles(world)  # the API agrees: three members, Walter none

@@ -77,6 +77,8 @@ class Page:
         )
 
     def all(self, css: str) -> list[Any]:
+        """The elements now on the page (no wait: find() what the page must
+        show first, after a click that loads another page)."""
         return self.driver.find_elements(By.CSS_SELECTOR, css)
 
     def fill(self, css: str, value: str) -> Page:
