@@ -125,6 +125,13 @@ class Settings:
     ready_timeout_ms: int = 1000
     # A manager's invitation to join a structure expires after this, days.
     invitation_ttl_days: int = 30
+    # The change feed (GET /v1/changes): the longest a caller may wait there for
+    # a change (long polling; a waiting caller holds one of the worker's
+    # threads), seconds...
+    changes_wait_max_seconds: float = 20.0
+    # ...and how long the change log is kept, days (`authz maintenance` prunes
+    # it; a feed reader or a worker further behind starts again from scratch).
+    change_log_retention_days: int = 7
     # Lifetime of a "forgot password" link, seconds (60 minutes, like activation).
     password_reset_ttl_seconds: int = 3600
     # "Forgot password" mails asked per login email in the lock-out window
@@ -275,6 +282,8 @@ RULES: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "db_connect_timeout_seconds": ("an integer >= 2 (seconds)", lambda v: v >= 2),
     "ready_timeout_ms": ("an integer >= 100 (milliseconds)", lambda v: v >= 100),
     "invitation_ttl_days": _AT_LEAST_1,
+    "changes_wait_max_seconds": ("a number from 0 to 300 (seconds)", lambda v: 0 <= v <= 300),
+    "change_log_retention_days": _AT_LEAST_1,
     "password_reset_ttl_seconds": ("an integer >= 60", lambda v: v >= 60),
     "password_reset_max_requests": _AT_LEAST_1,
     "console_idle_timeout_seconds": ("an integer >= 60 (seconds)", lambda v: v >= 60),

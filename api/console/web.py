@@ -41,10 +41,12 @@ from werkzeug.wrappers import Response as AnyResponse
 
 from authz import errors as domain
 from authz.workflows import sessions
+from authz.workflows.records import committed_revision
 from models import ID_MAX
 
 from ..errors import STATUS_OF
 from ..identity import db, runtime
+from ..revisions import written_revision
 from . import i18n
 
 SESSION_COOKIE = "authz_console"
@@ -152,7 +154,12 @@ def load_session() -> AnyResponse | None:
 
 
 def finish(response: Response) -> Response:
-    """after_request of the console: cookies and security headers."""
+    """after_request of the console: cookies and security headers; a page
+    whose form changed rights answers the revision it committed in the
+    Authz-Revision header, as the API's writes do (api/revisions.py)."""
+    db_session = g.get("db_session")
+    if db_session is not None and committed_revision(db_session) is not None:
+        g.authz_revision = written_revision()
     if g.get("new_pre_session"):
         _set_cookie(response, PRE_SESSION_COOKIE, g.new_pre_session, max_age=None)
     if request.args.get("lang") in i18n.LANGUAGES:
