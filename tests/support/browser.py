@@ -20,7 +20,9 @@ REQUIRED = os.environ.get("AUTHZ_TEST_REQUIRE_BROWSER") == "1"
 # Where the journeys save screenshots of the main pages (docs/screenshots/ is
 # refreshed with AUTHZ_TEST_SCREENSHOTS=docs/screenshots); empty: none.
 SCREENSHOTS = os.environ.get("AUTHZ_TEST_SCREENSHOTS", "")
-WAIT_SECONDS = 10
+# The longest wait for an element: generous, since a loaded CI machine may take
+# seconds to run Swagger UI on the whole document (a found element returns at once).
+WAIT_SECONDS = 30
 
 
 def _missing(reason: str) -> NoReturn:
