@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
-import swagger_ui_bundle
 from flask import Blueprint, Flask, Response, send_from_directory
 from gunicorn.errors import AppImportError
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -23,6 +23,7 @@ from . import (
     catalogue,
     changes,
     checks,
+    console,
     decision_log,
     errors,
     health,
@@ -41,6 +42,8 @@ from . import (
 from .inputs import IdConverter, id_parameter_schema
 
 API_TITLE = "Authorization service"
+# Swagger UI 5.x (swagger-ui-dist, vendored: see its VERSION file).
+SWAGGER_UI_DIR = Path(__file__).parent / "static" / "swagger-ui"
 
 
 class StartupError(AppImportError):
@@ -77,7 +80,7 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
     for engine in {rt.engine, rt.decider.db_engine}:
         metrics.watch_pool(engine)
 
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder=None)
     if settings.proxy_hops:
         # Flask's documented way to wrap its WSGI application in a middleware.
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
@@ -134,6 +137,8 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
     for blueprint in blueprints:
         api.register_blueprint(blueprint)
     app.register_blueprint(_docs_assets())
+    console.register(app)
+    app.after_request(_html_headers)
 
     if settings.mail_background:
         rt.dispatcher = MailDispatcher(rt.sessions, settings)
@@ -141,12 +146,24 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
     return app
 
 
+def _html_headers(response):
+    """Pages outside the console (the /docs page) are not framed either, and
+    run only the scripts served here (the console sets its own, stricter CSP)."""
+    if response.mimetype == "text/html" and "Content-Security-Policy" not in response.headers:
+        response.headers["Content-Security-Policy"] = (
+            "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
+            "frame-ancestors 'none'"
+        )
+        response.headers["X-Frame-Options"] = "DENY"
+    return response
+
+
 def _docs_assets() -> Blueprint:
-    """Swagger UI's files, served locally (no CDN)."""
+    """Swagger UI's files, served locally (no CDN), with our start-up script."""
     assets = Blueprint("docs_assets", __name__)
 
     @assets.route("/docs/assets/<path:filename>")
     def asset(filename: str) -> Response:
-        return send_from_directory(swagger_ui_bundle.swagger_ui_path, filename)
+        return send_from_directory(SWAGGER_UI_DIR, filename)
 
     return assets

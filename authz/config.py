@@ -156,6 +156,15 @@ class Settings:
     # ...and how long the change log is kept, days (`authz maintenance` prunes
     # it; a feed reader or a worker further behind starts again from scratch).
     change_log_retention_days: int = 7
+    # Lifetime of a "forgot password" link, seconds (60 minutes, like activation).
+    password_reset_ttl_seconds: int = 3600
+    # "Forgot password" mails asked per login email in the lock-out window
+    # (AUTHZ_LOGIN_LOCKOUT_SECONDS); more are refused with 429, whether or not
+    # the address has an account.
+    password_reset_max_requests: int = 3
+    # The manager console (/console/): a browser session unused for this long
+    # ends (seconds); it never lives longer than AUTHZ_TOKEN_TTL_SECONDS.
+    console_idle_timeout_seconds: int = 1800
 
     @property
     def effective_database_url(self) -> str:
@@ -316,9 +325,16 @@ RULES: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "invitation_ttl_days": _AT_LEAST_1,
     "changes_wait_max_seconds": ("a number from 0 to 300 (seconds)", lambda v: 0 <= v <= 300),
     "change_log_retention_days": _AT_LEAST_1,
+    "password_reset_ttl_seconds": ("an integer >= 60", lambda v: v >= 60),
+    "password_reset_max_requests": _AT_LEAST_1,
+    "console_idle_timeout_seconds": ("an integer >= 60 (seconds)", lambda v: v >= 60),
 }
 # Settings that must not be smaller than another: (setting, floor setting).
-_NOT_BELOW = (("page_size_max", "page_size"), ("mail_retry_max_seconds", "mail_retry_base_seconds"))
+_NOT_BELOW = (
+    ("page_size_max", "page_size"),
+    ("mail_retry_max_seconds", "mail_retry_base_seconds"),
+    ("token_ttl_seconds", "console_idle_timeout_seconds"),
+)
 _TYPE_WORDS = {bool: "true or false", int: "an integer", float: "a number", str: "text"}
 
 

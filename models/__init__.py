@@ -21,7 +21,9 @@ from .accounts import (
     ActivationToken,
     AuthToken,
     ClientApplication,
+    ConsoleSession,
     LoginThrottle,
+    PasswordResetToken,
     User,
 )
 from .base import ID_MAX, Base, utcnow
@@ -67,6 +69,7 @@ __all__ = [
     "AuthToken",
     "Base",
     "ClientApplication",
+    "ConsoleSession",
     "DecisionRecord",
     "HistoryEntry",
     "Invitation",
@@ -74,6 +77,7 @@ __all__ = [
     "LoginThrottle",
     "OpenedSpace",
     "OutboxMail",
+    "PasswordResetToken",
     "PolicyChange",
     "PolicyRevision",
     "PolicyVersion",

@@ -92,8 +92,13 @@ def reserve(
     or already has as many attempts as it allows in its window: the secret
     must then not be checked.
     """
+    return reserve_keys(session, rt, keys_for(rt, login, address), now)
+
+
+def reserve_keys(session: Session, rt: Runtime, keys: Keys, now: dt.datetime) -> Keys:
+    """reserve() on counters named by the caller (e.g. "forgot password" mails
+    asked per login, authz/workflows/accounts.py). Raises TooManyAttempts."""
     window = dt.timedelta(seconds=rt.settings.login_lockout_seconds)
-    keys = keys_for(rt, login, address)
     for key, limit in keys:
         failures, started, locked_until = _count(session, key, now, window)
         if (locked_until is not None and locked_until > now) or failures > limit:

@@ -1,7 +1,7 @@
 """decision log: the decisions taken for callers, when AUTHZ_DECISION_LOG records them
 
-Revision ID: 0010
-Revises: 0007
+Revision ID: 0009
+Revises: 0008
 Create Date: 2026-11-30 18:30:00.000000
 
 Adds `decision_log`: one row per recorded decision (who asked, the question,
@@ -17,12 +17,12 @@ on the last of them when the branches merge. It touches nothing they add.)
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0010"
-down_revision = "0007"
+revision = "0009"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
-# Additive (a new table nobody else reads): the code 0007 declared still runs
-# on this schema, as does code at 0007.
+# Additive (a new table nobody else reads): the code 0008 declared still runs
+# on this schema, as does code at 0008.
 compatible_with = "0005"
 
 APIS = "api IN ('check', 'batch', 'permissions', 'access', 'authzen')"
