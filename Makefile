@@ -3,7 +3,8 @@
 #   make run                     migrate, load the demo data, serve (SQLite under var/)
 #   make run BIND=0.0.0.0:8000   same, on another address
 #   make test                    lint, then pytest on SQLite, then on PostgreSQL too
-#                                when AUTHZ_TEST_POSTGRES_URL is set in the environment
+#                                when AUTHZ_TEST_POSTGRES_URL is set in the environment;
+#                                then the policy tests and the Python client's tests
 #   make lint                    ruff check, ruff format --check, mypy (make test runs it)
 #   make test ARGS="-k login -x" extra pytest arguments (given to both runs)
 #   make clean                   remove var/ and caches (keeps .venv)
@@ -33,8 +34,10 @@ venv: $(STAMP)
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): pyproject.toml | $(VENV)/bin/python
-	$(VENV)/bin/python -m pip install --disable-pip-version-check -e ".[test]"
+# The Python client (clients/python) is installed too: the service's suite runs
+# it against a live service (tests/test_python_client.py).
+$(STAMP): pyproject.toml clients/python/pyproject.toml | $(VENV)/bin/python
+	$(VENV)/bin/python -m pip install --disable-pip-version-check -e ".[test]" -e clients/python
 	@touch $@
 
 # --- run the service --------------------------------------------------------
@@ -73,6 +76,8 @@ test: venv
 	echo "==> lint: exit $$lint_rc, SQLite: exit $$sqlite_rc$$( [ -n "$${AUTHZ_TEST_POSTGRES_URL:-}" ] && echo ", PostgreSQL: exit $$pg_rc")"; \
 	[ $$lint_rc -eq 0 ] && [ $$sqlite_rc -eq 0 ] && [ $$pg_rc -eq 0 ]
 	$(VENV)/bin/authz policy test
+	@echo "==> the Python client's own tests (clients/python/tests)"
+	cd clients/python && ../../$(VENV)/bin/pytest -q
 
 # --- housekeeping -----------------------------------------------------------
 clean:

@@ -20,6 +20,7 @@ from . import (
     auth,
     authzen,
     catalogue,
+    changes,
     checks,
     errors,
     health,
@@ -29,6 +30,7 @@ from . import (
     lifecycle,
     requests,
     reviews,
+    revisions,
     structures,
     technical,
     users,
@@ -104,6 +106,7 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
         {"type": "http", "scheme": "bearer", "description": "A token from POST /v1/auth/token."},
     )
     identity.register(app)
+    revisions.register(app)
 
     blueprints = [
         health.blp,
@@ -111,6 +114,7 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
         structures.blp,
         catalogue.blp,
         checks.blp,
+        changes.blp,
         users.blp,
         history.blp,
         authzen.blp,

@@ -10,6 +10,7 @@ from authz.workflows import accounts, users
 from . import schemas as s
 from .blueprint import Blueprint
 from .identity import current_user, db, public, runtime
+from .revisions import revisioned
 
 blp = Blueprint("auth", __name__, url_prefix="/v1", description="Accounts and log-in")
 
@@ -66,8 +67,9 @@ class Activation(MethodView):
     @blp.operation("activate_account")
     @public
     @blp.arguments(s.ActivationSchema)
-    @blp.response(200, s.UserSchema)
+    @blp.response(200, s.written(s.UserSchema))
     @blp.problem(422, "Link invalid, expired or used; or weak password")
+    @revisioned
     def post(self, body):
         """Activate an account with the mailed token and choose its password."""
         return accounts.activate(db(), runtime(), token=body["token"], password=body["password"])
@@ -94,6 +96,7 @@ class Me(MethodView):
         return current_user()
 
     @blp.operation("update_own_account")
+    @blp.problem(403, "A technical user's profile is not its own to change (`not_a_person`)")
     @blp.arguments(s.ProfilePatchSchema)
     @blp.response(200, s.UserSchema)
     def patch(self, body):

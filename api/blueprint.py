@@ -12,7 +12,10 @@ the contract's conventions applied once instead of in each view.
   that cause them, never listed by hand: `security: []` on a view marked
   @public, 401 on every other; 403 `client_not_allowed` where a client key is
   refused (a view not marked @for_clients); 404 where the path names an id;
-  400, 413 and 422 where a JSON body is read; 422 where query arguments are.
+  400, 413 and 422 where a JSON body is read; 422 where query arguments are;
+  414 and 431 on every operation (gunicorn's limits on the request line and
+  the headers, answered as problems by api/gunicorn_worker.py: any URL can be
+  made too long).
   A view's own `problem()` of the same status adds its description.
 - A schema's `example` class attribute is the example of the body or answer it
   describes (lists and pages of items are built from the item's example).
@@ -43,6 +46,8 @@ CLIENT_REFUSED = "A client application's key on a route for people (`client_not_
 NOT_FOUND = "No such id, or not visible to the caller (`not_found` for an id out of range)"
 BAD_BODY = "The body is not JSON, or nests too deep (`malformed_request`, `json_too_deep`)"
 TOO_LARGE = "The body is larger than AUTHZ_MAX_BODY_BYTES (`body_too_large`)"
+URI_TOO_LONG = "The request line (path and query string) is too long (`uri_too_long`)"
+HEADERS_TOO_LARGE = "Too many header fields, or one too large (`headers_too_large`)"
 INVALID = "Some field is missing or invalid (`validation_failed`): `errors` names each"
 
 
@@ -143,4 +148,5 @@ class Blueprint(flask_smorest.Blueprint):
                 handler = self.problem(403, CLIENT_REFUSED)(handler)
         if PATH_PARAMETER.search(rule):
             handler = self.problem(404, NOT_FOUND)(handler)
-        return handler
+        handler = self.problem(414, URI_TOO_LONG)(handler)
+        return self.problem(431, HEADERS_TOO_LARGE)(handler)

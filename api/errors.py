@@ -30,6 +30,7 @@ STATUS_OF = {
     domain.Forbidden: 403,
     domain.NotFound: 404,
     domain.Conflict: 409,
+    domain.Gone: 410,
     domain.TooManyAttempts: 429,
     domain.Unavailable: 503,
 }
@@ -42,6 +43,7 @@ HTTP_CODES = {
     405: "method_not_allowed",
     406: "not_acceptable",
     409: "conflict",
+    410: "gone",
     413: "body_too_large",
     414: "uri_too_long",
     415: "unsupported_media_type",

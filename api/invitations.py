@@ -13,6 +13,7 @@ from . import schemas as s
 from .blueprint import Blueprint
 from .identity import current_user, db, runtime
 from .paging import page_args
+from .revisions import revisioned
 
 blp = Blueprint(
     "invitations",
@@ -48,9 +49,10 @@ class MyInvitations(MethodView):
 @blp.route("/me/invitations/<id:invitation_id>/acceptance")
 class Acceptance(MethodView):
     @blp.operation("accept_invitation")
-    @blp.response(200, s.InvitationSchema)
+    @blp.response(200, s.written(s.InvitationSchema))
     @blp.problem(404, NOT_MINE)
     @blp.problem(409, "Already answered, expired, or no longer possible")
+    @revisioned
     def post(self, invitation_id):
         """Accept an invitation: you are attached to the structure with its role,
         scope and dates; its managers are told."""
@@ -60,9 +62,10 @@ class Acceptance(MethodView):
 @blp.route("/me/invitations/<id:invitation_id>/refusal")
 class Refusal(MethodView):
     @blp.operation("refuse_invitation")
-    @blp.response(200, s.InvitationSchema)
+    @blp.response(200, s.written(s.InvitationSchema))
     @blp.problem(404, NOT_MINE)
     @blp.problem(409, "Already answered, or expired")
+    @revisioned
     def post(self, invitation_id):
         """Refuse an invitation: nothing changes for you; the managers are told."""
         return invitations.refuse(db(), runtime(), current_user(), invitation_id)
@@ -71,13 +74,14 @@ class Refusal(MethodView):
 @blp.route("/me/structures/<id:structure_id>")
 class MyStructure(MethodView):
     @blp.operation("leave_structure")
-    @blp.response(204)
+    @blp.response(200, s.WrittenSchema)
     @blp.problem(403, "A technical user cannot leave its structure")
     @blp.problem(404, "Not a structure you are attached to")
     @blp.problem(409, "You are its principal: designate a successor first")
+    @revisioned
     def delete(self, structure_id):
         """Leave a structure: your attachments and subscriptions there end; its
-        managers are told."""
+        managers are told (answers the revision of the change)."""
         attachments.leave(db(), runtime(), current_user(), structure_id)
 
 

@@ -12,6 +12,7 @@ from . import schemas as s
 from .blueprint import Blueprint
 from .identity import current_user, db, public, runtime
 from .paging import page_args
+from .revisions import revisioned
 
 blp = Blueprint("lifecycle", __name__, url_prefix="/v1", description="Principal and accounts")
 
@@ -21,8 +22,9 @@ class Principal(MethodView):
     @blp.operation("change_principal")
     @blp.problem(409, "The structure is inactive, or the successor cannot lead it")
     @blp.arguments(s.DesignationSchema)
-    @blp.response(200, s.StructureSchema)
+    @blp.response(200, s.written(s.StructureSchema))
     @blp.problem(403, "Not the principal")
+    @revisioned
     def post(self, body, structure_id):
         """Hand the principal role to another active person (by user_id or login
         email): the principal names their successor and stays attached as a
@@ -44,9 +46,10 @@ class WithoutPrincipal(MethodView):
 class Deactivation(MethodView):
     @blp.operation("deactivate_own_account")
     @blp.arguments(s.DeactivationSchema)
-    @blp.response(200, s.DeactivatedAccountSchema)
+    @blp.response(200, s.written(s.DeactivatedAccountSchema))
     @blp.problem(409, "Successors missing, or a centrally managed structure")
     @blp.problem(429, "Too many wrong passwords")
+    @revisioned
     def post(self, body):
         """Deactivate one's account, naming a successor for every structure one
         leads; reactivable for 60 days (the answer says until when)."""
@@ -65,10 +68,11 @@ class Reactivation(MethodView):
     @blp.operation("reactivate_own_account")
     @public
     @blp.arguments(s.ReactivationSchema)
-    @blp.response(200, s.UserSchema)
+    @blp.response(200, s.written(s.UserSchema))
     @blp.problem(409, "Not deactivated, or too late")
     @blp.problem(401, "Wrong login email or password (`invalid_credentials`)")
     @blp.problem(429, "Too many failed attempts")
+    @revisioned
     def post(self, body):
         """Reactivate one's account within 60 days of its deactivation (log-in
         email and password; then log in as usual)."""
@@ -86,8 +90,9 @@ class IdentifierChange(MethodView):
     @blp.operation("change_structure_identifier")
     @blp.problem(403, "The caller is not the structure's principal")
     @blp.arguments(s.IdentifierChangeSchema)
-    @blp.response(201, s.StructureSchema)
+    @blp.response(201, s.written(s.StructureSchema))
     @blp.problem(409, "Identifier taken, or inactive")
+    @revisioned
     def post(self, body, structure_id):
         """Duplicate the structure under a new identifier (services, settings,
         spaces, attachments, subscriptions, pending requests; not the billing

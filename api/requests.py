@@ -14,6 +14,7 @@ from . import schemas as s
 from .blueprint import Blueprint
 from .identity import current_user, db, runtime
 from .paging import page_args
+from .revisions import revisioned
 
 attachment_blp = Blueprint(
     "attachment_requests",
@@ -85,8 +86,9 @@ class AttachmentValidation(MethodView):
     @attachment_blp.operation("validate_attachment_request")
     @attachment_blp.problem(403, "The caller may not process the structure's requests")
     @attachment_blp.arguments(s.AttachmentValidationSchema)
-    @attachment_blp.response(200, s.AttachmentRequestSchema)
+    @attachment_blp.response(200, s.written(s.AttachmentRequestSchema))
     @attachment_blp.problem(409, "Already processed")
+    @revisioned
     def post(self, body, request_id):
         """Validate, optionally changing the role and the services."""
         return attachments.validate_request(db(), runtime(), current_user(), request_id, **body)
@@ -97,8 +99,9 @@ class AttachmentRefusal(MethodView):
     @attachment_blp.operation("refuse_attachment_request")
     @attachment_blp.problem(403, "The caller may not process the structure's requests")
     @attachment_blp.arguments(s.RefusalSchema)
-    @attachment_blp.response(200, s.AttachmentRequestSchema)
+    @attachment_blp.response(200, s.written(s.AttachmentRequestSchema))
     @attachment_blp.problem(409, "Already processed")
+    @revisioned
     def post(self, body, request_id):
         """Refuse, with a reason."""
         return attachments.refuse_request(
@@ -110,7 +113,8 @@ class AttachmentRefusal(MethodView):
 class AttachmentValidations(MethodView):
     @attachment_blp.operation("validate_attachment_requests")
     @attachment_blp.arguments(s.BulkAttachmentValidationSchema)
-    @attachment_blp.response(200, s.BulkOutcomeSchema)
+    @attachment_blp.response(200, s.written(s.BulkOutcomeSchema))
+    @revisioned
     def post(self, body):
         """Validate several requests with the same options; one outcome per request."""
         ids = body.pop("ids")
@@ -121,7 +125,8 @@ class AttachmentValidations(MethodView):
 class AttachmentRefusals(MethodView):
     @attachment_blp.operation("refuse_attachment_requests")
     @attachment_blp.arguments(s.BulkRefusalSchema)
-    @attachment_blp.response(200, s.BulkOutcomeSchema)
+    @attachment_blp.response(200, s.written(s.BulkOutcomeSchema))
+    @revisioned
     def post(self, body):
         """Refuse several requests with one reason; one outcome per request."""
         return _outcomes(
@@ -186,8 +191,9 @@ class SubscriptionValidation(MethodView):
     @subscription_blp.operation("validate_subscription_request")
     @subscription_blp.problem(403, "The caller may not process the structure's requests")
     @subscription_blp.arguments(s.SubscriptionValidationSchema)
-    @subscription_blp.response(200, s.SubscriptionRequestSchema)
+    @subscription_blp.response(200, s.written(s.SubscriptionRequestSchema))
     @subscription_blp.problem(409, "Already processed")
+    @revisioned
     def post(self, body, request_id):
         """Validate, switching any line between consult and modify, with a comment."""
         return subscriptions.validate_request(
@@ -205,8 +211,9 @@ class SubscriptionRefusal(MethodView):
     @subscription_blp.operation("refuse_subscription_request")
     @subscription_blp.problem(403, "The caller may not process the structure's requests")
     @subscription_blp.arguments(s.RefusalSchema)
-    @subscription_blp.response(200, s.SubscriptionRequestSchema)
+    @subscription_blp.response(200, s.written(s.SubscriptionRequestSchema))
     @subscription_blp.problem(409, "Already processed")
+    @revisioned
     def post(self, body, request_id):
         """Refuse, with a reason (history: Deactivated)."""
         return subscriptions.refuse_request(
@@ -218,7 +225,8 @@ class SubscriptionRefusal(MethodView):
 class SubscriptionValidations(MethodView):
     @subscription_blp.operation("validate_subscription_requests")
     @subscription_blp.arguments(s.BulkSubscriptionValidationSchema)
-    @subscription_blp.response(200, s.BulkOutcomeSchema)
+    @subscription_blp.response(200, s.written(s.BulkOutcomeSchema))
+    @revisioned
     def post(self, body):
         """Validate several requests as asked; one outcome per request."""
         return _outcomes(
@@ -232,7 +240,8 @@ class SubscriptionValidations(MethodView):
 class SubscriptionRefusals(MethodView):
     @subscription_blp.operation("refuse_subscription_requests")
     @subscription_blp.arguments(s.BulkRefusalSchema)
-    @subscription_blp.response(200, s.BulkOutcomeSchema)
+    @subscription_blp.response(200, s.written(s.BulkOutcomeSchema))
+    @revisioned
     def post(self, body):
         """Refuse several requests with one reason; one outcome per request."""
         return _outcomes(

@@ -13,6 +13,7 @@ from .blueprint import Blueprint
 from .identity import caller, current_user, db, for_clients, runtime
 from .invitations import invitation_created
 from .paging import page_args
+from .revisions import revisioned
 
 blp = Blueprint(
     "structures",
@@ -35,8 +36,9 @@ class Structures(MethodView):
 
     @blp.operation("create_structure")
     @blp.arguments(s.StructureCreateSchema)
-    @blp.response(201, s.StructureSchema)
+    @blp.response(201, s.written(s.StructureSchema))
     @blp.problem(409, "Identifier already registered")
+    @revisioned
     def post(self, body):
         """Create a private structure (any active person: they become its principal
         manager), or register a public one (platform operator only)."""
@@ -61,9 +63,10 @@ class StructureById(MethodView):
 
     @blp.operation("update_structure")
     @blp.arguments(s.StructurePatchSchema)
-    @blp.response(200, s.StructureSchema)
+    @blp.response(200, s.written(s.StructureSchema))
     @blp.problem(403, "Caller does not manage it")
     @blp.problem(404, NOT_VISIBLE)
+    @revisioned
     def patch(self, body, structure_id):
         """Change the designation or settings (managers of the structure)."""
         return structures.update(db(), runtime(), current_user(), structure_id, body)
@@ -89,8 +92,9 @@ class Services(MethodView):
     @blp.operation("create_service")
     @blp.problem(403, "The caller does not manage the structure's services")
     @blp.arguments(s.ServiceSchema)
-    @blp.response(201, s.ServiceSchema)
+    @blp.response(201, s.written(s.ServiceSchema))
     @blp.problem(409, "Code already used here")
+    @revisioned
     def post(self, body, structure_id):
         """Create a service (code unique within the structure)."""
         return structures.create_service(db(), runtime(), current_user(), structure_id, **body)
@@ -101,8 +105,9 @@ class ServiceById(MethodView):
     @blp.operation("update_service")
     @blp.problem(403, "The caller does not manage the structure's services")
     @blp.arguments(s.ServicePatchSchema)
-    @blp.response(200, s.ServiceSchema)
+    @blp.response(200, s.written(s.ServiceSchema))
     @blp.problem(404, NOT_VISIBLE)
+    @revisioned
     def patch(self, body, structure_id, service_id):
         """Rename, activate or deactivate a service."""
         return structures.update_service(
@@ -123,8 +128,9 @@ class OpenedSpaces(MethodView):
     @blp.problem(403, "The caller does not manage the structure's spaces")
     @blp.problem(409, "The structure is inactive")
     @blp.arguments(s.OpenedSpacesSchema)
-    @blp.response(200, s.OpenedSpacesSchema)
+    @blp.response(200, s.written(s.OpenedSpacesSchema))
     @blp.problem(422, "Unknown space or service, or public-only space on a private structure")
+    @revisioned
     def put(self, body, structure_id):
         """Set exactly which spaces are opened, on the structure or its services."""
         return {
@@ -159,7 +165,7 @@ class Attachments(MethodView):
     @blp.operation("attach_user")
     @blp.problem(403, "The caller may not attach users here")
     @blp.arguments(s.DirectAttachmentSchema)
-    @blp.response(201, s.AttachmentSchema(many=True))
+    @blp.response(201, s.AttachmentsWrittenSchema)
     @blp.problem(409, "Structure inactive, principal, or invitation pending")
     @blp.alt_response(
         202,
@@ -168,25 +174,29 @@ class Attachments(MethodView):
         example=s.InvitationSchema.example,
         success=True,
     )
+    @revisioned
     def post(self, body, structure_id):
         """Attach a user directly (by user_id or exact login email): role, start
         date, comment, whole structure or some services. An account this
-        structure created and that is still pending is attached at once (201);
-        anyone else is invited (202) and attached when they accept."""
+        structure created and that is still pending is attached at once (201,
+        with the revision of the write); anyone else is invited (202) and
+        attached when they accept."""
         result = attachments.attach_directly(db(), runtime(), current_user(), structure_id, **body)
         if isinstance(result, Invitation):
             return invitation_created(result)
-        return result
+        return {"attachments": result}
 
 
 @blp.route("/<id:structure_id>/attachments/<id:user_id>")
 class AttachmentOfUser(MethodView):
     @blp.operation("detach_user")
     @blp.problem(403, "The caller may not remove attachments here")
-    @blp.response(204)
+    @blp.response(200, s.WrittenSchema)
     @blp.problem(409, "The principal cannot be removed")
+    @revisioned
     def delete(self, structure_id, user_id):
-        """Remove the user's attachment to the structure: their rights there end."""
+        """Remove the user's attachment to the structure: their rights there end
+        (answers the revision of the removal)."""
         attachments.remove(db(), runtime(), current_user(), structure_id, user_id)
 
 

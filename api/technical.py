@@ -15,6 +15,7 @@ from . import schemas as s
 from .blueprint import Blueprint
 from .identity import current_user, db, public, runtime
 from .paging import page_args
+from .revisions import revisioned
 
 blp = Blueprint(
     "technical",
@@ -74,9 +75,10 @@ class TechnicalUsers(MethodView):
     @blp.operation("create_technical_user")
     @blp.arguments(s.FormatArgs, location="query")
     @blp.arguments(s.TechnicalUserCreateSchema)
-    @blp.response(201, s.ConnectionSchema)
+    @blp.response(201, s.written(s.ConnectionSchema))
     @blp.problem(403, NOT_PRINCIPAL)
     @blp.problem(404, NOT_VISIBLE)
+    @revisioned
     def post(self, query, body, structure_id):
         """Create a technical user for the structure: its login and secret are in
         this answer only (JSON, or ?format=file for the connection file)."""
@@ -98,10 +100,11 @@ class TechnicalSecret(MethodView):
     @blp.operation("reset_technical_user_secret")
     @blp.arguments(s.FormatArgs, location="query")
     @blp.arguments(s.SecretResetSchema)
-    @blp.response(200, s.ConnectionSchema)
+    @blp.response(200, s.written(s.ConnectionSchema))
     @blp.problem(403, NOT_PRINCIPAL)
     @blp.problem(404, NOT_VISIBLE)
     @blp.problem(422, "confirm is not true")
+    @revisioned
     def post(self, query, body, structure_id, user_id):
         """Reset the secret (with {"confirm": true}): the old one and every token
         obtained with it stop working at once; the principal is mailed. The new

@@ -16,6 +16,7 @@ from . import schemas as s
 from .blueprint import Blueprint
 from .identity import caller, current_user, db, for_clients, runtime
 from .paging import page_args
+from .revisions import revisioned
 
 blp = Blueprint("users", __name__, url_prefix="/v1", description="Users")
 
@@ -159,7 +160,7 @@ class StructureUsers(MethodView):
 class MemberRole(MethodView):
     @blp.operation("change_member_role")
     @blp.arguments(s.RoleChangeSchema)
-    @blp.response(200, s.MemberSchema)
+    @blp.response(200, s.written(s.MemberSchema))
     @blp.problem(
         403, "The caller may not change it (`action_not_allowed`), or the member ranks higher"
     )
@@ -167,6 +168,7 @@ class MemberRole(MethodView):
         409, "The member is the principal or a technical user, or the structure is inactive"
     )
     @blp.problem(404, "Unknown, invisible, or not a member of the structure")
+    @revisioned
     def put(self, body, structure_id, user_id):
         """Change a member's role (secondary or simple) on every validated
         attachment of theirs here. History, mail to the member, revision bump."""
@@ -177,10 +179,11 @@ class MemberRole(MethodView):
 class MemberServices(MethodView):
     @blp.operation("add_member_services")
     @blp.arguments(s.ServicesAddSchema)
-    @blp.response(200, s.MemberSchema)
+    @blp.response(200, s.written(s.MemberSchema))
     @blp.problem(403, "The caller may not attach users here, or the member ranks higher")
     @blp.problem(409, "Attached to the whole structure, principal, or structure inactive")
     @blp.problem(404, "Unknown, invisible, or not a member of the structure")
+    @revisioned
     def post(self, body, structure_id, user_id):
         """Attach a member to more services, with their current role."""
         return members.add_services(db(), runtime(), current_user(), structure_id, user_id, **body)
@@ -189,10 +192,11 @@ class MemberServices(MethodView):
 @blp.route("/structures/<id:structure_id>/users/<id:user_id>/services/<id:service_id>")
 class MemberService(MethodView):
     @blp.operation("remove_member_service")
-    @blp.response(200, s.MemberSchema)
+    @blp.response(200, s.written(s.MemberSchema))
     @blp.problem(403, "The caller may not remove attachments here, or the member ranks higher")
     @blp.problem(409, "The last attachment (remove the attachment instead), or the principal")
     @blp.problem(404, "Unknown, invisible, or not attached to that service")
+    @revisioned
     def delete(self, structure_id, user_id, service_id):
         """Withdraw one service from a member: that attachment becomes
         deactivated, with their subscriptions on the service."""
@@ -219,12 +223,14 @@ class MemberSubscriptions(MethodView):
 @blp.route("/structures/<id:structure_id>/users/<id:user_id>/subscriptions/<id:subscription_id>")
 class MemberSubscription(MethodView):
     @blp.operation("revoke_member_subscription")
-    @blp.response(204)
+    @blp.response(200, s.WrittenSchema)
     @blp.problem(403, "The caller may not process subscriptions here, or the member ranks higher")
     @blp.problem(409, "The member is the principal")
     @blp.problem(404, "Unknown, invisible, or not a validated subscription of that member")
+    @revisioned
     def delete(self, structure_id, user_id, subscription_id):
-        """Revoke one subscription line of a member (it becomes deactivated)."""
+        """Revoke one subscription line of a member (it becomes deactivated;
+        answers the revision of the change)."""
         members.revoke_subscription(
             db(), runtime(), current_user(), structure_id, user_id, subscription_id
         )

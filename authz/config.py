@@ -125,6 +125,13 @@ class Settings:
     ready_timeout_ms: int = 1000
     # A manager's invitation to join a structure expires after this, days.
     invitation_ttl_days: int = 30
+    # The change feed (GET /v1/changes): the longest a caller may wait there for
+    # a change (long polling; a waiting caller holds one of the worker's
+    # threads), seconds...
+    changes_wait_max_seconds: float = 20.0
+    # ...and how long the change log is kept, days (`authz maintenance` prunes
+    # it; a feed reader or a worker further behind starts again from scratch).
+    change_log_retention_days: int = 7
 
     @property
     def effective_database_url(self) -> str:
@@ -266,6 +273,8 @@ RULES: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "db_connect_timeout_seconds": ("an integer >= 2 (seconds)", lambda v: v >= 2),
     "ready_timeout_ms": ("an integer >= 100 (milliseconds)", lambda v: v >= 100),
     "invitation_ttl_days": _AT_LEAST_1,
+    "changes_wait_max_seconds": ("a number from 0 to 300 (seconds)", lambda v: 0 <= v <= 300),
+    "change_log_retention_days": _AT_LEAST_1,
 }
 # Settings that must not be smaller than another: (setting, floor setting).
 _NOT_BELOW = (("page_size_max", "page_size"), ("mail_retry_max_seconds", "mail_retry_base_seconds"))

@@ -54,6 +54,14 @@ class Conflict(DomainError):
     title = "Conflict"
 
 
+class Gone(DomainError):
+    """What was asked for existed once and is no longer kept (the change feed
+    before the oldest revision its log still holds)."""
+
+    code = "gone"
+    title = "Gone"
+
+
 class TooManyAttempts(DomainError):
     code = "too_many_attempts"
     title = "Too many attempts"

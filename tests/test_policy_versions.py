@@ -359,16 +359,17 @@ def test_two_instances_follow_writes_and_policy_versions_of_one_database(tmp_pat
                 {"login_email": "alice@example.org", "password": PASSWORD},
             )
             assert status == 200, token
-            status, _ = one.call(
+            status, patched = one.call(
                 "PATCH",
                 f"/v1/structures/{acme}/services/{sales}",
                 {"active": False},
                 token["access_token"],
             )
             assert status == 200
-            # ...then a check on the other at the revision it was committed at
-            # (writes do not return their revision: it is read from the database).
-            written = revision_of(url)
+            # ...answers the revision it committed; a check at that revision on
+            # every worker of the other instance sees it.
+            written = patched["revision"]
+            assert written == revision_of(url)
             for _ in range(8):
                 status, answer = two.call(
                     "POST", "/v1/checks", {**victor, "at_least_revision": written}, key

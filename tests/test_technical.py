@@ -247,6 +247,18 @@ def test_the_technical_user_gets_a_token_with_login_and_secret(api, world):
     assert [s["id"] for s in robot.get("/v1/structures").json["items"]] == [st]
 
 
+def test_a_technical_user_cannot_change_its_own_profile(api, world):
+    # Found by the role × route matrix: its contact email is the principal's,
+    # and a stolen token must not redirect it.
+    ada, _bob, st, _ = world
+    tech = created(ada, st)
+    robot = as_technical(api, tech)
+    before = robot.get("/v1/me").json
+    r = robot.patch("/v1/me", json={"contact_email": "thief@example.org", "last_name": "X"})
+    assert r.status_code == 403 and r.json["code"] == "not_a_person"
+    assert robot.get("/v1/me").json == before
+
+
 def test_a_technical_user_cannot_log_in_as_a_person(api, world):
     ada, _bob, st, _ = world
     tech = created(ada, st)

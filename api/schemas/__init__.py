@@ -4,7 +4,7 @@
   roles, levels…), written once over the constants of models/ and authz/;
 - common.py: the problem body, page arguments and envelopes, bulk outcomes;
 - one module per blueprint: accounts (auth), structures, catalogue (spaces),
-  checks, health, rights (permissions and access), users, history, lifecycle,
+  changes, checks, health, rights (permissions and access), users, history, lifecycle,
   requests (attachment and subscription requests), invitations (and leaving a
   structure), technical, reviews, authzen.
 
@@ -52,6 +52,12 @@ from .authzen import (
 from .catalogue import (
     SpaceSchema,
 )
+from .changes import (
+    ChangePageSchema,
+    ChangeSchema,
+    ChangesQuerySchema,
+    RevisionChangesSchema,
+)
 from .checks import (
     BatchDecisionSchema,
     BatchSchema,
@@ -66,8 +72,10 @@ from .common import (
     PageArgs,
     Problem,
     RevisionPageArgs,
+    WrittenSchema,
     page_of,
     revision_page_of,
+    written,
 )
 from .health import (
     HealthSchema,
@@ -121,6 +129,7 @@ from .rights import (
 )
 from .structures import (
     AttachmentSchema,
+    AttachmentsWrittenSchema,
     DirectAttachmentSchema,
     LookupQuerySchema,
     LookupSchema,
@@ -171,6 +180,7 @@ __all__ = [
     "AttachmentRequestSchema",
     "AttachmentSchema",
     "AttachmentValidationSchema",
+    "AttachmentsWrittenSchema",
     "AuthzenActionNameSchema",
     "AuthzenActionSchema",
     "AuthzenActionSearchSchema",
@@ -198,6 +208,9 @@ __all__ = [
     "BulkOutcomeSchema",
     "BulkRefusalSchema",
     "BulkSubscriptionValidationSchema",
+    "ChangePageSchema",
+    "ChangeSchema",
+    "ChangesQuerySchema",
     "CheckSchema",
     "ConnectionSchema",
     "DeactivatedAccountSchema",
@@ -243,6 +256,7 @@ __all__ = [
     "RequestFields",
     "RequestQuerySchema",
     "ResendActivationSchema",
+    "RevisionChangesSchema",
     "RevisionPageArgs",
     "RightsArgs",
     "RightsFields",
@@ -277,6 +291,8 @@ __all__ = [
     "UserRightsSchema",
     "UserSchema",
     "UserSearchArgs",
+    "WrittenSchema",
     "page_of",
     "revision_page_of",
+    "written",
 ]

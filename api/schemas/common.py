@@ -80,6 +80,35 @@ def revision_page_of(item_schema: type[Schema]) -> type[Schema]:
     return page
 
 
+REVISION = fields.Integer(
+    required=True,
+    metadata={
+        "description": "The policy revision this write committed (also the Authz-Revision "
+        "header): pass it as at_least_revision to a check that must see the write."
+    },
+)
+REVISION_EXAMPLE = 4472
+
+
+class WrittenSchema(Schema):
+    """The answer of a write that has nothing else to say: its revision."""
+
+    revision = REVISION
+
+    example = {"revision": REVISION_EXAMPLE}
+
+
+@functools.cache
+def written(schema: type[Schema]) -> type[Schema]:
+    """`schema` with the revision the write committed (api/revisions.py)."""
+    name = schema.__name__.removesuffix("Schema") + "WrittenSchema"
+    example = getattr(schema, "example", None)
+    written_example = example and {**example, "revision": REVISION_EXAMPLE}
+    # type() picks the schema's metaclass, which declares the new field.
+    cls: type[Schema] = type(name, (schema,), {"revision": REVISION, "example": written_example})
+    return cls
+
+
 class OutcomeSchema(Schema):
     id = fields.Integer()
     ok = fields.Boolean()

@@ -9,7 +9,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 from models import IDENTIFIER_TYPES, STRUCTURE_KINDS, STRUCTURE_STATUSES, Structure
 
 from . import fields as f
-from .common import PageArgs
+from .common import REVISION, REVISION_EXAMPLE, PageArgs
 
 
 class StructureSettingsFields(Schema):
@@ -194,6 +194,15 @@ class AttachmentSchema(Schema):
         "valid_from": "2026-02-01",
         "valid_until": None,
     }
+
+
+class AttachmentsWrittenSchema(Schema):
+    """A direct attachment's answer: the attachments written and their revision."""
+
+    attachments = fields.List(fields.Nested(AttachmentSchema))
+    revision = REVISION
+
+    example = {"attachments": [AttachmentSchema.example], "revision": REVISION_EXAMPLE}
 
 
 class LookupQuerySchema(Schema):

@@ -22,7 +22,7 @@ from ..errors import Conflict, Forbidden, Invalid, Unauthenticated
 from ..runtime import Runtime
 from ..security import digest, new_token
 from . import throttle
-from .records import commit, queue_mail
+from .records import bump_revision, commit, queue_mail
 
 EMAIL_RE = re.compile(r"^[^@\s\x00-\x1f]{1,64}@[^@\s\x00-\x1f]+\.[^@\s\x00-\x1f]+$")
 PROFILE_FIELDS = ("contact_email", "last_name", "first_name", "phone")
@@ -214,6 +214,8 @@ def activate(session: Session, rt: Runtime, *, token: str, password: str) -> Use
     user.password_hash = rt.hasher.hash(password)
     user.status = "active"
     user.activated_at = now
+    # An account a manager created may already be attached: active, it grants.
+    bump_revision(session, users=[user.id])
     commit(session, rt)
     return user
 
@@ -315,7 +317,17 @@ def apply_profile(user: User, changes: dict[str, Any]) -> None:
 
 
 def update_profile(session: Session, rt: Runtime, user: User, changes: dict[str, Any]) -> User:
-    """Change one's contact email, names or phone (never the login email)."""
+    """Change one's contact email, names or phone (never the login email).
+
+    Raises Forbidden `not_a_person` for a technical user: its profile is its
+    structure's (its contact email is the principal's, docs/technical-users.md),
+    which a stolen token must not redirect.
+    """
+    if user.kind != "person":
+        raise Forbidden(
+            "A technical user's profile is kept by its structure's principal.",
+            code="not_a_person",
+        )
     apply_profile(user, changes)
     commit(session, rt)
     return user

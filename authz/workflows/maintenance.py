@@ -19,8 +19,6 @@ from .records import commit
 
 # How long a dead token is kept before deletion (for the record of recent log-ins).
 GRACE = dt.timedelta(days=1)
-# How long the policy change log is kept for workers to catch up incrementally.
-CHANGE_LOG_AGE = dt.timedelta(days=7)
 
 log = logging.getLogger("authz.maintenance")
 
@@ -31,8 +29,9 @@ def run_maintenance(
     """Delete log-in tokens expired or revoked more than a day ago, activation
     links expired more than a day ago, and log-in throttle rows whose counting
     window and lock-out have both ended. Return the number of rows deleted per
-    kind; change-log rows older than CHANGE_LOG_AGE (a worker that far behind
-    reloads its whole decision index instead). Then close the accounts
+    kind; change-log rows older than AUTHZ_CHANGE_LOG_RETENTION_DAYS (a worker
+    that far behind reloads its whole decision index instead, a change-feed
+    reader gets 410 and starts again). Then close the accounts
     deactivated more than 60 days ago, and mark the invitations past their
     expiry as expired. Commits.
     """
@@ -62,7 +61,10 @@ def run_maintenance(
             )
         ),
         "policy_changes": purge(
-            delete(PolicyChange).where(PolicyChange.created_at < now - CHANGE_LOG_AGE)
+            delete(PolicyChange).where(
+                PolicyChange.created_at
+                < now - dt.timedelta(days=rt.settings.change_log_retention_days)
+            )
         ),
     }
     commit(session, rt)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import event, insert, select, update
 from sqlalchemy.orm import Session
 
 from models import HistoryEntry, PolicyChange, PolicyRevision, User, utcnow
@@ -100,7 +100,35 @@ def bump_revision(
     if not rows:
         rows = [{"scope": "all", "a": None, "b": None}]
     session.execute(insert(PolicyChange), [{"revision": revision, **r} for r in rows])
+    session.info[_PENDING] = revision
     return revision
+
+
+# The revision a session's transaction bumped is "pending" until it commits; then
+# it is the session's `committed_revision` (the highest, when a bulk workflow
+# commits several transactions), which the API answers writes with
+# (api/revisions.py). A rollback forgets it: that revision never existed.
+_PENDING = "pending_revision"
+COMMITTED = "committed_revision"
+
+
+@event.listens_for(Session, "after_commit")
+def _revision_committed(session: Session) -> None:
+    pending = session.info.pop(_PENDING, None)
+    if pending is not None:
+        session.info[COMMITTED] = max(pending, session.info.get(COMMITTED, 0))
+
+
+@event.listens_for(Session, "after_rollback")
+def _revision_rolled_back(session: Session) -> None:
+    session.info.pop(_PENDING, None)
+
+
+def committed_revision(session: Session) -> int | None:
+    """The policy revision the session's transactions committed last (the
+    highest), or None when none of them changed rights."""
+    revision = session.info.get(COMMITTED)
+    return int(revision) if revision is not None else None
 
 
 def current_revision(session: Session) -> int:

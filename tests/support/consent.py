@@ -27,7 +27,7 @@ def attach(manager, structure_id: int, body: dict) -> list[dict]:
     to the structure, as the 201 answer gives them."""
     r = manager.post(f"/v1/structures/{structure_id}/attachments", json=body)
     if r.status_code == 201:
-        return r.json
+        return r.json["attachments"]
     assert r.status_code == 202, r.json
     accept_invitation(manager.rt, r.json["id"])
     with manager.rt.sessions() as s:

@@ -25,7 +25,10 @@ from sqlalchemy import create_engine, make_url
 
 from tests.support.backend import FAST_HASH, POSTGRES_URL
 
-PORTS = range(18400, 18500)  # this suite's range of ports for these servers
+# This suite's range of ports for these servers; AUTHZ_TEST_PORTS=FIRST-LAST
+# gives another (e.g. to run two checkouts' suites side by side).
+_FIRST, _, _LAST = os.environ.get("AUTHZ_TEST_PORTS", "18400-18499").partition("-")
+PORTS = range(int(_FIRST), int(_LAST) + 1)
 READY_TIMEOUT = 60.0
 HTTP_TIMEOUT = 10.0
 # Access log lines: the worker's pid, the status, the method and the path.

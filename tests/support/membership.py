@@ -254,7 +254,7 @@ def make_actor(kind_of_actor: str, api: Api, rt, bakery: Bakery, structure_of) -
             bakery.claire.delete(
                 f"/v1/structures/{bakery.id}/attachments/{who.user['id']}"
             ).status_code
-            == 204
+            == 200
         )
     return who
 
