@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from sqlalchemy import select
 
 from authz.security import digest, new_token
 from authz.workflows import operators
-from models import AuthToken, utcnow
+from models import AuthToken, Subscription, utcnow
 
 from .api import PASSWORD, Api, create_structure
 from .rows import client_key, grant, user_row
@@ -128,6 +129,10 @@ def build_world(api: Api, n: int = 0) -> World:
         ids["acme"],
         subscriptions=(("issued_invoices", "consult", None),),
     )
+    with rt.sessions() as s:  # Sue's subscription, for the routes that name one
+        ids["subscription"] = s.scalars(
+            select(Subscription.id).where(Subscription.user_id == ids["sue"])
+        ).one()
     # Pat asks to join ACME; Sue asks for a subscription; Bob is invited to ACME.
     pat = Api(api.client, rt, bearer_token(rt, ids["pat"]))
     asked = pat.post(
@@ -156,7 +161,7 @@ def build_world(api: Api, n: int = 0) -> World:
         "/v1/auth/technical-token",
         json={"login": tech.json["login"], "secret": tech.json["secret"]},
     )
-    assert got.status_code == 201, got.json
+    assert got.status_code == 200, got.json
     tokens["technical"] = got.json["access_token"]
     names |= {"technical_login": tech.json["login"], "technical_secret": tech.json["secret"]}
     # Olga's account is ACME's own: Ada created it (pending), it is attached nowhere else.
