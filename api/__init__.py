@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
-import swagger_ui_bundle
 from flask import Blueprint, Flask, Response, send_from_directory
 from gunicorn.errors import AppImportError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from authz import logs, metrics
 from authz.config import SettingError, Settings, load_settings, unknown_variables
 from authz.db import schema_status
 from authz.mail import MailDispatcher
@@ -22,12 +23,15 @@ from . import (
     catalogue,
     changes,
     checks,
+    console,
+    decision_log,
     errors,
     health,
     history,
     identity,
     invitations,
     lifecycle,
+    observe,
     requests,
     reviews,
     revisions,
@@ -38,6 +42,8 @@ from . import (
 from .inputs import IdConverter, id_parameter_schema
 
 API_TITLE = "Authorization service"
+# Swagger UI 5.x (swagger-ui-dist, vendored: see its VERSION file).
+SWAGGER_UI_DIR = Path(__file__).parent / "static" / "swagger-ui"
 
 
 class StartupError(AppImportError):
@@ -59,9 +65,8 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
             settings = load_settings(config)
         except SettingError as exc:
             raise StartupError(str(exc)) from None
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    logs.configure(settings.log_format, settings.log_level)
+    logs.quiet_probes()
     if not isinstance(config, Settings):
         for line in unknown_variables():
             logging.getLogger("authz").warning(line.removeprefix("warning: "))
@@ -72,8 +77,10 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
         raise StartupError(status.detail)
     sync_catalogue(rt)
     rt.decider.load()
+    for engine in {rt.engine, rt.decider.db_engine}:
+        metrics.watch_pool(engine)
 
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder=None)
     if settings.proxy_hops:
         # Flask's documented way to wrap its WSGI application in a middleware.
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
@@ -107,6 +114,7 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
     )
     identity.register(app)
     revisions.register(app)
+    observe.register(app)
 
     blueprints = [
         health.blp,
@@ -123,11 +131,14 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
         requests.attachment_blp,
         requests.subscription_blp,
         reviews.blp,
+        decision_log.blp,
         invitations.blp,
     ]
     for blueprint in blueprints:
         api.register_blueprint(blueprint)
     app.register_blueprint(_docs_assets())
+    console.register(app)
+    app.after_request(_html_headers)
 
     if settings.mail_background:
         rt.dispatcher = MailDispatcher(rt.sessions, settings)
@@ -135,12 +146,24 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
     return app
 
 
+def _html_headers(response):
+    """Pages outside the console (the /docs page) are not framed either, and
+    run only the scripts served here (the console sets its own, stricter CSP)."""
+    if response.mimetype == "text/html" and "Content-Security-Policy" not in response.headers:
+        response.headers["Content-Security-Policy"] = (
+            "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
+            "frame-ancestors 'none'"
+        )
+        response.headers["X-Frame-Options"] = "DENY"
+    return response
+
+
 def _docs_assets() -> Blueprint:
-    """Swagger UI's files, served locally (no CDN)."""
+    """Swagger UI's files, served locally (no CDN), with our start-up script."""
     assets = Blueprint("docs_assets", __name__)
 
     @assets.route("/docs/assets/<path:filename>")
     def asset(filename: str) -> Response:
-        return send_from_directory(swagger_ui_bundle.swagger_ui_path, filename)
+        return send_from_directory(SWAGGER_UI_DIR, filename)
 
     return assets

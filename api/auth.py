@@ -87,6 +87,34 @@ class ResendActivation(MethodView):
         accounts.resend_activation(db(), runtime(), body["login_email"])
 
 
+@blp.route("/accounts/password-reset-email")
+class PasswordResetEmail(MethodView):
+    @blp.operation("request_password_reset")
+    @public
+    @blp.arguments(s.PasswordResetEmailSchema)
+    @blp.response(202)
+    @blp.problem(429, "Too many links asked for this email or from this address")
+    def post(self, body):
+        """Forgot password: mail a single-use link (60 minutes) to an active
+        account. Always answers 202, whether or not the email has an account."""
+        accounts.request_password_reset(db(), runtime(), body["login_email"], request.remote_addr)
+
+
+@blp.route("/accounts/password-reset")
+class PasswordReset(MethodView):
+    @blp.operation("reset_password")
+    @public
+    @blp.arguments(s.PasswordResetSchema)
+    @blp.response(200, s.UserSchema)
+    @blp.problem(422, "Link invalid, expired or used; or weak password")
+    def post(self, body):
+        """Choose a new password with the mailed token; every log-in token and
+        console session of the account ends."""
+        return accounts.reset_password(
+            db(), runtime(), token=body["token"], password=body["password"]
+        )
+
+
 @blp.route("/me")
 class Me(MethodView):
     @blp.operation("get_own_account")

@@ -17,8 +17,11 @@ from authz.runtime import Runtime, done_serving, serving_request
 from authz.workflows import accounts, clients
 from models import User
 
-# Blueprints whose routes are public: the OpenAPI document and its docs page.
-PUBLIC_BLUEPRINTS = {"api-docs", "docs_assets"}
+# Blueprints whose routes are public: the OpenAPI document and its docs page;
+# /metrics applies AUTHZ_METRICS_ACCESS itself (api/observe.py), and the console
+# authenticates by its own session cookie and denies by default itself
+# (api/console/web.py: load_session), never by bearer token.
+PUBLIC_BLUEPRINTS = {"api-docs", "docs_assets", "metrics", "console"}
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 

@@ -105,6 +105,30 @@ class Settings:
     proxy_hops: int = 0
     # Log level of the service.
     log_level: str = "INFO"
+    # Log lines: `text` (one readable line each) or `json` (one JSON object per
+    # line: time, level, logger, message, request id, caller, route, status,
+    # duration; an exception's stack inside its record). docs/operations.md.
+    log_format: str = "text"
+    # Who may read GET /metrics: `loopback` (callers on 127.0.0.1 / ::1 only),
+    # `token` (a bearer token whose SHA-256 is metrics_token_sha256), or `off`.
+    metrics_access: str = "loopback"
+    # Hex SHA-256 of the metrics bearer token (the token itself is never stored).
+    metrics_token_sha256: str = ""
+    # Decision log (docs/operations.md): `off`, `sampled` (a share of the
+    # decisions, decision_log_sample_rate) or `all`...
+    decision_log: str = "off"
+    decision_log_sample_rate: float = 0.1
+    # ...and every denial whatever the mode (even `off`) when true.
+    decision_log_denials: bool = False
+    # Records older than this are deleted by `authz maintenance`, days.
+    decision_log_retention_days: int = 90
+    # Records waiting to be written at most (more are dropped and counted), and
+    # how often the background writer writes them, seconds.
+    decision_log_buffer: int = 10000
+    decision_log_flush_seconds: float = 1.0
+    # Also write each record as a log line (logger authz.decision_log.records; with
+    # AUTHZ_LOG_FORMAT=json one JSON object, member `decision`), for a SIEM.
+    decision_log_stream: bool = False
     # `authz serve` (gunicorn): address, worker processes, threads per worker,
     # and a gunicorn configuration file (empty: none). gunicorn's own
     # configuration file, then GUNICORN_CMD_ARGS, then the options of
@@ -132,6 +156,15 @@ class Settings:
     # ...and how long the change log is kept, days (`authz maintenance` prunes
     # it; a feed reader or a worker further behind starts again from scratch).
     change_log_retention_days: int = 7
+    # Lifetime of a "forgot password" link, seconds (60 minutes, like activation).
+    password_reset_ttl_seconds: int = 3600
+    # "Forgot password" mails asked per login email in the lock-out window
+    # (AUTHZ_LOGIN_LOCKOUT_SECONDS); more are refused with 429, whether or not
+    # the address has an account.
+    password_reset_max_requests: int = 3
+    # The manager console (/console/): a browser session unused for this long
+    # ends (seconds); it never lives longer than AUTHZ_TOKEN_TTL_SECONDS.
+    console_idle_timeout_seconds: int = 1800
 
     @property
     def effective_database_url(self) -> str:
@@ -165,7 +198,7 @@ class SettingError(ValueError):
 
 
 # Never echoed in an error; a database URL is echoed with its password masked.
-_SECRETS = frozenset({"smtp_password"})
+_SECRETS = frozenset({"smtp_password", "metrics_token_sha256"})
 _PASSWORD_IN_URL = re.compile(r"(://[^:/@]*):[^@/]*@")
 
 
@@ -174,6 +207,10 @@ _PASSWORD_IN_URL = re.compile(r"(://[^:/@]*):[^@/]*@")
 # the rule below: (what it accepts, in words; a check of the typed value).
 
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_FORMATS = ("text", "json")
+METRICS_ACCESS = ("loopback", "token", "off")
+DECISION_LOG_MODES = ("off", "sampled", "all")
+_SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 
 
 def _url(value: str, *, empty_ok: bool) -> bool:
@@ -261,6 +298,19 @@ RULES: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "batch_max": _AT_LEAST_1,
     "proxy_hops": ("an integer >= 0", lambda v: v >= 0),
     "log_level": ("one of " + ", ".join(_LOG_LEVELS), lambda v: v.upper() in _LOG_LEVELS),
+    "log_format": ("one of " + ", ".join(LOG_FORMATS), lambda v: v in LOG_FORMATS),
+    "metrics_access": ("one of " + ", ".join(METRICS_ACCESS), lambda v: v in METRICS_ACCESS),
+    "metrics_token_sha256": (
+        "empty or the SHA-256 of the metrics token, 64 lower-case hex digits",
+        lambda v: not v or bool(_SHA256_HEX.match(v)),
+    ),
+    "decision_log": ("one of " + ", ".join(DECISION_LOG_MODES), lambda v: v in DECISION_LOG_MODES),
+    "decision_log_sample_rate": ("a number > 0 and <= 1", lambda v: 0 < v <= 1),
+    "decision_log_denials": ("true or false", lambda _: True),
+    "decision_log_retention_days": _AT_LEAST_1,
+    "decision_log_buffer": ("an integer >= 100", lambda v: v >= 100),
+    "decision_log_flush_seconds": ("a number from 0.05 to 60", lambda v: 0.05 <= v <= 60),
+    "decision_log_stream": ("true or false", lambda _: True),
     "bind": ("HOST:PORT (or unix:PATH), several separated by commas", _binds),
     "workers": _AT_LEAST_1,
     "threads": _AT_LEAST_1,
@@ -275,9 +325,16 @@ RULES: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "invitation_ttl_days": _AT_LEAST_1,
     "changes_wait_max_seconds": ("a number from 0 to 300 (seconds)", lambda v: 0 <= v <= 300),
     "change_log_retention_days": _AT_LEAST_1,
+    "password_reset_ttl_seconds": ("an integer >= 60", lambda v: v >= 60),
+    "password_reset_max_requests": _AT_LEAST_1,
+    "console_idle_timeout_seconds": ("an integer >= 60 (seconds)", lambda v: v >= 60),
 }
 # Settings that must not be smaller than another: (setting, floor setting).
-_NOT_BELOW = (("page_size_max", "page_size"), ("mail_retry_max_seconds", "mail_retry_base_seconds"))
+_NOT_BELOW = (
+    ("page_size_max", "page_size"),
+    ("mail_retry_max_seconds", "mail_retry_base_seconds"),
+    ("token_ttl_seconds", "console_idle_timeout_seconds"),
+)
 _TYPE_WORDS = {bool: "true or false", int: "an integer", float: "a number", str: "text"}
 
 
@@ -326,6 +383,12 @@ def validate(settings: Settings) -> Settings:
         if getattr(settings, name) < getattr(settings, floor):
             accepts = f"a value >= {ENV_PREFIX}{floor.upper()} ({getattr(settings, floor)})"
             raise SettingError(name, accepts, getattr(settings, name))
+    if settings.metrics_access == "token" and not settings.metrics_token_sha256:
+        raise SettingError(
+            "metrics_token_sha256",
+            "the SHA-256 of the metrics token when AUTHZ_METRICS_ACCESS is token",
+            settings.metrics_token_sha256,
+        )
     if settings.argon2_memory_kib < 8 * settings.argon2_parallelism:
         raise SettingError(
             "argon2_memory_kib",

@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 
 from models import OutboxMail, utcnow
 
+from . import metrics
 from .config import Settings
 from .db import rowcount
 from .errors import Invalid
@@ -304,6 +305,7 @@ def deliver_due(
             transport.send(build_message(row, mail_from))
         except Exception as exc:  # noqa: BLE001 - any failure: the mail stays pending, retried
             failed += 1
+            metrics.get().mail_failures.inc()
             finished = clock()
             delay = retry_delay(row.attempts, base_delay, max_delay)
             next_attempt = finished + dt.timedelta(seconds=delay)
@@ -331,6 +333,7 @@ def deliver_due(
                 )
             continue
         sent += 1
+        metrics.get().mails_sent.inc()
         with session_factory() as session, session.begin():
             session.execute(
                 update(OutboxMail)

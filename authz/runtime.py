@@ -16,6 +16,7 @@ from . import (
     textkeys,  # noqa: F401 - imported for its effect: the listeners that keep search keys
 )
 from .config import Settings
+from .decision_log import Recorder
 from .engine.decisions import Decider
 from .engine.policy import Policies, PolicyEngine, load_policies, sync_space_catalogue
 from .security import Hasher
@@ -59,6 +60,8 @@ class Runtime:
     read_sessions: sessionmaker[Session]
     hasher: Hasher
     decider: Decider
+    # The decision log's buffer and writer (AUTHZ_DECISION_LOG).
+    recorder: Recorder
     # Background outbox sender of this process (None: mail is sent by `authz mail`).
     dispatcher: Any = None
 
@@ -82,7 +85,9 @@ class Runtime:
 
 
 def close_runtime(rt: Runtime) -> None:
-    """Release the database connections of `rt` (both engines on SQLite)."""
+    """Write the decision log's buffer, then release the database connections of
+    `rt` (both engines on SQLite)."""
+    rt.recorder.close()
     rt.decider.close()
     rt.engine.dispose()
     rt.decider.db_engine.dispose()
@@ -107,6 +112,7 @@ def build_runtime(settings: Settings, *, engine: Engine | None = None) -> Runtim
         read_sessions=db.make_session_factory(reads),
         hasher=Hasher(settings),
         decider=decider,
+        recorder=Recorder(engine, settings),
     )
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import gc
 import http.client
 import json
@@ -50,9 +51,9 @@ from pathlib import Path
 from typing import Any
 
 import casbin
-from sqlalchemy import select
+from sqlalchemy import func, select
 
-from authz import roles
+from authz import decision_log, metrics, roles
 from authz.config import load_settings
 from authz.engine import checks
 from authz.engine.checks import Caller
@@ -61,7 +62,7 @@ from authz.engine.index import unpack
 from authz.runtime import Runtime, build_runtime, close_runtime
 from authz.workflows import clients
 from authz.workflows.records import bump_revision
-from models import Subscription
+from models import DecisionRecord, Subscription
 
 from .world import CACHE_DIR, WorldSize, ensure_world
 
@@ -654,15 +655,23 @@ def run_python_client(
 class Server:
     """`authz serve --workers 2` on 127.0.0.1:<free port>; always stopped."""
 
-    def __init__(self, url: str, workdir: Path, workers: int = 2) -> None:
+    def __init__(
+        self,
+        url: str,
+        workdir: Path,
+        workers: int = 2,
+        name: str = "serve",
+        settings: dict[str, str] | None = None,
+    ) -> None:
         self.port = free_port()
-        self.log_path = workdir / "serve.log"
+        self.log_path = workdir / f"{name}.log"
         env = {
             **os.environ,
             "AUTHZ_DATABASE_URL": url,
             "AUTHZ_MAIL_BACKGROUND": "false",
             "AUTHZ_LOG_LEVEL": "WARNING",
             "AUTHZ_VAR_DIR": str(workdir / "var"),
+            **(settings or {}),
         }
         self._log = self.log_path.open("wb")  # open while the server runs: stop() closes it
         self.started = time.perf_counter()
@@ -768,6 +777,9 @@ def main(argv: list[str] | None = None) -> int:
         "--json", type=Path, default=None, help="also write the results as JSON here"
     )
     args = parser.parse_args(argv)
+    # Metrics as `authz serve` keeps them (memory-mapped files, see authz/metrics.py).
+    metrics_dir = tempfile.mkdtemp(prefix="authz-bench-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     # A SIGTERM unwinds like Ctrl-C, so the server this run started is stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     prof = SIZES[args.size]
@@ -823,6 +835,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
         questions = in_process(rt, prof, size, res, workdir)
+        observability_phase(rt, questions, res)
         if not args.skip_http:
             try:
                 http_phase(rt, prof, size, res, url, workdir, args, questions, servers)
@@ -837,6 +850,7 @@ def main(argv: list[str] | None = None) -> int:
             close_runtime(rt)
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
+        shutil.rmtree(metrics_dir, ignore_errors=True)
     load_end = loadavg()
     res.data["loadavg"] = {"start": load_start, "end": load_end}
     res.data["seconds"] = time.perf_counter() - started
@@ -860,6 +874,70 @@ def main(argv: list[str] | None = None) -> int:
             json.dumps({**res.data, "rows": [r.__dict__ for r in res.rows]}, indent=2, default=str)
         )
     return 1 if failed else 0
+
+
+def observability_phase(
+    rt: Runtime, questions: list[Question], res: Results, rounds: int = 9
+) -> None:
+    """(e) What metrics and the decision log cost a check, in this process: one
+    POST /v1/checks's decision function (authz.engine.checks.check, without HTTP)
+    run over the question mix, bare (metrics and decision log short-circuited),
+    with metrics (the default), and with metrics and AUTHZ_DECISION_LOG=all
+    (buffered, written by the background writer meanwhile). Rounds alternate so
+    that load from other processes hits all three alike; the best round counts.
+    Measured in CPU seconds of this process, the writer's included; the
+    metrics in prometheus-client's multiprocess mode, as under `authz serve`
+    (main sets PROMETHEUS_MULTIPROC_DIR). Ratios are what to compare
+    (docs/performance.md)."""
+    caller = Caller(client_id=1)
+    mix = questions[:5_000]
+    timer = metrics.DecisionTimer
+    off = rt.recorder
+    everything = decision_log.Recorder(
+        rt.engine, dataclasses.replace(rt.settings, decision_log="all", decision_log_buffer=10**6)
+    )
+
+    class Bare:
+        def __init__(self, api: str) -> None:
+            pass
+
+        def __enter__(self):
+            return lambda *_: None
+
+        def __exit__(self, *exc):
+            return None
+
+    def run() -> float:
+        # CPU time of the whole process (the decision log's writer thread
+        # included), not wall time: other processes' load does not count.
+        t0 = time.process_time()
+        for q in mix:
+            checks.check(rt, caller, q)
+        written.append(everything.flush())
+        return len(mix) / (time.process_time() - t0)
+
+    best = {"bare": 0.0, "metrics": 0.0, "metrics + decision log (all)": 0.0}
+    written: list[int] = []
+    try:
+        for _ in range(rounds):
+            for name, so_far in best.items():
+                metrics.DecisionTimer = Bare if name == "bare" else timer  # type: ignore[misc]
+                rt.recorder = everything if name.endswith("(all)") else off
+                best[name] = max(so_far, run())
+    finally:
+        metrics.DecisionTimer = timer  # type: ignore[misc]
+        rt.recorder = off
+        everything.close()
+    base = best["bare"]
+    for name, rate in best.items():
+        added = (1 / rate - 1 / base) * 1e6
+        res.add(
+            "(e) observability",
+            f"checks.check() in process, {name} (CPU of the process)",
+            f"{rate:,.0f} checks/s, {1e6 / rate:.1f} µs each"
+            + (f" (+{added:.1f} µs, {rate / base:.0%} of bare)" if name != "bare" else ""),
+        )
+    res.data["observability"] = {**best, "decision_log_written": sum(written)}
 
 
 def in_process(
@@ -1228,6 +1306,12 @@ def http_phase(
         "(e) memory", "RSS per worker after the load", ", ".join(f"{v:.0f} MB" for v in rss_after)
     )
     res.data["server"]["rss_after_mb"] = rss_after
+    server.stop()
+    servers.remove(server)
+    decision_log_http(rt, prof, res, url, workdir, questions, servers)
+    server = Server(url, workdir, name="serve-visibility")
+    servers.append(server)
+    server.wait_ready(prof.ready_timeout)
     try:
         visibility(rt, prof, res, server, key)
     except Exception as exc:  # noqa: BLE001 - reported in the table; the run goes on
@@ -1239,6 +1323,64 @@ def http_phase(
             f"≤ {TARGET_VISIBLE_MS:.0f} ms",
             False,
         )
+
+
+def decision_log_http(
+    rt: Runtime,
+    prof: Profile,
+    res: Results,
+    url: str,
+    workdir: Path,
+    questions: list[Question],
+    servers: list[Server],
+    rounds: int = 2,
+) -> None:
+    """(g) The decision log's cost over HTTP: two servers on the same database,
+    AUTHZ_DECISION_LOG off and all, loaded in turn (single checks, then batches
+    of 100) with the Python client; the best of `rounds` each. The target: all
+    costs at most 15 % of the checks/s of off."""
+    with rt.sessions() as session:
+        _client, key = clients.create_client(session, rt, f"bench-log-{os.getpid()}")
+    pair = {
+        mode: Server(url, workdir, name=f"serve-log-{mode}", settings={"AUTHZ_DECISION_LOG": mode})
+        for mode in ("off", "all")
+    }
+    servers.extend(pair.values())
+    for server in pair.values():
+        server.wait_ready(prof.ready_timeout)
+        for _ in range(8):  # every worker verifies the key once (argon2)
+            http_json(server.port, "POST", "/v1/checks", as_body(questions[0]), key, 30)
+    singles = [json.dumps(as_body(q)) for q in questions[:20_000]]
+    batches = [
+        json.dumps({"checks": [as_body(q) for q in questions[i : i + 100]]})
+        for i in range(0, min(len(questions), 20_000) - 100, 100)
+    ]
+    seconds = max(3, prof.http_seconds // 2)
+    best: dict[tuple[str, str], float] = {}
+    for _ in range(rounds):
+        for kind, path, bodies, per in (
+            ("single", "/v1/checks", singles, 1),
+            ("batch of 100", "/v1/checks/batch", batches, 100),
+        ):
+            for mode, server in pair.items():
+                load = run_python_client(server.port, path, bodies, key, seconds, 4)
+                best[kind, mode] = max(best.get((kind, mode), 0.0), load.rps * per)
+    for server in pair.values():
+        server.stop()
+        servers.remove(server)
+    with rt.read_sessions() as session:
+        written = session.scalar(select(func.count()).select_from(DecisionRecord))
+    for kind in ("single", "batch of 100"):
+        off, on = best[kind, "off"], best[kind, "all"]
+        res.add(
+            "(g) decision log",
+            f"HTTP {kind}: checks/s with AUTHZ_DECISION_LOG off / all",
+            f"{off:,.0f} / {on:,.0f} ({on / off:.0%})",
+            "all ≥ 85% of off",
+            on >= 0.85 * off,
+        )
+    res.data["decision_log_http"] = {f"{k} {m}": v for (k, m), v in best.items()}
+    res.data["decision_log_http"]["written"] = written
 
 
 def visibility(rt: Runtime, prof: Profile, res: Results, server: Server, key: str) -> None:

@@ -10,7 +10,19 @@ the review report renders with api's template); nothing imports cli.
 
 from __future__ import annotations
 
-from . import clients, db, demo, mail, maintenance, platform, policy, review, serve, structures
+from . import (
+    clients,
+    db,
+    decisions,
+    demo,
+    mail,
+    maintenance,
+    platform,
+    policy,
+    review,
+    serve,
+    structures,
+)
 from .app import main
 
 for command in (
@@ -24,6 +36,7 @@ for command in (
     maintenance.command,
     review.review,
     review.export_group,
+    decisions.command,
     policy.group,
     demo.command,
 ):

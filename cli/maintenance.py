@@ -12,7 +12,8 @@ from .common import echo_delivery, runtime
 
 @click.command("maintenance")
 def command() -> None:
-    """Delete dead tokens, throttle rows and old change-log rows, close accounts
+    """Delete dead tokens, throttle rows, old change-log rows and decision log
+    records past AUTHZ_DECISION_LOG_RETENTION_DAYS, close accounts
     deactivated more than 60 days ago, then deliver due mail. Safe to run from
     cron, on several hosts at once."""
     with runtime() as rt:

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shlex
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -12,6 +17,7 @@ from flask import Flask
 from gunicorn.app.base import Application, BaseApplication
 
 from api import create_app
+from authz import logs, metrics
 from authz.config import Settings
 from authz.errors import Invalid
 
@@ -100,6 +106,30 @@ class ServiceApplication(BaseApplication):
         return create_app(self.settings)
 
 
+@contextmanager
+def metrics_directory() -> Iterator[str]:
+    """A fresh folder for the workers' metrics (prometheus-client's multiprocess
+    mode), named by PROMETHEUS_MULTIPROC_DIR for the workers forked while it is
+    open, removed afterwards: values never outlive the server that counted them.
+    Set before anything imports prometheus_client (authz/metrics.py)."""
+    directory = tempfile.mkdtemp(prefix="authz-metrics-")
+    previous = os.environ.get(metrics.MULTIPROC_ENV)
+    os.environ[metrics.MULTIPROC_ENV] = directory
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+        if previous is None:
+            os.environ.pop(metrics.MULTIPROC_ENV, None)
+        else:
+            os.environ[metrics.MULTIPROC_ENV] = previous
+
+
+def _worker_exited(directory: str, _server: Any, worker: Any) -> None:
+    """gunicorn's child_exit: the worker's live gauges stop counting."""
+    metrics.mark_dead(worker.pid, directory)
+
+
 @click.command("serve")
 @click.option(
     "--bind",
@@ -130,10 +160,24 @@ def serve(
     run as a container's command, it is PID 1 and gets the stop signal.
     gunicorn's settings also come from a configuration file and from
     GUNICORN_CMD_ARGS (docs/operations.md). Refuses to start unless the
-    database schema is one this release runs on; never migrates."""
-    with runtime() as rt:
-        settings = rt.settings
+    database schema is one this release runs on; never migrates. The workers'
+    metrics live in a temporary folder of this start (GET /metrics)."""
+    with metrics_directory() as directory:
+        with runtime() as rt:
+            settings = rt.settings
+        _serve(settings, directory, bind, workers, threads, config_file)
+
+
+def _serve(
+    settings: Settings,
+    directory: str,
+    bind: str | None,
+    workers: int | None,
+    threads: int | None,
+    config_file: str | None,
+) -> None:
     given = {"bind": bind, "workers": workers, "threads": threads}
+    logconfig = logs.gunicorn_logconfig(settings.log_format, settings.log_level)
     ServiceApplication(
         {
             "bind": [address.strip() for address in settings.bind.split(",")],
@@ -145,10 +189,13 @@ def serve(
             "keepalive": 5,
             # No runtime control socket: it is not needed, and two servers would share it.
             "control_socket_disable": True,
-            "accesslog": "-",
+            # JSON logs: the workers write one record per request (authz.access).
+            "accesslog": "-" if logconfig is None else None,
             "errorlog": "-",
             "access_log_format": ACCESS_LOG_FORMAT,
             "loglevel": settings.log_level.lower(),
+            **({"logconfig_dict": logconfig} if logconfig else {}),
+            "child_exit": functools.partial(_worker_exited, directory),
         },
         settings=settings,
         config_file=config_file or settings.gunicorn_config or None,

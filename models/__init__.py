@@ -21,11 +21,15 @@ from .accounts import (
     ActivationToken,
     AuthToken,
     ClientApplication,
+    ConsoleSession,
     LoginThrottle,
+    PasswordResetToken,
     User,
 )
 from .base import ID_MAX, Base, utcnow
 from .operations import (
+    DECISION_APIS,
+    DecisionRecord,
     HistoryEntry,
     OutboxMail,
     PolicyChange,
@@ -47,6 +51,7 @@ from .technical import TechnicalCredential
 
 __all__ = [
     "ATTACHMENT_STATUSES",
+    "DECISION_APIS",
     "IDENTIFIER_TYPES",
     "ID_MAX",
     "INVITATION_STATUSES",
@@ -64,12 +69,15 @@ __all__ = [
     "AuthToken",
     "Base",
     "ClientApplication",
+    "ConsoleSession",
+    "DecisionRecord",
     "HistoryEntry",
     "Invitation",
     "InvitationService",
     "LoginThrottle",
     "OpenedSpace",
     "OutboxMail",
+    "PasswordResetToken",
     "PolicyChange",
     "PolicyRevision",
     "PolicyVersion",

@@ -71,10 +71,9 @@ class AuthToken(Base):
     revoked_at: Mapped[dt.datetime | None]
 
 
-class ActivationToken(Base):
-    """A single-use activation link; only its SHA-256 digest is stored."""
-
-    __tablename__ = "activation_tokens"
+class MailedLink:
+    """The columns of a single-use link mailed to a person: only the token's
+    SHA-256 digest is stored; used once, before it expires."""
 
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
@@ -82,6 +81,34 @@ class ActivationToken(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[dt.datetime]
     used_at: Mapped[dt.datetime | None]
+
+
+class ActivationToken(MailedLink, Base):
+    """A single-use activation link."""
+
+    __tablename__ = "activation_tokens"
+
+
+class PasswordResetToken(MailedLink, Base):
+    """A single-use "forgot password" link."""
+
+    __tablename__ = "password_reset_tokens"
+
+
+class ConsoleSession(Base):
+    """A browser session of the manager console (the cookie's value is shown
+    once, only its SHA-256 digest is stored); ends when revoked (log-out,
+    password reset), at expires_at, or when unused for the idle timeout."""
+
+    __tablename__ = "console_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime]
+    revoked_at: Mapped[dt.datetime | None]
 
 
 class LoginThrottle(Base):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import JSON, BigInteger, CheckConstraint, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, CheckConstraint, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .base import Base, one_of, utcnow
@@ -139,3 +139,42 @@ class SchemaCompatibility(Base):
     revision: Mapped[str] = mapped_column(String(32))
     compatible_with: Mapped[str] = mapped_column(String(32))
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+DECISION_APIS = ("check", "batch", "permissions", "access", "authzen")
+
+
+class DecisionRecord(Base):
+    """One decision taken for a caller (the decision log, AUTHZ_DECISION_LOG):
+    written in batches off the request, never updated, deleted after
+    AUTHZ_DECISION_LOG_RETENTION_DAYS. No foreign keys: a record outlives the
+    rows it names, and writing it checks nothing."""
+
+    __tablename__ = "decision_log"
+    __table_args__ = (
+        CheckConstraint(one_of("api", DECISION_APIS), name="api"),
+        Index("ix_decision_log_structure_id_decided_at", "structure_id", "decided_at"),
+        Index("ix_decision_log_user_id_decided_at", "user_id", "decided_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    decided_at: Mapped[dt.datetime] = mapped_column(index=True)
+    # Which API answered (check, batch, permissions, access, authzen).
+    api: Mapped[str] = mapped_column(String(12))
+    # Who asked: a client application, or a person about themself.
+    client_id: Mapped[int | None] = mapped_column(Integer)
+    caller_user_id: Mapped[int | None] = mapped_column(Integer)
+    # The question: subject, structure, service code, space (None: a management
+    # action on the structure), action.
+    user_id: Mapped[int | None] = mapped_column(Integer)
+    structure_id: Mapped[int | None] = mapped_column(Integer)
+    service: Mapped[str | None] = mapped_column(String(60))
+    space: Mapped[str | None] = mapped_column(String(60))
+    action: Mapped[str] = mapped_column(String(60))
+    # The answer: allowed by `rule`, or denied for `reason`.
+    allowed: Mapped[bool]
+    rule: Mapped[str | None] = mapped_column(String(300))
+    reason: Mapped[str | None] = mapped_column(String(300))
+    revision: Mapped[int] = mapped_column(BigInteger)
+    policy_version: Mapped[int | None] = mapped_column(Integer)
+    request_id: Mapped[str | None] = mapped_column(String(128))

@@ -31,7 +31,7 @@ def test_sign_up_creates_a_pending_account_and_mails_a_link(api, rt):
     assert r.json["contact_email"] == "contact@example.org"
     mails = outbox(rt, "new.person@example.org")
     assert [m.kind for m in mails] == ["activation"]
-    assert "http://authz.test/v1/accounts/activation?token=" in mails[0].body
+    assert "http://authz.test/console/activation?token=" in mails[0].body
 
 
 def test_duplicate_login_email_is_refused_whatever_the_case(api):

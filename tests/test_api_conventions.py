@@ -113,8 +113,13 @@ def test_openapi_document_and_local_docs_page(api):
     assert page.status_code == 200
     html = page.get_data(as_text=True)
     assert "/docs/assets/swagger-ui-bundle.js" in html and "//cdn" not in html
+    assert "<script>" not in html  # the start-up script is a file (CSP-friendly)
     asset = api.get("/docs/assets/swagger-ui-bundle.js")
     assert asset.status_code == 200 and len(asset.data) > 100_000
+    # Swagger UI 4 cannot read OpenAPI 3.1 ("Unable to render this definition").
+    version = api.get("/docs/assets/VERSION").get_data(as_text=True)
+    assert version.startswith("swagger-ui-dist 5.")
+    assert api.get("/docs/assets/authz-docs.js").status_code == 200
 
 
 def test_space_catalogue_comes_from_the_policy_file(api):

@@ -235,7 +235,8 @@ def test_ids_out_of_range_in_a_path_are_a_404_on_every_route(app, ada, spec):
                         url = url.replace(f"<id:{other}>", str(value if other == name else 1))
                     answer = getattr(ada, method.lower())(url, json={})
                     problem(answer, 404, "not_found")
-            routes += 1
+            # The console's pages (not in the OpenAPI document) are held to it too.
+            routes += 0 if rule.endpoint.startswith("console.") else 1
     assert routes == sum(1 for path, _, _ in operations(spec) if "{" in path)
 
 

@@ -55,7 +55,7 @@ def test_a_forged_host_never_ends_up_in_a_mailed_link(unset_base, headers):
     api = unset_base()
     body = activation_link(api, "victim@example.org", **headers)
     assert "evil.example" not in body
-    assert f"{DEFAULT_BASE_URL}/v1/accounts/activation?token=" in body
+    assert f"{DEFAULT_BASE_URL}/console/activation?token=" in body
 
 
 def test_a_forwarded_host_header_is_ignored(unset_base):
@@ -63,7 +63,7 @@ def test_a_forwarded_host_header_is_ignored(unset_base):
         unset_base(), "victim@example.org", Host="localhost", **{"X-Forwarded-Host": "evil.example"}
     )
     assert "evil.example" not in body
-    assert "  http://localhost/v1/accounts/activation?token=" in body
+    assert "  http://localhost/console/activation?token=" in body
 
 
 def test_a_forged_host_is_refused_behind_trusted_proxies_too(unset_base):
@@ -85,7 +85,7 @@ def test_a_forged_host_is_refused_behind_trusted_proxies_too(unset_base):
 )
 def test_links_follow_a_trusted_host(unset_base, host, base):
     body = activation_link(unset_base(), "ada@example.org", Host=host)
-    assert f"  {base}/v1/accounts/activation?token=" in body
+    assert f"  {base}/console/activation?token=" in body
 
 
 def test_the_trusted_hosts_setting_replaces_the_loopback_names(unset_base):
@@ -99,7 +99,7 @@ def test_the_trusted_hosts_setting_replaces_the_loopback_names(unset_base):
 def test_the_public_base_url_wins_over_any_host(unset_base):
     api = unset_base(public_base_url="https://authz.example.org/")
     body = activation_link(api, "ada@example.org", Host="localhost:5000")
-    assert "  https://authz.example.org/v1/accounts/activation?token=" in body
+    assert "  https://authz.example.org/console/activation?token=" in body
     assert "localhost" not in body
 
 

@@ -68,6 +68,18 @@ def test_the_wheel_ships_the_policies_migrations_and_alembic_ini_as_they_are(whe
     assert shipped_members == set(expected)
 
 
+def test_the_wheel_ships_the_pages_their_assets_and_swagger_ui(wheel):
+    names = set(wheel.namelist())
+    for folder in ("api/templates", "api/static"):
+        for name in _tracked(ROOT / folder):
+            assert name in names, name
+    assert {
+        "api/templates/console/base.html",
+        "api/static/console/console.js",
+        "api/static/swagger-ui/swagger-ui-bundle.js",
+    } <= names
+
+
 def test_the_wheel_holds_no_tests_benchmarks_or_local_state(wheel):
     tops = {name.split("/", 1)[0] for name in wheel.namelist()}
     assert tops == {"api", "authz", "cli", "models", "authz_service-0.1.0.dist-info"}

@@ -19,7 +19,7 @@ from authz.review import exports
 from authz.workflows import operators
 from authz.workflows.records import bump_revision
 from models import HistoryEntry, TechnicalCredential, User, utcnow
-from tests.support.api import PASSWORD, Api, attach_directly, create_structure
+from tests.support.api import PASSWORD, Api, attach_directly, create_structure, make_reviewer
 from tests.support.cli import authz
 from tests.support.rows import subscribe
 
@@ -27,13 +27,6 @@ from tests.support.rows import subscribe
 def new_structure(owner: Api, name: str, designation: str | None = None) -> int:
     """A structure identified as AUTRE `name` (no SIRET needed): its id."""
     return create_structure(owner, name, designation or name, identifier_type="AUTRE")["id"]
-
-
-def make_reviewer(api: Api, rt) -> Api:
-    reviewer = api.person("rita@example.org", "Rita", "Reviewer")
-    with rt.sessions() as s:
-        operators.create_operator(s, rt, "rita@example.org", role=operators.REVIEWER)
-    return reviewer
 
 
 @dataclass

@@ -6,7 +6,7 @@
 - one module per blueprint: accounts (auth), structures, catalogue (spaces),
   changes, checks, health, rights (permissions and access), users, history, lifecycle,
   requests (attachment and subscription requests), invitations (and leaving a
-  structure), technical, reviews, authzen.
+  structure), technical, reviews, decision_log, authzen.
 
 Views import their schemas from here (`from . import schemas as s`). Unknown
 fields in a body are refused (marshmallow's default), except in AuthZEN
@@ -19,6 +19,8 @@ from .accounts import (
     AccountCreateSchema,
     ActivationSchema,
     LoginSchema,
+    PasswordResetEmailSchema,
+    PasswordResetSchema,
     ProfilePatchSchema,
     ResendActivationSchema,
     SignUpSchema,
@@ -77,6 +79,7 @@ from .common import (
     revision_page_of,
     written,
 )
+from .decision_log import DecisionLogQuerySchema, DecisionRecordSchema
 from .health import (
     HealthSchema,
 )
@@ -215,6 +218,8 @@ __all__ = [
     "ConnectionSchema",
     "DeactivatedAccountSchema",
     "DeactivationSchema",
+    "DecisionLogQuerySchema",
+    "DecisionRecordSchema",
     "DecisionSchema",
     "DesignationSchema",
     "DirectAttachmentSchema",
@@ -246,6 +251,8 @@ __all__ = [
     "OpenedSpacesSchema",
     "OutcomeSchema",
     "PageArgs",
+    "PasswordResetEmailSchema",
+    "PasswordResetSchema",
     "Problem",
     "ProfilePatchSchema",
     "QuestionItem",

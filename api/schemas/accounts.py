@@ -75,6 +75,14 @@ class ResendActivationSchema(Schema):
     example = {"login_email": "claire.martin@example.org"}
 
 
+class PasswordResetEmailSchema(ResendActivationSchema):
+    """Ask for a "forgot password" link (always 202)."""
+
+
+class PasswordResetSchema(ActivationSchema):
+    """The mailed "forgot password" token and the new password."""
+
+
 class UserSchema(Schema):
     id = fields.Integer()
     login_email = fields.String()

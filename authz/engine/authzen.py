@@ -20,10 +20,10 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .. import roles
+from .. import metrics, roles
 from ..errors import Forbidden, Invalid
 from ..runtime import Runtime
-from .checks import Caller, require_subjects
+from .checks import Caller, require_subjects, tally
 from .decisions import Decider, Decision, Question
 from .policy import SPACE_ACTIONS
 
@@ -93,8 +93,12 @@ def evaluate(rt: Runtime, caller: Caller, ask: Ask) -> Decision:
     else), Unavailable `revision_unavailable`.
     """
     require_subjects(caller, [ask.user_id])
-    with rt.decider.reading(ask.at_least):
-        return _answer(rt.decider, ask, roles.today())
+    with metrics.DecisionTimer("authzen") as count, rt.decider.reading(ask.at_least):
+        decision = _answer(rt.decider, ask, roles.today())
+        count(*tally([decision]))
+    if ask.question is not None:
+        rt.recorder.record("authzen", caller, [(ask.question, decision)])
+    return decision
 
 
 def evaluate_many(
@@ -116,7 +120,7 @@ def evaluate_many(
     """
     require_subjects(caller, [a.user_id for a in items if isinstance(a, Ask)])
     answers: list[Decision | Invalid] = []
-    with rt.decider.reading(at_least):
+    with metrics.DecisionTimer("authzen") as count, rt.decider.reading(at_least):
         today = roles.today()
         for item in items:
             answer = item if isinstance(item, Invalid) else _answer(rt.decider, item, today)
@@ -126,6 +130,16 @@ def evaluate_many(
                 semantic == PERMIT_ON_FIRST_PERMIT and allowed
             ):
                 break
+        count(*tally(answers))
+    rt.recorder.record(
+        "authzen",
+        caller,
+        (
+            (item.question, answer)
+            for item, answer in zip(items, answers, strict=False)
+            if isinstance(item, Ask) and item.question is not None and isinstance(answer, Decision)
+        ),
+    )
     return answers
 
 

@@ -7,10 +7,10 @@ import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from .. import roles
+from .. import metrics, roles
 from ..errors import Forbidden, Invalid
 from ..runtime import Runtime
-from .decisions import Decision, Question
+from .decisions import ERROR_REASON, Decision, Question
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ def check(
     Raises Forbidden `subject_not_allowed`, Unavailable `revision_unavailable`.
     """
     return check_batch(
-        rt, caller, [question], at_least_revision=at_least_revision, explain=explain
+        rt, caller, [question], at_least_revision=at_least_revision, explain=explain, api="check"
     )[0]
 
 
@@ -61,6 +61,7 @@ def check_batch(
     at_least_revision: int | None = None,
     explain: bool = False,
     today: dt.date | None = None,
+    api: str = "batch",
 ) -> list[Decision]:
     """Several decisions, all taken at the same revision.
 
@@ -73,6 +74,23 @@ def check_batch(
         )
     require_subjects(caller, [q.user_id for q in questions])
     decider = rt.decider
-    with decider.reading(at_least_revision):
+    with metrics.DecisionTimer(api) as count, decider.reading(at_least_revision):
         today = today or roles.today()
-        return [decider.decide(q, today=today, explain=explain) for q in questions]
+        decisions = [decider.decide(q, today=today, explain=explain) for q in questions]
+        count(*tally(decisions))
+    rt.recorder.record(api, caller, zip(questions, decisions, strict=False))
+    return decisions
+
+
+def tally(decisions: Iterable[object]) -> tuple[int, int, int]:
+    """(allowed, denied, errors) among `decisions`; an engine error is a denial
+    with the reason ERROR_REASON, anything that is not a Decision an error."""
+    allowed = denied = errors = 0
+    for d in decisions:
+        if not isinstance(d, Decision) or d.reason == ERROR_REASON:
+            errors += 1
+        elif d.allowed:
+            allowed += 1
+        else:
+            denied += 1
+    return allowed, denied, errors

@@ -38,7 +38,7 @@ from sqlalchemy.orm import Session
 
 from models import PolicyChange, PolicyRevision
 
-from .. import roles
+from .. import metrics, roles
 from ..errors import Unavailable
 from ..roles import RANK, in_force, strongest
 from .index import LEVEL_OF, LEVEL_RANK, Index, Membership
@@ -54,6 +54,9 @@ from .policy import (
 )
 
 log = logging.getLogger("authz.decisions")
+
+# The reason of a decision the engine failed to take (it denies).
+ERROR_REASON = "internal error: denied"
 
 
 # --- questions and answers ----------------------------------------------------
@@ -286,6 +289,8 @@ class Decider:
         self._polled_version: int | None = None
         self.index = Index()
         self.revision = -1
+        # The last index update not yet reported: (full | incremental, seconds).
+        self._loaded: tuple[str, float] | None = None
         self._checked_at = 0.0
         # When reading the revision last failed (monotonic clock).
         self._failed_at = -1.0
@@ -300,6 +305,7 @@ class Decider:
             self._load_all(session)
             self.revision = revision
             self._checked_at = time.monotonic()
+            self._measured()
 
     @property
     def policy_version(self) -> int | None:
@@ -409,11 +415,27 @@ class Decider:
         return json.loads(files) if isinstance(files, str) else dict(files)
 
     def _load_all(self, session: Session) -> None:
+        started = time.perf_counter()
         self.index.load_all(session)
         # The index is a million long-lived objects: keep them out of the cyclic
         # garbage collector's scans (a full scan otherwise stalls a request ~0.4 s).
         gc.collect()
         gc.freeze()
+        self._loaded = ("full", time.perf_counter() - started)
+
+    def _measured(self) -> None:
+        """Report the last index update (see _load_all, _apply) to the metrics."""
+        if self._loaded is None:
+            return
+        kind, seconds = self._loaded
+        self._loaded = None
+        index = self.index
+        sizes = {
+            "users": len(index.users),
+            "structures": len(index.structures),
+            "memberships": len(index.memberships),
+        }
+        metrics.index_loaded(kind, seconds, sizes, self.revision)
 
     def _poll(self) -> int:
         """The latest committed revision, read on a connection kept for this (no
@@ -543,6 +565,7 @@ class Decider:
                     else:
                         self._apply(session, self.revision, latest)
                     self.revision = latest
+                self._measured()
             self._checked_at = time.monotonic()
         if at_least is not None and at_least > self.revision:
             raise Unavailable(
@@ -553,6 +576,7 @@ class Decider:
         return self.revision
 
     def _apply(self, session: Session, after: int, upto: int) -> None:
+        started = time.perf_counter()
         changes = session.execute(
             select(PolicyChange.scope, PolicyChange.a, PolicyChange.b).where(
                 PolicyChange.revision > after, PolicyChange.revision <= upto
@@ -582,6 +606,7 @@ class Decider:
                 log.warning("policy change %r %s %s unknown: full reload", scope, a, b)
                 self._load_all(session)
                 return
+        self._loaded = ("incremental", time.perf_counter() - started)
 
     @contextmanager
     def reading(self, at_least: int | None = None) -> Iterator[int]:
@@ -607,7 +632,7 @@ class Decider:
             return Decision(
                 False,
                 self.revision,
-                reason="internal error: denied",
+                reason=ERROR_REASON,
                 policy_version=self.policy_version,
             )
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .. import roles
+from .. import metrics, roles
 from ..errors import NotFound
 from ..pagination import Page
 from ..runtime import Runtime
@@ -41,6 +41,27 @@ def _rights(decider: Decider, user_id: int, structure_id: int) -> dict[str, Any]
     }
 
 
+def _record(
+    rt: Runtime, api: str, caller: Caller, listed: list[tuple[int, int, dict[str, Any]]]
+) -> None:
+    """Record every right a listing showed (a management action, or an action on
+    a space) as the decision that allowed it. Asked again of the decider, which
+    answers from its memo: only when the decision log records something."""
+    if not rt.recorder.enabled:
+        return
+    decider = rt.decider
+    today = roles.today()
+    questions = []
+    for user_id, structure_id, item in listed:
+        questions += [Question(user_id, structure_id, None, a) for a in item["management"]]
+        questions += [
+            Question(user_id, structure_id, grant["space"], action, grant["service"])
+            for grant in item["grants"]
+            for action in grant["actions"]
+        ]
+    rt.recorder.record(api, caller, ((q, decider.decide(q, today=today)) for q in questions))
+
+
 def _may_read_access(decider: Decider, caller: Caller, structure_id: int) -> bool:
     if caller.client_id is not None:
         return True
@@ -66,7 +87,10 @@ def user_permissions(
     Unavailable (at_least_revision not reached).
     """
     decider = rt.decider
-    with decider.reading(at_least_revision) as revision:
+    with (
+        metrics.DecisionTimer("permissions") as count,
+        decider.reading(at_least_revision) as revision,
+    ):
         if user_id not in decider.index.users:
             raise NotFound("No such user.")
         structures = decider.structures_of(user_id)
@@ -77,6 +101,8 @@ def user_permissions(
         chosen = structures[(page - 1) * page_size : page * page_size]
         items = [{"structure_id": sid, **_rights(decider, user_id, sid)} for sid in chosen]
         version = decider.policy_version
+        count(len(items), 0, 0)
+        _record(rt, "permissions", caller, [(user_id, i["structure_id"], i) for i in items])
     return PermissionPage(
         items=items,
         page=page,
@@ -103,7 +129,7 @@ def structure_access(
     Unavailable (at_least_revision not reached).
     """
     decider = rt.decider
-    with decider.reading(at_least_revision) as revision:
+    with metrics.DecisionTimer("access") as count, decider.reading(at_least_revision) as revision:
         if structure_id not in decider.index.structures or not _may_read_access(
             decider, caller, structure_id
         ):
@@ -112,6 +138,8 @@ def structure_access(
         chosen = members[(page - 1) * page_size : page * page_size]
         items = [{"user_id": uid, **_rights(decider, uid, structure_id)} for uid in chosen]
         version = decider.policy_version
+        count(len(items), 0, 0)
+        _record(rt, "access", caller, [(i["user_id"], structure_id, i) for i in items])
     return PermissionPage(
         items=items,
         page=page,

@@ -14,7 +14,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from models import ActivationToken, AuthToken, User, utcnow
+from models import ActivationToken, AuthToken, ConsoleSession, PasswordResetToken, User, utcnow
 
 from .. import logins, passwords
 from ..db import rowcount
@@ -24,6 +24,9 @@ from ..security import digest, new_token
 from . import throttle
 from .records import bump_revision, commit, queue_mail
 
+# The pages mailed links open (api/console/): a GET shows a form, its POST acts.
+ACTIVATION_PAGE = "/console/activation"
+RESET_LINK_PAGE = "/console/password-reset"
 EMAIL_RE = re.compile(r"^[^@\s\x00-\x1f]{1,64}@[^@\s\x00-\x1f]+\.[^@\s\x00-\x1f]+$")
 PROFILE_FIELDS = ("contact_email", "last_name", "first_name", "phone")
 
@@ -118,15 +121,7 @@ def sign_up(session: Session, rt: Runtime, **fields: Any) -> User:
 def _issue_activation(session: Session, rt: Runtime, user: User) -> None:
     """A new single-use link; every earlier unused link of the user stops working."""
     now = utcnow()
-    session.execute(
-        update(ActivationToken)
-        .where(
-            ActivationToken.user_id == user.id,
-            ActivationToken.used_at.is_(None),
-            ActivationToken.expires_at > now,
-        )
-        .values(expires_at=now)
-    )
+    _expire_unused(session, ActivationToken, user.id, now)
     token = new_token()
     session.add(
         ActivationToken(
@@ -143,7 +138,7 @@ def _issue_activation(session: Session, rt: Runtime, user: User) -> None:
         f"An account was created with the login {user.login_email}.\n"
         f"Activate it and choose your password within {minutes} minutes "
         f"(the link works once):\n\n"
-        f"  {base}/v1/accounts/activation?token={token}\n\n"
+        f"  {base}{ACTIVATION_PAGE}?token={token}\n\n"
         f"With the API, send the token and your new password:\n\n"
         f"  curl -X POST {base}/v1/accounts/activation -H 'Content-Type: application/json' \\\n"
         f'       -d \'{{"token": "{token}", "password": "<your password>"}}\'\n\n'
@@ -188,27 +183,16 @@ def activate(session: Session, rt: Runtime, *, token: str, password: str) -> Use
     link; the three are not told apart), Invalid `weak_password` (the password
     policy of authz/passwords.py; the link stays usable).
     """
-    now = utcnow()
-    row = session.scalar(
-        select(ActivationToken).where(ActivationToken.token_hash == digest(token or ""))
-    )
     invalid = Invalid(
         "This activation link is invalid, expired or already used.", code="activation_link_invalid"
     )
-    if row is None or row.used_at is not None or row.expires_at <= now:
-        raise invalid
+    now = utcnow()
+    row = _open_link(session, ActivationToken, token, now, invalid)
     owner = session.get(User, row.user_id)
     passwords.check(password or "", login_email=owner.login_email if owner else None)
-    # Single use even under concurrency: only one caller flips used_at.
-    claimed = rowcount(
-        session.execute(
-            update(ActivationToken)
-            .where(ActivationToken.id == row.id, ActivationToken.used_at.is_(None))
-            .values(used_at=now)
-        )
-    )
+    _spend_link(session, ActivationToken, row.id, now, invalid)
     user = session.get(User, row.user_id)
-    if claimed != 1 or user is None or user.status != "pending":
+    if user is None or user.status != "pending":
         session.rollback()
         raise invalid
     user.password_hash = rt.hasher.hash(password)
@@ -218,6 +202,120 @@ def activate(session: Session, rt: Runtime, *, token: str, password: str) -> Use
     bump_revision(session, users=[user.id])
     commit(session, rt)
     return user
+
+
+def request_password_reset(
+    session: Session, rt: Runtime, login_email: str, address: str | None
+) -> None:
+    """Forgot password: mail a single-use link (valid
+    AUTHZ_PASSWORD_RESET_TTL_SECONDS) to an active person account; every
+    earlier unused link of the account stops working. Says nothing about the
+    address (no account enumeration): unknown, pending, inactive and technical
+    accounts get no mail and the caller answers the same way.
+
+    Raises TooManyAttempts: more than AUTHZ_PASSWORD_RESET_MAX_REQUESTS asks for
+    this login, or AUTHZ_LOGIN_MAX_FAILURES_PER_IP from this address, in the
+    window, counted whether or not the account exists.
+    """
+    now = utcnow()
+    login = logins.normalize(login_email or "")
+    keys: throttle.Keys = [(f"reset:{login}", rt.settings.password_reset_max_requests)]
+    if address:
+        keys.append((f"reset-ip:{address}", rt.settings.login_max_failures_per_ip))
+    throttle.reserve_keys(session, rt, keys, now)
+    try:
+        login = normalize_email(login_email)
+    except Invalid:
+        return
+    user = find_by_login(session, login)
+    if user is None or user.kind != "person" or user.status != "active":
+        return
+    _expire_unused(session, PasswordResetToken, user.id, now)
+    token = new_token()
+    session.add(
+        PasswordResetToken(
+            user_id=user.id,
+            token_hash=digest(token),
+            created_at=now,
+            expires_at=now + dt.timedelta(seconds=rt.settings.password_reset_ttl_seconds),
+        )
+    )
+    minutes = rt.settings.password_reset_ttl_seconds // 60
+    body = (
+        f"Hello {user.first_name} {user.last_name},\n\n"
+        f"Someone asked to choose a new password for the login {user.login_email}.\n"
+        f"Choose it within {minutes} minutes (the link works once):\n\n"
+        f"  {rt.link_base()}{RESET_LINK_PAGE}?token={token}\n\n"
+        f"If you did not ask for this, ignore this message: your password is unchanged.\n"
+    )
+    queue_mail(
+        session,
+        kind="password_reset",
+        to=user.login_email,
+        subject="Choose a new password",
+        body=body,
+    )
+    commit(session, rt)
+
+
+def reset_password(session: Session, rt: Runtime, *, token: str, password: str) -> User:
+    """Use a "forgot password" link: set the new password; every log-in token
+    and console session of the account ends.
+
+    Raises Invalid `reset_link_invalid` (unknown, expired or used link, or the
+    account is no longer active: not told apart), Invalid `weak_password` (the
+    link stays usable).
+    """
+    invalid = Invalid("This link is invalid, expired or already used.", code="reset_link_invalid")
+    now = utcnow()
+    row = _open_link(session, PasswordResetToken, token, now, invalid)
+    user = session.get(User, row.user_id)
+    if user is None or user.status != "active":
+        raise invalid
+    passwords.check(password or "", login_email=user.login_email)
+    _spend_link(session, PasswordResetToken, row.id, now, invalid)
+    user.password_hash = rt.hasher.hash(password)
+    for table in (AuthToken, ConsoleSession):
+        session.execute(
+            update(table)
+            .where(table.user_id == user.id, table.revoked_at.is_(None))
+            .values(revoked_at=now)
+        )
+    commit(session, rt)
+    return user
+
+
+def _open_link(session: Session, table: Any, token: str, now: dt.datetime, invalid: Invalid) -> Any:
+    """The row of a mailed single-use link (activation or reset) by its token;
+    raises `invalid` for an unknown, used or expired one (not told apart)."""
+    row = session.scalar(select(table).where(table.token_hash == digest(token or "")))
+    if row is None or row.used_at is not None or row.expires_at <= now:
+        raise invalid
+    return row
+
+
+def _spend_link(
+    session: Session, table: Any, row_id: int, now: dt.datetime, invalid: Invalid
+) -> None:
+    """Use the link once, even under concurrency: only one caller flips
+    used_at; the others roll back and get `invalid`."""
+    claimed = rowcount(
+        session.execute(
+            update(table).where(table.id == row_id, table.used_at.is_(None)).values(used_at=now)
+        )
+    )
+    if claimed != 1:
+        session.rollback()
+        raise invalid
+
+
+def _expire_unused(session: Session, table: Any, user_id: int, now: dt.datetime) -> None:
+    """End every unused, unexpired link of `table` (activation or reset) of a user."""
+    session.execute(
+        update(table)
+        .where(table.user_id == user_id, table.used_at.is_(None), table.expires_at > now)
+        .values(expires_at=now)
+    )
 
 
 def check_credentials(
@@ -249,6 +347,24 @@ def check_credentials(
     return person
 
 
+def active_person(
+    session: Session, rt: Runtime, *, login_email: str, password: str, address: str | None
+) -> User:
+    """The active person these credentials are (check_credentials), the rule of
+    every log-in: the API's bearer token and the console's session.
+
+    Raises what check_credentials raises, and Forbidden `account_not_active`
+    (right password, but pending / inactive / closed account)."""
+    person = check_credentials(
+        session, rt, login_email=login_email, password=password, address=address
+    )
+    if person.status != "active":
+        raise Forbidden(
+            f"This account is {person.status}: it cannot log in.", code="account_not_active"
+        )
+    return person
+
+
 def log_in(
     session: Session, rt: Runtime, *, login_email: str, password: str, address: str | None
 ) -> tuple[str, AuthToken]:
@@ -258,13 +374,7 @@ def log_in(
     check_credentials), Forbidden `account_not_active` (right password, but
     pending / inactive / closed account).
     """
-    person = check_credentials(
-        session, rt, login_email=login_email, password=password, address=address
-    )
-    if person.status != "active":
-        raise Forbidden(
-            f"This account is {person.status}: it cannot log in.", code="account_not_active"
-        )
+    person = active_person(session, rt, login_email=login_email, password=password, address=address)
     now = utcnow()
     token = new_token("at_")
     row = AuthToken(

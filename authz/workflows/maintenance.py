@@ -9,8 +9,17 @@ import logging
 from sqlalchemy import Delete, delete, or_
 from sqlalchemy.orm import Session
 
-from models import ActivationToken, AuthToken, LoginThrottle, PolicyChange, utcnow
+from models import (
+    ActivationToken,
+    AuthToken,
+    ConsoleSession,
+    LoginThrottle,
+    PasswordResetToken,
+    PolicyChange,
+    utcnow,
+)
 
+from .. import decision_log
 from ..db import rowcount
 from ..runtime import Runtime
 from . import invitations
@@ -26,9 +35,11 @@ log = logging.getLogger("authz.maintenance")
 def run_maintenance(
     session: Session, rt: Runtime, now: dt.datetime | None = None
 ) -> dict[str, int]:
-    """Delete log-in tokens expired or revoked more than a day ago, activation
-    links expired more than a day ago, and log-in throttle rows whose counting
-    window and lock-out have both ended. Return the number of rows deleted per
+    """Delete log-in tokens and console sessions expired, revoked or idle more
+    than a day ago, activation and password-reset links expired more than a
+    day ago, log-in throttle rows whose counting window and lock-out have both
+    ended, and decision log records older than
+    AUTHZ_DECISION_LOG_RETENTION_DAYS. Return the number of rows deleted per
     kind; change-log rows older than AUTHZ_CHANGE_LOG_RETENTION_DAYS (a worker
     that far behind reloads its whole decision index instead, a change-feed
     reader gets 410 and starts again). Then close the accounts
@@ -38,6 +49,7 @@ def run_maintenance(
     now = now or utcnow()
     cutoff = now - GRACE
     window_start_limit = now - dt.timedelta(seconds=rt.settings.login_lockout_seconds)
+    idle = dt.timedelta(seconds=rt.settings.console_idle_timeout_seconds)
 
     def purge(statement: Delete) -> int:
         # Bulk deletes: the rows are not loaded, so there is nothing to synchronize.
@@ -65,6 +77,21 @@ def run_maintenance(
                 PolicyChange.created_at
                 < now - dt.timedelta(days=rt.settings.change_log_retention_days)
             )
+        ),
+        "password_reset_tokens": purge(
+            delete(PasswordResetToken).where(PasswordResetToken.expires_at < cutoff)
+        ),
+        "console_sessions": purge(
+            delete(ConsoleSession).where(
+                or_(
+                    ConsoleSession.expires_at < cutoff,
+                    ConsoleSession.revoked_at < cutoff,
+                    ConsoleSession.last_seen_at < cutoff - idle,
+                )
+            )
+        ),
+        "decision_records": decision_log.prune(
+            session, rt.settings.decision_log_retention_days, now
         ),
     }
     commit(session, rt)

@@ -30,6 +30,8 @@ from sqlalchemy.orm import Session
 
 from models import LoginThrottle
 
+from .. import metrics
+from ..db import rowcount
 from ..errors import TooManyAttempts
 from ..runtime import Runtime
 
@@ -90,12 +92,18 @@ def reserve(
     or already has as many attempts as it allows in its window: the secret
     must then not be checked.
     """
+    return reserve_keys(session, rt, keys_for(rt, login, address), now)
+
+
+def reserve_keys(session: Session, rt: Runtime, keys: Keys, now: dt.datetime) -> Keys:
+    """reserve() on counters named by the caller (e.g. "forgot password" mails
+    asked per login, authz/workflows/accounts.py). Raises TooManyAttempts."""
     window = dt.timedelta(seconds=rt.settings.login_lockout_seconds)
-    keys = keys_for(rt, login, address)
     for key, limit in keys:
         failures, started, locked_until = _count(session, key, now, window)
         if (locked_until is not None and locked_until > now) or failures > limit:
             session.commit()
+            metrics.get().login_failures.labels("locked_out").inc()
             until = locked_until if locked_until is not None and locked_until > now else None
             retry = ((until or started + window) - now).total_seconds()
             raise TooManyAttempts(
@@ -110,17 +118,23 @@ def record_failure(session: Session, rt: Runtime, keys: Keys, now: dt.datetime) 
     reached its limit is locked out from now. Commits at once (the caller then
     raises, and must not roll it back)."""
     until = now + dt.timedelta(seconds=rt.settings.login_lockout_seconds)
+    m = metrics.get()
+    m.login_failures.labels("wrong_secret").inc()
     for key, limit in keys:
-        session.execute(
-            update(LoginThrottle)
-            .where(
-                LoginThrottle.key == key,
-                LoginThrottle.failures >= limit,
-                or_(LoginThrottle.locked_until.is_(None), LoginThrottle.locked_until <= now),
+        locked = rowcount(
+            session.execute(
+                update(LoginThrottle)
+                .where(
+                    LoginThrottle.key == key,
+                    LoginThrottle.failures >= limit,
+                    or_(LoginThrottle.locked_until.is_(None), LoginThrottle.locked_until <= now),
+                )
+                .values(locked_until=until)
+                .execution_options(synchronize_session=False)
             )
-            .values(locked_until=until)
-            .execution_options(synchronize_session=False)
         )
+        if locked:
+            m.lockouts.inc()
     session.commit()
 
 

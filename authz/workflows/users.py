@@ -558,3 +558,15 @@ def _export_chunks(
             )
         session.commit()  # end this chunk's read before waiting on the client
         yield "".join(line for user_id in chunk for line in by_user[user_id])
+
+
+def display_names(session: Session, user_ids: Iterable[int | None]) -> dict[int, str]:
+    """The names ("First Last") of these users, for pages that list ids a workflow already
+    let the caller see (requesters, history actors and targets)."""
+    wanted = {i for i in user_ids if i is not None}
+    if not wanted:
+        return {}
+    rows = session.execute(
+        select(User.id, User.first_name, User.last_name).where(User.id.in_(wanted))
+    )
+    return {uid: f"{first} {last}".strip() for uid, first, last in rows}

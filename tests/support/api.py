@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from authz.workflows import operators
 from models import OutboxMail
 
 from .consent import attach
@@ -137,3 +138,11 @@ def attach_directly(
             **extra,
         },
     )
+
+
+def make_reviewer(api: Api, rt) -> Api:
+    """A logged-in security reviewer (rita@example.org)."""
+    reviewer = api.person("rita@example.org", "Rita", "Reviewer")
+    with rt.sessions() as s:
+        operators.create_operator(s, rt, "rita@example.org", role=operators.REVIEWER)
+    return reviewer

@@ -116,6 +116,16 @@ class Server:
         finally:
             conn.close()
 
+    def fetch(self, path: str, headers: Mapping[str, str] | None = None) -> tuple[int, str]:
+        """GET `path`: (status, body as text), on a new connection."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=HTTP_TIMEOUT)
+        try:
+            conn.request("GET", path, headers={"Connection": "close", **(headers or {})})
+            response = conn.getresponse()
+            return response.status, response.read().decode("utf-8")
+        finally:
+            conn.close()
+
     def served(self) -> list[tuple[int, int, str, str]]:
         """(worker pid, status, method, path) of every request logged so far."""
         text = self.log.read_text(encoding="utf-8", errors="replace")

@@ -1,0 +1,259 @@
+"""The decision log: every decision API's decisions recorded with every field
+when AUTHZ_DECISION_LOG asks for it, sampled or not, denials always if asked;
+written off the request by a background writer; pruned by maintenance; read by
+security reviewers only (GET /v1/decision-log, `authz decisions`)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+
+import pytest
+from sqlalchemy import func, select
+
+from authz import decision_log, logs
+from authz.engine.checks import Caller
+from authz.engine.decisions import Decision, Question
+from authz.workflows import maintenance
+from models import DecisionRecord, utcnow
+from tests.support.api import create_structure, make_reviewer
+from tests.support.backend import app_settings
+from tests.support.cli import authz
+from tests.support.rows import client_key
+
+FIELDS = set(decision_log.COLUMNS) | {"id"}
+
+
+@pytest.fixture
+def settings_overrides(database_url, tmp_path):
+    return {**app_settings(database_url, tmp_path / "var"), "decision_log": "all"}
+
+
+def recorded(rt, **where) -> list[DecisionRecord]:
+    rt.recorder.flush()
+    with rt.read_sessions() as s:
+        stmt = select(DecisionRecord).order_by(DecisionRecord.id)
+        for name, value in where.items():
+            stmt = stmt.where(getattr(DecisionRecord, name) == value)
+        return list(s.scalars(stmt))
+
+
+@pytest.fixture
+def world(api, rt):
+    owner = api.person("owner@example.org")
+    structure = create_structure(owner, "73282932000074")
+    key = client_key(rt)
+    return owner, structure["id"], key
+
+
+def test_each_decision_api_is_recorded_with_every_field(api, client, rt, world):
+    owner, sid, key = world
+    uid = owner.user["id"]
+    keyed = {"Authorization": f"Bearer {key}", "X-Request-ID": "req-check"}
+    question = {"user_id": uid, "structure_id": sid, "space": "my_account", "action": "modify"}
+    assert client.post("/v1/checks", json=question, headers=keyed).status_code == 200
+    keyed["X-Request-ID"] = "req-batch"
+    denied = {**question, "space": "issued_invoices"}
+    r = client.post("/v1/checks/batch", json={"checks": [question, denied]}, headers=keyed)
+    assert r.status_code == 200
+    keyed["X-Request-ID"] = "req-authzen"
+    evaluation = {
+        "subject": {"type": "user", "id": str(uid)},
+        "resource": {"type": "space", "id": f"{sid}/my_account"},
+        "action": {"name": "consult"},
+    }
+    assert client.post("/access/v1/evaluation", json=evaluation, headers=keyed).status_code == 200
+    r = client.post(
+        "/access/v1/evaluations",
+        json={**evaluation, "evaluations": [{"action": {"name": "create"}}]},
+        headers=keyed,
+    )
+    assert r.status_code == 200, r.json
+    assert owner.get(f"/v1/users/{uid}/permissions").status_code == 200
+    assert owner.get(f"/v1/structures/{sid}/access").status_code == 200
+
+    [check] = recorded(rt, api="check")
+    assert check.request_id == "req-check" and check.client_id is not None
+    assert (check.user_id, check.structure_id, check.space, check.action) == (
+        uid,
+        sid,
+        "my_account",
+        "modify",
+    )
+    assert check.allowed and check.rule and check.reason is None
+    assert check.revision >= 1  # policy_version: None while no version is stored
+    assert check.decided_at <= utcnow()
+    batch = recorded(rt, api="batch")
+    assert [(b.space, b.allowed) for b in batch] == [
+        ("my_account", True),
+        ("issued_invoices", False),
+    ]
+    assert batch[1].reason and batch[1].rule is None
+    assert {b.request_id for b in batch} == {"req-batch"}
+    authzen = recorded(rt, api="authzen")
+    assert [(a.action, a.allowed) for a in authzen] == [("consult", True), ("create", True)]
+    permissions = recorded(rt, api="permissions")
+    assert permissions and {p.caller_user_id for p in permissions} == {uid}
+    assert all(p.allowed and p.rule for p in permissions)
+    assert ("my_account", "modify") in {(p.space, p.action) for p in permissions}
+    assert recorded(rt, api="access")
+    for record in recorded(rt):
+        assert set(decision_log.as_dict(record)) == FIELDS
+
+
+class Settings:
+    def __init__(self, **values):
+        defaults = {
+            "decision_log": "off",
+            "decision_log_sample_rate": 0.5,
+            "decision_log_denials": False,
+            "decision_log_buffer": 100,
+            "decision_log_flush_seconds": 60.0,
+            "decision_log_stream": False,
+        }
+        self.__dict__.update(defaults, **values)
+
+
+ALLOW = Decision(True, 7, rule="role:principal", policy_version=1)
+DENY = Decision(False, 7, reason="no validated attachment", policy_version=1)
+Q = Question(1, 2, "my_account", "consult")
+
+
+@pytest.mark.parametrize(
+    "settings, draw, expected",
+    [
+        ({"decision_log": "off"}, 0.0, []),
+        ({"decision_log": "all"}, 0.99, [True, False]),
+        ({"decision_log": "sampled"}, 0.49, [True, False]),
+        ({"decision_log": "sampled"}, 0.51, []),
+        ({"decision_log": "sampled", "decision_log_denials": True}, 0.51, [False]),
+        ({"decision_log": "off", "decision_log_denials": True}, 0.0, [False]),
+    ],
+)
+def test_what_is_recorded_follows_the_mode_the_rate_and_denials(rt, settings, draw, expected):
+    recorder = decision_log.Recorder(rt.engine, Settings(**settings), draw=lambda: draw)
+    recorder.record("check", Caller(client_id=1), [(Q, ALLOW), (Q, DENY)])
+    assert recorder.started == bool(expected)
+    recorder.close()
+    assert [r.allowed for r in recorded(rt)] == expected
+
+
+def test_a_full_buffer_drops_and_the_rest_is_written_at_close(rt):
+    recorder = decision_log.Recorder(
+        rt.engine, Settings(decision_log="all", decision_log_buffer=100)
+    )
+    for _ in range(2):  # the second request's records do not fit: dropped
+        recorder.record("check", Caller(client_id=1), [(Q, ALLOW)] * 60)
+    assert recorder.pending == 60
+    recorder.close()  # the writer stops and writes what remains
+    assert recorder.pending == 0
+    assert len(recorded(rt, api="check")) == 60
+    recorder.record("check", Caller(client_id=1), [(Q, ALLOW)] * 100)
+    recorder.flush()
+    assert len(recorded(rt, api="check")) == 160  # room again once written
+
+
+def test_the_background_writer_writes_without_being_asked(rt):
+    recorder = decision_log.Recorder(
+        rt.engine, Settings(decision_log="all", decision_log_flush_seconds=0.05)
+    )
+    recorder.record("batch", Caller(user_id=1), [(Q, DENY)])
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with rt.read_sessions() as s:
+            if s.scalar(select(func.count()).select_from(DecisionRecord)):
+                break
+    else:
+        pytest.fail("nothing written")
+    recorder.close()
+
+
+def put(rt, **fields) -> None:
+    with rt.sessions() as s:
+        base = {
+            "decided_at": utcnow(),
+            "api": "check",
+            "action": "modify",
+            "allowed": True,
+            "revision": 1,
+            "user_id": 5,
+            "structure_id": 12,
+            "space": "issued_invoices",
+        }
+        s.add(DecisionRecord(**{**base, **fields}))
+        s.commit()
+
+
+def test_a_reviewer_finds_who_was_allowed_to_modify_invoices_last_week(api, rt):
+    now = utcnow()
+    last_week = now - dt.timedelta(days=5)
+    put(rt, decided_at=last_week, user_id=43, rule="subscription:812 modify issued_invoices")
+    put(rt, decided_at=last_week, user_id=44, allowed=False, reason="no subscription")
+    put(rt, decided_at=last_week, user_id=45, action="consult", rule="subscription:9")
+    put(rt, decided_at=now - dt.timedelta(days=30), user_id=46, rule="old")
+    put(rt, decided_at=last_week, user_id=47, structure_id=13, rule="elsewhere")
+    reviewer = make_reviewer(api, rt)
+    since = (now - dt.timedelta(days=7)).isoformat()
+    query = {
+        "structure_id": 12,
+        "space": "issued_invoices",
+        "action": "modify",
+        "result": "allowed",
+        "since": since,
+        "until": now.isoformat(),
+    }
+    r = reviewer.get("/v1/decision-log", query_string=query)
+    assert r.status_code == 200, r.json
+    assert r.json["total"] == 1
+    [found] = r.json["items"]
+    assert (found["user_id"], found["rule"]) == (43, "subscription:812 modify issued_invoices")
+    assert set(found) == FIELDS
+    r = reviewer.get("/v1/decision-log", query_string={**query, "format": "csv"})
+    assert r.status_code == 200 and r.mimetype == "text/csv"
+    lines = r.get_data(as_text=True).splitlines()
+    assert lines[0].startswith("id,decided_at,api") and len(lines) == 2
+    paged = reviewer.get("/v1/decision-log", query_string={"page_size": 2, "page": 3}).json
+    assert (paged["total"], len(paged["items"])) == (5, 1)
+
+
+def test_only_a_security_reviewer_reads_the_decision_log(api, client, rt, world):
+    owner, _, key = world
+    assert owner.get("/v1/decision-log").json["code"] == "reviewer_only"
+    r = client.get("/v1/decision-log", headers={"Authorization": f"Bearer {key}"})
+    assert (r.status_code, r.json["code"]) == (403, "client_not_allowed")
+    assert client.get("/v1/decision-log").status_code == 401
+
+
+def test_maintenance_deletes_records_past_their_retention(rt, session):
+    now = utcnow()
+    put(rt, decided_at=now - dt.timedelta(days=91))
+    put(rt, decided_at=now - dt.timedelta(days=89))
+    counts = maintenance.run_maintenance(session, rt, now)
+    assert counts["decision_records"] == 1
+    assert len(recorded(rt)) == 1
+
+
+def test_authz_decisions_prints_json_lines_and_csv(cli_env, cli_rt):
+    put(cli_rt, user_id=43, rule="subscription:812")
+    put(cli_rt, user_id=44, allowed=False, reason="no subscription")
+    result = authz("decisions", "--structure", "12", "--result", "denied", env=cli_env)
+    [line] = result.stdout.splitlines()
+    assert json.loads(line)["user_id"] == 44
+    result = authz("decisions", "--format", "csv", env=cli_env)
+    assert len(result.stdout.splitlines()) == 3
+    assert "2 record(s)." in result.stderr
+
+
+def test_the_stream_writes_each_record_as_one_json_log_line(rt, caplog):
+    recorder = decision_log.Recorder(
+        rt.engine, Settings(decision_log="all", decision_log_stream=True)
+    )
+    recorder.record("check", Caller(client_id=3), [(Q, DENY)])
+    with caplog.at_level("INFO", logger="authz.decision_log.records"):
+        assert recorder.flush() == 1
+    [record] = [r for r in caplog.records if r.name == "authz.decision_log.records"]
+    line = json.loads(logs.JsonFormatter().format(record))
+    assert line["decision"]["client_id"] == 3 and line["decision"]["allowed"] is False
+    assert line["decision"]["reason"] == "no validated attachment"
+    recorder.close()
