@@ -229,7 +229,8 @@ class MemberSubscription(MethodView):
     @blp.problem(404, "Unknown, invisible, or not a validated subscription of that member")
     @revisioned
     def delete(self, structure_id, user_id, subscription_id):
-        """Revoke one subscription line of a member (it becomes deactivated)."""
+        """Revoke one subscription line of a member (it becomes deactivated;
+        answers the revision of the change)."""
         members.revoke_subscription(
             db(), runtime(), current_user(), structure_id, user_id, subscription_id
         )

@@ -225,6 +225,22 @@ def test_user_structures_lists_only_the_structures_the_caller_manages(world):
     assert garage["structure"]["designation"] == "Garage Martin"
 
 
+def test_anyone_lists_their_own_structures_whatever_their_role(api, world):
+    """A simple user is not a manager, yet sees their own memberships (issue
+    15: it was a 404); another user's stay invisible to them."""
+    ada, eve = world["ada"], world["eve"]
+    simon = api.person("simon@example.org", "Simon", "Simple")
+    attach_directly(ada, world["bakery"], simon.user["id"])
+    attach_directly(eve, world["garage"], simon.user["id"], role="secondary")
+    r = simon.get(f"/v1/users/{simon.user['id']}/structures")
+    assert r.status_code == 200, r.json
+    assert [(i["structure"]["designation"], i["role"]) for i in r.json["items"]] == [
+        ("Boulangerie Dupont", "simple"),
+        ("Garage Martin", "secondary"),
+    ]
+    assert simon.get(f"/v1/users/{world['helene']}/structures").status_code == 404
+
+
 def test_structure_users_lists_attached_users_roles_and_statuses(api, world):
     ada, bakery = world["ada"], world["bakery"]
     carol = api.person("carol@example.org", "Carol", "Petit")

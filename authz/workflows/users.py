@@ -245,12 +245,17 @@ def user_structures(
 ) -> Page:
     """The structures a visible user is attached to, among those where `actor`
     may manage users, by designation: the user's role there and every
-    attachment row that is not deleted.
+    attachment row that is not deleted. One's own: every structure one is
+    attached to, whatever one's role.
 
     Raises NotFound (unknown or invisible user).
     """
-    user = get_visible(session, rt, actor, user_id)
-    seen = and_(Attachment.user_id == user.id, _seen_attachments(rt, actor))
+    if user_id == actor.id:
+        user = actor
+        seen = and_(Attachment.user_id == actor.id, Attachment.status != "deleted")
+    else:
+        user = get_visible(session, rt, actor, user_id)
+        seen = and_(Attachment.user_id == user.id, _seen_attachments(rt, actor))
     found = paginate(
         session,
         select(Structure)

@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from sqlalchemy import select
 
 from authz.security import digest, new_token
 from authz.workflows import operators
-from models import AuthToken, utcnow
+from models import AuthToken, Subscription, utcnow
 
 from .api import PASSWORD, Api, create_structure
 from .rows import client_key, grant, user_row
@@ -128,6 +129,10 @@ def build_world(api: Api, n: int = 0) -> World:
         ids["acme"],
         subscriptions=(("issued_invoices", "consult", None),),
     )
+    with rt.sessions() as s:  # Sue's subscription, for the routes that name one
+        ids["subscription"] = s.scalars(
+            select(Subscription.id).where(Subscription.user_id == ids["sue"])
+        ).one()
     # Pat asks to join ACME; Sue asks for a subscription; Bob is invited to ACME.
     pat = Api(api.client, rt, bearer_token(rt, ids["pat"]))
     asked = pat.post(
@@ -175,9 +180,6 @@ def build_world(api: Api, n: int = 0) -> World:
     history = ada.get(f"/v1/structures/{ids['acme']}/history")
     assert history.status_code == 200, history.json
     ids["history_entry"] = history.json["items"][0]["id"]
-    held = ada.get(f"/v1/structures/{ids['acme']}/users/{ids['sue']}/subscriptions")
-    assert held.status_code == 200, held.json
-    ids["sue_subscription"] = held.json["items"][0]["id"]
     return World(tokens, ids, names)
 
 
