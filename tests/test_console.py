@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from api.console import i18n
 from authz.config import SettingError, load_settings
 from authz.workflows import maintenance, operators
+from authz.workflows.records import HISTORY_ACTIONS
 from models import ConsoleSession
 from tests.support.api import PASSWORD, attach_directly
 from tests.support.console import Console, console_for
@@ -209,6 +210,23 @@ def test_every_text_of_the_templates_has_its_french():
     assert not missing
 
 
+def test_every_history_action_has_its_label_in_both_languages():
+    keys = {f"action:{action}" for action in HISTORY_ACTIONS}
+    assert not sorted(keys - set(i18n.FRENCH))
+    assert not sorted(keys - set(i18n.ENGLISH_VALUES))
+    assert not sorted({k for k in i18n.ENGLISH_VALUES if k.startswith("action:")} - keys)
+
+
+def test_the_history_shows_translated_actions(app, api, world):
+    mine = world["mine"]["id"]
+    claire = console_for(app, "claire@example.org")
+    french = claire.text(f"/console/structures/{mine}/history?lang=fr")
+    assert "<td>Invitation acceptée</td>" in french
+    assert "invitation.accepted" not in french
+    english = claire.text(f"/console/structures/{mine}/history?lang=en")
+    assert "<td>Invitation accepted</td>" in english
+
+
 def test_direct_attachment_of_an_active_account_sends_an_invitation(app, api, world):
     mine = world["mine"]["id"]
     claire = console_for(app, "claire@example.org")
@@ -225,6 +243,28 @@ def test_direct_attachment_of_an_active_account_sends_an_invitation(app, api, wo
     accepted = zoe.post(f"/console/me/invitations/{invitation}", {"answer": "accept"})
     assert "done=invitation_accepted" in accepted.headers["Location"]
     assert world["zoe"].get(f"/v1/structures/{mine}").status_code == 200
+
+
+def test_the_invitation_and_the_subscription_form_name_structures_by_designation(app, world):
+    mine = world["mine"]["id"]
+    zoe = console_for(app, "zoe@example.org")
+    assert 'name="structure_id"' not in zoe.text("/console/me")  # attached nowhere
+    claire = console_for(app, "claire@example.org")
+    claire.get(f"/console/structures/{mine}/users")
+    claire.post(
+        f"/console/structures/{mine}/users/attach",
+        {"login_email": "zoe@example.org", "role": "simple"},
+    )
+    invited = zoe.text("/console/me")
+    [invitation] = re.findall(r'<ul id="invitations">\s*<li>([^<]*)', invited)
+    assert "Boulangerie Martin" in invitation and str(mine) not in invitation
+    invitation_id = re.search(r"/console/me/invitations/(\d+)", invited).group(1)
+    zoe.post(f"/console/me/invitations/{invitation_id}", {"answer": "accept"})
+    choices = re.findall(
+        r'<option value="(\d+)">([^<]*)</option>',
+        re.search(r'<select name="structure_id".*?</select>', zoe.text("/console/me")).group(0),
+    )
+    assert choices == [(str(mine), "Boulangerie Martin")]  # not Autre SA
 
 
 def test_users_are_searched_exported_mailed_and_removed(app, api, rt, world):
@@ -397,3 +437,29 @@ def test_console_log_ins_share_the_api_lock_out(app, rt, world):
         "/v1/auth/token", json={"login_email": "claire@example.org", "password": PASSWORD}
     )
     assert api_login.status_code == 429  # the same counters as the API's log-in
+
+
+def test_a_principal_names_successors_when_deactivating_from_the_console(app, api, world):
+    claire = console_for(app, "claire@example.org")
+    page = claire.text("/console/me")
+    assert re.findall(r'name="successor_(\d+)"', page) == [str(world["mine"]["id"])]
+    refused = claire.post("/console/me/deactivate", {"password": PASSWORD})
+    assert refused.status_code == 409  # successors_required: the workflow's answer
+    assert "Boulangerie Martin" in claire.text("/console/")  # still logged in, still principal
+    left = claire.post(
+        "/console/me/deactivate",
+        {"password": PASSWORD, f"successor_{world['mine']['id']}": "bob@example.org"},
+    )
+    assert "done=deactivated" in left.headers["Location"], left.get_data(True)
+    login = claire.text(left.headers["Location"] + "&lang=en")
+    until = (dt.datetime.now(dt.UTC) + dt.timedelta(days=60)).strftime("%Y-%m-%d")
+    assert f'id="reactivable-until">You can reactivate your account until {until}' in login
+    assert claire.get("/console/me").status_code == 302  # the session ended with the account
+    bob = console_for(app, "bob@example.org")
+    assert "gestionnaire principal" in bob.text("/console/")
+
+
+def test_the_log_in_page_shows_only_a_date_as_reactivation_deadline(app):
+    console = Console(app.test_client())
+    assert "reactivable-until" not in console.text("/console/login?until=<b>evil</b>")
+    assert "2027-01-29 10:12 UTC" in console.text("/console/login?until=2027-01-29T10:12")

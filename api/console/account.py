@@ -4,6 +4,7 @@ attachment or a subscription, invitations, deactivation)."""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -36,7 +37,11 @@ def _safe_next(target: str | None) -> str:
 @open_page
 def login() -> ResponseReturnValue:
     if request.method == "GET":
-        return page("login.html", next=request.args.get("next", ""))
+        return page(
+            "login.html",
+            next=request.args.get("next", ""),
+            reactivable_until=_until(request.args.get("until")),
+        )
     token, _row = sessions.open_session(
         db(),
         runtime(),
@@ -120,9 +125,14 @@ def _confirmed_password() -> str:
 @blp.route("/")
 def home() -> ResponseReturnValue:
     """My structures: where I am attached, with my role, and what I may do there."""
+    structures, roles = _my_structures()
+    return page("home.html", structures=structures, roles=roles)
+
+
+def _my_structures() -> tuple[list[Any], dict[int, str | None]]:
+    """The structures I see, and my role on each (None: not attached)."""
     mine = structure_flow.list_visible(db(), runtime(), g.user, page=1, page_size=200)
-    roles = {s.id: role_on(db(), g.user, s.id) for s in mine.items}
-    return page("home.html", structures=mine.items, roles=roles)
+    return mine.items, {s.id: role_on(db(), g.user, s.id) for s in mine.items}
 
 
 @blp.route("/me", methods=["GET"])
@@ -154,9 +164,13 @@ def me() -> ResponseReturnValue:
         page_size=50,
     )
     spaces = runtime().policies.spaces
+    structures, roles = _my_structures()
     return page(
         "me.html",
         invitations=pending.items,
+        invited_to=invitations.designations(db(), pending.items),
+        attached=[s for s in structures if roles[s.id]],
+        led=[s for s in structures if roles[s.id] == "principal"],
         attachment_requests=mine_att.items,
         subscription_requests=mine_sub.items,
         spaces=spaces,
@@ -214,18 +228,50 @@ def answer_invitation(invitation_id: int) -> ResponseReturnValue:
 
 @blp.route("/me/deactivate", methods=["POST"])
 def deactivate() -> ResponseReturnValue:
-    """Deactivate my own account (a principal names successors through the API
-    or the transfer page first); the session ends with it."""
-    lifecycle.deactivate_self(
+    """Deactivate my own account; a principal names, in the same form, a
+    successor (login email) for each structure they lead (`successor_<id>`
+    fields). The session ends with it; the log-in page shows until when the
+    account can be reactivated."""
+    successors = [
+        lifecycle.Successor(structure_id=int(key.removeprefix(SUCCESSOR)), login_email=email)
+        for key, value in request.form.items()
+        if key.startswith(SUCCESSOR)
+        and key.removeprefix(SUCCESSOR).isdigit()
+        and (email := value.strip())
+    ]
+    user = lifecycle.deactivate_self(
         db(),
         runtime(),
         g.user,
         password=request.form.get("password", ""),
-        successors=[],
+        successors=successors,
         address=request.remote_addr,
     )
+    until = lifecycle.reactivable_until(user)
     sessions.end(db(), runtime(), g.console_session_id)
-    return web.log_out_cookie(redirect(url_for("console.login", done="deactivated")))
+    return web.log_out_cookie(
+        redirect(
+            url_for(
+                "console.login",
+                done="deactivated",
+                until=until.strftime(UNTIL_FORMAT) if until else None,
+            )
+        )
+    )
+
+
+SUCCESSOR = "successor_"
+UNTIL_FORMAT = "%Y-%m-%dT%H:%M"
+
+
+def _until(value: str | None) -> str | None:
+    """The reactivation deadline carried by the log-in link, shown only if it
+    is a date and time (the link is not trusted to carry any other text)."""
+    try:
+        until = dt.datetime.strptime(f"{value or ''}+0000", f"{UNTIL_FORMAT}%z")
+    except ValueError:
+        return None
+    return until.strftime("%Y-%m-%d %H:%M")
 
 
 @blp.route("/reactivate", methods=["GET", "POST"])

@@ -59,10 +59,95 @@ ENGLISH_VALUES = {
     "notice:account_created": "Account created and attached; the activation mail is sent.",
     "notice:principal_designated": "The new principal manager is designated.",
     "notice:identifier_changed": "The structure now has its new identifier.",
+    # history actions: one label for every action of HISTORY_ACTIONS (a test checks)
+    "action:account.created": "Account created",
+    "action:account.deactivated": "Account deactivated",
+    "action:account.reactivated": "Account reactivated",
+    "action:account.closed": "Account closed",
+    "action:user.updated": "User details changed",
+    "action:operator.appointed": "Operator appointed",
+    "action:security_reviewer.appointed": "Security reviewer appointed",
+    "action:client.created": "Client application created",
+    "action:client.revoked": "Client application revoked",
+    "action:structure.created": "Structure created",
+    "action:structure.registered": "Structure registered",
+    "action:structure.updated": "Structure changed",
+    "action:structure.identifier_changed": "Identifier changed",
+    "action:structure.created_from_identifier_change": "Structure created by an identifier change",
+    "action:service.created": "Service created",
+    "action:service.updated": "Service changed",
+    "action:spaces.updated": "Opened spaces changed",
+    "action:attachment_request.created": "Attachment requested",
+    "action:attachment_request.validated": "Attachment request validated",
+    "action:attachment_request.refused": "Attachment request refused",
+    "action:attachment.created": "User attached",
+    "action:attachment.deleted": "User removed",
+    "action:attachment.left": "User left the structure",
+    "action:attachment.role_changed": "Role changed",
+    "action:attachment.services_added": "Services added",
+    "action:attachment.services_removed": "Services removed",
+    "action:invitation.created": "Invitation sent",
+    "action:invitation.accepted": "Invitation accepted",
+    "action:invitation.refused": "Invitation refused",
+    "action:invitation.withdrawn": "Invitation withdrawn",
+    "action:invitation.expired": "Invitation expired",
+    "action:principal.designated": "Principal manager designated",
+    "action:principal.appointed": "Principal manager appointed",
+    "action:subscription_request.created": "Subscription requested",
+    "action:subscription_request.validated": "Subscription request validated",
+    "action:subscription_request.self_validated": "Own subscription request validated",
+    "action:subscription_request.refused": "Subscription request refused",
+    "action:subscriptions.granted": "Subscriptions granted",
+    "action:subscription.revoked": "Subscription revoked",
+    "action:technical_user.created": "Technical user created",
+    "action:technical_user.secret_reset": "Technical user's secret reset",
 }
 
 FRENCH = {
     # values
+    "action:account.created": "Compte créé",
+    "action:account.deactivated": "Compte désactivé",
+    "action:account.reactivated": "Compte réactivé",
+    "action:account.closed": "Compte clos",
+    "action:user.updated": "Coordonnées de l'utilisateur modifiées",
+    "action:operator.appointed": "Opérateur nommé",
+    "action:security_reviewer.appointed": "Responsable de la revue de sécurité nommé",
+    "action:client.created": "Application cliente créée",
+    "action:client.revoked": "Application cliente révoquée",
+    "action:structure.created": "Structure créée",
+    "action:structure.registered": "Structure enregistrée",
+    "action:structure.updated": "Structure modifiée",
+    "action:structure.identifier_changed": "Identifiant modifié",
+    "action:structure.created_from_identifier_change": (
+        "Structure créée par changement d'identifiant"
+    ),
+    "action:service.created": "Service créé",
+    "action:service.updated": "Service modifié",
+    "action:spaces.updated": "Espaces ouverts modifiés",
+    "action:attachment_request.created": "Rattachement demandé",
+    "action:attachment_request.validated": "Demande de rattachement validée",
+    "action:attachment_request.refused": "Demande de rattachement refusée",
+    "action:attachment.created": "Utilisateur rattaché",
+    "action:attachment.deleted": "Utilisateur retiré",
+    "action:attachment.left": "L'utilisateur a quitté la structure",
+    "action:attachment.role_changed": "Rôle modifié",
+    "action:attachment.services_added": "Services ajoutés",
+    "action:attachment.services_removed": "Services retirés",
+    "action:invitation.created": "Invitation envoyée",
+    "action:invitation.accepted": "Invitation acceptée",
+    "action:invitation.refused": "Invitation refusée",
+    "action:invitation.withdrawn": "Invitation retirée",
+    "action:invitation.expired": "Invitation expirée",
+    "action:principal.designated": "Gestionnaire principal désigné",
+    "action:principal.appointed": "Gestionnaire principal nommé",
+    "action:subscription_request.created": "Souscription demandée",
+    "action:subscription_request.validated": "Demande de souscription validée",
+    "action:subscription_request.self_validated": "Demande de souscription validée par son auteur",
+    "action:subscription_request.refused": "Demande de souscription refusée",
+    "action:subscriptions.granted": "Souscriptions accordées",
+    "action:subscription.revoked": "Souscription retirée",
+    "action:technical_user.created": "Utilisateur technique créé",
+    "action:technical_user.secret_reset": "Secret de l'utilisateur technique renouvelé",
     "role:principal": "gestionnaire principal",
     "role:secondary": "gestionnaire secondaire",
     "role:simple": "utilisateur simple",
@@ -184,6 +269,17 @@ FRENCH = {
     "Last name": "Nom",
     "First name": "Prénom",
     "Search": "Rechercher",
+    "Ask for an attachment first: a subscription is asked for a structure one belongs to.": (
+        "Demandez d'abord un rattachement : une souscription se demande pour une structure "
+        "dont on fait partie."
+    ),
+    (
+        "A principal manager names a successor for each structure they lead. The account can "
+        "be reactivated within 60 days."
+    ): "Un gestionnaire principal désigne un successeur pour chaque structure qu'il gère. "
+    "Le compte peut être réactivé dans les 60 jours.",
+    "Successor for": "Successeur pour",
+    "You can reactivate your account until": "Vous pouvez réactiver votre compte jusqu'au",
     "Name": "Nom",
     "user(s)": "utilisateur(s)",
     "Export the checked users (CSV)": "Exporter les utilisateurs cochés (CSV)",
@@ -239,11 +335,6 @@ FRENCH = {
     "Ask for a subscription": "Demander un abonnement",
     "My requests": "Mes demandes",
     "Deactivate my account": "Désactiver mon compte",
-    (
-        "A principal manager first designates a successor for each structure. The account can be "
-        "reactivated within 60 days."
-    ): "Un gestionnaire principal désigne d'abord un successeur pour chaque structure. "
-    "Le compte peut être réactivé dans les 60 jours.",
     "Deactivate": "Désactiver",
     "Generated at": "Généré le",
     "Finding": "Constat",
@@ -267,7 +358,8 @@ FRENCH = {
 
 def t(text: str) -> str:
     """`text` in the page's language (English keys of values have their English
-    wording in ENGLISH_VALUES; `action:` keys fall back to the action's code)."""
+    wording in ENGLISH_VALUES; every declared history action has its label in
+    both, a test checks; an undeclared `action:` key falls back to its code)."""
     lang = g.get("lang", DEFAULT)
     if lang == "fr" and text in FRENCH:
         return FRENCH[text]

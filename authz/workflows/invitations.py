@@ -172,6 +172,16 @@ def list_mine(
     )
 
 
+def designations(session: Session, invitations: Sequence[Invitation]) -> dict[int, str]:
+    """The designation of each structure the person is invited to (by its id):
+    an invitation names its structure to the person invited."""
+    ids = {i.structure_id for i in invitations}
+    if not ids:
+        return {}
+    rows = session.execute(select(Structure.id, Structure.designation).where(Structure.id.in_(ids)))
+    return dict(rows.all())
+
+
 def _with_status(stmt: Select[Any], status: str | None) -> Select[Any]:
     now = utcnow()
     if status == "pending":
