@@ -41,6 +41,7 @@ from . import request_flow as flow
 from .access import authorize, managers_of, require_open_structure, tell_managers
 from .accounts import find_by_login
 from .records import bump_revision, commit, notify, record
+from .users import Holding, holding
 from .withdrawal import scope_names, withdraw
 
 REQUESTABLE_ROLES = ("secondary", "simple")
@@ -323,6 +324,19 @@ def request_detail(session: Session, rt: Runtime, actor: User, request_id: int) 
 # --- processing by managers -------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Validated:
+    """A validated request and what its requester now holds on the structure
+    (not only what was asked: services validated earlier stay). Reads as the
+    request for every other attribute."""
+
+    request: AttachmentRequest
+    attachment: Holding
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.request, name)
+
+
 def validate_request(
     session: Session,
     rt: Runtime,
@@ -334,12 +348,13 @@ def validate_request(
     service_ids: list[int] | None = None,
     valid_from: dt.date | None = None,
     comment: str | None = None,
-) -> AttachmentRequest:
+) -> Validated:
     """Validate a pending request, optionally changing the role (secondary or
     simple; default: the requester's current role on the structure, simple for
     a newcomer) and the scope (default: the requested one). The user's
     attachments become validated from `valid_from` (today by default); default
     spaces of the structure become a subscription request; the user is mailed.
+    Returns the request with what the user now holds there.
 
     Raises NotFound, Forbidden (`action_not_allowed`, `own_request`), Conflict
     (`request_processed`, `user_is_principal`), Invalid.
@@ -413,7 +428,7 @@ def validate_request(
         + (f"\n\nComment: {comment}" if comment else ""),
     )
     commit(session, rt)
-    return req
+    return Validated(req, holding(session, user.id, structure.id))
 
 
 def refuse_request(
@@ -704,7 +719,8 @@ def leave(session: Session, rt: Runtime, actor: User, structure_id: int) -> None
 def validate_many(
     session: Session, rt: Runtime, actor: User, ids: list[int], **options: Any
 ) -> list[flow.Outcome]:
-    """Bulk validate_request with the same options; one outcome per request."""
+    """Bulk validate_request with the same options; one outcome per request,
+    carrying (as `result`) the Validated of each success."""
     return flow.bulk(session, ids, lambda i: validate_request(session, rt, actor, i, **options))
 
 

@@ -106,9 +106,11 @@ def test_guide_attachment_requests_end_to_end(api, rt, bakery):
     ids = [ask_attachment(p, sid)["id"] for p in people]
     ok = claire.post(f"{ATT}/validations", json={"ids": ids[:2], "role": "simple"})
     assert ok.status_code == 200, ok.json
-    assert ok.json["results"] == [
-        {"id": i, "ok": True, "code": None, "detail": None} for i in ids[:2]
-    ]
+    assert [
+        (r["id"], r["ok"], r["code"], r["attachment"]["role"], r["attachment"]["whole_structure"])
+        for r in ok.json["results"]
+    ] == [(i, True, None, "simple", True) for i in ids[:2]]
+    assert isinstance(ok.json["revision"], int)
     no = claire.post(f"{ATT}/refusals", json={"ids": ids[2:], "reason": "Effectif complet"})
     assert [(r["id"], r["ok"]) for r in no.json["results"]] == [(i, True) for i in ids[2:]]
     at = revision(rt)
@@ -266,6 +268,47 @@ def test_an_attachment_request_validated_from_a_later_date_grants_from_that_date
             api, julien.user["id"], bakery.id, "my_account", "consult", at=at, headers=key
         )["allowed"]
 
+    held = r.json["attachment"]
+    assert (held["role"], held["whole_structure"], held["service_ids"]) == ("simple", True, [])
+    assert [(a["service_id"], a["valid_from"]) for a in held["attachments"]] == [
+        (None, start.isoformat())
+    ]
     assert not may_consult()
     with time_machine.travel(dt.datetime.combine(start, dt.time(8), tzinfo=dt.UTC), tick=False):
         assert may_consult()
+
+
+def test_a_validation_answers_with_everything_the_user_now_holds(api, rt, bakery):
+    """Asked for one more service, the answer lists every service held (the one
+    validated earlier too), the role and the dates — unit and bulk."""
+    claire, sid, svc = bakery.claire, bakery.id, bakery.services
+    marc = person(api, "marc@login.example")
+    first = ask_attachment(marc, sid, [svc["ATELIER"]])
+    assert process(claire, "attachment", first["id"], "validation").status_code == 200
+    more = ask_attachment(marc, sid, [svc["BOUTIQUE"]])
+    r = process(claire, "attachment", more["id"], "validation", role="secondary")
+    assert r.status_code == 200, r.json
+    assert (r.json["status"], r.json["service_ids"]) == ("validated", [svc["BOUTIQUE"]])
+    held = r.json["attachment"]
+    assert held["user_id"] == marc.user["id"] and held["structure_id"] == sid
+    assert (held["role"], held["whole_structure"]) == ("secondary", False)
+    assert held["service_ids"] == sorted([svc["ATELIER"], svc["BOUTIQUE"]])
+    assert [(a["service_code"], a["role"], a["status"]) for a in held["attachments"]] == [
+        ("ATELIER", "secondary", "validated"),
+        ("BOUTIQUE", "secondary", "validated"),
+    ]
+    assert all(a["valid_from"] == roles.today().isoformat() for a in held["attachments"])
+    assert r.json["revision"] == revision(rt)
+
+    # Bulk: each success carries what its user holds; a failure carries nothing.
+    nina = person(api, "nina@login.example")
+    asked = ask_attachment(nina, sid, [svc["BOUTIQUE"]])
+    bulk = claire.post(f"{ATT}/validations", json={"ids": [asked["id"], more["id"]]})
+    assert bulk.status_code == 200, bulk.json
+    done, again = bulk.json["results"]
+    assert done["attachment"]["service_ids"] == [svc["BOUTIQUE"]]
+    assert (again["ok"], again["code"], "attachment" in again) == (
+        False,
+        "request_processed",
+        False,
+    )
