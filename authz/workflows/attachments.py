@@ -91,6 +91,23 @@ def resolve_scope(
     return ids
 
 
+def start_date(valid_from: dt.date | None) -> dt.date:
+    """The start of an attachment a manager grants: today (UTC) by default,
+    never in the past — a back-dated right would claim a past nobody decided.
+
+    Raises Invalid `start_in_past`.
+    """
+    start = today()
+    if valid_from is not None and valid_from < start:
+        raise Invalid(
+            f"The start date {valid_from.isoformat()} is in the past; "
+            f"give today ({start.isoformat()}) or a later date.",
+            code="start_in_past",
+            errors={"valid_from": ["Today or later."]},
+        )
+    return valid_from or start
+
+
 def existing_rows(
     session: Session, user_id: int, structure_id: int
 ) -> dict[int | None, Attachment]:
@@ -368,6 +385,7 @@ def validate_request(
     req, structure, user = flow.load_for_processing(
         session, rt, actor, AttachmentRequest, request_id
     )
+    start = start_date(valid_from)
     if role is None:  # not changed by the manager: keep the one the user holds
         current = validated_role(existing_rows(session, user.id, structure.id).values())
         role = current if current in REQUESTABLE_ROLES else "simple"
@@ -389,7 +407,7 @@ def validate_request(
         structure,
         scopes,
         role=role,
-        valid_from=valid_from or today(),
+        valid_from=start,
         valid_until=None,
     )
     # Pending rows of this request that the manager did not keep are refused;
@@ -523,7 +541,7 @@ def attach_directly(
     )
     if user is None or user.kind != "person" or user.status == "closed":
         raise NotFound("No such user.")
-    start = valid_from or today()
+    start = start_date(valid_from)
     if valid_until is not None and valid_until < start:
         raise Invalid(
             "The end date is before the start date.",

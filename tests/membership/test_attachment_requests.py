@@ -312,3 +312,33 @@ def test_a_validation_answers_with_everything_the_user_now_holds(api, rt, bakery
         "request_processed",
         False,
     )
+
+
+def test_a_start_date_in_the_past_is_refused_and_changes_nothing(api, rt, bakery):
+    """Validation, direct attachment and added services refuse a back-dated
+    start (422 start_in_past); today is accepted."""
+    claire, sid, svc = bakery.claire, bakery.id, bakery.services
+    yesterday = (roles.today() - dt.timedelta(days=1)).isoformat()
+    julien, req = pending_request("attachment", api, bakery, "julien@login.example")
+    before = snapshot(rt, sid)
+    r = process(claire, "attachment", req["id"], "validation", valid_from=yesterday)
+    assert (r.status_code, r.json["code"]) == (422, "start_in_past"), r.json
+    assert "valid_from" in r.json["errors"]
+    r = claire.post(
+        f"/v1/structures/{sid}/attachments",
+        json={"user_id": julien.user["id"], "whole_structure": True, "valid_from": yesterday},
+    )
+    assert (r.status_code, r.json["code"]) == (422, "start_in_past"), r.json
+    assert snapshot(rt, sid) == before
+    marc = person(api, "marc@login.example")
+    asked = ask_attachment(marc, sid, [svc["ATELIER"]])
+    assert process(claire, "attachment", asked["id"], "validation").status_code == 200
+    added = claire.post(
+        f"/v1/structures/{sid}/users/{marc.user['id']}/services",
+        json={"service_ids": [svc["BOUTIQUE"]], "valid_from": yesterday},
+    )
+    assert (added.status_code, added.json["code"]) == (422, "start_in_past"), added.json
+    today = roles.today().isoformat()
+    r = process(claire, "attachment", req["id"], "validation", valid_from=today)
+    assert r.status_code == 200, r.json
+    assert r.json["attachment"]["attachments"][0]["valid_from"] == today
