@@ -4,8 +4,6 @@ workflow of authz/workflows/attachments.py or authz/workflows/subscriptions.py."
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 from flask.views import MethodView
 
 from authz.workflows import attachments, subscriptions
@@ -45,7 +43,7 @@ def _list(module, args):
 
 
 def _outcomes(outcomes):
-    return {"results": [asdict(o) for o in outcomes]}
+    return {"results": outcomes}
 
 
 # --- attachment requests --------------------------------------------------------
@@ -86,11 +84,12 @@ class AttachmentValidation(MethodView):
     @attachment_blp.operation("validate_attachment_request")
     @attachment_blp.problem(403, "The caller may not process the structure's requests")
     @attachment_blp.arguments(s.AttachmentValidationSchema)
-    @attachment_blp.response(200, s.written(s.AttachmentRequestSchema))
+    @attachment_blp.response(200, s.written(s.AttachmentValidatedSchema))
     @attachment_blp.problem(409, "Already processed")
     @revisioned
     def post(self, body, request_id):
-        """Validate, optionally changing the role and the services."""
+        """Validate, optionally changing the role and the services. The answer is
+        the request and, as `attachment`, what the user now holds there."""
         return attachments.validate_request(db(), runtime(), current_user(), request_id, **body)
 
 
@@ -113,10 +112,11 @@ class AttachmentRefusal(MethodView):
 class AttachmentValidations(MethodView):
     @attachment_blp.operation("validate_attachment_requests")
     @attachment_blp.arguments(s.BulkAttachmentValidationSchema)
-    @attachment_blp.response(200, s.written(s.BulkOutcomeSchema))
+    @attachment_blp.response(200, s.written(s.BulkValidationOutcomeSchema))
     @revisioned
     def post(self, body):
-        """Validate several requests with the same options; one outcome per request."""
+        """Validate several requests with the same options; one outcome per
+        request, with what the user now holds (`attachment`) when validated."""
         ids = body.pop("ids")
         return _outcomes(attachments.validate_many(db(), runtime(), current_user(), ids, **body))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask.views import MethodView
 
 from authz.engine import permissions
-from authz.workflows import attachments, structures
+from authz.workflows import attachments, candidates, structures
 from models import Invitation
 
 from . import schemas as s
@@ -185,6 +185,21 @@ class Attachments(MethodView):
         if isinstance(result, Invitation):
             return invitation_created(result)
         return {"attachments": result}
+
+
+@blp.route("/<id:structure_id>/candidates")
+class Candidates(MethodView):
+    @blp.operation("find_candidates")
+    @blp.arguments(s.CandidateArgs, location="query")
+    @blp.response(200, s.CandidatesSchema)
+    @blp.problem(403, "The caller may not attach users here")
+    @blp.problem(404, "No such structure, or not visible")
+    @blp.problem(429, "Too many searches by this caller; retry later")
+    def get(self, args, structure_id):
+        """Find a person to attach, across the portal: by exact login email, or
+        by last name and first name together. Only id, names and login email."""
+        found = candidates.find(db(), runtime(), current_user(), structure_id, **args)
+        return {"candidates": found}
 
 
 @blp.route("/<id:structure_id>/attachments/<id:user_id>")

@@ -4,8 +4,6 @@ users). The blueprint is rooted at /v1 so it also serves /v1/structures/{id}/use
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 from flask import Response, stream_with_context
 from flask.views import MethodView
 
@@ -90,10 +88,7 @@ class ActivationEmails(MethodView):
         """(Re)send the activation mail to selected pending users; their earlier
         links stop working. One outcome per id."""
         return {
-            "results": [
-                asdict(o)
-                for o in users.send_activation_emails(db(), runtime(), current_user(), body["ids"])
-            ]
+            "results": users.send_activation_emails(db(), runtime(), current_user(), body["ids"])
         }
 
 

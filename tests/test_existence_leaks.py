@@ -32,6 +32,7 @@ BODIES: dict[tuple[str, str], dict | None] = {
         "user_id": "{user}",
         "whole_structure": True,
     },
+    ("get", "/v1/structures/{structure_id}/candidates"): None,
     ("delete", "/v1/structures/{structure_id}/attachments/{user_id}"): None,
     ("get", "/v1/structures/{structure_id}/users"): None,
     ("put", "/v1/structures/{structure_id}/users/{user_id}/role"): {"role": "secondary"},

@@ -252,6 +252,25 @@ def test_public_only_space_cannot_be_a_default_of_a_private_structure(api, struc
     assert r.status_code == 422 and r.json["code"] == "unknown_space"
 
 
+def test_a_default_space_must_be_opened_on_the_structure(api, structure_of):
+    """A default space that is not opened would give requests that are refused:
+    422 space_not_opened, until the space is opened."""
+    owner = api.person("owner@example.org")
+    st = structure_of(owner)
+    wanted = {"default_spaces": ["invoices_to_validate"]}
+    r = owner.patch(f"/v1/structures/{st['id']}", json=wanted)
+    assert (r.status_code, r.json["code"]) == (422, "space_not_opened"), r.json
+    assert owner.get(f"/v1/structures/{st['id']}").json["default_spaces"] == []
+    spaces = [
+        {"space": "my_account", "service_id": None},
+        {"space": "invoices_to_validate", "service_id": None},
+    ]
+    opened = owner.put(f"/v1/structures/{st['id']}/spaces", json={"spaces": spaces})
+    assert opened.status_code == 200, opened.json
+    r = owner.patch(f"/v1/structures/{st['id']}", json=wanted)
+    assert r.status_code == 200 and r.json["default_spaces"] == ["invoices_to_validate"], r.json
+
+
 def test_services_are_created_renamed_and_deactivated(api, rt, structure_of):
     owner = api.person("owner@example.org")
     st = structure_of(owner)

@@ -4,7 +4,7 @@ envelopes, and the outcome of a bulk operation."""
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, ClassVar
 
 from marshmallow import Schema, fields, validate
 
@@ -115,7 +115,7 @@ class OutcomeSchema(Schema):
     code = fields.String(allow_none=True)
     detail = fields.String(allow_none=True)
 
-    example = {"id": 31, "ok": True, "code": None, "detail": None}
+    example: ClassVar[dict[str, object]] = {"id": 31, "ok": True, "code": None, "detail": None}
 
 
 class BulkOutcomeSchema(Schema):

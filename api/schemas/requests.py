@@ -12,8 +12,9 @@ from models import ATTACHMENT_STATUSES, REQUEST_STATUSES
 
 from . import fields as f
 from .accounts import UserSchema
-from .common import PageArgs
+from .common import OutcomeSchema, PageArgs
 from .structures import StructureSchema
+from .users import AttachmentLineSchema
 
 SERVICES_MAX = 500
 LINES_MAX = 100
@@ -112,6 +113,75 @@ class AttachmentRequestSchema(RequestFields):
         "whole_structure": False,
         "service_ids": [7],
         "role": None,
+    }
+
+
+class HoldingSchema(Schema):
+    """What the user holds on the structure after the validation: not only what
+    was asked — services validated earlier stay."""
+
+    user_id = fields.Integer()
+    structure_id = fields.Integer()
+    role = fields.String(allow_none=True, metadata={"description": "The validated role."})
+    whole_structure = fields.Boolean()
+    service_ids = fields.List(
+        fields.Integer(), metadata={"description": "Every service held (empty: whole structure)."}
+    )
+    attachments = fields.List(
+        fields.Nested(AttachmentLineSchema),
+        metadata={"description": "The validated attachments, with their dates."},
+    )
+
+    example = {
+        "user_id": 43,
+        "structure_id": 12,
+        "role": "simple",
+        "whole_structure": False,
+        "service_ids": [7, 9],
+        "attachments": [
+            AttachmentLineSchema.example,
+            {
+                **AttachmentLineSchema.example,
+                "id": 91,
+                "service_id": 9,
+                "service_code": "SHOP",
+                "service_label": "Shop",
+            },
+        ],
+    }
+
+
+class AttachmentValidatedSchema(AttachmentRequestSchema):
+    attachment = fields.Nested(HoldingSchema)
+
+    example = {
+        **AttachmentRequestSchema.example,
+        "status": "validated",
+        "processed_at": "2026-01-29T09:00:00+00:00",
+        "processed_by_id": 42,
+        "role": "simple",
+        "attachment": HoldingSchema.example,
+    }
+
+
+class ValidationOutcomeSchema(OutcomeSchema):
+    attachment = fields.Nested(
+        HoldingSchema,
+        attribute="result.attachment",
+        metadata={"description": "What the user now holds; only when validated."},
+    )
+
+    example = {**OutcomeSchema.example, "attachment": HoldingSchema.example}
+
+
+class BulkValidationOutcomeSchema(Schema):
+    results = fields.List(fields.Nested(ValidationOutcomeSchema))
+
+    example = {
+        "results": [
+            ValidationOutcomeSchema.example,
+            {"id": 32, "ok": False, "code": "request_processed", "detail": "Already processed."},
+        ]
     }
 
 

@@ -226,3 +226,31 @@ class LookupSchema(Schema):
         "kind": "private",
         "services": [{"id": 7, "code": "ACCOUNTING", "label": "Accounting"}],
     }
+
+
+class CandidateArgs(Schema):
+    login_email = f.text(1, f.EMAIL_MAX, description="The exact login email; case ignored.")
+    last_name = f.text(1, f.SEARCH_MAX, description="The whole last name, with first_name.")
+    first_name = f.text(1, f.SEARCH_MAX, description="The whole first name, with last_name.")
+
+
+class CandidateSchema(Schema):
+    """A person one may attach: who they are, nothing more."""
+
+    id = fields.Integer()
+    first_name = fields.String(allow_none=True)
+    last_name = fields.String(allow_none=True)
+    login_email = fields.String()
+
+    example = {
+        "id": 43,
+        "first_name": "Lucie",
+        "last_name": "Petit",
+        "login_email": "lucie.petit@example.org",
+    }
+
+
+class CandidatesSchema(Schema):
+    candidates = fields.List(fields.Nested(CandidateSchema))
+
+    example = {"candidates": [CandidateSchema.example]}

@@ -41,6 +41,7 @@ from . import request_flow as flow
 from .access import authorize, managers_of, require_open_structure, tell_managers
 from .accounts import find_by_login
 from .records import bump_revision, commit, notify, record
+from .users import Holding, holding
 from .withdrawal import scope_names, withdraw
 
 REQUESTABLE_ROLES = ("secondary", "simple")
@@ -88,6 +89,23 @@ def resolve_scope(
             errors={"service_ids": [f"Unknown or inactive: {bad}."]},
         )
     return ids
+
+
+def start_date(valid_from: dt.date | None) -> dt.date:
+    """The start of an attachment a manager grants: today (UTC) by default,
+    never in the past — a back-dated right would claim a past nobody decided.
+
+    Raises Invalid `start_in_past`.
+    """
+    start = today()
+    if valid_from is not None and valid_from < start:
+        raise Invalid(
+            f"The start date {valid_from.isoformat()} is in the past; "
+            f"give today ({start.isoformat()}) or a later date.",
+            code="start_in_past",
+            errors={"valid_from": ["Today or later."]},
+        )
+    return valid_from or start
 
 
 def existing_rows(
@@ -323,6 +341,19 @@ def request_detail(session: Session, rt: Runtime, actor: User, request_id: int) 
 # --- processing by managers -------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Validated:
+    """A validated request and what its requester now holds on the structure
+    (not only what was asked: services validated earlier stay). Reads as the
+    request for every other attribute."""
+
+    request: AttachmentRequest
+    attachment: Holding
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.request, name)
+
+
 def validate_request(
     session: Session,
     rt: Runtime,
@@ -334,12 +365,13 @@ def validate_request(
     service_ids: list[int] | None = None,
     valid_from: dt.date | None = None,
     comment: str | None = None,
-) -> AttachmentRequest:
+) -> Validated:
     """Validate a pending request, optionally changing the role (secondary or
     simple; default: the requester's current role on the structure, simple for
     a newcomer) and the scope (default: the requested one). The user's
     attachments become validated from `valid_from` (today by default); default
     spaces of the structure become a subscription request; the user is mailed.
+    Returns the request with what the user now holds there.
 
     Raises NotFound, Forbidden (`action_not_allowed`, `own_request`), Conflict
     (`request_processed`, `user_is_principal`), Invalid.
@@ -353,6 +385,7 @@ def validate_request(
     req, structure, user = flow.load_for_processing(
         session, rt, actor, AttachmentRequest, request_id
     )
+    start = start_date(valid_from)
     if role is None:  # not changed by the manager: keep the one the user holds
         current = validated_role(existing_rows(session, user.id, structure.id).values())
         role = current if current in REQUESTABLE_ROLES else "simple"
@@ -374,7 +407,7 @@ def validate_request(
         structure,
         scopes,
         role=role,
-        valid_from=valid_from or today(),
+        valid_from=start,
         valid_until=None,
     )
     # Pending rows of this request that the manager did not keep are refused;
@@ -413,7 +446,7 @@ def validate_request(
         + (f"\n\nComment: {comment}" if comment else ""),
     )
     commit(session, rt)
-    return req
+    return Validated(req, holding(session, user.id, structure.id))
 
 
 def refuse_request(
@@ -508,7 +541,7 @@ def attach_directly(
     )
     if user is None or user.kind != "person" or user.status == "closed":
         raise NotFound("No such user.")
-    start = valid_from or today()
+    start = start_date(valid_from)
     if valid_until is not None and valid_until < start:
         raise Invalid(
             "The end date is before the start date.",
@@ -704,7 +737,8 @@ def leave(session: Session, rt: Runtime, actor: User, structure_id: int) -> None
 def validate_many(
     session: Session, rt: Runtime, actor: User, ids: list[int], **options: Any
 ) -> list[flow.Outcome]:
-    """Bulk validate_request with the same options; one outcome per request."""
+    """Bulk validate_request with the same options; one outcome per request,
+    carrying (as `result`) the Validated of each success."""
     return flow.bulk(session, ids, lambda i: validate_request(session, rt, actor, i, **options))
 
 

@@ -23,10 +23,17 @@ from sqlalchemy.orm import Session
 from models import Attachment, Structure, Subscription, User
 
 from ..errors import Conflict, Forbidden, Invalid, NotFound
-from ..roles import RANK, today, validated_role
+from ..roles import RANK, validated_role
 from ..runtime import Runtime
 from .access import authorize, require_open_structure, role_on
-from .attachments import REQUESTABLE_ROLES, existing_rows, grant, resolve_scope, summary
+from .attachments import (
+    REQUESTABLE_ROLES,
+    existing_rows,
+    grant,
+    resolve_scope,
+    start_date,
+    summary,
+)
 from .records import bump_revision, commit, notify, record
 from .users import Member, member
 from .withdrawal import scope_names, withdraw
@@ -175,7 +182,7 @@ def add_services(
         structure,
         added,
         role=role,
-        valid_from=valid_from or today(),
+        valid_from=start_date(valid_from),
         valid_until=None,
     )
     record(

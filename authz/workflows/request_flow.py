@@ -33,13 +33,14 @@ NAME = {AttachmentRequest: "attachment request", SubscriptionRequest: "subscript
 
 @dataclass(frozen=True)
 class Outcome:
-    """What became of one item of a bulk operation: done, or the domain error's
-    code and detail."""
+    """What became of one item of a bulk operation: done (with what the
+    workflow returned), or the domain error's code and detail."""
 
     id: int
     ok: bool
     code: str | None = None
     detail: str | None = None
+    result: Any = None
 
 
 def bulk(session: Session, ids: list[int], one: Callable[[int], Any]) -> list[Outcome]:
@@ -47,8 +48,7 @@ def bulk(session: Session, ids: list[int], one: Callable[[int], Any]) -> list[Ou
     outcomes = []
     for item in dict.fromkeys(ids):
         try:
-            one(item)
-            outcomes.append(Outcome(item, True))
+            outcomes.append(Outcome(item, True, result=one(item)))
         except DomainError as exc:
             session.rollback()
             outcomes.append(Outcome(item, False, exc.code, exc.detail))

@@ -372,8 +372,15 @@ def get(session: Session, rt: Runtime, actor: User, structure_id: int) -> Struct
 
 def _set_default_spaces(rt: Runtime, structure: Structure, codes: Iterable[str]) -> None:
     codes = list(dict.fromkeys(codes))
+    opened = {o.space_code for o in structure.opened_spaces}
     for code in codes:
         _check_space_allowed(rt, structure, code, field_name="default_spaces")
+        if code not in opened:  # a request for it would be refused: say so now
+            raise Invalid(
+                f"The space {code!r} is not opened on this structure; open it first.",
+                code="space_not_opened",
+                errors={"default_spaces": [f"{code!r} is not opened here."]},
+            )
     structure.default_spaces = [StructureDefaultSpace(space_code=c) for c in codes]
 
 

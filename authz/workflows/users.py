@@ -92,6 +92,26 @@ class Member:
 
 
 @dataclass(frozen=True)
+class Holding:
+    """What a user holds on a structure now: their validated role and their
+    validated attachment rows (the whole structure, or each service held),
+    with their dates — in force today or from a later start date."""
+
+    user_id: int
+    structure_id: int
+    role: str | None
+    attachments: list[AttachmentLine]
+
+    @property
+    def whole_structure(self) -> bool:
+        return any(line.service is None for line in self.attachments)
+
+    @property
+    def service_ids(self) -> list[int]:
+        return sorted(line.service.id for line in self.attachments if line.service)
+
+
+@dataclass(frozen=True)
 class UserDetail:
     """A visible user and their pending attachment requests the caller may process."""
 
@@ -320,6 +340,18 @@ def member(session: Session, user: User, structure_id: int) -> Member:
     )
     lines = _lines(session, rows)[(user.id, structure_id)]
     return Member(user, _role(lines), lines)
+
+
+def holding(session: Session, user_id: int, structure_id: int) -> Holding:
+    """What `user_id` holds on the structure (see Holding). No authorisation:
+    the caller's workflow checked it."""
+    rows = and_(
+        Attachment.structure_id == structure_id,
+        Attachment.user_id == user_id,
+        Attachment.status == "validated",
+    )
+    lines = _lines(session, rows)[(user_id, structure_id)]
+    return Holding(user_id, structure_id, validated_role(line.attachment for line in lines), lines)
 
 
 # --- changes --------------------------------------------------------------------

@@ -106,9 +106,11 @@ def test_guide_attachment_requests_end_to_end(api, rt, bakery):
     ids = [ask_attachment(p, sid)["id"] for p in people]
     ok = claire.post(f"{ATT}/validations", json={"ids": ids[:2], "role": "simple"})
     assert ok.status_code == 200, ok.json
-    assert ok.json["results"] == [
-        {"id": i, "ok": True, "code": None, "detail": None} for i in ids[:2]
-    ]
+    assert [
+        (r["id"], r["ok"], r["code"], r["attachment"]["role"], r["attachment"]["whole_structure"])
+        for r in ok.json["results"]
+    ] == [(i, True, None, "simple", True) for i in ids[:2]]
+    assert isinstance(ok.json["revision"], int)
     no = claire.post(f"{ATT}/refusals", json={"ids": ids[2:], "reason": "Effectif complet"})
     assert [(r["id"], r["ok"]) for r in no.json["results"]] == [(i, True) for i in ids[2:]]
     at = revision(rt)
@@ -266,6 +268,77 @@ def test_an_attachment_request_validated_from_a_later_date_grants_from_that_date
             api, julien.user["id"], bakery.id, "my_account", "consult", at=at, headers=key
         )["allowed"]
 
+    held = r.json["attachment"]
+    assert (held["role"], held["whole_structure"], held["service_ids"]) == ("simple", True, [])
+    assert [(a["service_id"], a["valid_from"]) for a in held["attachments"]] == [
+        (None, start.isoformat())
+    ]
     assert not may_consult()
     with time_machine.travel(dt.datetime.combine(start, dt.time(8), tzinfo=dt.UTC), tick=False):
         assert may_consult()
+
+
+def test_a_validation_answers_with_everything_the_user_now_holds(api, rt, bakery):
+    """Asked for one more service, the answer lists every service held (the one
+    validated earlier too), the role and the dates — unit and bulk."""
+    claire, sid, svc = bakery.claire, bakery.id, bakery.services
+    marc = person(api, "marc@login.example")
+    first = ask_attachment(marc, sid, [svc["ATELIER"]])
+    assert process(claire, "attachment", first["id"], "validation").status_code == 200
+    more = ask_attachment(marc, sid, [svc["BOUTIQUE"]])
+    r = process(claire, "attachment", more["id"], "validation", role="secondary")
+    assert r.status_code == 200, r.json
+    assert (r.json["status"], r.json["service_ids"]) == ("validated", [svc["BOUTIQUE"]])
+    held = r.json["attachment"]
+    assert held["user_id"] == marc.user["id"] and held["structure_id"] == sid
+    assert (held["role"], held["whole_structure"]) == ("secondary", False)
+    assert held["service_ids"] == sorted([svc["ATELIER"], svc["BOUTIQUE"]])
+    assert [(a["service_code"], a["role"], a["status"]) for a in held["attachments"]] == [
+        ("ATELIER", "secondary", "validated"),
+        ("BOUTIQUE", "secondary", "validated"),
+    ]
+    assert all(a["valid_from"] == roles.today().isoformat() for a in held["attachments"])
+    assert r.json["revision"] == revision(rt)
+
+    # Bulk: each success carries what its user holds; a failure carries nothing.
+    nina = person(api, "nina@login.example")
+    asked = ask_attachment(nina, sid, [svc["BOUTIQUE"]])
+    bulk = claire.post(f"{ATT}/validations", json={"ids": [asked["id"], more["id"]]})
+    assert bulk.status_code == 200, bulk.json
+    done, again = bulk.json["results"]
+    assert done["attachment"]["service_ids"] == [svc["BOUTIQUE"]]
+    assert (again["ok"], again["code"], "attachment" in again) == (
+        False,
+        "request_processed",
+        False,
+    )
+
+
+def test_a_start_date_in_the_past_is_refused_and_changes_nothing(api, rt, bakery):
+    """Validation, direct attachment and added services refuse a back-dated
+    start (422 start_in_past); today is accepted."""
+    claire, sid, svc = bakery.claire, bakery.id, bakery.services
+    yesterday = (roles.today() - dt.timedelta(days=1)).isoformat()
+    julien, req = pending_request("attachment", api, bakery, "julien@login.example")
+    before = snapshot(rt, sid)
+    r = process(claire, "attachment", req["id"], "validation", valid_from=yesterday)
+    assert (r.status_code, r.json["code"]) == (422, "start_in_past"), r.json
+    assert "valid_from" in r.json["errors"]
+    r = claire.post(
+        f"/v1/structures/{sid}/attachments",
+        json={"user_id": julien.user["id"], "whole_structure": True, "valid_from": yesterday},
+    )
+    assert (r.status_code, r.json["code"]) == (422, "start_in_past"), r.json
+    assert snapshot(rt, sid) == before
+    marc = person(api, "marc@login.example")
+    asked = ask_attachment(marc, sid, [svc["ATELIER"]])
+    assert process(claire, "attachment", asked["id"], "validation").status_code == 200
+    added = claire.post(
+        f"/v1/structures/{sid}/users/{marc.user['id']}/services",
+        json={"service_ids": [svc["BOUTIQUE"]], "valid_from": yesterday},
+    )
+    assert (added.status_code, added.json["code"]) == (422, "start_in_past"), added.json
+    today = roles.today().isoformat()
+    r = process(claire, "attachment", req["id"], "validation", valid_from=today)
+    assert r.status_code == 200, r.json
+    assert r.json["attachment"]["attachments"][0]["valid_from"] == today
