@@ -23,6 +23,7 @@ import csv
 import datetime as dt
 import io
 import logging
+import operator
 import random
 import threading
 import time
@@ -30,7 +31,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, Select, delete, select
+from sqlalchemy import Connection, Engine, Select, delete, select
 from sqlalchemy.orm import Session
 
 from models import DecisionRecord, utcnow
@@ -68,6 +69,8 @@ _INSERT = (
     f"INSERT INTO decision_log ({', '.join(COLUMNS)}) "  # noqa: S608  (constants, no value)
     f"VALUES ({', '.join(['{mark}'] * len(COLUMNS))})"
 )
+
+_COPY = f"COPY decision_log ({', '.join(COLUMNS)}) FROM STDIN"
 
 
 def _sqlite_time(value: dt.datetime) -> str:
@@ -154,36 +157,23 @@ class Recorder:
 
     def _rows(self, sqlite: bool = False) -> list[tuple]:
         """Take what is buffered, as rows in the order of COLUMNS (the time as
-        SQLite stores it when `sqlite`)."""
-        rows = []
+        SQLite stores it when `sqlite`). A row is three tuples joined: the
+        entry's (time, api, client, caller user), the question's and the
+        decision's fields read by attrgetter (in C), then the request id; a
+        rule or reason is cut to its column only when longer (rare)."""
+        rows: list[tuple] = []
         buffer = self._buffer
+        asked, answered = _ASKED, _ANSWERED
         while buffer:
             at, api, client_id, caller_user_id, request_id, pairs = buffer.popleft()
             self._queued -= len(pairs)
             when: Any = dt.datetime.fromtimestamp(at, dt.UTC)
             if sqlite:
                 when = _sqlite_time(when)
-            rows += [
-                (
-                    when,
-                    api,
-                    client_id,
-                    caller_user_id,
-                    q.user_id,
-                    q.structure_id,
-                    q.service,
-                    q.space,
-                    q.action,
-                    d.allowed,
-                    _short(d.rule),
-                    _short(d.reason),
-                    d.revision,
-                    d.policy_version,
-                    request_id,
-                )
-                for q, d in pairs
-            ]
-        return rows
+            head = (when, api, client_id, caller_user_id)
+            tail = (request_id,)
+            rows += [head + asked(q) + answered(d) + tail for q, d in pairs]
+        return [_cut(row) for row in rows] if any(map(_too_long, rows)) else rows
 
     @property
     def pending(self) -> int:
@@ -225,8 +215,11 @@ class Recorder:
                     stream_log.info("decision", extra={"decision": record})
             try:
                 with self.engine.begin() as conn:
-                    # The driver's executemany: no per-row work in Python.
-                    conn.exec_driver_sql(_INSERT.format(mark="?" if sqlite else "%s"), rows)
+                    if conn.dialect.driver == "psycopg":
+                        _copy(conn, rows)
+                    else:
+                        # The driver's executemany: no per-row work in Python.
+                        conn.exec_driver_sql(_INSERT.format(mark="?" if sqlite else "%s"), rows)
             except Exception as exc:  # noqa: BLE001  (dropped and counted, never raised)
                 metrics.get().decision_log_dropped.inc(len(rows))
                 # Not log.exception: the error's text holds the statement's parameters.
@@ -247,8 +240,33 @@ class Recorder:
         self.flush()
 
 
+def _copy(conn: Connection, rows: list[tuple]) -> None:
+    """PostgreSQL: the rows through COPY, in the connection's transaction
+    (psycopg adapts each row in C; an INSERT's executemany costs the writer
+    several times more per row)."""
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    with cursor.copy(_COPY) as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
 def _short(text: str | None) -> str | None:
     return text if text is None or len(text) <= _TEXT_MAX else text[: _TEXT_MAX - 1] + "…"
+
+
+# A row's question and decision fields, in the order of COLUMNS (user_id ..
+# action, then allowed .. policy_version), and where its rule and reason are.
+_ASKED = operator.attrgetter("user_id", "structure_id", "service", "space", "action")
+_ANSWERED = operator.attrgetter("allowed", "rule", "reason", "revision", "policy_version")
+_RULE, _REASON = COLUMNS.index("rule"), COLUMNS.index("reason")
+
+
+def _too_long(row: tuple) -> bool:
+    return len(row[_RULE] or "") > _TEXT_MAX or len(row[_REASON] or "") > _TEXT_MAX
+
+
+def _cut(row: tuple) -> tuple:
+    return (*row[:_RULE], _short(row[_RULE]), _short(row[_REASON]), *row[_REASON + 1 :])
 
 
 # --- reading and pruning ----------------------------------------------------------

@@ -53,6 +53,7 @@ from typing import Any
 import casbin
 from sqlalchemy import func, select
 
+from api import create_app
 from authz import decision_log, metrics, roles
 from authz.config import load_settings
 from authz.engine import checks
@@ -836,6 +837,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         questions = in_process(rt, prof, size, res, workdir)
         observability_phase(rt, questions, res)
+        decision_log_phase(url, workdir, questions, res)
         if not args.skip_http:
             try:
                 http_phase(rt, prof, size, res, url, workdir, args, questions, servers)
@@ -938,6 +940,89 @@ def observability_phase(
             + (f" (+{added:.1f} µs, {rate / base:.0%} of bare)" if name != "bare" else ""),
         )
     res.data["observability"] = {**best, "decision_log_written": sum(written)}
+
+
+def decision_log_phase(
+    url: str, workdir: Path, questions: list[Question], res: Results, reps: int = 3
+) -> None:
+    """(e2) What recording every decision costs a check through the whole request
+    path, in this process: the Flask application served by Flask's test client
+    (authentication, body parsing, the decision, recording, the JSON answer),
+    POST /v1/checks and POST /v1/checks/batch with 1,000 checks, each run with
+    AUTHZ_DECISION_LOG off and then all (the same application and runtime, the
+    recorder swapped). Measured in CPU seconds of the whole process, the
+    writer thread's work included (what is buffered is written, through the
+    driver, before a run's clock stops); `reps` repetitions of each pair, the
+    ratio all / off of each pair, and their median. The target: all keeps at
+    least 85 % of off's checks/s (docs/performance.md)."""
+    app = create_app(
+        {
+            "database_url": url,
+            "mail_background": False,
+            "log_level": "WARNING",
+            "var_dir": str(workdir / "var-e2"),
+        }
+    )
+    rt: Runtime = app.extensions["authz"]
+    with rt.sessions() as session:
+        _client, key = clients.create_client(session, rt, f"bench-e2-{os.getpid()}")
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    web = app.test_client()
+    off = rt.recorder
+    everything = decision_log.Recorder(
+        rt.engine, dataclasses.replace(rt.settings, decision_log="all", decision_log_buffer=10**7)
+    )
+    singles = [json.dumps(as_body(q)) for q in questions[:2_000]]
+    batches = [
+        json.dumps({"checks": [as_body(q) for q in questions[i : i + 1_000]]})
+        for i in range(0, 20_000, 1_000)
+    ]
+    for body in singles[:10]:  # the key verified once (argon2), caches warm
+        answered = web.post("/v1/checks", data=body, headers=headers)
+        if answered.status_code != 200:
+            raise RuntimeError(f"POST /v1/checks answered {answered.status_code}")
+    load = loadavg()
+
+    def run(path: str, bodies: list[str], per: int, recorder: decision_log.Recorder) -> float:
+        rt.recorder = recorder
+        gc.collect()
+        t0 = time.process_time()
+        for body in bodies:
+            web.post(path, data=body, headers=headers)
+        recorder.flush()
+        return len(bodies) * per / (time.process_time() - t0)
+
+    try:
+        for kind, path, bodies, per in (
+            ("single", "/v1/checks", singles, 1),
+            ("batch of 1000", "/v1/checks/batch", batches, 1_000),
+        ):
+            pairs = [
+                (run(path, bodies, per, off), run(path, bodies, per, everything))
+                for _ in range(reps)
+            ]
+            ratios = sorted(on / bare for bare, on in pairs)
+            ratio = statistics.median(ratios)
+            res.add(
+                "(e2) decision log",
+                f"in process, {kind}: checks/s with AUTHZ_DECISION_LOG off / all "
+                f"(CPU of the process; ratios of {reps} pairs, median; load {load})",
+                f"{statistics.median(p[0] for p in pairs):,.0f} / "
+                f"{statistics.median(p[1] for p in pairs):,.0f}: all at {ratio:.0%} of off "
+                f"(ratios {', '.join(f'{r:.0%}' for r in ratios)}; "
+                f"cost {1 - ratio:.0%})",
+                "all ≥ 85% of off",
+                ratio >= 0.85,
+            )
+            res.data.setdefault("decision_log_inprocess", {})[kind] = {
+                "pairs": pairs,
+                "median_ratio": ratio,
+                "loadavg": load,
+            }
+    finally:
+        rt.recorder = off
+        everything.close()
+        close_runtime(rt)
 
 
 def in_process(
