@@ -9,6 +9,7 @@ import io
 import json
 import logging
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 
@@ -263,3 +264,16 @@ def test_authz_serve_traces_in_each_worker(tmp_path):
     assert len(me) == 4
     for line in me:
         assert f'"trace_id": "0x{line["trace_id"]}"' in text
+
+
+def test_asked_for_but_not_installed_runs_untraced_with_a_warning(monkeypatch, caplog):
+    """Without the extra (its modules unimportable), the OTEL_* variables only
+    bring a warning."""
+    monkeypatch.setitem(sys.modules, "opentelemetry.sdk.trace", None)
+    try:
+        with caplog.at_level(logging.WARNING, logger="authz.tracing"):
+            assert tracing.configure({"OTEL_TRACES_EXPORTER": "otlp"}) is False
+        assert tracing.TRACER is None
+        assert "not installed" in caplog.text
+    finally:
+        tracing.uninstall()
