@@ -54,30 +54,29 @@ def export_scope(session: Session, structure_id: int | None = None) -> list[int]
     return [structure_id]
 
 
-def _level(actions: list[str]) -> str:
-    return "modify" if "modify" in actions else "consult"
-
-
 def _decided(
     decider: Decider, structure_id: int, today: dt.date
 ) -> list[tuple[int, str | None, str | None, str, str, str]]:
     """(user, role, service, space, level, engine rule) for every right held on
-    the structure, at one revision."""
+    the structure, at one revision. The level is modify when the engine allows
+    modify, else consult when it allows consult: at most two questions per
+    user, scope and space (Decider.grants would ask create too, and the rule
+    would need a third)."""
     out = []
+    spaces = [space.code for space in decider.policy.policies.spaces]
     with decider.reading():
+        scopes = decider.scopes(structure_id)
         for user_id in decider.members_of(structure_id):
             role = decider.role_of(user_id, structure_id, today)
-            for service, space, actions in decider.grants(user_id, structure_id, today):
-                if "consult" not in actions and "modify" not in actions:
-                    continue
-                level = _level(actions)
-                rule = (
-                    decider.decide(
-                        Question(user_id, structure_id, space, level, service), today=today
-                    ).rule
-                    or ""
-                )
-                out.append((user_id, role, service, space, level, rule))
+            for service in scopes:
+                for space in spaces:
+                    for level in ("modify", "consult"):
+                        decision = decider.decide(
+                            Question(user_id, structure_id, space, level, service), today=today
+                        )
+                        if decision.allowed:
+                            out.append((user_id, role, service, space, level, decision.rule or ""))
+                            break
     return out
 
 
