@@ -34,6 +34,7 @@ from ..runtime import Runtime
 from . import accounts
 from .access import authorize, visible_structures
 from .records import bump_revision, commit, notify, record
+from .service_refs import code_key, codes_of, resolve
 from .withdrawal import withdraw
 
 SETTING_FIELDS = ("invoice_requires_service", "legal_commitment_required")
@@ -461,7 +462,8 @@ def create_service(
     label: str,
     active: bool = True,
 ) -> Service:
-    """Raises Conflict `service_code_taken` when the code exists in the structure."""
+    """Raises Conflict `service_code_taken` when the code exists in the
+    structure, whatever its case (`livraison` when `LIVRAISON` exists)."""
     authorize(session, rt, actor, structure_id, "services.manage")
     code, label = (code or "").strip(), (label or "").strip()
     if not code or not label:
@@ -469,11 +471,13 @@ def create_service(
             "A code and a label are required.",
             errors={k: ["Required."] for k, v in (("code", code), ("label", label)) if not v},
         )
-    if session.scalar(
-        select(Service.id).where(Service.structure_id == structure_id, Service.code == code)
-    ):
+    taken = codes_of(session, structure_id).get(code_key(code))
+    if taken is not None:
+        existing = session.get_one(Service, taken).code
         raise Conflict(
-            "This structure already has a service with this code.", code="service_code_taken"
+            f"This structure already has the service {existing}: service codes are "
+            f"compared without case, so {code} would name the same service.",
+            code="service_code_taken",
         )
     service = Service(structure_id=structure_id, code=code, label=label, active=active)
     session.add(service)
@@ -573,7 +577,9 @@ def replace_opened_spaces(
         session.scalars(select(Service.id).where(Service.structure_id == structure_id))
     )
     for entry in entries:
-        code, service_id = entry["space_code"], entry.get("service_id")
+        code = entry["space_code"]
+        # A service by id or by its code in this structure (service_refs.py).
+        service_id = resolve(session, structure_id, entry.get("service_id"))
         _check_space_allowed(rt, structure, code, field_name="spaces")
         if service_id is not None and service_id not in service_ids:
             raise Invalid(
