@@ -595,6 +595,15 @@ def replace_opened_spaces(
             structure.opened_spaces.remove(row)
     for code, service_id in sorted(wanted - set(current), key=_space_key):
         structure.opened_spaces.append(OpenedSpace(space_code=code, service_id=service_id))
+    # A default space closed everywhere leaves the defaults with it: a request
+    # for it would be refused (space_not_opened), and it could not be named
+    # as a default now either (docs/manager-guide.md, §2).
+    still_open = {code for code, _ in wanted}
+    dropped = sorted(
+        d.space_code for d in structure.default_spaces if d.space_code not in still_open
+    )
+    for default in [d for d in structure.default_spaces if d.space_code in dropped]:
+        structure.default_spaces.remove(default)
     if set(current) != wanted:
         session.flush()
         record(
@@ -603,7 +612,10 @@ def replace_opened_spaces(
             actor=actor,
             structure_id=structure_id,
             before={"spaces": [list(k) for k in before]},
-            after={"spaces": [list(k) for k in sorted(wanted, key=_space_key)]},
+            after={
+                "spaces": [list(k) for k in sorted(wanted, key=_space_key)],
+                **({"default_spaces_removed": dropped} if dropped else {}),
+            },
         )
         bump_revision(session, structures=[structure_id])
     commit(session, rt)
