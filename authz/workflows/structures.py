@@ -31,6 +31,7 @@ from ..errors import Conflict, Forbidden, Invalid, NotFound
 from ..pagination import Page, paginate
 from ..roles import today
 from ..runtime import Runtime
+from ..textkeys import fold
 from . import accounts
 from .access import authorize, visible_structures
 from .records import bump_revision, commit, notify, record
@@ -330,11 +331,15 @@ def list_visible(
     stmt = select(Structure).where(visible_structures(rt, actor))
     if q:
         # A literal substring: %, _ and the escape character match themselves.
+        # The designation is compared folded (case and accents ignored:
+        # "etablissement" finds "Établissement…", authz/textkeys.py).
         term = q.strip().lower()
         stmt = stmt.where(
             or_(
+                Structure.designation_key.contains(fold(q), autoescape=True),
                 func.lower(Structure.designation).contains(term, autoescape=True),
                 Structure.identifier_value.contains(term, autoescape=True),
+                Structure.identifier_value.contains(q.strip(), autoescape=True),
             )
         )
     if identifier_value:
