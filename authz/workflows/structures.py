@@ -351,6 +351,16 @@ def list_visible(
     return paginate(session, stmt.order_by(Structure.id), page=page, page_size=page_size)
 
 
+def designations(session: Session, structure_ids: Iterable[int]) -> dict[int, str]:
+    """The designation of each structure by id: for naming, to a person, the
+    structures of their own requests (which they looked up to ask)."""
+    ids = set(structure_ids)
+    if not ids:
+        return {}
+    rows = session.execute(select(Structure.id, Structure.designation).where(Structure.id.in_(ids)))
+    return dict(rows.all())
+
+
 def lookup(
     session: Session, actor: User, *, identifier_type: str, identifier_value: str
 ) -> Structure:
