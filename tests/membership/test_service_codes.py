@@ -15,12 +15,16 @@ from tests.support.membership import (
     ATT,
     SUB,
     Bakery,
+    allowed,
     ask_attachment,
+    ask_subscription,
     attached,
+    check,
     login_of,
     person,
     process,
 )
+from tests.support.rows import revision
 
 
 def other_structure_with(api, structure_of, code: str) -> int:
@@ -168,3 +172,17 @@ def test_the_database_refuses_a_case_duplicate_code(rt, bakery: Bakery):
     duplicate = insert(Service).values(structure_id=bakery.id, code="atelier", label="Doublon")
     with rt.sessions() as s, pytest.raises(IntegrityError):
         s.execute(duplicate)
+
+
+def test_a_check_names_the_service_by_its_code_in_any_case(api, rt, bakery: Bakery):
+    lucie = attached(api, bakery, "lucie@login.example", services=["ATELIER"])
+    asked = ask_subscription(lucie, bakery.id, ("works_invoices", "atelier", "modify"))
+    assert process(bakery.claire, "subscription", asked["id"], "validation").status_code == 200
+    at = revision(rt)
+    for code in ("ATELIER", "atelier", "Atelier"):
+        assert allowed(lucie, bakery.id, "works_invoices", "modify", service=code, at=at)
+    assert not allowed(lucie, bakery.id, "works_invoices", "modify", service="BOUTIQUE", at=at)
+    unknown = check(
+        lucie, lucie.user["id"], bakery.id, "works_invoices", "modify", service="ailleurs"
+    )
+    assert not unknown["allowed"] and "unknown service" in unknown["reason"]
