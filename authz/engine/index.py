@@ -36,12 +36,12 @@ class StructureEntry:
     folded: dict[str, tuple[int, bool]] = field(default_factory=dict)
     # service id -> code
     codes: dict[int, str] = field(default_factory=dict)
+    # (space code, service id or None) opened
+    opened: set[tuple[str, int | None]] = field(default_factory=set)
 
     def service(self, code: str) -> tuple[int, bool] | None:
         """(id, active) of the service with this code, case ignored; None if none."""
         return self.services.get(code) or self.folded.get(code.strip().lower())
-    # (space code, service id or None) opened
-    opened: set[tuple[str, int | None]] = field(default_factory=set)
 
 
 @dataclass(slots=True)
