@@ -10,6 +10,7 @@ error, so is an answer ≥ 500 anywhere (the log-ins included)."""
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -90,6 +91,9 @@ def test_every_walkthrough_call_states_its_status():
 
 @pytest.mark.skipif(bool(POSTGRES_URL), reason="backend-independent: SQLite pass only")
 def test_the_manager_guide_runs_as_written_on_a_fresh_demo(tmp_path):
+    missing = [tool for tool in ("bash", "curl", "python3") if shutil.which(tool) is None]
+    if missing:
+        pytest.skip(f"the walk-through needs {', '.join(missing)}")
     env = serve_env(f"sqlite:///{tmp_path / 'authz.db'}", tmp_path / "var")
     for command in (["db", "upgrade"], ["demo"]):
         done = subprocess.run(
