@@ -2,8 +2,8 @@
 #
 #   make run                     migrate, load the demo data, serve (SQLite under var/)
 #   make run BIND=0.0.0.0:8000   same, on another address
-#   make test                    lint, then pytest on SQLite, then on PostgreSQL too
-#                                when AUTHZ_TEST_POSTGRES_URL is set in the environment;
+#   make test                    lint, then pytest on SQLite, and on PostgreSQL too (side by
+#                                side) when AUTHZ_TEST_POSTGRES_URL is set in the environment;
 #                                then the policy tests and the Python client's tests
 #   make lint                    ruff check, ruff format --check, mypy (make test runs it)
 #   make test ARGS="-k login -x" extra pytest arguments (given to both runs)
@@ -57,24 +57,17 @@ lint: venv
 	$(VENV)/bin/mypy
 
 # --- tests ------------------------------------------------------------------
-# Lint, then the same suite on each backend. Every step runs even if one before
-# it failed, so one run shows every failure; the target fails if any step failed.
-# The URL is printed with any password masked.
+# Lint, then the same suite on each backend (scripts/test-passes.sh: side by side
+# when PostgreSQL is configured and the machine has two cores). Every step runs
+# even if one before it failed, so one run shows every failure; the target fails
+# if any step failed.
 test: venv
-	@lint_rc=0; sqlite_rc=0; pg_rc=0; \
+	@lint_rc=0; passes_rc=0; \
 	echo "==> lint (ruff check, ruff format --check, mypy)"; \
 	$(MAKE) --no-print-directory lint || lint_rc=$$?; \
-	echo "==> pytest on SQLite (AUTHZ_TEST_POSTGRES_URL unset for this run)"; \
-	( unset AUTHZ_TEST_POSTGRES_URL; exec $(VENV)/bin/pytest $(ARGS) ) || sqlite_rc=$$?; \
-	if [ -n "$${AUTHZ_TEST_POSTGRES_URL:-}" ]; then \
-	  shown=$$(printf '%s' "$$AUTHZ_TEST_POSTGRES_URL" | sed -E 's#(://[^:/@]*):[^@/]*@#\1:***@#'); \
-	  echo "==> pytest on PostgreSQL (AUTHZ_TEST_POSTGRES_URL=$$shown)"; \
-	  $(VENV)/bin/pytest $(ARGS) || pg_rc=$$?; \
-	else \
-	  echo "==> PostgreSQL run skipped: AUTHZ_TEST_POSTGRES_URL is not set"; \
-	fi; \
-	echo "==> lint: exit $$lint_rc, SQLite: exit $$sqlite_rc$$( [ -n "$${AUTHZ_TEST_POSTGRES_URL:-}" ] && echo ", PostgreSQL: exit $$pg_rc")"; \
-	[ $$lint_rc -eq 0 ] && [ $$sqlite_rc -eq 0 ] && [ $$pg_rc -eq 0 ]
+	PYTEST=$(VENV)/bin/pytest scripts/test-passes.sh $(ARGS) || passes_rc=$$?; \
+	echo "==> lint: exit $$lint_rc, pytest passes: exit $$passes_rc"; \
+	[ $$lint_rc -eq 0 ] && [ $$passes_rc -eq 0 ]
 	$(VENV)/bin/authz policy test
 	@echo "==> the Python client's own tests (clients/python/tests)"
 	cd clients/python && ../../$(VENV)/bin/pytest -q

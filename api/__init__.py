@@ -11,7 +11,7 @@ from flask import Blueprint, Flask, Response, send_from_directory
 from gunicorn.errors import AppImportError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from authz import logs, metrics
+from authz import logs, metrics, tracing
 from authz.config import SettingError, Settings, load_settings, unknown_variables
 from authz.db import schema_status
 from authz.mail import MailDispatcher
@@ -67,6 +67,9 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
             raise StartupError(str(exc)) from None
     logs.configure(settings.log_format, settings.log_level)
     logs.quiet_probes()
+    # In this process: under gunicorn the app is built in each worker, after the
+    # fork (post_fork configures it too, before anything else in the worker).
+    tracing.configure()
     if not isinstance(config, Settings):
         for line in unknown_variables():
             logging.getLogger("authz").warning(line.removeprefix("warning: "))

@@ -22,7 +22,7 @@ import time
 from flask import Blueprint, Flask, Response, g, request
 from sqlalchemy import func, select
 
-from authz import logs, metrics
+from authz import logs, metrics, tracing
 from models import OutboxMail, PolicyRevision, utcnow
 
 from .errors import problem
@@ -76,10 +76,10 @@ def scrape():
 
 def _start() -> None:
     g.started = time.perf_counter()
-    g.log_token = logs.serving(
-        method=request.method,
-        route=request.url_rule.rule if request.url_rule is not None else None,
-    )
+    route = request.url_rule.rule if request.url_rule is not None else None
+    if tracing.TRACER is not None:
+        g.trace_span = tracing.request_started(request.method, route, request.headers)
+    g.log_token = logs.serving(method=request.method, route=route)
 
 
 def _identified() -> None:
@@ -98,6 +98,8 @@ def _finish(response: Response) -> Response:
         return response
     seconds = time.perf_counter() - started
     route = request.url_rule.rule if request.url_rule is not None else "<unmatched>"
+    if tracing.TRACER is not None and "trace_span" in g:
+        tracing.request_answered(g.trace_span, response.status_code)
     m = metrics.get()
     m.http_requests.labels(request.method, route, str(response.status_code)).inc()
     m.http_seconds.labels(request.method, route).observe(seconds)
@@ -121,10 +123,13 @@ def _finish(response: Response) -> Response:
     return response
 
 
-def _forget(_exc: BaseException | None) -> None:
+def _forget(exc: BaseException | None) -> None:
     token = g.pop("log_token", None)
     if token is not None:
         logs.done(token)
+    span = g.pop("trace_span", None)
+    if span is not None:
+        span.end(exc)
 
 
 def register(app: Flask) -> None:

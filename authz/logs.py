@@ -22,6 +22,8 @@ import traceback
 from contextvars import ContextVar, Token
 from typing import Any
 
+from . import tracing
+
 # The request being served: request_id, caller ("user:7", "client:3"), method, route.
 _CONTEXT: ContextVar[dict[str, Any] | None] = ContextVar("authz_log_context", default=None)
 
@@ -68,6 +70,8 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
         }
         out.update(context())
+        if tracing.TRACER is not None and (ids := tracing.current_ids()) is not None:
+            out["trace_id"], out["span_id"] = ids
         for name in FIELDS:
             value = record.__dict__.get(name)
             if value is not None:
@@ -90,7 +94,11 @@ class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
         request_id = context().get("request_id")
-        return f"{line} request_id={request_id}" if request_id else line
+        if request_id:
+            line = f"{line} request_id={request_id}"
+        if tracing.TRACER is not None and (ids := tracing.current_ids()) is not None:
+            line = f"{line} trace_id={ids[0]} span_id={ids[1]}"
+        return line
 
 
 def formatter(log_format: str) -> logging.Formatter:

@@ -27,6 +27,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from . import tracing
+
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 # Decisions take microseconds to milliseconds; a whole HTTP request up to seconds.
@@ -159,22 +161,31 @@ class DecisionTimer:
     unexpected), one denial when the caller was refused (Forbidden, NotFound,
     Invalid). A class, not a generator: it runs on every check."""
 
-    __slots__ = ("api", "counted", "started")
+    __slots__ = ("api", "counted", "span", "started")
 
     def __init__(self, api: str) -> None:
         self.api = api
         self.counted = False
         self.started = 0.0
+        self.span: Any = None
 
     def __enter__(self) -> DecisionTimer:
+        if tracing.TRACER is not None:
+            self.span = tracing.Active(f"authz.decide {self.api}", **{"authz.api": self.api})
         self.started = time.perf_counter()
         return self
 
     def __call__(self, allowed: int, denied: int, errors: int) -> None:
         self.counted = True
         get().decided(self.api, allowed, denied, errors, time.perf_counter() - self.started)
+        if self.span is not None:
+            self.span.set(
+                **{"authz.allowed": allowed, "authz.denied": denied, "authz.errors": errors}
+            )
 
     def __exit__(self, kind: Any, exc: BaseException | None, _tb: Any) -> None:
+        if self.span is not None:
+            self.span.end(exc)
         if exc is None or self.counted:
             return
         from .errors import DomainError, Unavailable  # noqa: PLC0415  (errors is light; kept off the import of this module)

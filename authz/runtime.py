@@ -14,6 +14,7 @@ from . import (
     db,
     logins,  # noqa: F401 - imported for its effect: the listener that keeps login look-alike keys
     textkeys,  # noqa: F401 - imported for its effect: the listeners that keep search keys
+    tracing,
 )
 from .config import Settings
 from .decision_log import Recorder
@@ -105,6 +106,9 @@ def build_runtime(settings: Settings, *, engine: Engine | None = None) -> Runtim
         recycle=0 if reads.dialect.name == "sqlite" else settings.database_recycle_seconds,
         follow_versions=True,
     )
+    if tracing.TRACER is not None:
+        for traced in {engine, reads}:
+            tracing.instrument(traced)
     return Runtime(
         settings=settings,
         engine=engine,

@@ -53,6 +53,7 @@ from typing import Any
 import casbin
 from sqlalchemy import func, select
 
+from api import create_app
 from authz import decision_log, metrics, roles
 from authz.config import load_settings
 from authz.engine import checks
@@ -836,6 +837,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         questions = in_process(rt, prof, size, res, workdir)
         observability_phase(rt, questions, res)
+        decision_log_phase(url, workdir, questions, res)
         if not args.skip_http:
             try:
                 http_phase(rt, prof, size, res, url, workdir, args, questions, servers)
@@ -938,6 +940,118 @@ def observability_phase(
             + (f" (+{added:.1f} µs, {rate / base:.0%} of bare)" if name != "bare" else ""),
         )
     res.data["observability"] = {**best, "decision_log_written": sum(written)}
+
+
+def decision_log_phase(
+    url: str, workdir: Path, questions: list[Question], res: Results, reps: int = 3
+) -> None:
+    """(e2) What recording every decision costs a check through the whole request
+    path, in this process: the Flask application served by Flask's test client
+    (authentication, body parsing, the decision, recording, the JSON answer),
+    POST /v1/checks and POST /v1/checks/batch with 1,000 checks, each run with
+    AUTHZ_DECISION_LOG off and all (the same application and runtime, the
+    recorder swapped; the order alternates). Measured in CPU seconds of the
+    whole process: the requests, then the writer's work (what the run buffered
+    is written, through the driver, before the clock stops; the writer thread
+    sleeps meanwhile, so the two parts can be told apart). `reps` pairs; the
+    ratio all / off of each pair, and their median. Within a repetition off and all
+    alternate over slices of the requests. The target: all keeps at
+    least 85 % of off's checks/s (docs/performance.md, "Observability")."""
+    app = create_app(
+        {
+            "database_url": url,
+            "mail_background": False,
+            "log_level": "WARNING",
+            "var_dir": str(workdir / "var-e2"),
+        }
+    )
+    rt: Runtime = app.extensions["authz"]
+    with rt.sessions() as session:
+        _client, key = clients.create_client(session, rt, f"bench-e2-{os.getpid()}")
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    web = app.test_client()
+    off = rt.recorder
+    everything = decision_log.Recorder(
+        rt.engine,
+        dataclasses.replace(
+            rt.settings,
+            decision_log="all",
+            decision_log_buffer=10**7,
+            decision_log_flush_seconds=3600.0,
+        ),
+    )
+    singles = [json.dumps(as_body(q)) for q in questions[:2_000]]
+    batches = [
+        json.dumps({"checks": [as_body(q) for q in questions[i : i + 1_000]]})
+        for i in range(0, min(len(questions), 20_000) - 999, 1_000)
+    ] * 2
+    for body in singles[:10]:  # the key verified once (argon2), caches warm
+        answered = web.post("/v1/checks", data=body, headers=headers)
+        if answered.status_code != 200:
+            raise RuntimeError(f"POST /v1/checks answered {answered.status_code}")
+    load = loadavg()
+
+    def run(path: str, bodies: list[str], recorder: decision_log.Recorder) -> tuple[float, float]:
+        """CPU seconds of the requests, then of writing what they recorded."""
+        rt.recorder = recorder
+        t0 = time.process_time()
+        for body in bodies:
+            web.post(path, data=body, headers=headers)
+        t1 = time.process_time()
+        recorder.flush()
+        return t1 - t0, time.process_time() - t1
+
+    try:
+        for kind, path, bodies, per in (
+            ("single", "/v1/checks", singles, 1),
+            ("batch of 1000", "/v1/checks/batch", batches, 1_000),
+        ):
+            n = len(bodies) * per
+            pairs = []
+            # Each repetition alternates off and all over `slices` slices of
+            # the bodies, so that a change of the machine's load hits both.
+            slices = 10
+            step = max(1, len(bodies) // slices)
+            for _ in range(reps):
+                bare_s = asked_s = wrote_s = 0.0
+                for i in range(0, len(bodies), step):
+                    part = bodies[i : i + step]
+                    first, second = (off, everything) if (i // step) % 2 else (everything, off)
+                    for recorder in (first, second):
+                        asked, wrote = run(path, part, recorder)
+                        if recorder is off:
+                            bare_s += asked + wrote
+                        else:
+                            asked_s += asked
+                            wrote_s += wrote
+                pairs.append((bare_s, asked_s, wrote_s))
+            ratios = sorted(bare / (asked + wrote) for bare, asked, wrote in pairs)
+            ratio = statistics.median(ratios)
+            bare_s, asked_s, wrote_s = (statistics.median(p[i] for p in pairs) for i in range(3))
+            res.add(
+                "(e2) decision log",
+                f"in process, {kind}: checks/s with AUTHZ_DECISION_LOG off / all "
+                f"(CPU of the process, the writer's included; {reps} pairs, median; "
+                f"load {load})",
+                f"{n / bare_s:,.0f} / {n / (asked_s + wrote_s):,.0f}: all at {ratio:.0%} "
+                f"of off (ratios {', '.join(f'{r:.0%}' for r in ratios)}); per check "
+                f"{bare_s / n * 1e6:.1f} µs off, +{(asked_s - bare_s) / n * 1e6:.1f} µs "
+                f"recording in the request, +{wrote_s / n * 1e6:.1f} µs writing "
+                f"({rt.engine.dialect.name})",
+                "all ≥ 85% of off",
+                ratio >= 0.85,
+            )
+            res.data.setdefault("decision_log_inprocess", {})[kind] = {
+                "cpu_seconds_off_request_write": pairs,
+                "checks": n,
+                "median_ratio": ratio,
+                "loadavg": load,
+                "database": rt.engine.dialect.name,
+            }
+    finally:
+        rt.recorder = off
+        everything.close()
+        close_runtime(rt)
 
 
 def in_process(

@@ -17,7 +17,7 @@ from flask import Flask
 from gunicorn.app.base import Application, BaseApplication
 
 from api import create_app
-from authz import logs, metrics
+from authz import logs, metrics, tracing
 from authz.config import Settings
 from authz.errors import Invalid
 
@@ -130,6 +130,12 @@ def _worker_exited(directory: str, _server: Any, worker: Any) -> None:
     metrics.mark_dead(worker.pid, directory)
 
 
+def _worker_started(_server: Any, _worker: Any) -> None:
+    """gunicorn's post_fork: tracing (when configured) set up in the worker,
+    never in the master: its exporter's thread would not survive the fork."""
+    tracing.configure()
+
+
 @click.command("serve")
 @click.option(
     "--bind",
@@ -196,6 +202,7 @@ def _serve(
             "loglevel": settings.log_level.lower(),
             **({"logconfig_dict": logconfig} if logconfig else {}),
             "child_exit": functools.partial(_worker_exited, directory),
+            "post_fork": _worker_started,
         },
         settings=settings,
         config_file=config_file or settings.gunicorn_config or None,

@@ -8,7 +8,6 @@ import dataclasses
 import logging
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -23,9 +22,9 @@ from authz.config import ROOT, RULES, SettingError, Settings, load_settings, set
 from cli import main
 from cli.serve import ServiceApplication
 from tests.support.backend import command_env
+from tests.support.live import free_port
 
 AUTHZ = str(Path(sys.executable).parent / "authz")
-PORTS = range(18100, 18200)  # this suite's range of ports for real servers
 
 
 # --- every setting is checked -------------------------------------------------------
@@ -262,19 +261,8 @@ def test_bad_gunicorn_settings_are_one_line_errors(serve_env, started, cmd_args,
     assert started == []
 
 
-def _free_port() -> int:
-    for port in PORTS:
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    pytest.skip("no free port in 18100-18199")
-
-
 def test_a_real_server_honours_gunicorn_cmd_args(cli_ready_env, tmp_path):
-    port = _free_port()
+    port = free_port()
     env = {
         **cli_ready_env,
         "GUNICORN_CMD_ARGS": f"--bind 127.0.0.1:{port} --workers 1 --threads 2",
@@ -304,7 +292,7 @@ def test_a_real_server_honours_gunicorn_cmd_args(cli_ready_env, tmp_path):
 
 
 def test_gunicorn_started_on_create_app_prints_a_bad_setting_in_one_line(cli_ready_env, tmp_path):
-    port = _free_port()
+    port = free_port()
     env = {**cli_ready_env, "AUTHZ_PAGE_SIZE": "many"}
     done = subprocess.run(
         [

@@ -11,6 +11,7 @@ import time
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.dialects import postgresql
 
 from authz import decision_log, logs
 from authz.engine.checks import Caller
@@ -257,3 +258,58 @@ def test_the_stream_writes_each_record_as_one_json_log_line(rt, caplog):
     assert line["decision"]["client_id"] == 3 and line["decision"]["allowed"] is False
     assert line["decision"]["reason"] == "no validated attachment"
     recorder.close()
+
+
+def test_the_postgresql_copy_sends_each_column_as_its_type():
+    """The writer's binary COPY names a type per column (decision_log.COPY_TYPES):
+    they are the table's, as PostgreSQL creates it from the model."""
+    names = {
+        "TIMESTAMP WITH TIME ZONE": "timestamptz",
+        "VARCHAR": "varchar",
+        "INTEGER": "int4",
+        "BIGINT": "int8",
+        "BOOLEAN": "bool",
+    }
+    table = DecisionRecord.__table__
+    compiled = [
+        table.c[name].type.compile(dialect=postgresql.dialect()).split("(")[0]
+        for name in decision_log.COLUMNS
+    ]
+    assert [names[c] for c in compiled] == list(decision_log.COPY_TYPES)
+
+
+def test_a_batch_s_records_are_written_with_every_value(rt):
+    """One buffered entry of many decisions becomes one row each, values kept
+    (on PostgreSQL through the binary COPY), a long rule cut to its column."""
+    recorder = decision_log.Recorder(rt.engine, rt.settings)
+    long_rule = "r" * 400
+    pairs = [
+        (
+            Question(7, 12, "issued_invoices", "modify", "invoices"),
+            Decision(True, 41, rule=long_rule, policy_version=3),
+        ),
+        (Question(8, None, None, "access.read"), Decision(False, 41, reason="no_role")),
+    ]
+    before = len(recorded(rt))
+    recorder.record("batch", Caller(client_id=5), pairs)
+    assert recorder.flush() == 2
+    first, second = recorded(rt)[before:]
+    assert (first.user_id, first.structure_id, first.space, first.action, first.service) == (
+        7,
+        12,
+        "issued_invoices",
+        "modify",
+        "invoices",
+    )
+    assert first.allowed is True and first.revision == 41 and first.policy_version == 3
+    assert len(first.rule) == 300 and first.rule.endswith("…")
+    assert (second.user_id, second.structure_id, second.space, second.service) == (
+        8,
+        None,
+        None,
+        None,
+    )
+    assert second.allowed is False and second.reason == "no_role" and second.rule is None
+    assert first.api == second.api == "batch" and first.client_id == 5
+    assert first.caller_user_id is None
+    assert abs((utcnow() - first.decided_at).total_seconds()) < 60

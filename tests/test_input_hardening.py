@@ -27,6 +27,7 @@ from api.inputs import JSON_DEPTH_MAX, IdConverter
 from api.schemas import QuestionItem, QuestionSchema
 from models import ID_MAX
 from tests.support.api import VALID_SIRETS, Api
+from tests.support.live import free_port
 
 METHODS = ("get", "post", "put", "patch", "delete")
 NUL, SURROGATE = "a\u0000b", "a\ud800b"
@@ -332,20 +333,6 @@ def test_json_nested_within_the_cap_is_read(ada):
 
 
 # --- gunicorn's own refusals --------------------------------------------------------
-
-
-def free_port() -> int:
-    """A free port of this suite's range (18200-18299), else any free port."""
-    for port in range(18200, 18300):
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def raw(port: int, request: bytes) -> tuple[int, dict[str, str], bytes]:

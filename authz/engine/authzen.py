@@ -20,7 +20,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .. import metrics, roles
+from .. import metrics, roles, tracing
 from ..errors import Forbidden, Invalid
 from ..runtime import Runtime
 from .checks import Caller, require_subjects, tally
@@ -96,6 +96,8 @@ def evaluate(rt: Runtime, caller: Caller, ask: Ask) -> Decision:
     with metrics.DecisionTimer("authzen") as count, rt.decider.reading(ask.at_least):
         decision = _answer(rt.decider, ask, roles.today())
         count(*tally([decision]))
+        if tracing.TRACER is not None:
+            tracing.decided([decision], "authzen")
     if ask.question is not None:
         rt.recorder.record("authzen", caller, [(ask.question, decision)])
     return decision
@@ -131,6 +133,8 @@ def evaluate_many(
             ):
                 break
         count(*tally(answers))
+        if tracing.TRACER is not None:
+            tracing.decided(answers, "authzen")
     rt.recorder.record(
         "authzen",
         caller,

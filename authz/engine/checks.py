@@ -7,7 +7,7 @@ import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from .. import metrics, roles
+from .. import metrics, roles, tracing
 from ..errors import Forbidden, Invalid
 from ..runtime import Runtime
 from .decisions import ERROR_REASON, Decision, Question
@@ -78,6 +78,8 @@ def check_batch(
         today = today or roles.today()
         decisions = [decider.decide(q, today=today, explain=explain) for q in questions]
         count(*tally(decisions))
+        if tracing.TRACER is not None:
+            tracing.decided(decisions, api)
     rt.recorder.record(api, caller, zip(questions, decisions, strict=False))
     return decisions
 

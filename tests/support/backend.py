@@ -8,10 +8,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import Engine, create_engine, text
 
-from authz.config import load_settings
-from authz.db import make_engine
 from models import Base
 
 POSTGRES_URL = os.environ.get("AUTHZ_TEST_POSTGRES_URL", "")
@@ -23,27 +21,45 @@ FAST_HASH = {"argon2_time_cost": 1, "argon2_memory_kib": 1024, "argon2_paralleli
 
 def fresh_database(migrated_template: str, directory: Path) -> str:
     """A migrated, empty database: a copy of the SQLite template in `directory`,
-    or the PostgreSQL database emptied (every table truncated, the policy
-    revision back to 0). Its URL."""
+    or the PostgreSQL database emptied (every row deleted, every sequence back
+    to 1, the policy revision back to 0). Its URL."""
     if not POSTGRES_URL:
         target = directory / "authz.db"
         shutil.copy(migrated_template, target)
         return f"sqlite:///{target}"
-    engine = make_engine(load_settings({"database_url": POSTGRES_URL}))
-    tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
-    with engine.begin() as conn:
-        # A connection a previous test left in a transaction would block the
-        # TRUNCATE: fail fast and say so, rather than hang.
+    with _emptier().begin() as conn:
+        # A connection a previous test left in a transaction holding rows would
+        # block the DELETE: fail fast and say so, rather than hang.
         conn.execute(text("SET LOCAL lock_timeout = '15s'"))
-        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
-        conn.execute(
-            text(
-                "INSERT INTO policy_revision (id, revision, updated_at) "
-                "VALUES (1, 0, CURRENT_TIMESTAMP)"
-            )
-        )
-    engine.dispose()
+        conn.exec_driver_sql(_empty_every_table())
     return POSTGRES_URL
+
+
+# DELETE, not TRUNCATE: the tables of a test hold a handful of rows, and a
+# TRUNCATE of all 28 tables cost half a second per test (new files for every
+# table and index, and their sync at commit): a quarter of the PostgreSQL pass.
+# One statement list, one round trip; children before parents for the foreign keys.
+_EMPTIER: list[Engine] = []
+
+
+def _emptier() -> Engine:
+    """One engine for the whole run (one connection kept), checked before use
+    (a test may have restarted the server or ended its sessions)."""
+    if not _EMPTIER:
+        _EMPTIER.append(create_engine(POSTGRES_URL, pool_size=1, pool_pre_ping=True))
+    return _EMPTIER[0]
+
+
+def _empty_every_table() -> str:
+    deletes = [f'DELETE FROM "{table.name}";' for table in reversed(Base.metadata.sorted_tables)]
+    restarts = (
+        "SELECT setval(quote_ident(schemaname) || '.' || quote_ident(sequencename), 1, false) "
+        "FROM pg_sequences WHERE schemaname = current_schema();"
+    )
+    revision = (
+        "INSERT INTO policy_revision (id, revision, updated_at) VALUES (1, 0, CURRENT_TIMESTAMP);"
+    )
+    return "\n".join([*deletes, restarts, revision])
 
 
 def app_settings(database_url: str, var_dir: Path) -> dict[str, Any]:
