@@ -11,6 +11,7 @@ thread of each process.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import email.policy
 import logging
@@ -21,6 +22,7 @@ import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime
 from pathlib import Path
@@ -90,6 +92,31 @@ def enqueue(session: Session, *, kind: str, to: str, subject: str, body: str) ->
     return row
 
 
+def recipient(address: str) -> Address:
+    """`address` as it can be delivered: its domain in IDNA (ASCII, `xn--…`),
+    which every server routes; its local part as it is. A non-ASCII local part
+    cannot be written in ASCII at all (an encoded word there, `=?utf-8?…?=@…`,
+    is not an address): such a message goes out in UTF-8 with SMTPUTF8
+    (RFC 6531/6532; see `wire_policy`)."""
+    local, _, domain = address.rpartition("@")
+    # Not a valid IDN: left as it is, and the server says no.
+    with contextlib.suppress(UnicodeError):
+        domain = domain.encode("idna").decode("ascii")
+    return Address(username=local, domain=domain)
+
+
+def needs_smtputf8(message: EmailMessage) -> bool:
+    """Whether the recipient's address is not ASCII (after IDNA)."""
+    return not str(message["To"] or "").isascii()
+
+
+def wire_policy(message: EmailMessage) -> email.policy.EmailPolicy[EmailMessage]:
+    """How `message` is written: SMTP line endings, and UTF-8 headers
+    (RFC 6532) when its address needs SMTPUTF8. smtplib chooses the same by
+    itself, and asks the server for SMTPUTF8 (refusing to send if it lacks it)."""
+    return email.policy.SMTP.clone(utf8=True) if needs_smtputf8(message) else email.policy.SMTP
+
+
 def build_message(row: OutboxMail, mail_from: str) -> EmailMessage:
     """The RFC 5322 message of an outbox row, identical on every attempt: UTF-8
     8bit body (readable as it is in a .eml file: links are not cut by
@@ -103,7 +130,7 @@ def build_message(row: OutboxMail, mail_from: str) -> EmailMessage:
     stamp = row.created_at.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
     message = EmailMessage()
     message["From"] = mail_from
-    message["To"] = row.to_address
+    message["To"] = recipient(row.to_address)
     message["Subject"] = row.subject
     message["Date"] = format_datetime(row.created_at.astimezone(dt.UTC))
     message["Message-ID"] = f"<outbox-{row.id}.{stamp}@{domain}>"
@@ -138,7 +165,7 @@ class FileTransport:
         self.directory.mkdir(parents=True, exist_ok=True)
         stamp = utcnow().strftime("%Y%m%dT%H%M%S%fZ")
         path = self.directory / f"{stamp}-{outbox_id}.eml"
-        data = message.as_bytes(policy=email.policy.SMTP)
+        data = message.as_bytes(policy=wire_policy(message))
         fd, tmp_name = tempfile.mkstemp(dir=self.directory, prefix=".", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as tmp:

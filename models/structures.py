@@ -13,6 +13,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    func,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -97,6 +98,11 @@ class Service(Base):
     label_key: Mapped[str | None] = mapped_column(Text)
 
     structure: Mapped[Structure] = relationship(back_populates="services")
+
+
+# Service codes are unique per structure whatever their case: the API finds a
+# service by its code without case (migration 0010).
+Index("uq_services_code_nocase", Service.structure_id, func.lower(Service.code), unique=True)
 
 
 class StructureDefaultSpace(Base):

@@ -463,3 +463,16 @@ def test_the_log_in_page_shows_only_a_date_as_reactivation_deadline(app):
     console = Console(app.test_client())
     assert "reactivable-until" not in console.text("/console/login?until=<b>evil</b>")
     assert "2027-01-29 10:12 UTC" in console.text("/console/login?until=2027-01-29T10:12")
+
+
+def test_my_requests_name_their_structures_by_designation(app, world):
+    """Issue 15: "My requests" listed structure ids."""
+    mine = world["mine"]["id"]
+    asked = world["zoe"].post(
+        "/v1/attachment-requests", json={"structure_id": mine, "comment": "Bonjour"}
+    )
+    assert asked.status_code == 201, asked.json
+    zoe = console_for(app, "zoe@example.org")
+    [listed] = re.findall(r'<ul id="my-requests">\s*<li>([^<]*)', zoe.text("/console/me"))
+    assert "Boulangerie Martin" in listed
+    assert f"— {mine}:" not in listed and "Structure" not in listed

@@ -82,7 +82,8 @@ ROLE_RANK = (
 ASKED_ID = "(SELECT id FROM asked)"
 
 SPACE_FACTS = text(f"""
-WITH asked AS (SELECT id, active FROM services WHERE structure_id = :s AND code = :service)
+WITH asked AS (SELECT id, active FROM services
+               WHERE structure_id = :s AND lower(code) = lower(:service))
 SELECT
   (SELECT status FROM users WHERE id = :u)              AS user_status,
   (SELECT status FROM structures WHERE id = :s)         AS structure_status,

@@ -80,15 +80,32 @@ def smtp_server() -> Iterator[tuple[int, Collector]]:
         controller.stop()
 
 
+@pytest.fixture
+def ascii_smtp_server() -> Iterator[tuple[int, Collector]]:
+    """The same, but not announcing SMTPUTF8 (RFC 6531), which aiosmtpd does
+    by default."""
+    collector = Collector()
+    port = free_port()
+    controller = Controller(collector, hostname="127.0.0.1", port=port, enable_SMTPUTF8=False)
+    controller.start()
+    try:
+        yield port, collector
+    finally:
+        controller.stop()
+
+
 class Collector:
     """aiosmtpd handler keeping every received message."""
 
     def __init__(self) -> None:
         self.received: list[tuple[str, list[str], EmailMessage]] = []
+        # The bytes as they came, and whether the client asked for SMTPUTF8.
+        self.raw: list[tuple[bytes, bool]] = []
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: ARG002, N802 - aiosmtpd's hook
         parsed = email.message_from_bytes(envelope.content, policy=email.policy.default)
         self.received.append((envelope.mail_from, list(envelope.rcpt_tos), parsed))
+        self.raw.append((envelope.original_content or envelope.content, envelope.smtp_utf8))
         return "250 Message accepted"
 
 
@@ -436,3 +453,78 @@ def test_dispatcher_survives_a_failing_pass(
         assert dispatcher.is_alive()
     finally:
         dispatcher.stop(timeout=5)
+
+
+# --- addresses that are not ASCII -----------------------------------------------------
+
+
+def queue_to(sessions: sessionmaker[Session], to: str) -> int:
+    with sessions.begin() as session:
+        row = mail.enqueue(session, kind="activation", to=to, subject=SUBJECT, body=BODY)
+        session.flush()
+        return row.id
+
+
+def to_line(raw: bytes) -> bytes:
+    return next(line for line in raw.splitlines() if line.startswith(b"To:"))
+
+
+def test_a_non_ascii_local_part_goes_out_in_utf8_over_smtputf8(
+    sessions: sessionmaker[Session], smtp_server: tuple[int, Collector]
+) -> None:
+    """Issue 15: not `=?utf-8?b?…?=@example.org`, which is no address."""
+    port, collector = smtp_server
+    queue_to(sessions, "frédéric.château@exämple.org")
+
+    report = mail.deliver_due(sessions, smtp_transport(port), mail_from=FROM)
+
+    assert report == mail.DeliveryReport(sent=1, failed=0)
+    [(_, recipients, message)] = collector.received
+    assert recipients == ["frédéric.château@xn--exmple-cua.org"]
+    [(raw, smtp_utf8)] = collector.raw
+    assert smtp_utf8
+    assert to_line(raw) == "To: frédéric.château@xn--exmple-cua.org".encode()
+    assert b"=?utf-8?" not in to_line(raw)
+    assert text_of(message) == BODY
+
+
+def test_an_idn_domain_alone_goes_out_in_ascii_without_smtputf8(
+    sessions: sessionmaker[Session], ascii_smtp_server: tuple[int, Collector]
+) -> None:
+    port, collector = ascii_smtp_server
+    queue_to(sessions, "claire@boulangerie-château.example")
+
+    report = mail.deliver_due(sessions, smtp_transport(port), mail_from=FROM)
+
+    assert report == mail.DeliveryReport(sent=1, failed=0)
+    [(_, recipients, _message)] = collector.received
+    assert recipients == ["claire@xn--boulangerie-chteau-vsb.example"]
+    [(raw, smtp_utf8)] = collector.raw
+    assert not smtp_utf8
+    assert to_line(raw) == b"To: claire@xn--boulangerie-chteau-vsb.example"
+
+
+def test_a_non_ascii_local_part_is_not_mangled_for_a_server_without_smtputf8(
+    sessions: sessionmaker[Session], ascii_smtp_server: tuple[int, Collector]
+) -> None:
+    """Such an address cannot be written in ASCII: the mail waits (retried)
+    rather than go out to an address that does not exist."""
+    port, collector = ascii_smtp_server
+    outbox_id = queue_to(sessions, "frédéric@example.org")
+
+    report = mail.deliver_due(sessions, smtp_transport(port), mail_from=FROM)
+
+    assert report == mail.DeliveryReport(sent=0, failed=1)
+    assert collector.received == []
+    assert load(sessions, outbox_id).status == "pending"
+
+
+def test_the_eml_file_of_a_non_ascii_address_names_it_in_utf8(
+    sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    queue_to(sessions, "frédéric@example.org")
+
+    mail.deliver_due(sessions, mail.FileTransport(tmp_path), mail_from=FROM)
+
+    [eml] = tmp_path.glob("*.eml")
+    assert to_line(eml.read_bytes()) == "To: frédéric@example.org".encode()

@@ -420,3 +420,14 @@ def test_fields_of_the_other_kind_are_refused(api, extra):
         },
     )
     assert r.status_code == 422
+
+
+@pytest.mark.parametrize("term", ["etablissement", "ÉTABLISSEMENT", "établissement public", "Etab"])
+def test_structure_search_ignores_case_and_accents(api, structure_of, term):
+    """Issue 15: `etablissement` finds "Établissement…"."""
+    owner = api.person("owner@example.org")
+    structure_of(owner, "Établissement public de Sainte-Exemple")
+    structure_of(owner, "Boulangerie")
+    r = owner.get("/v1/structures", query_string={"q": term})
+    assert r.status_code == 200, r.json
+    assert [s["designation"] for s in r.json["items"]] == ["Établissement public de Sainte-Exemple"]

@@ -173,6 +173,9 @@ def me() -> ResponseReturnValue:
         led=[s for s in structures if roles[s.id] == "principal"],
         attachment_requests=mine_att.items,
         subscription_requests=mine_sub.items,
+        asked_of=structure_flow.designations(
+            db(), [r.structure_id for r in (*mine_att.items, *mine_sub.items)]
+        ),
         spaces=spaces,
     )
 

@@ -131,6 +131,42 @@ def record_id(*, description: str | None = None, **kwargs: Any) -> fields.Intege
     return fields.Integer(validate=validate.Range(min=1, max=ID_MAX), metadata=metadata, **kwargs)
 
 
+class ServiceRef(fields.Field):
+    """A service of the structure at hand, by id (a JSON integer) or by code (a
+    JSON string, case ignored). Loads as the int or the stripped code; the
+    workflow resolves a code within that structure only (authz/workflows/
+    service_refs.py), so another structure's code is as unknown as a bad id."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        value = super()._deserialize(value, attr, data, **kwargs)  # the raw JSON value
+        if isinstance(value, int) and not isinstance(value, bool):
+            if not 1 <= value <= ID_MAX:
+                raise ValidationError(f"A service id is between 1 and {ID_MAX}.")
+            return value
+        if isinstance(value, str):
+            code = value.strip()
+            if not 1 <= len(code) <= CODE_MAX:
+                raise ValidationError(f"A service code has 1 to {CODE_MAX} characters.")
+            why = unsafe_text(code)
+            if why is not None:
+                raise ValidationError(why)
+            return code
+        raise ValidationError("A service id (integer) or code (string).")
+
+
+def service_ref(*, description: str | None = None, **kwargs: Any) -> ServiceRef:
+    """A service by id or code (OpenAPI: oneOf integer, string; null too when
+    allow_none)."""
+    choices: list[dict[str, Any]] = [
+        {"type": "integer", "format": "int32", "minimum": 1, "maximum": ID_MAX},
+        {"type": "string", "minLength": 1, "maxLength": CODE_MAX, "description": "its code"},
+    ]
+    if kwargs.get("allow_none"):
+        choices.append({"type": "null"})
+    metadata = _described({"oneOf": choices}, description or "A service: its id or its code.")
+    return ServiceRef(metadata=metadata, **kwargs)
+
+
 def name(**kwargs: Any) -> fields.String:
     """A last or first name."""
     return text(1, NAME_MAX, **kwargs)

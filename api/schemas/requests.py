@@ -74,7 +74,7 @@ class BulkRefusalSchema(RefusalSchema):
 
 
 def _service_ids(**kwargs: Any) -> fields.List:
-    return fields.List(f.record_id(), validate=validate.Length(max=SERVICES_MAX), **kwargs)
+    return fields.List(f.service_ref(), validate=validate.Length(max=SERVICES_MAX), **kwargs)
 
 
 # --- attachment requests --------------------------------------------------------
@@ -253,7 +253,11 @@ class BulkAttachmentValidationSchema(Schema):
 class LineSchema(Schema):
     id = fields.Integer(dump_only=True)
     space = f.code(required=True, attribute="space_code")
-    service_id = f.record_id(allow_none=True, load_default=None)
+    service_id = f.service_ref(
+        allow_none=True,
+        load_default=None,
+        description="A service (its id or its code); null: all services. Answered as the id.",
+    )
     level = f.level(required=True)
 
     example = {"id": 51, "space": "issued_invoices", "service_id": None, "level": "consult"}

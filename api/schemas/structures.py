@@ -136,8 +136,10 @@ class ServiceQuerySchema(PageArgs):
 
 class OpenedSpaceSchema(Schema):
     space = f.code(required=True, attribute="space_code")
-    service_id = f.record_id(
-        allow_none=True, load_default=None, description="null: the whole structure."
+    service_id = f.service_ref(
+        allow_none=True,
+        load_default=None,
+        description="A service (its id or its code); null: the whole structure.",
     )
 
 
@@ -159,7 +161,7 @@ class DirectAttachmentSchema(Schema):
     login_email = f.text(3, f.EMAIL_MAX)
     role = f.requestable_role(description="Default: simple.")
     whole_structure = fields.Boolean(required=True)
-    service_ids = fields.List(f.record_id(), load_default=list, validate=validate.Length(max=500))
+    service_ids = fields.List(f.service_ref(), load_default=list, validate=validate.Length(max=500))
     valid_from = fields.Date()
     valid_until = fields.Date(allow_none=True)
     comment = f.comment()

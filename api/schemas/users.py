@@ -147,7 +147,7 @@ class RoleChangeSchema(Schema):
 
 class ServicesAddSchema(Schema):
     service_ids = fields.List(
-        f.record_id(), required=True, validate=validate.Length(min=1, max=500)
+        f.service_ref(), required=True, validate=validate.Length(min=1, max=500)
     )
     valid_from = fields.Date(metadata={"description": "Default: today (UTC)."})
     comment = f.comment()

@@ -133,7 +133,7 @@ def gather(
     service_id = None
     service_status = "none"
     if q.service is not None:
-        found = structure.services.get(q.service)
+        found = structure.service(q.service)
         if found is None:
             return "unknown service"
         service_id, active = found
@@ -663,7 +663,7 @@ class Decider:
         allowed, row, reason = found
         if reason == NO_ATTACHMENT:  # name the dates, if dates are what is missing
             structure = self.index.structures[q.structure_id]
-            found_service = structure.services.get(q.service) if q.service else None
+            found_service = structure.service(q.service) if q.service else None
             dates = dates_reason(
                 self.index.memberships.get((q.user_id, q.structure_id)) or _EMPTY,
                 today,

@@ -31,10 +31,17 @@ class StructureEntry:
     kind: str
     # service code -> (service id, active)
     services: dict[str, tuple[int, bool]] = field(default_factory=dict)
+    # the same by lower-cased code: codes are unique per structure whatever
+    # their case (migration 0010), and a question may name one in any case
+    folded: dict[str, tuple[int, bool]] = field(default_factory=dict)
     # service id -> code
     codes: dict[int, str] = field(default_factory=dict)
     # (space code, service id or None) opened
     opened: set[tuple[str, int | None]] = field(default_factory=set)
+
+    def service(self, code: str) -> tuple[int, bool] | None:
+        """(id, active) of the service with this code, case ignored; None if none."""
+        return self.services.get(code) or self.folded.get(code.strip().lower())
 
 
 @dataclass(slots=True)
@@ -115,6 +122,7 @@ class Index:
             entry = self.structures.get(sid)
             if entry is not None:
                 entry.services[code] = (svc_id, active)
+                entry.folded[code.strip().lower()] = (svc_id, active)
                 entry.codes[svc_id] = code
         for sid, space, scope in session.execute(
             where(

@@ -41,6 +41,7 @@ from . import request_flow as flow
 from .access import authorize, managers_of, require_open_structure, tell_managers
 from .accounts import find_by_login
 from .records import bump_revision, commit, notify, record
+from .service_refs import ServiceRef, resolve_all
 from .users import Holding, holding
 from .withdrawal import scope_names, withdraw
 
@@ -58,37 +59,44 @@ def _structure_services(session: Session, structure_id: int) -> dict[int, Servic
 
 
 def resolve_scope(
-    session: Session, structure_id: int, *, whole_structure: bool, service_ids: Iterable[int] | None
+    session: Session,
+    structure_id: int,
+    *,
+    whole_structure: bool,
+    service_ids: Iterable[ServiceRef] | None,
 ) -> list[int | None]:
     """The attachment scopes asked for: [None] for the whole structure, else the
-    given services, which must be ACTIVE services of that structure.
+    given services (by id or by code, service_refs.py), which must be ACTIVE
+    services of that structure.
 
     Raises Invalid `invalid_scope` / `unknown_service`.
     """
-    ids: list[int | None] = list(dict.fromkeys(service_ids or []))
+    refs = list(service_ids or [])
     if whole_structure:
-        if ids:
+        if refs:
             raise Invalid(
                 "Ask for the whole structure or for services, not both.",
                 code="invalid_scope",
                 errors={"service_ids": ["Must be empty for the whole structure."]},
             )
         return [None]
-    if not ids:
+    if not refs:
         raise Invalid(
             "Name at least one service, or ask for the whole structure.",
             code="invalid_scope",
             errors={"service_ids": ["At least one service."]},
         )
+    found, unknown_codes = resolve_all(session, structure_id, refs)
     services = _structure_services(session, structure_id)
-    bad = [i for i in ids if i not in services or not services[i].active]
+    bad: list[int | str] = [i for i in found if i not in services or not services[i].active]
+    bad += unknown_codes
     if bad:
         raise Invalid(
             f"Not active services of this structure: {bad}.",
             code="unknown_service",
             errors={"service_ids": [f"Unknown or inactive: {bad}."]},
         )
-    return ids
+    return list(found)
 
 
 def start_date(valid_from: dt.date | None) -> dt.date:
@@ -413,15 +421,17 @@ def validate_request(
     # Pending rows of this request that the manager did not keep are refused;
     # validated ones the manager unticked are withdrawn (deactivated).
     untick = []
+    refused = False
     for row in existing_rows(session, user.id, structure.id).values():
         if row.status == "pending" and row.service_id not in scopes:
             row.status = "refused"
+            refused = True
         elif row.status == "validated" and row.service_id not in scopes:
             untick.append(row.service_id)
     withdrawn = (
         withdraw(session, user.id, structure.id, untick) if ticked and None not in scopes else []
     )
-    if withdrawn:
+    if withdrawn or refused:  # the history's `after` shows the rows as they end
         change["after"] = summary(existing_rows(session, user.id, structure.id))
     default_spaces_request(session, rt, user, structure, scopes)
     record(
@@ -441,7 +451,8 @@ def validate_request(
         session,
         user,
         f"Attachment to {structure.designation} validated",
-        f"Your request to be attached to {structure.designation} was validated (role: {role})."
+        f"Your request to be attached to {structure.designation} was validated (role: {role}), "
+        f"from {start.isoformat()}: {scope_names(session, scopes)}."
         + (f"\n\nNo longer attached to: {scope_names(session, withdrawn)}." if withdrawn else "")
         + (f"\n\nComment: {comment}" if comment else ""),
     )
@@ -463,6 +474,7 @@ def refuse_request(
     for row in existing_rows(session, user.id, structure.id).values():
         if row.status == "pending":
             row.status = "refused"
+    asked = [None] if req.whole_structure else [s.service_id for s in req.services]
     record(
         session,
         action="attachment_request.refused",
@@ -478,7 +490,8 @@ def refuse_request(
         session,
         user,
         f"Attachment to {structure.designation} refused",
-        f"Your request to be attached to {structure.designation} was refused.\n\nReason: {reason}",
+        f"Your request to be attached to {structure.designation} was refused ("
+        f"{scope_names(session, asked)}).\n\nReason: {reason}",
     )
     commit(session, rt)
     return req
@@ -597,7 +610,8 @@ def attach_directly(
         user,
         f"Attached to {structure.designation}",
         f"A manager attached you to {structure.designation} (role: {role}), "
-        f"from {start.isoformat()}.",
+        f"from {start.isoformat()}: {scope_names(session, scopes)}."
+        + (f"\n\nComment: {comment}" if comment else ""),
     )
     commit(session, rt)
     return [

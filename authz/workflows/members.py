@@ -36,7 +36,7 @@ from .attachments import (
 )
 from .records import bump_revision, commit, notify, record
 from .users import Member, member
-from .withdrawal import scope_names, withdraw
+from .withdrawal import lines_named, scope_names, withdraw
 
 NOT_A_MEMBER = "This user is not attached to this structure."
 
@@ -320,12 +320,11 @@ def revoke_subscription(
         after={"subscriptions": [{**line, "status": "deactivated"}]},
     )
     bump_revision(session, memberships=[(user_id, structure_id)])
-    where = "all services" if sub.service_id is None else scope_names(session, [sub.service_id])
     notify(
         session,
         user,
         f"Subscription on {structure.designation} revoked",
-        f"A manager revoked your subscription to {sub.space_code} ({where}) on "
-        f"{structure.designation}.",
+        f"A manager revoked your subscription on {structure.designation}: "
+        f"{lines_named(session, rt, [(sub.space_code, sub.service_id, sub.level)])}.",
     )
     commit(session, rt)

@@ -31,9 +31,11 @@ from ..errors import Conflict, Forbidden, Invalid, NotFound
 from ..pagination import Page, paginate
 from ..roles import today
 from ..runtime import Runtime
+from ..textkeys import fold
 from . import accounts
 from .access import authorize, visible_structures
 from .records import bump_revision, commit, notify, record
+from .service_refs import code_key, codes_of, resolve
 from .withdrawal import withdraw
 
 SETTING_FIELDS = ("invoice_requires_service", "legal_commitment_required")
@@ -329,11 +331,15 @@ def list_visible(
     stmt = select(Structure).where(visible_structures(rt, actor))
     if q:
         # A literal substring: %, _ and the escape character match themselves.
+        # The designation is compared folded (case and accents ignored:
+        # "etablissement" finds "Établissement…", authz/textkeys.py).
         term = q.strip().lower()
         stmt = stmt.where(
             or_(
+                Structure.designation_key.contains(fold(q), autoescape=True),
                 func.lower(Structure.designation).contains(term, autoescape=True),
                 Structure.identifier_value.contains(term, autoescape=True),
+                Structure.identifier_value.contains(q.strip(), autoescape=True),
             )
         )
     if identifier_value:
@@ -343,6 +349,16 @@ def list_visible(
     if kind:
         stmt = stmt.where(Structure.kind == kind)
     return paginate(session, stmt.order_by(Structure.id), page=page, page_size=page_size)
+
+
+def designations(session: Session, structure_ids: Iterable[int]) -> dict[int, str]:
+    """The designation of each structure by id: for naming, to a person, the
+    structures of their own requests (which they looked up to ask)."""
+    ids = set(structure_ids)
+    if not ids:
+        return {}
+    rows = session.execute(select(Structure.id, Structure.designation).where(Structure.id.in_(ids)))
+    return dict(rows.all())
 
 
 def lookup(
@@ -461,7 +477,8 @@ def create_service(
     label: str,
     active: bool = True,
 ) -> Service:
-    """Raises Conflict `service_code_taken` when the code exists in the structure."""
+    """Raises Conflict `service_code_taken` when the code exists in the
+    structure, whatever its case (`livraison` when `LIVRAISON` exists)."""
     authorize(session, rt, actor, structure_id, "services.manage")
     code, label = (code or "").strip(), (label or "").strip()
     if not code or not label:
@@ -469,11 +486,13 @@ def create_service(
             "A code and a label are required.",
             errors={k: ["Required."] for k, v in (("code", code), ("label", label)) if not v},
         )
-    if session.scalar(
-        select(Service.id).where(Service.structure_id == structure_id, Service.code == code)
-    ):
+    taken = codes_of(session, structure_id).get(code_key(code))
+    if taken is not None:
+        existing = session.get_one(Service, taken).code
         raise Conflict(
-            "This structure already has a service with this code.", code="service_code_taken"
+            f"This structure already has the service {existing}: service codes are "
+            f"compared without case, so {code} would name the same service.",
+            code="service_code_taken",
         )
     service = Service(structure_id=structure_id, code=code, label=label, active=active)
     session.add(service)
@@ -573,7 +592,9 @@ def replace_opened_spaces(
         session.scalars(select(Service.id).where(Service.structure_id == structure_id))
     )
     for entry in entries:
-        code, service_id = entry["space_code"], entry.get("service_id")
+        code = entry["space_code"]
+        # A service by id or by its code in this structure (service_refs.py).
+        service_id = resolve(session, structure_id, entry.get("service_id"))
         _check_space_allowed(rt, structure, code, field_name="spaces")
         if service_id is not None and service_id not in service_ids:
             raise Invalid(
@@ -589,6 +610,15 @@ def replace_opened_spaces(
             structure.opened_spaces.remove(row)
     for code, service_id in sorted(wanted - set(current), key=_space_key):
         structure.opened_spaces.append(OpenedSpace(space_code=code, service_id=service_id))
+    # A default space closed everywhere leaves the defaults with it: a request
+    # for it would be refused (space_not_opened), and it could not be named
+    # as a default now either (docs/manager-guide.md, §2).
+    still_open = {code for code, _ in wanted}
+    dropped = sorted(
+        d.space_code for d in structure.default_spaces if d.space_code not in still_open
+    )
+    for default in [d for d in structure.default_spaces if d.space_code in dropped]:
+        structure.default_spaces.remove(default)
     if set(current) != wanted:
         session.flush()
         record(
@@ -597,7 +627,10 @@ def replace_opened_spaces(
             actor=actor,
             structure_id=structure_id,
             before={"spaces": [list(k) for k in before]},
-            after={"spaces": [list(k) for k in sorted(wanted, key=_space_key)]},
+            after={
+                "spaces": [list(k) for k in sorted(wanted, key=_space_key)],
+                **({"default_spaces_removed": dropped} if dropped else {}),
+            },
         )
         bump_revision(session, structures=[structure_id])
     commit(session, rt)

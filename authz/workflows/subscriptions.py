@@ -34,13 +34,21 @@ from ..runtime import Runtime
 from . import request_flow as flow
 from .access import effective_attachments, require_open_structure, tell_managers
 from .records import bump_revision, commit, notify, record
-from .withdrawal import scope_names
+from .service_refs import resolve
+from .withdrawal import lines_named
+
+
+def _triples(req: SubscriptionRequest) -> list[tuple[str, int | None, str]]:
+    """The request's lines as (space, service or None, level), for lines_named."""
+    return [(line.space_code, line.service_id, line.level) for line in req.lines]
 
 
 def _scope(session: Session, service_id: int | None) -> str:
     """How a line's scope reads: "all services" or the service's code."""
     if service_id is None:
         return "all services"
+    if isinstance(service_id, str):  # a code the structure does not have
+        return f"service {service_id}"
     service = session.get(Service, service_id)
     return f"service {service.code}" if service else f"service {service_id}"
 
@@ -66,6 +74,8 @@ def _line_problem(
         return "public_only_space", f"The space {space!r} exists only on public structures."
     if level not in LEVELS:
         return "invalid_level", "The level must be consult or modify."
+    if isinstance(service_id, str):  # a code that resolved to none of its services
+        return "unknown_service", f"No service {service_id} in this structure."
     if service_id is not None:
         service = session.get(Service, service_id)
         if service is None or service.structure_id != structure.id:
@@ -170,8 +180,13 @@ def create_request(
         raise Invalid(
             "Ask for at least one space.", code="no_lines", errors={"lines": ["At least one line."]}
         )
+    # A service named by its code is this structure's service with that code.
+    lines = [
+        {**line, "service_id": resolve(session, structure_id, line.get("service_id"))}
+        for line in lines
+    ]
     problems: dict[int, tuple[str, str]] = {}
-    seen: dict[tuple[str, int | None], int] = {}
+    seen: dict[tuple[str, int | str | None], int] = {}
     for index, line in enumerate(lines):
         key = (line["space"], line.get("service_id"))
         if key in seen:
@@ -230,12 +245,7 @@ def create_request(
         comment=comment,
         after={"lines": _lines(req)},
     )
-    asked = ", ".join(
-        f"{line.space_code} ({line.level}, "
-        + ("all services" if line.service_id is None else scope_names(session, [line.service_id]))
-        + ")"
-        for line in req.lines
-    )
+    asked = lines_named(session, rt, _triples(req))
     tell_managers(
         session,
         structure,
@@ -369,7 +379,7 @@ def validate_request(
         after={"lines": _lines(req), "manager_comment": comment, "sole_manager": own},
     )
     bump_revision(session, memberships=[(user.id, structure.id)])
-    granted = ", ".join(f"{line.space_code} ({line.level})" for line in req.lines)
+    granted = lines_named(session, rt, _triples(req))
     notify(
         session,
         user,
@@ -407,7 +417,8 @@ def refuse_request(
         session,
         user,
         f"Subscription on {structure.designation} refused",
-        f"Your subscription request on {structure.designation} was refused.\n\nReason: {reason}",
+        f"Your subscription request on {structure.designation} was refused: "
+        f"{lines_named(session, rt, _triples(req))}.\n\nReason: {reason}",
     )
     commit(session, rt)
     return req

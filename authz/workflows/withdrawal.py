@@ -18,6 +18,8 @@ from sqlalchemy.orm import Session
 
 from models import Attachment, Service, Subscription, utcnow
 
+from ..runtime import Runtime
+
 
 def withdraw(
     session: Session, user_id: int, structure_id: int, scopes: Iterable[int | None]
@@ -54,6 +56,23 @@ def withdraw(
         )
     session.flush()
     return withdrawn
+
+
+def lines_named(session: Session, rt: Runtime, lines: Iterable[tuple[str, int | None, str]]) -> str:
+    """Subscription lines (space code, service or None, level) as people read
+    them in a mail: the space's label, the services concerned, the level —
+    "Issued invoices (Factures émises), all services: consult; Works invoices
+    (Factures de travaux), service ATELIER (Atelier): modify"."""
+    named = []
+    for space, service_id, level in lines:
+        entry = rt.policies.space(space)
+        where = (
+            "all services"
+            if service_id is None
+            else f"service {scope_names(session, [service_id])}"
+        )
+        named.append(f"{entry.label if entry else space}, {where}: {level}")
+    return "; ".join(named)
 
 
 def scope_names(session: Session, scopes: Iterable[int | None]) -> str:

@@ -401,3 +401,29 @@ def test_lists_name_people_not_only_ids(api, rt, bakery):
         "last_name": "Martin",
     }
     assert entry["target_user"]["last_name"] == "Moreau"
+
+
+def test_the_validation_detail_shows_a_service_left_out_as_refused_not_pending(api, bakery):
+    """Issue 15: the manager grants ATELIER of ATELIER + BOUTIQUE; the entry's
+    `after` shows the rows as they end, BOUTIQUE `refused`."""
+    atelier, boutique = bakery.services["ATELIER"], bakery.services["BOUTIQUE"]
+    julien = person(api, "julien@login.example")
+    asked = ask_attachment(julien, bakery.id, service_ids=[atelier, boutique])
+    done = process(
+        bakery.claire,
+        "attachment",
+        asked["id"],
+        "validation",
+        whole_structure=False,
+        service_ids=[atelier],
+    )
+    assert done.status_code == 200, done.json
+    entry = next(
+        e
+        for e in history(bakery.claire, bakery.id, action="attachment_request.validated")
+        if e["request_id"] == asked["id"]
+    )
+    detail = bakery.claire.get(f"/v1/history/{entry['id']}")
+    assert detail.status_code == 200, detail.json
+    after = {row["service_id"]: row["status"] for row in detail.json["after"]["attachments"]}
+    assert after == {atelier: "validated", boutique: "refused"}

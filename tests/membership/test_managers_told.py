@@ -43,7 +43,8 @@ def test_managers_but_the_requester_are_mailed_when_a_request_arrives(api, rt, b
     ask_subscription(paul, sid, ("issued_invoices", None, "consult"), comment="Pour facturer")
     mail = notifications(rt, contact_of(claire))[-1]
     assert mail.subject.startswith("New subscription request on")
-    assert "issued_invoices (consult, all services)" in mail.body
+    assert "Issued invoices (Factures émises), all services: consult" in mail.body
+    assert "issued_invoices" not in mail.body
     assert not any("New subscription request" in s for s in subjects(rt, paul))
 
 

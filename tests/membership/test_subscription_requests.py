@@ -331,3 +331,44 @@ def test_default_spaces_become_a_pending_subscription_request(api, rt, bakery, h
         assert not allowed(nina, sid, "issued_invoices", "consult", service=scope, at=revision(rt))
         assert process(claire, "subscription", made["id"], "validation").status_code == 200
         assert allowed(nina, sid, "issued_invoices", "consult", service=scope, at=revision(rt))
+
+
+def test_closing_a_default_space_everywhere_removes_it_from_the_defaults(api, rt, bakery):
+    """Issue 15: a default space must be opened; closing it leaves the defaults
+    with it (in the same write, recorded in the history), and a newcomer then
+    gets no request for it."""
+    claire, sid = bakery.claire, bakery.id
+    set_defaults = claire.patch(
+        f"/v1/structures/{sid}", json={"default_spaces": ["issued_invoices", "works_invoices"]}
+    )
+    assert set_defaults.status_code == 200, set_defaults.json
+    spaces = claire.get(f"/v1/structures/{sid}/spaces").json["spaces"]
+    # works_invoices is opened on ATELIER only: closing it there closes it everywhere
+    kept = [e for e in spaces if e["space"] != "works_invoices"]
+    closed = claire.put(f"/v1/structures/{sid}/spaces", json={"spaces": kept})
+    assert closed.status_code == 200, closed.json
+    assert claire.get(f"/v1/structures/{sid}").json["default_spaces"] == ["issued_invoices"]
+    [entry] = history(claire, sid, action="spaces.updated")[:1]
+    detail = claire.get(f"/v1/history/{entry['id']}").json
+    assert detail["after"]["default_spaces_removed"] == ["works_invoices"]
+
+    nina = person(api, "nina@login.example")
+    attach_directly(claire, sid, login_of(nina), service_ids=[bakery.services["ATELIER"]])
+    [made] = claire.get(SUB, query_string={"structure_id": sid, "status": "pending"}).json["items"]
+    assert [li["space"] for li in made["lines"]] == ["issued_invoices"]
+
+
+def test_closing_a_default_space_on_one_scope_only_keeps_it_a_default(api, rt, bakery):
+    claire, sid = bakery.claire, bakery.id
+    spaces = claire.get(f"/v1/structures/{sid}/spaces").json["spaces"]
+    both = [*spaces, {"space": "issued_solicitations", "service_id": bakery.services["BOUTIQUE"]}]
+    assert claire.put(f"/v1/structures/{sid}/spaces", json={"spaces": both}).status_code == 200
+    r = claire.patch(f"/v1/structures/{sid}", json={"default_spaces": ["issued_solicitations"]})
+    assert r.status_code == 200, r.json
+    structure_level = [
+        e for e in both if not (e["space"] == "issued_solicitations" and e["service_id"] is None)
+    ]
+    assert len(structure_level) == len(both) - 1  # it was opened on the structure too
+    put = claire.put(f"/v1/structures/{sid}/spaces", json={"spaces": structure_level})
+    assert put.status_code == 200, put.json
+    assert claire.get(f"/v1/structures/{sid}").json["default_spaces"] == ["issued_solicitations"]

@@ -154,7 +154,7 @@ def attached(
 def ask_attachment(
     who: Api,
     structure_id: int,
-    service_ids: list[int] | None = None,
+    service_ids: list[int | str] | None = None,  # ids or codes
     comment: str | None = "Merci de me rattacher",
 ) -> dict:
     r = who.post(
@@ -170,7 +170,7 @@ def ask_attachment(
     return r.json
 
 
-def lines_of(*lines: tuple[str, int | None, str]) -> list[dict]:
+def lines_of(*lines: tuple[str, int | str | None, str]) -> list[dict]:
     return [
         {"space": space, "service_id": service_id, "level": level}
         for space, service_id, level in lines
@@ -180,7 +180,7 @@ def lines_of(*lines: tuple[str, int | None, str]) -> list[dict]:
 def ask_subscription(
     who: Api,
     structure_id: int,
-    *lines: tuple[str, int | None, str],
+    *lines: tuple[str, int | str | None, str],
     comment: str | None = "J'en ai besoin",
 ) -> dict:
     r = who.post(
