@@ -41,7 +41,7 @@ WORLD = {
         {"user": "bob", "structure": "acme", "role": "secondary", "valid_from": -30},
     ],
 }
-PASSWORD = "Identity-cache-test-1"  # noqa: S105 - a test password
+PASSWORD = "Identity-cache-test-1"
 
 
 # --- the cache alone -------------------------------------------------------------
@@ -99,7 +99,7 @@ def test_the_least_recently_used_entry_goes_first_when_full():
 
 def identity_revision(rt: Runtime) -> int:
     with rt.read_sessions() as s:
-        return int(s.scalar(select(PolicyRevision.identity_revision)))
+        return s.scalars(select(PolicyRevision.identity_revision)).one()
 
 
 @pytest.fixture
@@ -257,6 +257,7 @@ def on_every_worker(server: Server, path: str, body: dict, key: str) -> list[int
     answered at least one of them."""
     mark = len(server.served())
     statuses: list[int] = []
+    answered: set[int] = set()
     with ThreadPoolExecutor(max_workers=4) as pool:
         for _ in range(40):
             statuses += pool.map(lambda _: server.call("POST", path, body, key)[0], range(4))
@@ -274,7 +275,9 @@ def test_revocation_reaches_every_worker_at_once(live_url, tmp_path: Path):
         with rt.sessions() as session:
             ids = load_world(session, WORLD)
             for name in ("alice", "bob"):
-                session.get(User, ids.users[name]).password_hash = rt.hasher.hash(PASSWORD)
+                user = session.get(User, ids.users[name])
+                assert user is not None
+                user.password_hash = rt.hasher.hash(PASSWORD)
             session.commit()
             _, key = create_client(session, rt, "portal")
         alice, bob, acme = ids.users["alice"], ids.users["bob"], ids.structures["acme"]
