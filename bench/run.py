@@ -510,6 +510,9 @@ def naive_request(q: Question) -> tuple[str, str, str, str]:
 # --- (d) HTTP ---------------------------------------------------------------------------
 
 ACCESS_FORMAT = "access %(p)s %(s)s"
+# More gunicorn options for every server of the run, floor included
+# (--gunicorn-args, e.g. "--reuse-port").
+GUNICORN_EXTRA = ""
 
 WRK_SCRIPT = r"""
 local bodies = {}
@@ -712,7 +715,7 @@ class Server:
             "AUTHZ_LOG_LEVEL": "WARNING",
             "AUTHZ_VAR_DIR": str(workdir / "var"),
             # The access log names the worker that answered (the per-worker split).
-            "GUNICORN_CMD_ARGS": f"--access-logformat '{ACCESS_FORMAT}'",
+            "GUNICORN_CMD_ARGS": f"--access-logformat '{ACCESS_FORMAT}' {GUNICORN_EXTRA}".strip(),
             **(settings or {}),
         }
         command = [
@@ -902,11 +905,18 @@ def main(argv: list[str] | None = None) -> int:
         help="concurrent HTTP connections of the load generator",
     )
     parser.add_argument("--skip-http", action="store_true")
+    parser.add_argument(
+        "--gunicorn-args",
+        default="",
+        help='more gunicorn options for every server, the floor included (e.g. "--reuse-port")',
+    )
     parser.add_argument("--keep", action="store_true", help="keep the run's working files")
     parser.add_argument(
         "--json", type=Path, default=None, help="also write the results as JSON here"
     )
     args = parser.parse_args(argv)
+    global GUNICORN_EXTRA  # noqa: PLW0603 - one setting for every server of the run
+    GUNICORN_EXTRA = args.gunicorn_args
     # Metrics as `authz serve` keeps them (memory-mapped files, see authz/metrics.py).
     metrics_dir = tempfile.mkdtemp(prefix="authz-bench-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
