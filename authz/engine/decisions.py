@@ -62,7 +62,7 @@ ERROR_REASON = "internal error: denied"
 # When the request being answered arrived (monotonic clock), set by the API for
 # the duration of a request (answering_since): a poll of the revision that
 # started after it saw every commit the caller can know of, so the request's
-# decisions reuse it instead of reading the revision again (see Decider.poll).
+# decisions reuse it instead of reading the revision again (_poll_for_request).
 _ARRIVED: ContextVar[float | None] = ContextVar("authz_request_arrived", default=None)
 
 
