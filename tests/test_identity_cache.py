@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import subprocess
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -21,6 +22,7 @@ import time_machine
 from sqlalchemy import delete, event, select, update
 
 from authz.config import load_settings
+from authz.engine.decisions import answering_since, done_answering
 from authz.identities import Identity, IdentityCache
 from authz.review.fixtures import load_world
 from authz.runtime import Runtime, build_runtime, close_runtime
@@ -314,3 +316,23 @@ def test_revocation_reaches_every_worker_at_once(live_url, tmp_path: Path):
             }
     finally:
         close_runtime(rt)
+
+
+def test_a_request_reuses_only_a_revision_read_that_started_after_it_arrived(rt, world, statements):
+    decider = rt.decider
+    seen = decider.ensure_fresh()
+    with rt.sessions() as session:  # committed after that read, before the request
+        bump_revision(session, users=[world.users["alice"]])
+        session.commit()
+    token = answering_since(time.monotonic())
+    try:
+        statements.clear()
+        assert decider.ensure_fresh() == seen + 1  # read again: the old read is too old
+        polls = len([s for s in statements if "policy_revision" in s or "data_version" in s])
+        assert polls >= 1
+        statements.clear()
+        assert decider.ensure_fresh() == seen + 1  # the same request: that read serves
+        assert decider.identity_revision() >= 0
+        assert not [s for s in statements if "policy_revision" in s or "data_version" in s]
+    finally:
+        done_answering(token)
