@@ -4,6 +4,7 @@ marked @public: the default is deny, decided before any view runs."""
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -12,10 +13,13 @@ from flask import Flask, Response, current_app, g, request
 from sqlalchemy.orm import Session
 
 from authz.engine.checks import Caller
+from authz.engine.decisions import answering_since, done_answering
 from authz.errors import Forbidden, Unauthenticated
+from authz.identities import Identity
 from authz.runtime import Runtime, done_serving, serving_request
+from authz.security import digest
 from authz.workflows import accounts, clients
-from models import User
+from models import User, utcnow
 
 # Blueprints whose routes are public: the OpenAPI document and its docs page;
 # /metrics applies AUTHZ_METRICS_ACCESS itself (api/observe.py), and the console
@@ -108,21 +112,42 @@ def _bearer() -> str | None:
     return None
 
 
+def _resolve(token: str) -> Identity | None:
+    """Who `token` (a bearer token or an API key) is: from this process's cache
+    when no credential or account changed since it was resolved (the identity
+    revision, read in the revision poll the request's decisions then reuse),
+    else from its rows with a read-only session of its own (on SQLite it takes
+    no write lock). Raises Unavailable (the database cannot be read),
+    TooManyAttempts (an API key's secret checked from a locked-out address)."""
+    rt = runtime()
+    fingerprint = digest(token)
+    revision = rt.decider.identity_revision()
+    found = rt.identities.get(fingerprint, revision, utcnow())
+    if found is not None:
+        return found
+    with rt.read_sessions() as session:
+        if token.startswith(clients.KEY_PREFIX):
+            client = clients.authenticate_client(session, rt, token, request.remote_addr)
+            found = Identity(client_id=client.id) if client is not None else None
+        else:
+            resolved = accounts.authenticate(session, token)
+            if resolved is not None:
+                user, row = resolved
+                found = Identity(user_id=user.id, token_id=row.id, expires_at=row.expires_at)
+    if found is not None:
+        rt.identities.put(fingerprint, revision, found)
+    return found
+
+
 def _authenticate() -> None:
-    """Identify the caller with a read-only session of its own (on SQLite it
-    takes no write lock), keeping ids only: a decision route never opens the
+    """Identify the caller, keeping ids only: a decision route never opens the
     write session at all."""
     g.user = g.user_id = g.token_id = g.client_id = None
     token = _bearer()
     if token is not None:
-        with runtime().read_sessions() as session:
-            if token.startswith(clients.KEY_PREFIX):
-                client = clients.authenticate_client(session, runtime(), token, request.remote_addr)
-                g.client_id = client.id if client is not None else None
-            else:
-                found = accounts.authenticate(session, token)
-                if found is not None:
-                    g.user_id, g.token_id = found[0].id, found[1].id
+        found = _resolve(token)
+        if found is not None:
+            g.user_id, g.token_id, g.client_id = found.user_id, found.token_id, found.client_id
     if g.user_id is None and g.client_id is None and not _is_public():
         raise Unauthenticated(
             "A valid bearer token or API key is required.",
@@ -152,6 +177,18 @@ def _close_session(_exc: BaseException | None) -> None:
         session.close()
 
 
+def _arrived() -> None:
+    """The request arrived now: a revision poll started from now on may serve
+    its authentication and decisions alike (authz.engine.decisions.answering_since)."""
+    g.arrival_token = answering_since(time.monotonic())
+
+
+def _done(_exc: BaseException | None) -> None:
+    token = g.pop("arrival_token", None)
+    if token is not None:
+        done_answering(token)
+
+
 def _links_from_request() -> None:
     """Links built for this request may use its base URL when its host is trusted
     (authz.runtime.serving_request)."""
@@ -167,9 +204,10 @@ def _forget_links(_exc: BaseException | None) -> None:
 
 
 def register(app: Flask) -> None:
-    hooks: list[Callable[[], None]] = [_links_from_request, _request_id, _authenticate]
+    hooks: list[Callable[[], None]] = [_arrived, _links_from_request, _request_id, _authenticate]
     for hook in hooks:
         app.before_request(hook)
     app.after_request(_echo_request_id)
     app.teardown_request(_close_session)
     app.teardown_request(_forget_links)
+    app.teardown_request(_done)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from contextvars import ContextVar, Token
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Engine
@@ -20,6 +20,7 @@ from .config import Settings
 from .decision_log import Recorder
 from .engine.decisions import Decider
 from .engine.policy import Policies, PolicyEngine, load_policies, sync_space_catalogue
+from .identities import IdentityCache
 from .security import Hasher
 
 # --- the base URL of links ---------------------------------------------------------
@@ -65,6 +66,8 @@ class Runtime:
     recorder: Recorder
     # Background outbox sender of this process (None: mail is sent by `authz mail`).
     dispatcher: Any = None
+    # Credentials this process resolved, while none was invalidated (identities.py).
+    identities: IdentityCache = field(default_factory=IdentityCache)
 
     @property
     def management(self) -> PolicyEngine:

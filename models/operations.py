@@ -77,6 +77,11 @@ class PolicyRevision(Base):
     # The policy set in force (policy_versions.version), changed with a bump of
     # the revision; null: none stored yet (the service decides with its files).
     policy_version: Mapped[int | None] = mapped_column(Integer)
+    # Bumped by database triggers (migration 0011) in the transaction of every
+    # change that can invalidate a credential: a token revoked or deleted, an
+    # account's status changed, a client's key replaced or the client revoked.
+    # Each process drops its identity cache when it moves (authz/identities.py).
+    identity_revision: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class PolicyVersion(Base):

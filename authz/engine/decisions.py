@@ -30,6 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,6 +58,22 @@ log = logging.getLogger("authz.decisions")
 
 # The reason of a decision the engine failed to take (it denies).
 ERROR_REASON = "internal error: denied"
+
+# When the request being answered arrived (monotonic clock), set by the API for
+# the duration of a request (answering_since): a poll of the revision that
+# started after it saw every commit the caller can know of, so the request's
+# decisions reuse it instead of reading the revision again (_poll_for_request).
+_ARRIVED: ContextVar[float | None] = ContextVar("authz_request_arrived", default=None)
+
+
+def answering_since(arrived: float) -> Token[float | None]:
+    """Mark the current context as answering a request that arrived at
+    `arrived` (time.monotonic()); give the token back to done_answering."""
+    return _ARRIVED.set(arrived)
+
+
+def done_answering(token: Token[float | None]) -> None:
+    _ARRIVED.reset(token)
 
 
 # --- questions and answers ----------------------------------------------------
@@ -287,6 +304,12 @@ class Decider:
         # (the index may be behind it: current_policy polls without refreshing).
         self._polled_revision: int | None = None
         self._polled_version: int | None = None
+        # The identity revision read with it (policy_revision.identity_revision:
+        # moved by every change that can invalidate a credential, migration 0011),
+        # and when the last successful poll started (monotonic; -1: none since
+        # the kept connection was last replaced).
+        self._polled_identity: int | None = None
+        self._poll_started = -1.0
         self.index = Index()
         self.revision = -1
         # The last index update not yet reported: (full | incremental, seconds).
@@ -324,7 +347,7 @@ class Decider:
             return self.policy
         with self._lock:
             if self.revision >= 0:
-                self._poll()
+                self._poll_for_request()
             else:
                 try:
                     self._read_polled()
@@ -461,9 +484,10 @@ class Decider:
             self._drop_poll_connection(invalidate=False)
         # A kept connection gets a second chance on a new one; a new one does not.
         attempts = 2 if self._poll_connection is not None else 1
+        started = time.monotonic()
         for attempt in range(1, attempts + 1):
             try:
-                return self._read_polled()
+                revision = self._read_polled()
             except Exception as exc:
                 self._drop_poll_connection(invalidate=True)
                 if attempt < attempts:
@@ -477,7 +501,41 @@ class Decider:
                     "The policy store cannot be read; decisions are refused.",
                     code="policy_store_unavailable",
                 ) from exc
+            else:
+                self._poll_started = started
+                return revision
         raise AssertionError("unreachable")
+
+    def _poll_for_request(self) -> int:
+        """The latest committed revision for the request being answered (see
+        answering_since): the last poll's when it started after the request
+        arrived — every commit the caller can know of was visible to it — else
+        a poll of its own. Call with the lock held."""
+        arrived = _ARRIVED.get()
+        if (
+            arrived is not None
+            and self._poll_started >= arrived
+            and self._polled_revision is not None
+        ):
+            return self._polled_revision
+        return self._poll()
+
+    def identity_revision(self) -> int:
+        """The identity revision (policy_revision.identity_revision) as of now,
+        read in the same poll as the policy revision (no extra round trip: the
+        request's decisions reuse it, see _poll_for_request). An identity cached
+        at the value this returns is still valid; any change that can invalidate
+        a credential commits a new value. Raises Unavailable (the database cannot
+        be read: fail closed)."""
+        with self._lock:
+            self._poll_for_request()
+            identity = self._polled_identity
+            if identity is None:  # unreachable: a successful poll reads it
+                raise Unavailable(
+                    "The policy store cannot be read; decisions are refused.",
+                    code="policy_store_unavailable",
+                )
+            return identity
 
     def _read_polled(self) -> int:
         if self._poll_connection is None:
@@ -497,8 +555,12 @@ class Decider:
                 if version == self._data_version and self._polled_revision is not None:
                     return self._polled_revision  # no other connection committed since
                 self._data_version = version
-            cursor.execute("SELECT revision, policy_version FROM policy_revision WHERE id = 1")
-            revision, self._polled_version = cursor.fetchone()
+            cursor.execute(
+                "SELECT revision, policy_version, identity_revision FROM policy_revision "
+                "WHERE id = 1"
+            )
+            revision, self._polled_version, identity = cursor.fetchone()
+            self._polled_identity = int(identity)
             self._polled_revision = int(revision)
             return self._polled_revision
         finally:
@@ -510,6 +572,8 @@ class Decider:
         connection, self._poll_connection = self._poll_connection, None
         self._data_version = None
         self._polled_revision = None
+        self._polled_identity = None
+        self._poll_started = -1.0
         if connection is None:
             return
         try:
@@ -546,7 +610,7 @@ class Decider:
                     "The policy store cannot be read; decisions are refused.",
                     code="policy_store_unavailable",
                 )
-            if self._poll() != self.revision or self.revision < 0:
+            if self._poll_for_request() != self.revision or self.revision < 0:
                 with Session(self.db_engine) as session:
                     latest, version = _read_revision(session)
                     self._use_policy(version)
