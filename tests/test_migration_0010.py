@@ -61,7 +61,7 @@ def test_0010_stops_on_case_duplicates_then_passes_once_they_are_renamed(empty_d
         with engine.begin() as conn:
             conn.execute(text("UPDATE services SET code = 'LIVRAISON-2' WHERE id = 2"))
             conn.execute(text("UPDATE services SET code = 'ATELIER-2' WHERE id = 4"))
-        upgrade(engine)
+        upgrade(engine, "0010")
         with engine.connect() as conn:
             assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0010"
         with pytest.raises(IntegrityError), engine.begin() as conn:
