@@ -53,18 +53,35 @@ def upgrade() -> None:
             "CREATE FUNCTION identity_changed() RETURNS trigger LANGUAGE plpgsql AS "
             f"$$ BEGIN {BUMP}; RETURN NULL; END $$"
         )
+        # Constraint triggers, deferred: the bump runs at commit, so the row lock
+        # it takes on policy_revision is held from the commit on, as a rights
+        # change's own bump is, never from the middle of a transaction that then
+        # goes on to lock other rows (which could deadlock against a rights change
+        # that bumped first). One per changed row; an UPDATE that leaves the
+        # columns as they were does not fire.
         for table, suffix, event in EVENTS:
+            when = _changed(event, "IS DISTINCT FROM")
             op.execute(
-                f"CREATE TRIGGER {_name(table, suffix)} AFTER {event} ON {table} "
-                "FOR EACH STATEMENT EXECUTE FUNCTION identity_changed()"
+                f"CREATE CONSTRAINT TRIGGER {_name(table, suffix)} AFTER {event} ON {table} "
+                f"DEFERRABLE INITIALLY DEFERRED FOR EACH ROW {when}"
+                "EXECUTE FUNCTION identity_changed()"
             )
         return
     for table, suffix, event in EVENTS:
-        # SQLite has row triggers only: one bump per changed row.
+        # SQLite: one writer at a time (no deadlock to avoid), row triggers only.
+        when = _changed(event, "IS NOT")
         op.execute(
             f"CREATE TRIGGER {_name(table, suffix)} AFTER {event} ON {table} "
-            f"FOR EACH ROW BEGIN {BUMP}; END"
+            f"FOR EACH ROW {when}BEGIN {BUMP}; END"
         )
+
+
+def _changed(event: str, differs: str) -> str:
+    """The WHEN clause of an UPDATE OF trigger: one of its columns changed."""
+    if not event.startswith("UPDATE OF "):
+        return ""
+    columns = [c.strip() for c in event.removeprefix("UPDATE OF ").split(",")]
+    return "WHEN (" + " OR ".join(f"OLD.{c} {differs} NEW.{c}" for c in columns) + ") "
 
 
 def downgrade() -> None:
