@@ -7,7 +7,8 @@ probability AUTHZ_DECISION_LOG_SAMPLE_RATE) or `all`; with
 AUTHZ_DECISION_LOG_DENIALS every denial too, whatever the mode. A request
 appends plain tuples to an in-memory buffer (no database, no lock of its own);
 a background thread of the process writes what is buffered every
-AUTHZ_DECISION_LOG_FLUSH_SECONDS in one multi-row INSERT, and once more when
+AUTHZ_DECISION_LOG_FLUSH_SECONDS in one transaction (a binary COPY on
+PostgreSQL, multi-row INSERTs on SQLite), and once more when
 the process stops; with AUTHZ_DECISION_LOG_STREAM it also writes each record
 as a log line (JSON lines for a SIEM with AUTHZ_LOG_FORMAT=json). A full
 buffer, or a write that fails, drops records: the decision is never delayed
@@ -252,7 +253,7 @@ class Recorder:
             self.flush()
 
     def flush(self) -> int:
-        """Write what is buffered now, in one statement; the number written."""
+        """Write what is buffered now, in one transaction; the number written."""
         with self._write_lock:
             sqlite = self.engine.dialect.name == "sqlite"
             groups = self._groups(sqlite)
