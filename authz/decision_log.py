@@ -194,9 +194,9 @@ class Recorder:
         except Exception:
             log.exception("decision log: a record could not be buffered")
 
-    def _groups(self, sqlite: bool = False) -> list[tuple[tuple, list[tuple]]]:
-        """Take what is buffered, one group per request: its head (the time —
-        as SQLite stores it when `sqlite` —, api, client, caller user, request
+    def _groups(self) -> list[tuple[tuple, list[tuple]]]:
+        """Take what is buffered, one group per request (SQLite's writer): its
+        head (the time as SQLite stores it, api, client, caller user, request
         id) and its items (the other columns, in the order of ITEM_COLUMNS).
         About 0.3 µs a row: the database's insert is what costs
         (docs/performance.md, "Observability")."""
@@ -205,9 +205,7 @@ class Recorder:
         while buffer:
             at, api, client_id, caller_user_id, request_id, pairs = buffer.popleft()
             self._queued -= len(pairs)
-            when: Any = dt.datetime.fromtimestamp(at, dt.UTC)
-            if sqlite:
-                when = _sqlite_time(when)
+            when = _sqlite_time(dt.datetime.fromtimestamp(at, dt.UTC))
             items = [
                 (
                     q.user_id,
@@ -225,6 +223,37 @@ class Recorder:
             ]
             groups.append(((when, api, client_id, caller_user_id, request_id), items))
         return groups
+
+    def _rows(self) -> list[tuple]:
+        """Take what is buffered, as rows in the order of COLUMNS (PostgreSQL's
+        COPY: each row made at once, no tuples joined)."""
+        rows = []
+        buffer = self._buffer
+        while buffer:
+            at, api, client_id, caller_user_id, request_id, pairs = buffer.popleft()
+            self._queued -= len(pairs)
+            when = dt.datetime.fromtimestamp(at, dt.UTC)
+            rows += [
+                (
+                    when,
+                    api,
+                    client_id,
+                    caller_user_id,
+                    q.user_id,
+                    q.structure_id,
+                    q.service,
+                    q.space,
+                    q.action,
+                    d.allowed,
+                    _short(d.rule),
+                    _short(d.reason),
+                    d.revision,
+                    d.policy_version,
+                    request_id,
+                )
+                for q, d in pairs
+            ]
+        return rows
 
     @property
     def pending(self) -> int:
@@ -256,24 +285,31 @@ class Recorder:
         """Write what is buffered now, in one transaction; the number written."""
         with self._write_lock:
             sqlite = self.engine.dialect.name == "sqlite"
-            groups = self._groups(sqlite)
-            count = sum(len(items) for _head, items in groups)
+            groups: list[tuple[tuple, list[tuple]]] = []
+            if sqlite:
+                # A request's decisions apart from its head, bound once a statement.
+                groups = self._groups()
+                count = sum(len(items) for _head, items in groups)
+                rows = _flat(groups) if self.stream else []
+            else:
+                rows = self._rows()
+                count = len(rows)
             if not count:
                 return 0
             if self.stream:
-                for row in _flat(groups):
+                for row in rows:
                     record = dict(zip(COLUMNS, row, strict=False))
                     record["decided_at"] = str(row[0]) if sqlite else row[0].isoformat()
                     stream_log.info("decision", extra={"decision": record})
             try:
                 with self.engine.begin() as conn:
-                    if conn.dialect.driver == "psycopg":
-                        _copy(conn, _flat(groups))
-                    elif sqlite:
+                    if sqlite:
                         _insert_sqlite(conn, groups)
+                    elif conn.dialect.driver == "psycopg":
+                        _copy(conn, rows)
                     else:
                         # The driver's executemany: no per-row work in Python.
-                        conn.exec_driver_sql(_INSERT.format(mark="%s"), _flat(groups))
+                        conn.exec_driver_sql(_INSERT.format(mark="%s"), rows)
             except Exception as exc:  # noqa: BLE001  (dropped and counted, never raised)
                 metrics.get().decision_log_dropped.inc(count)
                 # Not log.exception: the error's text holds the statement's parameters.
