@@ -153,13 +153,23 @@ class DecisionRecord(Base):
     """One decision taken for a caller (the decision log, AUTHZ_DECISION_LOG):
     written in batches off the request, never updated, deleted after
     AUTHZ_DECISION_LOG_RETENTION_DAYS. No foreign keys: a record outlives the
-    rows it names, and writing it checks nothing."""
+    rows it names, and writing it checks nothing.
+
+    The (structure, time) and (subject, time) indexes exist on PostgreSQL only
+    (migration 0012 drops them on SQLite): on SQLite the insert runs in the
+    worker's process and those two random-key indexes were most of what
+    recording cost a batch check; a filter on the subject or the structure
+    scans the time window there (docs/decisions.md, "Decision log on SQLite")."""
 
     __tablename__ = "decision_log"
     __table_args__ = (
         CheckConstraint(one_of("api", DECISION_APIS), name="api"),
-        Index("ix_decision_log_structure_id_decided_at", "structure_id", "decided_at"),
-        Index("ix_decision_log_user_id_decided_at", "user_id", "decided_at"),
+        Index("ix_decision_log_structure_id_decided_at", "structure_id", "decided_at").ddl_if(
+            dialect="postgresql"
+        ),
+        Index("ix_decision_log_user_id_decided_at", "user_id", "decided_at").ddl_if(
+            dialect="postgresql"
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)

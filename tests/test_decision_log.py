@@ -10,10 +10,13 @@ import json
 import time
 
 import pytest
-from sqlalchemy import func, select
+from alembic import command
+from sqlalchemy import create_engine, func, inspect, select
 from sqlalchemy.dialects import postgresql
 
 from authz import decision_log, logs
+from authz.config import load_settings
+from authz.db import alembic_config, make_engine, upgrade
 from authz.engine.checks import Caller
 from authz.engine.decisions import Decision, Question
 from authz.workflows import maintenance
@@ -313,3 +316,146 @@ def test_a_batch_s_records_are_written_with_every_value(rt):
     assert first.api == second.api == "batch" and first.client_id == 5
     assert first.caller_user_id is None
     assert abs((utcnow() - first.decided_at).total_seconds()) < 60
+
+
+def test_requests_of_every_size_are_written_row_for_row(rt):
+    """The SQLite writer's multi-row INSERTs (a request's head bound once for
+    each 96 of its items, the rest 64 full rows at a time, the last few one by
+    one) write each decision once, with its own request's head: the same rows
+    as one row per decision would."""
+    recorder = decision_log.Recorder(rt.engine, rt.settings)
+    sizes = [250, 96, 1, 7, *([1] * 70), 130]
+    expected = []
+    user = 0
+    for client_id, size in enumerate(sizes, start=1):
+        pairs = []
+        for i in range(size):
+            user += 1
+            allowed = i % 3 == 0
+            pairs.append(
+                (
+                    Question(user, client_id, "issued_invoices" if i % 2 else None, "modify"),
+                    Decision(
+                        allowed,
+                        client_id * 10,
+                        rule=f"subscription:{user}" if allowed else None,
+                        reason=None if allowed else f"no grant {user}",
+                        policy_version=i % 4 or None,
+                    ),
+                )
+            )
+            expected.append((client_id, user, client_id, pairs[-1][0].space, allowed))
+        api = "batch" if size > 1 else "check"
+        token = logs.serving(request_id=f"req-{client_id}")
+        try:
+            recorder.record(api, Caller(client_id=client_id), pairs)
+        finally:
+            logs.done(token)
+    before = len(recorded(rt))
+    assert recorder.flush() == sum(sizes)
+    rows = recorded(rt)[before:]
+    assert sorted((r.client_id, r.user_id, r.structure_id, r.space, r.allowed) for r in rows) == (
+        sorted(expected)
+    )
+    for r in rows:  # every column from its own request and decision
+        assert r.request_id == f"req-{r.client_id}" and r.revision == r.client_id * 10
+        assert r.api == ("check" if sizes[r.client_id - 1] == 1 else "batch")
+        assert r.rule == (f"subscription:{r.user_id}" if r.allowed else None)
+        assert r.reason == (None if r.allowed else f"no grant {r.user_id}")
+        assert r.action == "modify" and r.service is None and r.caller_user_id is None
+    assert {r.policy_version for r in rows} == {None, 1, 2, 3}
+
+
+def test_on_sqlite_the_decision_log_has_only_its_time_index(rt):
+    """Migration 0012: on SQLite the (subject, time) and (structure, time)
+    indexes are gone (what recording cost batches), PostgreSQL keeps them; the
+    model declares the same, so that a schema made from it matches."""
+    with rt.engine.connect() as conn:
+        names = {ix["name"] for ix in inspect(conn).get_indexes("decision_log")}
+    time_index = {"ix_decision_log_decided_at"}
+    if rt.engine.dialect.name == "sqlite":
+        assert names == time_index
+    else:
+        assert names == time_index | {
+            "ix_decision_log_structure_id_decided_at",
+            "ix_decision_log_user_id_decided_at",
+        }
+    memory = create_engine("sqlite://")
+    DecisionRecord.__table__.create(memory)
+    with memory.connect() as conn:
+        assert {ix["name"] for ix in inspect(conn).get_indexes("decision_log")} == time_index
+
+
+def test_0012_drops_the_two_indexes_on_sqlite_and_its_downgrade_restores_them(tmp_path):
+    engine = make_engine(load_settings({"database_url": f"sqlite:///{tmp_path / 'a.db'}"}))
+
+    def indexes() -> set[str]:
+        with engine.connect() as conn:
+            return {ix["name"] for ix in inspect(conn).get_indexes("decision_log")}
+
+    try:
+        upgrade(engine, "0011")
+        assert len(indexes()) == 3
+        upgrade(engine, "0012")
+        assert indexes() == {"ix_decision_log_decided_at"}
+        cfg = alembic_config(engine)
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "0011")
+        assert len(indexes()) == 3
+    finally:
+        engine.dispose()
+
+
+def test_every_filter_finds_its_records_among_many_in_the_window(api, rt):
+    """Without the subject and structure indexes (SQLite) a filter scans the
+    time window: each filter, alone and with a window, finds exactly its
+    records, newest first, across pages."""
+    now = utcnow()
+    for i in range(60):
+        put(
+            rt,
+            decided_at=now - dt.timedelta(hours=i),
+            user_id=100 + i % 6,
+            structure_id=20 + i % 5,
+            space=("issued_invoices", "received_invoices", None)[i % 3],
+            action=("modify", "consult")[i % 2],
+            allowed=i % 4 == 0,
+            client_id=(7, None)[i % 2],
+        )
+    reviewer = make_reviewer(api, rt)
+    window = {"since": (now - dt.timedelta(hours=30)).isoformat(), "until": now.isoformat()}
+    cases = [
+        ({"user_id": 103}, lambda i: 100 + i % 6 == 103),
+        ({"structure_id": 22}, lambda i: 20 + i % 5 == 22),
+        ({"space": "received_invoices"}, lambda i: i % 3 == 1),
+        ({"action": "consult"}, lambda i: i % 2 == 1),
+        ({"result": "allowed"}, lambda i: i % 4 == 0),
+        ({"result": "denied"}, lambda i: i % 4 != 0),
+        ({"client_id": 7}, lambda i: i % 2 == 0),
+        ({"user_id": 101, "structure_id": 21}, lambda i: i % 6 == 1 and i % 5 == 1),
+    ]
+    for query, wanted in cases:
+        for extra, hours in (({}, range(60)), (window, range(1, 31))):
+            expected = [i for i in hours if wanted(i)]
+            found = []
+            page = 1
+            while True:
+                r = reviewer.get(
+                    "/v1/decision-log",
+                    query_string={**query, **extra, "page": page, "page_size": 4},
+                )
+                assert r.status_code == 200, r.json
+                assert r.json["total"] == len(expected), (query, extra)
+                found += r.json["items"]
+                if not r.json["items"] or len(found) >= r.json["total"]:
+                    break
+                page += 1
+            assert [
+                round((now - _aware(f["decided_at"])).total_seconds() / 3600) for f in found
+            ] == (expected), (query, extra)
+
+
+def _aware(text: str) -> dt.datetime:
+    at = dt.datetime.fromisoformat(text)
+    return at if at.tzinfo else at.replace(tzinfo=dt.UTC)
