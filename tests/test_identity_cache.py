@@ -259,15 +259,21 @@ def live_url(request, tmp_path) -> Iterator[str]:
         yield url
 
 
+SPREAD_TIMEOUT = 90.0  # seconds for both workers to have answered
+
+
 def on_every_worker(server: Server, path: str, body: dict, key: str) -> list[int]:
     """The statuses of calls made four at a time until each worker of `server`
     answered at least one of them."""
     mark = len(server.served())
     statuses: list[int] = []
     answered: set[int] = set()
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        for _ in range(40):
-            statuses += pool.map(lambda _: server.call("POST", path, body, key)[0], range(4))
+    # Until a deadline rather than a number of rounds: on a loaded machine one
+    # worker can take 160 connections in a row while the other is descheduled.
+    deadline = time.monotonic() + SPREAD_TIMEOUT
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        while time.monotonic() < deadline:
+            statuses += pool.map(lambda _: server.call("POST", path, body, key)[0], range(8))
             answered = {pid for pid, *_ in server.served()[mark:]}
             if answered >= server.workers():
                 return statuses
