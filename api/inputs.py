@@ -54,17 +54,18 @@ def nests_deeper(value: Any, limit: int) -> bool:
     """Whether `value` (parsed JSON) nests more than `limit` arrays or objects
     (`[]` is one level, `[[]]` two); level by level, each container visited
     once, stopping past the limit."""
-    level = [value] if isinstance(value, (dict, list)) else []
+    containers = (dict, list)
+    level = [value] if isinstance(value, containers) else []
     for _ in range(limit):
         if not level:
             return False
         inner: list[Any] = []
-        for item in level:
-            inner.extend(
+        for item in level:  # a list comprehension: a batch body holds thousands
+            inner += [
                 v
                 for v in (item.values() if isinstance(item, dict) else item)
-                if isinstance(v, (dict, list))
-            )
+                if isinstance(v, containers)
+            ]
         level = inner
     return bool(level)
 

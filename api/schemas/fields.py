@@ -71,6 +71,16 @@ class EmailText(Text, fields.Email):
     """An email address, a single line."""
 
 
+class WrittenList(fields.List):
+    """A list of answers the view already wrote as plain JSON values (dicts
+    with the keys, order and types the inner field would give): passed through
+    as is, without a dump per item. The OpenAPI document still describes the
+    inner field."""
+
+    def _serialize(self, value: Any, attr: Any, obj: Any, **kwargs: Any) -> Any:
+        return None if value is None else list(value)
+
+
 def safe_json(value: Any) -> None:
     """Validate free JSON (AuthZEN properties and contexts): no key or string in
     it holds NUL or a lone surrogate."""
@@ -84,6 +94,59 @@ def safe_json(value: Any) -> None:
             pending.extend(item)
         elif isinstance(item, str) and (why := unsafe_text(item, OPAQUE)) is not None:
             raise ValidationError(why)
+
+
+def all_safe_json(value: Any, safe: set[str]) -> bool:
+    """Whether safe_json accepts `value`; the strings found safe are added to
+    `safe` and not searched again. Only says yes or no: where it says no,
+    safe_json gives the message."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        kind = type(item)
+        if kind is dict:
+            for key, member in item.items():
+                if key not in safe:
+                    if type(key) is not str or unsafe_text(key, OPAQUE) is not None:
+                        return False
+                    safe.add(key)
+                kind = type(member)
+                if kind is str:
+                    if member not in safe:
+                        if unsafe_text(member, OPAQUE) is not None:
+                            return False
+                        safe.add(member)
+                elif kind is dict or kind is list:
+                    pending.append(member)
+                elif not (member is None or kind is int or kind is bool or kind is float):
+                    pending.append(member)
+        elif kind is list:
+            pending.extend(item)
+        elif kind is str:
+            if item not in safe:
+                if unsafe_text(item, OPAQUE) is not None:
+                    return False
+                safe.add(item)
+        elif not (item is None or kind is int or kind is bool or kind is float):
+            if isinstance(item, (dict, list, str)):  # subclasses: as safe_json reads them
+                try:
+                    safe_json(item)
+                except ValidationError:
+                    return False
+    return True
+
+
+class SafeJsonList(fields.List):
+    """A list of free JSON values, each checked with safe_json (the inner field
+    carries that validator). When every item passes — the strings of a batch
+    repeat, each is searched once — the list loads as is, without the inner
+    field's per-item call; otherwise the inner field loads each item, and the
+    errors are marshmallow's (tests/test_authzen_batch_fast.py)."""
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> Any:
+        if type(value) is list and all_safe_json(value, set()):
+            return list(value)
+        return super()._deserialize(value, attr, data, **kwargs)
 
 
 NAME_MAX = 100

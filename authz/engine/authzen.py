@@ -122,10 +122,18 @@ def evaluate_many(
     """
     require_subjects(caller, [a.user_id for a in items if isinstance(a, Ask)])
     answers: list[Decision | Invalid] = []
+    denials: dict[str, Decision] = {}  # one Decision per reason no question could be put
     with metrics.DecisionTimer("authzen") as count, rt.decider.reading(at_least):
         today = roles.today()
         for item in items:
-            answer = item if isinstance(item, Invalid) else _answer(rt.decider, item, today)
+            if isinstance(item, Invalid):
+                answer: Decision | Invalid = item
+            elif item.question is None and item.denial is not None:
+                answer = denials.get(item.denial) or denials.setdefault(
+                    item.denial, _answer(rt.decider, item, today)
+                )
+            else:
+                answer = _answer(rt.decider, item, today)
             answers.append(answer)
             allowed = isinstance(answer, Decision) and answer.allowed
             if (semantic == DENY_ON_FIRST_DENY and not allowed) or (
