@@ -77,7 +77,7 @@ class WrittenList(fields.List):
     as is, without a dump per item. The OpenAPI document still describes the
     inner field."""
 
-    def _serialize(self, value: Any, attr: Any, obj: Any, **kwargs: Any) -> Any:
+    def _serialize(self, value: Any, attr: Any, obj: Any, **kwargs: Any) -> Any:  # noqa: ARG002 - marshmallow's signature
         return None if value is None else list(value)
 
 
@@ -106,8 +106,10 @@ def all_safe_json(value: Any, safe: set[str]) -> bool:
         kind = type(item)
         if kind is dict:
             for key, member in item.items():
-                if key not in safe:
-                    if type(key) is not str or unsafe_text(key, OPAQUE) is not None:
+                if type(key) is not str:
+                    pending.append(key)
+                elif key not in safe:
+                    if unsafe_text(key, OPAQUE) is not None:
                         return False
                     safe.add(key)
                 kind = type(member)
@@ -116,10 +118,8 @@ def all_safe_json(value: Any, safe: set[str]) -> bool:
                         if unsafe_text(member, OPAQUE) is not None:
                             return False
                         safe.add(member)
-                elif kind is dict or kind is list:
-                    pending.append(member)
-                elif not (member is None or kind is int or kind is bool or kind is float):
-                    pending.append(member)
+                elif member is not None and kind is not int and kind is not bool:
+                    pending.append(member)  # containers (floats end below)
         elif kind is list:
             pending.extend(item)
         elif kind is str:
@@ -127,12 +127,16 @@ def all_safe_json(value: Any, safe: set[str]) -> bool:
                 if unsafe_text(item, OPAQUE) is not None:
                     return False
                 safe.add(item)
-        elif not (item is None or kind is int or kind is bool or kind is float):
-            if isinstance(item, (dict, list, str)):  # subclasses: as safe_json reads them
-                try:
-                    safe_json(item)
-                except ValidationError:
-                    return False
+        elif isinstance(item, (dict, list, str)) and not _passes_safe_json(item):
+            return False  # a subclass (never from JSON): as safe_json reads it
+    return True
+
+
+def _passes_safe_json(value: Any) -> bool:
+    try:
+        safe_json(value)
+    except ValidationError:
+        return False
     return True
 
 
