@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 import marshmallow as ma
+from flask import g, has_app_context
 from webargs import core
 from webargs.flaskparser import FlaskParser, is_json_request
 from werkzeug.exceptions import BadRequest
@@ -107,4 +108,22 @@ class Parser(FlaskParser):
     def _raw_load_json(self, req: Any) -> Any:
         if not is_json_request(req):
             return core.missing
-        return load_json(req.get_data(cache=True))
+        data = req.get_data(cache=True)
+        value = load_json(data)
+        if b"\\u" not in data:
+            g.authz_body_without_escapes = value
+        return value
+
+
+def body_without_escapes() -> Any:
+    """The request's JSON body as Parser read it, when its text holds no `\\u`
+    escape; None otherwise (or outside a request).
+
+    Such a body holds no NUL and no lone surrogate in any string or key: the
+    body is decoded as strict UTF-8 (no surrogates) and parsed by a strict JSON
+    parser (no raw control characters in strings), so only an escape could
+    write them. What it says of a value holds only for that very object
+    (compare with `is`)."""
+    if not has_app_context():
+        return None
+    return g.get("authz_body_without_escapes")

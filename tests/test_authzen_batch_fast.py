@@ -7,6 +7,8 @@ evaluation(with_defaults(...)) item by item), and the same written decision
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from marshmallow import Schema, ValidationError, fields
 
@@ -15,6 +17,7 @@ from api.schemas import fields as f
 from api.schemas.authzen import AuthzenEvaluationsSchema
 from authz.engine.decisions import Decision
 from authz.errors import Invalid
+from tests.support.rows import key_headers
 
 MANAGEMENT = {"structure.view", "users.manage"}
 
@@ -176,3 +179,28 @@ def test_decisions_writes_each_answer_in_order_and_a_shared_one_once():
     written = wire.decisions(answers)
     assert written == [wire.decision(a) for a in answers]
     assert written[0] is written[3]
+
+
+@pytest.mark.parametrize("bad", ["a\x00b", "a\ud800b"])
+def test_an_escaped_nul_or_surrogate_in_a_batch_is_still_refused(api, rt, bad):
+    """A body with a `\\u` escape is searched (api/inputs.py,
+    body_without_escapes): the problem document names the item, as before."""
+    items = [ITEMS[0], {**ITEMS[0], "context": {"note": bad}}, ITEMS[1]]
+    r = api.post("/access/v1/evaluations", headers=key_headers(rt), json={"evaluations": items})
+    assert r.status_code == 400 and r.content_type == "application/problem+json"
+    try:
+        PlainEvaluations().load({"evaluations": items})
+    except ValidationError as exc:
+        expected = json.loads(json.dumps(exc.messages))
+    assert r.json["errors"] == expected and "1" in expected["evaluations"]
+
+
+def test_a_batch_without_escapes_is_answered_item_by_item(api, rt):
+    items = [ITEMS[0], ITEMS[5], {"subject": SUBJECT}, ITEMS[0]]
+    r = api.post("/access/v1/evaluations", headers=key_headers(rt), json={"evaluations": items})
+    assert r.status_code == 200
+    answers = r.json["evaluations"]
+    assert [a["decision"] for a in answers] == [False] * 4
+    assert answers[2]["context"]["error"]["code"] == "missing_field"
+    assert answers[0] == answers[3]
+    assert answers[1]["context"]["reason"] == "unknown subject type 'group': expected 'user'"

@@ -213,7 +213,14 @@ def to_question(
     target = target_of(resource)
     if isinstance(target, str):
         return target
-    name = action.get("name", "")
+    return _put(user_id, target, action.get("name", ""), management_actions)
+
+
+def _put(
+    user_id: int, target: Target, name: str, management_actions: Collection[str]
+) -> Question | str:
+    """The question of a user id, a target and an action name, or why the
+    action does not apply to the target."""
     not_applicable = applies(name, target, management_actions)
     if not_applicable is not None:
         return not_applicable
@@ -356,8 +363,9 @@ def evaluations(
     context = defaults["context"] or {}
     at_least, explain = _at_least(context), bool(context.get("explain", False))
     parsed: list[Ask | Invalid] = []
+    memo: _Memo = ({}, {})
     for i, item in enumerate(items):
-        asked = _complete(item, management_actions, at_least, explain)
+        asked = _complete(item, management_actions, at_least, explain, memo)
         if asked is not None:
             parsed.append(asked)
             continue
@@ -371,8 +379,29 @@ def evaluations(
     return Evaluations(parsed, semantic, max((w for w in wanted if w is not None), default=None))
 
 
+def _denial(
+    subject: Mapping[str, Any],
+    action: Mapping[str, Any],
+    resource: Mapping[str, Any],
+    management_actions: Collection[str],
+) -> str:
+    """Why three entities that put no question put none."""
+    asked = to_question(subject, action, resource, management_actions)
+    assert isinstance(asked, str)  # noqa: S101 - the caller's precondition
+    return asked
+
+
+# What a batch's subjects and resources were read as: user ids by subject id,
+# targets (or why none) by (resource type, resource id).
+_Memo = tuple[dict[str, int | None], dict[tuple[str, str], Target | str]]
+
+
 def _complete(
-    item: object, management_actions: Collection[str], at_least: int | None, explain: bool
+    item: object,
+    management_actions: Collection[str],
+    at_least: int | None,
+    explain: bool,
+    memo: _Memo,
 ) -> Ask | None:
     """The Ask of an item that is complete by itself — subject, action and
     resource objects with their required members as strings, `properties`
@@ -398,10 +427,30 @@ def _complete(
         and type(resource.get("properties", _NO_PROPERTIES)) is dict
     ):
         return None
-    asked = to_question(subject, action, resource, management_actions)
+    if subject["type"] != USER:
+        return Ask(
+            None, _denial(subject, action, resource, management_actions), None, at_least, explain
+        )
+    # to_question, with each subject and resource of the batch read once
+    users, targets = memo
+    subject_id = subject["id"]
+    user_id = (
+        users[subject_id]
+        if subject_id in users
+        else users.setdefault(subject_id, record_id(subject_id))
+    )
+    if user_id is None:
+        return Ask(None, "subject id is not a user id", None, at_least, explain)
+    key = (resource["type"], resource["id"])
+    target = targets[key] if key in targets else targets.setdefault(key, target_of(resource))
+    asked = (
+        target
+        if isinstance(target, str)
+        else _put(user_id, target, action["name"], management_actions)
+    )
     if isinstance(asked, Question):
-        return Ask(asked, None, asked.user_id, at_least, explain)
-    return Ask(None, asked, user_id_of(subject), at_least, explain)
+        return Ask(asked, None, user_id, at_least, explain)
+    return Ask(None, asked, user_id, at_least, explain)
 
 
 def decision(answer: Decision | Invalid) -> dict[str, Any]:

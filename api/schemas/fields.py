@@ -23,6 +23,8 @@ from marshmallow import ValidationError, fields, validate
 from authz.workflows.attachments import REQUESTABLE_ROLES
 from models import ID_MAX, LEVELS
 
+from ..inputs import body_without_escapes
+
 # What a string may not hold, by kind of value. NUL and lone surrogates are
 # refused in every kind.
 SINGLE_LINE = "single line"  # names, codes, emails…: no control character at all
@@ -145,11 +147,17 @@ class SafeJsonList(fields.List):
     carries that validator). When every item passes — the strings of a batch
     repeat, each is searched once — the list loads as is, without the inner
     field's per-item call; otherwise the inner field loads each item, and the
-    errors are marshmallow's (tests/test_authzen_batch_fast.py)."""
+    errors are marshmallow's (tests/test_authzen_batch_fast.py). A list read
+    from a request body without `\\u` escapes holds nothing safe_json refuses
+    (api/inputs.py, body_without_escapes): it is not searched at all."""
 
     def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> Any:
-        if type(value) is list and all_safe_json(value, set()):
-            return list(value)
+        if type(value) is list:
+            body = body_without_escapes()
+            if (
+                isinstance(body, dict) and body.get(self.data_key or self.name) is value
+            ) or all_safe_json(value, set()):
+                return list(value)
         return super()._deserialize(value, attr, data, **kwargs)
 
 
