@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import marshmallow as ma
@@ -71,6 +72,38 @@ def nests_deeper(value: Any, limit: int) -> bool:
     return bool(level)
 
 
+# Every byte but brackets, quotes and backslashes; an innermost (empty) pair.
+_NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'[]{}"\\')
+_EMPTY_PAIR = re.compile(rb"\[\]|\{\}")
+
+
+def text_nests_at_most(data: bytes, limit: int) -> bool | None:
+    """Whether the well-formed JSON text `data` nests at most `limit` arrays or
+    objects, read from its brackets in C (bytes.translate, one regular
+    expression per level) rather than by visiting every parsed container;
+    None when the text alone cannot tell quickly: a string holds a backslash
+    or a bracket.
+
+    With no backslash, every quote opens or closes a string; with no bracket
+    inside strings, each string leaves `""`, which removing leaves the
+    brackets of the structure alone (a bracket inside a string leaves a quote
+    behind). Each pass of _EMPTY_PAIR then removes exactly one level. A
+    parsed value nests no deeper than its text (a repeated key only drops a
+    member): True settles it, False is settled on the value (nests_deeper).
+    tests/test_input_hardening.py compares both."""
+    brackets = data.translate(None, _NOT_STRUCTURE)
+    if b"\\" in brackets:
+        return None
+    brackets = brackets.replace(b'""', b"")
+    if b'"' in brackets:
+        return None
+    for _ in range(limit):
+        if not brackets:
+            return True
+        brackets = _EMPTY_PAIR.sub(b"", brackets)
+    return not brackets
+
+
 def load_json(data: bytes) -> Any:
     """A JSON body, refused (JsonTooDeep) when it nests too deep. Python's parser
     itself gives up (RecursionError) near a thousand levels: that is too deep too."""
@@ -78,7 +111,7 @@ def load_json(data: bytes) -> Any:
         value = core.parse_json(data)
     except RecursionError:
         raise JsonTooDeep from None
-    if nests_deeper(value, JSON_DEPTH_MAX):
+    if not text_nests_at_most(data, JSON_DEPTH_MAX) and nests_deeper(value, JSON_DEPTH_MAX):
         raise JsonTooDeep
     return value
 
