@@ -229,8 +229,6 @@ def _put(
 
 # --- evaluations -----------------------------------------------------------------
 
-_NO_PROPERTIES: dict[str, Any] = {}
-
 
 def evaluation(
     request: Mapping[str, Any], management_actions: Collection[str], path: str = ""
@@ -410,30 +408,35 @@ def _complete(
     complete item the defaults change nothing but the context (`at_least`,
     `explain`: the top-level context's), so both give the same Ask
     (tests/test_authzen_batch_fast.py)."""
-    if type(item) is not dict or item.get("context") is not None:
+    if type(item) is not dict:
         return None
     subject, action, resource = item.get("subject"), item.get("action"), item.get("resource")
-    if not (
-        type(subject) is dict
-        and type(action) is dict
-        and type(resource) is dict
-        and type(subject.get("type")) is str
-        and type(subject.get("id")) is str
-        and type(action.get("name")) is str
-        and type(resource.get("type")) is str
-        and type(resource.get("id")) is str
-        and type(subject.get("properties", _NO_PROPERTIES)) is dict
-        and type(action.get("properties", _NO_PROPERTIES)) is dict
-        and type(resource.get("properties", _NO_PROPERTIES)) is dict
+    if (
+        type(subject) is not dict
+        or type(action) is not dict
+        or type(resource) is not dict
+        or item.get("context") is not None
     ):
         return None
-    if subject["type"] != USER:
+    subject_type, subject_id, name = subject.get("type"), subject.get("id"), action.get("name")
+    resource_type, resource_id = resource.get("type"), resource.get("id")
+    if (
+        type(subject_type) is not str
+        or type(subject_id) is not str
+        or type(name) is not str
+        or type(resource_type) is not str
+        or type(resource_id) is not str
+        or ("properties" in subject and type(subject["properties"]) is not dict)
+        or ("properties" in action and type(action["properties"]) is not dict)
+        or ("properties" in resource and type(resource["properties"]) is not dict)
+    ):
+        return None
+    if subject_type != USER:
         return Ask(
             None, _denial(subject, action, resource, management_actions), None, at_least, explain
         )
     # to_question, with each subject and resource of the batch read once
     users, targets = memo
-    subject_id = subject["id"]
     user_id = (
         users[subject_id]
         if subject_id in users
@@ -441,13 +444,9 @@ def _complete(
     )
     if user_id is None:
         return Ask(None, "subject id is not a user id", None, at_least, explain)
-    key = (resource["type"], resource["id"])
+    key = (resource_type, resource_id)
     target = targets[key] if key in targets else targets.setdefault(key, target_of(resource))
-    asked = (
-        target
-        if isinstance(target, str)
-        else _put(user_id, target, action["name"], management_actions)
-    )
+    asked = target if isinstance(target, str) else _put(user_id, target, name, management_actions)
     if isinstance(asked, Question):
         return Ask(asked, None, user_id, at_least, explain)
     return Ask(None, asked, user_id, at_least, explain)

@@ -135,6 +135,8 @@ def evaluate_many(
             else:
                 answer = _answer(rt.decider, item, today)
             answers.append(answer)
+            if semantic == EXECUTE_ALL:
+                continue
             allowed = isinstance(answer, Decision) and answer.allowed
             if (semantic == DENY_ON_FIRST_DENY and not allowed) or (
                 semantic == PERMIT_ON_FIRST_PERMIT and allowed
