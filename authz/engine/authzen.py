@@ -18,7 +18,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from .. import metrics, roles, tracing
 from ..errors import Forbidden, Invalid
@@ -65,10 +65,10 @@ def applies(action: str, target: Target, management_actions: Collection[str]) ->
 # --- evaluations -----------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Ask:
+class Ask(NamedTuple):
     """One evaluation: the question for the decider, or the reason none can be
-    put (a deny)."""
+    put (a deny). A named tuple, immutable like a frozen dataclass and built
+    several times faster: a batch builds a thousand (issue 13)."""
 
     question: Question | None
     denial: str | None
