@@ -143,8 +143,7 @@ class Parser(FlaskParser):
             return core.missing
         data = req.get_data(cache=True)
         value = load_json(data)
-        if b"\\u" not in data:
-            g.authz_body_without_escapes = value
+        g.authz_body_without_escapes = None if b"\\u" in data else value
         return value
 
 
