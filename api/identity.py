@@ -97,11 +97,19 @@ def _marked(mark: str) -> bool:
 
 
 def _is_public() -> bool:
-    if request.blueprint in PUBLIC_BLUEPRINTS:
+    return _outside_the_api() or _marked(PUBLIC)
+
+
+def _outside_the_api() -> bool:
+    """Routes that never read a bearer credential: the blueprints that apply
+    their own access rules, the probes and the AuthZEN metadata document (read
+    by anyone, credentials or not, as a discovery document is), and paths with
+    no route (Flask answers 404 / 405)."""
+    if request.blueprint in PUBLIC_BLUEPRINTS or request.blueprint == "health":
         return True
-    if current_app.view_functions.get(request.endpoint or "") is None:
-        return True  # no route: let Flask answer 404 / 405
-    return _marked(PUBLIC)
+    if request.path.startswith("/.well-known/"):
+        return True
+    return current_app.view_functions.get(request.endpoint or "") is None
 
 
 def _bearer() -> str | None:
@@ -148,7 +156,12 @@ def _authenticate() -> None:
         found = _resolve(token)
         if found is not None:
             g.user_id, g.token_id, g.client_id = found.user_id, found.token_id, found.client_id
-    if g.user_id is None and g.client_id is None and not _is_public():
+    if g.user_id is None and g.client_id is None and (token is not None or not _is_public()):
+        if token is not None and _outside_the_api():
+            return  # the documentation, /metrics, the console and unknown paths
+        # A credential that does not resolve is refused on a public route too
+        # (RFC 6750's invalid_token): a caller that believes it acts as someone
+        # must learn it does not, rather than be served as anonymous.
         raise Unauthenticated(
             "A valid bearer token or API key is required.",
             code="unauthenticated" if token is None else "invalid_token",

@@ -130,3 +130,32 @@ def test_space_catalogue_comes_from_the_policy_file(api):
         "principal": "modify",
         "secondary": "modify",
     }
+
+
+@pytest.mark.parametrize(
+    "method, path, body",
+    [
+        ("POST", "/v1/accounts", {"login_email": "new@example.org"}),
+        ("POST", "/v1/auth/token", {"login_email": "x@example.org", "password": "x"}),
+        ("POST", "/v1/accounts/activation-email", {"login_email": "x@example.org"}),
+    ],
+)
+def test_a_credential_that_does_not_resolve_is_refused_on_public_routes_too(
+    api, method, path, body
+):
+    """A caller that believes it acts as someone learns it does not (RFC 6750's
+    invalid_token), rather than being served as anonymous; without the header
+    the route stays open."""
+    call = getattr(api, method.lower())
+    bad = call(path, json=body, headers={"Authorization": "Bearer made-up"})
+    assert bad.status_code == 401 and bad.json["code"] == "invalid_token"
+    anonymous = call(path, json=body)
+    assert anonymous.status_code != 401 or anonymous.json["code"] != "invalid_token"
+
+
+def test_the_documentation_probes_and_unknown_paths_ignore_a_bearer_header(api):
+    headers = {"Authorization": "Bearer made-up"}
+    assert api.get("/openapi.json", headers=headers).status_code == 200
+    assert api.get("/health/live", headers=headers).status_code == 200
+    assert api.get("/.well-known/authzen-configuration", headers=headers).status_code == 200
+    assert api.get("/v1/no-such-thing", headers=headers).status_code == 404

@@ -103,6 +103,13 @@ class Server:
     ) -> tuple[int, Any]:
         """(status, decoded JSON body), on a new connection each time so that
         requests spread over the workers."""
+        status, _content_type, answer = self.exchange(method, path, body, key)
+        return status, answer
+
+    def exchange(
+        self, method: str, path: str, body: Any = None, key: str | None = None
+    ) -> tuple[int, str, Any]:
+        """(status, content type, decoded JSON body), on a new connection."""
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=HTTP_TIMEOUT)
         try:
             headers = {"Connection": "close", "Content-Type": "application/json"}
@@ -112,9 +119,21 @@ class Server:
             conn.request(method, path, body=data, headers=headers)
             response = conn.getresponse()
             payload = response.read()
-            return response.status, json.loads(payload) if payload else None
+            return (
+                response.status,
+                response.getheader("Content-Type", ""),
+                json.loads(payload) if payload else None,
+            )
         finally:
             conn.close()
+
+    def ok(
+        self, method: str, path: str, body: Any = None, key: str | None = None, status: int = 200
+    ) -> Any:
+        """The JSON answer, asserting its status."""
+        got, answer = self.call(method, path, body, key)
+        assert got == status, (method, path, got, answer)
+        return answer
 
     def fetch(self, path: str, headers: Mapping[str, str] | None = None) -> tuple[int, str]:
         """GET `path`: (status, body as text), on a new connection."""
