@@ -58,15 +58,29 @@ class Batch(MethodView):
     @blp.problem(422, "More than AUTHZ_BATCH_MAX checks")
     def post(self, body):
         """Several decisions at once, all at the same revision, in the asked order."""
+        explain = body["explain"]
         decisions = checks.check_batch(
             runtime(),
             caller(),
-            [question(q) for q in body["checks"]],
+            [
+                Question(q["user_id"], q["structure_id"], q["space"], q["action"], q["service"])
+                for q in body["checks"]
+            ],
             at_least_revision=body.get("at_least_revision"),
-            explain=body["explain"],
+            explain=explain,
         )
+        # The engine shares one Decision between the questions it denies for
+        # the same reason (and allows by the same management rule): each is
+        # written once.
+        written: dict[int, dict[str, Any]] = {}
+        answers = []
+        for d in decisions:
+            answer = written.get(id(d))
+            if answer is None:
+                answer = written[id(d)] = d.as_dict(explain=explain)
+            answers.append(answer)
         return {
             "revision": decisions[0].revision,
             "policy_version": decisions[0].policy_version,
-            "decisions": [d.as_dict(explain=body["explain"]) for d in decisions],
+            "decisions": answers,
         }

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-import pytest
-from marshmallow import ValidationError
+import json
 
-from api.schemas import QuestionItem, QuestionSchema
+import pytest
+from marshmallow import Schema, ValidationError, fields, validate
+
+from api.schemas import BatchSchema, QuestionItem, QuestionSchema
+from authz.review.fixtures import load_world
 from authz.workflows import clients
+from models import ID_MAX
 
 ITEMS = [
     {"user_id": 1, "structure_id": 2, "action": "consult"},
@@ -69,3 +73,94 @@ def test_a_bad_item_is_a_422_naming_its_index(api, rt):
     )
     assert r.status_code == 422 and r.content_type == "application/problem+json"
     assert r.json["errors"]["checks"] == {"1": {"user_id": ["Must be an integer of at least 1."]}}
+
+
+# The batch's list (QuestionList) reads the common item inline and hands any
+# other to QuestionItem: the same loads and the same errors as a plain
+# marshmallow List of QuestionItem, on valid and invalid batches.
+class PlainBatch(Schema):
+    checks = fields.List(QuestionItem(), required=True, validate=validate.Length(min=1))
+    at_least_revision = fields.Integer(validate=validate.Range(min=0))
+    explain = fields.Boolean(load_default=False)
+
+
+BATCHES = [
+    [ITEMS[0], ITEMS[1], ITEMS[2]],
+    [ITEMS[1]] * 3,
+    [{"user_id": ID_MAX, "structure_id": 1, "action": "a" * 64, "space": "s", "service": "v"}],
+    [{"user_id": ID_MAX + 1, "structure_id": 1, "action": "consult"}],
+    [{"user_id": 1, "structure_id": 1, "action": "con\nsult"}],
+    [{"user_id": 1, "structure_id": 1, "action": "consult", "space": "x\x00"}],
+    [ITEMS[0], None, ITEMS[1]],
+    [ITEMS[0], [], "x", 3],
+    *([ITEMS[0], bad, ITEMS[1], bad] for bad in ITEMS[3:]),
+    [],
+    "not a list",
+    None,
+]
+
+
+@pytest.mark.parametrize("checks", BATCHES, ids=[str(i) for i in range(len(BATCHES))])
+def test_batch_list_loads_and_refuses_as_the_plain_list(checks):
+    body = {"checks": checks, "explain": True}
+    fast = outcome(BatchSchema().load, body)
+    plain = outcome(PlainBatch().load, body)
+    if fast[0] == "error":  # sorted() of a dict keeps its keys: compare the messages
+        fast = ("error", outcome_messages(BatchSchema().load, body))
+        plain = ("error", outcome_messages(PlainBatch().load, body))
+    assert fast == plain
+
+
+def outcome_messages(load, body):
+    try:
+        load(body)
+    except ValidationError as exc:
+        return exc.messages, exc.valid_data
+    raise AssertionError("loaded")
+
+
+def test_a_batch_with_a_bad_item_is_the_same_problem_document_as_before(api, rt):
+    with rt.sessions() as s:
+        _, key = clients.create_client(s, rt, "portal")
+    checks = [ITEMS[0], {"user_id": 0, "structure_id": "2", "action": ""}, ITEMS[1], None]
+    r = api.post(
+        "/v1/checks/batch", headers={"Authorization": f"Bearer {key}"}, json={"checks": checks}
+    )
+    assert r.status_code == 422 and r.content_type == "application/problem+json"
+    try:
+        PlainBatch().load({"checks": checks})
+    except ValidationError as exc:
+        expected = json.loads(json.dumps(exc.messages))  # integer keys as JSON writes them
+    assert r.json["errors"] == expected
+
+
+def test_batch_answers_are_the_single_checks_answers(api, rt):
+    with rt.sessions() as s:
+        ids = load_world(
+            s,
+            {
+                "structures": {"acme": {"kind": "private"}},
+                "users": {"ann": {"status": "active"}},
+                "attachments": [{"user": "ann", "structure": "acme", "role": "simple"}],
+            },
+        )
+        s.commit()
+        _, key = clients.create_client(s, rt, "portal")
+    user, structure = ids.users["ann"], ids.structures["acme"]
+    checks = [
+        {"user_id": user, "structure_id": structure, "space": space, "action": action}
+        for space in ("my_account", "issued_invoices", None)
+        for action in ("consult", "modify", "structure.view", "users.manage")
+    ] * 2
+    headers = {"Authorization": f"Bearer {key}"}
+    for explain in (False, True):
+        batch = api.post(
+            "/v1/checks/batch", headers=headers, json={"checks": checks, "explain": explain}
+        )
+        assert batch.status_code == 200
+        singles = [
+            api.post("/v1/checks", headers=headers, json={**c, "explain": explain}).json
+            for c in checks
+        ]
+        assert batch.json["decisions"] == singles
+        assert any(d["allowed"] for d in singles) and not all(d["allowed"] for d in singles)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import re
 import signal
 import socket
@@ -23,7 +24,7 @@ from urllib.parse import quote
 import pytest
 from marshmallow import ValidationError
 
-from api.inputs import JSON_DEPTH_MAX, IdConverter
+from api.inputs import JSON_DEPTH_MAX, IdConverter, nests_deeper, text_nests_at_most
 from api.schemas import QuestionItem, QuestionSchema
 from models import ID_MAX
 from tests.support.api import VALID_SIRETS, Api
@@ -311,6 +312,39 @@ def test_deeply_nested_json_is_a_400_problem(ada, path, depth):
         headers={"Authorization": f"Bearer {ada.token}"},
     )
     problem(answer, 400, "json_too_deep")
+
+
+def random_json(rng: random.Random, depth: int = 0) -> Any:
+    roll = rng.random()
+    if depth > 8 or roll < 0.3:
+        return rng.choice([1, -2.5, None, True, "", "a", "[{", "]}", '"', "\\", "é", 'x]\\"['])
+    if roll < 0.65:
+        return [random_json(rng, depth + 1) for _ in range(rng.randint(0, 3))]
+    return {
+        rng.choice(["k", "[", "}", '"q']) + str(i): random_json(rng, depth + 1) for i in range(3)
+    }
+
+
+def test_the_text_depth_check_agrees_with_the_value_visit():
+    """load_json settles most bodies from their brackets (text_nests_at_most):
+    it must never accept what nests_deeper refuses, and where it answers at
+    all it answers the same, strings holding brackets, quotes and backslashes
+    included, and a repeated key dropping a deep member."""
+    rng = random.Random(13)
+    answered = 0
+    samples = [json.dumps(random_json(rng)).encode() for _ in range(3000)]
+    samples += [b'{"a": [[[[1]]]], "a": 1}', b"[[],[[]],{}]", b'"x"', b"1", b"{}"]
+    for text in samples:
+        value = json.loads(text)
+        for limit in range(10):
+            said = text_nests_at_most(text, limit)
+            deeper = nests_deeper(value, limit)
+            if said is True:
+                assert not deeper, (text, limit)
+                answered += 1
+            elif said is False and text != b'{"a": [[[[1]]]], "a": 1}':
+                assert deeper, (text, limit)
+    assert answered > 3000
 
 
 def test_json_nested_within_the_cap_is_read(ada):

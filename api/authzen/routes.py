@@ -115,7 +115,7 @@ class Evaluations(MethodView):
         answers = authzen.evaluate_many(
             rt, caller(), batch.items, semantic=batch.semantic, at_least=batch.at_least
         )
-        return {"evaluations": [wire.decision(answer) for answer in answers]}
+        return {"evaluations": wire.decisions(answers)}
 
 
 @blp.route(wire.ENDPOINTS["search_subject_endpoint"])

@@ -124,7 +124,7 @@ class AuthzenEvaluationsSchema(Lenient):
     action = fields.Nested(AuthzenDefaultActionSchema)
     resource = fields.Nested(AuthzenDefaultEntitySchema)
     context = _context()
-    evaluations = fields.List(
+    evaluations = f.SafeJsonList(
         fields.Raw(allow_none=True, validate=f.safe_json),
         metadata={
             "description": (
@@ -227,7 +227,8 @@ class AuthzenDecisionSchema(Schema):
 
 class AuthzenEvaluationsResultSchema(AuthzenDecisionSchema):
     decision = fields.Boolean(metadata={"description": "Only for a single evaluation."})
-    evaluations = fields.List(
+    # Written by the view (api/authzen/wire.py decision): passed through.
+    evaluations = f.WrittenList(
         fields.Nested(AuthzenDecisionSchema),
         metadata={
             "description": "In request order; shorter when a short-circuit semantic stopped."

@@ -23,6 +23,8 @@ from marshmallow import ValidationError, fields, validate
 from authz.workflows.attachments import REQUESTABLE_ROLES
 from models import ID_MAX, LEVELS
 
+from ..inputs import body_without_escapes
+
 # What a string may not hold, by kind of value. NUL and lone surrogates are
 # refused in every kind.
 SINGLE_LINE = "single line"  # names, codes, emails…: no control character at all
@@ -71,6 +73,16 @@ class EmailText(Text, fields.Email):
     """An email address, a single line."""
 
 
+class WrittenList(fields.List):
+    """A list of answers the view already wrote as plain JSON values (dicts
+    with the keys, order and types the inner field would give): passed through
+    as is, without a dump per item. The OpenAPI document still describes the
+    inner field."""
+
+    def _serialize(self, value: Any, attr: Any, obj: Any, **kwargs: Any) -> Any:  # noqa: ARG002 - marshmallow's signature
+        return None if value is None else list(value)
+
+
 def safe_json(value: Any) -> None:
     """Validate free JSON (AuthZEN properties and contexts): no key or string in
     it holds NUL or a lone surrogate."""
@@ -84,6 +96,69 @@ def safe_json(value: Any) -> None:
             pending.extend(item)
         elif isinstance(item, str) and (why := unsafe_text(item, OPAQUE)) is not None:
             raise ValidationError(why)
+
+
+def all_safe_json(value: Any, safe: set[str]) -> bool:
+    """Whether safe_json accepts `value`; the strings found safe are added to
+    `safe` and not searched again. Only says yes or no: where it says no,
+    safe_json gives the message."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        kind = type(item)
+        if kind is dict:
+            for key, member in item.items():
+                if type(key) is not str:
+                    pending.append(key)
+                elif key not in safe:
+                    if unsafe_text(key, OPAQUE) is not None:
+                        return False
+                    safe.add(key)
+                kind = type(member)
+                if kind is str:
+                    if member not in safe:
+                        if unsafe_text(member, OPAQUE) is not None:
+                            return False
+                        safe.add(member)
+                elif member is not None and kind is not int and kind is not bool:
+                    pending.append(member)  # containers (floats end below)
+        elif kind is list:
+            pending.extend(item)
+        elif kind is str:
+            if item not in safe:
+                if unsafe_text(item, OPAQUE) is not None:
+                    return False
+                safe.add(item)
+        elif isinstance(item, (dict, list, str)) and not _passes_safe_json(item):
+            return False  # a subclass (never from JSON): as safe_json reads it
+    return True
+
+
+def _passes_safe_json(value: Any) -> bool:
+    try:
+        safe_json(value)
+    except ValidationError:
+        return False
+    return True
+
+
+class SafeJsonList(fields.List):
+    """A list of free JSON values, each checked with safe_json (the inner field
+    carries that validator). When every item passes — the strings of a batch
+    repeat, each is searched once — the list loads as is, without the inner
+    field's per-item call; otherwise the inner field loads each item, and the
+    errors are marshmallow's (tests/test_authzen_batch_fast.py). A list read
+    from a request body without `\\u` escapes holds nothing safe_json refuses
+    (api/inputs.py, body_without_escapes): it is not searched at all."""
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> Any:
+        if type(value) is list:
+            body = body_without_escapes()
+            if (
+                isinstance(body, dict) and body.get(self.data_key or self.name) is value
+            ) or all_safe_json(value, set()):
+                return list(value)
+        return super()._deserialize(value, attr, data, **kwargs)
 
 
 NAME_MAX = 100

@@ -18,7 +18,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from .. import metrics, roles, tracing
 from ..errors import Forbidden, Invalid
@@ -65,10 +65,10 @@ def applies(action: str, target: Target, management_actions: Collection[str]) ->
 # --- evaluations -----------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Ask:
+class Ask(NamedTuple):
     """One evaluation: the question for the decider, or the reason none can be
-    put (a deny)."""
+    put (a deny). A named tuple, immutable like a frozen dataclass and built
+    several times faster: a batch builds a thousand (issue 13)."""
 
     question: Question | None
     denial: str | None
@@ -122,11 +122,21 @@ def evaluate_many(
     """
     require_subjects(caller, [a.user_id for a in items if isinstance(a, Ask)])
     answers: list[Decision | Invalid] = []
+    denials: dict[str, Decision] = {}  # one Decision per reason no question could be put
     with metrics.DecisionTimer("authzen") as count, rt.decider.reading(at_least):
         today = roles.today()
         for item in items:
-            answer = item if isinstance(item, Invalid) else _answer(rt.decider, item, today)
+            if isinstance(item, Invalid):
+                answer: Decision | Invalid = item
+            elif item.question is None and item.denial is not None:
+                answer = denials.get(item.denial) or denials.setdefault(
+                    item.denial, _answer(rt.decider, item, today)
+                )
+            else:
+                answer = _answer(rt.decider, item, today)
             answers.append(answer)
+            if semantic == EXECUTE_ALL:
+                continue
             allowed = isinstance(answer, Decision) and answer.allowed
             if (semantic == DENY_ON_FIRST_DENY and not allowed) or (
                 semantic == PERMIT_ON_FIRST_PERMIT and allowed
