@@ -57,6 +57,7 @@ from authz import textkeys
 from authz.config import load_settings
 from authz.db import make_engine, upgrade
 from authz.engine.policy import load_policies, sync_space_catalogue
+from authz.roles import today
 from authz.runtime import close_runtime
 from authz.workflows import accounts, candidates
 from models import (
@@ -113,7 +114,7 @@ def build(rt, n_users: int, seed: int = 7) -> dict:
     the ids and terms the timed requests use."""
     rng = random.Random(seed)
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
-    day = dt.date.today()
+    day = today()
     spaces = [s.code for s in load_policies(rt.settings.policy_dir).spaces if not s.public_only]
     n_other_structures = 20
     users, structures, services, opened = [], [], [], []
@@ -215,10 +216,10 @@ def build(rt, n_users: int, seed: int = 7) -> dict:
             )
             services_of[sid].append(next_service)
             next_service += 1
-        for code in spaces:
-            opened.append(
-                {"structure_id": sid, "service_id": None, "space_code": code, "opened_at": now}
-            )
+        opened.extend(
+            {"structure_id": sid, "service_id": None, "space_code": code, "opened_at": now}
+            for code in spaces
+        )
     attach(1, 1, None, "principal", "validated", 2000)
     entry(1, None, "structure.created", 1, 2000)
 
@@ -239,9 +240,7 @@ def build(rt, n_users: int, seed: int = 7) -> dict:
             role = "secondary" if rng.random() < 0.05 else "simple"
             days = 1 + rng.randrange(1500)
             svcs = services_of[sid]
-            chosen = (
-                rng.sample(svcs, 1 + (rng.random() < 0.3)) if rng.random() < 0.25 else [None]
-            )
+            chosen = rng.sample(svcs, 1 + (rng.random() < 0.3)) if rng.random() < 0.25 else [None]
             for svc in chosen:
                 attach(uid, sid, svc, role, status, days)
             if sid != 1:
