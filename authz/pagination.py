@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 
@@ -29,7 +29,7 @@ def paginate_keys(
     stmt: Select,
     *,
     key: InstrumentedAttribute[Any],
-    order_by: tuple[ColumnElement[Any], ...],
+    order_by: tuple[Any, ...],
     page: int,
     page_size: int,
 ) -> Page:
