@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Select, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 
 @dataclass(frozen=True)
@@ -22,3 +22,30 @@ def paginate(session: Session, stmt: Select, *, page: int, page_size: int) -> Pa
     total = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery()))
     items = list(session.scalars(stmt.limit(page_size).offset((page - 1) * page_size)))
     return Page(items=items, page=page, page_size=page_size, total=total or 0)
+
+
+def paginate_keys(
+    session: Session,
+    stmt: Select,
+    *,
+    key: InstrumentedAttribute[Any],
+    order_by: tuple[Any, ...],
+    page: int,
+    page_size: int,
+) -> Page:
+    """One page of the rows of the one entity `stmt` selects, ordered by
+    `order_by` (which must end with that entity's unique `key`, e.g. its
+    primary key): the same page as paginate(stmt.order_by(*order_by)), found
+    by sorting the ordering columns and keys only, then loading only the rows
+    of the page by key (only the key: `stmt`'s loader options do not apply):
+    a late page of a long list does not sort whole rows
+    (docs/performance.md, "Manager API")."""
+    keys_stmt = stmt.with_only_columns(key)
+    total = session.scalar(select(func.count()).select_from(keys_stmt.order_by(None).subquery()))
+    offset = (page - 1) * page_size
+    keys = list(session.scalars(keys_stmt.order_by(*order_by).limit(page_size).offset(offset)))
+    rows = {
+        getattr(row, key.key): row
+        for row in session.scalars(select(key.class_).where(key.in_(keys)))
+    }
+    return Page(items=[rows[k] for k in keys], page=page, page_size=page_size, total=total or 0)

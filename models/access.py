@@ -125,7 +125,10 @@ class AttachmentRequest(Base):
     processed_at: Mapped[dt.datetime | None]
     processed_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
 
-    services: Mapped[list[AttachmentRequestService]] = relationship(cascade="all, delete-orphan")
+    # Loaded with the requests (lists show them: no query per request).
+    services: Mapped[list[AttachmentRequestService]] = relationship(
+        cascade="all, delete-orphan", lazy="selectin"
+    )
     # The requester, for lists that show people rather than ids (read only).
     user: Mapped[User] = relationship(foreign_keys=[user_id], viewonly=True, lazy="selectin")
 
@@ -157,8 +160,9 @@ class SubscriptionRequest(Base):
     processed_at: Mapped[dt.datetime | None]
     processed_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
 
+    # Loaded with the requests (lists show them: no query per request).
     lines: Mapped[list[SubscriptionRequestLine]] = relationship(
-        cascade="all, delete-orphan", order_by="SubscriptionRequestLine.id"
+        cascade="all, delete-orphan", order_by="SubscriptionRequestLine.id", lazy="selectin"
     )
     # The requester, for lists that show people rather than ids (read only).
     user: Mapped[User] = relationship(foreign_keys=[user_id], viewonly=True, lazy="selectin")

@@ -20,13 +20,18 @@ class HistoryEntry(Base):
     """One action on a structure. Written once, never updated through the API."""
 
     __tablename__ = "history_entries"
+    __table_args__ = (
+        # A structure's history, newest first, read page by page (migration 0013).
+        Index("ix_history_entries_structure_id_created_at", "structure_id", "created_at", "id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     structure_id: Mapped[int | None] = mapped_column(ForeignKey("structures.id"), index=True)
-    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    # Indexed, as target_user_id: a history filtered by user (migration 0013).
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
     # Machine-readable action name (e.g. "structure.created").
     action: Mapped[str] = mapped_column(String(60), index=True)
-    target_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    target_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
     request_kind: Mapped[str | None] = mapped_column(String(20))
     request_id: Mapped[int | None] = mapped_column(Integer)
     # Vocabulary shown to managers: Validated, Refused, Deactivated, Deleted…

@@ -223,16 +223,26 @@ class PolicyEngine:
         self._enforcer.enable_auto_save(False)  # rows live in memory only
         self._enforcer.add_policies(management_rules(policies))
         self._spaces = self._enforcer.new_enforce_context("2")
+        # Management answers by (role, action, status): the rows never change
+        # after loading (a new policy set is a new PolicyEngine), and a list
+        # asks the same dozen questions on every request.
+        self._management: dict[tuple[str, str, str], bool] = {}
 
     def allows(self, role: str | None, action: str, structure_status: str) -> bool:
         """Management: may `role` perform `action` on a structure in this status?"""
+        key = (role or NO_ROLE, action, structure_status)
+        known = self._management.get(key)
+        if known is not None:
+            return known
         if action not in self.policies.actions:
             raise ValueError(f"unknown management action {action!r}")
         try:
-            return bool(self._enforcer.enforce(role or NO_ROLE, action, structure_status))
-        except Exception:  # any engine failure is a deny, and is logged
+            allowed = bool(self._enforcer.enforce(*key))
+        except Exception:  # any engine failure is a deny, and is logged (never kept)
             log.exception("management engine error: deny")
             return False
+        self._management[key] = allowed
+        return allowed
 
     def space(self, sub: SubjectFacts, obj: SpaceFacts, action: str) -> tuple[bool, list[str]]:
         """Spaces: the decision and the `p2` row that allowed it ([] when denied)."""

@@ -75,11 +75,9 @@ def authorize(
 def managed_structures(rt: Runtime, actor: User, action: str) -> Select[int]:
     """Subquery: ids of the structures where `actor` may perform `action`
     (their role there and the structure's status, asked of the engine)."""
+    engine = rt.management  # one look-up of the policy set in force, not one per pair
     pairs = [
-        (role, state)
-        for role in ROLES
-        for state in STATES
-        if rt.management.allows(role, action, state)
+        (role, state) for role in ROLES for state in STATES if engine.allows(role, action, state)
     ]
     if actor.status != "active" or not pairs:
         return select(Structure.id).where(false())

@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 from models import Attachment, AttachmentRequest, Service, Structure, User
 
 from ..errors import Forbidden, Invalid, NotFound
-from ..pagination import Page, paginate
+from ..pagination import Page, paginate, paginate_keys
 from ..roles import RANK, role_in_force, today, validated_role
 from ..runtime import Runtime
 from ..textkeys import fold
@@ -61,6 +61,8 @@ EXPORT_COLUMNS = (
     "valid_from",
     "valid_until",
 )
+# How lists of users are ordered: by name, then id (the key, for a stable order).
+BY_NAME = (User.last_name_key, User.first_name_key, User.id)
 # Users read per query while exporting; the transaction ends between chunks.
 EXPORT_CHUNK = 200
 
@@ -230,11 +232,8 @@ def search(
         stmt = stmt.where(User.login_email.contains(email, autoescape=True))
     if status:
         stmt = stmt.where(User.status == status)
-    return paginate(
-        session,
-        stmt.order_by(User.last_name_key, User.first_name_key, User.id),
-        page=page,
-        page_size=page_size,
+    return paginate_keys(
+        session, stmt, key=User.id, order_by=BY_NAME, page=page, page_size=page_size
     )
 
 
@@ -313,11 +312,11 @@ def structure_users(
         Attachment.structure_id == structure_id,
         Attachment.status == status if status else Attachment.status != "deleted",
     )
-    found = paginate(
+    found = paginate_keys(
         session,
-        select(User)
-        .where(User.id.in_(select(Attachment.user_id).where(rows)))
-        .order_by(User.last_name_key, User.first_name_key, User.id),
+        select(User).where(User.id.in_(select(Attachment.user_id).where(rows))),
+        key=User.id,
+        order_by=BY_NAME,
         page=page,
         page_size=page_size,
     )
