@@ -526,8 +526,15 @@ class Decider:
         request's decisions reuse it, see _poll_for_request). An identity cached
         at the value this returns is still valid; any change that can invalidate
         a credential commits a new value. Raises Unavailable (the database cannot
-        be read: fail closed)."""
+        be read: fail closed), at once when a poll failed while this caller
+        waited for the lock (as ensure_fresh does)."""
+        asked_at = time.monotonic()
         with self._lock:
+            if self._failed_at >= asked_at:
+                raise Unavailable(
+                    "The policy store cannot be read; decisions are refused.",
+                    code="policy_store_unavailable",
+                )
             self._poll_for_request()
             identity = self._polled_identity
             if identity is None:  # unreachable: a successful poll reads it
