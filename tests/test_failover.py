@@ -204,7 +204,7 @@ def test_a_restart_fails_no_request_and_while_down_decisions_and_readiness_are_5
         # One thread per worker: a busy worker leaves the next connection to the
         # other, so that both answer in every phase.
         env = serve_env(via_relay, tmp_path / "var", threads="1")
-        with serving(env, tmp_path / "serve.log") as server:
+        with serving(env, tmp_path / "serve.log", every_worker=True) as server:
             assert {status for _, status in phase(server, key)} == {200}
 
             # A restart: every connection of every worker dies at once.

@@ -296,7 +296,7 @@ def test_revocation_reaches_every_worker_at_once(live_url, tmp_path: Path):
         alice, bob, acme = ids.users["alice"], ids.users["bob"], ids.structures["acme"]
         alice_token = log_in(rt, "alice@example.org")
         bob_token = log_in(rt, "bob@example.org")
-        with serving(env, tmp_path / "serve.log", workers=2) as server:
+        with serving(env, tmp_path / "serve.log", workers=2, every_worker=True) as server:
             callers = [
                 (check_body(alice, acme), key),
                 (check_body(alice, acme), alice_token),
