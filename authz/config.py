@@ -122,9 +122,10 @@ class Settings:
     decision_log_denials: bool = False
     # Records older than this are deleted by `authz maintenance`, days.
     decision_log_retention_days: int = 90
-    # Records waiting to be written at most (more are dropped and counted), and
-    # how often the background writer writes them, seconds.
-    decision_log_buffer: int = 10000
+    # Records waiting to be written at most (more are dropped and counted; the
+    # writer is woken early when half of it is used), and how often the
+    # background writer writes them, seconds.
+    decision_log_buffer: int = 100000
     decision_log_flush_seconds: float = 1.0
     # Also write each record as a log line (logger authz.decision_log.records; with
     # AUTHZ_LOG_FORMAT=json one JSON object, member `decision`), for a SIEM.

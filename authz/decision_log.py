@@ -7,9 +7,10 @@ probability AUTHZ_DECISION_LOG_SAMPLE_RATE) or `all`; with
 AUTHZ_DECISION_LOG_DENIALS every denial too, whatever the mode. A request
 appends plain tuples to an in-memory buffer (no database, no lock of its own);
 a background thread of the process writes what is buffered every
-AUTHZ_DECISION_LOG_FLUSH_SECONDS in one transaction (a binary COPY on
-PostgreSQL, multi-row INSERTs on SQLite), and once more when
-the process stops; with AUTHZ_DECISION_LOG_STREAM it also writes each record
+AUTHZ_DECISION_LOG_FLUSH_SECONDS in one transaction (a binary COPY of a row
+per decision on PostgreSQL; on SQLite a row per request, its decisions packed
+as JSON when there are several: docs/decisions.md, "Decision log on SQLite"),
+and once more when the process stops; with AUTHZ_DECISION_LOG_STREAM it also writes each record
 as a log line (JSON lines for a SIEM with AUTHZ_LOG_FORMAT=json). A full
 buffer, or a write that fails, drops records: the decision is never delayed
 or refused for its record, and the drop is counted
@@ -22,9 +23,12 @@ import atexit
 import collections
 import csv
 import datetime as dt
+import heapq
 import io
 import itertools
+import json
 import logging
+import operator
 import random
 import threading
 import time
@@ -32,7 +36,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Select, delete, select
+from sqlalchemy import Connection, Engine, Select, cast, delete, func, select
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from models import DecisionRecord, utcnow
@@ -40,7 +45,7 @@ from models import DecisionRecord, utcnow
 from . import logs, metrics
 from .config import Settings
 from .db import rowcount
-from .pagination import Page, paginate
+from .pagination import Page
 
 chain = itertools.chain.from_iterable
 log = logging.getLogger("authz.decision_log")
@@ -66,29 +71,45 @@ COLUMNS = (
     "request_id",
 )
 _TEXT_MAX = 300
+# The columns a request's decisions share (a packed row's own), and each
+# decision's.
+HEAD_COLUMNS = ("decided_at", "api", "client_id", "caller_user_id", "request_id")
+ITEM_COLUMNS = tuple(c for c in COLUMNS if c not in HEAD_COLUMNS)
+# A packed row's JSON (SQLite: a request of several decisions) is an object:
+# for each question field a list of one element per decision, or the one value
+# they all have; "decision", a list indexing "decisions": the distinct
+# answers, each [allowed, rule, reason, revision, policy_version]. Decision i
+# is then user_id[i], structure_id[i], service[i], space[i], action[i],
+# decisions[decision[i]].
+QUESTION_KEYS = ("user_id", "structure_id", "service", "space", "action")
+ANSWER_KEYS = ("allowed", "rule", "reason", "revision", "policy_version")
 # The columns are the constants above; the driver binds every value.
 _INSERT = (
     f"INSERT INTO decision_log ({', '.join(COLUMNS)}) "  # noqa: S608  (constants, no value)
     f"VALUES ({', '.join(['{mark}'] * len(COLUMNS))})"
 )
 
-# SQLite: multi-row INSERTs (fewer statements' steps, and a request's head bound
-# once), each under the 999 bound values of older SQLite builds.
-HEAD_COLUMNS = ("decided_at", "api", "client_id", "caller_user_id", "request_id")
-ITEM_COLUMNS = tuple(c for c in COLUMNS if c not in HEAD_COLUMNS)
-_GROUP_ROWS = 96
-_INSERT_GROUP = (
-    f"INSERT INTO decision_log ({', '.join(HEAD_COLUMNS + ITEM_COLUMNS)}) "  # noqa: S608  (constants)
-    f"SELECT {', '.join(['?'] * len(HEAD_COLUMNS))}, "
-    f"{', '.join(f'column{i + 1}' for i in range(len(ITEM_COLUMNS)))} FROM (VALUES "
-    + ", ".join([f"({', '.join(['?'] * len(ITEM_COLUMNS))})"] * _GROUP_ROWS)
-    + ")"
-)
-_FLAT_ROWS = 64
+# SQLite: a request of one decision is a row (_FLAT_ROWS rows a statement,
+# under the 999 bound values of older SQLite builds); a request of several is
+# one packed row. Every row is given its id: a packed row's is its last
+# decision's, and the ids before it are its other decisions'.
+_FLAT_ROWS = 62
+_ID_COLUMNS = ("id", *COLUMNS)
 _INSERT_FLAT = (
-    f"INSERT INTO decision_log ({', '.join(COLUMNS)}) VALUES "  # noqa: S608  (constants)
-    + ", ".join([f"({', '.join(['?'] * len(COLUMNS))})"] * _FLAT_ROWS)
+    f"INSERT INTO decision_log ({', '.join(_ID_COLUMNS)}) VALUES "  # noqa: S608  (constants)
+    + ", ".join([f"({', '.join(['?'] * len(_ID_COLUMNS))})"] * _FLAT_ROWS)
 )
+_INSERT_ONE = (
+    f"INSERT INTO decision_log ({', '.join(_ID_COLUMNS)}) "  # noqa: S608  (constants)
+    f"VALUES ({', '.join(['?'] * len(_ID_COLUMNS))})"
+)
+_PACKED_COLUMNS = ("id", *HEAD_COLUMNS, "user_id", "structure_id", "packed")
+_INSERT_PACKED = (
+    f"INSERT INTO decision_log ({', '.join(_PACKED_COLUMNS)}) "  # noqa: S608  (constants)
+    f"VALUES ({', '.join(['?'] * len(_PACKED_COLUMNS))})"
+)
+# The packed decisions' JSON: compact, UTF-8 as is (the column is text).
+_PACK = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, check_circular=False).encode
 
 # PostgreSQL: COPY in binary, each value sent as the column's type (in the
 # order of COLUMNS; tests/test_decision_log.py checks them against the table).
@@ -117,17 +138,6 @@ def _sqlite_time(value: dt.datetime) -> str:
     return value.replace(tzinfo=None).isoformat(sep=" ")
 
 
-@dataclass(frozen=True)
-class Asked:
-    """A question as recorded (the decision APIs' questions have these fields)."""
-
-    user_id: int | None
-    structure_id: int | None
-    space: str | None
-    action: str
-    service: str | None = None
-
-
 class Recorder:
     """One per process: decides what is recorded, buffers it, writes it."""
 
@@ -143,7 +153,8 @@ class Recorder:
         self.period = settings.decision_log_flush_seconds
         self.stream = settings.decision_log_stream
         self.enabled = self.mode != "off" or self.denials
-        # One entry per request: (time, api, client, caller user, request id, pairs).
+        # One entry per request: (time, api, client, caller user, request id,
+        # questions, decisions).
         self._buffer: collections.deque[tuple] = collections.deque()
         # Records buffered (approximate under threads: it only bounds the buffer).
         self._queued = 0
@@ -162,23 +173,37 @@ class Recorder:
 
     def record(self, api: str, caller: Any, answered: Iterable[tuple[Any, Any]]) -> None:
         """Buffer the (question, decision) pairs of one request that are to be
-        recorded. `caller` has client_id and user_id; a question has user_id,
-        structure_id, space, action, service; a decision (immutable) allowed,
-        rule, reason, revision, policy_version. The hot path: one entry per
-        request, rows are made by the writer. Never raises, never waits."""
+        recorded (see record_lists). Never raises, never waits."""
+        if not self.enabled:
+            return
+        pairs = list(answered)
+        self.record_lists(api, caller, [q for q, _d in pairs], [d for _q, d in pairs])
+
+    def record_lists(
+        self, api: str, caller: Any, questions: Sequence[Any], decisions: Sequence[Any]
+    ) -> None:
+        """Buffer the decisions of one request that are to be recorded,
+        `decisions[i]` answering `questions[i]`. `caller` has client_id and
+        user_id; a question has user_id, structure_id, space, action, service;
+        a decision (immutable) allowed, rule, reason, revision, policy_version.
+        The hot path: one entry per request holding the two lists, rows are
+        made by the writer. Never raises, never waits."""
         if not self.enabled:
             return
         try:
             if self.mode == "all":
-                pairs = list(answered)
+                questions, decisions = list(questions), list(decisions)
             else:
-                pairs = [(q, d) for q, d in answered if self.wanted(d.allowed)]
-            if not pairs:
+                kept = [i for i, d in enumerate(decisions) if self.wanted(d.allowed)]
+                questions = [questions[i] for i in kept]
+                decisions = [decisions[i] for i in kept]
+            n = len(questions)
+            if not n:
                 return
-            if self._queued + len(pairs) > self.capacity:
-                metrics.get().decision_log_dropped.inc(len(pairs))
+            if self._queued + n > self.capacity:
+                metrics.get().decision_log_dropped.inc(n)
                 return
-            self._queued += len(pairs)
+            self._queued += n
             self._buffer.append(
                 (
                     time.time(),
@@ -186,79 +211,34 @@ class Recorder:
                     caller.client_id,
                     caller.user_id,
                     logs.context().get("request_id"),
-                    pairs,
+                    questions,
+                    decisions,
                 )
             )
             if self._thread is None:
                 self._ensure_started()
+            if self._queued >= self.capacity // 2:
+                # Written now rather than at the period's end: a busy worker
+                # fills the buffer in well under a period (about 100,000
+                # decisions a second in batches), and a full buffer drops.
+                self._wake.set()
         except Exception:
             log.exception("decision log: a record could not be buffered")
 
-    def _groups(self) -> list[tuple[tuple, list[tuple]]]:
-        """Take what is buffered, one group per request (SQLite's writer): its
-        head (the time as SQLite stores it, api, client, caller user, request
-        id) and its items (the other columns, in the order of ITEM_COLUMNS).
-        About 0.3 µs a row: the database's insert is what costs
-        (docs/performance.md, "Observability")."""
-        groups = []
+    def _take(self) -> list[tuple]:
+        """Take what is buffered: one entry per request."""
+        entries = []
         buffer = self._buffer
         while buffer:
-            at, api, client_id, caller_user_id, request_id, pairs = buffer.popleft()
-            self._queued -= len(pairs)
-            when = _sqlite_time(dt.datetime.fromtimestamp(at, dt.UTC))
-            items = [
-                (
-                    q.user_id,
-                    q.structure_id,
-                    q.service,
-                    q.space,
-                    q.action,
-                    d.allowed,
-                    _short(d.rule),
-                    _short(d.reason),
-                    d.revision,
-                    d.policy_version,
-                )
-                for q, d in pairs
-            ]
-            groups.append(((when, api, client_id, caller_user_id, request_id), items))
-        return groups
-
-    def _rows(self) -> list[tuple]:
-        """Take what is buffered, as rows in the order of COLUMNS (PostgreSQL's
-        COPY: each row made at once, no tuples joined)."""
-        rows = []
-        buffer = self._buffer
-        while buffer:
-            at, api, client_id, caller_user_id, request_id, pairs = buffer.popleft()
-            self._queued -= len(pairs)
-            when = dt.datetime.fromtimestamp(at, dt.UTC)
-            rows += [
-                (
-                    when,
-                    api,
-                    client_id,
-                    caller_user_id,
-                    q.user_id,
-                    q.structure_id,
-                    q.service,
-                    q.space,
-                    q.action,
-                    d.allowed,
-                    _short(d.rule),
-                    _short(d.reason),
-                    d.revision,
-                    d.policy_version,
-                    request_id,
-                )
-                for q, d in pairs
-            ]
-        return rows
+            entry = buffer.popleft()
+            self._queued -= len(entry[5])
+            entries.append(entry)
+        return entries
 
     @property
     def pending(self) -> int:
         """Records buffered, not yet written."""
-        return sum(len(entry[-1]) for entry in list(self._buffer))
+        return sum(len(entry[5]) for entry in list(self._buffer))
 
     @property
     def started(self) -> bool:
@@ -282,29 +262,23 @@ class Recorder:
             self.flush()
 
     def flush(self) -> int:
-        """Write what is buffered now, in one transaction; the number written."""
+        """Write what is buffered now, in one transaction; the number of decisions written."""
         with self._write_lock:
-            sqlite = self.engine.dialect.name == "sqlite"
-            groups: list[tuple[tuple, list[tuple]]] = []
-            if sqlite:
-                # A request's decisions apart from its head, bound once a statement.
-                groups = self._groups()
-                count = sum(len(items) for _head, items in groups)
-                rows = _flat(groups) if self.stream else []
-            else:
-                rows = self._rows()
-                count = len(rows)
+            entries = self._take()
+            count = sum(len(entry[5]) for entry in entries)
             if not count:
                 return 0
+            sqlite = self.engine.dialect.name == "sqlite"
+            rows = _rows(entries) if self.stream or not sqlite else []
             if self.stream:
                 for row in rows:
-                    record = dict(zip(COLUMNS, row, strict=False))
-                    record["decided_at"] = str(row[0]) if sqlite else row[0].isoformat()
+                    record = dict(zip(COLUMNS, row, strict=True))
+                    record["decided_at"] = row[0].isoformat()
                     stream_log.info("decision", extra={"decision": record})
             try:
                 with self.engine.begin() as conn:
                     if sqlite:
-                        _insert_sqlite(conn, groups)
+                        _insert_sqlite(conn, entries)
                     elif conn.dialect.driver == "psycopg":
                         _copy(conn, rows)
                     else:
@@ -330,37 +304,112 @@ class Recorder:
         self.flush()
 
 
-def _flat(groups: list[tuple[tuple, list[tuple]]]) -> list[tuple]:
-    """The groups' rows, each in the order of COLUMNS."""
+def _utc(at: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(at, dt.UTC)
+
+
+def _sqlite_stamp(at: float) -> str:
+    return _sqlite_time(_utc(at))
+
+
+def _rows(entries: list[tuple], stamp: Callable[[float], Any] = _utc) -> list[tuple]:
+    """A row per decision, in the order of COLUMNS, its time made by `stamp`
+    (PostgreSQL's COPY, SQLite's requests of one decision, the stream): each
+    row made at once, no tuples joined. About 0.3 µs a row."""
     rows = []
-    for (when, api, client_id, caller_user_id, request_id), items in groups:
-        head = (when, api, client_id, caller_user_id)
-        tail = (request_id,)
-        rows += [head + item + tail for item in items]
+    for at, api, client_id, caller_user_id, request_id, questions, decisions in entries:
+        when = stamp(at)
+        rows += [
+            (
+                when,
+                api,
+                client_id,
+                caller_user_id,
+                q.user_id,
+                q.structure_id,
+                q.service,
+                q.space,
+                q.action,
+                d.allowed,
+                _short(d.rule),
+                _short(d.reason),
+                d.revision,
+                d.policy_version,
+                request_id,
+            )
+            for q, d in zip(questions, decisions, strict=True)
+        ]
     return rows
 
 
-def _insert_sqlite(conn: Connection, groups: list[tuple[tuple, list[tuple]]]) -> None:
-    """SQLite: multi-row INSERTs, in the connection's transaction. A request's
-    items go _GROUP_ROWS at a time with its head bound once; what is left
-    (single checks, the tail of a batch) goes _FLAT_ROWS full rows at a time,
-    the last few through executemany. What it costs a row, measured: about half
-    of one executemany of all the rows (docs/performance.md, "Observability")."""
+def _insert_sqlite(conn: Connection, entries: list[tuple]) -> None:
+    """SQLite, in the connection's transaction (BEGIN IMMEDIATE: the write lock
+    is held, so the ids given here are free): a request of one decision is one
+    row, _FLAT_ROWS rows a statement; a request of several is one packed row
+    (_pack). SQLite's insert costs the worker 4 to 5 µs a row whatever the
+    row holds, the packing under 1 µs a decision (docs/performance.md,
+    "Observability")."""
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    rest: list[tuple] = []
-    for head, items in groups:
-        whole = len(items) - len(items) % _GROUP_ROWS
-        for i in range(0, whole, _GROUP_ROWS):
-            cursor.execute(_INSERT_GROUP, [*head, *chain(items[i : i + _GROUP_ROWS])])
-        if whole < len(items):
-            when, api, client_id, caller_user_id, request_id = head
-            first = (when, api, client_id, caller_user_id)
-            rest += [first + item + (request_id,) for item in items[whole:]]
-    whole = len(rest) - len(rest) % _FLAT_ROWS
+    last = cursor.execute("SELECT max(id) FROM decision_log").fetchone()[0] or 0
+    singles: list[tuple] = []
+    single_ids: list[int] = []
+    packed: list[tuple] = []
+    for at, api, client_id, caller_user_id, request_id, questions, decisions in entries:
+        last += len(questions)
+        if len(questions) == 1:
+            singles.append((at, api, client_id, caller_user_id, request_id, questions, decisions))
+            single_ids.append(last)
+            continue
+        packed.append(
+            (
+                last,
+                _sqlite_stamp(at),
+                api,
+                client_id,
+                caller_user_id,
+                request_id,
+                *_pack(questions, decisions),
+            )
+        )
+    rows = _rows(singles, _sqlite_stamp)
+    flat = [(i, *row) for i, row in zip(single_ids, rows, strict=True)]
+    whole = len(flat) - len(flat) % _FLAT_ROWS
     for i in range(0, whole, _FLAT_ROWS):
-        cursor.execute(_INSERT_FLAT, list(chain(rest[i : i + _FLAT_ROWS])))
-    if whole < len(rest):
-        cursor.executemany(_INSERT.format(mark="?"), rest[whole:])
+        cursor.execute(_INSERT_FLAT, list(chain(flat[i : i + _FLAT_ROWS])))
+    if whole < len(flat):
+        cursor.executemany(_INSERT_ONE, flat[whole:])
+    if packed:
+        cursor.executemany(_INSERT_PACKED, packed)
+
+
+_QUESTION_FIELDS = tuple(operator.attrgetter(key) for key in QUESTION_KEYS)
+
+
+def _pack(questions: list[Any], decisions: list[Any]) -> tuple[int | None, int | None, str]:
+    """A request's decisions as one packed row's user_id, structure_id (each
+    the value all its decisions share, or None) and JSON (see QUESTION_KEYS).
+    Column by column in C loops (map), each distinct decision once, a column
+    of one value as that value: about 0.8 µs a decision, against 1.9 µs for
+    an array per decision (docs/performance.md, "Observability")."""
+    n = len(questions)
+    packed: dict[str, Any] = {}
+    for key, field in zip(QUESTION_KEYS, _QUESTION_FIELDS, strict=True):
+        values = list(map(field, questions))
+        packed[key] = values[0] if values.count(values[0]) == n else values
+    ids = list(map(id, decisions))
+    distinct = dict(zip(ids, decisions, strict=True))
+    index = {key: i for i, key in enumerate(distinct)}
+    packed["decision"] = list(map(index.__getitem__, ids))
+    packed["decisions"] = [
+        (d.allowed, _short(d.rule), _short(d.reason), d.revision, d.policy_version)
+        for d in distinct.values()
+    ]
+    user, structure = packed["user_id"], packed["structure_id"]
+    return (
+        None if isinstance(user, list) else user,
+        None if isinstance(structure, list) else structure,
+        _PACK(packed),
+    )
 
 
 def _copy(conn: Connection, rows: list[tuple]) -> None:
@@ -396,38 +445,146 @@ class Filters:
     until: dt.datetime | None = None
 
 
-def query(filters: Filters) -> Select:
-    """The records matching `filters` (since inclusive, until exclusive), newest first."""
-    stmt = select(DecisionRecord)
-    column = DecisionRecord.__table__.c
-    for name in ("user_id", "structure_id", "service", "space", "action", "client_id", "api"):
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One decision as read from the log: `id`, then the fields of COLUMNS."""
+
+    id: int
+    decided_at: dt.datetime
+    api: str
+    client_id: int | None
+    caller_user_id: int | None
+    user_id: int | None
+    structure_id: int | None
+    service: str | None
+    space: str | None
+    action: str
+    allowed: bool
+    rule: str | None
+    reason: str | None
+    revision: int
+    policy_version: int | None
+    request_id: str | None
+
+
+_TABLE = DecisionRecord.__table__.c
+_READ = (_TABLE.id, *(_TABLE[name] for name in COLUMNS), _TABLE.packed)
+_NEWEST_FIRST = (_TABLE.decided_at.desc(), _TABLE.id.desc())
+# A decision's own fields a filter may name, and where a packed decision has them.
+_ITEM_FILTERS = ("user_id", "structure_id", "service", "space", "action")
+_ITEM_AT = {name: ITEM_COLUMNS.index(name) for name in (*_ITEM_FILTERS, "allowed")}
+
+
+def _shared(filters: Filters) -> list[Any]:
+    """The conditions on what a request's decisions share (every row)."""
+    where = []
+    for name in ("client_id", "api"):
         value = getattr(filters, name)
         if value is not None:
-            stmt = stmt.where(column[name] == value)
-    if filters.allowed is not None:
-        stmt = stmt.where(DecisionRecord.allowed.is_(filters.allowed))
+            where.append(_TABLE[name] == value)
     if filters.since is not None:
-        stmt = stmt.where(DecisionRecord.decided_at >= filters.since)
+        where.append(_TABLE.decided_at >= filters.since)
     if filters.until is not None:
-        stmt = stmt.where(DecisionRecord.decided_at < filters.until)
-    return stmt.order_by(DecisionRecord.decided_at.desc(), DecisionRecord.id.desc())
+        where.append(_TABLE.decided_at < filters.until)
+    return where
+
+
+def _single(filters: Filters) -> Select:
+    """The one-decision rows matching `filters`, newest first."""
+    stmt = select(*_READ).where(_TABLE.packed.is_(None), *_shared(filters))
+    for name in _ITEM_FILTERS:
+        value = getattr(filters, name)
+        if value is not None:
+            stmt = stmt.where(_TABLE[name] == value)
+    if filters.allowed is not None:
+        stmt = stmt.where(_TABLE.allowed.is_(filters.allowed))
+    return stmt.order_by(*_NEWEST_FIRST)
+
+
+def _packed(filters: Filters) -> Select:
+    """The packed rows that may hold decisions matching `filters`, newest
+    first: a row's user_id / structure_id is what all its decisions share, or
+    NULL."""
+    stmt = select(*_READ).where(_TABLE.packed.is_not(None), *_shared(filters))
+    for name in ("user_id", "structure_id"):
+        value = getattr(filters, name)
+        if value is not None:
+            stmt = stmt.where(_TABLE[name].is_(None) | (_TABLE[name] == value))
+    return stmt.order_by(*_NEWEST_FIRST)
+
+
+def unpack(text: str) -> list[tuple]:
+    """A packed row's decisions, each a tuple in the order of ITEM_COLUMNS."""
+    packed = json.loads(text)
+    which = packed["decision"]
+    n = len(which)
+    answers = [tuple(a) for a in packed["decisions"]]
+    columns = [
+        value if isinstance(value, list) else [value] * n
+        for value in (packed[key] for key in QUESTION_KEYS)
+    ]
+    return [(*question, *answers[k]) for *question, k in zip(*columns, which, strict=True)]
+
+
+def _unpacked(rows: Iterable[Any], filters: Filters) -> Iterator[Record]:
+    """The decisions of packed rows that match `filters`, newest first (a
+    row's last decision has the row's id, the others the ids before it)."""
+    wanted = [(_ITEM_AT[name], getattr(filters, name)) for name in _ITEM_FILTERS]
+    wanted = [(at, value) for at, value in wanted if value is not None]
+    if filters.allowed is not None:
+        wanted.append((_ITEM_AT["allowed"], filters.allowed))
+    for row in rows:
+        items = unpack(row.packed)
+        first = row.id - len(items) + 1
+        head = (row.decided_at, row.api, row.client_id, row.caller_user_id)
+        for i in range(len(items) - 1, -1, -1):
+            item = items[i]
+            if all(item[at] == value for at, value in wanted):
+                yield Record(first + i, *head, *item, row.request_id)  # type: ignore[call-arg]
+
+
+def _stream(session: Session, stmt: Select, chunk: int) -> Iterator[Any]:
+    yield from session.execute(stmt.execution_options(yield_per=chunk))
+
+
+def _merged(singles: Iterable[Any], unpacked: Iterator[Record]) -> Iterator[Record]:
+    """Both kinds of records, newest first (ids are unique across them)."""
+    return heapq.merge(
+        (Record(*row[:-1]) for row in singles),
+        unpacked,
+        key=lambda r: (r.decided_at, r.id),
+        reverse=True,
+    )
+
+
+def iter_records(session: Session, filters: Filters, chunk: int = 1000) -> Iterator[Record]:
+    """Every record matching `filters` (since inclusive, until exclusive),
+    newest first, read in chunks."""
+    packed = _unpacked(_stream(session, _packed(filters), chunk), filters)
+    yield from _merged(_stream(session, _single(filters), chunk), packed)
+
+
+def count(session: Session, filters: Filters) -> int:
+    """How many decisions match `filters` (the packed ones counted one by one)."""
+    singles = session.scalar(select(func.count()).select_from(_single(filters).subquery()))
+    packed = _unpacked(_stream(session, _packed(filters), 1000), filters)
+    return (singles or 0) + sum(1 for _ in packed)
 
 
 def list_records(session: Session, filters: Filters, *, page: int, page_size: int) -> Page:
     """One page of the records matching `filters`, newest first."""
-    return paginate(session, query(filters), page=page, page_size=page_size)
+    offset = (page - 1) * page_size
+    singles = session.execute(_single(filters).limit(offset + page_size)).all()
+    packed = _unpacked(_stream(session, _packed(filters), 1000), filters)
+    items = list(itertools.islice(_merged(singles, packed), offset, offset + page_size))
+    return Page(items=items, page=page, page_size=page_size, total=count(session, filters))
 
 
-def as_dict(record: DecisionRecord) -> dict[str, Any]:
+def as_dict(record: Record) -> dict[str, Any]:
     return {"id": record.id, **{name: getattr(record, name) for name in COLUMNS}}
 
 
-def iter_records(session: Session, filters: Filters, chunk: int = 1000) -> Iterator[DecisionRecord]:
-    """Every record matching `filters`, newest first, read in chunks."""
-    yield from session.scalars(query(filters).execution_options(yield_per=chunk))
-
-
-def to_csv(records: Iterable[DecisionRecord]) -> Iterator[str]:
+def to_csv(records: Iterable[Record]) -> Iterator[str]:
     """A header row, then one row per record (CSV, streamed)."""
     out = io.StringIO()
     writer = csv.writer(out)
@@ -450,19 +607,23 @@ def _cell(value: Any) -> Any:
 
 
 def prune(session: Session, retention_days: int, now: dt.datetime | None = None) -> int:
-    """Delete the records older than `retention_days`; how many. The caller commits."""
+    """Delete the records older than `retention_days`; how many decisions
+    (those of a packed row counted one by one). The caller commits."""
     cutoff = (now or utcnow()) - dt.timedelta(days=retention_days)
-    return rowcount(
+    old = _TABLE.decided_at < cutoff
+    if session.get_bind().dialect.name == "postgresql":
+        length = func.json_array_length(cast(_TABLE.packed, postgresql.JSON)["decision"])
+    else:
+        length = func.json_array_length(_TABLE.packed, "$.decision")
+    packed_rows, in_packed = session.execute(
+        select(func.count(), func.coalesce(func.sum(length), 0)).where(
+            _TABLE.packed.is_not(None), old
+        )
+    ).one()
+    rows = rowcount(
         session.execute(
-            delete(DecisionRecord).where(DecisionRecord.decided_at < cutoff),
+            delete(DecisionRecord).where(old),
             execution_options={"synchronize_session": False},
         )
     )
-
-
-def recorded_pairs(questions: Sequence[Any], decisions: Sequence[Any]) -> Iterator[tuple[Any, Any]]:
-    """(question, decision) pairs of a request, skipping answers that are not
-    decisions (an AuthZEN item that could not be read)."""
-    for q, d in zip(questions, decisions, strict=False):
-        if hasattr(d, "allowed"):
-            yield q, d
+    return int(rows - packed_rows + in_packed)

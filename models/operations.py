@@ -5,7 +5,17 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import JSON, BigInteger, CheckConstraint, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .base import Base, one_of, utcnow
@@ -164,11 +174,30 @@ class DecisionRecord(Base):
     (migration 0012 drops them on SQLite): on SQLite the insert runs in the
     worker's process and those two random-key indexes were most of what
     recording cost a batch check; a filter on the subject or the structure
-    scans the time window there (docs/decisions.md, "Decision log on SQLite")."""
+    scans the time window there (docs/decisions.md, "Decision log on SQLite").
+
+    A row with `packed` (migration 0014; what the SQLite writer writes for a
+    request of two decisions or more) holds a whole request's decisions as a
+    JSON array of arrays in the order of authz.decision_log.ITEM_COLUMNS; its
+    own columns give what they share: time, API, caller, request id, and the
+    user_id / structure_id every decision has (NULL if they differ). Its id is
+    its last decision's; the ids before it, one per decision, are its others.
+    Read the log through authz.decision_log, which expands them."""
 
     __tablename__ = "decision_log"
     __table_args__ = (
         CheckConstraint(one_of("api", DECISION_APIS), name="api"),
+        CheckConstraint(
+            "packed IS NOT NULL OR "
+            "(action IS NOT NULL AND allowed IS NOT NULL AND revision IS NOT NULL)",
+            name="one_decision",
+        ),
+        Index(
+            "ix_decision_log_packed_decided_at",
+            "decided_at",
+            sqlite_where=text("packed IS NOT NULL"),
+            postgresql_where=text("packed IS NOT NULL"),
+        ),
         Index("ix_decision_log_structure_id_decided_at", "structure_id", "decided_at").ddl_if(
             dialect="postgresql"
         ),
@@ -190,11 +219,13 @@ class DecisionRecord(Base):
     structure_id: Mapped[int | None] = mapped_column(Integer)
     service: Mapped[str | None] = mapped_column(String(60))
     space: Mapped[str | None] = mapped_column(String(60))
-    action: Mapped[str] = mapped_column(String(60))
+    action: Mapped[str | None] = mapped_column(String(60))
     # The answer: allowed by `rule`, or denied for `reason`.
-    allowed: Mapped[bool]
+    allowed: Mapped[bool | None]
     rule: Mapped[str | None] = mapped_column(String(300))
     reason: Mapped[str | None] = mapped_column(String(300))
-    revision: Mapped[int] = mapped_column(BigInteger)
+    revision: Mapped[int | None] = mapped_column(BigInteger)
     policy_version: Mapped[int | None] = mapped_column(Integer)
     request_id: Mapped[str | None] = mapped_column(String(128))
+    # A request's decisions, packed (see above); NULL on a row of one decision.
+    packed: Mapped[str | None] = mapped_column(Text)

@@ -10,6 +10,7 @@ import json
 import time
 
 import pytest
+import time_machine
 from alembic import command
 from sqlalchemy import create_engine, func, inspect, select
 from sqlalchemy.dialects import postgresql
@@ -34,13 +35,15 @@ def settings_overrides(database_url, tmp_path):
     return {**app_settings(database_url, tmp_path / "var"), "decision_log": "all"}
 
 
-def recorded(rt, **where) -> list[DecisionRecord]:
+def recorded(rt, **where) -> list[decision_log.Record]:
+    """The decisions recorded (packed or not), oldest first."""
     rt.recorder.flush()
     with rt.read_sessions() as s:
-        stmt = select(DecisionRecord).order_by(DecisionRecord.id)
-        for name, value in where.items():
-            stmt = stmt.where(getattr(DecisionRecord, name) == value)
-        return list(s.scalars(stmt))
+        records = decision_log.iter_records(s, decision_log.Filters())
+        return sorted(
+            (r for r in records if all(getattr(r, k) == v for k, v in where.items())),
+            key=lambda r: r.id,
+        )
 
 
 @pytest.fixture
@@ -319,10 +322,11 @@ def test_a_batch_s_records_are_written_with_every_value(rt):
 
 
 def test_requests_of_every_size_are_written_row_for_row(rt):
-    """The SQLite writer's multi-row INSERTs (a request's head bound once for
-    each 96 of its items, the rest 64 full rows at a time, the last few one by
-    one) write each decision once, with its own request's head: the same rows
-    as one row per decision would."""
+    """Whatever the writer's layout (on SQLite a packed row per request of
+    several decisions, the requests of one decision 62 rows a statement, the
+    last few one by one; on PostgreSQL a row per decision), each decision reads
+    back once, with its own request's head and its own id: the same records as
+    one row per decision would give."""
     recorder = decision_log.Recorder(rt.engine, rt.settings)
     sizes = [250, 96, 1, 7, *([1] * 70), 130]
     expected = []
@@ -364,15 +368,22 @@ def test_requests_of_every_size_are_written_row_for_row(rt):
         assert r.reason == (None if r.allowed else f"no grant {r.user_id}")
         assert r.action == "modify" and r.service is None and r.caller_user_id is None
     assert {r.policy_version for r in rows} == {None, 1, 2, 3}
+    ids = [r.id for r in rows]
+    assert ids == list(range(ids[0], ids[0] + len(ids)))  # unique, in the order written
+    with rt.read_sessions() as s:
+        stored = s.scalar(select(func.count()).select_from(DecisionRecord))
+    one_row_each = len(sizes) if rt.engine.dialect.name == "sqlite" else sum(sizes)
+    assert stored - before == one_row_each
 
 
-def test_on_sqlite_the_decision_log_has_only_its_time_index(rt):
+def test_on_sqlite_the_decision_log_has_only_its_time_indexes(rt):
     """Migration 0012: on SQLite the (subject, time) and (structure, time)
     indexes are gone (what recording cost batches), PostgreSQL keeps them; the
-    model declares the same, so that a schema made from it matches."""
+    model declares the same, so that a schema made from it matches. Both keep
+    the time index and, from 0014, the packed rows' own time index."""
     with rt.engine.connect() as conn:
         names = {ix["name"] for ix in inspect(conn).get_indexes("decision_log")}
-    time_index = {"ix_decision_log_decided_at"}
+    time_index = {"ix_decision_log_decided_at", "ix_decision_log_packed_decided_at"}
     if rt.engine.dialect.name == "sqlite":
         assert names == time_index
     else:
@@ -397,7 +408,7 @@ def test_0012_drops_the_two_indexes_on_sqlite_and_its_downgrade_restores_them(tm
         upgrade(engine, "0011")
         assert len(indexes()) == 3
         upgrade(engine, "0012")
-        assert indexes() == {"ix_decision_log_decided_at"}
+        assert indexes() == {"ix_decision_log_decided_at"}  # before 0014's
         cfg = alembic_config(engine)
         with engine.begin() as conn:
             cfg.attributes["connection"] = conn
@@ -459,3 +470,152 @@ def test_every_filter_finds_its_records_among_many_in_the_window(api, rt):
 def _aware(text: str) -> dt.datetime:
     at = dt.datetime.fromisoformat(text)
     return at if at.tzinfo else at.replace(tzinfo=dt.UTC)
+
+
+def test_packed_and_single_records_answer_every_filter_and_page_alike(api, rt):
+    """Requests of one decision and of several (packed in one row on SQLite),
+    recorded an hour apart: each filter, alone and with a window, finds exactly
+    its decisions, newest first (a request's decisions in reverse), with the
+    total, across pages that cut through a request; the CSV export and
+    `iter_records` give the same; retention counts each decision it deletes."""
+    now = utcnow()
+    recorder = decision_log.Recorder(rt.engine, rt.settings)
+    expected = []  # (hours ago, user, structure, space, action, allowed, client), newest first
+    for hours in range(40):
+        size = 1 if hours % 3 == 0 else 2 + hours % 4
+        pairs = []
+        for i in range(size):
+            n = hours * 7 + i
+            question = Question(
+                100 + (hours if hours % 5 == 0 else n) % 6,  # one user for the whole request
+                20 + (hours if hours % 2 else n) % 5,
+                ("issued_invoices", "received_invoices", None)[n % 3],
+                ("modify", "consult")[n % 2],
+                "north" if n % 7 == 0 else None,
+            )
+            allowed = n % 4 == 0
+            decision = Decision(
+                allowed,
+                hours,
+                rule=f"rule {n}" if allowed else None,
+                reason=None if allowed else f"reason {n}",
+            )
+            pairs.append((question, decision))
+        client_id = (7, None)[hours % 2]
+        with time_machine.travel(now - dt.timedelta(hours=hours), tick=False):
+            recorder.record("batch", Caller(client_id=client_id), pairs)
+        expected += [
+            (hours, q.user_id, q.structure_id, q.space, q.action, d.allowed, client_id, q.service)
+            for q, d in reversed(pairs)
+        ]
+    assert recorder.flush() == len(expected)
+    reviewer = make_reviewer(api, rt)
+    window = {
+        "since": (now - dt.timedelta(hours=25)).isoformat(),
+        "until": (now - dt.timedelta(hours=3)).isoformat(),
+    }
+    cases = [
+        ({}, lambda _e: True),
+        ({"user_id": 103}, lambda e: e[1] == 103),
+        ({"structure_id": 22}, lambda e: e[2] == 22),
+        ({"space": "received_invoices"}, lambda e: e[3] == "received_invoices"),
+        ({"action": "consult"}, lambda e: e[4] == "consult"),
+        ({"result": "allowed"}, lambda e: e[5]),
+        ({"result": "denied"}, lambda e: not e[5]),
+        ({"client_id": 7}, lambda e: e[6] == 7),
+        ({"service": "north"}, lambda e: e[7] == "north"),
+        ({"user_id": 101, "structure_id": 21}, lambda e: e[1] == 101 and e[2] == 21),
+    ]
+    for query, wanted in cases:
+        for extra, within in (({}, range(40)), (window, range(4, 26))):
+            want = [e for e in expected if e[0] in within and wanted(e)]
+            assert want, query
+            found = []
+            for page in range(1, 1000):
+                r = reviewer.get(
+                    "/v1/decision-log",
+                    query_string={**query, **extra, "page": page, "page_size": 4},
+                )
+                assert r.status_code == 200, r.json
+                assert r.json["total"] == len(want), (query, extra)
+                found += r.json["items"]
+                if len(r.json["items"]) < 4:
+                    break
+            got = [
+                (
+                    round((now - _aware(f["decided_at"])).total_seconds() / 3600),
+                    f["user_id"],
+                    f["structure_id"],
+                    f["space"],
+                    f["action"],
+                    f["allowed"],
+                    f["client_id"],
+                    f["service"],
+                )
+                for f in found
+            ]
+            assert got == want, (query, extra)
+            ids = [f["id"] for f in found]
+            assert len(set(ids)) == len(ids)  # and in one request, descending:
+            hours = [g[0] for g in got]
+            assert all(
+                a > b for a, b, h, k in zip(ids, ids[1:], hours, hours[1:], strict=False) if h == k
+            )
+            assert all(set(f) == FIELDS for f in found)
+    with rt.read_sessions() as s:
+        every = list(decision_log.iter_records(s, decision_log.Filters()))
+        assert len(every) == decision_log.count(s, decision_log.Filters()) == len(expected)
+    csv_lines = reviewer.get("/v1/decision-log", query_string={"format": "csv"}).get_data(
+        as_text=True
+    )
+    assert len(csv_lines.splitlines()) == len(expected) + 1
+    with rt.sessions() as s:
+        # Retention: what is older than 20 hours goes, counted decision by decision.
+        deleted = decision_log.prune(
+            s, 0, now=now - dt.timedelta(hours=20) + dt.timedelta(minutes=1)
+        )
+        s.commit()
+    assert deleted == sum(1 for e in expected if e[0] >= 20)
+    assert len(recorded(rt)) == sum(1 for e in expected if e[0] < 20)
+
+
+def test_0014_downgrade_gives_each_packed_decision_its_row_back(tmp_path):
+    """Downgrading 0014 expands packed rows into a row per decision, with the
+    ids they had, before the column goes."""
+    engine = make_engine(load_settings({"database_url": f"sqlite:///{tmp_path / 'a.db'}"}))
+    packed = {
+        "user_id": [5, 6, 7],
+        "structure_id": 12,  # the one value of the three
+        "service": [None, "north", None],
+        "space": ["issued_invoices", None, "my_account"],
+        "action": ["modify", "users.read", "consult"],
+        "decision": [0, 1, 0],
+        "decisions": [[True, "rule a", None, 9, 2], [False, None, "no role", 9, None]],
+    }
+    try:
+        upgrade(engine, "0014")
+        with engine.begin() as conn:
+            conn.exec_driver_sql(
+                "INSERT INTO decision_log (id, decided_at, api, client_id, structure_id, "
+                "request_id, packed) VALUES (11, '2026-11-30 10:00:00', 'batch', 3, 12, 'r', ?)",
+                (json.dumps(packed),),
+            )
+        cfg = alembic_config(engine)
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "0013")
+        with engine.connect() as conn:
+            rows = conn.exec_driver_sql(
+                "SELECT id, api, client_id, request_id, user_id, structure_id, service, "
+                "space, action, allowed, rule, reason, revision, policy_version "
+                "FROM decision_log ORDER BY id"
+            ).all()
+        expected = [
+            (9, "batch", 3, "r", 5, 12, None, "issued_invoices", "modify", 1, "rule a", None, 9, 2),
+            (10, "batch", 3, "r", 6, 12, "north", None, "users.read", 0, None, "no role", 9, None),
+            (11, "batch", 3, "r", 7, 12, None, "my_account", "consult", 1, "rule a", None, 9, 2),
+        ]
+        assert [tuple(r) for r in rows] == expected
+        upgrade(engine, "head")
+    finally:
+        engine.dispose()

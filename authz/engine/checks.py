@@ -82,7 +82,7 @@ def check_batch(
         count(*tally(decisions))
         if tracing.TRACER is not None:
             tracing.decided(decisions, api)
-    rt.recorder.record(api, caller, zip(questions, decisions, strict=False))
+    rt.recorder.record_lists(api, caller, questions, decisions)
     return decisions
 
 
