@@ -39,6 +39,7 @@ from . import (
     technical,
     users,
 )
+from .flask_app import App
 from .inputs import IdConverter, id_parameter_schema
 
 API_TITLE = "Authorization service"
@@ -83,7 +84,7 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
     for engine in {rt.engine, rt.decider.db_engine}:
         metrics.watch_pool(engine)
 
-    app = Flask(__name__, static_folder=None)
+    app = App(__name__, static_folder=None)
     if settings.proxy_hops:
         # Flask's documented way to wrap its WSGI application in a middleware.
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]

@@ -75,11 +75,19 @@ class Blueprint(flask_smorest.Blueprint):
         return name
 
     def problem(self, status: int, description: str) -> Callable[[View], View]:
-        """Declare an error answer: a problem (application/problem+json)."""
+        """Declare an error answer: a problem (application/problem+json).
+        Documentation only: flask-smorest's alt_response wraps the view in a
+        layer that does nothing but call it (through current_app.ensure_sync)
+        on every request; its documentation is kept and the layer dropped."""
         declare: Callable[[View], View] = self.alt_response(
             status, schema=Problem, content_type=PROBLEM_TYPE, description=description
         )
-        return declare
+
+        def decorator(view: View) -> View:
+            view._apidoc = declare(view)._apidoc  # type: ignore[attr-defined]  # noqa: SLF001
+            return view
+
+        return decorator
 
     def arguments(
         self, schema: Schema | type[Schema], *, location: str = "json", **kwargs: Any

@@ -206,7 +206,7 @@ def _links_from_request() -> None:
     """Links built for this request may use its base URL when its host is trusted
     (authz.runtime.serving_request)."""
     g.link_base_token = serving_request(
-        runtime().settings, base_url=request.url_root, host=request.host
+        runtime().settings, base_url=lambda: request.url_root, host=lambda: request.host
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,7 +31,9 @@ from .security import Hasher
 # header is the client's to forge: a forged one in a mailed link is the classic
 # password-reset poisoning), else with DEFAULT_BASE_URL. docs/decisions.md.
 DEFAULT_BASE_URL = "http://127.0.0.1:8000"
-_REQUEST_BASE: ContextVar[str] = ContextVar("authz_request_base", default="")
+# What the request being served says of its base: a function, asked only when
+# a link is built (most requests build none, and the request's URL costs).
+_REQUEST_BASE: ContextVar[Callable[[], str] | None] = ContextVar("authz_request_base", default=None)
 _HOST = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[^:\[\]/@\s]+)(?::\d{1,5})?$")
 
 
@@ -42,14 +45,20 @@ def trusted_host(host: str, trusted: str) -> bool:
     return match is not None and match.group(1).lower() in names
 
 
-def serving_request(settings: Settings, *, base_url: str, host: str) -> Token[str]:
+def serving_request(
+    settings: Settings, *, base_url: Callable[[], str], host: Callable[[], str]
+) -> Token[Callable[[], str] | None]:
     """Called by the HTTP layer as a request starts: links built while serving it
-    may use `base_url` if `host` is trusted. Returns the token for done_serving."""
-    trusted = trusted_host(host, settings.trusted_hosts)
-    return _REQUEST_BASE.set(base_url if trusted else "")
+    may use `base_url()` if `host()` is trusted (both asked only when a link is
+    built). Returns the token for done_serving."""
+
+    def base() -> str:
+        return base_url() if trusted_host(host(), settings.trusted_hosts) else ""
+
+    return _REQUEST_BASE.set(base)
 
 
-def done_serving(token: Token[str]) -> None:
+def done_serving(token: Token[Callable[[], str] | None]) -> None:
     _REQUEST_BASE.reset(token)
 
 
@@ -84,7 +93,12 @@ class Runtime:
     def link_base(self) -> str:
         """The base URL of the links the service mails or hands out, without a
         trailing slash (see DEFAULT_BASE_URL above)."""
-        base = self.settings.public_base_url or _REQUEST_BASE.get() or DEFAULT_BASE_URL
+        request_base = _REQUEST_BASE.get()
+        base = (
+            self.settings.public_base_url
+            or (request_base() if request_base is not None else "")
+            or DEFAULT_BASE_URL
+        )
         return base.rstrip("/")
 
 
