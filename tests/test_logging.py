@@ -13,39 +13,26 @@ from collections.abc import Iterator
 
 import pytest
 
-from api import create_app
 from authz import logs, mail
-from authz.runtime import close_runtime
 from tests.support.api import PASSWORD, Api, activation_token, create_structure, outbox
-from tests.support.backend import app_settings
 from tests.support.live import authz_command, serve_env, serving
+from tests.support.logs import closed, json_lines
+from tests.support.logs import json_app as make_json_app
 from tests.support.rows import client_key
 
 
 @pytest.fixture
 def json_app(database_url, tmp_path) -> Iterator:
-    app = create_app({**app_settings(database_url, tmp_path / "var"), "log_format": "json"})
-    app.config["TESTING"] = True
+    app = make_json_app(database_url, tmp_path / "var")
     yield app
-    close_runtime(app.extensions["authz"])
-    logs.configure("text", "INFO")
+    closed(app)
 
 
 @pytest.fixture
 def captured() -> Iterator[io.StringIO]:
     """Everything logged meanwhile, at every level, in the JSON format."""
-    out = io.StringIO()
-    handler = logging.StreamHandler(out)
-    handler.setFormatter(logs.JsonFormatter())
-    root = logging.getLogger()
-    level = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG)
-    try:
+    with json_lines(logging.DEBUG) as out:
         yield out
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(level)
 
 
 def records(out: io.StringIO) -> list[dict]:

@@ -415,12 +415,14 @@ def test_two_instances_follow_writes_and_policy_versions_of_one_database(tmp_pat
 
 def every_worker_answers(one, two, body, key) -> list[dict]:
     """Checks on both instances, four at a time, until each of their workers has
-    answered at least one of them; their answers."""
+    answered at least one of them (within 60 s: however fast a worker answers,
+    the other one gets a request while the first is busy); their answers."""
     marks = {server.port: len(server.served()) for server in (one, two)}
     answers: list[dict] = []
     with ThreadPoolExecutor(max_workers=4) as pool:
         answered: set = set()
-        for _ in range(30):
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
             answers += pool.map(
                 lambda server: server.call("POST", "/v1/checks", body, key)[1], [one, two] * 4
             )

@@ -19,11 +19,10 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from api import create_app
 from authz import logs, tracing
 from authz.runtime import close_runtime
-from tests.support.backend import app_settings
 from tests.support.live import authz_command, serve_env, serving
+from tests.support.logs import closed, json_app, json_lines
 from tests.support.rows import client_key
 
 QUESTION = {"user_id": 1, "structure_id": 1, "space": "my_account", "action": "consult"}
@@ -44,9 +43,7 @@ def exporter() -> Iterator[InMemorySpanExporter]:
 
 
 def make_app(database_url, tmp_path):
-    app = create_app({**app_settings(database_url, tmp_path / "var"), "log_format": "json"})
-    app.config["TESTING"] = True
-    return app
+    return json_app(database_url, tmp_path / "var")
 
 
 @pytest.fixture
@@ -54,24 +51,13 @@ def traced_app(exporter, database_url, tmp_path) -> Iterator:
     """The service built while tracing is on (its engines are instrumented)."""
     app = make_app(database_url, tmp_path)
     yield app
-    close_runtime(app.extensions["authz"])
-    logs.configure("text", "INFO")
+    closed(app)
 
 
 @pytest.fixture
 def captured() -> Iterator[io.StringIO]:
-    out = io.StringIO()
-    handler = logging.StreamHandler(out)
-    handler.setFormatter(logs.JsonFormatter())
-    root = logging.getLogger()
-    level = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    try:
+    with json_lines(logging.INFO) as out:
         yield out
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(level)
 
 
 def check(app, key: str):
