@@ -330,6 +330,16 @@ class Decider:
             self._checked_at = time.monotonic()
             self._measured()
 
+    def share_index(self, other: Decider) -> None:
+        """Decide over `other`'s index, at its revision, instead of loading one:
+        the index holds facts, which do not depend on the policy set (a policy
+        diff decides with two sets over one load). Neither is refreshed after
+        this: for a one-off comparison, not for a serving decider."""
+        with self._lock:
+            self.index = other.index
+            self.revision = other.revision
+            self._checked_at = other._checked_at
+
     @property
     def policy_version(self) -> int | None:
         """The stored policy version decisions are taken with (None: the files)."""

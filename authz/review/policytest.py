@@ -516,6 +516,14 @@ def _decider(policy_dir: str | Path, engine: Engine) -> Decider:
     return decider
 
 
+def _alongside(policy_dir: str | Path, other: Decider) -> Decider:
+    """A decider with the files of `policy_dir` over `other`'s index (one load
+    of the facts for both sides of a diff)."""
+    decider = Decider(PolicyEngine(load_policies(policy_dir)), other.db_engine)
+    decider.share_index(other)
+    return decider
+
+
 def _diff(
     old: Decider,
     new: Decider,
@@ -557,7 +565,7 @@ def diff_world(old_dir: str | Path, new_dir: str | Path, world: Mapping[str, Any
     """Every decision on every (user, structure) pair of a fixture world that the
     policy files of `new_dir` take differently from those of `old_dir`."""
     with world_runtime(world, old_dir) as (rt, ids):
-        new = _decider(new_dir, rt.decider.db_engine)
+        new = _alongside(new_dir, rt.decider)
         pairs = [(u, s) for u in ids.users.values() for s in ids.structures.values()]
         return _diff(
             rt.decider,
@@ -573,7 +581,8 @@ def diff_database(old_dir: str | Path, new_dir: str | Path, engine: Engine) -> l
     subscription on a structure, asked about that structure (a user without
     any holds nothing there under the model). Users are named by login email,
     structures by identifier value."""
-    old, new = _decider(old_dir, engine), _decider(new_dir, engine)
+    old = _decider(old_dir, engine)
+    new = _alongside(new_dir, old)
     with Session(engine) as session:
         users = {
             row.id: row.login_email for row in session.execute(select(User.id, User.login_email))
