@@ -211,16 +211,23 @@ def search(
             Structure.designation_key.contains(structure_term, autoescape=True)
         )
     if service_term:
-        seen = seen.join(
-            Service,
-            and_(
-                Service.structure_id == Attachment.structure_id,
-                or_(Attachment.service_id.is_(None), Attachment.service_id == Service.id),
-            ),
-        ).where(
+        # The services that match (few), then the attachments on one of them or
+        # on the whole of a structure that has one: not a join of every
+        # attachment with every service of its structure (docs/performance.md,
+        # "Manager API").
+        matching = select(Service.id, Service.structure_id).where(
             or_(
                 Service.code_key.contains(service_term, autoescape=True),
                 Service.label_key.contains(service_term, autoescape=True),
+            )
+        )
+        seen = seen.where(
+            or_(
+                and_(
+                    Attachment.service_id.is_(None),
+                    Attachment.structure_id.in_(matching.with_only_columns(Service.structure_id)),
+                ),
+                Attachment.service_id.in_(matching.with_only_columns(Service.id)),
             )
         )
     stmt = select(User).where(User.id.in_(seen))
