@@ -82,7 +82,6 @@ ITEM_COLUMNS = tuple(c for c in COLUMNS if c not in HEAD_COLUMNS)
 # is then user_id[i], structure_id[i], service[i], space[i], action[i],
 # decisions[decision[i]].
 QUESTION_KEYS = ("user_id", "structure_id", "service", "space", "action")
-ANSWER_KEYS = ("allowed", "rule", "reason", "revision", "policy_version")
 # The columns are the constants above; the driver binds every value.
 _INSERT = (
     f"INSERT INTO decision_log ({', '.join(COLUMNS)}) "  # noqa: S608  (constants, no value)
