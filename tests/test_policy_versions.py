@@ -426,7 +426,12 @@ def every_worker_answers(one, two, body, key) -> list[dict]:
             answers += pool.map(
                 lambda server: server.call("POST", "/v1/checks", body, key)[1], [one, two] * 4
             )
-            answered = {pid for s in (one, two) for pid, *_ in s.served()[marks[s.port] :]}
+            answered = {
+                pid
+                for s in (one, two)
+                for pid, _s, _m, path in s.served()[marks[s.port] :]
+                if path == "/v1/checks"
+            }
             if answered >= one.workers() | two.workers():
                 return answers
     pytest.fail(f"not every worker answered: {answered}")
