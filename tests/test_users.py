@@ -167,6 +167,10 @@ def test_search_is_paginated_in_name_order(api, world):
     assert first["total"] == second["total"] == 3
     names = [i["last_name"] for i in first["items"] + second["items"]]
     assert names == ["Balzac", "Dupré", "Zola"]
+    # Past the last page: no item, and the total all the same (counted apart).
+    past = _search(ada, status="pending", page_size=2, page=5)
+    assert (past["items"], past["total"]) == ([], 3)
+    assert _search(ada, last_name="nobody-here")["total"] == 0
 
 
 def test_renamed_structures_and_users_are_found_by_their_new_names(world):
