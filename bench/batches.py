@@ -26,12 +26,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from api import create_app
-from authz.config import load_settings
-from authz.db import make_engine, upgrade
 from authz.review.fixtures import load_world
 from authz.runtime import close_runtime
 from authz.workflows.clients import create_client
+from bench.app import bench_settings, migrated_app
 
 SPACES = ("my_account", "manager_activities", "issued_invoices", "invoices_to_validate")
 ACTIONS = ("consult", "modify", "create")
@@ -109,20 +107,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     url = f"sqlite:///{Path(tempfile.mkdtemp()) / 'authz.db'}"
-    settings = {
-        "database_url": url,
-        "var_dir": tempfile.mkdtemp(prefix="bench-batches-"),
-        "mail_background": False,
-        "decision_log": "off",
-        "log_level": "WARNING",
-        "argon2_time_cost": 1,
-        "argon2_memory_kib": 8,
-        "argon2_parallelism": 1,
-    }
-    engine = make_engine(load_settings(settings))
-    upgrade(engine)
-    engine.dispose()
-    app = create_app(settings)
+    app = migrated_app(bench_settings(url, "batches", log_level="WARNING"))
     rt = app.extensions["authz"]
     with rt.sessions() as session:
         spec = world(50, 200)

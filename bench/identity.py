@@ -22,13 +22,11 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, make_url
 
-from api import create_app
-from authz.config import load_settings
-from authz.db import make_engine, upgrade
 from authz.review.fixtures import load_world
 from authz.runtime import close_runtime
 from authz.workflows import accounts
 from authz.workflows.clients import create_client
+from bench.app import bench_settings, migrated_app
 from models import User
 
 WORLD = {
@@ -40,19 +38,7 @@ PASSWORD = "Bench-identity-1"  # noqa: S105 - a throw-away account
 
 
 def run(database_url: str, n: int) -> dict[str, float]:
-    settings = {
-        "database_url": database_url,
-        "var_dir": tempfile.mkdtemp(prefix="bench-identity-"),
-        "mail_background": False,
-        "decision_log": "off",
-        "argon2_time_cost": 1,
-        "argon2_memory_kib": 8,
-        "argon2_parallelism": 1,
-    }
-    engine = make_engine(load_settings(settings))
-    upgrade(engine)
-    engine.dispose()
-    app = create_app(settings)
+    app = migrated_app(bench_settings(database_url, "identity"))
     rt = app.extensions["authz"]
     with rt.sessions() as session:
         ids = load_world(session, WORLD)

@@ -60,6 +60,7 @@ from authz.engine.policy import load_policies, sync_space_catalogue
 from authz.roles import today
 from authz.runtime import close_runtime
 from authz.workflows import accounts, candidates
+from bench.app import bench_settings
 from models import (
     Attachment,
     AttachmentRequest,
@@ -400,15 +401,7 @@ def operations(world: dict) -> list[tuple[str, str]]:
 
 
 def run(database_url: str, n_users: int, n: int, log=print) -> dict:
-    settings = {
-        "database_url": database_url,
-        "var_dir": tempfile.mkdtemp(prefix="bench-managers-"),
-        "mail_background": False,
-        "decision_log": "off",
-        "argon2_time_cost": 1,
-        "argon2_memory_kib": 8,
-        "argon2_parallelism": 1,
-    }
+    settings = bench_settings(database_url, "managers")
     engine = make_engine(load_settings(settings))
     upgrade(engine)
     with Session(engine) as session, session.begin():
