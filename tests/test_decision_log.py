@@ -176,6 +176,28 @@ def test_the_background_writer_writes_without_being_asked(rt):
     recorder.close()
 
 
+def test_a_half_full_buffer_wakes_the_writer_before_its_period(rt):
+    """A busy worker fills its buffer well within a period: at half of it the
+    writer writes at once instead of waiting out AUTHZ_DECISION_LOG_FLUSH_SECONDS
+    (and dropping what no longer fits)."""
+    recorder = decision_log.Recorder(
+        rt.engine,
+        Settings(decision_log="all", decision_log_buffer=100, decision_log_flush_seconds=60.0),
+    )
+    try:
+        recorder.record("batch", Caller(client_id=1), [(Q, ALLOW)] * 10)
+        time.sleep(0.3)
+        assert recorder.pending == 10  # under half: it waits for its period
+        recorder.record("batch", Caller(client_id=1), [(Q, ALLOW)] * 45)  # 55 of 100
+        deadline = time.monotonic() + 10
+        while recorder.pending and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert recorder.pending == 0
+        assert len(recorded(rt, api="batch")) == 55
+    finally:
+        recorder.close()
+
+
 def put(rt, **fields) -> None:
     with rt.sessions() as s:
         base = {
