@@ -20,7 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any, Protocol
 
@@ -751,3 +751,38 @@ def test_a_change_log_that_does_not_reach_back_reloads_everything(
     assert reloads.count == 1
     harness.compare(questions, 0, lambda: "after a pruned change log")
     assert not decider.decide(consult).allowed
+
+
+@pytest.mark.parametrize("seed", SEEDS[:2])
+def test_the_first_allowed_level_is_what_deciding_each_level_gives(
+    harness: Harness, seed: int
+) -> None:
+    """Decider.first_allowed (the rights export's question: modify, else
+    consult, the facts gathered once) answers as decide() does level by level,
+    rule included, on random worlds."""
+    rnd = random.Random(seed)
+    decider = harness.rt.decider
+    levels = ("modify", "consult")
+    compared = allowed = 0
+    for _ in range(8):
+        harness.reset(random_world(rnd))
+        decider.ensure_fresh()
+        questions = [q for _ in range(6) for q in harness.questions(rnd)]
+        for q in questions:
+            if q.space is None:
+                continue
+            decided = [
+                (level, decider.decide(replace(q, action=level), today=harness.today))
+                for level in levels
+            ]
+            expected = next(((lv, d) for lv, d in decided if d.allowed), None)
+            found = decider.first_allowed(q, levels, harness.today)
+            if expected is None:
+                assert found is None, q
+            else:
+                assert found is not None, q
+                assert (found[0], found[1].rule) == (expected[0], expected[1].rule), q
+                assert found[1] == expected[1], q
+                allowed += 1
+            compared += 1
+    assert compared > 300 and 0 < allowed < compared

@@ -28,7 +28,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
@@ -731,17 +731,7 @@ class Decider:
         g = gather(self.index, self._spaces, q, today)
         if isinstance(g, str):
             return self._denied(g)
-        memo_key = (*g.key, q.action)
-        found = self._memo.get(memo_key)
-        if found is None:
-            sub, obj = g.sub, g.obj
-            allowed, row = self.policy.space(sub, obj, q.action)
-            found = self._memo[memo_key] = (
-                allowed,
-                row,
-                "" if allowed else deny_reason(sub, obj, q.action),
-            )
-        allowed, row, reason = found
+        allowed, row, reason = self._judged(g, q.action)
         if reason == NO_ATTACHMENT:  # name the dates, if dates are what is missing
             structure = self.index.structures[q.structure_id]
             found_service = structure.service(q.service) if q.service else None
@@ -782,6 +772,49 @@ class Decider:
             explanation={"facts": facts, "model": "policies/model.conf [matchers] m2"},
             policy_version=self.policy_version,
         )
+
+    def _judged(self, g: Gathered, action: str) -> tuple[bool, list[str], str]:
+        """The policy's answer to `action` on the gathered facts (memoised):
+        allowed, the levels.csv row that allowed it, why not ("" if allowed)."""
+        memo_key = (*g.key, action)
+        found = self._memo.get(memo_key)
+        if found is None:
+            sub, obj = g.sub, g.obj
+            allowed, row = self.policy.space(sub, obj, action)
+            found = self._memo[memo_key] = (
+                allowed,
+                row,
+                "" if allowed else deny_reason(sub, obj, action),
+            )
+        return found
+
+    def first_allowed(
+        self, q: Question, actions: Sequence[str], today: dt.date
+    ) -> tuple[str, Decision] | None:
+        """The first of `actions` (space actions) allowed on `q`'s space and
+        scope (its own action is ignored), with the decision decide() gives it;
+        None when none is. The facts are gathered once for all of them: the
+        rights export asks modify, then consult, of every user, scope and space
+        (call ensure_fresh first, as for decide)."""
+        try:
+            g = gather(self.index, self._spaces, q, today)
+            if isinstance(g, str):
+                return None
+            for action in actions:
+                if action not in SPACE_ACTIONS:
+                    continue
+                allowed, row, _reason = self._judged(g, action)
+                if allowed:
+                    decision = Decision(
+                        True,
+                        self.revision,
+                        rule=allow_rule(g, row[0], q),
+                        policy_version=self.policy_version,
+                    )
+                    return action, decision
+        except Exception:
+            log.exception("decision error: deny")
+        return None
 
     def role_of(self, user_id: int, structure_id: int, today: dt.date) -> str | None:
         """The role a management question is asked with (see model.conf, r.role):

@@ -54,14 +54,18 @@ def export_scope(session: Session, structure_id: int | None = None) -> list[int]
     return [structure_id]
 
 
+# The levels a right is exported at, the first the engine allows.
+LEVELS = ("modify", "consult")
+
+
 def _decided(
     decider: Decider, structure_id: int, today: dt.date
 ) -> list[tuple[int, str | None, str | None, str, str, str]]:
     """(user, role, service, space, level, engine rule) for every right held on
     the structure, at one revision. The level is modify when the engine allows
-    modify, else consult when it allows consult: at most two questions per
-    user, scope and space (Decider.grants would ask create too, and the rule
-    would need a third)."""
+    modify, else consult when it allows consult: the facts of each user,
+    scope and space gathered once for both (Decider.first_allowed; grants
+    would ask create too, and the rule would need a third)."""
     out = []
     spaces = [space.code for space in decider.policy.policies.spaces]
     with decider.reading():
@@ -70,13 +74,14 @@ def _decided(
             role = decider.role_of(user_id, structure_id, today)
             for service in scopes:
                 for space in spaces:
-                    for level in ("modify", "consult"):
-                        decision = decider.decide(
-                            Question(user_id, structure_id, space, level, service), today=today
-                        )
-                        if decision.allowed:
-                            out.append((user_id, role, service, space, level, decision.rule or ""))
-                            break
+                    found = decider.first_allowed(
+                        Question(user_id, structure_id, space, "modify", service),
+                        LEVELS,
+                        today,
+                    )
+                    if found is not None:
+                        level, decision = found
+                        out.append((user_id, role, service, space, level, decision.rule or ""))
     return out
 
 
