@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import select
 
 from api import create_app
+from authz import metrics
 from authz.config import SettingError, load_settings
 from authz.runtime import build_runtime, close_runtime
 from authz.workflows.clients import create_client
@@ -203,3 +204,25 @@ def test_two_workers_add_up_to_the_checks_made(tmp_path: Path):
         assert sample(text, "authz_policy_revision_lag") == 0
     directory = re.search(r"authz-metrics-\w+", (tmp_path / "serve.log").read_text())
     assert directory is None or not Path(tempfile.gettempdir(), directory[0]).exists()
+
+
+def test_a_worker_reported_dead_twice_is_no_error(tmp_path, monkeypatch):
+    """gunicorn's child_exit may report one worker twice at shutdown: the
+    second finds its live gauges gone, and says nothing."""
+    from prometheus_client import multiprocess  # noqa: PLC0415  (what mark_dead calls)
+
+    (tmp_path / "gauge_liveall_4242.db").write_bytes(b"")
+    metrics.mark_dead(4242, str(tmp_path))
+    assert not list(tmp_path.iterdir())
+    metrics.mark_dead(4242, str(tmp_path))  # nothing left: nothing to say
+
+    # Listed, then removed by the other report before this one removes it.
+    (tmp_path / "gauge_liveall_4243.db").write_bytes(b"")
+    real_remove = multiprocess.os.remove
+
+    def raced(path):
+        real_remove(path)
+        real_remove(path)  # the second removal is the one that fails
+
+    monkeypatch.setattr(multiprocess.os, "remove", raced)
+    metrics.mark_dead(4243, str(tmp_path))
