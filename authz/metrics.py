@@ -20,6 +20,7 @@ CLI is running.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import time
@@ -306,10 +307,8 @@ def mark_dead(pid: int, directory: str) -> None:
     """A worker exited: its live gauges no longer count (gunicorn's child_exit)."""
     from prometheus_client.multiprocess import mark_process_dead  # noqa: PLC0415  (lazy: see the module docstring)
 
-    try:
+    # Gone already: it lists the worker's files, then removes them, and at
+    # shutdown gunicorn may report one worker's exit twice (seen in CI: the
+    # second report's error was a plain-text line among the JSON logs).
+    with contextlib.suppress(FileNotFoundError):
         mark_process_dead(pid, directory)
-    except FileNotFoundError:
-        # Gone already: it lists the worker's files, then removes them, and at
-        # shutdown gunicorn may report one worker's exit twice (seen in CI: the
-        # second report's error was a plain-text line among the JSON logs).
-        pass
