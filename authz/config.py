@@ -98,6 +98,10 @@ class Settings:
     # Decisions: how long a worker may answer from its index without asking the
     # database whether the policy revision moved (0: ask before every answer).
     decision_check_interval_seconds: float = 0.0
+    # Where the compact decision index's snapshots are kept, shared by the
+    # workers and instances of this machine (authz/engine/snapshots.py): empty
+    # for `<var_dir>/index`, `none` to build the index in each process's memory.
+    index_dir: str = ""
     # Most questions in one POST /v1/checks/batch or /access/v1/evaluations.
     batch_max: int = 1000
     # Reverse proxies in front of the service whose X-Forwarded-For is trusted
@@ -172,6 +176,12 @@ class Settings:
         if self.database_url:
             return self.database_url
         return f"sqlite:///{Path(self.var_dir).resolve() / 'authz.db'}"
+
+    @property
+    def effective_index_dir(self) -> Path | None:
+        if self.index_dir.strip().lower() == "none":
+            return None
+        return Path(self.index_dir) if self.index_dir else Path(self.var_dir) / "index"
 
     @property
     def effective_mail_dir(self) -> Path:
@@ -296,6 +306,7 @@ RULES: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "mail_background": ("true or false", lambda _: True),
     "mail_poll_seconds": _POSITIVE,
     "decision_check_interval_seconds": ("a number >= 0", lambda v: v >= 0),
+    "index_dir": ("empty, a folder path, or none", lambda _: True),
     "batch_max": _AT_LEAST_1,
     "proxy_hops": ("an integer >= 0", lambda v: v >= 0),
     "log_level": ("one of " + ", ".join(_LOG_LEVELS), lambda v: v.upper() in _LOG_LEVELS),

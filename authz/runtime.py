@@ -21,6 +21,7 @@ from .config import Settings
 from .decision_log import Recorder
 from .engine.decisions import Decider
 from .engine.policy import Policies, PolicyEngine, load_policies, sync_space_catalogue
+from .engine.snapshots import SnapshotStore
 from .identities import IdentityCache
 from .security import Hasher
 
@@ -122,6 +123,8 @@ def build_runtime(settings: Settings, *, engine: Engine | None = None) -> Runtim
         check_interval=settings.decision_check_interval_seconds,
         recycle=0 if reads.dialect.name == "sqlite" else settings.database_recycle_seconds,
         follow_versions=True,
+        snapshots=SnapshotStore(settings.effective_index_dir, reads.url.render_as_string()),
+        background=True,
     )
     if tracing.TRACER is not None:
         for traced in {engine, reads}:

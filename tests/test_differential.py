@@ -38,6 +38,7 @@ from authz.runtime import Runtime
 from authz.workflows.records import bump_revision
 from models import Attachment, OpenedSpace, PolicyChange, Service, Structure, Subscription, User
 from tests.support.backend import BACKEND
+from tests.support.index import assert_same_facts, dict_index
 
 # Five seeds on SQLite, two on PostgreSQL: the engine compared here is the same
 # on both; PostgreSQL adds the index's load path, which two seeds exercise, at a
@@ -539,17 +540,17 @@ MUTATIONS: tuple[Mutation, ...] = (
 
 
 class FullReloads:
-    """Counts the decider's full reloads (Index.load_all)."""
+    """Counts the decider's full reloads (Decider.full_reloads: everything may
+    have changed; the new index is made in the background, see
+    test_index_snapshots.py)."""
 
-    def __init__(self, decider: Decider, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.count = 0
-        load_all = decider.index.load_all
+    def __init__(self, decider: Decider) -> None:
+        self._decider = decider
+        self._start = decider.full_reloads
 
-        def counting(session: Session) -> None:
-            self.count += 1
-            load_all(session)
-
-        monkeypatch.setattr(decider.index, "load_all", counting)
+    @property
+    def count(self) -> int:
+        return self._decider.full_reloads - self._start
 
 
 @dataclass
@@ -592,6 +593,16 @@ class Harness:
                     )
         assert not wrong, f"{describe()}\n{len(wrong)} disagreement(s):\n" + "\n".join(wrong[:10])
 
+    def same_facts(self) -> None:
+        """Once a background rebuild is in, the decider's index holds the
+        facts the dict index loads from the tables (compact: its snapshot
+        and the keys reloaded into its overlay since)."""
+        decider = self.rt.decider
+        assert decider.wait_rebuilt()
+        decider.ensure_fresh()
+        assert decider.index.compact
+        assert_same_facts(decider.index, dict_index(decider.db_engine))
+
     def commit(self, change: Callable[[Session], Scope | None]) -> Scope:
         """Run `change` in one transaction, with the revision bump naming the scope
         it returns (None: bump without naming anything); return that scope."""
@@ -632,7 +643,7 @@ def test_fast_path_agrees_with_the_reference_on_random_worlds_and_mutations(
 ) -> None:
     rnd = random.Random(seed)
     decider = harness.rt.decider
-    reloads = FullReloads(decider, monkeypatch)
+    reloads = FullReloads(decider)
     for number in range(WORLDS_PER_SEED):
         world = random_world(rnd)
         applied: list[str] = []
@@ -650,6 +661,7 @@ def test_fast_path_agrees_with_the_reference_on_random_worlds_and_mutations(
                 touched += scope.get("memberships", [])
             decider.ensure_fresh()
             harness.compare(harness.questions(rnd, touched), rnd.choice((0, 0, -1, 1)), describe)
+        harness.same_facts()
         assert reloads.count == reloads_before, "scoped changes must not reload everything"
     assert harness.asked > 2_000
     assert 0.05 < harness.allowed / harness.asked < 0.95, "worlds too sparse or too dense"
@@ -705,10 +717,11 @@ def test_a_change_committed_without_naming_its_scope_reloads_everything(
     decider = harness.rt.decider
     harness.reset(SMALL_WORLD)
     decider.ensure_fresh()
+    assert decider.wait_rebuilt()  # the reset's full reload: in, before what follows
     questions = _small_world_questions(harness)
     harness.compare(questions, 0, lambda: "small world")
     assert harness.allowed > 0
-    reloads = FullReloads(decider, monkeypatch)
+    reloads = FullReloads(decider)
     harness.commit(_revoke_everything)  # bump_revision() with no scope
     decider.ensure_fresh()
     assert reloads.count == 1
@@ -723,6 +736,7 @@ def test_a_change_log_that_does_not_reach_back_reloads_everything(
     decider = harness.rt.decider
     harness.reset(SMALL_WORLD)
     decider.ensure_fresh()
+    assert decider.wait_rebuilt()  # the reset's full reload: in, before what follows
     questions = _small_world_questions(harness)
     with Session(harness.rt.engine) as session:
         sam, ada = (
@@ -746,7 +760,7 @@ def test_a_change_log_that_does_not_reach_back_reloads_everything(
     # The log is pruned past the decider's revision: the first change is gone.
     with harness.rt.sessions.begin() as session:
         session.execute(delete(PolicyChange).where(PolicyChange.revision <= decider.revision + 1))
-    reloads = FullReloads(decider, monkeypatch)
+    reloads = FullReloads(decider)
     decider.ensure_fresh()
     assert reloads.count == 1
     harness.compare(questions, 0, lambda: "after a pruned change log")

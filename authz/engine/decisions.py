@@ -42,6 +42,7 @@ from models import PolicyChange, PolicyRevision
 from .. import metrics, roles
 from ..errors import Unavailable
 from ..roles import RANK, in_force, strongest
+from .compact import CompactIndex, SnapshotError
 from .index import LEVEL_OF, LEVEL_RANK, Index, Membership
 from .policy import (
     LEVEL_NONE,
@@ -53,8 +54,17 @@ from .policy import (
     SubjectFacts,
     parse_policies,
 )
+from .snapshots import SnapshotStore
 
 log = logging.getLogger("authz.decisions")
+
+# A process serves from a shared snapshot plus its own overlay of the keys
+# changed since; past this many keys (or this share of the snapshot's
+# memberships, whichever is more) it moves to a newer snapshot in the background.
+OVERLAY_MIN = 10_000
+OVERLAY_SHARE = 20  # 1/20th
+# A background rebuild that failed is tried again after this long.
+REBUILD_RETRY_SECONDS = 5.0
 
 # The reason of a decision the engine failed to take (it denies).
 ERROR_REASON = "internal error: denied"
@@ -133,7 +143,7 @@ class Gathered:
 
 
 def gather(
-    index: Index, spaces: dict[str, SpaceEntry], q: Question, today: dt.date
+    index: Index | CompactIndex, spaces: dict[str, SpaceEntry], q: Question, today: dt.date
 ) -> Gathered | str:
     """The request facts of policies/model.conf for a space question, or the
     reason the question cannot even be put (unknown subject, structure…).
@@ -273,6 +283,8 @@ class Decider:
         check_interval: float = 0.0,
         recycle: float = 0.0,
         follow_versions: bool = False,
+        snapshots: SnapshotStore | None = None,
+        background: bool = False,
     ) -> None:
         # The policy set decisions are taken with. With `follow_versions` (the
         # service's decider), the version the database names at the revision the
@@ -310,7 +322,19 @@ class Decider:
         # the kept connection was last replaced).
         self._polled_identity: int | None = None
         self._poll_started = -1.0
-        self.index = Index()
+        # The index decisions read (see the `index` property for other readers).
+        self._index: Index | CompactIndex = Index()
+        self._store = snapshots or SnapshotStore(None)
+        # A full reload runs in the background while the serving index keeps
+        # answering (`untrusted`: every question's keys are first read from the
+        # database, see _fault_in); None: none running.
+        self._background = background
+        self._rebuilding: threading.Thread | None = None
+        self._untrusted = False
+        self._faulted: set[tuple[str, Any]] = set()
+        self._rebuild_failed_at = -1.0
+        # How many times everything had to be read again (see _full_reload).
+        self.full_reloads = 0
         self.revision = -1
         # The last index update not yet reported: (full | incremental, seconds).
         self._loaded: tuple[str, float] | None = None
@@ -325,7 +349,7 @@ class Decider:
         with self._lock, Session(self.db_engine) as session:
             revision, version = _read_revision(session)
             self._use_policy(version)
-            self._load_all(session)
+            self._load_all(session, revision)
             self.revision = revision
             self._checked_at = time.monotonic()
             self._measured()
@@ -336,7 +360,7 @@ class Decider:
         diff decides with two sets over one load). Neither is refreshed after
         this: for a one-off comparison, not for a serving decider."""
         with self._lock:
-            self.index = other.index
+            self._index = other.index
             self.revision = other.revision
             self._checked_at = other._checked_at
 
@@ -447,14 +471,61 @@ class Decider:
         files = row[0]
         return json.loads(files) if isinstance(files, str) else dict(files)
 
-    def _load_all(self, session: Session) -> None:
+    @property
+    def index(self) -> Index | CompactIndex:
+        """The index, for readers other than decide(): trusted whole. While a
+        full reload runs in the background only a question's own keys are
+        (see _fault_in), so an enumeration reading it loads the whole index
+        at once instead (the one case a full reload still makes wait)."""
+        if self._untrusted:
+            with self._lock, Session(self.db_engine) as session:
+                if self._untrusted:
+                    latest, version = _read_revision(session)
+                    self._use_policy(version)
+                    self._load_all(session, latest)
+                    self.revision = latest
+                    self._measured()
+        return self._index
+
+    def _load_all(self, session: Session, latest: int) -> None:
+        """The whole index at `latest`, the revision `session` read, now."""
         started = time.perf_counter()
-        self.index.load_all(session)
-        # The index is a million long-lived objects: keep them out of the cyclic
-        # garbage collector's scans (a full scan otherwise stalls a request ~0.4 s).
+        self._index = self._fresh_index(session, latest)
+        self._untrusted = False
+        self._faulted = set()
+        # The structures are many long-lived objects: keep them out of the cyclic
+        # garbage collector's scans (a full scan otherwise stalls a request).
         gc.collect()
         gc.freeze()
         self._loaded = ("full", time.perf_counter() - started)
+
+    def _fresh_index(self, session: Session, latest: int) -> Index | CompactIndex:
+        """An index at `latest` (the revision `session` read): a snapshot the
+        machine shares (snapshots.py) and the changes logged since it; the dict
+        index when no snapshot can hold the tables."""
+        try:
+            newer_than = -1
+            for _attempt in range(3):
+                snapshot = (
+                    self._store.acquire(session, latest)
+                    if newer_than < 0
+                    else self._store.rebuild(session, latest, newer_than=newer_than)
+                )
+                index = CompactIndex(snapshot)
+                if snapshot.revision >= latest or self._apply_changes(
+                    index, session, snapshot.revision, latest
+                ):
+                    return index
+                # The log does not lead from that snapshot to `latest`: a newer one.
+                newer_than = snapshot.revision
+            raise SnapshotError("no snapshot leads to the latest revision")
+        except SnapshotError as exc:
+            log.error(  # noqa: TRY400 - the reason is the message
+                "compact index unavailable (%s): loading the tables into dicts", exc
+            )
+            in_dicts = Index()
+            in_dicts.load_all(session)
+            return in_dicts
 
     def _measured(self) -> None:
         """Report the last index update (see _load_all, _apply) to the metrics."""
@@ -462,12 +533,7 @@ class Decider:
             return
         kind, seconds = self._loaded
         self._loaded = None
-        index = self.index
-        sizes = {
-            "users": len(index.users),
-            "structures": len(index.structures),
-            "memberships": len(index.memberships),
-        }
+        sizes = self._index.sizes()
         metrics.index_loaded(kind, seconds, sizes, self.revision)
 
     def _poll(self) -> int:
@@ -602,7 +668,9 @@ class Decider:
             log.debug("closing the kept connection failed", exc_info=True)
 
     def close(self) -> None:
-        """Give back the connection kept for polling the revision."""
+        """Wait for a background rebuild, then give back the connection kept
+        for polling the revision."""
+        self.wait_rebuilt()
         with self._lock:
             self._drop_poll_connection(invalidate=False)
 
@@ -632,7 +700,7 @@ class Decider:
                     latest, version = _read_revision(session)
                     self._use_policy(version)
                     if self.revision < 0:
-                        self._load_all(session)
+                        self._load_all(session, latest)
                     elif latest < self.revision:
                         # The database went back in time (restored from a backup, or a
                         # fail-over lost the last commits): what the index holds from
@@ -642,11 +710,13 @@ class Decider:
                             self.revision,
                             latest,
                         )
-                        self._load_all(session)
+                        self._full_reload(session, latest)
                     else:
                         self._apply(session, self.revision, latest)
                     self.revision = latest
                 self._measured()
+            if self._untrusted and self._rebuilding is None:
+                self._start_rebuild()  # the last attempt failed: again, after a pause
             self._checked_at = time.monotonic()
         if at_least is not None and at_least > self.revision:
             raise Unavailable(
@@ -658,6 +728,25 @@ class Decider:
 
     def _apply(self, session: Session, after: int, upto: int) -> None:
         started = time.perf_counter()
+        if not self._apply_changes(self._index, session, after, upto):
+            self._full_reload(session, upto)
+            return
+        self._loaded = ("incremental", time.perf_counter() - started)
+        index = self._index
+        if isinstance(index, CompactIndex) and index.overlay_size > max(
+            OVERLAY_MIN, index.snapshot.n_memberships // OVERLAY_SHARE
+        ):
+            # This process's own changes grew: a newer snapshot, built or found
+            # in the background, while this one keeps answering.
+            self._start_rebuild()
+
+    def _apply_changes(
+        self, index: Index | CompactIndex, session: Session, after: int, upto: int
+    ) -> bool:
+        """Reload in `index` what changed after revision `after` up to `upto`.
+        False when that cannot be done key by key: a change names no scope, or
+        the log no longer reaches back to `after` (`index` is then partly
+        updated: to be replaced whole)."""
         changes = session.execute(
             select(PolicyChange.scope, PolicyChange.a, PolicyChange.b).where(
                 PolicyChange.revision > after, PolicyChange.revision <= upto
@@ -670,24 +759,140 @@ class Decider:
             .limit(1)
         )
         if any(c.scope == "all" for c in changes) or first != after + 1:
-            # A full reload when asked for, or when the log no longer reaches back.
             log.info("policy revision %s -> %s: full reload", after, upto)
-            self._load_all(session)
-            return
+            return False
         for scope, a, b in set(changes):
             if scope == "policy":
                 continue  # the policy set changed (ensure_fresh switched to it), no fact
             if scope == "user" and a is not None:
-                self.index.reload_user(session, a)
+                index.reload_user(session, a)
             elif scope == "structure" and a is not None:
-                self.index.reload_structure(session, a)
+                index.reload_structure(session, a)
             elif scope == "membership" and a is not None and b is not None:
-                self.index.reload_membership(session, a, b)
+                index.reload_membership(session, a, b)
             else:  # a change this code cannot scope (records.bump_revision writes none)
                 log.warning("policy change %r %s %s unknown: full reload", scope, a, b)
-                self._load_all(session)
-                return
-        self._loaded = ("incremental", time.perf_counter() - started)
+                return False
+        return True
+
+    def _full_reload(self, session: Session, latest: int) -> None:
+        """Everything may have changed (an unscoped change, a log that no longer
+        reaches back, a database gone back in time). A serving decider keeps
+        answering: until a new index is swapped in (built in the background),
+        each question's own keys are read from the database first (_fault_in),
+        so its answer is that of `latest` or later. Others load now."""
+        self.full_reloads += 1
+        if not self._background or self.revision < 0:
+            self._load_all(session, latest)
+            return
+        self._untrusted = True
+        self._faulted = set()
+        self._start_rebuild(force=True)
+
+    def _start_rebuild(self, *, force: bool = False) -> None:
+        """A new index in a background thread (see _rebuild), unless one is
+        being made, or the last attempt failed less than a few seconds ago."""
+        if self._rebuilding is not None:
+            return
+        if not force and time.monotonic() - self._rebuild_failed_at < REBUILD_RETRY_SECONDS:
+            return
+        self._rebuilding = threading.Thread(
+            target=self._rebuild,
+            args=(self._index.base_revision,),
+            name="authz-index-rebuild",
+            daemon=True,
+        )
+        self._rebuilding.start()
+
+    def _rebuild(self, newer_than: int) -> None:
+        """In the background: a snapshot newer than `newer_than` (another
+        process's, or built here), outside the lock; then, under the lock, the
+        changes since it, and the swap. The serving index answers meanwhile."""
+        started = time.perf_counter()
+        try:
+            for _attempt in range(3):
+                with Session(self.db_engine) as session:
+                    latest, _version = _read_revision(session)
+                    try:
+                        fresh: Index | CompactIndex = CompactIndex(
+                            self._store.rebuild(session, latest, newer_than=newer_than)
+                        )
+                    except SnapshotError:
+                        fresh = self._fresh_index(session, latest)  # the dict index
+                with self._lock, Session(self.db_engine) as session:
+                    now, version = _read_revision(session)
+                    at = fresh.base_revision if fresh.compact else latest
+                    if at < now and not self._apply_changes(fresh, session, at, now):
+                        newer_than = max(newer_than, at)
+                        continue  # everything changed again meanwhile
+                    self._use_policy(version)
+                    self._index = fresh
+                    self.revision = now
+                    self._untrusted = False
+                    self._faulted = set()
+                    self._checked_at = time.monotonic()
+                    gc.freeze()
+                    self._loaded = ("full", time.perf_counter() - started)
+                    self._measured()
+                    return
+            raise SnapshotError("the revision kept moving past every new index")
+        except Exception:
+            self._rebuild_failed_at = time.monotonic()
+            log.exception("index rebuild failed: the serving index goes on (retried later)")
+        finally:
+            with self._lock:
+                self._rebuilding = None
+                if self._untrusted:
+                    self._start_rebuild()
+
+    @property
+    def snapshots(self) -> SnapshotStore:
+        return self._store
+
+    @property
+    def rebuilding(self) -> bool:
+        """A new index is being made in the background."""
+        return self._rebuilding is not None
+
+    @property
+    def answering_key_by_key(self) -> bool:
+        """A full reload is under way: each question's keys are read from the
+        database before it is answered (see _full_reload)."""
+        return self._untrusted
+
+    def wait_rebuilt(self, timeout: float = 60.0) -> bool:
+        """Wait for a background rebuild to be swapped in (tests, benches, the
+        end of a process). True when none is running any more."""
+        thread = self._rebuilding
+        if thread is not None:
+            thread.join(timeout)
+        return self._rebuilding is None
+
+    def _fault_in(self, q: Question) -> None:
+        self._fault_in_keys(q.user_id, q.structure_id)
+
+    def _fault_in_keys(self, user_id: int, structure_id: int) -> None:
+        """While the index is untrusted (see _full_reload): read the user, the
+        structure and the membership a question is about from the database
+        into it, once each."""
+        keys: tuple[tuple[Any, ...], ...] = (
+            ("user", user_id),
+            ("structure", structure_id),
+            ("membership", user_id, structure_id),
+        )
+        missing = [k for k in keys if k not in self._faulted]
+        if not missing:
+            return
+        index = self._index
+        with Session(self.db_engine) as session:
+            for key in missing:
+                if key[0] == "user":
+                    index.reload_user(session, key[1])
+                elif key[0] == "structure":
+                    index.reload_structure(session, key[1])
+                else:
+                    index.reload_membership(session, key[1], key[2])
+        self._faulted.update(missing)
 
     @contextmanager
     def reading(self, at_least: int | None = None) -> Iterator[int]:
@@ -705,6 +910,8 @@ class Decider:
         ensure_fresh first). Never raises: errors deny."""
         today = today or roles.today()
         try:
+            if self._untrusted:
+                self._fault_in(q)
             if q.space is None:
                 return self._management(q, today)
             return self._space(q, today, explain)
@@ -728,15 +935,15 @@ class Decider:
     def _space(self, q: Question, today: dt.date, explain: bool) -> Decision:
         if q.action not in SPACE_ACTIONS:
             return self._denied("unknown action")
-        g = gather(self.index, self._spaces, q, today)
+        g = gather(self._index, self._spaces, q, today)
         if isinstance(g, str):
             return self._denied(g)
         allowed, row, reason = self._judged(g, q.action)
         if reason == NO_ATTACHMENT:  # name the dates, if dates are what is missing
-            structure = self.index.structures[q.structure_id]
+            structure = self._index.structures[q.structure_id]
             found_service = structure.service(q.service) if q.service else None
             dates = dates_reason(
-                self.index.memberships.get((q.user_id, q.structure_id)) or _EMPTY,
+                self._index.memberships.get((q.user_id, q.structure_id)) or _EMPTY,
                 today,
                 service_id=found_service[0] if found_service else None,
             )
@@ -797,7 +1004,9 @@ class Decider:
         rights export asks modify, then consult, of every user, scope and space
         (call ensure_fresh first, as for decide)."""
         try:
-            g = gather(self.index, self._spaces, q, today)
+            if self._untrusted:
+                self._fault_in(q)
+            g = gather(self._index, self._spaces, q, today)
             if isinstance(g, str):
                 return None
             for action in actions:
@@ -819,17 +1028,19 @@ class Decider:
     def role_of(self, user_id: int, structure_id: int, today: dt.date) -> str | None:
         """The role a management question is asked with (see model.conf, r.role):
         the strongest of the user's attachments in force (all validated)."""
-        if self.index.users.get(user_id) != "active":
+        if self._untrusted:
+            self._fault_in_keys(user_id, structure_id)
+        if self._index.users.get(user_id) != "active":
             return None
-        membership = self.index.memberships.get((user_id, structure_id)) or _EMPTY
+        membership = self._index.memberships.get((user_id, structure_id)) or _EMPTY
         return strongest(a.role for a in membership.attachments if in_force(a, today))
 
     def _management(self, q: Question, today: dt.date) -> Decision:
         if q.action not in self.policy.policies.actions:
             return self._denied("unknown action")
-        if q.user_id not in self.index.users:
+        if q.user_id not in self._index.users:
             return self._denied("unknown subject")
-        structure = self.index.structures.get(q.structure_id)
+        structure = self._index.structures.get(q.structure_id)
         if structure is None:
             return self._denied("unknown structure")
         role = self.role_of(q.user_id, q.structure_id, today)
@@ -848,11 +1059,11 @@ class Decider:
                 ),
             )
         if role is None:
-            status = self.index.users[q.user_id]
+            status = self._index.users[q.user_id]
             if status != "active":
                 return self._denied(account_reason(status))
             dates = dates_reason(
-                self.index.memberships.get((q.user_id, q.structure_id)) or _EMPTY,
+                self._index.memberships.get((q.user_id, q.structure_id)) or _EMPTY,
                 today,
                 service_id=None,
                 any_scope=True,
@@ -897,10 +1108,10 @@ class Decider:
                     yield service, space.code, actions
 
     def structures_of(self, user_id: int) -> list[int]:
-        return sorted(self.index.structures_of.get(user_id, ()))
+        return self.index.structures_for(user_id)
 
     def members_of(self, structure_id: int) -> list[int]:
-        return sorted(self.index.members_of.get(structure_id, ()))
+        return self.index.members(structure_id)
 
 
 def _facts(value: Any) -> dict[str, Any]:

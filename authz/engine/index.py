@@ -9,7 +9,8 @@ decided here.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+import itertools
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVarTuple
 
@@ -36,8 +37,9 @@ class StructureEntry:
     folded: dict[str, tuple[int, bool]] = field(default_factory=dict)
     # service id -> code
     codes: dict[int, str] = field(default_factory=dict)
-    # (space code, service id or None) opened
-    opened: set[tuple[str, int | None]] = field(default_factory=set)
+    # (space code, service id or None) opened: a frozenset, half a set's size
+    # (an entry is replaced whole when its structure changes, never edited)
+    opened: frozenset[tuple[str, int | None]] = frozenset()
 
     def service(self, code: str) -> tuple[int, bool] | None:
         """(id, active) of the service with this code, case ignored; None if none."""
@@ -61,7 +63,13 @@ class Membership:
 
 
 class Index:
-    """The facts of the current revision. Mutated only under Decider's lock."""
+    """The facts of the current revision, in dicts: the reference the compact
+    index (compact.py) is tested against, and its fallback when a snapshot
+    cannot hold the tables. Mutated only under Decider's lock."""
+
+    compact = False
+    base_revision = -1
+    overlay_size = 0
 
     def __init__(self) -> None:
         self._clear()
@@ -79,10 +87,10 @@ class Index:
     def load_all(self, session: Session) -> None:
         self._clear()
         statuses: dict[str, str] = {}
-        for uid, status in _driver_rows(session, select(User.id, User.status)):
+        for uid, status in driver_rows(session, select(User.id, User.status)):
             self.users[uid] = statuses.setdefault(status, status)
-        self._load_structures(session, None)
-        self._load_memberships(session, None)
+        self.load_structures(session, None)
+        self.load_memberships(session, None)
 
     def reload_user(self, session: Session, user_id: int) -> None:
         status = session.scalar(select(User.status).where(User.id == user_id))
@@ -93,19 +101,39 @@ class Index:
 
     def reload_structure(self, session: Session, structure_id: int) -> None:
         self.structures.pop(structure_id, None)
-        self._load_structures(session, structure_id)
+        self.load_structures(session, structure_id)
 
     def reload_membership(self, session: Session, user_id: int, structure_id: int) -> None:
         self._drop_membership(user_id, structure_id)
         self.reload_user(session, user_id)
-        self._load_memberships(session, (user_id, structure_id))
+        self.load_memberships(session, (user_id, structure_id))
+
+    def sizes(self) -> dict[str, int]:
+        return {
+            "users": len(self.users),
+            "structures": len(self.structures),
+            "memberships": len(self.memberships),
+        }
+
+    # Enumerations
+
+    def structures_for(self, user_id: int) -> list[int]:
+        """The structures the user has a membership on, in order."""
+        return sorted(self.structures_of.get(user_id, ()))
+
+    def members(self, structure_id: int) -> list[int]:
+        """The users with a membership on the structure, in order."""
+        return sorted(self.members_of.get(structure_id, ()))
+
+    def users_with_memberships(self) -> list[int]:
+        return sorted(uid for uid, held in self.structures_of.items() if held)
 
     def _drop_membership(self, user_id: int, structure_id: int) -> None:
         self.memberships.pop((user_id, structure_id), None)
         self.members_of.get(structure_id, set()).discard(user_id)
         self.structures_of.get(user_id, set()).discard(structure_id)
 
-    def _load_structures(self, session: Session, only: int | None) -> None:
+    def load_structures(self, session: Session, only: int | None) -> None:
         def where(stmt: Select[*Ts], column: InstrumentedAttribute[int]) -> Select[*Ts]:
             return stmt if only is None else stmt.where(column == only)
 
@@ -132,7 +160,7 @@ class Index:
         ):
             entry = self.structures.get(sid)
             if entry is not None:
-                entry.opened.add((space, scope))
+                entry.opened = entry.opened | {(space, scope)}
 
     def _membership(self, user_id: int, structure_id: int) -> Membership:
         key = (user_id, structure_id)
@@ -143,7 +171,7 @@ class Index:
             self.structures_of.setdefault(user_id, set()).add(structure_id)
         return found
 
-    def _load_memberships(self, session: Session, only: tuple[int, int] | None) -> None:
+    def load_memberships(self, session: Session, only: tuple[int, int] | None) -> None:
         att = select(
             Attachment.id,
             Attachment.user_id,
@@ -168,19 +196,34 @@ class Index:
         # (space, service) keys: keep one object of each (a third of the memory).
         shared: dict[Any, Any] = {}
         one = shared.setdefault
-        for aid, uid, sid, svc, role, start, end in _driver_rows(session, att):
+        for aid, uid, sid, svc, role, start, end in driver_rows(session, att):
             self._membership(uid, sid).attachments.append(
                 AttachmentEntry(
                     aid,
                     svc,
                     one(role, role),
-                    _date(shared, start),
-                    None if end is None else _date(shared, end),
+                    as_date(shared, start),
+                    None if end is None else as_date(shared, end),
                 )
             )
-        for sub_id, uid, sid, space, svc, level in _driver_rows(session, sub):
+        for sub_id, uid, sid, space, svc, level in driver_rows(session, sub):
             key = (space, svc)
             self._membership(uid, sid).subscriptions[one(key, key)] = pack(sub_id, level)
+
+
+def read_structure(session: Session, structure_id: int) -> StructureEntry | None:
+    """One structure as the index holds it, read now; None if there is none."""
+    index = Index()
+    index.load_structures(session, structure_id)
+    return index.structures.get(structure_id)
+
+
+def read_membership(session: Session, user_id: int, structure_id: int) -> Membership | None:
+    """One (user, structure) membership as the index holds it, read now; None
+    when the user has no validated attachment or subscription there."""
+    index = Index()
+    index.load_memberships(session, (user_id, structure_id))
+    return index.memberships.get((user_id, structure_id))
 
 
 def pack(subscription_id: int, level: str) -> int:
@@ -196,7 +239,7 @@ def unpack(packed: int) -> tuple[int, str]:
 LEVEL_OF = (LEVEL_NONE, "consult", "modify")
 
 
-def _date(shared: dict[Any, Any], value: Any) -> dt.date:
+def as_date(shared: dict[Any, Any], value: Any) -> dt.date:
     """One date object per distinct value (SQLite's driver gives ISO strings)."""
     found = shared.get(value)
     if found is None:
@@ -204,21 +247,33 @@ def _date(shared: dict[Any, Any], value: Any) -> dt.date:
     return found
 
 
-def _driver_rows(session: Session, stmt: Any) -> Iterator[tuple]:
+# Server-side cursors open at once in one transaction need names of their own.
+_CURSORS = itertools.count()
+
+
+def driver_rows(session: Session, stmt: Any) -> Iterator[tuple]:
     """The rows of a Core select as the driver's plain tuples, in the session's
     transaction: a million SQLAlchemy Row objects would cost seconds at start-up.
     PostgreSQL streams them through a server-side cursor."""
+    for batch in driver_batches(session, stmt):
+        yield from batch
+
+
+def driver_batches(session: Session, stmt: Any) -> Iterator[Sequence[Any]]:
+    """The same rows, a list of up to 10,000 at a time."""
     connection = session.connection()
     sql = str(stmt.compile(dialect=connection.dialect, compile_kwargs={"literal_binds": True}))
     raw = connection.connection.dbapi_connection
     if raw is None:
         raise RuntimeError("the session's connection is closed")
     cursor = (
-        raw.cursor() if connection.dialect.name == "sqlite" else raw.cursor(name="authz_index_load")
+        raw.cursor()
+        if connection.dialect.name == "sqlite"
+        else raw.cursor(name=f"authz_index_load_{next(_CURSORS)}")
     )
     try:
         cursor.execute(sql)
         while batch := cursor.fetchmany(10_000):
-            yield from batch
+            yield batch
     finally:
         cursor.close()

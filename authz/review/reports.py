@@ -388,7 +388,7 @@ def _broad_modifiers(w: _World, rt: Runtime, today: dt.date) -> Iterator[Finding
         candidates = (
             decider.members_of(w.structure_id)
             if w.structure_id is not None
-            else sorted(decider.index.structures_of)
+            else decider.index.users_with_memberships()
         )
         broad: list[tuple[int, list[int]]] = []
         for uid in candidates:
