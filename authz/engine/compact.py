@@ -47,13 +47,17 @@ from sqlalchemy.orm import Session
 
 from models import Attachment, OpenedSpace, Service, Structure, Subscription, User
 
+from ..roles import RANK
 from .index import (
     LEVEL_RANK,
+    NO_FACTS,
     AttachmentEntry,
     Membership,
+    MembershipFacts,
     StructureEntry,
     as_date,
     driver_batches,
+    membership_facts,
     read_membership,
     read_structure,
 )
@@ -67,6 +71,9 @@ _ALIGN = 8
 _LOW = (1 << 32) - 1
 # Ids must fit the packed membership key (user id << 32 | structure id).
 MAX_ID = (1 << 31) - 1
+
+# Look-ups bisect a list of every STRIDE-th key, then STRIDE keys of the map.
+STRIDE = 32
 
 # Gone from the overlay: the key was deleted since the buffer was built.
 _GONE: Any = object()
@@ -367,6 +374,15 @@ class Snapshot:
         self._views.append(self._structures)
         self.n_users = len(self.user_ids)
         self.n_memberships = len(self.m_key)
+        # Every STRIDE-th key as a list of ints, bisected first: a bisection of
+        # the mapped array makes an int per step, of a list only compares.
+        self._user_sample: list[int] = self.user_ids[::STRIDE].tolist()
+        self._m_sample: list[int] = self.m_key[::STRIDE].tolist()
+        # By code: the rank of each role (authz/roles.py), each space's code.
+        # (-1: a role authz/roles.py does not know, refused when met, as the
+        # dict index's KeyError is: an error, which denies)
+        self.role_ranks = [RANK.get(role, -1) for role in self.roles]
+        self.space_codes = {space: code for code, space in enumerate(self.spaces)}
 
     def structures(self) -> dict[int, StructureEntry]:
         return structure_entries(self._structures)
@@ -386,17 +402,12 @@ class Snapshot:
 
     def user_position(self, user_id: int) -> int:
         """The user's position in user_ids, or -1."""
-        ids = self.user_ids
-        i = bisect_left(ids, user_id)
-        return i if i < self.n_users and ids[i] == user_id else -1
+        return _position(self.user_ids, self._user_sample, user_id)
 
     def membership_position(self, user_id: int, structure_id: int) -> int:
         if not (0 < user_id <= MAX_ID and 0 < structure_id <= MAX_ID):
             return -1
-        key = user_id << 32 | structure_id
-        keys = self.m_key
-        i = bisect_left(keys, key)
-        return i if i < self.n_memberships and keys[i] == key else -1
+        return _position(self.m_key, self._m_sample, user_id << 32 | structure_id)
 
     def membership(self, i: int, dates: dict[int, dt.date]) -> Membership:
         """The i-th membership as the dict index holds it."""
@@ -441,6 +452,18 @@ class Snapshot:
         hi = bisect_right(perm, structure_id, lo=lo, key=structure_of)
         for p in range(lo, hi):
             yield keys[perm[p]] >> 32
+
+
+def _position(keys: memoryview, sample: list[int], key: int) -> int:
+    """The position of `key` in the sorted `keys`, or -1; `sample` is every
+    STRIDE-th of them."""
+    b = bisect_right(sample, key)
+    if b == 0:
+        return -1
+    lo = (b - 1) * STRIDE
+    hi = min(lo + STRIDE, len(keys))
+    i = bisect_left(keys, key, lo, hi)
+    return i if i < hi and keys[i] == key else -1
 
 
 def _day(dates: dict[int, dt.date], ordinal: int) -> dt.date:
@@ -564,6 +587,60 @@ class CompactIndex:
         self.structures: dict[int, StructureEntry] = snapshot.structures()
         self._n_users = snapshot.n_users
         self._n_memberships = snapshot.n_memberships
+        self._ordinals: dict[dt.date, int] = {}
+
+    def facts(
+        self, user_id: int, structure_id: int, service_id: int | None, space: str, today: dt.date
+    ) -> MembershipFacts:
+        """What a space question needs of the (user, structure) membership
+        (index.MembershipFacts), read from the arrays in place: the same as
+        index.membership_facts on the membership the snapshot holds, without
+        making its objects (the overlay's memberships are objects: read so)."""
+        found = self._membership_overlay.get((user_id, structure_id), _MISSING)
+        if found is not _MISSING:
+            if found is _GONE:
+                return NO_FACTS
+            return membership_facts(found, service_id, space, today)
+        s = self.snapshot
+        i = s.membership_position(user_id, structure_id) if type(user_id) is int else -1
+        if i < 0:
+            return NO_FACTS
+        day = self._ordinals.get(today)
+        if day is None:
+            day = self._ordinals[today] = today.toordinal()
+        wanted = 0 if service_id is None else service_id  # 0 is no service: matches none
+        whole = on_service = False
+        role = attachment_id = None
+        best = 0
+        a_from, a_until, a_service, ranks = s.a_from, s.a_until, s.a_service, s.role_ranks
+        for j in range(s.m_att[i], s.m_att[i + 1]):  # all validated: the strongest in force
+            until = a_until[j]
+            if a_from[j] > day or (until and until < day):
+                continue
+            svc = a_service[j]
+            if svc == 0:
+                whole = True
+            elif svc == wanted:
+                on_service = True
+            else:
+                continue
+            rank = ranks[s.a_role[j]]
+            if rank < 0:
+                raise KeyError(s.roles[s.a_role[j]])
+            if rank > best:
+                best, role, attachment_id = rank, s.roles[s.a_role[j]], s.a_id[j]
+        all_sub = svc_sub = None
+        code = s.space_codes.get(space, -1)
+        if code >= 0:
+            s_space, s_service = s.s_space, s.s_service
+            for j in range(s.m_sub[i], s.m_sub[i + 1]):
+                if s_space[j] == code:
+                    svc = s_service[j]
+                    if svc == 0:
+                        all_sub = s.s_packed[j]
+                    elif svc == wanted:
+                        svc_sub = s.s_packed[j]
+        return whole, on_service, role, attachment_id, all_sub, svc_sub
 
     def sizes(self) -> dict[str, int]:
         return {

@@ -41,7 +41,7 @@ from models import PolicyChange, PolicyRevision
 
 from .. import metrics, roles
 from ..errors import Unavailable
-from ..roles import RANK, in_force, strongest
+from ..roles import in_force, strongest
 from .compact import CompactIndex, SnapshotError
 from .index import LEVEL_OF, LEVEL_RANK, Index, Membership
 from .policy import (
@@ -165,25 +165,10 @@ def gather(
             return "unknown service"
         service_id, active = found
         service_status = "active" if active else "inactive"
-    membership = index.memberships.get((q.user_id, q.structure_id)) or _EMPTY
-    whole = on_service = False
-    role, attachment_id, best = None, None, 0
-    for att in membership.attachments:  # all validated: the strongest in force counts
-        if not in_force(att, today):
-            continue
-        if att.service_id is None:
-            whole = True
-        elif att.service_id == service_id:
-            on_service = True
-        else:
-            continue
-        rank = RANK[att.role]
-        if rank > best:
-            best, role, attachment_id = rank, att.role, att.id
     code = space.code
-    subs = membership.subscriptions
-    all_sub = subs.get((code, None))
-    svc_sub = subs.get((code, service_id)) if service_id is not None else None
+    whole, on_service, role, attachment_id, all_sub, svc_sub = index.facts(
+        q.user_id, q.structure_id, service_id, code, today
+    )
     opened = structure.opened
     key = (
         status,

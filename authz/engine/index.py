@@ -19,6 +19,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from models import Attachment, OpenedSpace, Service, Structure, Subscription, User
 
+from ..roles import RANK, in_force
 from .policy import LEVEL_NONE
 
 Ts = TypeVarTuple("Ts")
@@ -60,6 +61,44 @@ class Membership:
     attachments: list[AttachmentEntry] = field(default_factory=list)
     # (space code, service id or None) -> packed (subscription id, level): see pack
     subscriptions: dict[tuple[str, int | None], int] = field(default_factory=dict)
+
+
+# What a space question needs of a (user, structure) membership: whether a
+# validated attachment in force covers the whole structure, or the asked
+# service; the strongest such attachment's role and id; the packed "all
+# services" and asked-service subscriptions on the space (see pack).
+MembershipFacts = tuple[bool, bool, "str | None", "int | None", "int | None", "int | None"]
+NO_FACTS: MembershipFacts = (False, False, None, None, None, None)
+
+
+def membership_facts(
+    m: Membership, service_id: int | None, space: str, today: dt.date
+) -> MembershipFacts:
+    """MembershipFacts of a membership held as objects (the dict index's, or
+    one in the compact index's overlay)."""
+    whole = on_service = False
+    role, attachment_id, best = None, None, 0
+    for att in m.attachments:  # all validated: the strongest in force counts
+        if not in_force(att, today):
+            continue
+        if att.service_id is None:
+            whole = True
+        elif att.service_id == service_id:
+            on_service = True
+        else:
+            continue
+        rank = RANK[att.role]
+        if rank > best:
+            best, role, attachment_id = rank, att.role, att.id
+    subs = m.subscriptions
+    return (
+        whole,
+        on_service,
+        role,
+        attachment_id,
+        subs.get((space, None)),
+        subs.get((space, service_id)) if service_id is not None else None,
+    )
 
 
 class Index:
@@ -107,6 +146,13 @@ class Index:
         self._drop_membership(user_id, structure_id)
         self.reload_user(session, user_id)
         self.load_memberships(session, (user_id, structure_id))
+
+    def facts(
+        self, user_id: int, structure_id: int, service_id: int | None, space: str, today: dt.date
+    ) -> MembershipFacts:
+        """What a space question needs of the (user, structure) membership."""
+        found = self.memberships.get((user_id, structure_id))
+        return NO_FACTS if found is None else membership_facts(found, service_id, space, today)
 
     def sizes(self) -> dict[str, int]:
         return {

@@ -3,6 +3,7 @@ overlay) against the dict index loaded from the same tables."""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from sqlalchemy import Engine
@@ -38,3 +39,18 @@ def assert_same_facts(index: Any, reference: Index) -> None:
         assert index.structures_for(uid) == reference.structures_for(uid), uid
     assert index.users_with_memberships() == reference.users_with_memberships()
     assert index.sizes() == reference.sizes()
+    # What a question reads of a membership (read in place from the arrays by
+    # the compact index), on every membership, scope, space and nearby day.
+    today = dt.datetime.now(dt.UTC).date()
+    days = [today + dt.timedelta(days=n) for n in (-400, -1, 0, 1, 400)]
+    spaces = {code for m in reference.memberships.values() for code, _ in m.subscriptions}
+    spaces |= {"issued_invoices", "no_such_space"}
+    for uid, sid in [*keys, (0, 0), (max(reference.users, default=0) + 1, 1)]:
+        structure = reference.structures.get(sid)
+        scopes = [None, *(structure.codes if structure else ()), 10**6]
+        for service_id in scopes:
+            for space in sorted(spaces):
+                for day in days:
+                    assert index.facts(uid, sid, service_id, space, day) == reference.facts(
+                        uid, sid, service_id, space, day
+                    ), (uid, sid, service_id, space, day)
