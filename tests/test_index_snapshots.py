@@ -348,3 +348,31 @@ def test_ids_beyond_the_compact_range_load_the_dict_index(
     assert not d.allowed
     assert d.reason == "no validated attachment in force covering this scope"
     assert _answers(rt.decider, world) == expected
+
+
+def test_a_large_index_is_rebuilt_by_a_child_process(
+    rt: Runtime, world: dict[str, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """From CHILD_BUILD_MIN memberships on, a background rebuild's snapshot is
+    built by `python -m authz.engine.snapshots` (so the serving process's
+    threads do not wait for the interpreter), then mapped here."""
+    monkeypatch.setattr(decisions_module, "CHILD_BUILD_MIN", 0)
+    decider = rt.decider
+    decider.load()
+    builds = Builds(monkeypatch)
+    with rt.sessions.begin() as session:
+        session.execute(delete(Subscription).where(Subscription.user_id == world["sam"]))
+        bump_revision(session)  # a full reload
+    decider.ensure_fresh()
+    assert decider.wait_rebuilt()
+    assert builds.count == 0, "built by the child, not here"
+    assert not decider.answering_key_by_key
+    assert decider.index.compact
+    assert decider.index.base_revision == decider.revision
+    assert [p.name for p in _files(rt)][-1].endswith(".snap")
+    assert len(_files(rt)) == 2
+    assert_same_facts(decider.index, dict_index(decider.db_engine))
+    with decider.reading():
+        assert not decider.decide(
+            Question(world["sam"], world["acme"], "issued_invoices", "modify")
+        ).allowed

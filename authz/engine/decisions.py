@@ -34,10 +34,10 @@ from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from models import PolicyChange, PolicyRevision
+from models import PolicyChange, PolicyRevision, Subscription
 
 from .. import metrics, roles
 from ..errors import Unavailable
@@ -63,6 +63,12 @@ log = logging.getLogger("authz.decisions")
 # memberships, whichever is more) it moves to a newer snapshot in the background.
 OVERLAY_MIN = 10_000
 OVERLAY_SHARE = 20  # 1/20th
+# From this many grants on, a snapshot is built by a child process
+# (SnapshotStore.rebuild): in a serving one, the long steps of a build would
+# hold the interpreter while requests wait, and its leftovers would stay in
+# the worker's memory (20 MB at a million grants). Below, building here is
+# quicker than starting a process.
+CHILD_BUILD_MIN = 100_000
 # A background rebuild that failed is tried again after this long.
 REBUILD_RETRY_SECONDS = 5.0
 
@@ -491,10 +497,13 @@ class Decider:
         try:
             newer_than = -1
             for _attempt in range(3):
+                in_child = _grants_at_most(session) >= CHILD_BUILD_MIN
                 snapshot = (
-                    self._store.acquire(session, latest)
+                    self._store.acquire(session, latest, in_child=in_child)
                     if newer_than < 0
-                    else self._store.rebuild(session, latest, newer_than=newer_than)
+                    else self._store.rebuild(
+                        session, latest, newer_than=newer_than, in_child=in_child
+                    )
                 )
                 index = CompactIndex(snapshot)
                 if snapshot.revision >= latest or self._apply_changes(
@@ -800,7 +809,12 @@ class Decider:
                     latest, _version = _read_revision(session)
                     try:
                         fresh: Index | CompactIndex = CompactIndex(
-                            self._store.rebuild(session, latest, newer_than=newer_than)
+                            self._store.rebuild(
+                                session,
+                                latest,
+                                newer_than=newer_than,
+                                in_child=_grants_at_most(session) >= CHILD_BUILD_MIN,
+                            )
                         )
                     except SnapshotError:
                         fresh = self._fresh_index(session, latest)  # the dict index
@@ -1101,6 +1115,12 @@ class Decider:
 
 def _facts(value: Any) -> dict[str, Any]:
     return {name: getattr(value, name) for name in value.__slots__}
+
+
+def _grants_at_most(session: Session) -> int:
+    """An upper bound of the grants (the highest subscription id), read from
+    the primary key's index at once."""
+    return int(session.scalar(select(func.max(Subscription.id))) or 0)
 
 
 def _read_revision(session: Session) -> tuple[int, int | None]:

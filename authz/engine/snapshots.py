@@ -35,6 +35,8 @@ import logging
 import mmap
 import os
 import stat
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -54,6 +56,10 @@ log = logging.getLogger("authz.index")
 KEEP = 2
 # A temporary file this old is a build that died: removed.
 STALE_TEMPORARY_SECONDS = 3600
+# A child building a snapshot (SnapshotStore.rebuild) is given this long, and
+# exits with NO_FINGERPRINT when no change-log row confirms its revision.
+CHILD_TIMEOUT_SECONDS = 3600
+NO_FINGERPRINT = 3
 
 
 def database_key(url: str) -> str:
@@ -86,12 +92,15 @@ class SnapshotStore:
 
     def __init__(self, directory: str | Path | None, database_url: str = "") -> None:
         self.directory = Path(directory) if directory else None
+        self._url = database_url
         self._prefix = f"index-{database_key(database_url)}-" if database_url else "index-"
 
-    def acquire(self, session: Session, latest: int) -> Snapshot:
+    def acquire(self, session: Session, latest: int, *, in_child: bool = False) -> Snapshot:
         """A snapshot at or below `latest` (the revision `session` read), shared
         when the folder allows: an existing one the database confirms, or a new
-        one built at `latest`. Raises SnapshotError when it cannot be built."""
+        one built at `latest` (`in_child`: by a child process, see rebuild;
+        the memory a build leaves behind then stays out of this one). Raises
+        SnapshotError when it cannot be built."""
         directory = self._usable_directory()
         if directory is None:
             return self.build_in_memory(session, latest)
@@ -103,13 +112,22 @@ class SnapshotStore:
             found = self._newest_confirmed(session, latest)
             if found is not None:
                 return found
+            if in_child and self._url:
+                built = self._build_in_child(directory)
+                if built is not None:
+                    return built
             return self._build_file(session, latest, directory)
 
-    def rebuild(self, session: Session, latest: int, *, newer_than: int) -> Snapshot:
+    def rebuild(
+        self, session: Session, latest: int, *, newer_than: int, in_child: bool = False
+    ) -> Snapshot:
         """A snapshot newer than `newer_than` (the one a process serves from),
         for a process whose own changes grew too many, or whose snapshot the
         log no longer reaches: another process's if one is, else built at
-        `latest`."""
+        `latest` — or, `in_child`, by a child process at the revision it reads
+        (at least `latest`): a serving process's threads would otherwise wait
+        for the interpreter through each long step of the build (a sort of a
+        million keys holds it for a second)."""
         directory = self._usable_directory()
         if directory is None:
             return self.build_in_memory(session, latest)
@@ -119,7 +137,38 @@ class SnapshotStore:
                 return found
             if found is not None:
                 found.release()
+            if in_child and self._url:
+                built = self._build_in_child(directory)
+                if built is not None:
+                    return built
             return self._build_file(session, latest, directory)
+
+    def _build_in_child(self, directory: Path) -> Snapshot | None:
+        """Build a snapshot in a child process (`python -m
+        authz.engine.snapshots`; this process holds the folder's lock), and map
+        it. None when the child found no revision to confirm a file with (it
+        is then built here, in memory). Raises SnapshotError if it failed."""
+        env = {**os.environ, "AUTHZ_DATABASE_URL": self._url}  # not in argv: ps shows argv
+        try:
+            result = subprocess.run(  # noqa: S603 - this interpreter, our module, a path
+                [sys.executable, "-m", "authz.engine.snapshots", str(directory)],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=CHILD_TIMEOUT_SECONDS,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise SnapshotError(f"the index build process failed: {exc}") from exc
+        if result.returncode == NO_FINGERPRINT:
+            return None
+        name = result.stdout.strip().rsplit("\n", 1)[-1]
+        if result.returncode != 0 or not name.startswith(self._prefix):
+            raise SnapshotError(
+                f"the index build process failed ({result.returncode}): "
+                f"{result.stderr.strip()[-500:]}"
+            )
+        return _map(directory / name)
 
     def build_in_memory(self, session: Session, latest: int) -> Snapshot:
         out = io.BytesIO()
@@ -182,11 +231,19 @@ class SnapshotStore:
         return None
 
     def _build_file(self, session: Session, latest: int, directory: Path) -> Snapshot:
-        fingerprint = revision_fingerprint(session, latest)
-        if fingerprint is None:
+        path = self.write_file(session, latest, directory)
+        if path is None:
             # Nothing in the log confirms this revision (none yet, or pruned):
             # a file could not be told apart from another database's later.
             return self.build_in_memory(session, latest)
+        return _map(path)
+
+    def write_file(self, session: Session, latest: int, directory: Path) -> Path | None:
+        """Build the snapshot at `latest` into the folder (the caller holds its
+        lock); its path, or None when no fingerprint confirms `latest`."""
+        fingerprint = revision_fingerprint(session, latest)
+        if fingerprint is None:
+            return None
         started = time.perf_counter()
         name = f"{self._prefix}{latest:012d}-{fingerprint[:16]}.snap"
         with tempfile.NamedTemporaryFile(
@@ -209,7 +266,7 @@ class SnapshotStore:
             time.perf_counter() - started,
         )
         self._prune(directory)
-        return _map(directory / name)
+        return directory / name
 
     def _prune(self, directory: Path) -> None:
         for _revision, _short, path in self._files(directory)[KEEP:]:
@@ -238,3 +295,34 @@ def _map(path: Path) -> Snapshot:
     with path.open("rb") as f:
         mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
     return Snapshot(mapped)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The child of SnapshotStore.rebuild: build a snapshot of the database of
+    AUTHZ_DATABASE_URL (the other AUTHZ_* settings as the service reads them)
+    at its latest revision into the folder given, whose lock the parent holds;
+    print the file's name."""
+    from authz.config import load_settings  # noqa: PLC0415 - the child's own start-up
+    from authz.db import make_engine  # noqa: PLC0415
+    from models import PolicyRevision  # noqa: PLC0415
+
+    args = sys.argv[1:] if argv is None else argv
+    directory = Path(args[0])
+    logging.basicConfig(level=logging.WARNING)
+    settings = load_settings()
+    engine = make_engine(settings, for_reads=True)
+    try:
+        with Session(engine) as session:
+            latest = session.scalar(select(PolicyRevision.revision).where(PolicyRevision.id == 1))
+            store = SnapshotStore(directory, settings.effective_database_url)
+            path = store.write_file(session, int(latest or 0), directory)
+    finally:
+        engine.dispose()
+    if path is None:
+        return NO_FINGERPRINT
+    print(path.name)  # noqa: T201 - the parent reads it
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
