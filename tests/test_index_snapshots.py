@@ -313,16 +313,28 @@ def test_a_grown_overlay_moves_to_a_newer_snapshot(
     assert len(_files(rt)) <= snapshots_module.KEEP
 
 
-@pytest.mark.skipif(bool(POSTGRES_URL), reason="PostgreSQL ids are 32-bit: none is too large")
-def test_ids_beyond_the_compact_range_load_the_dict_index(
-    rt: Runtime, world: dict[str, int], caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize(
+    "big",
+    [
+        pytest.param(
+            2**31 + 7,
+            marks=pytest.mark.skipif(
+                bool(POSTGRES_URL), reason="PostgreSQL ids are 32-bit: none is too large"
+            ),
+            id="beyond-32-bits",
+        ),
+        pytest.param(5_000_000, id="too-sparse"),  # tables by id: 5M slots for 4 users
+    ],
+)
+def test_ids_the_compact_index_cannot_hold_load_the_dict_index(
+    rt: Runtime, world: dict[str, int], caplog: pytest.LogCaptureFixture, big: int
 ) -> None:
     rt.decider.load()
     expected = _answers(rt.decider, world)
     with rt.sessions.begin() as session:
         session.add(
             User(
-                id=2**31 + 7,
+                id=big,
                 login_email="big@fixtures.invalid",
                 contact_email="big@fixtures.invalid",
                 first_name="Big",
@@ -331,12 +343,12 @@ def test_ids_beyond_the_compact_range_load_the_dict_index(
                 status="active",
             )
         )
-        bump_revision(session, users=[2**31 + 7])
+        bump_revision(session, users=[big])
     # A process starting now reads the new user into its overlay over the
     # existing snapshot; one that must build a snapshot cannot pack the id.
     rt.decider.ensure_fresh()
     assert rt.decider.index.compact
-    assert rt.decider.index.users[2**31 + 7] == "active"
+    assert rt.decider.index.users[big] == "active"
     for path in _files(rt):
         path.unlink()
     with caplog.at_level(logging.ERROR, logger="authz.decisions"):
@@ -344,7 +356,7 @@ def test_ids_beyond_the_compact_range_load_the_dict_index(
     assert "compact index unavailable" in caplog.text
     assert not rt.decider.index.compact
     with rt.decider.reading():
-        d = rt.decider.decide(Question(2**31 + 7, world["acme"], "issued_invoices", "modify"))
+        d = rt.decider.decide(Question(big, world["acme"], "issued_invoices", "modify"))
     assert not d.allowed
     assert d.reason == "no validated attachment in force covering this scope"
     assert _answers(rt.decider, world) == expected

@@ -65,15 +65,17 @@ from .index import (
 MAGIC = b"AUTHZIDX"
 # The layout's version: any change to what build() writes changes it, so that
 # a release never reads another release's files (they are built again).
-FORMAT = 1
+FORMAT = 2
 _HEADER = struct.Struct("<8sII")  # magic, format, length of the JSON description
 _ALIGN = 8
 _LOW = (1 << 32) - 1
 # Ids must fit the packed membership key (user id << 32 | structure id).
 MAX_ID = (1 << 31) - 1
 
-# Look-ups bisect a list of every STRIDE-th key, then STRIDE keys of the map.
-STRIDE = 32
+# The per-user tables are indexed by user id: ids that leave most of their
+# range unused (more than this many slots per user, past a million) are
+# refused, and the dict index loaded instead.
+DENSE_SLOTS_PER_USER = 4
 
 # Gone from the overlay: the key was deleted since the buffer was built.
 _GONE: Any = object()
@@ -83,17 +85,16 @@ _MISSING: Any = object()
 ARRAYS = (
     ("user_ids", "q"),
     ("user_status", "b"),
+    ("status_by_id", "b"),
+    ("m_by_user", "i"),
     ("m_key", "q"),
     ("m_att", "i"),
     ("m_sub", "i"),
     ("m_by_structure", "i"),
     ("a_id", "q"),
-    ("a_service", "q"),
-    ("a_role", "b"),
-    ("a_from", "i"),
-    ("a_until", "i"),
-    ("s_space", "b"),
-    ("s_service", "q"),
+    ("a_scope", "q"),
+    ("a_days", "q"),
+    ("s_slot", "q"),
     ("s_packed", "q"),
 )
 
@@ -135,6 +136,27 @@ class _Ordinals(dict[Any, int]):
         day = 0 if value is None else as_date({}, value).toordinal()
         self[value] = day
         return day
+
+
+def _dense_tables(arrays: dict[str, array.array[int]]) -> None:
+    """The tables a question reads by user id, in one step each: the status
+    code of every id (-1: no such user), and where each id's memberships start
+    in m_key (those of id u are m_by_user[u] to m_by_user[u + 1]). Raises
+    SnapshotError when the ids are too sparse for tables of that length."""
+    user_ids, user_status, m_key = arrays["user_ids"], arrays["user_status"], arrays["m_key"]
+    top = max(user_ids[-1] if user_ids else 0, (m_key[-1] >> 32) if m_key else 0)
+    if top + 1 > max(DENSE_SLOTS_PER_USER * len(user_ids), len(user_ids) + 1_000_000):
+        raise SnapshotError(
+            f"user ids up to {top} for {len(user_ids)} users: too sparse for the compact index"
+        )
+    by_id = array.array("b", [-1]) * (top + 1)
+    for uid, code in zip(user_ids, user_status, strict=True):
+        by_id[uid] = code
+    counts = array.array("i", [0]) * (top + 2)
+    for key in m_key:
+        counts[(key >> 32) + 1] += 1
+    arrays["status_by_id"] = by_id
+    arrays["m_by_user"] = array.array("i", itertools.accumulate(counts))
 
 
 def _ordered(keys: array.array[int]) -> bool:
@@ -186,10 +208,17 @@ def build(session: Session, revision: int, fingerprint: str, out: IO[bytes]) -> 
         _check_services(services)
         a_keys.extend([u << 32 | s for u, s in zip(uid, sid, strict=True)])
         arrays["a_id"].extend(aid)
-        arrays["a_service"].extend(services)
-        arrays["a_role"].extend(map(roles.__getitem__, role))
-        arrays["a_from"].extend(map(ordinals.__getitem__, starts))
-        arrays["a_until"].extend(map(ordinals.__getitem__, ends))
+        arrays["a_scope"].extend(
+            [v << 8 | r for v, r in zip(services, map(roles.__getitem__, role), strict=True)]
+        )
+        arrays["a_days"].extend(
+            [
+                f << 32 | u
+                for f, u in zip(
+                    map(ordinals.__getitem__, starts), map(ordinals.__getitem__, ends), strict=True
+                )
+            ]
+        )
 
     s_keys = array.array("q")
     for uid, sid, space, svc, sub_id, level in _batches(
@@ -212,8 +241,9 @@ def build(session: Session, revision: int, fingerprint: str, out: IO[bytes]) -> 
         _check_ids(uid, sid, sub_id)
         _check_services(services)
         s_keys.extend([u << 32 | s for u, s in zip(uid, sid, strict=True)])
-        arrays["s_space"].extend(map(spaces.__getitem__, space))
-        arrays["s_service"].extend(services)
+        arrays["s_slot"].extend(
+            [c << 32 | v for c, v in zip(map(spaces.__getitem__, space), services, strict=True)]
+        )
         arrays["s_packed"].extend(
             [i << 2 | r for i, r in zip(sub_id, map(levels.__getitem__, level), strict=True)]
         )
@@ -221,7 +251,7 @@ def build(session: Session, revision: int, fingerprint: str, out: IO[bytes]) -> 
     if not _ordered(s_keys):  # at least two rows, then
         pick = operator.itemgetter(*sorted(range(len(s_keys)), key=s_keys.__getitem__))
         s_keys = array.array("q", pick(s_keys))
-        for name in ("s_space", "s_service", "s_packed"):
+        for name in ("s_slot", "s_packed"):
             arrays[name] = array.array(arrays[name].typecode, pick(arrays[name]))
         del pick
     if not _ordered(a_keys):
@@ -234,6 +264,7 @@ def build(session: Session, revision: int, fingerprint: str, out: IO[bytes]) -> 
         arrays[name].extend([bisect_left(keys, k) for k in m_key] + [len(keys)])
     if len(a_keys) > MAX_ID or len(s_keys) > MAX_ID:
         raise SnapshotError("too many attachments or subscriptions for the compact index")
+    _dense_tables(arrays)
     swapped = [(k & _LOW) << 32 | k >> 32 for k in m_key]  # (structure, user)
     arrays["m_by_structure"] = array.array("i", sorted(range(len(m_key)), key=swapped.__getitem__))
     del swapped
@@ -356,17 +387,16 @@ class Snapshot:
             arrays[name] = view[start : start + length * size].cast(code)
         self.user_ids = arrays["user_ids"]
         self.user_status = arrays["user_status"]
+        self.status_by_id = arrays["status_by_id"]
+        self.m_by_user = arrays["m_by_user"]
         self.m_key = arrays["m_key"]
         self.m_att = arrays["m_att"]
         self.m_sub = arrays["m_sub"]
         self.m_by_structure = arrays["m_by_structure"]
         self.a_id = arrays["a_id"]
-        self.a_service = arrays["a_service"]
-        self.a_role = arrays["a_role"]
-        self.a_from = arrays["a_from"]
-        self.a_until = arrays["a_until"]
-        self.s_space = arrays["s_space"]
-        self.s_service = arrays["s_service"]
+        self.a_scope = arrays["a_scope"]
+        self.a_days = arrays["a_days"]
+        self.s_slot = arrays["s_slot"]
         self.s_packed = arrays["s_packed"]
         self._views.extend(arrays.values())
         start, length = description["structures"]
@@ -374,10 +404,7 @@ class Snapshot:
         self._views.append(self._structures)
         self.n_users = len(self.user_ids)
         self.n_memberships = len(self.m_key)
-        # Every STRIDE-th key as a list of ints, bisected first: a bisection of
-        # the mapped array makes an int per step, of a list only compares.
-        self._user_sample: list[int] = self.user_ids[::STRIDE].tolist()
-        self._m_sample: list[int] = self.m_key[::STRIDE].tolist()
+        self.n_ids = len(self.status_by_id)  # user ids 0 .. n_ids - 1 have a slot
         # By code: the rank of each role (authz/roles.py), each space's code.
         # (-1: a role authz/roles.py does not know, refused when met, as the
         # dict index's KeyError is: an error, which denies)
@@ -400,45 +427,49 @@ class Snapshot:
 
     # Look-ups
 
-    def user_position(self, user_id: int) -> int:
-        """The user's position in user_ids, or -1."""
-        return _position(self.user_ids, self._user_sample, user_id)
+    def has_user(self, user_id: int) -> bool:
+        return 0 < user_id < self.n_ids and self.status_by_id[user_id] >= 0
 
     def membership_position(self, user_id: int, structure_id: int) -> int:
-        if not (0 < user_id <= MAX_ID and 0 < structure_id <= MAX_ID):
+        """The position of the (user, structure) membership in m_key, or -1."""
+        if not 0 < user_id < self.n_ids:
             return -1
-        return _position(self.m_key, self._m_sample, user_id << 32 | structure_id)
+        key = user_id << 32 | structure_id
+        keys = self.m_key
+        for i in range(self.m_by_user[user_id], self.m_by_user[user_id + 1]):
+            if keys[i] == key:
+                return i
+        return -1
 
     def membership(self, i: int, dates: dict[int, dt.date]) -> Membership:
         """The i-th membership as the dict index holds it."""
         roles, spaces = self.roles, self.spaces
-        a_id, a_service, a_role = self.a_id, self.a_service, self.a_role
-        a_from, a_until = self.a_from, self.a_until
         attachments = []
         for j in range(self.m_att[i], self.m_att[i + 1]):
-            until = a_until[j]
+            scope, days = self.a_scope[j], self.a_days[j]
+            until = days & _LOW
             attachments.append(
                 AttachmentEntry(
-                    a_id[j],
-                    a_service[j] or None,
-                    roles[a_role[j]],
-                    _day(dates, a_from[j]),
+                    self.a_id[j],
+                    (scope >> 8) or None,
+                    roles[scope & 0xFF],
+                    _day(dates, days >> 32),
                     _day(dates, until) if until else None,
                 )
             )
-        s_space, s_service, s_packed = self.s_space, self.s_service, self.s_packed
+        s_slot, s_packed = self.s_slot, self.s_packed
         subscriptions = {
-            (spaces[s_space[j]], s_service[j] or None): s_packed[j]
+            (spaces[s_slot[j] >> 32], (s_slot[j] & _LOW) or None): s_packed[j]
             for j in range(self.m_sub[i], self.m_sub[i + 1])
         }
         return Membership(attachments, subscriptions)
 
     def structures_of(self, user_id: int) -> Iterator[int]:
         """The structures the user has a membership on, in order."""
-        if not 0 < user_id <= MAX_ID:
+        if not 0 < user_id < self.n_ids:
             return
         keys = self.m_key
-        for i in range(bisect_left(keys, user_id << 32), bisect_left(keys, (user_id + 1) << 32)):
+        for i in range(self.m_by_user[user_id], self.m_by_user[user_id + 1]):
             yield keys[i] & _LOW
 
     def members_of(self, structure_id: int) -> Iterator[int]:
@@ -452,18 +483,6 @@ class Snapshot:
         hi = bisect_right(perm, structure_id, lo=lo, key=structure_of)
         for p in range(lo, hi):
             yield keys[perm[p]] >> 32
-
-
-def _position(keys: memoryview, sample: list[int], key: int) -> int:
-    """The position of `key` in the sorted `keys`, or -1; `sample` is every
-    STRIDE-th of them."""
-    b = bisect_right(sample, key)
-    if b == 0:
-        return -1
-    lo = (b - 1) * STRIDE
-    hi = min(lo + STRIDE, len(keys))
-    i = bisect_left(keys, key, lo, hi)
-    return i if i < hi and keys[i] == key else -1
 
 
 def _day(dates: dict[int, dt.date], ordinal: int) -> dt.date:
@@ -493,14 +512,21 @@ class _Users(Mapping[int, str]):
     def __init__(self, snapshot: Snapshot, overlay: dict[int, Any]) -> None:
         self._s = snapshot
         self._overlay = overlay
+        self._by_id, self._n, self._statuses = (
+            snapshot.status_by_id,
+            snapshot.n_ids,
+            snapshot.statuses,
+        )
 
     def get(self, user_id: int, default: Any = None) -> Any:
+        """The status, or `default`: every question asks it."""
         found = self._overlay.get(user_id, _MISSING)
         if found is not _MISSING:
             return default if found is _GONE else found
-        s = self._s
-        i = s.user_position(user_id) if type(user_id) is int else -1
-        return default if i < 0 else s.statuses[s.user_status[i]]
+        if type(user_id) is not int or not 0 < user_id < self._n:
+            return default
+        code = self._by_id[user_id]
+        return default if code < 0 else self._statuses[code]
 
     def __getitem__(self, user_id: int) -> str:
         found = self.get(user_id, _MISSING)
@@ -517,7 +543,7 @@ class _Users(Mapping[int, str]):
             if overlay.get(uid, _MISSING) is not _GONE:
                 yield uid
         for uid, status in overlay.items():
-            if status is not _GONE and self._s.user_position(uid) < 0:
+            if status is not _GONE and not self._s.has_user(uid):
                 yield uid
 
     def __len__(self) -> int:
@@ -537,7 +563,7 @@ class _Memberships(Mapping[tuple[int, int], Membership]):
         if found is not _MISSING:
             return default if found is _GONE else found
         uid, sid = key
-        if type(uid) is not int or type(sid) is not int:
+        if type(uid) is not int or type(sid) is not int or not 0 < sid <= MAX_ID:
             return default
         s = self._s
         i = s.membership_position(uid, sid)
@@ -602,45 +628,60 @@ class CompactIndex:
                 return NO_FACTS
             return membership_facts(found, service_id, space, today)
         s = self.snapshot
-        i = s.membership_position(user_id, structure_id) if type(user_id) is int else -1
-        if i < 0:
+        if (
+            type(user_id) is not int
+            or type(structure_id) is not int
+            or not (0 < user_id < s.n_ids and 0 < structure_id <= MAX_ID)
+        ):
+            return NO_FACTS
+        key = user_id << 32 | structure_id  # Snapshot.membership_position, inlined
+        keys = s.m_key
+        for i in range(s.m_by_user[user_id], s.m_by_user[user_id + 1]):
+            if keys[i] == key:
+                break
+        else:
             return NO_FACTS
         day = self._ordinals.get(today)
         if day is None:
             day = self._ordinals[today] = today.toordinal()
         wanted = 0 if service_id is None else service_id  # 0 is no service: matches none
-        whole = on_service = False
+        whole = on_service = dated = False
         role = attachment_id = None
         best = 0
-        a_from, a_until, a_service, ranks = s.a_from, s.a_until, s.a_service, s.role_ranks
+        a_days, a_scope, ranks = s.a_days, s.a_scope, s.role_ranks
+        # (service id << 8 | role code; first day << 32 | last day, 0: open-ended)
         for j in range(s.m_att[i], s.m_att[i + 1]):  # all validated: the strongest in force
-            until = a_until[j]
-            if a_from[j] > day or (until and until < day):
+            days = a_days[j]
+            until = days & _LOW
+            if days >> 32 > day or (until and until < day):
+                dated = dated or a_scope[j] >> 8 in (0, wanted)
                 continue
-            svc = a_service[j]
+            scope = a_scope[j]
+            svc = scope >> 8
             if svc == 0:
                 whole = True
             elif svc == wanted:
                 on_service = True
             else:
                 continue
-            rank = ranks[s.a_role[j]]
+            rank = ranks[scope & 0xFF]
             if rank < 0:
-                raise KeyError(s.roles[s.a_role[j]])
+                raise KeyError(s.roles[scope & 0xFF])
             if rank > best:
-                best, role, attachment_id = rank, s.roles[s.a_role[j]], s.a_id[j]
+                best, role, attachment_id = rank, s.roles[scope & 0xFF], s.a_id[j]
         all_sub = svc_sub = None
         code = s.space_codes.get(space, -1)
         if code >= 0:
-            s_space, s_service = s.s_space, s.s_service
+            # (space code << 32 | service id, 0: every service)
+            every, one = code << 32, code << 32 | wanted if wanted else -1
+            s_slot = s.s_slot
             for j in range(s.m_sub[i], s.m_sub[i + 1]):
-                if s_space[j] == code:
-                    svc = s_service[j]
-                    if svc == 0:
-                        all_sub = s.s_packed[j]
-                    elif svc == wanted:
-                        svc_sub = s.s_packed[j]
-        return whole, on_service, role, attachment_id, all_sub, svc_sub
+                slot = s_slot[j]
+                if slot == every:
+                    all_sub = s.s_packed[j]
+                elif slot == one:
+                    svc_sub = s.s_packed[j]
+        return whole, on_service, role, attachment_id, all_sub, svc_sub, dated
 
     def sizes(self) -> dict[str, int]:
         return {

@@ -138,6 +138,8 @@ class Gathered:
     attachment_id: int | None
     all_subscription: int | None  # packed (see pack)
     service_subscription: int | None
+    # An attachment covering the scope exists but is not in force today.
+    dated: bool = False
 
     @property
     def sub(self) -> SubjectFacts:
@@ -172,7 +174,7 @@ def gather(
         service_id, active = found
         service_status = "active" if active else "inactive"
     code = space.code
-    whole, on_service, role, attachment_id, all_sub, svc_sub = index.facts(
+    whole, on_service, role, attachment_id, all_sub, svc_sub, dated = index.facts(
         q.user_id, q.structure_id, service_id, code, today
     )
     opened = structure.opened
@@ -190,7 +192,7 @@ def gather(
         service_id is not None and (code, service_id) in opened,
         service_status,
     )
-    return Gathered(key, role, attachment_id, all_sub, svc_sub)
+    return Gathered(key, role, attachment_id, all_sub, svc_sub, dated)
 
 
 _EMPTY = Membership()
@@ -938,7 +940,7 @@ class Decider:
         if isinstance(g, str):
             return self._denied(g)
         allowed, row, reason = self._judged(g, q.action)
-        if reason == NO_ATTACHMENT:  # name the dates, if dates are what is missing
+        if reason == NO_ATTACHMENT and g.dated:  # name the dates, if dates are what is missing
             structure = self._index.structures[q.structure_id]
             found_service = structure.service(q.service) if q.service else None
             dates = dates_reason(

@@ -66,9 +66,11 @@ class Membership:
 # What a space question needs of a (user, structure) membership: whether a
 # validated attachment in force covers the whole structure, or the asked
 # service; the strongest such attachment's role and id; the packed "all
-# services" and asked-service subscriptions on the space (see pack).
-MembershipFacts = tuple[bool, bool, "str | None", "int | None", "int | None", "int | None"]
-NO_FACTS: MembershipFacts = (False, False, None, None, None, None)
+# services" and asked-service subscriptions on the space (see pack); whether
+# an attachment covering the scope exists but is not in force today (only
+# then does a denial read the dates, decisions.dates_reason).
+MembershipFacts = tuple[bool, bool, "str | None", "int | None", "int | None", "int | None", bool]
+NO_FACTS: MembershipFacts = (False, False, None, None, None, None, False)
 
 
 def membership_facts(
@@ -76,10 +78,11 @@ def membership_facts(
 ) -> MembershipFacts:
     """MembershipFacts of a membership held as objects (the dict index's, or
     one in the compact index's overlay)."""
-    whole = on_service = False
+    whole = on_service = dated = False
     role, attachment_id, best = None, None, 0
     for att in m.attachments:  # all validated: the strongest in force counts
         if not in_force(att, today):
+            dated = dated or att.service_id is None or att.service_id == service_id
             continue
         if att.service_id is None:
             whole = True
@@ -98,6 +101,7 @@ def membership_facts(
         attachment_id,
         subs.get((space, None)),
         subs.get((space, service_id)) if service_id is not None else None,
+        dated,
     )
 
 
