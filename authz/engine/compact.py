@@ -4,29 +4,30 @@ plus a small per-process overlay of what changed since.
 
 A dict index (index.py) costs about 340 bytes per grant in every worker, and a
 fork does not share it: reference counts write to every object's page. Here the
-users and the memberships — nearly all of the facts — are sorted arrays of
-machine integers in one buffer:
+users and the memberships — nearly all of the facts — are arrays of machine
+integers in one buffer:
 
-- users: their ids, sorted, and a status byte each;
+- users: their ids, sorted, and a status byte each; and, indexed by user id,
+  the status byte again (-1: no such user) and where the id's memberships
+  start (one read each for a question: no search);
 - memberships, one per (user, structure) with a validated attachment or
   subscription: a sorted key (user id << 32 | structure id), offsets into the
   attachment and subscription arrays, and a permutation of the memberships
   sorted by (structure, user) for "who is on this structure";
-- attachments: id, service id (0: the whole structure), role byte, first and
-  last day (proleptic ordinals; 0: open-ended);
-- subscriptions: space byte, service id (0: every service), and the packed
-  (subscription id, level) of index.pack.
+- attachments: id; service id << 8 | role code (service 0: the whole
+  structure); first day << 32 | last day (proleptic ordinals; 0: open-ended);
+- subscriptions: space code << 32 | service id (0: every service), and the
+  packed (subscription id, level) of index.pack.
 
 The structures (about one per hundred grants, with their services and opened
-spaces) are stored in the same file, in JSON, and unpacked into dicts by each
-worker:
-every question names one, and a dict look-up is the cheapest.
+spaces) are stored in the same file, in JSON lines, and unpacked into dicts by
+each worker: every question names one, and a dict look-up is the cheapest.
 
-Look-ups give the same objects as the dict index (Membership, AttachmentEntry,
-the status string), made on demand, so `gather` reads both alike; tests
-compare the facts of both on every question of generated worlds. The buffer is
-never written after it is built: the reloads of index.py land in the overlay,
-which shadows the buffer key by key.
+A question's facts are read from the arrays in place (CompactIndex.facts);
+the mapping interfaces (users, memberships) give the dict index's objects,
+made on demand, for everything else. Tests compare every fact of both on
+generated worlds. The buffer is never written after it is built: the reloads
+of index.py land in the overlay, which shadows the buffer key by key.
 """
 
 from __future__ import annotations
