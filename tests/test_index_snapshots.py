@@ -7,6 +7,7 @@ random worlds in test_differential.py."""
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -213,6 +214,39 @@ def test_a_folder_others_may_write_into_is_refused(
     assert "refused" in caplog.text
     assert rt.decider.index.compact
     assert _files(rt) == []
+    assert any(allowed for allowed, _ in _answers(rt.decider, world))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another user needs root")
+def test_a_folder_or_snapshot_another_user_owns_is_refused(
+    rt: Runtime,
+    world: dict[str, int],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The service's own folder and files only: another user's file is passed
+    over (and one built beside it), another user's folder refused whole."""
+    rt.decider.load()
+    (path,) = _files(rt)
+    os.chown(path, 65534, 65534)  # nobody's now, with the same name and bytes
+    builds = Builds(monkeypatch)
+    other = build_runtime(rt.settings)
+    try:
+        with caplog.at_level(logging.WARNING, logger="authz.index"):
+            other.decider.load()
+        assert "belongs to another user" in caplog.text
+        assert builds.count == 1
+        assert path.stat().st_uid == os.geteuid()  # replaced by the service's own
+    finally:
+        close_runtime(other)
+    directory = rt.settings.effective_index_dir
+    assert directory is not None
+    os.chown(directory, 65534, 65534)
+    caplog.clear()
+    with caplog.at_level(logging.ERROR, logger="authz.index"):
+        rt.decider.load()
+    assert "refused" in caplog.text and "belongs to another user" in caplog.text
+    assert rt.decider.index.compact  # built in memory
     assert any(allowed for allowed, _ in _answers(rt.decider, world))
 
 
