@@ -729,8 +729,10 @@ class Decider:
             return
         self._loaded = ("incremental", time.perf_counter() - started)
         index = self._index
-        if isinstance(index, CompactIndex) and index.overlay_size > max(
-            OVERLAY_MIN, index.snapshot.n_memberships // OVERLAY_SHARE
+        if (
+            self._background
+            and isinstance(index, CompactIndex)
+            and index.overlay_size > max(OVERLAY_MIN, index.snapshot.n_memberships // OVERLAY_SHARE)
         ):
             # This process's own changes grew: a newer snapshot, built or found
             # in the background, while this one keeps answering.
@@ -819,7 +821,9 @@ class Decider:
                             )
                         )
                     except SnapshotError:
-                        fresh = self._fresh_index(session, latest)  # the dict index
+                        # none built: another way there (an older snapshot and
+                        # the log, or the dict index)
+                        fresh = self._fresh_index(session, latest)
                 with self._lock, Session(self.db_engine) as session:
                     now, version = _read_revision(session)
                     at = fresh.base_revision if fresh.compact else latest
