@@ -39,6 +39,7 @@ from . import (
     technical,
     users,
 )
+from .fastcheck import FastChecks
 from .flask_app import App
 from .inputs import IdConverter, id_parameter_schema
 
@@ -85,11 +86,6 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
         metrics.watch_pool(engine)
 
     app = App(__name__, static_folder=None)
-    if settings.proxy_hops:
-        # Flask's documented way to wrap its WSGI application in a middleware.
-        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
-            app.wsgi_app, x_for=settings.proxy_hops, x_proto=settings.proxy_hops
-        )
     app.config.update(
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
         API_TITLE=API_TITLE,
@@ -143,6 +139,15 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
     app.register_blueprint(_docs_assets())
     console.register(app)
     app.after_request(_html_headers)
+
+    # Flask's documented way to wrap its WSGI application in middlewares: the
+    # single check's fast path (api/fastcheck.py), inside the proxy headers'
+    # fix so that it sees the client's address as every route does.
+    app.wsgi_app = FastChecks(app)  # type: ignore[method-assign]
+    if settings.proxy_hops:
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=settings.proxy_hops, x_proto=settings.proxy_hops
+        )
 
     if settings.mail_background:
         rt.dispatcher = MailDispatcher(rt.sessions, settings)

@@ -55,14 +55,16 @@ HTTP_CODES = {
 }
 
 
-def problem(
+def problem_document(
     status: int,
     code: str,
     title: str,
-    detail: str | None = None,
-    headers: dict[str, str] | None = None,
+    detail: str | None,
+    instance: str,
+    request_id: str | None,
     **extra: Any,
-) -> Response:
+) -> dict[str, Any]:
+    """The members of a problem answer, in the order they are written."""
     body: dict[str, Any] = {
         "type": f"urn:authz:problem:{code}",
         "title": title,
@@ -71,31 +73,56 @@ def problem(
     }
     if detail:
         body["detail"] = detail
-    body["instance"] = request.path
-    if getattr(g, "request_id", None):
-        body["request_id"] = g.request_id
+    body["instance"] = instance
+    if request_id:
+        body["request_id"] = request_id
     body.update({k: v for k, v in extra.items() if v is not None})
+    return body
+
+
+def problem(
+    status: int,
+    code: str,
+    title: str,
+    detail: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> Response:
+    body = problem_document(
+        status, code, title, detail, request.path, getattr(g, "request_id", None), **extra
+    )
     response = Response(json.dumps(body), status=status, mimetype=PROBLEM_TYPE)
     for name, value in (headers or {}).items():
         response.headers[name] = value
     return response
 
 
-def _domain_status(error: domain.DomainError) -> int:
+def domain_status(error: domain.DomainError) -> int:
     for cls in type(error).__mro__:
         if cls in STATUS_OF:
             return STATUS_OF[cls]
     return 500
 
 
-def handle_domain_error(error: domain.DomainError) -> Response:
-    status = _domain_status(error)
+def domain_headers(error: domain.DomainError) -> dict[str, str]:
+    """The headers a domain error's answer carries besides its body."""
     headers = {}
     if isinstance(error, domain.TooManyAttempts):
         headers["Retry-After"] = str(error.retry_after)
     if isinstance(error, domain.Unauthenticated):
         headers["WWW-Authenticate"] = 'Bearer realm="authz"'
-    return problem(status, error.code, error.title, error.detail, headers=headers, **error.extra)
+    return headers
+
+
+def handle_domain_error(error: domain.DomainError) -> Response:
+    return problem(
+        domain_status(error),
+        error.code,
+        error.title,
+        error.detail,
+        headers=domain_headers(error),
+        **error.extra,
+    )
 
 
 def handle_database_down(error: OperationalError) -> Response:

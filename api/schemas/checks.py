@@ -54,15 +54,9 @@ class CheckSchema(QuestionSchema):
 
     def load(self, data, *, many=None, partial=None, unknown=None):
         if many is None and partial is None:
-            question = exact_question(data, set(), _CHECK_NAMES)
-            if question is not None:
-                revision = data.get("at_least_revision", 0)
-                explain = data.get("explain", False)
-                if type(revision) is int and revision >= 0 and type(explain) is bool:
-                    if "at_least_revision" in data:
-                        question["at_least_revision"] = revision
-                    question["explain"] = explain
-                    return question
+            check = exact_check(data)
+            if check is not None:
+                return check
         return super().load(data, many=many, partial=partial, unknown=unknown)
 
 
@@ -183,6 +177,22 @@ def exact_question(
             "service": service,
         }
     return None
+
+
+def exact_check(data: object) -> dict | None:
+    """What CheckSchema loads from `data` when it is an exactly valid check
+    (see exact_question), else None: only marshmallow then reads it."""
+    question = exact_question(data, set(), _CHECK_NAMES)
+    if question is None:
+        return None
+    revision = data.get("at_least_revision", 0)  # type: ignore[attr-defined]  # a dict: exact_question said so
+    explain = data.get("explain", False)  # type: ignore[attr-defined]
+    if type(revision) is not int or revision < 0 or type(explain) is not bool:
+        return None
+    if "at_least_revision" in data:  # type: ignore[operator]
+        question["at_least_revision"] = revision
+    question["explain"] = explain
+    return question
 
 
 def _safe_code(text: str, code_max: int, safe: set[str]) -> bool:
