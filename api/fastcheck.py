@@ -137,34 +137,52 @@ class FastChecks:
         check = exact_check(data)
         if check is None:
             return None
-        rt = self.rt
-        try:
-            identity_revision = rt.decider.identity_revision()
-        except domain.DomainError:
-            return None  # the store is unreadable: the route's problem
-        found = rt.identities.get(digest(token), identity_revision, utcnow())
-        if found is None:
-            return None
-        caller = Caller(user_id=found.user_id, client_id=found.client_id)
-        if found.client_id is None and (found.user_id is None or found.user_id != check["user_id"]):
-            return None  # a person asking about someone else: the route refuses
         incoming = environ.get("HTTP_X_REQUEST_ID", "")
         request_id = incoming if REQUEST_ID_RE.match(incoming) else str(uuid.uuid4())
+        rt = self.rt
         context = logs.serving(method="POST", route=PATH)
         try:
+            try:
+                identity_revision = rt.decider.identity_revision()
+            except domain.DomainError as exc:
+                # The store is unreadable (the poll waited its timeout, fail
+                # closed): the route's answer now, rather than a second wait in it.
+                logs.annotate(request_id=request_id)
+                return self._send(environ, started, request_id, *self._problem(exc, request_id))
+            found = rt.identities.get(digest(token), identity_revision, utcnow())
+            if found is None:
+                return None
+            if found.client_id is None and found.user_id != check["user_id"]:
+                return None  # a person asking about someone else: the route refuses
+            caller = Caller(user_id=found.user_id, client_id=found.client_id)
             logs.annotate(
                 request_id=request_id,
                 caller=f"client:{found.client_id}"
                 if found.client_id is not None
                 else f"user:{found.user_id}",
             )
-            status, payload, content_type, headers = self._decide(check, caller, request_id)
-            headers["X-Request-ID"] = request_id
-            headers["Cache-Control"] = "no-store"
-            headers["X-Content-Type-Options"] = "nosniff"
-            self._observed(environ, status, time.perf_counter() - started)
+            return self._send(
+                environ, started, request_id, *self._decide(check, caller, request_id)
+            )
         finally:
             logs.done(context)
+
+    def _send(
+        self,
+        environ: dict[str, Any],
+        started: float,
+        request_id: str,
+        status: int,
+        payload: bytes,
+        content_type: str,
+        headers: dict[str, str],
+    ) -> tuple[str, bytes, list[tuple[str, str]]]:
+        """The answer with the headers every answer carries (api/identity.py's
+        _echo_request_id), counted and logged as api/observe.py's _finish does."""
+        headers["X-Request-ID"] = request_id
+        headers["Cache-Control"] = "no-store"
+        headers["X-Content-Type-Options"] = "nosniff"
+        self._observed(environ, status, time.perf_counter() - started)
         return (
             f"{status} {HTTP_STATUS_CODES[status].upper()}",
             payload,
@@ -173,6 +191,21 @@ class FastChecks:
                 ("Content-Length", str(len(payload))),
                 *headers.items(),
             ],
+        )
+
+    def _problem(
+        self, exc: domain.DomainError, request_id: str
+    ) -> tuple[int, bytes, str, dict[str, str]]:
+        """api/errors.py's handle_domain_error, for this path."""
+        status = errors.domain_status(exc)
+        document = errors.problem_document(
+            status, exc.code, exc.title, exc.detail, PATH, request_id, **exc.extra
+        )
+        return (
+            status,
+            self._dumps(document).encode(),
+            errors.PROBLEM_TYPE,
+            errors.domain_headers(exc),
         )
 
     def _decide(
@@ -195,12 +228,7 @@ class FastChecks:
                 explain=explain,
             )
         except domain.DomainError as exc:
-            status = errors.domain_status(exc)
-            document = errors.problem_document(
-                status, exc.code, exc.title, exc.detail, PATH, request_id, **exc.extra
-            )
-            payload = self._dumps(document).encode()
-            return status, payload, errors.PROBLEM_TYPE, errors.domain_headers(exc)
+            return self._problem(exc, request_id)
         except Exception:  # the route's handle_unexpected: logged, a 500 problem
             log.exception("unhandled error on POST %s", PATH)
             document = errors.problem_document(
@@ -218,9 +246,7 @@ class FastChecks:
 
     def _observed(self, environ: dict[str, Any], status: int, seconds: float) -> None:
         """The HTTP metrics and access record of api/observe.py's _finish."""
-        m = metrics.get()
-        m.http_requests.labels("POST", PATH, str(status)).inc()
-        m.http_seconds.labels("POST", PATH).observe(seconds)
+        metrics.get().http_answered("POST", PATH, status, seconds)
         if self.rt.settings.log_format == "json":
             access_log.log(
                 logging.INFO,

@@ -13,6 +13,7 @@ from prometheus_client import REGISTRY
 from werkzeug.test import Client
 
 from api.fastcheck import FastChecks
+from authz.errors import Unavailable
 from authz.review.fixtures import load_world
 from authz.workflows import clients
 from tests.support.callers import bearer_token
@@ -198,3 +199,25 @@ def test_a_fast_answer_is_counted_and_logged_once(setup, rt):
         sample("authz_http_requests_total", method="POST", route="/v1/checks", status="200")
         == requests + 1
     )
+
+
+def test_an_unreadable_store_is_the_routes_503_answered_once(setup, rt, monkeypatch):
+    """The revision poll failed (it waited its timeout): the fast path answers
+    the route's problem itself instead of handing over to a second wait."""
+    ids = setup["ids"]
+    body = {"user_id": ids.users["bob"], "structure_id": ids.structures["acme"], "action": "x"}
+    headers = {"Authorization": f"Bearer {setup['key']}", "X-Request-ID": "given-id-1"}
+    send(setup["fast"], body, headers)
+    polls = []
+
+    def unreadable() -> int:
+        polls.append(1)
+        raise Unavailable(
+            "The policy store cannot be read; decisions are refused.",
+            code="policy_store_unavailable",
+        )
+
+    monkeypatch.setattr(rt.decider, "identity_revision", unreadable)
+    served, fast = both(setup, body, headers)
+    assert served.status_code == 503 and served.json["code"] == "policy_store_unavailable"
+    assert fast == 1 and len(polls) == 2  # one by the route, one by the fast path
