@@ -100,9 +100,7 @@ def _finish(response: Response) -> Response:
     route = request.url_rule.rule if request.url_rule is not None else "<unmatched>"
     if tracing.TRACER is not None and "trace_span" in g:
         tracing.request_answered(g.trace_span, response.status_code)
-    m = metrics.get()
-    m.http_requests.labels(request.method, route, str(response.status_code)).inc()
-    m.http_seconds.labels(request.method, route).observe(seconds)
+    metrics.get().http_answered(request.method, route, response.status_code, seconds)
     if runtime().settings.log_format == "json":
         # Identity may have refused the request before _identified ran.
         _identified()

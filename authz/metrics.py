@@ -37,6 +37,9 @@ DECISION_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 
 HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 RELOAD_BUCKETS = (0.001, 0.01, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 
+# Label sets of the HTTP metrics whose children are kept bound.
+HTTP_BOUND_MAX = 1000
+
 # The APIs a decision is asked through (label `api`).
 DECISION_APIS = ("check", "batch", "permissions", "access", "authzen")
 # What a decision came to (label `result`): an error is a decision refused
@@ -137,6 +140,22 @@ class Metrics:
             for result in RESULTS
         }
         self._decision_seconds = {api: self.decision_seconds.labels(api) for api in DECISION_APIS}
+        self._http: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    def http_answered(self, method: str, route: str, status: int, seconds: float) -> None:
+        """One HTTP request answered (its children bound once per label set:
+        prometheus-client's labels() validates and locks on every call)."""
+        key = (method, route, status)
+        bound = self._http.get(key)
+        if bound is None:
+            bound = (
+                self.http_requests.labels(method, route, str(status)),
+                self.http_seconds.labels(method, route),
+            )
+            if len(self._http) < HTTP_BOUND_MAX:  # the method is the client's word
+                self._http[key] = bound
+        bound[0].inc()
+        bound[1].observe(seconds)
 
     def decided(self, api: str, allowed: int, denied: int, errors: int, seconds: float) -> None:
         """One decision request through `api`: how many of each result, and its time."""

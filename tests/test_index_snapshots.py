@@ -6,6 +6,7 @@ random worlds in test_differential.py."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
@@ -293,7 +294,7 @@ def test_a_full_reload_keeps_answering_from_the_latest_revision(
         assert not decider.decide(sam_modifies).allowed
 
 
-def test_an_enumeration_during_a_full_reload_reads_the_whole_new_index(
+def test_an_enumeration_during_a_full_reload_reads_the_new_revision(
     rt: Runtime, world: dict[str, int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     decider = rt.decider
@@ -316,11 +317,14 @@ def test_an_enumeration_during_a_full_reload_reads_the_whole_new_index(
         decider.ensure_fresh()
         assert decider.answering_key_by_key
         assert decider.members_of(world["acme"]) == [world["ada"]]
-        assert not decider.answering_key_by_key
+        assert decider.structures_of(world["sam"]) == []
+        assert decider.structures_of(world["ada"]) == sorted([world["acme"], world["globex"]])
+        assert decider.answering_key_by_key, "read key by key, not by loading everything"
     finally:
         release.set()
     assert decider.wait_rebuilt()
     assert decider.members_of(world["acme"]) == [world["ada"]]
+    assert decider.structures_of(world["sam"]) == []
 
 
 def test_a_grown_overlay_moves_to_a_newer_snapshot(
@@ -402,9 +406,9 @@ def test_a_large_index_is_rebuilt_by_a_child_process(
     """From CHILD_BUILD_MIN memberships on, a background rebuild's snapshot is
     built by `python -m authz.engine.snapshots` (so the serving process's
     threads do not wait for the interpreter), then mapped here."""
-    monkeypatch.setattr(decisions_module, "CHILD_BUILD_MIN", 0)
     decider = rt.decider
     decider.load()
+    monkeypatch.setattr(decisions_module, "CHILD_BUILD_MIN", 0)
     builds = Builds(monkeypatch)
     with rt.sessions.begin() as session:
         session.execute(delete(Subscription).where(Subscription.user_id == world["sam"]))
@@ -422,3 +426,64 @@ def test_a_large_index_is_rebuilt_by_a_child_process(
         assert not decider.decide(
             Question(world["sam"], world["acme"], "issued_invoices", "modify")
         ).allowed
+
+
+def test_a_first_start_on_a_machine_answers_at_once_while_the_snapshot_is_built(
+    rt: Runtime, world: dict[str, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No snapshot of a large index here yet: a serving decider answers at
+    once, each question's keys (and an enumeration's memberships) read from
+    the database, while the snapshot is built in the background; then it
+    serves from the snapshot. The answers are those of a loaded index."""
+    monkeypatch.setattr(decisions_module, "CHILD_BUILD_MIN", 0)
+    reference = build_runtime(dataclasses.replace(rt.settings, index_dir="none"))
+    try:
+        reference.decider.load()
+        assert not reference.decider.answering_key_by_key, "no shared folder: loaded at once"
+        for path in _files(rt):
+            path.unlink()
+        release = threading.Event()
+        rebuild = rt.decider.snapshots.rebuild
+
+        def held(*args: Any, **kwargs: Any) -> Any:
+            assert release.wait(30)
+            return rebuild(*args, **kwargs)
+
+        monkeypatch.setattr(rt.decider.snapshots, "rebuild", held)
+        decider = rt.decider
+        try:
+            decider.load()
+            assert decider.answering_key_by_key and decider.rebuilding
+            assert decider.revision == reference.decider.revision
+            assert not _files(rt)
+            assert _answers(decider, world) == _answers(reference.decider, world)
+            for name in ("acme", "globex"):
+                assert decider.members_of(world[name]) == reference.decider.members_of(world[name])
+            for name in ("sam", "ada", "eve"):
+                assert decider.structures_of(world[name]) == reference.decider.structures_of(
+                    world[name]
+                )
+            assert decider.knows_user(world["eve"]) and not decider.knows_user(10**6)
+            assert decider.knows_structure(world["acme"]) and not decider.knows_structure(10**6)
+            assert decider.answering_key_by_key
+        finally:
+            release.set()
+        assert decider.wait_rebuilt()
+        assert not decider.answering_key_by_key
+        assert decider.index.compact and len(_files(rt)) == 1
+        assert _answers(decider, world) == _answers(reference.decider, world)
+    finally:
+        close_runtime(reference)
+
+
+def test_a_small_index_or_one_with_a_snapshot_is_loaded_at_once(
+    rt: Runtime, world: dict[str, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    decider = rt.decider
+    for path in _files(rt):
+        path.unlink()
+    decider.load()  # fewer grants than CHILD_BUILD_MIN: built here, now
+    assert (decider.answering_key_by_key, decider.index.compact) == (False, True)
+    monkeypatch.setattr(decisions_module, "CHILD_BUILD_MIN", 0)
+    decider.load()  # a snapshot is there
+    assert (decider.answering_key_by_key, decider.index.compact) == (False, True)

@@ -28,7 +28,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
@@ -43,7 +43,7 @@ from .. import metrics, roles
 from ..errors import Unavailable
 from ..roles import in_force, strongest
 from .compact import CompactIndex, SnapshotError
-from .index import LEVEL_OF, LEVEL_RANK, Index, Membership
+from .index import LEVEL_OF, LEVEL_RANK, Index, Membership, index_pairs, membership_pairs
 from .policy import (
     LEVEL_NONE,
     SPACE_ACTIONS,
@@ -324,7 +324,7 @@ class Decider:
         self._background = background
         self._rebuilding: threading.Thread | None = None
         self._untrusted = False
-        self._faulted: set[tuple[str, Any]] = set()
+        self._faulted: set[tuple[Any, ...]] = set()
         self._rebuild_failed_at = -1.0
         # How many times everything had to be read again (see _full_reload).
         self.full_reloads = 0
@@ -338,14 +338,46 @@ class Decider:
     # Freshness
 
     def load(self) -> None:
-        """Load the whole index at the latest committed revision."""
+        """Load the whole index at the latest committed revision. A serving
+        decider (`background`) that finds no snapshot of a large index on this
+        machine (its first start here) does not wait for one to be built: it
+        answers at once, each question's keys read from the database (as
+        during a full reload, see _full_reload), while the snapshot is built
+        in the background and swapped in."""
         with self._lock, Session(self.db_engine) as session:
             revision, version = _read_revision(session)
             self._use_policy(version)
+            if self._cold(session, revision):
+                log.info(
+                    "no index snapshot of revision %s on this machine yet: answering "
+                    "key by key from the database while it is built",
+                    revision,
+                )
+                self._index = Index()
+                self._untrusted = True
+                self._faulted = set()
+                self.revision = revision
+                self._checked_at = time.monotonic()
+                self._start_rebuild(force=True)
+                return
             self._load_all(session, revision)
             self.revision = revision
             self._checked_at = time.monotonic()
             self._measured()
+
+    def _cold(self, session: Session, revision: int) -> bool:
+        """Whether this serving decider starts without the index at hand: no
+        snapshot in a folder it may share, and more grants than are quick to
+        load here (CHILD_BUILD_MIN)."""
+        if not self._background or not self._store.shared:
+            return False
+        if _grants_at_most(session) < CHILD_BUILD_MIN:
+            return False
+        found = self._store.find(session, revision)
+        if found is None:
+            return True
+        found.release()
+        return False
 
     def share_index(self, other: Decider) -> None:
         """Decide over `other`'s index, at its revision, instead of loading one:
@@ -880,24 +912,51 @@ class Decider:
         """While the index is untrusted (see _full_reload): read the user, the
         structure and the membership a question is about from the database
         into it, once each."""
-        keys: tuple[tuple[Any, ...], ...] = (
-            ("user", user_id),
-            ("structure", structure_id),
-            ("membership", user_id, structure_id),
+        self._fault_in_missing(
+            (("user", user_id), ("structure", structure_id), ("membership", user_id, structure_id))
         )
+
+    def _fault_in_missing(self, keys: Iterable[tuple[Any, ...]]) -> None:
+        """Read into the untrusted index each of `keys` not read since it
+        became untrusted: ("user", id), ("structure", id), ("membership",
+        user id, structure id), or every membership of a user or structure
+        (("memberships of user", id), ("memberships of structure", id))."""
         missing = [k for k in keys if k not in self._faulted]
         if not missing:
             return
         index = self._index
         with Session(self.db_engine) as session:
             for key in missing:
-                if key[0] == "user":
+                kind = key[0]
+                if kind == "user":
                     index.reload_user(session, key[1])
-                elif key[0] == "structure":
+                elif kind == "structure":
                     index.reload_structure(session, key[1])
-                else:
+                elif kind == "membership":
                     index.reload_membership(session, key[1], key[2])
+                else:
+                    # Every (user, structure) pair the database holds for it,
+                    # and those the index holds (which may be gone since).
+                    of_user = kind == "memberships of user"
+                    pairs = set(index_pairs(index, key[1], of_user=of_user))
+                    pairs.update(membership_pairs(session, key[1], of_user=of_user))
+                    for uid, sid in pairs:
+                        if ("membership", uid, sid) not in self._faulted:
+                            index.reload_membership(session, uid, sid)
+                            self._faulted.add(("membership", uid, sid))
         self._faulted.update(missing)
+
+    def knows_user(self, user_id: int) -> bool:
+        """Whether the user exists (at the index's revision)."""
+        if self._untrusted:
+            self._fault_in_missing((("user", user_id),))
+        return user_id in self._index.users
+
+    def knows_structure(self, structure_id: int) -> bool:
+        """Whether the structure exists (at the index's revision)."""
+        if self._untrusted:
+            self._fault_in_missing((("structure", structure_id),))
+        return structure_id in self._index.structures
 
     @contextmanager
     def reading(self, at_least: int | None = None) -> Iterator[int]:
@@ -905,6 +964,17 @@ class Decider:
         asked_at = time.monotonic()
         with self._lock:
             yield self.ensure_fresh(at_least, asked_at=asked_at)
+
+    def decide_fresh(
+        self, q: Question, *, at_least: int | None = None, explain: bool = False
+    ) -> Decision:
+        """One decision at the latest committed revision (at least `at_least`):
+        ensure_fresh and decide under the lock, as `with reading(): decide()`
+        does for several. Raises Unavailable as ensure_fresh does."""
+        asked_at = time.monotonic()
+        with self._lock:
+            self.ensure_fresh(at_least, asked_at=asked_at)
+            return self.decide(q, explain=explain)
 
     # Decisions
 
@@ -1091,7 +1161,9 @@ class Decider:
 
     def scopes(self, structure_id: int) -> list[str | None]:
         """None (the whole structure) then every service code of the structure."""
-        entry = self.index.structures.get(structure_id)
+        if self._untrusted:
+            self._fault_in_missing((("structure", structure_id),))
+        entry = self._index.structures.get(structure_id)
         return [None, *sorted(entry.services)] if entry else []
 
     def grants(
@@ -1113,10 +1185,14 @@ class Decider:
                     yield service, space.code, actions
 
     def structures_of(self, user_id: int) -> list[int]:
-        return self.index.structures_for(user_id)
+        if self._untrusted:
+            self._fault_in_missing((("memberships of user", user_id),))
+        return self._index.structures_for(user_id)
 
     def members_of(self, structure_id: int) -> list[int]:
-        return self.index.members(structure_id)
+        if self._untrusted:
+            self._fault_in_missing((("memberships of structure", structure_id),))
+        return self._index.members(structure_id)
 
 
 def _facts(value: Any) -> dict[str, Any]:

@@ -276,6 +276,30 @@ def read_membership(session: Session, user_id: int, structure_id: int) -> Member
     return index.memberships.get((user_id, structure_id))
 
 
+def membership_pairs(session: Session, key: int, *, of_user: bool) -> set[tuple[int, int]]:
+    """The (user, structure) pairs with a membership (a validated attachment
+    or subscription, as load_memberships reads them) of user `key` (`of_user`)
+    or of structure `key`, read now."""
+    pairs: set[tuple[int, int]] = set()
+    for model in (Attachment, Subscription):
+        column = model.user_id if of_user else model.structure_id
+        rows = session.execute(
+            select(model.user_id, model.structure_id)
+            .where(column == key, model.status == "validated")
+            .distinct()
+        )
+        pairs.update((int(uid), int(sid)) for uid, sid in rows)
+    return pairs
+
+
+def index_pairs(index: Any, key: int, *, of_user: bool) -> list[tuple[int, int]]:
+    """The (user, structure) pairs `index` (an Index or a CompactIndex) holds a
+    membership for, of user `key` (`of_user`) or of structure `key`."""
+    if of_user:
+        return [(key, sid) for sid in index.structures_for(key)]
+    return [(uid, key) for uid in index.members(key)]
+
+
 def pack(subscription_id: int, level: str) -> int:
     """A subscription in the index: its id and level in one int (one object)."""
     return subscription_id << 2 | LEVEL_RANK[level]

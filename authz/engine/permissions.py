@@ -91,7 +91,7 @@ def user_permissions(
         metrics.DecisionTimer("permissions") as count,
         decider.reading(at_least_revision) as revision,
     ):
-        if user_id not in decider.index.users:
+        if not decider.knows_user(user_id):
             raise NotFound("No such user.")
         structures = decider.structures_of(user_id)
         if caller.user_id != user_id:
@@ -130,7 +130,7 @@ def structure_access(
     """
     decider = rt.decider
     with metrics.DecisionTimer("access") as count, decider.reading(at_least_revision) as revision:
-        if structure_id not in decider.index.structures or not _may_read_access(
+        if not decider.knows_structure(structure_id) or not _may_read_access(
             decider, caller, structure_id
         ):
             raise NotFound("No such structure.")

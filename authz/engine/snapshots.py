@@ -118,6 +118,19 @@ class SnapshotStore:
                     return built
             return self._build_file(session, latest, directory)
 
+    @property
+    def shared(self) -> bool:
+        """Whether snapshots are files this machine's processes share (a folder
+        is set, and it may be used)."""
+        return self._usable_directory() is not None
+
+    def find(self, session: Session, latest: int) -> Snapshot | None:
+        """The newest snapshot at or below `latest` the database confirms, if
+        one is there (nothing is built); release it when done."""
+        if self._usable_directory() is None:
+            return None
+        return self._newest_confirmed(session, latest)
+
     def rebuild(
         self, session: Session, latest: int, *, newer_than: int, in_child: bool = False
     ) -> Snapshot:
