@@ -91,6 +91,13 @@ class Metrics:
             ["kind"],
             multiprocess_mode="liveall",
         )
+        self.index_from_database = Gauge(
+            "authz_index_from_database",
+            "1 while this worker answers each question from the database, key by "
+            "key (its first start on a machine, or a full reload), until its new "
+            "index is swapped in; else 0.",
+            multiprocess_mode="liveall",
+        )
         self.index_reloads = Counter(
             "authz_index_reloads",
             "Decision index updates: full (every fact read) or incremental.",
@@ -212,6 +219,11 @@ class DecisionTimer:
 
         refused = isinstance(exc, DomainError) and not isinstance(exc, Unavailable)
         self(0, int(refused), int(not refused))
+
+
+def index_from_database(answering: bool) -> None:
+    """The decider answers key by key from the database (True), or from its index."""
+    get().index_from_database.set(int(answering))
 
 
 def index_loaded(kind: str, seconds: float, sizes: dict[str, int], revision: int) -> None:

@@ -6,11 +6,13 @@
 
 On a copy of a generated world (bench/world.py, in the benchmark's
 proportions: a user per 10 grants, a structure per 100), `authz serve` with
-its workers starts twice: **cold** (an empty index folder: one process builds
-the snapshot, the others wait and map it) and **warm** (the snapshot is there,
-as after a restart or for a second instance on the machine). For each it
-prints the time until /health/ready answers and until every worker is idle
-(its index loaded), and the PSS of the master and of each worker
+its workers starts twice: **cold** (an empty index folder: the workers answer
+at once, key by key from the database, while a child process builds the
+snapshot, which they then map) and **warm** (the snapshot is there, as after a
+restart or for a second instance on the machine). For each it prints the time
+until /health/ready answers, until every worker serves from its index
+(authz_index_from_database 0 on each) and until every worker is idle, and the
+PSS of the master and of each worker
 (/proc/<pid>/smaps_rollup: a page shared by n processes counts 1/n in each),
 whose sum is what the instance costs the machine.
 
@@ -61,22 +63,57 @@ def pss_mb(pid: int) -> float:
     return float("nan")
 
 
+def from_database(port: int) -> list[float]:
+    """authz_index_from_database of each live worker (GET /metrics)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", "/metrics")
+        text = conn.getresponse().read().decode()
+    finally:
+        conn.close()
+    return [
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("authz_index_from_database{")
+    ]
+
+
+def wait_indexed(server: Server, workers: int, timeout: float) -> float:
+    """Seconds from the start until every worker serves from its index (none
+    answers from the database key by key any more)."""
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        states = from_database(server.port)
+        if len(states) >= workers and not any(states):
+            return time.perf_counter() - server.started
+        time.sleep(0.2)
+    return float("nan")
+
+
 def start(url: str, workdir: Path, workers: int, name: str) -> tuple[Server, dict]:
     server = Server(url, workdir, workers=workers, name=name)
     ready = server.wait_ready(600)
+    indexed = wait_indexed(server, workers, 900)
     server.wait_workers_idle(workers, 600)
     idle = time.perf_counter() - server.started
     pids = server.workers()
     pss = {"master": pss_mb(server.proc.pid), **{f"worker {p}": pss_mb(p) for p in pids}}
-    return server, {"ready_s": ready, "all_idle_s": idle, "pss": pss, "load": loadavg()}
+    return server, {
+        "ready_s": ready,
+        "indexed_s": indexed,
+        "all_idle_s": idle,
+        "pss": pss,
+        "load": loadavg(),
+    }
 
 
 def report(label: str, r: dict) -> None:
     total = sum(r["pss"].values())
     parts = ", ".join(f"{k} {v:.0f}" for k, v in r["pss"].items())
     print(
-        f"  {label:<5} ready {r['ready_s']:5.1f} s, every worker idle {r['all_idle_s']:5.1f} s; "
-        f"PSS {total:.0f} MB ({parts}); load {r['load']}"
+        f"  {label:<5} ready {r['ready_s']:5.1f} s (answering; from the database key by key "
+        f"until every worker has its index: {r['indexed_s']:5.1f} s), every worker idle "
+        f"{r['all_idle_s']:5.1f} s; PSS {total:.0f} MB ({parts}); load {r['load']}"
     )
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import delete, update
 
 from authz.engine import decisions as decisions_module
@@ -454,6 +455,7 @@ def test_a_first_start_on_a_machine_answers_at_once_while_the_snapshot_is_built(
         try:
             decider.load()
             assert decider.answering_key_by_key and decider.rebuilding
+            assert REGISTRY.get_sample_value("authz_index_from_database") == 1
             assert decider.revision == reference.decider.revision
             assert not _files(rt)
             assert _answers(decider, world) == _answers(reference.decider, world)
@@ -470,6 +472,7 @@ def test_a_first_start_on_a_machine_answers_at_once_while_the_snapshot_is_built(
             release.set()
         assert decider.wait_rebuilt()
         assert not decider.answering_key_by_key
+        assert REGISTRY.get_sample_value("authz_index_from_database") == 0
         assert decider.index.compact and len(_files(rt)) == 1
         assert _answers(decider, world) == _answers(reference.decider, world)
     finally:

@@ -358,6 +358,7 @@ class Decider:
                 self._faulted = set()
                 self.revision = revision
                 self._checked_at = time.monotonic()
+                metrics.index_from_database(True)
                 self._start_rebuild(force=True)
                 return
             self._load_all(session, revision)
@@ -563,6 +564,7 @@ class Decider:
         self._loaded = None
         sizes = self._index.sizes()
         metrics.index_loaded(kind, seconds, sizes, self.revision)
+        metrics.index_from_database(self._untrusted)
 
     def _poll(self) -> int:
         """The latest committed revision, read on a connection kept for this (no
@@ -817,6 +819,7 @@ class Decider:
             return
         self._untrusted = True
         self._faulted = set()
+        metrics.index_from_database(True)
         self._start_rebuild(force=True)
 
     def _start_rebuild(self, *, force: bool = False) -> None:
