@@ -98,6 +98,11 @@ class Settings:
     # Decisions: how long a worker may answer from its index without asking the
     # database whether the policy revision moved (0: ask before every answer).
     decision_check_interval_seconds: float = 0.0
+    # PostgreSQL: a revision read serves the checks of the next this many
+    # milliseconds, and every transaction that wrote waits as long after its
+    # commit before the service goes on (docs/decisions.md, "Revision lease").
+    # The same value on every instance; 0: a read before every answer.
+    revision_lease_ms: int = 10
     # Where the compact decision index's snapshots are kept, shared by the
     # workers and instances of this machine (authz/engine/snapshots.py): empty
     # for `<var_dir>/index`, `none` to build the index in each process's memory.
@@ -306,6 +311,7 @@ RULES: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "mail_background": ("true or false", lambda _: True),
     "mail_poll_seconds": _POSITIVE,
     "decision_check_interval_seconds": ("a number >= 0", lambda v: v >= 0),
+    "revision_lease_ms": ("an integer from 0 to 1000", lambda v: 0 <= v <= 1000),
     "index_dir": ("empty, a folder path, or none", lambda _: True),
     "batch_max": _AT_LEAST_1,
     "proxy_hops": ("an integer >= 0", lambda v: v >= 0),

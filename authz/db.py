@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
+import time
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -69,7 +71,58 @@ def make_engine(settings: Settings, *, for_reads: bool = False) -> Engine:
     engine = create_engine(url, pool_pre_ping=True, pool_recycle=recycle, connect_args=connect_args)
     timeouts = (settings.db_statement_timeout_ms, settings.db_lock_timeout_ms)
     event.listen(engine, "connect", lambda conn, _record: _postgresql_timeouts(conn, *timeouts))
+    if settings.revision_lease_ms:
+        install_commit_wait(engine, settings.revision_lease_ms / 1000)
     return engine
+
+
+# Engines whose writers wait after each commit (install_commit_wait): the lease
+# their readers may take, in seconds.
+_LEASES: weakref.WeakKeyDictionary[Engine, float] = weakref.WeakKeyDictionary()
+# A lease is measured on the reader's clock, the wait on the writer's: the wait
+# is longer by this share and this many seconds (clock rates differ by parts
+# per million; scheduling adds a little).
+WAIT_MARGIN = (0.1, 0.001)
+
+
+def install_commit_wait(engine: Engine, lease: float) -> None:
+    """Make every transaction of `engine` that wrote wait `lease` (and a margin)
+    after its commit, before its connection goes back to the pool and the
+    caller goes on: a decider may then answer from a revision read less than
+    `lease` ago (Decider's `lease`) and still see every write acknowledged
+    before the question (docs/decisions.md, "Revision lease").
+
+    A statement that does not start with SELECT counts as a write (UPDATE,
+    INSERT, DELETE, and anything else: a wait too many costs milliseconds, one
+    too few a stale answer). The wait happens when the connection is given
+    back: at the end of a session's commit, or of an `engine.begin()` block."""
+    wait = lease * (1 + WAIT_MARGIN[0]) + WAIT_MARGIN[1]
+
+    def wrote(conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.lstrip()[:6].upper() != "SELECT":
+            conn.info["authz_wrote"] = True
+
+    def committing(conn: Any) -> None:
+        if conn.info.pop("authz_wrote", False):
+            conn.info["authz_committed"] = True
+
+    def rolled_back(conn: Any) -> None:
+        conn.info.pop("authz_wrote", None)
+
+    def given_back(_dbapi_connection: Any, record: Any) -> None:
+        if record is not None and record.info.pop("authz_committed", False):
+            time.sleep(wait)
+
+    event.listen(engine, "before_cursor_execute", wrote)
+    event.listen(engine, "commit", committing)
+    event.listen(engine, "rollback", rolled_back)
+    event.listen(engine.pool, "checkin", given_back)
+    _LEASES[engine] = lease
+
+
+def lease_of(engine: Engine) -> float:
+    """The revision lease `engine`'s writers honour (0: none, poll every time)."""
+    return _LEASES.get(engine, 0.0)
 
 
 def _postgresql_timeouts(

@@ -125,6 +125,7 @@ def build_runtime(settings: Settings, *, engine: Engine | None = None) -> Runtim
         follow_versions=True,
         snapshots=SnapshotStore(settings.effective_index_dir, reads.url.render_as_string()),
         background=True,
+        lease=db.lease_of(reads),
     )
     if tracing.TRACER is not None:
         for traced in {engine, reads}:

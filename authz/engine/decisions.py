@@ -278,6 +278,7 @@ class Decider:
         follow_versions: bool = False,
         snapshots: SnapshotStore | None = None,
         background: bool = False,
+        lease: float = 0.0,
     ) -> None:
         # The policy set decisions are taken with. With `follow_versions` (the
         # service's decider), the version the database names at the revision the
@@ -290,6 +291,10 @@ class Decider:
         self._versions: dict[int, PolicyEngine] = {}
         self.db_engine = db_engine
         self._check_interval = check_interval
+        # Seconds a revision read serves later questions (0: a read per request):
+        # only where every writer waits as long after its commit (authz/db.py,
+        # install_commit_wait; docs/decisions.md, "Revision lease").
+        self._lease = lease
         self._lock = threading.RLock()
         # facts key + action -> (allowed, p2 row, deny reason): filled by enforce() only
         # (facts..., action) -> allowed, the levels.csv row, why not ("" when allowed)
@@ -326,8 +331,10 @@ class Decider:
         self._untrusted = False
         self._faulted: set[tuple[Any, ...]] = set()
         self._rebuild_failed_at = -1.0
-        # How many times everything had to be read again (see _full_reload).
+        # How many times everything had to be read again (see _full_reload), and
+        # how many times the revision was read (the lease's effect shows here).
         self.full_reloads = 0
+        self.polls = 0
         self.revision = -1
         # The last index update not yet reported: (full | incremental, seconds).
         self._loaded: tuple[str, float] | None = None
@@ -592,6 +599,7 @@ class Decider:
         attempts = 2 if self._poll_connection is not None else 1
         started = time.monotonic()
         for attempt in range(1, attempts + 1):
+            self.polls += 1
             try:
                 revision = self._read_polled()
             except Exception as exc:
@@ -612,18 +620,25 @@ class Decider:
                 return revision
         raise AssertionError("unreachable")
 
-    def _poll_for_request(self) -> int:
+    def _poll_for_request(self, at_least: int | None = None) -> int:
         """The latest committed revision for the request being answered (see
         answering_since): the last poll's when it started after the request
-        arrived — every commit the caller can know of was visible to it — else
-        a poll of its own. Call with the lock held."""
-        arrived = _ARRIVED.get()
-        if (
-            arrived is not None
-            and self._poll_started >= arrived
-            and self._polled_revision is not None
-        ):
-            return self._polled_revision
+        arrived — every commit the caller can know of was visible to it — or,
+        with a lease, less than `lease` seconds ago — every writer waits that
+        long after its commit before anyone can know of it (a revision below
+        `at_least` is read again all the same) — else a poll of its own. Call
+        with the lock held."""
+        polled = self._polled_revision
+        if polled is not None:
+            arrived = _ARRIVED.get()
+            if arrived is not None and self._poll_started >= arrived:
+                return polled
+            if (
+                self._lease
+                and time.monotonic() - self._poll_started < self._lease
+                and (at_least is None or polled >= at_least)
+            ):
+                return polled
         return self._poll()
 
     def identity_revision(self) -> int:
@@ -725,7 +740,7 @@ class Decider:
                     "The policy store cannot be read; decisions are refused.",
                     code="policy_store_unavailable",
                 )
-            if self._poll_for_request() != self.revision or self.revision < 0:
+            if self._poll_for_request(at_least) != self.revision or self.revision < 0:
                 with Session(self.db_engine) as session:
                     latest, version = _read_revision(session)
                     self._use_policy(version)
