@@ -142,7 +142,7 @@ def test_without_a_lease_every_check_reads_the_revision(database_url, tmp_path):
 def test_sqlite_takes_no_lease_whatever_the_setting(database_url, tmp_path):
     rt = build_runtime(load_settings(app_settings(database_url, tmp_path / "var")))
     try:
-        assert rt.settings.revision_lease_ms == 10
+        assert rt.settings.revision_lease_ms > 0
         assert lease_of(rt.engine) == 0 and lease_of(rt.decider.db_engine) == 0
     finally:
         close_runtime(rt)

@@ -62,6 +62,14 @@ def _empty_every_table() -> str:
     return "\n".join([*deletes, restarts, revision])
 
 
+# PostgreSQL: a shorter revision lease than the default 10 ms, taken and
+# honoured by every process of a test alike (apps, CLIs, live servers: a
+# reader's lease must not outlast a writer's wait), for a suite that commits
+# tens of thousands of writes, each waiting it. tests/test_revision_lease.py
+# runs a longer one.
+TEST_LEASE_MS = 2
+
+
 def app_settings(database_url: str, var_dir: Path) -> dict[str, Any]:
     """The settings of an app under test: that database, mail kept in the
     outbox (no background sender), cheap hashing."""
@@ -70,11 +78,7 @@ def app_settings(database_url: str, var_dir: Path) -> dict[str, Any]:
         "var_dir": str(var_dir),
         "mail_background": False,
         "public_base_url": "http://authz.test",
-        # PostgreSQL: a shorter revision lease than the default 10 ms, still
-        # taken and honoured, for a suite that commits tens of thousands of
-        # writes (each waits the lease); tests/test_revision_lease.py and the
-        # live servers (command_env) run longer ones.
-        "revision_lease_ms": 2,
+        "revision_lease_ms": TEST_LEASE_MS,
         **FAST_HASH,
     }
 
@@ -89,5 +93,6 @@ def command_env(database_url: str, var_dir: Path) -> dict[str, str]:
         "AUTHZ_DATABASE_URL": database_url,
         "AUTHZ_VAR_DIR": str(var_dir),
         "AUTHZ_MAIL_BACKGROUND": "false",
+        "AUTHZ_REVISION_LEASE_MS": str(TEST_LEASE_MS),
         **{f"AUTHZ_{name.upper()}": str(value) for name, value in FAST_HASH.items()},
     }

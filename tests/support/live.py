@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, make_url
 
-from tests.support.backend import FAST_HASH, POSTGRES_URL
+from tests.support.backend import FAST_HASH, POSTGRES_URL, TEST_LEASE_MS
 
 # This suite's range of ports for these servers; AUTHZ_TEST_PORTS=FIRST-LAST
 # gives another (e.g. to run two checkouts' suites side by side).
@@ -78,6 +78,7 @@ def serve_env(database_url: str, var_dir: Path, **settings: str) -> dict[str, st
             "AUTHZ_DATABASE_URL": database_url,
             "AUTHZ_VAR_DIR": str(var_dir),
             "AUTHZ_MAIL_BACKGROUND": "false",
+            "AUTHZ_REVISION_LEASE_MS": str(TEST_LEASE_MS),
             "PYTHONUNBUFFERED": "1",
             "GUNICORN_CMD_ARGS": f"--access-logformat '{ACCESS_LOG}'",
             **{f"AUTHZ_{name.upper()}": str(value) for name, value in FAST_HASH.items()},
