@@ -44,6 +44,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from flask import Flask
+from webargs.core import parse_json
 from werkzeug.http import HTTP_STATUS_CODES
 
 from authz import errors as domain
@@ -131,7 +132,7 @@ class FastChecks:
         if scheme.lower() != "bearer" or not token:
             return None
         try:
-            data = self.app.json.loads(body)
+            data = parse_json(body)  # webargs' own reading (strict UTF-8, then JSON)
         except ValueError:
             return None
         check = exact_check(data)

@@ -153,6 +153,9 @@ def test_a_person_about_themself_is_answered_about_another_refused(setup):
         # marshmallow's Boolean reads "yes"; the exact check does not: Flask answers
         ({"user_id": 1, "structure_id": 1, "action": "c", "explain": "yes"}, {}, "POST", 200),
         (b"{not json", {}, "POST", 400),
+        # read as webargs reads it: strict UTF-8, no byte-order mark
+        (b"\xef\xbb\xbf" + json.dumps(CHECK).encode(), {}, "POST", 400),
+        (json.dumps(CHECK).encode("utf-16"), {}, "POST", 400),
         (CHECK, {"Content-Type": "text/plain"}, "POST", 422),
         (b"", {}, "POST", 422),  # an empty body
         (CHECK, {"Authorization": ""}, "POST", 401),
