@@ -131,6 +131,12 @@ def _worker_exited(directory: str, _server: Any, worker: Any) -> None:
     metrics.mark_dead(worker.pid, directory)
 
 
+def _worker_stopping(_worker: Any) -> None:
+    """gunicorn's worker_exit, in the worker: its last counts written (the
+    hot path's are written a second at a time, authz/metrics.py)."""
+    metrics.flush()
+
+
 def _worker_started(_server: Any, _worker: Any) -> None:
     """gunicorn's post_fork: tracing (when configured) set up in the worker,
     never in the master: its exporter's thread would not survive the fork."""
@@ -211,6 +217,7 @@ def _serve(
             **({"logconfig_dict": logconfig} if logconfig else {}),
             "child_exit": functools.partial(_worker_exited, directory),
             "post_fork": _worker_started,
+            "worker_exit": lambda _server, worker: _worker_stopping(worker),
         },
         settings=settings,
         config_file=config_file or settings.gunicorn_config or None,

@@ -7,7 +7,9 @@ import hashlib
 import re
 import subprocess
 import tempfile
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -194,8 +196,17 @@ def test_two_workers_add_up_to_the_checks_made(tmp_path: Path):
             made += 1
             workers = {pid for pid, _, _, path in server.served() if path == "/v1/checks"}
             assert made < 400, "the checks never reached both workers"
-        status, text = server.fetch("/metrics")
-        assert status == 200, text
+        # Each worker writes its hot-path counts a second at a time (the one
+        # answering the scrape writes its own first): exact within seconds.
+        deadline = time.monotonic() + 5 * metrics.FLUSH_SECONDS
+        while True:
+            status, text = server.fetch("/metrics")
+            assert status == 200, text
+            counted = sample(text, "authz_decisions_total", api="check")
+            assert counted <= made
+            if counted == made or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
         assert sample(text, "authz_decisions_total", api="check") == made
         assert sample(text, "authz_decisions_total", api="check", result="denied") == made
         assert sample(text, "authz_http_requests_total", route="/v1/checks") == made
@@ -226,3 +237,43 @@ def test_a_worker_reported_dead_twice_is_no_error(tmp_path, monkeypatch):
 
     monkeypatch.setattr(multiprocess.os, "remove", raced)
     metrics.mark_dead(4243, str(tmp_path))
+
+
+def test_pending_counts_are_written_as_direct_updates_would_write_them():
+    """The hot path adds to plain numbers that metrics.Pending writes later
+    (into a histogram's buckets and sum, which prometheus-client's observe()
+    writes): the same samples either way, at every bucket boundary."""
+    from prometheus_client import CollectorRegistry, Counter, Histogram  # noqa: PLC0415
+
+    def made() -> tuple[CollectorRegistry, Any, Any]:
+        registry = CollectorRegistry()
+        counter = Counter("c", "c", ["api"], registry=registry)
+        histogram = Histogram(
+            "h", "h", ["api"], buckets=metrics.DECISION_BUCKETS, registry=registry
+        )
+        return registry, counter.labels("check"), histogram.labels("check")
+
+    values = [0.0, 0.00005, *metrics.DECISION_BUCKETS, 0.0001001, 0.3, 0.5, 0.75, 9.0, 1e-9]
+    direct, counted, timed = made()
+    for value in values:
+        counted.inc(2)
+        timed.observe(value)
+    deferred, later_counted, later_timed = made()
+    pending = metrics.Pending()
+    for value in values:
+        pending.inc(later_counted, 2)
+        pending.observe(later_timed, value)
+    assert deferred.get_sample_value("h_count", {"api": "check"}) == 0, "not written yet"
+    pending.flush()
+
+    def samples(registry: CollectorRegistry) -> list[tuple[str, dict, float]]:
+        return [
+            (s.name, s.labels, s.value)
+            for family in registry.collect()
+            for s in family.samples
+            if not s.name.endswith("_created")
+        ]
+
+    assert samples(deferred) == samples(direct)
+    pending.flush()  # nothing pending: nothing more written
+    assert samples(deferred) == samples(direct)
