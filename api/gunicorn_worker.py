@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from typing import Any
 
 from gunicorn.util import write_nonblock
@@ -71,36 +70,7 @@ def problem_answer(status: int, reason: str) -> bytes:
     return head.encode("latin-1") + body
 
 
-# After taking a connection while holding more than it has threads, a worker
-# stops accepting for this long: a burst of keep-alive connections (a client's
-# pool opening at once) is then shared with the other workers instead of
-# piling onto whichever woke first (docs/performance.md, "Both workers").
-ACCEPT_PAUSE_SECONDS = 0.005
-
-
 class ProblemThreadWorker(ThreadWorker):
-    """gunicorn's threaded worker, with its refusals answered as problems (see
-    the module docstring) and a fair share of new connections."""
-
-    _accept_paused_until = 0.0
-
-    def accept(self, listener: Any) -> None:
-        super().accept(listener)
-        if self.nr_conns > self.cfg.threads:
-            self._accept_paused_until = time.monotonic() + ACCEPT_PAUSE_SECONDS
-            self.set_accept_enabled(False)
-
-    def set_accept_enabled(self, enabled: bool | None) -> None:
-        if enabled and time.monotonic() < self._accept_paused_until:
-            return  # paused: taken up again once the pause is over
-        super().set_accept_enabled(enabled)
-
-    def wait_for_and_dispatch_events(self, timeout: float | None) -> None:
-        paused = self._accept_paused_until - time.monotonic()
-        if paused > 0:  # back to the loop in time to resume accepting
-            timeout = paused if timeout is None else min(timeout, paused)
-        super().wait_for_and_dispatch_events(timeout)
-
     def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
         captured = _Captured(client)
         # A stand-in for the socket, that keeps what gunicorn writes to it.
