@@ -17,7 +17,7 @@ import click
 from flask import Flask
 from gunicorn.app.base import Application, BaseApplication
 
-from api import create_app
+from api import create_app, gunicorn_worker
 from authz import logs, metrics, tracing
 from authz.config import Settings
 from authz.errors import Invalid
@@ -127,8 +127,16 @@ def metrics_directory() -> Iterator[str]:
 
 
 def _worker_exited(directory: str, _server: Any, worker: Any) -> None:
-    """gunicorn's child_exit: the worker's live gauges stop counting."""
+    """gunicorn's child_exit: the worker's live gauges stop counting, and its
+    slot in the shared connection counts is free (api/gunicorn_worker.py)."""
     metrics.mark_dead(worker.pid, directory)
+    gunicorn_worker.LOADS.release(worker)
+
+
+def _worker_forking(_server: Any, worker: Any) -> None:
+    """gunicorn's pre_fork, in the master: the worker's slot in the shared
+    connection counts (api/gunicorn_worker.py, Loads)."""
+    gunicorn_worker.LOADS.assign(worker)
 
 
 def _worker_stopping(_worker: Any) -> None:
@@ -217,6 +225,7 @@ def _serve(
             **({"logconfig_dict": logconfig} if logconfig else {}),
             "child_exit": functools.partial(_worker_exited, directory),
             "post_fork": _worker_started,
+            "pre_fork": _worker_forking,
             "worker_exit": lambda _server, worker: _worker_stopping(worker),
         },
         settings=settings,
