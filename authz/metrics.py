@@ -82,29 +82,19 @@ class Pending:
         if self._flusher is None:
             self._start()
 
-    def observe(self, child: Any, value: float) -> None:
-        bounds = self._bounds.get(child)
-        if bounds is None:
-            bounds = self._bounds[child] = list(child._upper_bounds)  # noqa: SLF001 - see flush
-        slot = bisect.bisect_left(bounds, value)  # the first bucket whose bound is >= value
-        with self._lock:
-            found = self._observed.get(child)
-            if found is None:
-                found = self._observed[child] = [0.0] * (len(bounds) + 1)
-            found[slot] += 1
-            found[-1] += value
-        if self._flusher is None:
-            self._start()
+    def observe(self, timed: Any, value: float) -> None:
+        self.record(None, 0, timed, value)
 
     def record(self, child: Any, amount: float, timed: Any, value: float) -> None:
-        """inc(child, amount) and observe(timed, value), under one lock."""
+        """inc(child, amount) (none for None) and observe(timed, value), under
+        one lock."""
         bounds = self._bounds.get(timed)
         if bounds is None:
             bounds = self._bounds[timed] = list(timed._upper_bounds)  # noqa: SLF001 - see flush
-        slot = bisect.bisect_left(bounds, value)
+        slot = bisect.bisect_left(bounds, value)  # the first bucket whose bound is >= value
         with self._lock:
-            counts = self._counts
-            counts[child] = counts.get(child, 0) + amount
+            if child is not None:
+                self._counts[child] = self._counts.get(child, 0) + amount
             found = self._observed.get(timed)
             if found is None:
                 found = self._observed[timed] = [0.0] * (len(bounds) + 1)
