@@ -106,8 +106,8 @@ def install_commit_wait(engine: Engine, lease: float) -> None:
         if conn.info.pop("authz_wrote", False):
             conn.info["authz_committed"] = True
 
-    def rolled_back(conn: Any) -> None:
-        conn.info.pop("authz_wrote", None)
+    def rolled_back(conn: Any) -> None:  # also at the start of every transaction:
+        conn.info.pop("authz_wrote", None)  # nothing carried over from an earlier one
 
     def given_back(_dbapi_connection: Any, record: Any) -> None:
         if record is not None and record.info.pop("authz_committed", False):
@@ -116,6 +116,7 @@ def install_commit_wait(engine: Engine, lease: float) -> None:
     event.listen(engine, "before_cursor_execute", wrote)
     event.listen(engine, "commit", committing)
     event.listen(engine, "rollback", rolled_back)
+    event.listen(engine, "begin", rolled_back)
     event.listen(engine.pool, "checkin", given_back)
     _LEASES[engine] = lease
 

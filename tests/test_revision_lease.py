@@ -119,6 +119,12 @@ def test_reads_and_rollbacks_do_not_wait(leased):
     with rt.sessions() as session:
         session.execute(update(User).where(User.id == ids["ann"]).values(status="inactive"))
         session.rollback()
+    with rt.sessions() as session:  # closed without a commit: rolled back
+        session.execute(update(User).where(User.id == ids["ann"]).values(status="inactive"))
+    for _ in range(3):  # the pool's connections, written on and given back: nothing carried
+        with rt.sessions() as session:
+            session.get(User, ids["ann"])
+            session.commit()
     assert time.monotonic() - started < LEASE_MS / 1000
 
 
