@@ -36,7 +36,7 @@ def review(structure_id: int | None, since: Any, fmt: str, output: Path | None) 
     text = (
         render_html(report)
         if fmt == "html"
-        else json.dumps(reports.report_json(report), indent=2) + "\n"
+        else reports.report_json_text(reports.report_json(report))
     )
     write(output, text)
     click.echo(f"{len(report.findings)} finding(s).", err=True)

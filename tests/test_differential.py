@@ -19,21 +19,34 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import shutil
+import threading
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import Any, Protocol
 
+import casbin
 import pytest
 import yaml
+from casbin.persist.adapters import FileAdapter
 from sqlalchemy import Date, String, bindparam, delete, func, select, text
 from sqlalchemy.orm import Session
 
 from authz import roles
 from authz.config import ROOT
 from authz.engine.decisions import Decider, Question
-from authz.engine.policy import NO_ROLE, SPACE_ACTIONS, PolicyEngine, SpaceFacts, SubjectFacts
+from authz.engine.policy import (
+    NO_ROLE,
+    SPACE_ACTIONS,
+    PolicyEngine,
+    SpaceFacts,
+    SubjectFacts,
+    load_policies,
+)
 from authz.review.fixtures import load_world
+from authz.review.policytest import Change, diff_world, world_runtime
 from authz.runtime import Runtime
 from authz.workflows.records import bump_revision
 from models import Attachment, OpenedSpace, PolicyChange, Service, Structure, Subscription, User
@@ -768,35 +781,186 @@ def test_a_change_log_that_does_not_reach_back_reloads_everything(
 
 
 @pytest.mark.parametrize("seed", SEEDS[:2])
-def test_the_first_allowed_level_is_what_deciding_each_level_gives(
-    harness: Harness, seed: int
-) -> None:
-    """Decider.first_allowed (the rights export's question: modify, else
-    consult, the facts gathered once) answers as decide() does level by level,
-    rule included, on random worlds."""
+def test_rights_are_what_deciding_every_question_gives(harness: Harness, seed: int) -> None:
+    """Decider.rights, member_rights and management_rights (the review tools' enumeration:
+    a membership's facts read once per scope, the answers on spaces without
+    a subscription shared per group) give exactly what decide() allows, in
+    its order and with its rules, for every user and structure of random
+    worlds, on three days: on the index after a reload, on the compact index,
+    and on its overlay after mutations."""
     rnd = random.Random(seed)
     decider = harness.rt.decider
-    levels = ("modify", "consult")
+    spaces = [space.code for space in decider.policy.policies.spaces]
     compared = allowed = 0
     for _ in range(8):
         harness.reset(random_world(rnd))
         decider.ensure_fresh()
-        questions = [q for _ in range(6) for q in harness.questions(rnd)]
-        for q in questions:
-            if q.space is None:
-                continue
-            decided = [
-                (level, decider.decide(replace(q, action=level), today=harness.today))
-                for level in levels
-            ]
-            expected = next(((lv, d) for lv, d in decided if d.allowed), None)
-            found = decider.first_allowed(q, levels, harness.today)
-            if expected is None:
-                assert found is None, q
-            else:
-                assert found is not None, q
-                assert (found[0], found[1].rule) == (expected[0], expected[1].rule), q
-                assert found[1] == expected[1], q
-                allowed += 1
-            compared += 1
-    assert compared > 300 and 0 < allowed < compared
+        for step in ("reloaded", "compact", "mutated"):
+            if step == "compact":
+                harness.same_facts()
+            if step == "mutated":
+                for _ in range(4):
+                    harness.commit(partial(rnd.choice(MUTATIONS), rnd=rnd, today=harness.today))
+                decider.ensure_fresh()
+            with Session(harness.rt.engine) as session:
+                snap = Snapshot.read(session)
+            for structure_id in snap.structures:
+                day = harness.today + dt.timedelta(days=rnd.choice((0, -2, 2)))
+                assert list(decider.member_rights(structure_id, day)) == [
+                    (
+                        user_id,
+                        decider.role_of(user_id, structure_id, day),
+                        decider.rights(user_id, structure_id, day),
+                    )
+                    for user_id in decider.members_of(structure_id)
+                ]
+                for user_id in [*snap.users, max(snap.users, default=0) + 1]:
+                    expected = []
+                    for service in decider.scopes(structure_id):
+                        for space in spaces:
+                            for action in SPACE_ACTIONS:
+                                q = Question(user_id, structure_id, space, action, service)
+                                d = decider.decide(q, today=day)
+                                if d.allowed:
+                                    expected.append((service, space, action, d.rule))
+                    found = decider.rights(user_id, structure_id, day)
+                    assert found == expected, (step, user_id, structure_id, day)
+                    managed = {
+                        action
+                        for action in MANAGEMENT_ACTIONS
+                        if decider.decide(
+                            Question(user_id, structure_id, None, action), today=day
+                        ).allowed
+                    }
+                    assert decider.management_rights(user_id, structure_id, day) == managed
+                    compared += 1
+                    allowed += bool(expected)
+    assert compared > 80 and 0 < allowed < compared
+
+
+def _changed_policies(target: Path) -> Path:
+    """policies/ with creation no longer allowed by the modify level but
+    modification allowed by the consult level, the
+    simple role's defaults dropped and a secondary given modify on issued
+    invoices by default: space and role-default decisions change both ways."""
+    shutil.copytree(ROOT / "policies", target, ignore=shutil.ignore_patterns("tests"))
+    levels = target / "levels.csv"
+    levels.write_text(
+        levels.read_text(encoding="utf-8").replace(
+            "p2, modify, create, active\n",
+            "p2, consult, modify, active\np2, consult, modify, inactive\n",
+        ),
+        encoding="utf-8",
+    )
+    catalogue = yaml.safe_load((target / "spaces.yaml").read_text(encoding="utf-8"))
+    for space in catalogue["spaces"]:
+        space["granted_by_default"].pop("simple", None)
+        if space["code"] == "issued_invoices":
+            space["granted_by_default"]["secondary"] = "modify"
+    (target / "spaces.yaml").write_text(yaml.safe_dump(catalogue), encoding="utf-8")
+    return target
+
+
+@pytest.mark.parametrize("seed", SEEDS[:2])
+def test_the_policy_diff_is_every_question_asked_of_both_policies(
+    seed: int, tmp_path: Path
+) -> None:
+    """policytest.diff_world (which compares what each side's Decider.rights
+    enumerates) lists exactly, and in the same order, the decisions that
+    differ when every question on every user and structure of a random
+    world is asked of the old and the new policy files in turn."""
+    rnd = random.Random(seed)
+    new_dir = _changed_policies(tmp_path / "new")
+    denied = allowed = 0
+    for _ in range(3):
+        world = random_world(rnd)
+        found = diff_world(ROOT / "policies", new_dir, world)
+        with world_runtime(world, ROOT / "policies") as (rt, ids):
+            old = rt.decider
+            new = Decider(PolicyEngine(load_policies(new_dir)), rt.engine)
+            new.share_index(old)
+            names = {v: k for k, v in ids.users.items()}
+            codes = {v: k for k, v in ids.structures.items()}
+            spaces = sorted({s.code for d in (old, new) for s in d.policy.policies.spaces})
+            actions = sorted({*old.policy.policies.actions, *new.policy.policies.actions})
+            expected = []
+            for user_id in ids.users.values():
+                for structure_id in ids.structures.values():
+                    questions = [Question(user_id, structure_id, None, a) for a in actions] + [
+                        Question(user_id, structure_id, space, a, service)
+                        for service in old.scopes(structure_id)
+                        for space in spaces
+                        for a in SPACE_ACTIONS
+                    ]
+                    for q in questions:
+                        before = old.decide(q, today=roles.today()).allowed
+                        after = new.decide(q, today=roles.today()).allowed
+                        if before != after:
+                            expected.append(
+                                Change(
+                                    names[user_id],
+                                    codes[structure_id],
+                                    q.service,
+                                    q.space,
+                                    q.action,
+                                    before,
+                                    after,
+                                )
+                            )
+        assert found == expected
+        denied += sum(c.old for c in expected)
+        allowed += sum(c.new for c in expected)
+    assert denied > 0 and allowed > 0
+
+
+def test_kept_matchers_answer_as_pycasbin_parsing_each_time() -> None:
+    """PolicyEngine keeps each parsed matcher (policy._Enforcer): on random
+    facts, from two threads, it answers as a stock casbin.Enforcer on the
+    same files (which parses the matcher on every call), row included, and
+    parses each matcher once per thread."""
+    policies = load_policies(ROOT / "policies")
+    engine = PolicyEngine(policies)
+    stock = casbin.Enforcer(
+        casbin.Enforcer.new_model(text=policies.files["model.conf"]),
+        FileAdapter(str(ROOT / "policies" / "levels.csv")),
+    )
+    spaces = stock.new_enforce_context("2")
+    rnd = random.Random(7)
+    levels = ("none", "consult", "modify")
+    asked = [
+        (
+            SubjectFacts(
+                rnd.choice(("pending", "active", "inactive", "closed")),
+                rnd.random() < 0.7,
+                rnd.random() < 0.3,
+                rnd.choice(levels),
+                rnd.choice(levels),
+                rnd.choice(levels),
+            ),
+            SpaceFacts(
+                rnd.choice(("active", "inactive")),
+                rnd.choice(("public", "private")),
+                rnd.random() < 0.3,
+                rnd.random() < 0.7,
+                rnd.random() < 0.3,
+                rnd.choice(("none", "active", "inactive")),
+            ),
+            rnd.choice(SPACE_ACTIONS),
+        )
+        for _ in range(400)
+    ]
+    expected = [stock.enforce_ex(spaces, sub, obj, act) for sub, obj, act in asked]
+    answers: dict[str, list[tuple[bool, list[str]]]] = {}
+
+    def ask(name: str) -> None:
+        answers[name] = [engine.space(sub, obj, act) for sub, obj, act in asked]
+
+    threads = [threading.Thread(target=ask, args=(name,)) for name in ("one", "two")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    want = [(bool(allowed), list(row or [])) for allowed, row in expected]
+    assert answers["one"] == want and answers["two"] == want
+    assert 0 < sum(allowed for allowed, _ in want) < len(want)
+    assert engine.parsed_matchers() == 2  # the space matcher, once in each thread

@@ -28,7 +28,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
@@ -43,7 +43,17 @@ from .. import metrics, roles
 from ..errors import Unavailable
 from ..roles import in_force, strongest
 from .compact import CompactIndex, SnapshotError
-from .index import LEVEL_OF, LEVEL_RANK, Index, Membership, index_pairs, membership_pairs
+from .index import (
+    LEVEL_OF,
+    LEVEL_RANK,
+    Index,
+    Membership,
+    MembershipFacts,
+    StructureEntry,
+    index_pairs,
+    membership_facts,
+    membership_pairs,
+)
 from .policy import (
     LEVEL_NONE,
     SPACE_ACTIONS,
@@ -173,10 +183,25 @@ def gather(
             return "unknown service"
         service_id, active = found
         service_status = "active" if active else "inactive"
+    facts = index.facts(q.user_id, q.structure_id, service_id, space.code, today)
+    return gathered(status, structure, space, service_id, service_status, facts)
+
+
+def gathered(
+    status: str,
+    structure: StructureEntry,
+    space: SpaceEntry,
+    service_id: int | None,
+    service_status: str,
+    facts: MembershipFacts,
+) -> Gathered:
+    """The Gathered of a space question from its parts: the subject's status,
+    the structure, the space, the asked service (id and "active" / "inactive",
+    or None and "none") and the membership's facts on that scope and space
+    (index.MembershipFacts). gather() and Decider.rights() both build keys
+    here, so the two cannot disagree on what the model is given."""
+    whole, on_service, role, attachment_id, all_sub, svc_sub, dated = facts
     code = space.code
-    whole, on_service, role, attachment_id, all_sub, svc_sub, dated = index.facts(
-        q.user_id, q.structure_id, service_id, code, today
-    )
     opened = structure.opened
     key = (
         status,
@@ -253,14 +278,47 @@ def deny_reason(sub: SubjectFacts, obj: SpaceFacts, action: str) -> str:
     return f"level {best} does not allow {action}"
 
 
-def allow_rule(g: Gathered, level: str, q: Question) -> str:
-    """What allowed it: the subscription or the role default holding `level`."""
-    if g.key[3] == level and g.all_subscription is not None:
-        return f"subscription:{g.all_subscription >> 2} {level} {q.space} (all services)"
-    if g.key[4] == level and g.service_subscription is not None:
-        return f"subscription:{g.service_subscription >> 2} {level} {q.space} (service {q.service})"
-    return f"role-default:{g.role} {level} {q.space} (spaces.yaml)"
+# Where an allowed level comes from (allow_rule): the "all services"
+# subscription, the asked service's subscription, or the role's default.
+FROM_ALL, FROM_SERVICE, FROM_ROLE = 0, 1, 2
 
+
+def rule_source(g: Gathered, level: str) -> int:
+    """Which of the user's levels holds `level` (FROM_ALL, FROM_SERVICE or
+    FROM_ROLE), in allow_rule's order."""
+    if g.key[3] == level and g.all_subscription is not None:
+        return FROM_ALL
+    if g.key[4] == level and g.service_subscription is not None:
+        return FROM_SERVICE
+    return FROM_ROLE
+
+
+def allow_rule(g: Gathered, level: str, space: str | None, service: str | None) -> str:
+    """What allowed it: the subscription or the role default holding `level`."""
+    source = rule_source(g, level)
+    if source == FROM_ALL:
+        return subscription_rule(g.all_subscription, level, space, None)
+    if source == FROM_SERVICE:
+        return subscription_rule(g.service_subscription, level, space, service)
+    return f"role-default:{g.role} {level} {space} (spaces.yaml)"
+
+
+def subscription_rule(packed: Any, level: str, space: str | None, service: str | None) -> str:
+    """The rule of a level held by a subscription (packed: see index.pack), on
+    every service (service None) or on one."""
+    scope = "all services" if service is None else f"service {service}"
+    return f"subscription:{packed >> 2} {level} {space} ({scope})"
+
+
+# A right the engine allows: (service code or None, space, action, rule).
+Right = tuple["str | None", str, str, str]
+# A structure as Decider.member_rights walks it: its id, its entry, and per
+# scope the service's code, id and status and the spaces opened there.
+_Scope = tuple["str | None", "int | None", str, int]
+_Plan = tuple[int, StructureEntry, list[_Scope]]
+# The policy's answers on a scope's unsubscribed spaces: (space, action, rule)
+# in order, and per space the (action, rule) pairs.
+_Group = tuple[tuple[tuple[str, str, str], ...], tuple[tuple[tuple[str, str], ...], ...]]
 
 # --- the decider ----------------------------------------------------------------
 
@@ -300,6 +358,16 @@ class Decider:
         # (facts..., action) -> allowed, the levels.csv row, why not ("" when allowed)
         self._memo: dict[tuple[Any, ...], tuple[bool, list[str], str]] = {}
         self._mgmt_memo: dict[tuple[str | None, str, str], bool] = {}
+        # subject and scope facts -> the policy's answers on the spaces held
+        # without a subscription (see member_rights)
+        self._rights_memo: dict[tuple[Any, ...], _Group] = {}
+        # (that key, space number, the two subscriptions' levels) -> the
+        # actions allowed there and where each level comes from
+        self._space_memo: dict[tuple[Any, ...], tuple[tuple[str, int, str, str], ...]] = {}
+        # the facts of a scope that do not depend on the user -> a small int
+        self._scope_keys: dict[tuple[Any, ...], int] = {}
+        self._plans: dict[int, _Plan] = {}
+        self._space_codes = [space.code for space in engine.policies.spaces]
         self._spaces = {space.code: space for space in engine.policies.spaces}
         # Denials and management answers are immutable: one object per revision.
         self._shared: dict[object, Decision] = {}
@@ -436,6 +504,11 @@ class Decider:
         self.policy = engine
         self._memo = {}
         self._mgmt_memo = {}
+        self._rights_memo = {}
+        self._space_memo = {}
+        self._scope_keys = {}
+        self._plans = {}
+        self._space_codes = [space.code for space in engine.policies.spaces]
         self._spaces = {space.code: space for space in engine.policies.spaces}
         self._shared = {}
         self._shared_revision = -1
@@ -1046,7 +1119,7 @@ class Decider:
                 return Decision(
                     True,
                     self.revision,
-                    rule=allow_rule(g, row[0], q),
+                    rule=allow_rule(g, row[0], q.space, q.service),
                     policy_version=self.policy_version,
                 )
             return self._denied(reason)
@@ -1055,7 +1128,7 @@ class Decider:
             return Decision(
                 True,
                 self.revision,
-                rule=allow_rule(g, row[0], q),
+                rule=allow_rule(g, row[0], q.space, q.service),
                 explanation={
                     "attachment_id": g.attachment_id,
                     "role": g.role,
@@ -1088,35 +1161,236 @@ class Decider:
             )
         return found
 
-    def first_allowed(
-        self, q: Question, actions: Sequence[str], today: dt.date
-    ) -> tuple[str, Decision] | None:
-        """The first of `actions` (space actions) allowed on `q`'s space and
-        scope (its own action is ignored), with the decision decide() gives it;
-        None when none is. The facts are gathered once for all of them: the
-        rights export asks modify, then consult, of every user, scope and space
-        (call ensure_fresh first, as for decide)."""
+    def rights(self, user_id: int, structure_id: int, today: dt.date) -> list[Right]:
+        """Every space action decide() allows the user on the structure, with
+        the rule it gives: for each scope (scopes()), each space of the policy
+        and each action of SPACE_ACTIONS, in that order. At the index's
+        current revision (call ensure_fresh first); errors deny (an empty
+        list). See member_rights for how it is enumerated."""
         try:
             if self._untrusted:
-                self._fault_in(q)
-            g = gather(self._index, self._spaces, q, today)
-            if isinstance(g, str):
-                return None
-            for action in actions:
-                if action not in SPACE_ACTIONS:
-                    continue
-                allowed, row, _reason = self._judged(g, action)
-                if allowed:
-                    decision = Decision(
-                        True,
-                        self.revision,
-                        rule=allow_rule(g, row[0], q),
-                        policy_version=self.policy_version,
-                    )
-                    return action, decision
+                self._fault_in_keys(user_id, structure_id)
+            plan = self._structure_plan(structure_id)
+            status = self._index.users.get(user_id)
+            if plan is None or status is None:
+                return []
+            return self._member_rights(plan, user_id, status, today)[1]
         except Exception:
             log.exception("decision error: deny")
-        return None
+            return []
+
+    def member_rights(
+        self, structure_id: int, today: dt.date
+    ) -> Iterator[tuple[int, str | None, list[Right]]]:
+        """For every member of the structure (members_of), in order: the role
+        a management question is asked with (role_of) and its rights (rights()).
+        The enumeration the review tools run (the rights export, the policy
+        diff), at the index's current revision (call ensure_fresh first, and
+        hold reading() while iterating); errors deny (no rights).
+
+        The structure's scopes are read once, and each membership's facts once
+        per scope. A space the user holds no subscription on has the facts
+        every such space has for the same subject status, attachments, role,
+        scope and opened spaces, so the policy's answers for those spaces are
+        kept per such group (memoised until the policy set changes) and only
+        the subscribed spaces are gathered one by one. Keys are built by
+        gathered(), as for decide(); tests/test_differential.py compares the
+        two on random worlds."""
+        if self._untrusted:
+            self._fault_in_missing(
+                (("structure", structure_id), ("memberships of structure", structure_id))
+            )
+        plan = self._structure_plan(structure_id)
+        users = self._index.users
+        for user_id in self.members_of(structure_id):
+            if self._untrusted:
+                self._fault_in_missing((("user", user_id),))
+            status = users.get(user_id)
+            if plan is None or status is None:
+                yield user_id, None, []
+                continue
+            try:
+                yield (user_id, *self._member_rights(plan, user_id, status, today))
+            except Exception:
+                log.exception("decision error: deny")
+                yield user_id, None, []
+
+    def _structure_plan(self, structure_id: int) -> _Plan | None:
+        """The structure and, per scope (None, then its services by code): the
+        service's code and id, and a small int naming the scope's facts that
+        do not depend on the user (the structure's status and kind, the
+        service's status, the spaces opened there)."""
+        structure = self._index.structures.get(structure_id)
+        if structure is None:
+            return None
+        # Kept while the index holds the same entry (one is replaced whole
+        # when its structure changes, never edited) and the policy set stays.
+        kept = self._plans.get(structure_id)
+        if kept is not None and kept[1] is structure:
+            return kept
+        opened = structure.opened
+        codes = self._space_codes
+        scopes = []
+        for service in [None, *sorted(structure.services)]:
+            if service is None:
+                service_id, service_status = None, "none"
+            else:
+                service_id, active = structure.services[service]
+                service_status = "active" if active else "inactive"
+            shape = tuple(
+                (
+                    (code, None) in opened,
+                    service_id is not None and (code, service_id) in opened,
+                )
+                for code in codes
+            )
+            facts = (structure.status, structure.kind, service_status, shape)
+            scope_key = self._scope_keys.setdefault(facts, len(self._scope_keys))
+            scopes.append((service, service_id, service_status, scope_key))
+        if len(self._plans) >= 100_000:
+            self._plans.clear()
+        plan = self._plans[structure_id] = (structure_id, structure, scopes)
+        return plan
+
+    def _member_rights(
+        self, plan: _Plan, user_id: int, status: str, today: dt.date
+    ) -> tuple[str | None, list[Right]]:
+        structure_id, structure, scopes = plan
+        membership = self._index.memberships.get((user_id, structure_id)) or _EMPTY
+        subscriptions = membership.subscriptions
+        manages = None
+        if status == "active":
+            manages = strongest(a.role for a in membership.attachments if in_force(a, today))
+        # Spaces subscribed to on every service, and on each service.
+        on_all: set[str] = set()
+        on_one: dict[int, set[str]] = {}
+        for code, on in subscriptions:
+            if on is None:
+                on_all.add(code)
+            else:
+                on_one.setdefault(on, set()).add(code)
+        codes = self._space_codes
+        out: list[Right] = []
+        for service, service_id, service_status, scope_key in scopes:
+            whole, on_service, role, _, _, _, _ = membership_facts(
+                membership, service_id, "", today
+            )
+            group_key = (status, whole, on_service, role, scope_key)
+            group = self._rights_memo.get(group_key)
+            if group is None:
+                group = self._rights_memo[group_key] = self._group_rights(
+                    status, structure, service_id, service_status, (whole, on_service, role)
+                )
+            flat, per_space = group
+            subscribed = on_all | on_one[service_id] if service_id in on_one else on_all
+            if not subscribed:
+                out += [(service, code, action, rule) for code, action, rule in flat]
+                continue
+            for n, held in enumerate(per_space):
+                code = codes[n]
+                if code not in subscribed:
+                    if held:
+                        out += [(service, code, action, rule) for action, rule in held]
+                    continue
+                all_sub = subscriptions.get((code, None))
+                svc_sub = None if service_id is None else subscriptions.get((code, service_id))
+                space_key = (
+                    group_key,
+                    n,
+                    -1 if all_sub is None else all_sub & 3,
+                    -1 if svc_sub is None else svc_sub & 3,
+                )
+                found = self._space_memo.get(space_key)
+                if found is None:
+                    facts = (whole, on_service, role, None, all_sub, svc_sub, False)
+                    found = self._space_memo[space_key] = self._space_rights(
+                        status, structure, n, service_id, service_status, facts
+                    )
+                for action, source, level, role_rule in found:
+                    if source == FROM_ROLE:
+                        rule = role_rule
+                    elif source == FROM_ALL:
+                        rule = subscription_rule(all_sub, level, code, None)
+                    else:
+                        rule = subscription_rule(svc_sub, level, code, service)
+                    out.append((service, code, action, rule))
+        return manages, out
+
+    def _space_rights(
+        self,
+        status: str,
+        structure: StructureEntry,
+        n: int,
+        service_id: int | None,
+        service_status: str,
+        facts: MembershipFacts,
+    ) -> tuple[tuple[str, int, str, str], ...]:
+        """The actions allowed on the n-th space of the policy with these
+        facts, each with where its level comes from (rule_source), the level,
+        and the rule if it is the role's default."""
+        space = self.policy.policies.spaces[n]
+        g = gathered(status, structure, space, service_id, service_status, facts)
+        found = []
+        for action in SPACE_ACTIONS:
+            allowed, row, _reason = self._judged(g, action)
+            if allowed:
+                level = row[0]
+                role_rule = allow_rule(g, level, space.code, None)
+                found.append((action, rule_source(g, level), level, role_rule))
+        return tuple(found)
+
+    def _group_rights(
+        self,
+        status: str,
+        structure: StructureEntry,
+        service_id: int | None,
+        service_status: str,
+        attached: tuple[bool, bool, str | None],
+    ) -> _Group:
+        """What the policy allows on a scope's spaces where the user holds no
+        subscription (see member_rights): (space, action, rule) in order, and
+        the (action, rule) pairs of each space."""
+        facts: MembershipFacts = (*attached, None, None, None, False)
+        per_space = []
+        for space in self.policy.policies.spaces:
+            g = gathered(status, structure, space, service_id, service_status, facts)
+            held = []
+            for action in SPACE_ACTIONS:
+                allowed, row, _reason = self._judged(g, action)
+                if allowed:
+                    held.append((action, allow_rule(g, row[0], space.code, None)))
+            per_space.append(tuple(held))
+        flat = tuple(
+            (space.code, action, rule)
+            for space, held in zip(self.policy.policies.spaces, per_space, strict=True)
+            for action, rule in held
+        )
+        return flat, tuple(per_space)
+
+    def management_rights(self, user_id: int, structure_id: int, today: dt.date) -> set[str]:
+        """The management actions decide() allows the user on the structure
+        (asked with space None), at the index's current revision."""
+        if self._untrusted:
+            self._fault_in_keys(user_id, structure_id)
+        if user_id not in self._index.users:
+            return set()
+        return self.management_allowed(structure_id, self.role_of(user_id, structure_id, today))
+
+    def management_allowed(self, structure_id: int, role: str | None) -> set[str]:
+        """The management actions decide() allows a member of the structure
+        whose role there (role_of, member_rights) is `role`."""
+        structure = self._index.structures.get(structure_id)
+        if structure is None:
+            return set()
+        out = set()
+        for action in self.policy.policies.actions:
+            key = (role, action, structure.status)
+            allowed = self._mgmt_memo.get(key)
+            if allowed is None:
+                allowed = self._mgmt_memo[key] = self.policy.allows(role, action, structure.status)
+            if allowed:
+                out.add(action)
+        return out
 
     def role_of(self, user_id: int, structure_id: int, today: dt.date) -> str | None:
         """The role a management question is asked with (see model.conf, r.role):
@@ -1188,19 +1462,16 @@ class Decider:
         self, user_id: int, structure_id: int, today: dt.date | None = None
     ) -> Iterator[tuple[str | None, str, list[str]]]:
         """(service code or None, space, allowed actions) for every scope and
-        space where the user may do something on this structure."""
-        today = today or roles.today()
-        for service in self.scopes(structure_id):
-            for space in self.policy.policies.spaces:
-                actions = [
-                    a
-                    for a in SPACE_ACTIONS
-                    if self.decide(
-                        Question(user_id, structure_id, space.code, a, service), today=today
-                    ).allowed
-                ]
-                if actions:
-                    yield service, space.code, actions
+        space where the user may do something on this structure (see rights)."""
+        if self._untrusted:
+            self._fault_in_missing((("structure", structure_id),))
+        held: dict[tuple[str | None, str], list[str]] = {}
+        for service, space, action, _rule in self.rights(
+            user_id, structure_id, today or roles.today()
+        ):
+            held.setdefault((service, space), []).append(action)
+        for (service, space), actions in held.items():
+            yield service, space, actions
 
     def structures_of(self, user_id: int) -> list[int]:
         if self._untrusted:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
-from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -23,7 +22,7 @@ from sqlalchemy.orm import Session
 from models import Attachment, Structure, Subscription, User
 
 from .. import roles
-from ..engine.decisions import Decider, Question
+from ..engine.decisions import Decider
 from ..engine.policy import management_rules
 from ..errors import NotFound
 from ..roles import in_force
@@ -63,83 +62,112 @@ def _decided(
 ) -> list[tuple[int, str | None, str | None, str, str, str]]:
     """(user, role, service, space, level, engine rule) for every right held on
     the structure, at one revision. The level is modify when the engine allows
-    modify, else consult when it allows consult: the facts of each user,
-    scope and space gathered once for both (Decider.first_allowed; grants
-    would ask create too, and the rule would need a third)."""
-    out = []
-    spaces = [space.code for space in decider.policy.policies.spaces]
+    modify, else consult when it allows consult (Decider.rights: every action
+    allowed, the structure's members enumerated at once)."""
+    out: list[tuple[int, str | None, str | None, str, str, str]] = []
+    rank = {level: n for n, level in enumerate(LEVELS)}
     with decider.reading():
-        scopes = decider.scopes(structure_id)
-        for user_id in decider.members_of(structure_id):
-            role = decider.role_of(user_id, structure_id, today)
-            for service in scopes:
-                for space in spaces:
-                    found = decider.first_allowed(
-                        Question(user_id, structure_id, space, "modify", service),
-                        LEVELS,
-                        today,
-                    )
-                    if found is not None:
-                        level, decision = found
-                        out.append((user_id, role, service, space, level, decision.rule or ""))
+        for user_id, role, rights in decider.member_rights(structure_id, today):
+            levels: dict[tuple[str | None, str], tuple[str, str]] = {}
+            for service, space, action, rule in rights:
+                if action in rank:
+                    held = levels.get((service, space))
+                    if held is None or rank[action] < rank[held[0]]:
+                        levels[(service, space)] = (action, rule)
+            out.extend(
+                (user_id, role, service, space, level, rule)
+                for (service, space), (level, rule) in levels.items()
+            )
     return out
 
 
-def _structure_rights(
-    session: Session, rt: Runtime, structure_id: int, today: dt.date
-) -> list[dict[str, Any]]:
-    decided = _decided(rt.decider, structure_id, today)
-    if not decided:
-        return []
-    designation = session.scalar(select(Structure.designation).where(Structure.id == structure_id))
-    subscriptions = {
-        s.id: s
-        for s in session.scalars(
-            select(Subscription).where(Subscription.structure_id == structure_id)
+# Structures read together: one query each for their designations,
+# subscriptions, attachments and people (not four per structure).
+BLOCK = 256
+# Ids per IN list (well below SQLite's and PostgreSQL's limits).
+IN_LIST = 5000
+
+
+def _block_rights(
+    session: Session, rt: Runtime, structure_ids: list[int], today: dt.date
+) -> Iterator[tuple[int, list[dict[str, Any]]]]:
+    """The rows of each structure of the block, in order: decided by the
+    engine structure by structure (each at one revision), then their
+    provenance read from the tables for the whole block, as plain rows (no
+    ORM objects: a block holds many thousands of subscriptions)."""
+    decided = {sid: _decided(rt.decider, sid, today) for sid in structure_ids}
+    conn = session.connection()  # Core rows: the ORM's row handling is not needed
+    held = [sid for sid in structure_ids if decided[sid]]
+    designations: dict[int, str] = {}
+    subscriptions: dict[int, tuple[str, int | None]] = {}
+    # The first validated attachment in force of each member (the role
+    # default's since and granted by).
+    first: dict[tuple[int, int], tuple[str, int | None]] = {}
+    if held:
+        designations.update(
+            conn.execute(
+                select(Structure.id, Structure.designation).where(Structure.id.in_(held))
+            ).all()
         )
-    }
-    attachments: dict[int, list[Attachment]] = defaultdict(list)
-    for att in session.scalars(
-        select(Attachment)
-        .where(Attachment.structure_id == structure_id, Attachment.status == "validated")
-        .order_by(Attachment.valid_from)
-    ):
-        if in_force(att, today):
-            attachments[att.user_id].append(att)
-    people = {user_id for user_id, *_ in decided}
-    people |= {s.granted_by_id for s in subscriptions.values() if s.granted_by_id}
-    people |= {a.created_by_id for rows in attachments.values() for a in rows if a.created_by_id}
-    emails = dict(
-        session.execute(select(User.id, User.login_email).where(User.id.in_(people))).all()
-    )
-    rows = []
-    for user_id, role, service, space, level, rule in decided:
-        head = rule.split(" ", 1)[0]
-        if head.startswith("subscription:"):
-            sub = subscriptions[int(head.split(":", 1)[1])]
-            since: object = sub.created_at.isoformat()
-            granted_by, source = emails.get(sub.granted_by_id or 0, ""), head
-        else:
-            first = attachments[user_id][0] if attachments[user_id] else None
-            since = first.valid_from.isoformat() if first else ""
-            granted_by = emails.get(first.created_by_id or 0, "") if first else ""
-            source = "role-default"
-        rows.append(
-            {
-                "user_id": user_id,
-                "login_email": emails.get(user_id, ""),
-                "role": role or "",
-                "structure_id": structure_id,
-                "designation": designation,
-                "service": service or "",
-                "space": space,
-                "level": level,
-                "since": since,
-                "granted_by": granted_by,
-                "source": source,
-            }
+        for sub_id, created_at, granted_by_id in conn.execute(
+            select(Subscription.id, Subscription.created_at, Subscription.granted_by_id).where(
+                Subscription.structure_id.in_(held)
+            )
+        ).all():
+            subscriptions[sub_id] = (created_at.isoformat(), granted_by_id)
+        for att in conn.execute(
+            select(
+                Attachment.structure_id,
+                Attachment.user_id,
+                Attachment.valid_from,
+                Attachment.valid_until,
+                Attachment.created_by_id,
+            )
+            .where(Attachment.structure_id.in_(held), Attachment.status == "validated")
+            .order_by(Attachment.valid_from)
+        ).all():
+            key = (att.structure_id, att.user_id)
+            if key not in first and in_force(att, today):
+                first[key] = (att.valid_from.isoformat(), att.created_by_id)
+    people = {user_id for sid in held for user_id, *_ in decided[sid]}
+    people |= {by for _, by in subscriptions.values() if by}
+    people |= {by for _, by in first.values() if by}
+    wanted = sorted(people)
+    emails: dict[int, str] = {}
+    for n in range(0, len(wanted), IN_LIST):
+        chunk = wanted[n : n + IN_LIST]
+        emails.update(
+            conn.execute(select(User.id, User.login_email).where(User.id.in_(chunk))).all()
         )
-    return rows
+    # A subscription or attachment gone since the engine's revision: no provenance.
+    unknown = ("", None)
+    for structure_id in structure_ids:
+        rows = []
+        designation = designations.get(structure_id, "")
+        for user_id, role, service, space, level, rule in decided[structure_id]:
+            head = rule.split(" ", 1)[0]
+            if head.startswith("subscription:"):
+                since, by = subscriptions.get(int(head[13:]), unknown)
+                source = head
+            else:
+                since, by = first.get((structure_id, user_id), unknown)
+                source = "role-default"
+            rows.append(
+                {
+                    "user_id": user_id,
+                    "login_email": emails.get(user_id, ""),
+                    "role": role or "",
+                    "structure_id": structure_id,
+                    "designation": designation,
+                    "service": service or "",
+                    "space": space,
+                    "level": level,
+                    "since": since,
+                    "granted_by": emails.get(by or 0, ""),
+                    "source": source,
+                }
+            )
+        yield structure_id, rows
 
 
 def effective_rights(
@@ -152,34 +180,47 @@ def effective_rights(
     """One row per right actually held now (columns RIGHTS_COLUMNS), structure by
     structure: the level is "modify" when the engine allows modify, "consult"
     when it allows only consult. `progress(1)` is called after each structure.
-    Each structure is read in its own short session, so a slow reader of a
-    streamed export holds no transaction open.
+    Each block of structures (BLOCK) is read in its own short session, so a
+    slow reader of a streamed export holds no transaction open.
 
     Raises NotFound (unknown structure_id).
     """
     today = roles.today()
     with sessions() as session:
         scope = export_scope(session, structure_id)
-    for sid in scope:
+    for n in range(0, len(scope), BLOCK):
         with sessions() as session:
-            rows = list(_structure_rights(session, rt, sid, today))
-        yield from rows
-        if progress is not None:
-            progress(1)
+            block = list(_block_rights(session, rt, scope[n : n + BLOCK], today))
+        for _sid, rows in block:
+            yield from rows
+            if progress is not None:
+                progress(1)
 
 
-def rights_csv(rows: Iterable[dict]) -> Iterator[str]:
-    """CSV text chunks, header first; cells a spreadsheet would run as formulas
-    are neutralised."""
+def rights_csv(rows: Iterable[dict], chunk: int = 1 << 16) -> Iterator[str]:
+    """CSV text chunks of about `chunk` characters, header first; cells a
+    spreadsheet would run as formulas are neutralised (each distinct value
+    once: most repeat, row after row)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow([neutralize(c) for c in RIGHTS_COLUMNS])
+    safe: dict[object, str] = {}
 
-    def line(cells: Iterable[object]) -> str:
-        buffer = io.StringIO()
-        csv.writer(buffer).writerow([neutralize(cell) for cell in cells])
-        return buffer.getvalue()
+    def cell(value: object) -> str:
+        found = safe.get(value)
+        if found is None:
+            if len(safe) > 100_000:
+                safe.clear()
+            found = safe[value] = neutralize(value)
+        return found
 
-    yield line(RIGHTS_COLUMNS)
     for row in rows:
-        yield line(row[c] for c in RIGHTS_COLUMNS)
+        writer.writerow([cell(row[c]) for c in RIGHTS_COLUMNS])
+        if buffer.tell() >= chunk:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue()
 
 
 def casbin_policy_csv(rt: Runtime) -> str:

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import datetime as dt
 import tempfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
@@ -42,7 +42,7 @@ from models import Attachment, Service, Structure, Subscription, User
 
 from .. import db, roles
 from ..config import load_settings
-from ..engine.decisions import Decider, Decision, Question, gather
+from ..engine.decisions import Decider, Decision, Question, Right, gather
 from ..engine.policy import SPACE_ACTIONS, PolicyEngine, load_policies, management_rules
 from ..runtime import Runtime, build_runtime, close_runtime, sync_catalogue
 from .fixtures import EXPECTATIONS, ROW_FIELDS, WorldError, WorldIds, load_world, question
@@ -524,41 +524,98 @@ def _alongside(policy_dir: str | Path, other: Decider) -> Decider:
     return decider
 
 
-def _diff(
+def _changes(
     old: Decider,
     new: Decider,
-    pairs: Sequence[tuple[int, int]],
+    members: Iterable[tuple[int, int, set[str], set[str], list[Right], list[Right]]],
     users: Mapping[int, str],
     structures: Mapping[int, str],
 ) -> list[Change]:
-    today = roles.today()
+    """Every decision that differs, pair by pair, from each side's answers
+    on the pair (user, structure, management actions allowed before and
+    after, rights before and after): management actions first (sorted), then
+    per scope, space (sorted) and action (SPACE_ACTIONS) - the order of
+    asking every question in turn, which this does not do: each side
+    enumerates what it allows (Decider.member_rights / rights) and the two
+    are compared."""
     spaces = sorted({s.code for d in (old, new) for s in d.policy.policies.spaces})
     actions = sorted({*old.policy.policies.actions, *new.policy.policies.actions})
+    space_rank = {code: n for n, code in enumerate(spaces)}
+    action_rank = {action: n for n, action in enumerate(SPACE_ACTIONS)}
     changes: list[Change] = []
-    for user_id, structure_id in pairs:
-        questions = [Question(user_id, structure_id, None, a) for a in actions]
-        questions += [
-            Question(user_id, structure_id, space, a, service)
-            for service in old.scopes(structure_id)
-            for space in spaces
-            for a in SPACE_ACTIONS
-        ]
-        for q in questions:
-            before = old.decide(q, today=today).allowed
-            after = new.decide(q, today=today).allowed
-            if before != after:
-                changes.append(
-                    Change(
-                        users[user_id],
-                        structures[structure_id],
-                        q.service,
-                        q.space,
-                        q.action,
-                        before,
-                        after,
-                    )
+    for user_id, structure_id, managed, now, rights_before, rights_after in members:
+        changes.extend(
+            Change(
+                users[user_id],
+                structures[structure_id],
+                None,
+                None,
+                action,
+                action in managed,
+                action in now,
+            )
+            for action in actions
+            if (action in managed) != (action in now)
+        )
+        before = {right[:3] for right in rights_before}
+        after = {right[:3] for right in rights_after}
+        if before == after:
+            continue
+        scope_rank = {service: n for n, service in enumerate(old.scopes(structure_id))}
+        for service, space, action in sorted(
+            before ^ after,
+            key=lambda r: (scope_rank[r[0]], space_rank[r[1]], action_rank[r[2]]),
+        ):
+            changes.append(
+                Change(
+                    users[user_id],
+                    structures[structure_id],
+                    service,
+                    space,
+                    action,
+                    (service, space, action) in before,
+                    (service, space, action) in after,
                 )
+            )
     return changes
+
+
+def _pairs(
+    old: Decider, new: Decider, pairs: Iterable[tuple[int, int]]
+) -> Iterator[tuple[int, int, set[str], set[str], list[Right], list[Right]]]:
+    """Each side's answers on each (user, structure) pair."""
+    today = roles.today()
+    for user_id, structure_id in pairs:
+        yield (
+            user_id,
+            structure_id,
+            old.management_rights(user_id, structure_id, today),
+            new.management_rights(user_id, structure_id, today),
+            old.rights(user_id, structure_id, today),
+            new.rights(user_id, structure_id, today),
+        )
+
+
+def _members(
+    old: Decider, new: Decider, structure_ids: Iterable[int]
+) -> Iterator[tuple[int, int, set[str], set[str], list[Right], list[Right]]]:
+    """Each side's answers on every member of each structure."""
+    today = roles.today()
+    for structure_id in structure_ids:
+        for (user_id, role, before), (_, role_after, after) in zip(
+            old.member_rights(structure_id, today),
+            new.member_rights(structure_id, today),
+            strict=True,
+        ):
+            known = user_id in old.index.users  # the index is shared: the same on both sides
+            yield (
+                user_id,
+                structure_id,
+                old.management_allowed(structure_id, role) if known else set(),
+                new.management_allowed(structure_id, role_after) if known else set(),
+                before,
+                after,
+            )
 
 
 def diff_world(old_dir: str | Path, new_dir: str | Path, world: Mapping[str, Any]) -> list[Change]:
@@ -567,10 +624,10 @@ def diff_world(old_dir: str | Path, new_dir: str | Path, world: Mapping[str, Any
     with world_runtime(world, old_dir) as (rt, ids):
         new = _alongside(new_dir, rt.decider)
         pairs = [(u, s) for u in ids.users.values() for s in ids.structures.values()]
-        return _diff(
+        return _changes(
             rt.decider,
             new,
-            pairs,
+            _pairs(rt.decider, new, pairs),
             {v: k for k, v in ids.users.items()},
             {v: k for k, v in ids.structures.items()},
         )
@@ -591,5 +648,5 @@ def diff_database(old_dir: str | Path, new_dir: str | Path, engine: Engine) -> l
             row.id: row.identifier_value
             for row in session.execute(select(Structure.id, Structure.identifier_value))
         }
-    pairs = [(u, s) for s in sorted(old.index.structures) for u in old.members_of(s)]
-    return _diff(old, new, pairs, users, structures)
+    members = _members(old, new, sorted(old.index.structures))
+    return _changes(old, new, members, users, structures)

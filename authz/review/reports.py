@@ -7,13 +7,14 @@ it as JSON-ready data; the HTML page is the api's (api/review_html.py).
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, TypeVarTuple
 
 from sqlalchemy import Select, or_, select
-from sqlalchemy.orm import QueryableAttribute, Session
+from sqlalchemy.orm import QueryableAttribute, Session, aliased
 
 from models import (
     Attachment,
@@ -27,7 +28,7 @@ from models import (
 )
 
 from .. import roles
-from ..engine.decisions import Decider, Question
+from ..engine.decisions import Decider
 from ..roles import in_force_condition
 from ..runtime import Runtime
 from ..workflows.lifecycle import orphan_structure_ids
@@ -170,6 +171,7 @@ class _World:
             stmt = stmt.where(Structure.id == structure_id)
         self.structures = {s.id: s for s in session.scalars(stmt)}
         self._users: dict[int, User] = {}
+        self._names: dict[int, str] | None = None
         self._history_index: tuple[_ByKey, _ByKey, list[_Entry]] | None = None
 
     def scoped(self, stmt: Select[*Ts], column: QueryableAttribute[int | None]) -> Select[*Ts]:
@@ -183,6 +185,19 @@ class _World:
     def name(self, user_id: int | None) -> str:
         if user_id is None:
             return ""
+        if self.structure_id is None:
+            # A report of every structure names thousands of people: every
+            # name is read at once, as plain rows.
+            if self._names is None:
+                self._names = {
+                    uid: f"{first} {last} <{email}>"
+                    for uid, first, last, email in self.session.connection().execute(
+                        select(User.id, User.first_name, User.last_name, User.login_email)
+                    )
+                }
+            found = self._names.get(user_id)
+            if found is not None:
+                return found
         u = self.user(user_id)
         return f"{u.first_name} {u.last_name} <{u.login_email}>"
 
@@ -370,15 +385,10 @@ def _secrets(w: _World, now: dt.datetime) -> Iterator[Finding]:
 
 def _modifies(decider: Decider, user_id: int, structure_id: int, today: dt.date) -> bool:
     """Whether the user may modify a space other than the personal ones, on any
-    scope of the structure: one `modify` question per scope and space, the
-    first allowed ends it (Decider.grants would also ask consult and create)."""
-    spaces = [s.code for s in decider.policy.policies.spaces if s.code not in PERSONAL_SPACES]
+    scope of the structure (Decider.rights: what decide() allows)."""
     return any(
-        decider.decide(
-            Question(user_id, structure_id, space, "modify", service), today=today
-        ).allowed
-        for service in decider.scopes(structure_id)
-        for space in spaces
+        action == "modify" and space not in PERSONAL_SPACES
+        for _service, space, action, _rule in decider.rights(user_id, structure_id, today)
     )
 
 
@@ -485,32 +495,47 @@ def _inactive_attached(w: _World) -> Iterator[Finding]:
 
 
 def _dormant_subscriptions(w: _World) -> Iterator[Finding]:
-    opened: dict[int, set[tuple[str, int | None]]] = defaultdict(set)
-    for sid, space, svc in w.session.execute(
-        w.scoped(
-            select(OpenedSpace.structure_id, OpenedSpace.space_code, OpenedSpace.service_id),
-            OpenedSpace.structure_id,
+    """Validated subscriptions on a space opened nowhere they apply: on none
+    of the structure's scopes (a subscription to every service), or neither
+    on the whole structure nor on its service. Found by the database (a
+    service holds a million subscriptions), read as plain rows."""
+    opened = aliased(OpenedSpace)
+    alive = (
+        select(opened.id)
+        .where(
+            opened.structure_id == Subscription.structure_id,
+            opened.space_code == Subscription.space_code,
+            or_(
+                Subscription.service_id.is_(None),
+                opened.service_id.is_(None),
+                opened.service_id == Subscription.service_id,
+            ),
         )
-    ):
-        opened[sid].add((space, svc))
+        .exists()
+    )
     stmt = w.scoped(
-        select(Subscription)
-        .where(Subscription.status == "validated")
+        select(
+            Subscription.id,
+            Subscription.structure_id,
+            Subscription.service_id,
+            Subscription.user_id,
+            Subscription.space_code,
+            Subscription.level,
+        )
+        .where(Subscription.status == "validated", ~alive)
         .order_by(Subscription.structure_id, Subscription.id),
         Subscription.structure_id,
     )
-    for sub in w.session.scalars(stmt):
-        here = opened[sub.structure_id]
-        if sub.service_id is None:
-            alive = any(space == sub.space_code for space, _ in here)
-        else:
-            alive = bool({(sub.space_code, None), (sub.space_code, sub.service_id)} & here)
-        if alive:
-            continue
-        history = set(
+    closings: dict[int, set[int]] = {}  # structure -> its "spaces.updated" entries
+    for sub in w.session.connection().execute(stmt).all():
+        closed = closings.get(sub.structure_id)
+        if closed is None:
+            closed = closings[sub.structure_id] = set(
+                w.history_of(None, sub.structure_id, {"spaces.updated"})
+            )
+        history = closed | set(
             w.history_of(sub.user_id, sub.structure_id, {"subscription_request.validated"})
         )
-        history |= set(w.history_of(None, sub.structure_id, {"spaces.updated"}))
         scope = "all services" if sub.service_id is None else f"service {sub.service_id}"
         yield _finding(
             w,
@@ -602,7 +627,33 @@ def report_json(report: Report) -> dict[str, Any]:
             "pending_days": PENDING_DAYS,
         },
         "counts": counts,
-        "findings": [asdict(f) for f in report.findings],
+        "findings": [_plain(f) for f in report.findings],
         "changes": [asdict(c) for c in report.changes],
-        "history": {str(k): asdict(v) for k, v in sorted(report.history.items())},
+        "history": {str(k): _plain(v) for k, v in sorted(report.history.items())},
     }
+
+
+def _plain(item: Finding | HistoryRef) -> dict[str, Any]:
+    """dataclasses.asdict of a flat dataclass (its lists shared, not copied):
+    a report of every structure holds hundreds of thousands of findings, and
+    asdict copies deeply."""
+    return {f.name: getattr(item, f.name) for f in fields(item)}
+
+
+def report_json_text(data: dict[str, Any]) -> str:
+    """The report's JSON as the CLI writes it: each top-level key on its own
+    line, and each finding, change and history entry on one line of its own
+    (readable, greppable, and written by json's C encoder: an indented dump
+    of hundreds of thousands of findings takes seconds)."""
+    parts = []
+    for key, value in data.items():
+        name = json.dumps(key)
+        if isinstance(value, list) and value:
+            items = ",\n".join(f"    {json.dumps(item)}" for item in value)
+            parts.append(f"  {name}: [\n{items}\n  ]")
+        elif isinstance(value, dict) and value:
+            items = ",\n".join(f"    {json.dumps(k)}: {json.dumps(v)}" for k, v in value.items())
+            parts.append(f"  {name}: {{\n{items}\n  }}")
+        else:
+            parts.append(f"  {name}: {json.dumps(value)}")
+    return "{\n" + ",\n".join(parts) + "\n}\n"
