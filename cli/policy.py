@@ -107,7 +107,9 @@ def diff(old_dir: Path, new_dir: Path, fixture: Path | None) -> None:
         changes = policytest.diff_world(old_dir, new_dir, world)
     else:
         with runtime() as rt:
-            changes = policytest.diff_database(old_dir, new_dir, rt.decider.db_engine)
+            changes = policytest.diff_database(
+                old_dir, new_dir, rt.decider.db_engine, rt.decider.snapshots
+            )
     for change in changes:
         click.echo(str(change))
     click.echo(f"{len(changes)} decision(s) change.", err=True)

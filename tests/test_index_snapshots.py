@@ -17,6 +17,7 @@ import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import delete, update
 
+from authz import roles
 from authz.engine import decisions as decisions_module
 from authz.engine import snapshots as snapshots_module
 from authz.engine.decisions import Decider, Question
@@ -467,9 +468,21 @@ def test_a_first_start_on_a_machine_answers_at_once_while_the_snapshot_is_built(
                 )
             assert decider.knows_user(world["eve"]) and not decider.knows_user(10**6)
             assert decider.knows_structure(world["acme"]) and not decider.knows_structure(10**6)
+            today = roles.today()
+            for name in ("acme", "globex"):
+                with reference.decider.reading():
+                    expected = list(reference.decider.member_rights(world[name], today))
+                assert list(decider.member_rights(world[name], today)) == expected
             assert decider.answering_key_by_key
+            # An enumeration of the whole service waits for the index instead.
+            waited = threading.Thread(target=decider.ready_for_enumeration)
+            waited.start()
+            waited.join(0.2)
+            assert waited.is_alive(), "waits while the snapshot is being built"
         finally:
             release.set()
+        waited.join(30)
+        assert not waited.is_alive()
         assert decider.wait_rebuilt()
         assert not decider.answering_key_by_key
         assert REGISTRY.get_sample_value("authz_index_from_database") == 0

@@ -310,6 +310,10 @@ def subscription_rule(packed: Any, level: str, space: str | None, service: str |
     return f"subscription:{packed >> 2} {level} {space} ({scope})"
 
 
+# Seconds an enumeration of the whole service waits for a background index
+# build (Decider.ready_for_enumeration).
+ENUMERATION_WAIT = 300.0
+
 # A right the engine allows: (service code or None, space, action, rule).
 Right = tuple["str | None", str, str, str]
 # A structure as Decider.member_rights walks it: its id, its entry, and per
@@ -317,8 +321,8 @@ Right = tuple["str | None", str, str, str]
 _Scope = tuple["str | None", "int | None", str, int]
 _Plan = tuple[int, StructureEntry, list[_Scope]]
 # The policy's answers on a scope's unsubscribed spaces: (space, action, rule)
-# in order, and per space the (action, rule) pairs.
-_Group = tuple[tuple[tuple[str, str, str], ...], tuple[tuple[tuple[str, str], ...], ...]]
+# in order, where each space's entries start, and the group's number.
+_Group = tuple[tuple[tuple[str, str, str], ...], tuple[int, ...], int]
 
 # --- the decider ----------------------------------------------------------------
 
@@ -368,6 +372,7 @@ class Decider:
         self._scope_keys: dict[tuple[Any, ...], int] = {}
         self._plans: dict[int, _Plan] = {}
         self._space_codes = [space.code for space in engine.policies.spaces]
+        self._space_number = {code: n for n, code in enumerate(self._space_codes)}
         self._spaces = {space.code: space for space in engine.policies.spaces}
         # Denials and management answers are immutable: one object per revision.
         self._shared: dict[object, Decision] = {}
@@ -509,6 +514,7 @@ class Decider:
         self._scope_keys = {}
         self._plans = {}
         self._space_codes = [space.code for space in engine.policies.spaces]
+        self._space_number = {code: n for n, code in enumerate(self._space_codes)}
         self._spaces = {space.code: space for space in engine.policies.spaces}
         self._shared = {}
         self._shared_revision = -1
@@ -996,6 +1002,17 @@ class Decider:
             thread.join(timeout)
         return self._rebuilding is None
 
+    def ready_for_enumeration(self, timeout: float = ENUMERATION_WAIT) -> None:
+        """Before enumerating the whole service (the review tools): if the
+        index is being built in the background while questions are answered
+        key by key from the database (the first start on a machine, a full
+        reload), wait for it - reading a million memberships key by key takes
+        far longer than the build. Past `timeout` the enumeration goes on key
+        by key: slower, never wrong."""
+        if self._untrusted and not self.wait_rebuilt(timeout):
+            log.warning("index still being built after %.0f s: enumerating key by key", timeout)
+        self.ensure_fresh()
+
     def _fault_in(self, q: Question) -> None:
         self._fault_in_keys(q.user_id, q.structure_id)
 
@@ -1261,14 +1278,19 @@ class Decider:
         manages = None
         if status == "active":
             manages = strongest(a.role for a in membership.attachments if in_force(a, today))
-        # Spaces subscribed to on every service, and on each service.
-        on_all: set[str] = set()
-        on_one: dict[int, set[str]] = {}
-        for code, on in subscriptions:
+        # The policy's spaces (by number) subscribed to on every service, and
+        # on each service: number -> packed subscription.
+        number = self._space_number
+        on_all: dict[int, int] = {}
+        on_one: dict[int, dict[int, int]] = {}
+        for (code, on), packed in subscriptions.items():
+            n = number.get(code)
+            if n is None:
+                continue  # a space the policy no longer has: nothing to decide
             if on is None:
-                on_all.add(code)
+                on_all[n] = packed
             else:
-                on_one.setdefault(on, set()).add(code)
+                on_one.setdefault(on, {})[n] = packed
         codes = self._space_codes
         out: list[Right] = []
         for service, service_id, service_status, scope_key in scopes:
@@ -1281,21 +1303,22 @@ class Decider:
                 group = self._rights_memo[group_key] = self._group_rights(
                     status, structure, service_id, service_status, (whole, on_service, role)
                 )
-            flat, per_space = group
-            subscribed = on_all | on_one[service_id] if service_id in on_one else on_all
-            if not subscribed:
+            flat, starts, gid = group
+            on_service_subs = on_one.get(service_id) if service_id is not None else None
+            if not on_all and not on_service_subs:
                 out += [(service, code, action, rule) for code, action, rule in flat]
                 continue
-            for n, held in enumerate(per_space):
+            subscribed = sorted({*on_all, *on_service_subs} if on_service_subs else on_all)
+            done = 0  # flat's entries emitted so far
+            for n in subscribed:
+                if starts[n] > done:
+                    out += [(service, c, a, r) for c, a, r in flat[done : starts[n]]]
+                done = starts[n + 1]
                 code = codes[n]
-                if code not in subscribed:
-                    if held:
-                        out += [(service, code, action, rule) for action, rule in held]
-                    continue
-                all_sub = subscriptions.get((code, None))
-                svc_sub = None if service_id is None else subscriptions.get((code, service_id))
+                all_sub = on_all.get(n)
+                svc_sub = on_service_subs.get(n) if on_service_subs else None
                 space_key = (
-                    group_key,
+                    gid,
                     n,
                     -1 if all_sub is None else all_sub & 3,
                     -1 if svc_sub is None else svc_sub & 3,
@@ -1314,6 +1337,8 @@ class Decider:
                     else:
                         rule = subscription_rule(svc_sub, level, code, service)
                     out.append((service, code, action, rule))
+            if done < len(flat):
+                out += [(service, c, a, r) for c, a, r in flat[done:]]
         return manages, out
 
     def _space_rights(
@@ -1348,8 +1373,9 @@ class Decider:
         attached: tuple[bool, bool, str | None],
     ) -> _Group:
         """What the policy allows on a scope's spaces where the user holds no
-        subscription (see member_rights): (space, action, rule) in order, and
-        the (action, rule) pairs of each space."""
+        subscription (see member_rights): (space, action, rule) in order,
+        where each space's entries start in it (n -> start, one past the last
+        at the end), and a number naming the group (for _space_memo)."""
         facts: MembershipFacts = (*attached, None, None, None, False)
         per_space = []
         for space in self.policy.policies.spaces:
@@ -1365,7 +1391,10 @@ class Decider:
             for space, held in zip(self.policy.policies.spaces, per_space, strict=True)
             for action, rule in held
         )
-        return flat, tuple(per_space)
+        starts = [0]
+        for pairs in per_space:
+            starts.append(starts[-1] + len(pairs))
+        return flat, tuple(starts), len(self._rights_memo)
 
     def management_rights(self, user_id: int, structure_id: int, today: dt.date) -> set[str]:
         """The management actions decide() allows the user on the structure

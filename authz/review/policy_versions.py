@@ -168,7 +168,9 @@ def apply_files(
                 if current_files is not None
                 else Path(rt.settings.policy_dir)
             )
-            changes = policytest.diff_database(old_dir, new_dir, rt.decider.db_engine)
+            changes = policytest.diff_database(
+                old_dir, new_dir, rt.decider.db_engine, rt.decider.snapshots
+            )
     with rt.sessions.begin() as session:
         # One version at a time (the lock of schema changes and catalogue syncs).
         db.lock_schema(session.connection())

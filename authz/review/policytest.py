@@ -44,6 +44,7 @@ from .. import db, roles
 from ..config import load_settings
 from ..engine.decisions import Decider, Decision, Question, Right, gather
 from ..engine.policy import SPACE_ACTIONS, PolicyEngine, load_policies, management_rules
+from ..engine.snapshots import SnapshotStore
 from ..runtime import Runtime, build_runtime, close_runtime, sync_catalogue
 from .fixtures import EXPECTATIONS, ROW_FIELDS, WorldError, WorldIds, load_world, question
 
@@ -510,8 +511,10 @@ class Change:
         return f"{self.user} on {scope}: {what}: {verdict[self.old]} -> {verdict[self.new]}"
 
 
-def _decider(policy_dir: str | Path, engine: Engine) -> Decider:
-    decider = Decider(PolicyEngine(load_policies(policy_dir)), engine)
+def _decider(
+    policy_dir: str | Path, engine: Engine, snapshots: SnapshotStore | None = None
+) -> Decider:
+    decider = Decider(PolicyEngine(load_policies(policy_dir)), engine, snapshots=snapshots)
     decider.load()
     return decider
 
@@ -633,12 +636,19 @@ def diff_world(old_dir: str | Path, new_dir: str | Path, world: Mapping[str, Any
         )
 
 
-def diff_database(old_dir: str | Path, new_dir: str | Path, engine: Engine) -> list[Change]:
+def diff_database(
+    old_dir: str | Path,
+    new_dir: str | Path,
+    engine: Engine,
+    snapshots: SnapshotStore | None = None,
+) -> list[Change]:
     """The same over a database: every user with an attachment or a
     subscription on a structure, asked about that structure (a user without
     any holds nothing there under the model). Users are named by login email,
-    structures by identifier value."""
-    old = _decider(old_dir, engine)
+    structures by identifier value. `snapshots`: the machine's index
+    snapshots (the service's: rt.decider.snapshots), mapped instead of
+    loading the tables (None: loaded into dicts)."""
+    old = _decider(old_dir, engine, snapshots)
     new = _alongside(new_dir, old)
     with Session(engine) as session:
         users = {

@@ -588,6 +588,8 @@ def build_report(
     now = now or utcnow()
     today = roles.today(now)
     export_scope(session, structure_id)
+    if structure_id is None:
+        rt.decider.ready_for_enumeration()
     w = _World(session, structure_id)
     findings = [
         *_orphans(w),
