@@ -90,11 +90,14 @@ class EffectiveRights(MethodView):
         # The stream reads in short sessions of its own: end this one now, so no
         # transaction stays open while the client reads.
         db().close()
-        rows = exports.effective_rights(runtime().read_sessions, runtime(), structure_id)
         if args["format"] == "json":
+            rows = exports.effective_rights(runtime().read_sessions, runtime(), structure_id)
             return {"items": list(rows)}
+        cells = exports.rights_rows(
+            runtime().read_sessions, runtime(), structure_id, csv_cells=True
+        )
         return Response(
-            exports.rights_csv(rows),
+            exports.rights_csv(cells),
             mimetype="text/csv",
             headers={"Content-Disposition": 'attachment; filename="effective-rights.csv"'},
         )

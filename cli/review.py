@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +12,7 @@ import click
 
 from api.review_html import render_html
 from authz.review import exports, reports
+from authz.runtime import Runtime
 
 from .common import OUTPUT_OPTION, runtime, write
 
@@ -47,11 +48,21 @@ def export_group() -> None:
     """Exports for the security team."""
 
 
-def _rights_chunks(rows: Iterator[dict], fmt: str) -> Iterator[str]:
+def _rights_chunks(
+    rt: Runtime,
+    structure_id: int | None,
+    fmt: str,
+    progress: Callable[[int], None] | None = None,
+) -> Iterator[str]:
     if fmt == "csv":
-        yield from exports.rights_csv(rows)
+        yield from exports.rights_csv(
+            exports.rights_rows(
+                rt.read_sessions, rt, structure_id, progress=progress, csv_cells=True
+            )
+        )
         return
     yield "["
+    rows = exports.effective_rights(rt.read_sessions, rt, structure_id, progress=progress)
     for n, row in enumerate(rows):
         yield ("," if n else "") + "\n" + json.dumps(row)
     yield "\n]\n"
@@ -72,9 +83,7 @@ def export_rights(structure_id: int | None, fmt: str, output: Path | None) -> No
     space: role, level, since, granted by, source (subscription or role default)."""
     with runtime() as rt, rt.sessions() as session:
         if output is None:
-            for chunk in _rights_chunks(
-                exports.effective_rights(rt.read_sessions, rt, structure_id), fmt
-            ):
+            for chunk in _rights_chunks(rt, structure_id, fmt):
                 click.echo(chunk, nl=False)
             return
         scope = exports.export_scope(session, structure_id)
@@ -82,8 +91,7 @@ def export_rights(structure_id: int | None, fmt: str, output: Path | None) -> No
             output.open("w", encoding="utf-8", newline="") as out,
             click.progressbar(length=len(scope), label="Exporting", file=sys.stderr) as bar,
         ):
-            rows = exports.effective_rights(rt.read_sessions, rt, structure_id, progress=bar.update)
-            for chunk in _rights_chunks(rows, fmt):
+            for chunk in _rights_chunks(rt, structure_id, fmt, bar.update):
                 out.write(chunk)
     click.echo(f"Written to {output}.", err=True)
 

@@ -18,7 +18,8 @@ from authz import roles
 from authz.review import exports
 from authz.workflows import operators
 from authz.workflows.records import bump_revision
-from models import HistoryEntry, TechnicalCredential, User, utcnow
+from authz.workflows.users import neutralize
+from models import HistoryEntry, Structure, TechnicalCredential, User, utcnow
 from tests.support.api import PASSWORD, Api, attach_directly, create_structure, make_reviewer
 from tests.support.cli import authz
 from tests.support.rows import subscribe
@@ -278,6 +279,23 @@ def test_the_rights_csv_has_a_header_and_one_line_per_right(clean):
     assert "attachment" in r.headers["Content-Disposition"]
     lines = list(csv.reader(io.StringIO(r.get_data(as_text=True))))
     assert tuple(lines[0]) == exports.RIGHTS_COLUMNS and len(lines) - 1 == len(json_rows)
+
+
+def test_the_rights_csv_is_the_json_export_with_formulas_neutralised(rt, clean):
+    """Each CSV line is the JSON row, cell for cell, text that a spreadsheet
+    would run as a formula given a leading quote (a designation here)."""
+    with rt.sessions() as s:
+        s.execute(
+            update(Structure)
+            .where(Structure.id == clean.acme)
+            .values(designation='=HYPERLINK("http://x")')
+        )
+        s.commit()
+    json_rows = clean.api.get("/v1/reviews/rights", query_string={"format": "json"}).json["items"]
+    r = clean.api.get("/v1/reviews/rights")
+    lines = list(csv.reader(io.StringIO(r.get_data(as_text=True))))[1:]
+    assert lines == [[neutralize(row[c]) for c in exports.RIGHTS_COLUMNS] for row in json_rows]
+    assert {line[4] for line in lines} == {'\'=HYPERLINK("http://x")'}
 
 
 def test_the_rights_of_an_unknown_structure_are_404(clean):

@@ -89,12 +89,19 @@ IN_LIST = 5000
 
 
 def _block_rights(
-    session: Session, rt: Runtime, structure_ids: list[int], today: dt.date
-) -> Iterator[tuple[int, list[dict[str, Any]]]]:
-    """The rows of each structure of the block, in order: decided by the
-    engine structure by structure (each at one revision), then their
-    provenance read from the tables for the whole block, as plain rows (no
-    ORM objects: a block holds many thousands of subscriptions)."""
+    session: Session,
+    rt: Runtime,
+    structure_ids: list[int],
+    today: dt.date,
+    text: Callable[[str], str],
+) -> Iterator[tuple[int, list[tuple[Any, ...]]]]:
+    """The rows of each structure of the block (tuples in RIGHTS_COLUMNS
+    order), in order: decided by the engine structure by structure (each at
+    one revision), then their provenance read from the tables for the whole
+    block, as plain rows (no ORM objects: a block holds many thousands of
+    subscriptions). `text` is applied to every cell of text that comes from
+    the data or the policy files (emails, designations, service codes,
+    roles, spaces, levels), once per distinct value."""
     decided = {sid: _decided(rt.decider, sid, today) for sid in structure_ids}
     conn = session.connection()  # Core rows: the ORM's row handling is not needed
     held = [sid for sid in structure_ids if decided[sid]]
@@ -104,11 +111,10 @@ def _block_rights(
     # default's since and granted by).
     first: dict[tuple[int, int], tuple[str, int | None]] = {}
     if held:
-        designations.update(
-            conn.execute(
-                select(Structure.id, Structure.designation).where(Structure.id.in_(held))
-            ).all()
-        )
+        for sid, designation in conn.execute(
+            select(Structure.id, Structure.designation).where(Structure.id.in_(held))
+        ).all():
+            designations[sid] = text(designation)
         for sub_id, created_at, granted_by_id in conn.execute(
             select(Subscription.id, Subscription.created_at, Subscription.granted_by_id).where(
                 Subscription.structure_id.in_(held)
@@ -136,9 +142,11 @@ def _block_rights(
     emails: dict[int, str] = {}
     for n in range(0, len(wanted), IN_LIST):
         chunk = wanted[n : n + IN_LIST]
-        emails.update(
-            conn.execute(select(User.id, User.login_email).where(User.id.in_(chunk))).all()
-        )
+        for uid, email in conn.execute(
+            select(User.id, User.login_email).where(User.id.in_(chunk))
+        ).all():
+            emails[uid] = text(email)
+    words: dict[str | None, str] = {None: ""}  # roles, services, spaces, levels
     # A subscription or attachment gone since the engine's revision: no provenance.
     unknown = ("", None)
     for structure_id in structure_ids:
@@ -152,22 +160,65 @@ def _block_rights(
             else:
                 since, by = first.get((structure_id, user_id), unknown)
                 source = "role-default"
+            cells = []
+            for word in (role, service, space, level):
+                found = words.get(word)
+                if found is None:
+                    found = words[word] = text(word or "")
+                cells.append(found)
             rows.append(
-                {
-                    "user_id": user_id,
-                    "login_email": emails.get(user_id, ""),
-                    "role": role or "",
-                    "structure_id": structure_id,
-                    "designation": designation,
-                    "service": service or "",
-                    "space": space,
-                    "level": level,
-                    "since": since,
-                    "granted_by": emails.get(by or 0, ""),
-                    "source": source,
-                }
+                (
+                    user_id,
+                    emails.get(user_id, ""),
+                    cells[0],
+                    structure_id,
+                    designation,
+                    cells[1],
+                    cells[2],
+                    cells[3],
+                    since,
+                    emails.get(by or 0, ""),
+                    source,
+                )
             )
         yield structure_id, rows
+
+
+def rights_rows(
+    sessions: Callable[[], Session],
+    rt: Runtime,
+    structure_id: int | None = None,
+    *,
+    progress: Callable[[int], None] | None = None,
+    csv_cells: bool = False,
+) -> Iterator[tuple[Any, ...]]:
+    """One row per right actually held now (a tuple in RIGHTS_COLUMNS order),
+    structure by structure: the level is "modify" when the engine allows
+    modify, "consult" when it allows only consult. `progress(1)` is called
+    after each structure. Each block of structures (BLOCK) is read in its own
+    short session, so a slow reader of a streamed export holds no
+    transaction open. With `csv_cells`, text cells that a spreadsheet would
+    run as formulas are neutralised (see rights_csv).
+
+    Raises NotFound (unknown structure_id).
+    """
+    today = roles.today()
+    text: Callable[[str], str] = neutralize if csv_cells else _same
+    with sessions() as session:
+        scope = export_scope(session, structure_id)
+    if len(scope) > 1:
+        rt.decider.ready_for_enumeration()
+    for n in range(0, len(scope), BLOCK):
+        with sessions() as session:
+            block = list(_block_rights(session, rt, scope[n : n + BLOCK], today, text))
+        for _sid, rows in block:
+            yield from rows
+            if progress is not None:
+                progress(1)
+
+
+def _same(value: str) -> str:
+    return value
 
 
 def effective_rights(
@@ -177,49 +228,31 @@ def effective_rights(
     *,
     progress: Callable[[int], None] | None = None,
 ) -> Iterator[dict]:
-    """One row per right actually held now (columns RIGHTS_COLUMNS), structure by
-    structure: the level is "modify" when the engine allows modify, "consult"
-    when it allows only consult. `progress(1)` is called after each structure.
-    Each block of structures (BLOCK) is read in its own short session, so a
-    slow reader of a streamed export holds no transaction open.
-
-    Raises NotFound (unknown structure_id).
-    """
-    today = roles.today()
-    with sessions() as session:
-        scope = export_scope(session, structure_id)
-    for n in range(0, len(scope), BLOCK):
-        with sessions() as session:
-            block = list(_block_rights(session, rt, scope[n : n + BLOCK], today))
-        for _sid, rows in block:
-            yield from rows
-            if progress is not None:
-                progress(1)
+    """rights_rows as dicts (the JSON export). Raises NotFound."""
+    for row in rights_rows(sessions, rt, structure_id, progress=progress):
+        yield dict(zip(RIGHTS_COLUMNS, row, strict=True))
 
 
-def rights_csv(rows: Iterable[dict], chunk: int = 1 << 16) -> Iterator[str]:
-    """CSV text chunks of about `chunk` characters, header first; cells a
-    spreadsheet would run as formulas are neutralised (each distinct value
-    once: most repeat, row after row)."""
+def rights_csv(rows: Iterable[tuple[Any, ...]], chunk: int = 1 << 16) -> Iterator[str]:
+    """CSV text chunks of about `chunk` characters, header first, from rows
+    made with rights_rows(csv_cells=True): cells a spreadsheet would run as
+    formulas (text starting with = + - @ tab or carriage return) carry a
+    leading single quote. The other cells are numbers, ISO dates and the
+    service's own words (subscription:N, role-default)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow([neutralize(c) for c in RIGHTS_COLUMNS])
-    safe: dict[object, str] = {}
-
-    def cell(value: object) -> str:
-        found = safe.get(value)
-        if found is None:
-            if len(safe) > 100_000:
-                safe.clear()
-            found = safe[value] = neutralize(value)
-        return found
-
+    writer.writerow(RIGHTS_COLUMNS)
+    batch: list[tuple[Any, ...]] = []
     for row in rows:
-        writer.writerow([cell(row[c]) for c in RIGHTS_COLUMNS])
-        if buffer.tell() >= chunk:
-            yield buffer.getvalue()
-            buffer.seek(0)
-            buffer.truncate()
+        batch.append(row)
+        if len(batch) >= 512:
+            writer.writerows(batch)
+            batch.clear()
+            if buffer.tell() >= chunk:
+                yield buffer.getvalue()
+                buffer.seek(0)
+                buffer.truncate()
+    writer.writerows(batch)
     yield buffer.getvalue()
 
 
