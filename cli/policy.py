@@ -110,8 +110,8 @@ def diff(old_dir: Path, new_dir: Path, fixture: Path | None) -> None:
             changes = policytest.diff_database(
                 old_dir, new_dir, rt.decider.db_engine, rt.decider.snapshots
             )
-    for change in changes:
-        click.echo(str(change))
+    for n in range(0, len(changes), 10_000):  # echo checks the terminal per call
+        click.echo("\n".join(str(change) for change in changes[n : n + 10_000]))
     click.echo(f"{len(changes)} decision(s) change.", err=True)
 
 

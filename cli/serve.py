@@ -11,18 +11,19 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
-from flask import Flask
 from gunicorn.app.base import Application, BaseApplication
 
-from api import create_app, gunicorn_worker
 from authz import logs, metrics, tracing
 from authz.config import Settings
 from authz.errors import Invalid
 
 from .common import runtime
+
+if TYPE_CHECKING:
+    from flask import Flask
 
 # Method and path only: a query string may carry a token (activation links).
 ACCESS_LOG_FORMAT = (
@@ -104,6 +105,8 @@ class ServiceApplication(BaseApplication):
     # gunicorn's stubs type start_response without the exc_info argument that
     # PEP 3333 (and Flask) give it, so no WSGI application matches them.
     def load(self) -> Flask:  # type: ignore[override]
+        from api import create_app  # noqa: PLC0415 - the web stack only where it serves
+
         return create_app(self.settings)
 
 
@@ -129,6 +132,8 @@ def metrics_directory() -> Iterator[str]:
 def _worker_exited(directory: str, _server: Any, worker: Any) -> None:
     """gunicorn's child_exit: the worker's live gauges stop counting, and its
     slot in the shared connection counts is free (api/gunicorn_worker.py)."""
+    from api import gunicorn_worker  # noqa: PLC0415 - see ServiceApplication.load
+
     metrics.mark_dead(worker.pid, directory)
     gunicorn_worker.LOADS.release(worker)
 
@@ -136,6 +141,8 @@ def _worker_exited(directory: str, _server: Any, worker: Any) -> None:
 def _worker_forking(_server: Any, worker: Any) -> None:
     """gunicorn's pre_fork, in the master: the worker's slot in the shared
     connection counts (api/gunicorn_worker.py, Loads)."""
+    from api import gunicorn_worker  # noqa: PLC0415 - see ServiceApplication.load
+
     gunicorn_worker.LOADS.assign(worker)
 
 

@@ -639,7 +639,13 @@ def _plain(item: Finding | HistoryRef) -> dict[str, Any]:
     """dataclasses.asdict of a flat dataclass (its lists shared, not copied):
     a report of every structure holds hundreds of thousands of findings, and
     asdict copies deeply."""
-    return {f.name: getattr(item, f.name) for f in fields(item)}
+    names = _FIELD_NAMES.get(type(item))
+    if names is None:
+        names = _FIELD_NAMES[type(item)] = tuple(f.name for f in fields(item))
+    return {name: getattr(item, name) for name in names}
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
 
 
 def report_json_text(data: dict[str, Any]) -> str:
